@@ -1,0 +1,118 @@
+"""The whole chain on the real broker and database: a fix in over MQTT, an alert out on the parent's
+websocket and to the SMS stub (issue 2, point 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+import websockets
+
+from tests.helpers import GuardianSocket, Publisher, build_small_world, fix, wait_until
+
+DEADLINE_S = 2.0  # from the deciding fix's publish to the parent's websocket
+
+
+async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_url: str) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Minjun", "Seoyeon", "Doyun"])
+    await svc.reload_registry()
+    prefix = svc.settings.topic_prefix
+    ws_base = f"ws://127.0.0.1:{svc.settings.http_port}/ws?token="
+    walker, stray, risk = world.kids["Minjun"], world.kids["Seoyeon"], world.kids["Doyun"]
+    pub = Publisher(mqtt_url)
+    t0 = time.time() - 600  # fixes from the last ten minutes, 15 s apart
+
+    def topic(tag: str) -> str:
+        return f"{prefix}tracker/v1/tags/{tag}/position"
+
+    try:
+        async with (
+            GuardianSocket(ws_base + walker.token) as walker_ws,
+            GuardianSocket(ws_base + stray.token) as stray_ws,
+            GuardianSocket(ws_base + risk.token) as risk_ws,
+        ):
+            # A child walking its route, with GPS jitter inside the corridor: no alert.
+            for i in range(12):
+                pub.publish(topic(walker.tag), fix(-600 + i * 50, (-1) ** i * 12, t0 + i * 15, acc=15))
+
+            # A child who walks off: two fixes 150 m off the corridor, 15 s apart, decide; a third adds nothing.
+            for i in range(4):
+                pub.publish(topic(stray.tag), fix(-600 + i * 50, 0, t0 + i * 15))
+            pub.publish(topic(stray.tag), fix(-400, -150, t0 + 60))
+            deciding = pub.publish(topic(stray.tag), fix(-390, -160, t0 + 75))
+            _, off = await stray_ws.wait_for(lambda m: m["type"] == "alert", DEADLINE_S + 3)
+            off_latency = stray_ws.alerts()[0][0] - deciding
+            pub.publish(topic(stray.tag), fix(-380, -170, t0 + 90))
+
+            # A child who walks into the construction site beside the route: two fixes inside it decide.
+            # (Being there is also being off the route: that alert comes too, once.)
+            pub.publish(topic(risk.tag), fix(-300, 0, t0 + 60))
+            pub.publish(topic(risk.tag), fix(-300, 150, t0 + 75, acc=5))
+            deciding_zone = pub.publish(topic(risk.tag), fix(-305, 145, t0 + 90, acc=5))
+            zone_at, zone = await risk_ws.wait_for(lambda m: m.get("kind") == "danger_zone", DEADLINE_S + 3)
+            zone_latency = zone_at - deciding_zone
+
+            # A malformed payload is dead-lettered with its reason, and the service goes on.
+            pub.publish(topic(walker.tag), b'{"ts": 17000, "lat": oops')
+            pub.publish(topic(walker.tag), fix(0, 0, t0 + 200))
+
+            async def walker_done() -> bool:
+                n = await svc.pool.fetchval("SELECT count(*) FROM positions WHERE tag_id = $1", walker.tag)
+                return bool(n == 13)
+
+            await wait_until(walker_done, 10)
+            await asyncio.sleep(0.5)  # room for any wrong extra alert to show up
+
+            assert off["kind"] == "left_route" and off["severity"] == "warning" and off["state"] == "open"
+            assert off["child"]["id"] == stray.child_id
+            assert off_latency < DEADLINE_S, f"left-route alert took {off_latency:.3f} s"
+            assert zone["kind"] == "danger_zone" and zone["severity"] == "critical"
+            assert zone["zone"]["id"] == world.zone_id
+            assert zone_latency < DEADLINE_S, f"danger-zone alert took {zone_latency:.3f} s"
+            assert walker_ws.alerts() == []
+            assert len(stray_ws.alerts()) == 1
+            assert sorted(m["kind"] for _, m in risk_ws.alerts()) == ["danger_zone", "left_route"]
+    finally:
+        pub.close()
+
+    alerts = await svc.pool.fetch("SELECT child_id, kind, state, fix_count FROM alerts ORDER BY id")
+    assert sorted((a["child_id"], a["kind"], a["state"]) for a in alerts) == sorted(
+        [
+            (stray.child_id, "left_route", "open"),
+            (risk.child_id, "left_route", "open"),
+            (risk.child_id, "danger_zone", "open"),
+        ]
+    )
+
+    async def sms_recorded() -> list[object]:
+        return list(await svc.pool.fetch("SELECT phone, body FROM sms_messages ORDER BY id"))
+
+    sms = await wait_until(lambda: _at_least(3, sms_recorded), 5)
+    await asyncio.sleep(0.3)
+    sms = await sms_recorded()
+    assert sorted(s["phone"] for s in sms) == sorted([stray.phone, risk.phone, risk.phone])
+    assert any("left the route" in s["body"] for s in sms)
+    assert any("danger zone" in s["body"] for s in sms)
+
+    dead = await svc.pool.fetch("SELECT topic, reason, payload FROM dead_letters")
+    assert [(d["topic"], d["reason"]) for d in dead] == [
+        (f"{svc.settings.topic_prefix}tracker/v1/tags/{walker.tag}/position", "malformed_json")
+    ]
+    assert bytes(dead[0]["payload"]) == b'{"ts": 17000, "lat": oops'
+
+
+async def _at_least(n, query):  # type: ignore[no-untyped-def]
+    rows = await query()
+    return rows if len(rows) >= n else None
+
+
+async def test_websocket_refuses_without_a_valid_guardian_token(service) -> None:  # type: ignore[no-untyped-def]
+    base = f"ws://127.0.0.1:{service.settings.http_port}/ws"
+    for url in (base, base + "?token=nonsense"):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.connect(url):
+                pass
+        assert refused.value.response.status_code == 403

@@ -1,0 +1,229 @@
+"""The kernels agree with shapely (the oracle, run in the same projected metres).
+
+certain  = contains_xy(zone) and distance(zone.boundary) > acc
+possible = contains_xy(zone) or distance(zone.boundary) <= min(acc, R)
+nearest  = min over zones of distance(zone) (0 inside), when <= R; else inf
+route    = distance(route polyline)
+
+Points whose answer hinges on floating-point rounding (a boundary distance within 1e-7 m of 0 but not
+0, or within 1e-7 m of acc or of R) are left out of the exact comparison: there, which side of the line a point is on is a
+matter of the last bit, for shapely as much as for the kernels.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index
+from tracker.geofence.index import zone_polygons
+
+DATA = Path(__file__).resolve().parents[2] / "data" / "seoul"
+TOL = 1e-7  # metres: closer than this to a decision threshold is "on the line"
+SEOUL = LocalProjection(126.98, 37.56)
+
+
+def to_metres(geom: shapely.Geometry, proj: LocalProjection) -> shapely.Geometry:
+    return shapely.transform(geom, lambda c: np.column_stack(proj.to_xy(c[:, 0], c[:, 1])))
+
+
+def to_lonlat(geom: shapely.Geometry, proj: LocalProjection) -> shapely.Geometry:
+    return shapely.transform(geom, lambda c: np.column_stack(proj.to_lonlat(c[:, 0], c[:, 1])))
+
+
+def assert_agrees(
+    index: GeofenceIndex,
+    routes: Sequence[RouteSpec],
+    zones: Sequence[ZoneSpec],
+    lon: npt.NDArray[np.float64],
+    lat: npt.NDArray[np.float64],
+    acc: npt.NDArray[np.float64],
+    route_ids: npt.NDArray[np.int64],
+) -> int:
+    """Compare index.check with shapely; returns how many fixes were compared exactly."""
+    proj = index.projection
+    radius = index.search_radius_m
+    slots = index.route_slots(route_ids)
+    v = index.check(lon, lat, acc, slots)
+    x, y = proj.to_xy(lon, lat)
+    pts = shapely.points(x, y)
+    n = lon.size
+
+    # routes
+    route_geom = {r.route_id: to_metres(r.geometry, proj) for r in routes}
+    expected_route = np.full(n, np.nan)
+    expected_corridor = np.full(n, np.nan)
+    corridor = {r.route_id: r.corridor_m for r in routes}
+    for rid, geom in route_geom.items():
+        sel = route_ids == rid
+        expected_route[sel] = shapely.distance(geom, pts[sel])
+        expected_corridor[sel] = corridor[rid]
+    np.testing.assert_allclose(v.route_distance_m, expected_route, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(v.corridor_m, expected_corridor)
+
+    # zones, in slot (= ascending id) order
+    specs = sorted(zones, key=lambda z: z.zone_id)
+    ids = np.array([z.zone_id for z in specs], dtype=np.int64)
+    geoms = [to_metres(shapely.MultiPolygon(zone_polygons(z)), proj) for z in specs]
+    m = len(geoms)
+    inside = np.zeros((m, n), dtype=bool)
+    d = np.empty((m, n))
+    for j, g in enumerate(geoms):
+        shapely.prepare(g)
+        inside[j] = shapely.contains_xy(g, x, y)
+        d[j] = shapely.distance(g.boundary, pts)
+    acc_m = np.fmin(acc, radius)  # nan acc -> R
+    certain = inside & (d > acc)
+    possible = inside | (d <= acc_m)
+    dist = np.where(inside, 0.0, d)
+    nearest = np.where(dist <= radius, dist, np.inf).min(axis=0) if m else np.full(n, np.inf)
+    ambiguous = (
+        ((d > 0.0) & (d < TOL)) | (np.abs(d - acc) < TOL) | (np.abs(d - acc_m) < TOL) | (np.abs(d - radius) < TOL)
+    ).any(axis=0)
+    ok = ~ambiguous
+    got_certain = [set(v.certain(i)) for i in range(n)]
+    got_possible = [set(v.possible(i)) for i in range(n)]
+    for i in np.flatnonzero(ok):
+        assert got_certain[i] == set(ids[certain[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
+        assert got_possible[i] == set(ids[possible[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
+    np.testing.assert_allclose(v.nearest_zone_m[ok], nearest[ok], rtol=1e-9, atol=1e-9)
+    return int(ok.sum())
+
+
+# ------------------------------------------------------------------------------------------------
+# hypothesis: random star-shaped polygons with holes, multipolygons, multi-part routes
+
+
+def star(
+    rng: np.random.Generator, cx: float, cy: float, r_min: float, r_max: float, k: int
+) -> list[tuple[float, float]]:
+    """A simple polygon ring: k vertices at increasing angles around (cx, cy), radii in [r_min, r_max]."""
+    ang = (np.arange(k) + rng.uniform(0.05, 0.95, k)) * (2 * np.pi / k)
+    r = rng.uniform(r_min, r_max, ang.size)
+    xs, ys = cx + r * np.cos(ang), cy + r * np.sin(ang)
+    ring = list(zip(xs.tolist(), ys.tolist(), strict=True))
+    return [*ring, ring[0]]
+
+
+def random_polygon(rng: np.random.Generator, cx: float, cy: float, n_holes: int, k: int) -> shapely.Polygon:
+    r_out = float(rng.uniform(40.0, 400.0))
+    r_in = r_out * float(rng.uniform(0.3, 0.9))
+    shell = star(rng, cx, cy, r_in, r_out, k)
+    holes = []
+    for h in range(n_holes):  # holes on opposite sides of the centre, inside the shell's inner disc
+        hx = cx + (r_in / 2 if h == 0 else -r_in / 2)
+        holes.append(star(rng, hx, cy, r_in * 0.1, r_in * 0.45, max(3, k // 2)))
+    return shapely.Polygon(shell, holes)
+
+
+Scene = tuple[list[RouteSpec], list[ZoneSpec], dict[str, npt.NDArray[np.float64]]]
+
+
+def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: int, noise: float) -> Scene:
+    """Zones (polygons with holes, multipolygons, some overlapping), multi-part routes and fixes:
+    uniform, near zone vertices (Gaussian ``noise`` metres) and exactly on vertices."""
+    rng = np.random.default_rng(seed)
+    zones_m = []
+    for _ in range(n_zones):
+        parts = [
+            random_polygon(
+                rng,
+                float(rng.uniform(-1500, 1500)),
+                float(rng.uniform(-1500, 1500)),
+                int(rng.integers(0, max_holes + 1)),
+                int(rng.integers(3, max_k + 1)),
+            )
+            for _ in range(int(rng.integers(1, max_parts + 1)))
+        ]
+        zones_m.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
+    routes_m = []
+    for _ in range(int(rng.integers(1, 4))):
+        lines = [
+            rng.uniform(-2000, 2000, 2) + np.cumsum(rng.normal(0, 150, (int(rng.integers(2, 30)), 2)), axis=0)
+            for _ in range(int(rng.integers(1, 4)))
+        ]
+        routes_m.append(shapely.MultiLineString(lines) if len(lines) > 1 else shapely.LineString(lines[0]))
+    verts = np.concatenate([shapely.get_coordinates(g) for g in zones_m])
+    n_uniform, n_near, n_on = 300, 300, 20
+    near = verts[rng.integers(0, len(verts), n_near)] + rng.normal(0, noise, (n_near, 2))
+    on = verts[rng.integers(0, len(verts), n_on)]
+    xy = np.concatenate([rng.uniform(-2500, 2500, (n_uniform, 2)), near, on])
+    n = len(xy)
+    acc = rng.uniform(0, 100, n)
+    acc[rng.random(n) < 0.2] = 0.0
+    acc[rng.random(n) < 0.05] = np.nan
+
+    proj = LocalProjection(127.0, 37.55)
+    routes = [
+        RouteSpec(3 * i + 1, to_lonlat(g, proj), float(rng.uniform(10, 60))) for i, g in enumerate(routes_m)
+    ]
+    zones = [ZoneSpec(100 - 7 * i, to_lonlat(g, proj)) for i, g in enumerate(zones_m)]
+    lon, lat = proj.to_lonlat(xy[:, 0], xy[:, 1])
+    route_ids = rng.choice(np.array([r.route_id for r in routes] + [-1, 999]), n).astype(np.int64)
+    return routes, zones, {"lon": lon, "lat": lat, "acc": acc, "route_ids": route_ids}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_zones=st.integers(1, 6),
+    max_parts=st.integers(1, 3),
+    max_holes=st.integers(0, 2),
+    max_k=st.integers(3, 40),
+    noise=st.sampled_from([0.5, 5.0, 50.0]),
+    radius=st.sampled_from([0.0, 30.0, 150.0]),
+)
+def test_agrees_with_shapely_on_random_polygons(
+    seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: int, noise: float, radius: float
+) -> None:
+    routes, zones, fixes = make_scene(seed, n_zones, max_parts, max_holes, max_k, noise)
+    index = build_index(routes, zones, search_radius_m=radius)
+    compared = assert_agrees(
+        index, routes, zones, fixes["lon"], fixes["lat"], fixes["acc"], fixes["route_ids"].astype(np.int64)
+    )
+    assert compared > 0.9 * fixes["lon"].size
+
+
+# ------------------------------------------------------------------------------------------------
+# the real Seoul boundaries
+
+
+def load_zones(name: str, id_key: str) -> list[ZoneSpec]:
+    features = json.loads((DATA / f"{name}.geojson").read_text(encoding="utf-8"))["features"]
+    return [ZoneSpec(int(f["properties"][id_key]), shapely.geometry.shape(f["geometry"])) for f in features]
+
+
+@pytest.mark.parametrize("name, id_key", [("districts", "SIG_CD"), ("neighborhoods", "EMD_CD")])
+def test_agrees_with_shapely_on_seoul(name: str, id_key: str) -> None:
+    zones = load_zones(name, id_key)
+    rng = np.random.default_rng(2024)
+    # routes: some zone outlines as lines, and random multi-part walks
+    routes = [
+        RouteSpec(i, shapely.LineString(zone_polygons(z)[0].exterior.coords), 30.0)
+        for i, z in enumerate(zones[:10])
+    ]
+    for i in range(20):
+        start = rng.uniform([126.8, 37.45], [127.15, 37.68])
+        parts = [start + np.cumsum(rng.normal(0, 0.002, (rng.integers(2, 40), 2)), axis=0) for _ in range(2)]
+        routes.append(RouteSpec(1000 + i, shapely.MultiLineString(parts), 50.0))
+    index = build_index(routes, zones, projection=SEOUL, search_radius_m=150.0)
+
+    coords = np.concatenate([shapely.get_coordinates(g) for z in zones for g in zone_polygons(z)])
+    x0, y0, x1, y1 = coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max()
+    n_uniform, n_near = 2000, 2000
+    near = coords[rng.integers(0, len(coords), n_near)] + rng.normal(0, 0.0005, (n_near, 2))  # ~50 m
+    lon = np.concatenate([rng.uniform(x0 - 0.01, x1 + 0.01, n_uniform), near[:, 0]])
+    lat = np.concatenate([rng.uniform(y0 - 0.01, y1 + 0.01, n_uniform), near[:, 1]])
+    acc = rng.uniform(0, 100, lon.size)
+    acc[rng.random(lon.size) < 0.1] = 0.0
+    route_ids = rng.choice(np.array([r.route_id for r in routes] + [-1]), lon.size).astype(np.int64)
+    compared = assert_agrees(index, routes, zones, lon, lat, acc, route_ids)
+    assert compared > 0.99 * lon.size

@@ -1,0 +1,359 @@
+"""Scenario tables for the geofence semantics (see tracker/geofence/index.py's docstring).
+
+Geometry is written in metres east/north of a fixed origin and turned into lon/lat with the same
+projection the index uses; a fix on an edge reuses the edge's own longitude or latitude, so it lies
+exactly on it (d == 0) after projection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import shapely
+
+from tracker.geofence import (
+    GeofenceIndex,
+    GeometryRefused,
+    LocalProjection,
+    RouteSpec,
+    Verdicts,
+    ZoneSpec,
+    build_index,
+)
+
+PROJ = LocalProjection(127.0, 37.5)
+RADIUS = 50.0
+NAN = math.nan
+INF = math.inf
+
+
+def ll(x: float, y: float) -> tuple[float, float]:
+    lon, lat = PROJ.to_lonlat(np.array(x), np.array(y))
+    return float(lon), float(lat)
+
+
+def box(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float]]:
+    return [ll(x0, y0), ll(x1, y0), ll(x1, y1), ll(x0, y1), ll(x0, y0)]
+
+
+# zone 10: plain square; zone 20: square with a 40 m hole; zone 30: two squares 200 m apart
+ZONES = [
+    ZoneSpec(10, shapely.Polygon(box(0, 0, 100, 100))),
+    ZoneSpec(20, shapely.Polygon(box(300, 0, 400, 100), [box(330, 30, 370, 70)])),
+    ZoneSpec(
+        30,
+        shapely.MultiPolygon(
+            [shapely.Polygon(box(600, 0, 700, 100)), shapely.Polygon(box(900, 0, 1000, 100))]
+        ),
+    ),
+]
+# route 5: two parts that must not be joined; route 6: a plain line
+ROUTES = [
+    RouteSpec(
+        5, shapely.MultiLineString([[ll(0, -200), ll(100, -200)], [ll(600, -200), ll(600, -300)]]), 25.0
+    ),
+    RouteSpec(6, shapely.LineString([ll(0, 500), ll(1000, 500)]), 40.0),
+]
+
+
+@pytest.fixture(scope="module")
+def index() -> GeofenceIndex:
+    return build_index(ROUTES, ZONES, projection=PROJ, search_radius_m=RADIUS)
+
+
+def check_one(index: GeofenceIndex, lon: float, lat: float, acc: float, route_id: int = -1) -> Verdicts:
+    v = index.check(
+        np.array([lon]), np.array([lat]), np.array([acc]), index.route_slots(np.array([route_id]))
+    )
+    assert len(v) == 1
+    return v
+
+
+ZONE_CASES = [
+    # name, (x, y), acc, certain, possible, nearest
+    ("square centre", (50, 50), 5.0, (10,), (10,), 0.0),
+    ("square centre, acc 0", (50, 50), 0.0, (10,), (10,), 0.0),
+    ("square centre, acc bigger than the edge distance", (50, 50), 60.0, (), (10,), 0.0),
+    ("inside near edge, acc < d", (3, 50), 2.0, (10,), (10,), 0.0),
+    ("inside near edge, acc > d", (3, 50), 5.0, (), (10,), 0.0),
+    ("outside near edge, acc > d", (-3, 50), 5.0, (), (10,), 3.0),
+    ("outside near edge, acc < d", (-3, 50), 2.0, (), (), 3.0),
+    ("outside, 30 m off, acc 0", (130, 50), 0.0, (), (), 30.0),
+    ("outside, 30 m off, acc 40", (130, 50), 40.0, (), (10,), 30.0),
+    ("outside, acc beyond the search radius is capped", (-60, 50), 100.0, (), (), INF),
+    ("far away", (5000, 5000), 10.0, (), (), INF),
+    ("in the hole", (350, 50), 5.0, (), (), 20.0),
+    ("in the hole, acc reaches the hole's edge", (350, 50), 25.0, (), (20,), 20.0),
+    ("in the ring around the hole", (310, 50), 5.0, (20,), (20,), 0.0),
+    ("in the ring, acc reaches the hole", (320, 50), 15.0, (), (20,), 0.0),
+    ("multipolygon first part", (650, 50), 5.0, (30,), (30,), 0.0),
+    ("multipolygon second part", (950, 50), 5.0, (30,), (30,), 0.0),
+    ("between the multipolygon's parts", (800, 50), 5.0, (), (), INF),
+    ("between the parts, near the second", (880, 50), 25.0, (), (30,), 20.0),
+    ("unknown accuracy (nan): never certain", (50, 50), NAN, (), (10,), 0.0),
+    ("negative accuracy is unknown too", (-3, 50), -1.0, (), (10,), 3.0),
+]
+
+
+@pytest.mark.parametrize(
+    "xy, acc, certain, possible, nearest", [c[1:] for c in ZONE_CASES], ids=[c[0] for c in ZONE_CASES]
+)
+def test_zone_scenarios(
+    index: GeofenceIndex,
+    xy: tuple[float, float],
+    acc: float,
+    certain: tuple[int, ...],
+    possible: tuple[int, ...],
+    nearest: float,
+) -> None:
+    v = check_one(index, *ll(*xy), acc)
+    assert v.certain(0) == certain
+    assert v.possible(0) == possible
+    assert v.nearest_zone_m[0] == pytest.approx(nearest, rel=1e-9, abs=1e-9)
+
+
+# Points exactly on a boundary: the longitude (or latitude) is the edge's own value.
+EDGE_LON = ll(0, 0)[0]  # west edge of zone 10 (and its south-west vertex)
+EDGE_LAT = ll(0, 0)[1]  # south edge of zone 10
+HOLE_LON = ll(330, 0)[0]  # west edge of zone 20's hole
+MID_LAT = ll(0, 50)[1]
+MID_LON = ll(50, 0)[0]
+ON_BOUNDARY = [
+    ("west edge", (EDGE_LON, MID_LAT), (10,)),
+    ("south edge", (MID_LON, EDGE_LAT), (10,)),
+    ("south-west vertex", (EDGE_LON, EDGE_LAT), (10,)),
+    ("hole edge", (HOLE_LON, MID_LAT), (20,)),
+]
+
+
+@pytest.mark.parametrize("acc", [0.0, 5.0])
+@pytest.mark.parametrize("lonlat, possible", [c[1:] for c in ON_BOUNDARY], ids=[c[0] for c in ON_BOUNDARY])
+def test_on_boundary_is_possible_never_certain(
+    index: GeofenceIndex, lonlat: tuple[float, float], possible: tuple[int, ...], acc: float
+) -> None:
+    v = check_one(index, *lonlat, acc)
+    assert v.certain(0) == ()
+    assert v.possible(0) == possible
+    assert v.nearest_zone_m[0] == 0.0
+
+
+ROUTE_CASES = [
+    # name, (x, y), route id, distance, corridor
+    ("beside the first part", (50, -190), 5, 10.0, 25.0),
+    ("on the first part", (50, -200), 5, 0.0, 25.0),
+    ("beyond the second part's end", (600, -310), 5, 10.0, 25.0),
+    ("beside the second part", (610, -250), 5, 10.0, 25.0),
+    ("the gap between parts is not a segment", (350, -200), 5, 250.0, 25.0),
+    ("a plain line", (500, 530), 6, 30.0, 40.0),
+    ("unknown route id", (50, -190), 99, NAN, NAN),
+    ("no route (-1)", (50, -190), -1, NAN, NAN),
+]
+
+
+@pytest.mark.parametrize(
+    "xy, route_id, distance, corridor", [c[1:] for c in ROUTE_CASES], ids=[c[0] for c in ROUTE_CASES]
+)
+def test_route_scenarios(
+    index: GeofenceIndex, xy: tuple[float, float], route_id: int, distance: float, corridor: float
+) -> None:
+    v = check_one(index, *ll(*xy), 5.0, route_id)
+    if math.isnan(distance):
+        assert math.isnan(v.route_distance_m[0]) and math.isnan(v.corridor_m[0])
+    else:
+        assert v.route_distance_m[0] == pytest.approx(distance, rel=1e-9, abs=1e-6)
+        assert v.corridor_m[0] == corridor
+
+
+def test_slot_out_of_range_is_nan(index: GeofenceIndex) -> None:
+    lon, lat = ll(50, -190)
+    v = index.check(np.full(3, lon), np.full(3, lat), np.zeros(3), np.array([0, 2, -7]))
+    assert not math.isnan(v.route_distance_m[0])
+    assert np.isnan(v.route_distance_m[1:]).all() and np.isnan(v.corridor_m[1:]).all()
+
+
+def test_route_slots(index: GeofenceIndex) -> None:
+    assert index.route_ids.tolist() == [5, 6] and index.zone_ids.tolist() == [10, 20, 30]
+    slots = index.route_slots(np.array([6, 5, 7, -1, -5, 2**40]))
+    assert slots.dtype == np.int32
+    assert slots.tolist() == [1, 0, -1, -1, -1, -1]
+    assert index.route_slot(6) == 1 and index.route_slot(123) == -1
+
+
+def test_batch_shapes_and_csr(index: GeofenceIndex) -> None:
+    xs = [(50, 50), (5000, 5000), (950, 50), (350, 50), (-3, 50)]
+    lon, lat = PROJ.to_lonlat(np.array([p[0] for p in xs], float), np.array([p[1] for p in xs], float))
+    v = index.check(lon, lat, np.full(5, 5.0), np.array([0, 1, -1, 0, 1]))
+    assert len(v) == 5
+    assert v.certain_offsets.dtype == np.int64 and v.certain_offsets.shape == (6,)
+    assert v.possible_offsets.dtype == np.int64 and v.possible_offsets.shape == (6,)
+    assert v.certain_zone_ids.dtype == np.int64 and v.possible_zone_ids.dtype == np.int64
+    assert [v.certain(i) for i in range(5)] == [(10,), (), (30,), (), ()]
+    assert [v.possible(i) for i in range(5)] == [(10,), (), (30,), (), (10,)]
+    assert v.route_distance_m.dtype == np.float64 and v.nearest_zone_m.dtype == np.float64
+
+
+def test_overlapping_zones_both_reported() -> None:
+    zones = [
+        ZoneSpec(2, shapely.Polygon(box(0, 0, 100, 100))),
+        ZoneSpec(1, shapely.Polygon(box(50, 0, 150, 100))),
+    ]
+    idx = build_index([], zones, projection=PROJ)
+    v = check_one(idx, *ll(75, 50), 5.0)
+    assert v.certain(0) == (1, 2) and v.possible(0) == (1, 2)
+
+
+def test_empty_batch_and_empty_index(index: GeofenceIndex) -> None:
+    v = index.check(np.array([]), np.array([]), np.array([]), np.array([], dtype=np.int32))
+    assert len(v) == 0 and v.certain_offsets.tolist() == [0] and v.possible_offsets.tolist() == [0]
+    empty = build_index([], [])
+    v = check_one(empty, 127.0, 37.5, 5.0, 3)
+    assert v.possible(0) == () and v.nearest_zone_m[0] == INF and math.isnan(v.route_distance_m[0])
+
+
+def test_non_finite_fix(index: GeofenceIndex) -> None:
+    v = index.check(np.array([NAN, 127.0]), np.array([37.5, np.inf]), np.zeros(2), np.array([0, 0]))
+    assert np.isnan(v.route_distance_m).all()
+    assert v.possible(0) == () and v.possible(1) == ()
+    assert (v.nearest_zone_m == INF).all()
+
+
+def test_mismatched_lengths_refused(index: GeofenceIndex) -> None:
+    with pytest.raises(ValueError, match="one length"):
+        index.check(np.zeros(2), np.zeros(3), np.zeros(2), np.zeros(2, dtype=np.int32))
+
+
+def test_index_is_immutable_and_versioned(index: GeofenceIndex) -> None:
+    with pytest.raises(ValueError):
+        index.zone_ids[0] = 99
+    a = build_index(ROUTES, ZONES, projection=PROJ)
+    b = build_index(ROUTES, ZONES, projection=PROJ)
+    assert index.version < a.version < b.version
+
+
+def test_default_projection_is_bbox_centre() -> None:
+    idx = build_index(ROUTES, ZONES)
+    lon0 = 0.5 * (ll(0, 0)[0] + ll(1000, 0)[0])
+    lat0 = 0.5 * (ll(0, -300)[1] + ll(0, 500)[1])
+    assert idx.projection.lon0 == pytest.approx(lon0, abs=1e-12)
+    assert idx.projection.lat0 == pytest.approx(lat0, abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------
+# invalid geometry
+
+
+def test_bow_tie_is_repaired() -> None:
+    # a bow-tie: two triangles meeting at (50, 50)
+    bow = shapely.Polygon([ll(0, 0), ll(100, 100), ll(100, 0), ll(0, 100), ll(0, 0)])
+    assert not bow.is_valid
+    idx = build_index([], [ZoneSpec(4, bow)], projection=PROJ, search_radius_m=RADIUS)
+    assert check_one(idx, *ll(10, 50), 1.0).certain(0) == (4,)  # in the left triangle
+    assert check_one(idx, *ll(90, 50), 1.0).certain(0) == (4,)  # in the right triangle
+    v = check_one(idx, *ll(50, 90), 1.0)  # between the triangles' tips, outside both
+    assert v.possible(0) == () and v.nearest_zone_m[0] == pytest.approx(40 / math.sqrt(2), rel=1e-9)
+
+
+def test_overlapping_multipolygon_is_unioned() -> None:
+    over = shapely.MultiPolygon([shapely.Polygon(box(0, 0, 100, 100)), shapely.Polygon(box(50, 0, 150, 100))])
+    assert not over.is_valid
+    idx = build_index([], [ZoneSpec(8, over)], projection=PROJ)
+    # the overlap stays inside (make_valid's "structure" method), the internal edges are gone
+    v = check_one(idx, *ll(75, 50), 20.0)
+    assert v.certain(0) == (8,)
+
+
+REFUSED = [
+    ("empty polygon", lambda: build_index([], [ZoneSpec(41, shapely.Polygon())]), 41, "empty"),
+    ("empty multipolygon", lambda: build_index([], [ZoneSpec(42, shapely.MultiPolygon())]), 42, "empty"),
+    (
+        "a LineString as a zone",
+        lambda: build_index([], [ZoneSpec(43, shapely.LineString(box(0, 0, 1, 1)))]),  # type: ignore[arg-type]
+        43,
+        "wrong geometry type",
+    ),
+    ("None as a zone", lambda: build_index([], [ZoneSpec(44, None)]), 44, "wrong geometry type"),  # type: ignore[arg-type]
+    (
+        "latitude 95",
+        lambda: build_index(
+            [], [ZoneSpec(45, shapely.Polygon([(127, 37), (127.1, 37), (127.1, 95), (127, 37)]))]
+        ),
+        45,
+        "out of range",
+    ),
+    (
+        "longitude 190 in a route",
+        lambda: build_index([RouteSpec(46, shapely.LineString([(127, 37), (190, 37)]), 30.0)], []),
+        46,
+        "out of range",
+    ),
+    (
+        "nan coordinate",
+        lambda: build_index([RouteSpec(47, shapely.LineString([(127, 37), (127, math.nan)]), 30.0)], []),
+        47,
+        "not finite",
+    ),
+    (
+        "collapsed polygon (not repairable)",
+        lambda: build_index(
+            [], [ZoneSpec(48, shapely.Polygon([(127, 37), (127.25, 37.25), (127.5, 37.5), (127, 37)]))]
+        ),
+        48,
+        "not repairable",
+    ),
+    (
+        "a Polygon as a route",
+        lambda: build_index([RouteSpec(49, shapely.Polygon(box(0, 0, 1, 1)), 30.0)], []),  # type: ignore[arg-type]
+        49,
+        "wrong geometry type",
+    ),
+    (
+        "route of identical points",
+        lambda: build_index([RouteSpec(50, shapely.LineString([(127, 37), (127, 37)]), 30.0)], []),
+        50,
+        "too few points",
+    ),
+    ("empty route", lambda: build_index([RouteSpec(51, shapely.LineString(), 30.0)], []), 51, "empty"),
+    (
+        "zero corridor",
+        lambda: build_index([RouteSpec(52, shapely.LineString([(127, 37), (127.1, 37)]), 0.0)], []),
+        52,
+        "corridor_m",
+    ),
+    (
+        "duplicate zone id",
+        lambda: build_index([], [ZoneSpec(53, shapely.Polygon(box(0, 0, 1, 1)))] * 2),
+        53,
+        "duplicate",
+    ),
+    (
+        "negative route id",
+        lambda: build_index([RouteSpec(-54, shapely.LineString([(127, 37), (127.1, 37)]), 10.0)], []),
+        -54,
+        "route id",
+    ),
+]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("build, feature_id, why", [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED])
+def test_refused(build: object, feature_id: int, why: str) -> None:
+    assert callable(build)
+    with pytest.raises(GeometryRefused, match=why) as info:
+        build()
+    assert info.value.feature_id == feature_id
+    assert str(feature_id) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_refused_names_the_feature_among_good_ones() -> None:
+    good = ZoneSpec(1, shapely.Polygon(box(0, 0, 100, 100)))
+    with pytest.raises(GeometryRefused, match=r"zone 2 refused: wrong geometry type LineString") as info:
+        build_index([], [good, ZoneSpec(2, shapely.LineString([(127, 37), (127.1, 37)]))])  # type: ignore[arg-type]
+    assert info.value.feature_id == 2 and info.value.kind == "zone"
+
+
+def test_bad_search_radius() -> None:
+    with pytest.raises(ValueError):
+        build_index([], [], search_radius_m=-1.0)

@@ -1,0 +1,88 @@
+"""The dispatcher: delivers committed outbox rows over their channels, retrying with back-off.
+
+Persist first, then fan out: the pipeline commits alerts and their outbox rows, then wakes the
+dispatcher; the dispatcher also looks at the outbox every `poll_s` for retries that came due and
+for rows another process wrote. A channel failure is logged and retried, never lost, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+
+import asyncpg
+
+from tracker.alerts.channels import Channel
+from tracker.store.alerts import AlertFacts, DeliveryJob, alert_facts, claim_due_deliveries, mark_delivery
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        channels: list[Channel],
+        *,
+        max_attempts: int = 8,
+        backoff_s: float = 2.0,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._channels = {c.name: c for c in channels}
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._poll_s = poll_s
+        self._wake = asyncio.Event()
+        self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, state) -> count, for metrics
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self.deliver_due() > 0:
+                    pass
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                log.warning("dispatcher cannot reach PostgreSQL (%s); trying again", e)
+                await asyncio.sleep(self._poll_s)
+
+    async def deliver_due(self) -> int:
+        """Deliver one round of due outbox rows; returns how many were claimed."""
+        jobs = await claim_due_deliveries(self._pool)
+        if not jobs:
+            return 0
+        facts = await alert_facts(self._pool, sorted({j.alert_id for j in jobs}))
+        await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id)) for j in jobs))
+        return len(jobs)
+
+    async def _deliver(self, job: DeliveryJob, facts: AlertFacts | None) -> None:
+        channel = self._channels.get(job.channel)
+        if facts is None or channel is None:
+            why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"
+            await mark_delivery(self._pool, job.delivery_id, "failed", error=why)
+            self.outcomes[(job.channel, "failed")] += 1
+            return
+        try:
+            outcome = await channel.deliver(job, facts)
+        except Exception as e:  # a channel's failure of any kind is retried, never fatal
+            error = f"{type(e).__name__}: {e}"
+            if job.attempts >= self._max_attempts:
+                log.error("delivery %s (%s) failed for good: %s", job.delivery_id, job.channel, error)
+                await mark_delivery(self._pool, job.delivery_id, "failed", error=error)
+                self.outcomes[(job.channel, "failed")] += 1
+            else:
+                delay = self._backoff_s * 2 ** (job.attempts - 1)
+                log.warning("delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error)
+                await mark_delivery(self._pool, job.delivery_id, "pending", error=error, retry_in_s=delay)
+                self.outcomes[(job.channel, "retry")] += 1
+            return
+        await mark_delivery(self._pool, job.delivery_id, outcome)
+        self.outcomes[(job.channel, outcome)] += 1

@@ -1,0 +1,53 @@
+"""The websocket hub: every open connection of every guardian, in this process."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Connection(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+
+class WebSocketHub:
+    def __init__(self, send_timeout_s: float = 5.0) -> None:
+        self._by_guardian: dict[int, set[Connection]] = {}
+        self._send_timeout_s = send_timeout_s
+
+    def add(self, guardian_id: int, conn: Connection) -> None:
+        self._by_guardian.setdefault(guardian_id, set()).add(conn)
+
+    def remove(self, guardian_id: int, conn: Connection) -> None:
+        conns = self._by_guardian.get(guardian_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_guardian[guardian_id]
+
+    def connections(self, guardian_id: int) -> int:
+        return len(self._by_guardian.get(guardian_id, ()))
+
+    @property
+    def total(self) -> int:
+        return sum(len(c) for c in self._by_guardian.values())
+
+    async def send(self, guardian_id: int, text: str) -> int:
+        """Send to all of the guardian's open connections; returns how many took it."""
+        conns = list(self._by_guardian.get(guardian_id, ()))
+        if not conns:
+            return 0
+        results = await asyncio.gather(
+            *(asyncio.wait_for(c.send_text(text), self._send_timeout_s) for c in conns), return_exceptions=True
+        )
+        delivered = 0
+        for conn, result in zip(conns, results, strict=True):
+            if isinstance(result, BaseException):
+                log.info("websocket send to guardian %s failed (%r); dropping that connection", guardian_id, result)
+                self.remove(guardian_id, conn)
+            else:
+                delivered += 1
+        return delivered

@@ -1,0 +1,65 @@
+"""The guardians' websocket (/ws): live alerts, catch-up on connect, acknowledgement.
+
+Authentication: the guardian's token, as `?token=...` (browsers cannot set headers on a websocket)
+or as an `Authorization: Bearer` header. Without a valid guardian token the handshake is refused
+(HTTP 403) before anything is sent.
+
+Client -> server: {"type": "ack", "alert_id": N}. Server -> client: alert-message.v1 messages,
+{"type": "hello", ...} first, and {"type": "ack", "alert_id": N, "ok": bool} answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+
+from tracker.alerts.messages import alert_message
+from tracker.api.context import AppContext
+from tracker.store.alerts import acknowledge, unacknowledged_open_alerts
+from tracker.store.tokens import resolve_token
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def _token(ws: WebSocket) -> str | None:
+    if token := ws.query_params.get("token"):
+        return token
+    header = ws.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else None
+
+
+@router.websocket("/ws")
+async def guardian_socket(ws: WebSocket) -> None:
+    ctx: AppContext = ws.app.state.ctx
+    token = _token(ws)
+    who = await resolve_token(ctx.pool, token) if token else None
+    if who is None or who.role != "guardian" or who.guardian_id is None:
+        await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason="a valid guardian token is required")
+        return
+    guardian_id = who.guardian_id
+    language = await ctx.pool.fetchval("SELECT language FROM guardians WHERE id = $1", guardian_id) or "ko"
+    await ws.accept()
+    ctx.hub.add(guardian_id, ws)
+    try:
+        await ws.send_text(json.dumps({"type": "hello", "version": 1, "guardian_id": guardian_id}))
+        for facts in await unacknowledged_open_alerts(ctx.pool, guardian_id):
+            await ws.send_text(json.dumps(alert_message(facts, language), ensure_ascii=False))
+        while True:
+            raw = await ws.receive_text()
+            try:
+                msg = json.loads(raw)
+                alert_id = int(msg["alert_id"]) if msg.get("type") == "ack" else None
+            except (ValueError, TypeError, KeyError, AttributeError):
+                alert_id = None
+            if alert_id is None:
+                await ws.send_text(json.dumps({"type": "error", "error": 'expected {"type": "ack", "alert_id": N}'}))
+                continue
+            ok = await acknowledge(ctx.pool, alert_id, guardian_id)
+            await ws.send_text(json.dumps({"type": "ack", "alert_id": alert_id, "ok": ok}))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        ctx.hub.remove(guardian_id, ws)

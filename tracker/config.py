@@ -1,0 +1,71 @@
+"""One typed settings object, loaded once from the environment (prefix ``TRACKER_``).
+
+Every setting has a default that works for ``make run`` and a doc line; README.md lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore", frozen=True)
+
+    # --- servers -------------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None, description="PostgreSQL URL; unset: an embedded PostgreSQL in data_dir/postgres"
+    )
+    mqtt_url: str | None = Field(
+        None, description="MQTT broker URL (mqtt://user:pass@host:port); unset: an embedded amqtt broker"
+    )
+    data_dir: Path = Field(Path(".tracker-data"), description="where embedded servers keep their data")
+    http_host: str = Field("127.0.0.1", description="address the HTTP API and websocket listen on")
+    http_port: int = Field(8000, description="port of the HTTP API and websocket")
+    embedded_mqtt_port: int = Field(1884, description="port of the embedded MQTT broker")
+
+    # --- ingest ------------------------------------------------------------------------------------
+    mqtt_client_id: str = Field("tracker-ingest-1", description="MQTT client id of the persistent session")
+    topic_prefix: str = Field("", description="prefix before every topic, e.g. 'city-a/' (tests isolate on it)")
+    batch_max_messages: int = Field(2000, description="most broker messages handled in one pipeline batch")
+    batch_wait_ms: float = Field(10.0, description="longest wait to fill a batch once a message is waiting")
+    max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
+    max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
+
+    # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
+    max_accuracy_m: float = Field(100.0, description="fixes less accurate than this never decide anything")
+    off_route_min_fixes: int = Field(2, description="fixes certainly outside the corridor before 'left route'")
+    off_route_min_s: float = Field(10.0, description="seconds certainly outside the corridor before 'left route'")
+    on_route_min_fixes: int = Field(2, description="fixes back inside the corridor before it resolves")
+    zone_confirm_fixes: int = Field(2, description="fixes certainly inside a danger zone before the alert")
+    zone_exit_fixes: int = Field(2, description="fixes certainly outside a danger zone before it resolves")
+    low_battery_pct: int = Field(15, description="battery level below which 'low battery' is sent, once a day")
+    default_timezone: str = Field("Asia/Seoul", description="time zone of a school that names none")
+    watch_all_day: bool = Field(
+        False, description="watch routes around the clock, not only in commute windows ('make run' sets it)"
+    )
+
+    # --- delivery -----------------------------------------------------------------------------------
+    sms_provider: str = Field("stub", description="'stub' records SMS in PostgreSQL instead of sending")
+    delivery_max_attempts: int = Field(8, description="attempts per (alert, guardian, channel) before giving up")
+    delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
+    public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
+
+    # --- demo (make run) ----------------------------------------------------------------------------
+    demo_children: int = Field(300, description="simulated children in the demo city")
+    simulate: bool = Field(True, description="with --demo: run the device simulator beside the service")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.off_route_min_fixes < 1 or self.zone_confirm_fixes < 1:
+            raise ValueError("dwell fix counts must be at least 1")
+        if self.batch_max_messages < 1:
+            raise ValueError("batch_max_messages must be at least 1")
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (tests, the CLI) on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

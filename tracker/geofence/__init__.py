@@ -1,0 +1,31 @@
+"""Pure geofence core: lon/lat → local metres, a flat index of routes and zones, numba kernels.
+
+No I/O and no asyncio here. A batch of fixes goes through one call::
+
+    index = holder.current                      # one index for the whole batch
+    verdicts = index.check(lon, lat, acc, index.route_slots(route_ids))
+
+See :mod:`tracker.geofence.index` for the exact semantics of each verdict.
+"""
+
+from tracker.geofence.holder import IndexHolder
+from tracker.geofence.index import (
+    GeofenceIndex,
+    GeometryRefused,
+    RouteSpec,
+    Verdicts,
+    ZoneSpec,
+    build_index,
+)
+from tracker.geofence.projection import LocalProjection
+
+__all__ = [
+    "GeofenceIndex",
+    "GeometryRefused",
+    "IndexHolder",
+    "LocalProjection",
+    "RouteSpec",
+    "Verdicts",
+    "ZoneSpec",
+    "build_index",
+]

@@ -1,0 +1,178 @@
+"""Payload decoders for the native wire format (schemas/position.v1.json, gateway-batch.v1.json).
+
+Decoding uses msgspec's typed structs (about 10x faster than json.loads + a JSON Schema validator);
+the structs mirror the JSON Schemas in ``schemas/``, and tests/unit/test_decode.py checks that both
+accept and refuse the same payloads. Every refusal names its reason (a `Reason`), which is what the
+dead-letter table and the metrics show.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+import msgspec
+
+TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+_TAG_RE = re.compile(TAG_PATTERN)
+GATEWAY_MAX_ITEMS = 1000
+
+
+class Reason(StrEnum):
+    """Why a message (or one item of a gateway batch) was dead-lettered."""
+
+    UNKNOWN_TOPIC = "unknown_topic"
+    OVERSIZED = "oversized"
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA_VIOLATION = "schema_violation"
+    UNKNOWN_TAG = "unknown_tag"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
+
+
+Ts = Annotated[float, msgspec.Meta(ge=946684800, le=4102444800)]
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Acc = Annotated[float, msgspec.Meta(ge=0, le=100000)]
+Batt = Annotated[int, msgspec.Meta(ge=0, le=100)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=4294967295)]
+TagId = Annotated[str, msgspec.Meta(pattern=TAG_PATTERN)]
+
+
+class PositionV1(msgspec.Struct):
+    """schemas/position.v1.json"""
+
+    ts: Ts
+    lat: Lat
+    lon: Lon
+    acc: Acc
+    batt: Batt | msgspec.UnsetType = msgspec.UNSET
+    seq: Seq | msgspec.UnsetType = msgspec.UNSET
+    sos: bool = False
+
+
+class GatewayItemV1(PositionV1, kw_only=True):
+    """One item of schemas/gateway-batch.v1.json."""
+
+    tag: TagId
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A broker message as it arrived; `mid` is what gets acknowledged once its effects are committed."""
+
+    topic: str
+    payload: bytes
+    received_at: float
+    mid: int = 0
+    qos: int = 0
+    session: int = 0  # which broker connection delivered it: a mid means nothing on another one
+
+
+@dataclass(frozen=True, slots=True)
+class Fix:
+    """A decoded position fix of one tag."""
+
+    tag: str
+    ts: float
+    lat: float
+    lon: float
+    acc: float
+    batt: int | None
+    seq: int | None
+    sos: bool
+    received_at: float
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    topic: str
+    payload: bytes
+    reason: Reason
+    detail: str
+    received_at: float
+
+
+_position_decoder = msgspec.json.Decoder(PositionV1)
+_gateway_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_gateway_item_decoder = msgspec.json.Decoder(GatewayItemV1)
+
+
+def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
+    """('tag', tag_id) or ('gateway', gateway_id) for a topic this decoder knows, else None."""
+    if not topic.startswith(prefix):
+        return None
+    parts = topic[len(prefix) :].split("/")
+    if len(parts) == 5 and parts[:3] == ["tracker", "v1", "tags"] and parts[4] == "position":
+        return ("tag", parts[3]) if _TAG_RE.match(parts[3]) else None
+    if len(parts) == 5 and parts[:3] == ["tracker", "v1", "gateways"] and parts[4] == "positions":
+        return ("gateway", parts[3]) if _TAG_RE.match(parts[3]) else None
+    return None
+
+
+def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[list[Fix], list[Rejection]]:
+    """Decode one broker message into fixes; whatever cannot be used becomes a Rejection."""
+
+    def reject(reason: Reason, detail: str, payload: bytes = msg.payload) -> Rejection:
+        return Rejection(msg.topic, payload, reason, detail, msg.received_at)
+
+    route = parse_topic(msg.topic, prefix)
+    if route is None:
+        return [], [reject(Reason.UNKNOWN_TOPIC, "topic is not a known tracker/v1 topic")]
+    if len(msg.payload) > max_bytes:
+        return [], [reject(Reason.OVERSIZED, f"{len(msg.payload)} bytes > limit {max_bytes}")]
+    kind, ident = route
+    if kind == "tag":
+        try:
+            p = _position_decoder.decode(msg.payload)
+        except msgspec.DecodeError as e:
+            return [], [reject(*_why(msg.payload, e))]
+        return [_fix(ident, p, msg)], []
+
+    try:
+        items = _gateway_decoder.decode(msg.payload)
+    except msgspec.DecodeError as e:
+        reason, detail = _why(msg.payload, e)
+        return [], [reject(reason, f"gateway batch must be a JSON array: {detail}")]
+    if len(items) > GATEWAY_MAX_ITEMS:
+        return [], [reject(Reason.OVERSIZED, f"{len(items)} items > limit {GATEWAY_MAX_ITEMS}")]
+    fixes: list[Fix] = []
+    rejections: list[Rejection] = []
+    for i, raw in enumerate(items):
+        try:
+            g = _gateway_item_decoder.decode(raw)
+        except msgspec.ValidationError as e:
+            rejections.append(reject(Reason.SCHEMA_VIOLATION, f"item {i}: {e}", bytes(raw)))
+            continue
+        fixes.append(_fix(g.tag, g, msg))
+    return fixes, rejections
+
+
+def _why(payload: bytes, e: msgspec.DecodeError) -> tuple[Reason, str]:
+    """Malformed JSON or a schema violation? The typed decoder stops at the first problem it meets,
+    which may be a bad value before a syntax error; on this error path, ask an untyped parse."""
+    if isinstance(e, msgspec.ValidationError):
+        try:
+            msgspec.json.decode(payload)
+        except msgspec.DecodeError as syntax:
+            return Reason.MALFORMED_JSON, str(syntax)
+        return Reason.SCHEMA_VIOLATION, str(e)
+    return Reason.MALFORMED_JSON, str(e)
+
+
+def _fix(tag: str, p: PositionV1, msg: RawMessage) -> Fix:
+    return Fix(
+        tag=tag,
+        ts=p.ts,
+        lat=p.lat,
+        lon=p.lon,
+        acc=p.acc,
+        batt=None if p.batt is msgspec.UNSET else p.batt,
+        seq=None if p.seq is msgspec.UNSET else p.seq,
+        sos=p.sos,
+        received_at=msg.received_at,
+        topic=msg.topic,
+    )

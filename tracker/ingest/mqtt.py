@@ -1,0 +1,133 @@
+"""The MQTT side of ingest: a paho-mqtt client on its own thread, handing messages to asyncio.
+
+QoS 1 with a persistent session (clean_session=False and a fixed client id), and manual
+acknowledgement: a message is acknowledged only after the fixes and alerts it caused are committed
+(`ack`), so a crash between receipt and commit makes the broker deliver it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+
+from tracker.ingest.decode import RawMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """mqtt://[user[:password]@]host[:port]"""
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"not an MQTT URL (mqtt://[user:pass@]host:port): {url!r}")
+        return cls(
+            parts.hostname,
+            parts.port or 1883,
+            unquote(parts.username) if parts.username else None,
+            unquote(parts.password) if parts.password else None,
+        )
+
+
+def ingest_topics(prefix: str) -> list[str]:
+    """The subscriptions of the tracker: native tag fixes and gateway batches."""
+    return [f"{prefix}tracker/v1/tags/+/position", f"{prefix}tracker/v1/gateways/+/positions"]
+
+
+class MqttIngestor:
+    """Receives broker messages into an asyncio queue; acknowledges them when told to."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        client_id: str,
+        topics: list[str],
+        queue: asyncio.Queue[RawMessage],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self._address = BrokerAddress.parse(url)
+        self._topics = topics
+        self._queue = queue
+        self._loop = loop
+        self._session = 0
+        self._lock = threading.Lock()
+        self._connected = threading.Event()
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+        )
+        if self._address.username:
+            self._client.username_pw_set(self._address.username, self._address.password)
+        self._client.max_inflight_messages_set(1000)
+        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
+        self._client.loop_start()
+
+    async def wait_connected(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self._connected.is_set():
+            if time.monotonic() > deadline:
+                a = self._address
+                raise TimeoutError(f"MQTT broker {a.host}:{a.port} not reachable within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack(self, messages: Iterable[RawMessage]) -> None:
+        """Acknowledge messages whose effects are committed; those from an older connection are left
+        alone (the broker redelivers them, and reprocessing them changes nothing)."""
+        with self._lock:
+            session = self._session
+        for m in messages:
+            if m.qos > 0 and m.session == session:
+                self._client.ack(m.mid, m.qos)
+
+    # --- paho callbacks (paho's thread) --------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object) -> None:
+        if getattr(reason, "is_failure", False):
+            log.warning("MQTT connect refused: %s", reason)
+            return
+        with self._lock:
+            self._session += 1
+        client.subscribe([(t, 1) for t in self._topics])
+        self._connected.set()
+        log.info("MQTT connected to %s:%s, subscribed to %s", self._address.host, self._address.port, self._topics)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
+        self._connected.clear()
+        log.warning("MQTT disconnected (%s); paho reconnects with back-off", reason)
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            session = self._session
+        raw = RawMessage(message.topic, message.payload, time.time(), message.mid, message.qos, session)
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, raw)

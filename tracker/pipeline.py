@@ -1,0 +1,237 @@
+"""The pipeline: the one place where the order of the stages is written.
+
+    broker messages
+      1. decode + validate        tracker.ingest.decode    (bad payload -> dead letter)
+      2. admit                    tracker.ingest.filters   (unknown tag, future -> dead letter)
+      3. geofence, whole batch    tracker.geofence         (route distance, zones certain / possible)
+      4. monitor, per child       tracker.monitor          (state + verdicts -> events)
+      5. commit, one transaction  tracker.store + tracker.alerts.lifecycle
+                                  (positions by COPY, dead letters, alerts + outbox, monitor state)
+    then the caller acknowledges the messages and wakes the dispatcher.
+
+Nothing here changes the in-memory state until the commit succeeded, so a batch can be run again
+after a failed commit, and a redelivered message changes nothing (positions are idempotent on tag +
+timestamp, and the monitor's checkpointed state refuses a fix it has already decided).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+import numpy as np
+
+from tracker.alerts.lifecycle import ChildEvent, Recipient, apply_events
+from tracker.config import Settings
+from tracker.geofence import Verdicts
+from tracker.ingest.decode import Fix, RawMessage, Rejection, decode_message
+from tracker.ingest.filters import refusal
+from tracker.metrics import Metrics
+from tracker.monitor import ChildState, Observation, Rules, Verdict, step
+from tracker.registry_view import RegistryView
+from tracker.store.batches import (
+    DeadLetterRecord,
+    PositionRecord,
+    load_child_states,
+    save_child_states,
+    store_dead_letters,
+    store_positions,
+)
+
+
+def rules_from(settings: Settings) -> Rules:
+    return Rules(
+        max_accuracy_m=settings.max_accuracy_m,
+        off_route_min_fixes=settings.off_route_min_fixes,
+        off_route_min_s=settings.off_route_min_s,
+        on_route_min_fixes=settings.on_route_min_fixes,
+        zone_confirm_fixes=settings.zone_confirm_fixes,
+        zone_exit_fixes=settings.zone_exit_fixes,
+        low_battery_pct=settings.low_battery_pct,
+    )
+
+
+@dataclass
+class BatchOutcome:
+    messages: int = 0
+    fixes: int = 0
+    stored: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    verdicts: Counter[str] = field(default_factory=Counter)
+    events: list[ChildEvent] = field(default_factory=list)
+    outbox_rows: int = 0
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    fixes: list[Fix]  # sorted by child, then time
+    child_ids: np.ndarray  # int64, one per fix
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+class Pipeline:
+    def __init__(
+        self, *, pool: asyncpg.Pool, view: Callable[[], RegistryView], settings: Settings, metrics: Metrics
+    ) -> None:
+        self._pool = pool
+        self._view = view
+        self._settings = settings
+        self._metrics = metrics
+        self.rules = rules_from(settings)
+        self._states: dict[int, ChildState] = {}
+
+    async def process(self, messages: list[RawMessage]) -> BatchOutcome:
+        view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
+        now = time.time()
+        outcome = BatchOutcome(messages=len(messages))
+        fixes, rejections = self._decode(messages)
+        admitted = self._admit(view, fixes, now, rejections)
+        verdicts = self._geofence(view, admitted)
+        states, events = await self._monitor(view, admitted, verdicts, outcome)
+        await self._commit(view, admitted, verdicts, rejections, states, events, outcome)
+        self._states.update(states)  # only now: the commit succeeded
+
+        outcome.fixes = len(admitted.fixes)
+        outcome.events = events
+        outcome.rejected.update(r.reason.value for r in rejections)
+        m = self._metrics
+        m.batches += 1
+        m.messages_in += len(messages)
+        m.fixes_in += outcome.fixes
+        m.fixes_stored += outcome.stored
+        m.rejected.update(outcome.rejected)
+        m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
+        m.events.update(e.event.kind.value for e in events)
+        return outcome
+
+    # 1 ------------------------------------------------------------------------------------------------
+    def _decode(self, messages: list[RawMessage]) -> tuple[list[Fix], list[Rejection]]:
+        fixes: list[Fix] = []
+        rejections: list[Rejection] = []
+        s = self._settings
+        for msg in messages:
+            f, r = decode_message(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
+            fixes.extend(f)
+            rejections.extend(r)
+        return fixes, rejections
+
+    # 2 ------------------------------------------------------------------------------------------------
+    def _admit(self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection]) -> _Admitted:
+        kept: list[tuple[int, Fix]] = []
+        tags = view.rows.tags
+        for fix in fixes:
+            refused = refusal(fix, tags=tags, now=now, max_future_s=self._settings.max_future_s)
+            if refused is None:
+                kept.append((tags[fix.tag], fix))
+            else:
+                reason, detail = refused
+                payload = _fix_payload(fix)
+                rejections.append(Rejection(fix.topic, payload, reason, detail, fix.received_at))
+        kept.sort(key=lambda cf: (cf[0], cf[1].ts))
+        return _Admitted([f for _, f in kept], np.array([c for c, _ in kept], dtype=np.int64))
+
+    # 3 ------------------------------------------------------------------------------------------------
+    def _geofence(self, view: RegistryView, a: _Admitted) -> Verdicts:
+        n = len(a.fixes)
+        lon = np.fromiter((f.lon for f in a.fixes), dtype=np.float64, count=n)
+        lat = np.fromiter((f.lat for f in a.fixes), dtype=np.float64, count=n)
+        acc = np.fromiter((f.acc for f in a.fixes), dtype=np.float64, count=n)
+        return view.index.check(lon, lat, acc, view.route_slots(a.child_ids))
+
+    # 4 ------------------------------------------------------------------------------------------------
+    async def _monitor(
+        self, view: RegistryView, a: _Admitted, v: Verdicts, outcome: BatchOutcome
+    ) -> tuple[dict[int, ChildState], list[ChildEvent]]:
+        children = sorted(set(a.child_ids.tolist()))
+        await self._load_states([c for c in children if c not in self._states])
+        states = {c: self._states.get(c, ChildState()) for c in children}
+        events: list[ChildEvent] = []
+        zones = view.rows.zones
+        for i, fix in enumerate(a.fixes):
+            child = int(a.child_ids[i])
+            obs = Observation(
+                ts=fix.ts,
+                acc=fix.acc,
+                route_distance_m=float(v.route_distance_m[i]),
+                corridor_m=float(v.corridor_m[i]),
+                certain_zones=frozenset(v.certain(i)),
+                possible_zones=frozenset(v.possible(i)),
+                batt=fix.batt,
+                sos=fix.sos,
+            )
+            states[child], new_events, verdict = step(states[child], obs, view.schedule_of_child(child), self.rules)
+            outcome.verdicts[verdict.value] += 1
+            for e in new_events:
+                zone = zones.get(e.zone_id) if e.zone_id is not None else None
+                events.append(
+                    ChildEvent(child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None)
+                )
+        return states, events
+
+    async def _load_states(self, child_ids: list[int]) -> None:
+        if child_ids:
+            for child, raw in (await load_child_states(self._pool, child_ids)).items():
+                self._states[child] = ChildState.from_json(raw)
+
+    # 5 ------------------------------------------------------------------------------------------------
+    async def _commit(
+        self,
+        view: RegistryView,
+        a: _Admitted,
+        v: Verdicts,
+        rejections: list[Rejection],
+        states: dict[int, ChildState],
+        events: list[ChildEvent],
+        outcome: BatchOutcome,
+    ) -> None:
+        positions: list[PositionRecord] = [
+            (
+                f.tag,
+                _utc(f.ts),
+                int(a.child_ids[i]),
+                f.lon,
+                f.lat,
+                f.acc,
+                f.batt,
+                f.seq,
+                f.sos,
+                _utc(f.received_at),
+                None if np.isnan(v.route_distance_m[i]) else float(v.route_distance_m[i]),
+            )
+            for i, f in enumerate(a.fixes)
+        ]
+        dead: list[DeadLetterRecord] = [
+            (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
+        ]
+        changed = {c: s.to_json() for c, s in states.items() if s != self._states.get(c)}
+        async with self._pool.acquire() as conn, conn.transaction():
+            outcome.stored = await store_positions(conn, positions)
+            await store_dead_letters(conn, dead)
+            outcome.outbox_rows = await apply_events(conn, events, _recipients(view, events))
+            await save_child_states(conn, changed)
+
+
+def _recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[Recipient]]:
+    rows = view.rows
+    out: dict[int, list[Recipient]] = {}
+    for child in {e.child_id for e in events}:
+        out[child] = [
+            Recipient(g.id, g.channels, bool(g.phone))
+            for g in (rows.guardians[gid] for gid in rows.child_guardians.get(child, ()) if gid in rows.guardians)
+        ]
+    return out
+
+
+def _fix_payload(fix: Fix) -> bytes:
+    """A refused fix's own JSON (a gateway batch's other items are not its business)."""
+    return msgspec.json.encode(
+        {"tag": fix.tag, "ts": fix.ts, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc, "batt": fix.batt, "sos": fix.sos}
+    )

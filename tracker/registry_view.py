@@ -1,0 +1,93 @@
+"""The registry as the pipeline sees it: tag -> child, child -> route slot and schedule, the geofence
+index. Built off the hot path (in a worker thread) and swapped in as one object, so a batch that took
+a view keeps it whole even while the next one is being built.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import shapely.geometry
+
+from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
+from tracker.monitor import RouteSchedule
+from tracker.store.registry import RegistryRows
+
+log = logging.getLogger(__name__)
+_versions = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    rows: RegistryRows
+    index: GeofenceIndex
+    schedules: dict[int, RouteSchedule]  # route id -> schedule
+    route_slot_of_child: dict[int, int]  # child id -> route slot in the index (-1: none)
+    refused: dict[str, str] = field(default_factory=dict)  # "route 7" -> why its geometry was left out
+    version: int = 0
+
+    def child_of_tag(self, tag: str) -> int | None:
+        return self.rows.tags.get(tag)
+
+    def schedule_of_child(self, child_id: int) -> RouteSchedule | None:
+        child = self.rows.children.get(child_id)
+        if child is None or child.route_id is None:
+            return None
+        return self.schedules.get(child.route_id)
+
+    def route_slots(self, child_ids: np.ndarray) -> np.ndarray:
+        get = self.route_slot_of_child.get
+        return np.fromiter((get(int(c), -1) for c in child_ids), dtype=np.int32, count=len(child_ids))
+
+
+def _shape(geojson: dict[str, Any]) -> Any:
+    return shapely.geometry.shape(geojson)
+
+
+def build_view(rows: RegistryRows, *, default_timezone: str, all_day: bool = False) -> RegistryView:
+    """Build a view from registry rows. A stored geometry the index refuses is left out and logged
+    (the API refuses such geometry before it is stored; this guards against rows written by hand)."""
+    refused: dict[str, str] = {}
+    routes: list[RouteSpec] = []
+    for r in rows.routes.values():
+        try:
+            routes.append(RouteSpec(r.id, _shape(r.geometry), r.corridor_m))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            refused[f"route {r.id}"] = str(e)
+    zones: list[ZoneSpec] = []
+    for z in rows.zones.values():
+        try:
+            zones.append(ZoneSpec(z.id, _shape(z.geometry)))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            refused[f"zone {z.id}"] = str(e)
+    while True:
+        try:
+            index = build_index(routes, zones)
+            break
+        except GeometryRefused as e:
+            refused[f"{e.kind} {e.feature_id}"] = str(e)
+            if e.kind == "route":
+                routes = [r for r in routes if r.route_id != e.feature_id]
+            else:
+                zones = [z for z in zones if z.zone_id != e.feature_id]
+    for what, why in refused.items():
+        log.error("registry: %s left out of the geofence index: %s", what, why)
+
+    schedules: dict[int, RouteSchedule] = {}
+    for r in rows.routes.values():
+        school = rows.schools.get(r.school_id)
+        tz = school.timezone if school else default_timezone
+        try:
+            schedules[r.id] = RouteSchedule.from_registry(tz, r.windows, always=all_day)
+        except (ValueError, KeyError) as e:
+            refused[f"route {r.id} schedule"] = str(e)
+            log.error("registry: route %s has an unusable schedule (never watched): %s", r.id, e)
+            schedules[r.id] = RouteSchedule.from_registry(tz, [], always=False)
+    slots = {
+        c.id: index.route_slot(c.route_id) if c.route_id is not None else -1 for c in rows.children.values()
+    }
+    return RegistryView(rows, index, schedules, slots, refused, next(_versions))

@@ -1,0 +1,249 @@
+"""The running service: wires the stages together and keeps them going.
+
+    MQTT ingestor ──queue──▶ batch loop ──▶ Pipeline.process ──▶ ack + wake ──▶ Dispatcher ──▶ websocket / SMS
+    registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
+    HTTP (FastAPI on uvicorn): API, /ws, the parent page
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+import uvicorn
+
+from tracker.alerts.channels import RecordingSmsProvider, SmsChannel, SmsProvider, WebSocketChannel
+from tracker.alerts.dispatcher import Dispatcher
+from tracker.alerts.hub import WebSocketHub
+from tracker.api import AppContext, create_app
+from tracker.config import Settings
+from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.mqtt import MqttIngestor, ingest_topics
+from tracker.metrics import Metrics
+from tracker.pipeline import Pipeline
+from tracker.registry_view import RegistryView, build_view
+from tracker.store.alerts import release_stuck_deliveries
+from tracker.store.batches import store_dead_letters
+from tracker.store.db import apply_migrations, create_pool
+from tracker.store.registry import load_registry
+
+log = logging.getLogger(__name__)
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    database_url: str
+    mqtt_url: str
+    metrics: Metrics = field(default_factory=Metrics)
+    hub: WebSocketHub = field(default_factory=WebSocketHub)
+
+    def __post_init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+        self._queue: asyncio.Queue[RawMessage] = asyncio.Queue()
+        self._registry_changed = asyncio.Event()
+        self._view: RegistryView | None = None
+        self._pipeline_ok = True
+        self._http: uvicorn.Server | None = None
+
+    # --- life cycle --------------------------------------------------------------------------------
+    async def start(self, *, http: bool = True) -> None:
+        s = self.settings
+        self.pool = await create_pool(self.database_url)
+        async with self.pool.acquire() as conn:
+            applied = await apply_migrations(conn)
+        if applied:
+            log.info("applied migrations %s", ", ".join(applied))
+        await release_stuck_deliveries(self.pool)
+        await self.reload_registry()
+
+        sms: SmsProvider = self._sms_provider()
+        self.dispatcher = Dispatcher(
+            self.pool,
+            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url)],
+            max_attempts=s.delivery_max_attempts,
+            backoff_s=s.delivery_backoff_s,
+        )
+        self.pipeline = Pipeline(pool=self.pool, view=self.view, settings=s, metrics=self.metrics)
+        self.ingestor = MqttIngestor(
+            url=self.mqtt_url,
+            client_id=s.mqtt_client_id,
+            topics=ingest_topics(s.topic_prefix),
+            queue=self._queue,
+            loop=asyncio.get_running_loop(),
+        )
+        self.ingestor.start()
+        await self.ingestor.wait_connected()
+
+        self.context = AppContext(
+            settings=s,
+            pool=self.pool,
+            hub=self.hub,
+            metrics=self.metrics,
+            readiness={
+                "mqtt": lambda: self.ingestor.connected,
+                "pipeline": lambda: self._pipeline_ok,
+                "registry": lambda: self._view is not None,
+            },
+        )
+        self.app = create_app(self.context)
+        self._spawn(self._batch_loop(), "batch loop")
+        self._spawn(self.dispatcher.run(), "dispatcher")
+        self._spawn(self._registry_loop(), "registry")
+        if http:
+            config = uvicorn.Config(self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
+            self._http = uvicorn.Server(config)
+            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            self._spawn(self._http.serve(), "http")
+            while not self._http.started:
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+            await asyncio.sleep(0.1)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(AttributeError):
+            self.ingestor.stop()
+        with contextlib.suppress(AttributeError):
+            await self.pool.close()
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task.set_name(name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+
+    def _sms_provider(self) -> SmsProvider:
+        if self.settings.sms_provider == "stub":
+            return RecordingSmsProvider(self.pool)
+        raise ValueError(f"unknown SMS provider {self.settings.sms_provider!r} (this version knows 'stub')")
+
+    # --- registry ------------------------------------------------------------------------------------
+    def view(self) -> RegistryView:
+        assert self._view is not None, "registry not loaded yet"
+        return self._view
+
+    async def reload_registry(self) -> RegistryView:
+        """Read the registry and build a new view off the event loop, then swap it in."""
+        async with self.pool.acquire() as conn:
+            rows = await load_registry(conn)
+        s = self.settings
+        view = await asyncio.to_thread(
+            build_view, rows, default_timezone=s.default_timezone, all_day=s.watch_all_day
+        )
+        self._view = view
+        log.info(
+            "registry view %s: %d routes, %d zones, %d children, %d tags",
+            view.version,
+            len(rows.routes),
+            len(rows.zones),
+            len(rows.children),
+            len(rows.tags),
+        )
+        return view
+
+    async def _registry_loop(self) -> None:
+        """LISTEN for registry changes; rebuild at most every 200 ms while changes keep coming."""
+        while True:
+            try:
+                conn = await asyncpg.connect(self.database_url)
+            except DB_ERRORS as e:
+                log.warning("registry listener cannot connect (%s); retrying", e)
+                await asyncio.sleep(2)
+                continue
+            try:
+                await conn.add_listener("registry_changed", lambda *_: self._registry_changed.set())
+                await self.reload_registry()  # changes made while we were not listening
+                while not conn.is_closed():
+                    try:
+                        await asyncio.wait_for(self._registry_changed.wait(), 5)
+                    except TimeoutError:
+                        continue
+                    await asyncio.sleep(0.2)
+                    self._registry_changed.clear()
+                    await self.reload_registry()
+            except DB_ERRORS as e:
+                log.warning("registry listener lost PostgreSQL (%s); reconnecting", e)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(*DB_ERRORS):
+                    await conn.close()
+
+    # --- ingest ----------------------------------------------------------------------------------------
+    async def _next_batch(self) -> list[RawMessage]:
+        batch = [await self._queue.get()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.batch_wait_ms / 1000
+        while len(batch) < self.settings.batch_max_messages:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _batch_loop(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            await self._process(batch)
+            self.ingestor.ack(batch)
+            self.dispatcher.wake()
+
+    async def _process(self, batch: list[RawMessage]) -> None:
+        """Process a batch until it is committed. PostgreSQL trouble: the same batch again, with back-off
+        (nothing was acknowledged or applied). Any other error is a bug that one message triggers: the
+        batch is split, and the message that fails alone is dead-lettered as `internal_error`."""
+        delay = 0.2
+        while True:
+            try:
+                await self.pipeline.process(batch)
+                self._pipeline_ok = True
+                return
+            except DB_ERRORS as e:
+                self._pipeline_ok = False
+                self.metrics.commit_retries += 1
+                log.warning("batch of %d messages not committed (%s); retrying in %.1f s", len(batch), e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            except Exception as e:
+                if len(batch) > 1:
+                    log.exception("batch of %d messages failed; processing them one by one", len(batch))
+                    for message in batch:
+                        await self._process([message])
+                    return
+                log.exception("message on %s failed; dead-lettered as internal_error", batch[0].topic)
+                await self._dead_letter_internal(batch[0], f"{type(e).__name__}: {e}")
+                return
+
+    async def _dead_letter_internal(self, message: RawMessage, detail: str) -> None:
+        record = (datetime.fromtimestamp(message.received_at, UTC), message.topic, message.payload, Reason.INTERNAL_ERROR.value, detail)
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    await store_dead_letters(conn, [record])
+                self.metrics.rejected[Reason.INTERNAL_ERROR.value] += 1
+                return
+            except DB_ERRORS as e:
+                log.warning("cannot dead-letter (%s); retrying", e)
+                await asyncio.sleep(1)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("task %r crashed", task.get_name(), exc_info=task.exception())
