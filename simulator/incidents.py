@@ -2,9 +2,10 @@
 
 Kinds (what the tracker should alert on, and when, per the truth record):
 
-* ``leave_route``: the child walks perpendicular away from its route until it is 80–200 m outside
-  the corridor, stays a few minutes, walks back to where it left and carries on. ``start_ts`` /
-  ``end_ts``: when its true position crosses the corridor's edge out and back in.
+* ``leave_route``: the child walks perpendicular away from its route (to the side without a danger
+  zone, when there is one) until it is 80–200 m outside the corridor, stays a few minutes, walks
+  back to where it left and carries on. ``start_ts`` / ``end_ts``: when its true position crosses
+  the corridor's edge out and back in; ``peak_distance_m`` how far from the route it got.
 * ``enter_zone``: the child walks straight to a point well inside the nearest danger zone within
   reach (as deep as the zone allows, up to ``zone_depth_m``), stays, walks back. ``start_ts`` /
   ``end_ts``: when it truly enters and leaves the zone. If the walk also leaves the corridor,
@@ -15,14 +16,17 @@ Kinds (what the tracker should alert on, and when, per the truth record):
   at ``end_ts``); ``last_fix_ts`` is the last fix before it.
 
 A record is written when its incident ends; at the end of a run an incident still going on is
-written with ``end_ts: null`` and its ``planned_end_ts``.
+written with ``end_ts: null`` and its ``planned_end_ts``. Every record has ``kind``, ``child_id``,
+``tag``, ``route_id``, ``start_ts``, ``end_ts`` (Unix seconds, simulated clock); the other fields
+appear where they apply. Excursions also carry ``excursion_start_ts`` / ``excursion_end_ts`` (left
+the route / back on it at the same spot) and ``lon`` / ``lat`` of where the child stayed.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import IO
@@ -191,12 +195,37 @@ def _sample_line(a: XY, b: XY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return d, a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
 
 
-def _first(mask: np.ndarray, d: np.ndarray) -> float | None:
-    idx = np.flatnonzero(mask)
-    return float(d[idx[0]]) if len(idx) else None
+def _first_crossing(a: XY, b: XY, is_past: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> float | None:
+    """Distance from a along a→b where ``is_past(xs, ys)`` first holds: sampled every metre, then
+    pinned down by bisection to well under a millimetre. None if it never holds."""
+    d, xs, ys = _sample_line(a, b)
+    idx = np.flatnonzero(is_past(xs, ys))
+    if not len(idx):
+        return None
+    i = int(idx[0])
+    if i == 0:
+        return 0.0
+    length = float(d[-1])
+    lo, hi = float(d[i - 1]), float(d[i])
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        f = mid / length
+        x, y = a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+        if bool(is_past(np.array([x]), np.array([y]))[0]):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
-def _out_and_back(anchor: XY, target: XY, t: float, speed: float, stay: float) -> tuple[list[Leg], float]:
+def _outside_corridor(route: RouteGeometry) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def outside(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        return np.asarray(shapely.distance(route.line, shapely.points(xs, ys)) > route.corridor_m)
+
+    return outside
+
+
+def _out_and_back(anchor: XY, target: XY, speed: float, stay: float) -> tuple[list[Leg], float]:
     walk = math.hypot(target[0] - anchor[0], target[1] - anchor[1]) / speed
     legs = [
         Leg(walk, line=(anchor, target)),
@@ -204,6 +233,13 @@ def _out_and_back(anchor: XY, target: XY, t: float, speed: float, stay: float) -
         Leg(walk, line=(target, anchor)),
     ]
     return legs, walk
+
+
+def _crossed_zones(zones: ZoneSet, anchor: XY, target: XY, exclude: int | None) -> list[int] | None:
+    """Ids of the zones the straight walk anchor → target cuts (but ``exclude``), or None."""
+    line = LineString([anchor, target]) if anchor != target else Point(anchor)
+    hits = zones.tree.query(line, predicate="intersects")
+    return sorted(zones.ids[int(i)] for i in hits if int(i) != exclude) or None
 
 
 def _ms(t: float) -> float:
@@ -246,18 +282,21 @@ def plan_leave_route(
     if target is None:  # a route that fills the neighbourhood: go straight out, far enough
         target = (anchor[0] + 3.0 * goal, anchor[1])
     stay = rng.uniform(*config.stay_s)
-    legs, walk = _out_and_back(anchor, target, t, speed, stay)
-    d, xs, ys = _sample_line(anchor, target)
-    dist = shapely.distance(route.line, shapely.points(xs, ys))
-    d_out = _first(dist > route.corridor_m, d) or float(d[-1])
-    length = float(d[-1])
+    legs, walk = _out_and_back(anchor, target, speed, stay)
+    length = math.dist(anchor, target)
+    d_out = _first_crossing(anchor, target, _outside_corridor(route))
+    if d_out is None:  # cannot happen with a target found above; the fallback target counts whole
+        d_out = 0.0
+    _, xs, ys = _sample_line(anchor, target)
+    peak = float(shapely.distance(route.line, shapely.points(xs, ys)).max())
     record = msgspec.structs.replace(
         base,
         kind="leave_route",
         start_ts=_ms(t + d_out / speed),
         end_ts=_ms(t + walk + stay + (length - d_out) / speed),
         corridor_m=route.corridor_m,
-        peak_distance_m=round(float(dist.max()), 1),
+        peak_distance_m=round(peak, 1),
+        crossed_zone_ids=_crossed_zones(zones, anchor, target, exclude=None),
         excursion_start_ts=_ms(t),
         excursion_end_ts=_ms(t + 2 * walk + stay),
     )
@@ -294,19 +333,13 @@ def plan_enter_zone(
     polygon = zones.polygons[zone_index]
     target, depth = _inner_target(polygon, anchor, config.zone_depth_m)
     stay = rng.uniform(*config.stay_s)
-    legs, walk = _out_and_back(anchor, target, t, speed, stay)
-    d, xs, ys = _sample_line(anchor, target)
-    length = float(d[-1])
-    d_in = _first(shapely.contains_xy(polygon, xs, ys), d)
+    legs, walk = _out_and_back(anchor, target, speed, stay)
+    length = math.dist(anchor, target)
+    d_in = _first_crossing(anchor, target, lambda x, y: shapely.contains_xy(polygon, x, y))
     if d_in is None:  # the target lies on the boundary (a sliver of a zone): count the target itself
         d_in = length
     back = t + walk + stay
-    dist = shapely.distance(route.line, shapely.points(xs, ys))
-    d_off = _first(dist > route.corridor_m, d)
-    line = LineString([anchor, target]) if length > 0 else Point(anchor)
-    crossed = sorted(
-        zones.ids[int(i)] for i in zones.tree.query(line, predicate="intersects") if int(i) != zone_index
-    )
+    d_off = _first_crossing(anchor, target, _outside_corridor(route))
     record = msgspec.structs.replace(
         base,
         kind="enter_zone",
@@ -317,7 +350,7 @@ def plan_enter_zone(
         corridor_m=route.corridor_m,
         off_route_start_ts=None if d_off is None else _ms(t + d_off / speed),
         off_route_end_ts=None if d_off is None else _ms(back + (length - d_off) / speed),
-        crossed_zone_ids=crossed or None,
+        crossed_zone_ids=_crossed_zones(zones, anchor, target, exclude=zone_index),
         excursion_start_ts=_ms(t),
         excursion_end_ts=_ms(back + walk),
     )

@@ -3,7 +3,8 @@
 PostgreSQL: TRACKER_TEST_DATABASE_URL (an admin URL; each test gets a fresh database on that server,
 dropped afterwards), else an embedded PostgreSQL in a temporary directory.
 MQTT: TRACKER_TEST_MQTT_URL, else a broker started here on a free port (mosquitto if installed and
-TRACKER_TEST_BROKER is not "amqtt", else amqtt). Each test uses its own topic prefix and client ids, so tests can run twice in a row.
+TRACKER_TEST_BROKER is not "amqtt", else amqtt).
+Each test uses its own topic prefix and client ids, so tests can run twice in a row.
 """
 
 from __future__ import annotations

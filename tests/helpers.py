@@ -62,9 +62,16 @@ class SmallWorld:
 async def build_small_world(conn: asyncpg.Connection, kid_names: list[str]) -> SmallWorld:
     school = await registry.add_school(conn, name="Test School", lon=LON0, lat=LAT0)
     route = await registry.add_route(
-        conn, school_id=school, name="East walk", geometry=line((-600, 0), (0, 0)), corridor_m=30, windows=ALL_WEEK
+        conn,
+        school_id=school,
+        name="East walk",
+        geometry=line((-600, 0), (0, 0)),
+        corridor_m=30,
+        windows=ALL_WEEK,
     )
-    zone = await registry.add_zone(conn, name="Construction site", kind="construction", geometry=square(-300, 150, 40))
+    zone = await registry.add_zone(
+        conn, name="Construction site", kind="construction", geometry=square(-300, 150, 40)
+    )
     world = SmallWorld(school, route, zone)
     for i, name in enumerate(kid_names):
         child = await registry.add_child(conn, school_id=school, route_id=route, name=name)

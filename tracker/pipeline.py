@@ -124,7 +124,9 @@ class Pipeline:
         return fixes, rejections
 
     # 2 ------------------------------------------------------------------------------------------------
-    def _admit(self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection]) -> _Admitted:
+    def _admit(
+        self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection]
+    ) -> _Admitted:
         kept: list[tuple[int, Fix]] = []
         tags = view.rows.tags
         for fix in fixes:
@@ -167,12 +169,16 @@ class Pipeline:
                 batt=fix.batt,
                 sos=fix.sos,
             )
-            states[child], new_events, verdict = step(states[child], obs, view.schedule_of_child(child), self.rules)
+            states[child], new_events, verdict = step(
+                states[child], obs, view.schedule_of_child(child), self.rules
+            )
             outcome.verdicts[verdict.value] += 1
             for e in new_events:
                 zone = zones.get(e.zone_id) if e.zone_id is not None else None
                 events.append(
-                    ChildEvent(child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None)
+                    ChildEvent(
+                        child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None
+                    )
                 )
         return states, events
 
@@ -225,7 +231,9 @@ def _recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[
     for child in {e.child_id for e in events}:
         out[child] = [
             Recipient(g.id, g.channels, bool(g.phone))
-            for g in (rows.guardians[gid] for gid in rows.child_guardians.get(child, ()) if gid in rows.guardians)
+            for g in (
+                rows.guardians[gid] for gid in rows.child_guardians.get(child, ()) if gid in rows.guardians
+            )
         ]
     return out
 
@@ -233,5 +241,13 @@ def _recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[
 def _fix_payload(fix: Fix) -> bytes:
     """A refused fix's own JSON (a gateway batch's other items are not its business)."""
     return msgspec.json.encode(
-        {"tag": fix.tag, "ts": fix.ts, "lat": fix.lat, "lon": fix.lon, "acc": fix.acc, "batt": fix.batt, "sos": fix.sos}
+        {
+            "tag": fix.tag,
+            "ts": fix.ts,
+            "lat": fix.lat,
+            "lon": fix.lon,
+            "acc": fix.acc,
+            "batt": fix.batt,
+            "sos": fix.sos,
+        }
     )

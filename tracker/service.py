@@ -1,8 +1,8 @@
 """The running service: wires the stages together and keeps them going.
 
-    MQTT ingestor ──queue──▶ batch loop ──▶ Pipeline.process ──▶ ack + wake ──▶ Dispatcher ──▶ websocket / SMS
-    registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
-    HTTP (FastAPI on uvicorn): API, /ws, the parent page
+MQTT ingestor ──queue──▶ batch loop ──▶ Pipeline.process ──▶ ack + wake ──▶ Dispatcher ──▶ websocket / SMS
+registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
+HTTP (FastAPI on uvicorn): API, /ws, the parent page
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -96,11 +98,12 @@ class Service:
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(), "registry")
         if http:
-            config = uvicorn.Config(self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off")
-            self._http = uvicorn.Server(config)
-            self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+            config = uvicorn.Config(
+                self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
+            )
+            self._http = _HttpServer(config)
             self._spawn(self._http.serve(), "http")
-            while not self._http.started:
+            while not self._http.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
@@ -116,9 +119,8 @@ class Service:
         with contextlib.suppress(AttributeError):
             await self.pool.close()
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
-        task.set_name(name)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         self._tasks.append(task)
 
@@ -218,7 +220,9 @@ class Service:
             except DB_ERRORS as e:
                 self._pipeline_ok = False
                 self.metrics.commit_retries += 1
-                log.warning("batch of %d messages not committed (%s); retrying in %.1f s", len(batch), e, delay)
+                log.warning(
+                    "batch of %d messages not committed (%s); retrying in %.1f s", len(batch), e, delay
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
             except Exception as e:
@@ -232,7 +236,13 @@ class Service:
                 return
 
     async def _dead_letter_internal(self, message: RawMessage, detail: str) -> None:
-        record = (datetime.fromtimestamp(message.received_at, UTC), message.topic, message.payload, Reason.INTERNAL_ERROR.value, detail)
+        record = (
+            datetime.fromtimestamp(message.received_at, UTC),
+            message.topic,
+            message.payload,
+            Reason.INTERNAL_ERROR.value,
+            detail,
+        )
         while True:
             try:
                 async with self.pool.acquire() as conn:
@@ -242,6 +252,14 @@ class Service:
             except DB_ERRORS as e:
                 log.warning("cannot dead-letter (%s); retrying", e)
                 await asyncio.sleep(1)
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: whoever runs the service decides when it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

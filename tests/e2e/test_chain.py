@@ -38,7 +38,8 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
             for i in range(12):
                 pub.publish(topic(walker.tag), fix(-600 + i * 50, (-1) ** i * 12, t0 + i * 15, acc=15))
 
-            # A child who walks off: two fixes 150 m off the corridor, 15 s apart, decide; a third adds nothing.
+            # A child who walks off: two fixes 150 m off the corridor, 15 s apart, decide;
+            # a third adds nothing.
             for i in range(4):
                 pub.publish(topic(stray.tag), fix(-600 + i * 50, 0, t0 + i * 15))
             pub.publish(topic(stray.tag), fix(-400, -150, t0 + 60))

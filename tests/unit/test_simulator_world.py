@@ -25,7 +25,11 @@ def ll(x: float, y: float) -> list[float]:
 
 
 def feature(geometry_type: str, coordinates: Any, **props: Any) -> dict[str, Any]:
-    return {"type": "Feature", "geometry": {"type": geometry_type, "coordinates": coordinates}, "properties": props}
+    return {
+        "type": "Feature",
+        "geometry": {"type": geometry_type, "coordinates": coordinates},
+        "properties": props,
+    }
 
 
 def tiny_world(children: int = 2) -> dict[str, Any]:
@@ -124,9 +128,14 @@ def test_load_world_from_url_sends_the_bearer_token(world_server: str) -> None:
 def test_multilinestring_route_and_invalid_zone_are_accepted() -> None:
     doc = tiny_world()
     route = doc["features"][1]
-    route["geometry"] = {"type": "MultiLineString", "coordinates": [[ll(0, 0), ll(600, 0)], [ll(600, 0), ll(600, 400)]]}
+    route["geometry"] = {
+        "type": "MultiLineString",
+        "coordinates": [[ll(0, 0), ll(600, 0)], [ll(600, 0), ll(600, 400)]],
+    }
     bow_tie = [[ll(0, 500), ll(100, 600), ll(100, 500), ll(0, 600), ll(0, 500)]]
-    doc["features"].append(feature("Polygon", bow_tie, kind="zone", id=21, zone_kind="river", severity="warning"))
+    doc["features"].append(
+        feature("Polygon", bow_tie, kind="zone", id=21, zone_kind="river", severity="warning")
+    )
     world = parse_world(doc)
     assert len(world.routes[0].parts) == 2
     assert all(z.polygon.is_valid and z.polygon.area > 0 for z in world.zones)
@@ -148,8 +157,14 @@ def test_route_drawn_from_the_school_is_walked_from_home() -> None:
     [
         ({"type": "Feature"}, "FeatureCollection"),
         ({"type": "FeatureCollection", "features": [{"type": "Feature"}]}, "feature #0"),
-        ({"type": "FeatureCollection", "features": [feature("Point", [200, 0], kind="school", id=1)]}, "range"),
-        ({"type": "FeatureCollection", "features": [feature("Point", [0, 0], kind="route", id=1)]}, "LineString"),
+        (
+            {"type": "FeatureCollection", "features": [feature("Point", [200, 0], kind="school", id=1)]},
+            "range",
+        ),
+        (
+            {"type": "FeatureCollection", "features": [feature("Point", [0, 0], kind="route", id=1)]},
+            "LineString",
+        ),
         ({"type": "FeatureCollection", "features": [feature("Point", [0, 0], kind="lake", id=1)]}, "kind"),
     ],
 )

@@ -69,5 +69,7 @@ class SmsChannel:
     async def deliver(self, job: DeliveryJob, facts: AlertFacts) -> Outcome:
         if not job.phone:
             return "offline"
-        await self._provider.send(job.phone, sms_text(facts, job.language, self._public_url), delivery_id=job.delivery_id)
+        await self._provider.send(
+            job.phone, sms_text(facts, job.language, self._public_url), delivery_id=job.delivery_id
+        )
         return "sent"

@@ -8,6 +8,7 @@ for rows another process wrote. A channel failure is logged and retried, never l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 
@@ -42,10 +43,8 @@ class Dispatcher:
 
     async def run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 while await self.deliver_due() > 0:
@@ -80,7 +79,9 @@ class Dispatcher:
                 self.outcomes[(job.channel, "failed")] += 1
             else:
                 delay = self._backoff_s * 2 ** (job.attempts - 1)
-                log.warning("delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error)
+                log.warning(
+                    "delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error
+                )
                 await mark_delivery(self._pool, job.delivery_id, "pending", error=error, retry_in_s=delay)
                 self.outcomes[(job.channel, "retry")] += 1
             return

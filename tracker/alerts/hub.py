@@ -41,12 +41,15 @@ class WebSocketHub:
         if not conns:
             return 0
         results = await asyncio.gather(
-            *(asyncio.wait_for(c.send_text(text), self._send_timeout_s) for c in conns), return_exceptions=True
+            *(asyncio.wait_for(c.send_text(text), self._send_timeout_s) for c in conns),
+            return_exceptions=True,
         )
         delivered = 0
         for conn, result in zip(conns, results, strict=True):
             if isinstance(result, BaseException):
-                log.info("websocket send to guardian %s failed (%r); dropping that connection", guardian_id, result)
+                log.info(
+                    "websocket send to guardian %s failed (%r); dropping that connection", guardian_id, result
+                )
                 self.remove(guardian_id, conn)
             else:
                 delivered += 1

@@ -48,7 +48,12 @@ def alert_message(facts: AlertFacts, language: str) -> dict[str, Any]:
     """The websocket/webhook message (schemas/alert-message.v1.json)."""
     position = None
     if facts.lat is not None and facts.lon is not None and facts.fix_ts is not None:
-        position = {"lat": facts.lat, "lon": facts.lon, "acc": facts.acc or 0.0, "ts": facts.fix_ts.timestamp()}
+        position = {
+            "lat": facts.lat,
+            "lon": facts.lon,
+            "acc": facts.acc or 0.0,
+            "ts": facts.fix_ts.timestamp(),
+        }
     zone = None
     if facts.zone_id is not None:
         zone = {"id": facts.zone_id, "name": facts.zone_name or "", "kind": facts.zone_kind or ""}

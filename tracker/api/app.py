@@ -16,7 +16,9 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(
         title="Child-safety tracker",
         version=__version__,
-        description="School routes, danger zones, and alerts to parents when a child leaves one or enters the other.",
+        description=(
+            "School routes, danger zones, and alerts to parents when a child leaves one or enters the other."
+        ),
     )
     app.state.ctx = ctx
     app.include_router(routes.router)

@@ -119,7 +119,8 @@ async def alerts(
         f"SELECT a.*, c.name AS child_name, z.name AS zone_name,"
         f" coalesce((SELECT jsonb_agg(jsonb_build_object('guardian_id', d.guardian_id, 'channel', d.channel,"
         f"   'transition', d.transition, 'state', d.state, 'attempts', d.attempts, 'sent_at', d.sent_at,"
-        f"   'last_error', d.last_error) ORDER BY d.id) FROM deliveries d WHERE d.alert_id = a.id), '[]'::jsonb)"
+        f"   'last_error', d.last_error) ORDER BY d.id) FROM deliveries d WHERE d.alert_id = a.id),"
+        f"   '[]'::jsonb)"
         f"   AS deliveries"
         f" FROM alerts a JOIN children c ON c.id = a.child_id LEFT JOIN danger_zones z ON z.id = a.zone_id"
         f" WHERE {cond} AND (${n + 1}::text IS NULL OR a.state = ${n + 1})"
@@ -210,13 +211,17 @@ async def dead_letters(
 
 
 @router.get("/api/v1/stats", tags=["operator"])
-async def stats(_: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)) -> dict[str, Any]:
+async def stats(
+    _: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
     """Counters of this process since it started."""
     return ctx.metrics.snapshot() | {"websocket_connections": ctx.hub.total}
 
 
 @router.get("/api/v1/world", tags=["operator"])
-async def world(_: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)) -> dict[str, Any]:
+async def world(
+    _: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
     """The registry as one GeoJSON FeatureCollection (schemas/world.v1.json), for the simulator."""
     async with ctx.pool.acquire() as conn:
         return world_geojson(await load_registry(conn))

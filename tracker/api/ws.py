@@ -55,7 +55,9 @@ async def guardian_socket(ws: WebSocket) -> None:
             except (ValueError, TypeError, KeyError, AttributeError):
                 alert_id = None
             if alert_id is None:
-                await ws.send_text(json.dumps({"type": "error", "error": 'expected {"type": "ack", "alert_id": N}'}))
+                await ws.send_text(
+                    json.dumps({"type": "error", "error": 'expected {"type": "ack", "alert_id": N}'})
+                )
                 continue
             ok = await acknowledge(ctx.pool, alert_id, guardian_id)
             await ws.send_text(json.dumps({"type": "ack", "alert_id": alert_id, "ok": ok}))

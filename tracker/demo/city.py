@@ -35,7 +35,23 @@ SCHOOLS = [
     ("11230108", "Hoegi Elementary School (회기초등학교)"),
 ]
 SURNAMES = "김이박최정강조윤장임한오서신권황안송류홍"
-GIVEN = ["민준", "서연", "도윤", "하은", "시우", "지우", "서준", "하윤", "예준", "수아", "주원", "지아", "유준", "채원", "은우"]
+GIVEN = [
+    "민준",
+    "서연",
+    "도윤",
+    "하은",
+    "시우",
+    "지우",
+    "서준",
+    "하윤",
+    "예준",
+    "수아",
+    "주원",
+    "지아",
+    "유준",
+    "채원",
+    "은우",
+]
 
 
 @dataclass(frozen=True)
@@ -96,7 +112,14 @@ def _zones(rng: random.Random, routes: list[tuple[LineString, float]]) -> list[t
     """Danger zones near (but clear of) the routes, in metres around the school."""
 
     def rect(cx: float, cy: float, w: float, h: float) -> Polygon:
-        return Polygon([(cx - w / 2, cy - h / 2), (cx + w / 2, cy - h / 2), (cx + w / 2, cy + h / 2), (cx - w / 2, cy + h / 2)])
+        return Polygon(
+            [
+                (cx - w / 2, cy - h / 2),
+                (cx + w / 2, cy - h / 2),
+                (cx + w / 2, cy + h / 2),
+                (cx - w / 2, cy + h / 2),
+            ]
+        )
 
     def beside_a_route(distance: float) -> tuple[float, float]:
         line, corridor = rng.choice(routes)
@@ -119,16 +142,32 @@ def _zones(rng: random.Random, routes: list[tuple[LineString, float]]) -> list[t
             wanted = [("Construction site (공사장)", "construction", rect(cx, cy, 80, 60))]
         elif "rebuilding" not in kinds_done:
             (ax, ay), (bx, by) = beside_a_route(rng.uniform(80, 130)), beside_a_route(rng.uniform(80, 130))
-            wanted = [("Apartment rebuilding site (재건축 현장)", "rebuilding", MultiPolygon([rect(ax, ay, 60, 50), rect(bx, by, 50, 70)]))]
+            wanted = [
+                (
+                    "Apartment rebuilding site (재건축 현장)",
+                    "rebuilding",
+                    MultiPolygon([rect(ax, ay, 60, 50), rect(bx, by, 50, 70)]),
+                )
+            ]
         elif "water" not in kinds_done:
             cx, cy = beside_a_route(rng.uniform(110, 200))
             bank = Polygon(rect(cx, cy, 170, 130).exterior.coords, [rect(cx, cy, 110, 70).exterior.coords])
             wanted = [("Pond bank (저수지 둑)", "water", bank)]
         else:
             y = rng.choice((-1, 1)) * rng.uniform(1150, 1300)
-            wanted = [("Arterial road (간선도로)", "arterial_road", LineString([(-700, y), (700, y)]).buffer(12, cap_style="flat"))]
+            wanted = [
+                (
+                    "Arterial road (간선도로)",
+                    "arterial_road",
+                    LineString([(-700, y), (700, y)]).buffer(12, cap_style="flat"),
+                )
+            ]
         for name, kind, geom in wanted:
-            if geom.is_valid and _clear_of(geom, routes, 25) and all(geom.distance(z) > 30 for _, _, z in out):
+            if (
+                geom.is_valid
+                and _clear_of(geom, routes, 25)
+                and all(geom.distance(z) > 30 for _, _, z in out)
+            ):
                 out.append((name, kind, geom))
     return out
 
@@ -139,7 +178,9 @@ def _name(rng: random.Random) -> str:
 
 async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed: int = 7) -> DemoCity:
     """Create the demo city unless it is there already; returns what it holds."""
-    existing = await conn.fetchval("SELECT id FROM guardians WHERE name = $1 ORDER BY id LIMIT 1", DEMO_GUARDIAN)
+    existing = await conn.fetchval(
+        "SELECT id FROM guardians WHERE name = $1 ORDER BY id LIMIT 1", DEMO_GUARDIAN
+    )
     if existing is not None:
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM schools) s, (SELECT count(*) FROM routes) r,"
@@ -154,7 +195,9 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
         demo_guardian = await registry.add_guardian(
             conn, name=DEMO_GUARDIAN, phone="+821000000000", language="en", channels=("websocket", "sms")
         )
-        per_school = [children // len(SCHOOLS) + (1 if i < children % len(SCHOOLS) else 0) for i in range(len(SCHOOLS))]
+        per_school = [
+            children // len(SCHOOLS) + (1 if i < children % len(SCHOOLS) else 0) for i in range(len(SCHOOLS))
+        ]
         for s_no, ((code, school_name), n_children) in enumerate(zip(SCHOOLS, per_school, strict=True)):
             area = areas[code]
             site = area.representative_point()
@@ -175,7 +218,9 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
                     )
                 )
             for zone_name, kind, geom in _zones(rng, lines):
-                await registry.add_zone(conn, name=zone_name, kind=kind, geometry=mapping(frame.geom_to_lonlat(geom)))
+                await registry.add_zone(
+                    conn, name=zone_name, kind=kind, geometry=mapping(frame.geom_to_lonlat(geom))
+                )
                 n_zones += 1
             n_routes += len(route_ids)
             for c_no in range(n_children):
@@ -192,5 +237,7 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
                 )
                 await registry.link_guardian(conn, child_id=child_id, guardian_id=guardian, priority=1)
                 if s_no == 0:  # the demo guardian watches every child of the first school
-                    await registry.link_guardian(conn, child_id=child_id, guardian_id=demo_guardian, priority=2)
+                    await registry.link_guardian(
+                        conn, child_id=child_id, guardian_id=demo_guardian, priority=2
+                    )
     return DemoCity(len(SCHOOLS), n_routes, n_zones, children, demo_guardian, created=True)

@@ -20,5 +20,8 @@ def refusal(fix: Fix, *, tags: dict[str, int], now: float, max_future_s: float) 
     if unknown_tag(fix, tags):
         return Reason.UNKNOWN_TAG, f"tag {fix.tag!r} is not registered"
     if from_the_future(fix, now, max_future_s):
-        return Reason.FUTURE_TIMESTAMP, f"ts {fix.ts:.0f} is {fix.ts - now:.0f} s ahead of the tracker's clock"
+        return (
+            Reason.FUTURE_TIMESTAMP,
+            f"ts {fix.ts:.0f} is {fix.ts - now:.0f} s ahead of the tracker's clock",
+        )
     return None

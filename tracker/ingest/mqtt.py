@@ -112,7 +112,9 @@ class MqttIngestor:
                 self._client.ack(m.mid, m.qos)
 
     # --- paho callbacks (paho's thread) --------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, _flags: object, reason: object, _p: object
+    ) -> None:
         if getattr(reason, "is_failure", False):
             log.warning("MQTT connect refused: %s", reason)
             return
@@ -120,7 +122,9 @@ class MqttIngestor:
             self._session += 1
         client.subscribe([(t, 1) for t in self._topics])
         self._connected.set()
-        log.info("MQTT connected to %s:%s, subscribed to %s", self._address.host, self._address.port, self._topics)
+        log.info(
+            "MQTT connected to %s:%s, subscribed to %s", self._address.host, self._address.port, self._topics
+        )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
         self._connected.clear()
@@ -129,5 +133,7 @@ class MqttIngestor:
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             session = self._session
-        raw = RawMessage(message.topic, message.payload, time.time(), message.mid, message.qos, session)
+        raw = RawMessage(
+            message.topic, bytes(message.payload), time.time(), message.mid, message.qos, session
+        )
         self._loop.call_soon_threadsafe(self._queue.put_nowait, raw)

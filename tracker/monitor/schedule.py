@@ -35,7 +35,9 @@ class CommuteWindow:
             raise ValueError(f"commute window must start before it ends: {raw['start']}-{raw['end']}")
         days = frozenset(int(d) for d in raw.get("days", sorted(WEEKDAYS)))
         if not days or not days <= frozenset(range(7)):
-            raise ValueError(f"commute window days must be weekday numbers 0-6 (Monday = 0): {raw.get('days')}")
+            raise ValueError(
+                f"commute window days must be weekday numbers 0-6 (Monday = 0): {raw.get('days')}"
+            )
         return cls(start, end, days)
 
 
@@ -61,5 +63,7 @@ class RouteSchedule:
         return self.local(ts).date().isoformat()
 
     @classmethod
-    def from_registry(cls, timezone: str, windows: list[dict[str, Any]], *, always: bool = False) -> RouteSchedule:
+    def from_registry(
+        cls, timezone: str, windows: list[dict[str, Any]], *, always: bool = False
+    ) -> RouteSchedule:
         return cls(ZoneInfo(timezone), tuple(CommuteWindow.parse(w) for w in windows), always=always)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 import asyncpg
 
+
 @dataclass(frozen=True)
 class AlertFacts:
     """One alert row with the names a message needs (what the dispatcher reads)."""
@@ -30,7 +31,6 @@ class AlertFacts:
     timezone: str
 
 
-
 _FACTS_SQL = """
 SELECT a.id AS alert_id, a.kind, a.severity, a.state, a.child_id, c.name AS child_name,
        a.zone_id, z.name AS zone_name, z.kind AS zone_kind, a.opened_at, a.resolved_at,
@@ -44,7 +44,10 @@ LEFT JOIN danger_zones z ON z.id = a.zone_id
 
 
 def _facts(r: asyncpg.Record) -> AlertFacts:
-    return AlertFacts(**{k: (float(r[k]) if k == "acc" and r[k] is not None else r[k]) for k in r.keys()})
+    values = dict(r.items())
+    if values["acc"] is not None:
+        values["acc"] = float(values["acc"])
+    return AlertFacts(**values)
 
 
 async def alert_facts(conn: asyncpg.Connection | asyncpg.Pool, alert_ids: list[int]) -> dict[int, AlertFacts]:
@@ -52,7 +55,9 @@ async def alert_facts(conn: asyncpg.Connection | asyncpg.Pool, alert_ids: list[i
     return {r["alert_id"]: _facts(r) for r in rows}
 
 
-async def unacknowledged_open_alerts(conn: asyncpg.Connection | asyncpg.Pool, guardian_id: int) -> list[AlertFacts]:
+async def unacknowledged_open_alerts(
+    conn: asyncpg.Connection | asyncpg.Pool, guardian_id: int
+) -> list[AlertFacts]:
     """Open alerts of the guardian's children that nobody has acknowledged, oldest first."""
     rows = await conn.fetch(
         _FACTS_SQL + " WHERE a.state = 'open' AND a.acknowledged_at IS NULL"
@@ -97,7 +102,8 @@ async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[Del
         " WHERE g.id = d.guardian_id AND d.id IN ("
         "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
         "   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1)"
-        " RETURNING d.id, d.alert_id, d.transition, d.channel, d.attempts, d.guardian_id, g.phone, g.language",
+        " RETURNING d.id, d.alert_id, d.transition, d.channel, d.attempts, d.guardian_id,"
+        " g.phone, g.language",
         limit,
     )
     return [DeliveryJob(*r) for r in rows]

@@ -22,7 +22,9 @@ POSITION_COLUMNS = (
     "received_at",
     "route_distance_m",
 )
-PositionRecord = tuple[str, datetime, int, float, float, float, int | None, int | None, bool, datetime, float | None]
+PositionRecord = tuple[
+    str, datetime, int, float, float, float, int | None, int | None, bool, datetime, float | None
+]
 DeadLetterRecord = tuple[datetime, str, bytes, str, str]
 
 
@@ -32,7 +34,8 @@ async def store_positions(conn: asyncpg.Connection, records: Sequence[PositionRe
     if not records:
         return 0
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        "CREATE TEMP TABLE IF NOT EXISTS positions_stage (LIKE positions INCLUDING DEFAULTS)"
+        " ON COMMIT DELETE ROWS"
     )
     await conn.copy_records_to_table("positions_stage", records=records, columns=POSITION_COLUMNS)
     cols = ", ".join(POSITION_COLUMNS)
@@ -50,8 +53,12 @@ async def store_dead_letters(conn: asyncpg.Connection, records: Sequence[DeadLet
         )
 
 
-async def load_child_states(conn: asyncpg.Connection | asyncpg.Pool, child_ids: Sequence[int]) -> dict[int, Any]:
-    rows = await conn.fetch("SELECT child_id, state FROM child_state WHERE child_id = ANY($1::bigint[])", child_ids)
+async def load_child_states(
+    conn: asyncpg.Connection | asyncpg.Pool, child_ids: Sequence[int]
+) -> dict[int, Any]:
+    rows = await conn.fetch(
+        "SELECT child_id, state FROM child_state WHERE child_id = ANY($1::bigint[])", child_ids
+    )
     return {r["child_id"]: r["state"] for r in rows}
 
 

@@ -67,7 +67,9 @@ class RegistryRows:
     children: dict[int, ChildRow] = field(default_factory=dict)
     tags: dict[str, int] = field(default_factory=dict)  # tag id -> child id
     guardians: dict[int, GuardianRow] = field(default_factory=dict)
-    child_guardians: dict[int, tuple[int, ...]] = field(default_factory=dict)  # child -> guardians by priority
+    child_guardians: dict[int, tuple[int, ...]] = field(
+        default_factory=dict
+    )  # child -> guardians by priority
 
 
 async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
@@ -80,9 +82,7 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
             r["id"]: RouteRow(
                 r["id"], r["school_id"], r["name"], r["geometry"], float(r["corridor_m"]), r["windows"]
             )
-            for r in await conn.fetch(
-                "SELECT id, school_id, name, geometry, corridor_m, windows FROM routes"
-            )
+            for r in await conn.fetch("SELECT id, school_id, name, geometry, corridor_m, windows FROM routes")
         }
         zones = {
             r["id"]: ZoneRow(r["id"], r["name"], r["kind"], r["severity"], r["geometry"])
@@ -193,7 +193,9 @@ async def add_guardian(
     )
 
 
-async def link_guardian(conn: asyncpg.Connection, *, child_id: int, guardian_id: int, priority: int = 1) -> None:
+async def link_guardian(
+    conn: asyncpg.Connection, *, child_id: int, guardian_id: int, priority: int = 1
+) -> None:
     await conn.execute(
         "INSERT INTO child_guardians (child_id, guardian_id, priority) VALUES ($1, $2, $3)",
         child_id,

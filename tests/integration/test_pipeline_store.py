@@ -1,0 +1,176 @@
+"""The pipeline against the real PostgreSQL: batches stored once, redelivery changes nothing,
+a restarted pipeline picks up the checkpointed state, registry changes reach the index without a
+restart, and a failing channel is retried."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import asyncpg
+
+from tests.helpers import Publisher, build_small_world, fix, square, wait_until
+from tracker.alerts.dispatcher import Dispatcher
+from tracker.config import Settings
+from tracker.ingest.decode import RawMessage
+from tracker.metrics import Metrics
+from tracker.pipeline import Pipeline
+from tracker.registry_view import build_view
+from tracker.store.alerts import DeliveryJob, mark_delivery
+from tracker.store.db import create_pool
+from tracker.store.registry import add_zone, load_registry
+
+
+def _messages(tag: str, fixes: list[dict[str, object]]) -> list[RawMessage]:
+    now = time.time()
+    return [
+        RawMessage(f"tracker/v1/tags/{tag}/position", json.dumps(f).encode(), now, mid=i + 1, qos=1)
+        for i, f in enumerate(fixes)
+    ]
+
+
+async def _counts(pool: asyncpg.Pool) -> tuple[int, int, int, int]:
+    row = await pool.fetchrow(
+        "SELECT (SELECT count(*) FROM positions) p, (SELECT count(*) FROM alerts) a,"
+        " (SELECT count(*) FROM deliveries) d, (SELECT count(*) FROM dead_letters) x"
+    )
+    return row["p"], row["a"], row["d"], row["x"]
+
+
+async def test_redelivered_messages_change_nothing_even_after_a_restart(database_url: str) -> None:
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Hayun"])
+            rows = await load_registry(conn)
+        view = build_view(rows, default_timezone="Asia/Seoul")
+        settings = Settings(database_url=database_url, mqtt_url="mqtt://unused:1")  # type: ignore[call-arg]
+        tag = world.kids["Hayun"].tag
+        t0 = time.time() - 300
+        batch = _messages(
+            tag,
+            [fix(-500, 0, t0), fix(-450, 100, t0 + 15), fix(-440, 110, t0 + 30), fix(-430, 120, t0 + 45)],
+        )
+        batch.append(
+            RawMessage("tracker/v1/tags/nobody/position", json.dumps(fix(0, 0, t0)).encode(), time.time())
+        )
+
+        first = Pipeline(pool=pool, view=lambda: view, settings=settings, metrics=Metrics())
+        outcome = await first.process(batch)
+        assert outcome.stored == 4 and [e.event.kind.value for e in outcome.events] == ["left_route"]
+        assert outcome.rejected == {"unknown_tag": 1}
+        assert await _counts(pool) == (4, 1, 2, 1)  # 1 alert, websocket + sms outbox rows
+
+        again = await first.process(batch)  # the broker redelivers the same messages
+        assert again.stored == 0 and again.events == []
+        assert again.verdicts == {"stale": 3, "duplicate": 1}  # none of them decides anything
+
+        restarted = Pipeline(pool=pool, view=lambda: view, settings=settings, metrics=Metrics())
+        after_restart = await restarted.process(batch)  # a new process, state read from child_state
+        assert after_restart.stored == 0 and after_restart.events == []
+        # dead letters are kept per delivery: the redeliveries of the unknown tag's message are counted too
+        assert await _counts(pool) == (4, 1, 2, 3)
+
+        back = await restarted.process(_messages(tag, [fix(-420, 0, t0 + 60), fix(-410, 0, t0 + 75)]))
+        assert [e.event.kind.value for e in back.events] == ["back_on_route"]
+        state = await pool.fetchval("SELECT state FROM alerts")
+        assert state == "resolved"
+    finally:
+        await pool.close()
+
+
+async def test_a_zone_added_to_the_registry_is_used_without_a_restart(service, mqtt_url: str) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Jiwoo"])
+    kid = world.kids["Jiwoo"]
+    await wait_until(lambda: kid.tag in svc.view().rows.tags, 5)
+    version = svc.view().version
+    async with svc.pool.acquire() as conn:
+        new_zone = await add_zone(
+            conn, name="New excavation", kind="construction", geometry=square(-100, 0, 40)
+        )
+    await wait_until(lambda: svc.view().version > version and new_zone in svc.view().rows.zones, 3)
+
+    pub = Publisher(mqtt_url)
+    t0 = time.time() - 100
+    topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position"
+    try:
+        pub.publish(topic, fix(-100, 0, t0, acc=5))
+        pub.publish(topic, fix(-100, 5, t0 + 15, acc=5))
+
+        async def alert() -> asyncpg.Record | None:
+            return await svc.pool.fetchrow(
+                "SELECT kind, zone_id FROM alerts WHERE child_id = $1", kid.child_id
+            )
+
+        row = await wait_until(alert, 5)
+        assert (row["kind"], row["zone_id"]) == ("danger_zone", new_zone)
+    finally:
+        pub.close()
+
+
+class FlakyChannel:
+    """A channel that fails its first `failures` deliveries (a gateway having a bad minute)."""
+
+    name = "sms"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.delivered: list[int] = []
+
+    async def deliver(self, job: DeliveryJob, facts: object) -> str:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("gateway unreachable")
+        self.delivered.append(job.delivery_id)
+        return "sent"
+
+
+async def test_a_failing_channel_is_retried_with_back_off_until_it_delivers(database_url: str) -> None:
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Siwoo"])
+            kid = world.kids["Siwoo"]
+            alert = await conn.fetchval(
+                "INSERT INTO alerts (child_id, kind, severity, opened_at, updated_at)"
+                " VALUES ($1, 'sos', 'critical', now(), now()) RETURNING id",
+                kid.child_id,
+            )
+            delivery = await conn.fetchval(
+                "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
+                " VALUES ($1, 'opened', $2, 'sms') RETURNING id",
+                alert,
+                kid.guardian_id,
+            )
+        channel = FlakyChannel(failures=2)
+        dispatcher = Dispatcher(pool, [channel], max_attempts=5, backoff_s=0.05)  # type: ignore[list-item]
+        assert await dispatcher.deliver_due() == 1
+        row = await pool.fetchrow(
+            "SELECT state, attempts, last_error FROM deliveries WHERE id = $1", delivery
+        )
+        assert (row["state"], row["attempts"]) == ("pending", 1) and "gateway unreachable" in row[
+            "last_error"
+        ]
+        assert await dispatcher.deliver_due() == 0  # not due before its back-off
+
+        async def delivered() -> bool:
+            await dispatcher.deliver_due()
+            return channel.delivered == [delivery]
+
+        await wait_until(delivered, 5)
+        row = await pool.fetchrow("SELECT state, attempts FROM deliveries WHERE id = $1", delivery)
+        assert (row["state"], row["attempts"]) == ("sent", 3)
+        assert dispatcher.outcomes == {("sms", "retry"): 2, ("sms", "sent"): 1}
+
+        await mark_delivery(pool, delivery, "pending")
+        dead = Dispatcher(pool, [FlakyChannel(failures=99)], max_attempts=4, backoff_s=0.0)  # type: ignore[list-item]
+        await wait_until(lambda: _state(pool, delivery, "failed", dead), 5)
+    finally:
+        await pool.close()
+
+
+async def _state(pool: asyncpg.Pool, delivery: int, wanted: str, dispatcher: Dispatcher) -> bool:
+    await dispatcher.deliver_due()
+    return bool(await pool.fetchval("SELECT state FROM deliveries WHERE id = $1", delivery) == wanted)
