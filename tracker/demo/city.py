@@ -21,7 +21,8 @@ from shapely.geometry import LineString, MultiPolygon, Polygon, mapping, shape
 
 from tracker.store import registry
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "seoul"
+# The checkout's data/seoul, or ./data/seoul where the package is installed (the Docker image).
+DATA_DIRS = [Path(__file__).resolve().parents[2] / "data" / "seoul", Path.cwd() / "data" / "seoul"]
 DEMO_GUARDIAN = "Demo Parent"
 SCHOOL_DAY_WINDOWS = [
     {"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:10"},
@@ -86,7 +87,10 @@ class _Frame:
 
 
 def _neighbourhoods() -> dict[str, Any]:
-    raw = json.loads((DATA_DIR / "neighborhoods.geojson").read_text(encoding="utf-8"))
+    found = [d / "neighborhoods.geojson" for d in DATA_DIRS if (d / "neighborhoods.geojson").exists()]
+    if not found:
+        raise FileNotFoundError(f"Seoul neighbourhoods not found in {', '.join(map(str, DATA_DIRS))}")
+    raw = json.loads(found[0].read_text(encoding="utf-8"))
     return {f["properties"]["EMD_CD"]: shape(f["geometry"]) for f in raw["features"]}
 
 

@@ -21,6 +21,13 @@ async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asy
     return pool
 
 
+async def connect(url: str) -> asyncpg.Connection:
+    """One connection that speaks jsonb as Python objects, like the pool's."""
+    conn = await asyncpg.connect(url)
+    await _init_connection(conn)
+    return conn
+
+
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) of every migration shipped in tracker/store/migrations, in order."""
     folder = resources.files("tracker.store") / "migrations"
