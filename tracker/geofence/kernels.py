@@ -4,22 +4,28 @@ All coordinates are metres in the index's :class:`~tracker.geofence.projection.L
 
 Layout of the flat geometry (built by :mod:`tracker.geofence.index`):
 
-* routes: ``route_part_off[r] .. route_part_off[r + 1]`` are the parts (line strings) of route slot
-  ``r``; ``line_vert_off[p] .. line_vert_off[p + 1]`` the vertices of part ``p`` in ``lvx``/``lvy``;
-  segments join consecutive vertices of one part, never across parts.
+* polylines (a route's parts; a zone's rings, closed: first vertex == last) are cut into *chunks* of
+  at most ``CHUNK`` consecutive segments: ``line_chunk_off[l] .. line_chunk_off[l + 1]`` are the chunks
+  of polyline ``l``; chunk ``c`` spans vertices ``chunk_vert[c, 0] .. chunk_vert[c, 1] - 1`` of
+  ``vx``/``vy`` (neighbouring chunks share their end vertex) and has the bounding box
+  ``chunk_box[c]``. Segments join consecutive vertices of one polyline, never across polylines.
+  A chunk is skipped when its box is farther than the distance still of interest and, for rings, when
+  it cannot cross the point-in-polygon ray; so a long, detailed boundary (a river bank, a district)
+  costs a few chunks per fix, not every vertex.
+* routes: ``route_part_off[r] .. route_part_off[r + 1]`` are the polylines of route slot ``r``.
 * zones: ``zone_part_off`` (zone slot → polygon parts), ``part_ring_off`` (part → rings, exterior and
-  holes alike), ``ring_vert_off`` (ring → closed vertex sequence in ``rvx``/``rvy``, first == last),
-  with bounding boxes per zone, per part and per ring (``*_box`` arrays of shape (k, 4): minx, miny,
-  maxx, maxy).
+  holes alike), with bounding boxes per zone and per part (``*_box``: (k, 4) arrays of minx, miny,
+  maxx, maxy) and per ring (``ring_box``).
 * grid: cell ``(cx, cy)`` of size ``cell`` from ``(gx0, gy0)``; ``cell_off[cy * nx + cx] ..
   cell_off[cy * nx + cx + 1]`` index ``cell_items``: the zone slots (ascending) whose bounding box
   expanded by the search radius meets the cell.
 
-Boundary semantics (the reason the kernels return both "inside" and "distance to the boundary", as
+Boundary semantics (the reason the kernels compute both "inside" and "distance to the boundary", as
 Tile38 does): ``inside`` is the even-odd rule over all rings of one polygon part, so holes are outside
 and a multipolygon holds a point when any part does; for a point exactly on a boundary the even-odd
-answer is arbitrary, but its boundary distance is 0, and every verdict below is written so that the
-arbitrary bit never matters (certain needs ``d > acc >= 0``; possible holds with ``d <= acc``).
+answer is arbitrary, but its boundary distance is exactly 0 (on a vertex, or on an axis-parallel edge
+such as a lon/lat box), and every verdict is written so that the arbitrary bit never matters there
+(certain needs ``d > acc >= 0``; possible holds with ``d <= acc``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["grid_fill", "route_distances", "zone_verdicts"]
+__all__ = ["CHUNK", "build_chunks", "grid_fill", "route_distances", "zone_verdicts"]
 
 # A bounding-box distance is a lower bound of the true distance, but both are rounded; boxes are only
 # used to *skip* work when the lower bound is beyond the radius by this relative margin.
@@ -38,76 +44,93 @@ _SLACK = 1.0 + 1e-9
 # cap2 = cap² · _SLACK + _TINY2, which is strictly above the cap even when the cap is 0.
 _TINY2 = 1e-18
 
+CHUNK = 16
+"""Segments per chunk (see the module docstring)."""
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _box_dist2(px: float, py: float, x0: float, y0: float, x1: float, y1: float) -> float:
-    """Squared distance from a point to a closed box (0 inside or on it)."""
-    dx = 0.0
-    if px < x0:
-        dx = x0 - px
-    elif px > x1:
-        dx = px - x1
-    dy = 0.0
-    if py < y0:
-        dy = y0 - py
-    elif py > y1:
-        dy = py - y1
+def _box_dist2(px: float, py: float, box: np.ndarray, k: int) -> float:
+    """Squared distance from a point to the closed box ``box[k]`` (0 inside or on it)."""
+    dx = max(max(box[k, 0] - px, px - box[k, 2]), 0.0)
+    dy = max(max(box[k, 1] - py, py - box[k, 3]), 0.0)
     return dx * dx + dy * dy
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _seg_dist2(px: float, py: float, ax: float, ay: float, bx: float, by: float) -> float:
-    """Squared distance from a point to the segment a-b (GEOS' formulation, degenerate a == b allowed)."""
+    """Squared distance from a point to the segment a-b.
+
+    ``(cross² + m²) / |ab|²`` with ``m`` how far the projection falls beyond an end (Lagrange's
+    identity): no branch to mispredict, and exactly 0 for a point on a vertex or on an axis-parallel
+    edge. A degenerate segment (a == b, a repeated vertex) is the distance to the point.
+    """
     dx = bx - ax
     dy = by - ay
     wx = px - ax
     wy = py - ay
-    dot = wx * dx + wy * dy
-    if dot <= 0.0:
-        return wx * wx + wy * wy
     len2 = dx * dx + dy * dy
-    if dot >= len2:
-        ex = px - bx
-        ey = py - by
-        return ex * ex + ey * ey
-    cr = wx * dy - wy * dx
-    return cr * cr / len2
+    if len2 > 0.0:
+        dot = wx * dx + wy * dy
+        cr = wx * dy - wy * dx
+        m = max(max(-dot, dot - len2), 0.0)
+        return (cr * cr + m * m) / len2
+    return wx * wx + wy * wy
 
 
 @numba.njit(cache=True, nogil=True)
-def _polyline_dist2(
+def _lines_dist2(
     px: float,
     py: float,
-    v0: int,
-    v1: int,
+    c0: int,
+    c1: int,
+    chunk_vert: np.ndarray,
+    chunk_box: np.ndarray,
     vx: np.ndarray,
     vy: np.ndarray,
     best2: float,
 ) -> float:
-    """min(best2, squared distance to the segments of vertices v0..v1-1); skips segments whose box is
-    not closer than best2."""
-    for j in range(v0, v1 - 1):
-        ax = vx[j]
-        ay = vy[j]
-        bx = vx[j + 1]
-        by = vy[j + 1]
-        # lower bound: distance to the segment's box
-        lx = 0.0
-        if px < ax and px < bx:
-            lx = min(ax, bx) - px
-        elif px > ax and px > bx:
-            lx = px - max(ax, bx)
-        ly = 0.0
-        if py < ay and py < by:
-            ly = min(ay, by) - py
-        elif py > ay and py > by:
-            ly = py - max(ay, by)
-        if lx * lx + ly * ly >= best2:
+    """min(best2, squared distance to the segments of chunks c0 .. c1 - 1)."""
+    for c in range(c0, c1):
+        if _box_dist2(px, py, chunk_box, c) >= best2:
             continue
-        d2 = _seg_dist2(px, py, ax, ay, bx, by)
-        if d2 < best2:
-            best2 = d2
+        for j in range(chunk_vert[c, 0], chunk_vert[c, 1] - 1):
+            best2 = min(best2, _seg_dist2(px, py, vx[j], vy[j], vx[j + 1], vy[j + 1]))
     return best2
+
+
+@numba.njit(cache=True, nogil=True)
+def _ring_scan(
+    px: float,
+    py: float,
+    c0: int,
+    c1: int,
+    chunk_vert: np.ndarray,
+    chunk_box: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    best2: float,
+) -> tuple[bool, float]:
+    """(odd, best2) over the chunks c0 .. c1 - 1 of one closed ring: ``odd`` is the parity of the
+    crossings of the ray from the point towards +x (division free), ``best2`` as in _lines_dist2."""
+    odd = False
+    for c in range(c0, c1):
+        # only a chunk whose y-range holds the point and that reaches right of it can cross the ray
+        cross = chunk_box[c, 1] <= py and py <= chunk_box[c, 3] and px <= chunk_box[c, 2]
+        near = _box_dist2(px, py, chunk_box, c) < best2
+        if not (cross or near):
+            continue
+        for j in range(chunk_vert[c, 0], chunk_vert[c, 1] - 1):
+            ax = vx[j]
+            ay = vy[j]
+            bx = vx[j + 1]
+            by = vy[j + 1]
+            if cross and (ay > py) != (by > py):
+                cr = (py - ay) * (bx - ax) - (px - ax) * (by - ay)
+                if (cr > 0.0) == (by > ay):
+                    odd = not odd
+            if near:
+                best2 = min(best2, _seg_dist2(px, py, ax, ay, bx, by))
+    return odd, best2
 
 
 @numba.njit(cache=True, nogil=True)
@@ -116,11 +139,13 @@ def route_distances(
     y: np.ndarray,
     slot: np.ndarray,
     route_part_off: np.ndarray,
-    line_vert_off: np.ndarray,
-    lvx: np.ndarray,
-    lvy: np.ndarray,
+    line_chunk_off: np.ndarray,
+    chunk_vert: np.ndarray,
+    chunk_box: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
 ) -> np.ndarray:
-    """Distance (m) from each fix to every segment of every part of its route; nan for slot outside
+    """Distance (m) from each fix to every segment of every part of its route; nan for a slot outside
     ``0 .. n_routes - 1`` or a non-finite fix."""
     n = x.shape[0]
     n_routes = route_part_off.shape[0] - 1
@@ -134,7 +159,9 @@ def route_distances(
             continue
         best2 = np.inf
         for p in range(route_part_off[s], route_part_off[s + 1]):
-            best2 = _polyline_dist2(px, py, line_vert_off[p], line_vert_off[p + 1], lvx, lvy, best2)
+            best2 = _lines_dist2(
+                px, py, line_chunk_off[p], line_chunk_off[p + 1], chunk_vert, chunk_box, vx, vy, best2
+            )
         out[i] = math.sqrt(best2)
     return out
 
@@ -149,43 +176,35 @@ def _zone_inside_dist2(
     part_box: np.ndarray,
     part_ring_off: np.ndarray,
     ring_box: np.ndarray,
-    ring_vert_off: np.ndarray,
-    rvx: np.ndarray,
-    rvy: np.ndarray,
+    ring_chunk_off: np.ndarray,
+    chunk_vert: np.ndarray,
+    chunk_box: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
 ) -> tuple[bool, float]:
-    """(inside, d2) for zone slot z: inside by even-odd per part, any part; d2 = squared distance to
-    the nearest ring of any part if it is below cap2, else some value >= cap2 (possibly inf)."""
+    """(inside, d2) for zone slot z: inside by even-odd per part, any part; d2 = the squared distance
+    to the nearest ring of any part when it is below cap2, else some value >= cap2."""
     inside = False
     best2 = cap2
     for p in range(zone_part_off[z], zone_part_off[z + 1]):
-        pb2 = _box_dist2(px, py, part_box[p, 0], part_box[p, 1], part_box[p, 2], part_box[p, 3])
-        in_part_box = pb2 == 0.0
-        if not in_part_box and pb2 >= best2:
-            continue
+        pb2 = _box_dist2(px, py, part_box, p)
+        if pb2 > 0.0 and pb2 >= best2:
+            continue  # outside the part's box (so not in it) and not closer
         odd = False
         for r in range(part_ring_off[p], part_ring_off[p + 1]):
-            rb2 = _box_dist2(px, py, ring_box[r, 0], ring_box[r, 1], ring_box[r, 2], ring_box[r, 3])
-            in_ring_box = rb2 == 0.0
-            if not in_ring_box and rb2 >= best2:
-                # outside the ring's box: the ring adds an even number of crossings and is not closer
+            rb2 = _box_dist2(px, py, ring_box, r)
+            if rb2 > 0.0:
+                # outside the ring's box: the ring adds an even number of crossings
+                if rb2 < best2:
+                    best2 = _lines_dist2(
+                        px, py, ring_chunk_off[r], ring_chunk_off[r + 1], chunk_vert, chunk_box, vx, vy, best2
+                    )
                 continue
-            v0 = ring_vert_off[r]
-            v1 = ring_vert_off[r + 1]
-            if in_ring_box:
-                # even-odd crossing count of the ray towards +x, division free
-                for j in range(v0, v1 - 1):
-                    ay = rvy[j]
-                    by = rvy[j + 1]
-                    if (ay > py) != (by > py):
-                        ax = rvx[j]
-                        bx = rvx[j + 1]
-                        cr = (py - ay) * (bx - ax) - (px - ax) * (by - ay)
-                        if by > ay:
-                            if cr > 0.0:
-                                odd = not odd
-                        elif cr < 0.0:
-                            odd = not odd
-            best2 = _polyline_dist2(px, py, v0, v1, rvx, rvy, best2)
+            ring_odd, best2 = _ring_scan(
+                px, py, ring_chunk_off[r], ring_chunk_off[r + 1], chunk_vert, chunk_box, vx, vy, best2
+            )
+            if ring_odd:
+                odd = not odd
         if odd:
             inside = True
     return inside, best2
@@ -210,9 +229,11 @@ def zone_verdicts(
     part_box: np.ndarray,
     part_ring_off: np.ndarray,
     ring_box: np.ndarray,
-    ring_vert_off: np.ndarray,
-    rvx: np.ndarray,
-    rvy: np.ndarray,
+    ring_chunk_off: np.ndarray,
+    chunk_vert: np.ndarray,
+    chunk_box: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Zone verdicts for a batch: (certain_off, certain_ids, possible_off, possible_ids, nearest).
 
@@ -232,13 +253,11 @@ def zone_verdicts(
     cells = np.full(n, -1, dtype=np.int64)
     cand_off = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
-        px = x[i]
-        py = y[i]
         c = -1
         if nx > 0:
             # floor by truncation once the position is known to be non-negative (false for nan)
-            fx = (px - gx0) / cell
-            fy = (py - gy0) / cell
+            fx = (x[i] - gx0) / cell
+            fy = (y[i] - gy0) / cell
             if 0.0 <= fx < nx and 0.0 <= fy < ny:
                 c = int(fy) * nx + int(fx)
         cells[i] = c
@@ -260,25 +279,35 @@ def zone_verdicts(
         a = acc[i]
         if not (a >= 0.0):
             a = np.inf
+        a_fin = a if a < np.inf else 0.0
         am = min(a, radius)
         am2 = am * am * _SLACK
-        # distances are needed up to max(R, a) (a only matters when inside, and is ignored if inf)
-        cap = radius
-        if a > cap and a < np.inf:
-            cap = a
-        cap2 = cap * cap * _SLACK + _TINY2
         near = np.inf
         base = cand_off[i] - cell_off[c]
         for k in range(cell_off[c], cell_off[c + 1]):
             z = cell_items[k]
-            bd2 = _box_dist2(px, py, zone_box[z, 0], zone_box[z, 1], zone_box[z, 2], zone_box[z, 3])
+            bd2 = _box_dist2(px, py, zone_box, z)
             if bd2 > r2:
                 continue
             if bd2 > 0.0 and bd2 > am2 and bd2 >= near * near:
                 # outside the box (so not inside), too far to be possible, cannot beat nearest
                 continue
+            # d matters up to: a if inside (certain), am if outside (possible), min(R, near) (nearest)
+            cap = max(max(a_fin, am), min(radius, near))
             inside, d2 = _zone_inside_dist2(
-                px, py, z, cap2, zone_part_off, part_box, part_ring_off, ring_box, ring_vert_off, rvx, rvy
+                px,
+                py,
+                z,
+                cap * cap * _SLACK + _TINY2,
+                zone_part_off,
+                part_box,
+                part_ring_off,
+                ring_box,
+                ring_chunk_off,
+                chunk_vert,
+                chunk_box,
+                vx,
+                vy,
             )
             d = math.sqrt(d2)
             f = 0
@@ -287,10 +316,11 @@ def zone_verdicts(
                 if d > a:
                     f = 3
                 near = 0.0
-            elif d <= am:
-                f = 1
-            if not inside and d <= radius and d < near:
-                near = d
+            else:
+                if d <= am:
+                    f = 1
+                if d <= radius and d < near:
+                    near = d
             if f != 0:
                 flags[base + k] = f
                 n_possible[i] += 1
@@ -322,6 +352,42 @@ def zone_verdicts(
                     certain_ids[jc] = zid
                     jc += 1
     return certain_off, certain_ids, possible_off, possible_ids, nearest
+
+
+@numba.njit(cache=True, nogil=True)
+def build_chunks(
+    vert_off: np.ndarray, vx: np.ndarray, vy: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut polylines (``vert_off``: polyline → vertices, each >= 2) into chunks of <= size segments:
+    (line_chunk_off, chunk_vert [k, 2], chunk_box [k, 4])."""
+    n_lines = vert_off.shape[0] - 1
+    line_chunk_off = np.zeros(n_lines + 1, dtype=np.int64)
+    for ln in range(n_lines):
+        segments = max(vert_off[ln + 1] - vert_off[ln] - 1, 1)
+        line_chunk_off[ln + 1] = line_chunk_off[ln] + (segments + size - 1) // size
+    k = line_chunk_off[n_lines]
+    chunk_vert = np.empty((k, 2), dtype=np.int64)
+    chunk_box = np.empty((k, 4), dtype=np.float64)
+    for ln in range(n_lines):
+        start = vert_off[ln]
+        end = vert_off[ln + 1]
+        for c in range(line_chunk_off[ln], line_chunk_off[ln + 1]):
+            stop = min(start + size + 1, end)
+            chunk_vert[c, 0] = start
+            chunk_vert[c, 1] = stop
+            x0 = x1 = vx[start]
+            y0 = y1 = vy[start]
+            for j in range(start + 1, stop):
+                x0 = min(x0, vx[j])
+                x1 = max(x1, vx[j])
+                y0 = min(y0, vy[j])
+                y1 = max(y1, vy[j])
+            chunk_box[c, 0] = x0
+            chunk_box[c, 1] = y0
+            chunk_box[c, 2] = x1
+            chunk_box[c, 3] = y1
+            start = stop - 1
+    return line_chunk_off, chunk_vert, chunk_box
 
 
 @numba.njit(cache=True, nogil=True)
