@@ -1,8 +1,14 @@
 """The thin MQTT layer: paho-mqtt 2.x, QoS 1 by default, reconnecting on its own.
 
 paho keeps QoS ≥ 1 messages in its out-queue while the broker is away and sends them again on
-reconnect; the queue is bounded (``max_queued``, below paho's 65 535 message ids) and a message that
-finds it full is dropped and counted. QoS 0 messages published while disconnected are dropped too.
+reconnect. The caller keeps that queue short: ``has_room`` turns false at ``high_water`` messages
+not yet acknowledged, and the runner waits (back-pressure) instead of piling up fixes, so a slow or
+absent broker makes the simulation lag, never lose fixes. paho's own in-flight window is left
+unlimited on purpose: with a window, every PUBACK scans the window for the next queued message
+(quadratic at thousands of messages in flight; measured 7.5k msg/s with a window of 1000 against
+16k msg/s unlimited with 2000 outstanding at most). As a last guard the queue is bounded
+(``max_queued``, below paho's 65 535 message ids); a message that finds it full is dropped and
+counted, and so is a QoS 0 message published while disconnected.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ class MqttPublisher:
         client_id: str | None = None,
         qos: int = 1,
         max_queued: int = 60_000,
-        max_inflight: int = 1000,
+        high_water: int = 2000,
         keepalive_s: int = 30,
     ) -> None:
         if qos not in (0, 1, 2):
@@ -68,6 +74,8 @@ class MqttPublisher:
         self.qos = qos
         self.client_id = client_id or f"simulator-{uuid.uuid4().hex[:12]}"
         self._keepalive = keepalive_s
+        self.high_water = high_water
+        self._closing = False
         self._lock = threading.Lock()
         self._connected_once = threading.Event()
         self.connected = False
@@ -81,7 +89,7 @@ class MqttPublisher:
             client.username_pw_set(self.target.username, self.target.password)
         if self.target.tls:
             client.tls_set()
-        client.max_inflight_messages_set(max_inflight)
+        client.max_inflight_messages_set(0)  # unlimited, see the module's doc
         client.max_queued_messages_set(max_queued)
         client.reconnect_delay_set(min_delay=1, max_delay=16)
         client.on_connect = self._on_connect
@@ -99,7 +107,7 @@ class MqttPublisher:
         self._connected_once.set()
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if self.connected:
+        if self.connected and not self._closing:
             self.disconnects += 1
         self.connected = False
         self.last_error = f"disconnected: {reason}"
@@ -139,11 +147,17 @@ class MqttPublisher:
         with self._lock:
             return max(0, self.published - self.acked)
 
+    @property
+    def has_room(self) -> bool:
+        """False while ``high_water`` or more messages wait for their acknowledgement."""
+        return self.published - self.acked < self.high_water
+
     def close(self, drain_timeout_s: float = 10.0) -> None:
         """Wait (bounded) for outstanding messages to be acknowledged, then disconnect."""
         deadline = time.monotonic() + drain_timeout_s
         while self.outstanding and time.monotonic() < deadline:
             time.sleep(0.02)
+        self._closing = True
         self._client.disconnect()
         self._client.loop_stop()
 

@@ -118,6 +118,8 @@ class Summary:
     children: int = 0
     fixes: int = 0
     """fixes made by the core"""
+    fixes_sent: int = 0
+    """fixes handed to the broker connection (in single messages or batches)"""
     messages: int = 0
     """MQTT messages published (a batch is one)"""
     acked: int = 0
@@ -131,17 +133,23 @@ class Summary:
 
     @property
     def fixes_per_s(self) -> float:
-        return self.fixes / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        """fixes sent per real second"""
+        return self.fixes_sent / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def line(self) -> str:
         kinds = ", ".join(f"{k} {n}" for k, n in sorted(self.incidents.items())) or "none"
         return (
-            f"simulator: {self.children} children, {self.fixes} fixes in {self.messages} messages "
+            f"simulator: {self.children} children, {self.fixes} fixes made, "
+            f"{self.fixes_sent} sent in {self.messages} messages "
             f"({self.acked} acknowledged, {self.dropped} dropped, {self.disconnects} disconnects), "
             f"{self.fixes_per_s:.1f} fixes/s, "
             f"{self.sim_seconds:.0f} simulated s in {self.wall_seconds:.1f} s, "
             f"incidents: {kinds}; {self.truth_records} truth records"
         )
+
+
+MAX_CHUNK_REAL_S = 0.5
+"""the core is advanced by at most this much real time's worth of simulated time per step"""
 
 
 def _stderr(line: str) -> None:
@@ -156,7 +164,13 @@ class Simulator:
         self._log = log
         self._summary = Summary()
         self._generator: FixGenerator | None = None
+        self.lag_s = 0.0
+        """how far (real seconds) the simulated clock is behind where it should be"""
         self._publisher: MqttPublisher | None = None
+
+    @property
+    def broker_connected(self) -> bool:
+        return self._publisher is not None and self._publisher.connected
 
     def summary(self) -> Summary:
         """The figures so far (safe to call from another thread while it runs)."""
@@ -183,7 +197,7 @@ class Simulator:
         generator = FixGenerator(world, opts.sim_config(), start_ts)
         publisher = MqttPublisher(opts.mqtt_url, client_id=opts.client_id, qos=opts.qos)
         self._generator, self._publisher = generator, publisher
-        summary = self._summary
+        summary = self._summary = Summary()
         summary.children = len(generator.children)
         summary.sim_start_ts = start_ts
         publisher.start(opts.connect_timeout_s)
@@ -191,30 +205,43 @@ class Simulator:
         batcher = GatewayBatcher(opts.batch, opts.batch_wait_s) if opts.batch else None
         end_ts = start_ts + opts.duration_s if opts.duration_s is not None else math.inf
         real0 = time.monotonic()
-        progress = _Progress(self, real0)
+        progress = _Progress(self, real0, quiet=opts.quiet)
         try:
             while not stop.is_set():
                 now = time.monotonic()
-                target = min(start_ts + (now - real0) * opts.speed, end_ts)
+                due = min(start_ts + (now - real0) * opts.speed, end_ts)
+                # at most a short chunk at a time: memory stays bounded when catching up after a stall
+                target = min(due, generator.sim_time + opts.speed * MAX_CHUNK_REAL_S)
+                self.lag_s = (due - target) / opts.speed
                 step = generator.advance(target)
                 summary.fixes += len(step.fixes)
                 if batcher is None:
                     for fix in step.fixes:
-                        publisher.publish(position_topic(opts.prefix, fix.tag), encode_position(fix))
+                        self._send(
+                            position_topic(opts.prefix, fix.tag), encode_position(fix), 1, stop, progress
+                        )
                 else:
                     for gateway, fixes in batcher.add(step.fixes, now):
-                        publisher.publish(gateway_topic(opts.prefix, gateway), encode_batch(fixes))
+                        self._send(
+                            gateway_topic(opts.prefix, gateway),
+                            encode_batch(fixes),
+                            len(fixes),
+                            stop,
+                            progress,
+                        )
                 if truth is not None:
                     truth.write(step.truth)
-                if not opts.quiet:
-                    progress.maybe_print(now)
+                progress.maybe_print(time.monotonic())
                 if target >= end_ts:
                     break
-                stop.wait(max(0.0, opts.tick_s - (time.monotonic() - now)))
+                if target >= due:
+                    stop.wait(max(0.0, opts.tick_s - (time.monotonic() - now)))
         finally:
             if batcher is not None:
                 for gateway, fixes in batcher.drain():
-                    publisher.publish(gateway_topic(opts.prefix, gateway), encode_batch(fixes))
+                    self._send(
+                        gateway_topic(opts.prefix, gateway), encode_batch(fixes), len(fixes), stop, progress
+                    )
             if truth is not None:
                 truth.write(generator.finish())
                 summary.truth_records = truth.count
@@ -225,29 +252,41 @@ class Simulator:
         self._log(summary.line())
         return summary
 
+    def _send(
+        self, topic: str, payload: bytes, fixes: int, stop: threading.Event, progress: _Progress
+    ) -> None:
+        """Publish, after waiting while the broker is behind (back-pressure; see publisher.py)."""
+        publisher = self._publisher
+        assert publisher is not None
+        while not publisher.has_room and not stop.is_set():
+            progress.maybe_print(time.monotonic())
+            stop.wait(0.005)
+        if publisher.publish(topic, payload):
+            self._summary.fixes_sent += fixes
+
 
 class _Progress:
     """A one-line progress report every few seconds."""
 
-    def __init__(self, simulator: Simulator, real0: float) -> None:
+    def __init__(self, simulator: Simulator, real0: float, *, quiet: bool) -> None:
         self._sim = simulator
+        self._quiet = quiet
         self._last_t = real0
-        self._last_fixes = 0
+        self._last_sent = 0
 
     def maybe_print(self, now: float) -> None:
         every = self._sim.options.progress_every_s
-        if now - self._last_t < every:
+        if self._quiet or now - self._last_t < every:
             return
         s = self._sim.summary()
-        rate = (s.fixes - self._last_fixes) / (now - self._last_t)
-        self._last_t, self._last_fixes = now, s.fixes
+        rate = (s.fixes_sent - self._last_sent) / (now - self._last_t)
+        self._last_t, self._last_sent = now, s.fixes_sent
         sim_clock = datetime.fromtimestamp(s.sim_start_ts + s.sim_seconds, UTC).strftime("%H:%M:%S")
-        pub = self._sim._publisher
-        broker = "up" if pub is not None and pub.connected else "DOWN (reconnecting)"
+        broker = "up" if self._sim.broker_connected else "DOWN (reconnecting)"
         self._sim._log(
-            f"sim {sim_clock}Z +{s.sim_seconds:.0f}s | fixes {s.fixes} msgs {s.messages} "
-            f"acked {s.acked} dropped {s.dropped} | {rate:.1f} fixes/s | "
-            f"incidents {sum(s.incidents.values())} | broker {broker}"
+            f"sim {sim_clock}Z +{s.sim_seconds:.0f}s | fixes sent {s.fixes_sent} in {s.messages} msgs, "
+            f"acked {s.acked}, dropped {s.dropped} | {rate:.1f} fixes/s | lag {self._sim.lag_s:.1f}s | "
+            f"incidents started {sum(s.incidents.values())} | broker {broker}"
         )
 
 

@@ -179,9 +179,9 @@ def _route(geometry: Mapping[str, Any], props: Mapping[str, Any]) -> Route:
     else:
         raise ValueError("a route is a LineString or a MultiLineString")
     parts = tuple(tuple(_lonlat(p) for p in part) for part in raw_parts)
-    parts = tuple(p for p in parts if len(p) >= 2)
+    parts = tuple(p for p in parts if len(set(p)) >= 2)
     if not parts:
-        raise ValueError(f"route {props['id']} has no line with two points")
+        raise ValueError(f"route {props['id']} has no line with two distinct points")
     corridor = float(props.get("corridor_m", 30.0))
     if not corridor > 0:
         raise ValueError(f"route {props['id']}: corridor_m must be positive")

@@ -123,18 +123,18 @@ def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Cal
     """The device simulator in a thread beside the service, with scripted incidents."""
     import threading
 
-    from simulator.cli import build_options
-    from simulator.runner import Simulator
+    from simulator import SimOptions, Simulator
 
-    options = build_options(
+    options = SimOptions(
         world=str(world_path),
         mqtt_url=mqtt_url,
         prefix=settings.topic_prefix,
-        incidents_per_hour=6.0,
-        truth=str(settings.data_dir / "demo-truth.jsonl"),
+        incident_fraction=0.3,  # 30 % of the children have one scripted incident in the first hour
+        incidents_per_hour=0.2,  # and every child a few more as time goes on
+        truth_path=str(settings.data_dir / "demo-truth.jsonl"),
         quiet=True,
     )
-    simulator = Simulator(options)
+    simulator = Simulator(options, log=logging.getLogger("simulator").info)
     stop_event = threading.Event()
     thread = threading.Thread(target=simulator.run, args=(stop_event,), name="simulator", daemon=True)
     thread.start()

@@ -242,12 +242,12 @@ def test_publisher_reconnects_and_delivers_what_it_queued_while_the_broker_was_a
         wait_until(lambda: simulator.summary().acked > 10)
         broker.stop()
         down_at = time.time()
-        wait_until(lambda: simulator._publisher is not None and not simulator._publisher.connected)
+        wait_until(lambda: not simulator.broker_connected)
         time.sleep(2.0)  # fixes made now wait in the publisher's queue
         up_at = time.time()
         broker.start()
         subscriber = Subscriber(url, prefix)
-        wait_until(lambda: simulator._publisher is not None and simulator._publisher.connected, timeout=30)
+        wait_until(lambda: simulator.broker_connected, timeout=30)
         wait_until(lambda: simulator.summary().acked == simulator.summary().messages)
     finally:
         stop.set()
@@ -268,3 +268,22 @@ def wait_until(predicate: Any, timeout: float = 15.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+async def test_run_simulator_from_asyncio_stops_on_an_event(
+    world_path: Path, mqtt_url: str, prefix: str, subscriber: Subscriber
+) -> None:
+    import asyncio
+
+    from simulator.runner import run_simulator
+
+    stop = asyncio.Event()
+    opts = options(world_path, mqtt_url, prefix, speed=30.0, duration_s=None, start_ts=None, interval_s=5.0)
+    task = asyncio.create_task(run_simulator(opts, stop=stop))
+    await asyncio.sleep(2.0)
+    assert not task.done()
+    stop.set()
+    summary = await asyncio.wait_for(task, 15)
+    assert summary.fixes_sent > 6 and summary.acked == summary.messages
+    assert 30.0 <= summary.sim_seconds <= 120.0
+    assert len(subscriber.wait_for(summary.messages)) == summary.messages
