@@ -48,6 +48,14 @@ def _shape(geojson: dict[str, Any]) -> Any:
     return shapely.geometry.shape(geojson)
 
 
+def _warm_up(index: GeofenceIndex) -> None:
+    """Run the kernels once here, off the hot path: the first call JIT-compiles them (or loads them
+    from numba's cache), which would otherwise stall the first batch of fixes for seconds."""
+    p = index.projection
+    slot = np.array([0 if len(index.route_ids) else -1], dtype=np.int32)
+    index.check(np.array([p.lon0]), np.array([p.lat0]), np.array([10.0]), slot)
+
+
 def build_view(rows: RegistryRows, *, default_timezone: str, all_day: bool = False) -> RegistryView:
     """Build a view from registry rows. A stored geometry the index refuses is left out and logged
     (the API refuses such geometry before it is stored; this guards against rows written by hand)."""
@@ -76,6 +84,7 @@ def build_view(rows: RegistryRows, *, default_timezone: str, all_day: bool = Fal
                 zones = [z for z in zones if z.zone_id != e.feature_id]
     for what, why in refused.items():
         log.error("registry: %s left out of the geofence index: %s", what, why)
+    _warm_up(index)
 
     schedules: dict[int, RouteSchedule] = {}
     for r in rows.routes.values():

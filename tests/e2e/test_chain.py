@@ -67,6 +67,8 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
             await wait_until(walker_done, 10)
             await asyncio.sleep(0.5)  # room for any wrong extra alert to show up
 
+            ms = (round(off_latency * 1000), round(zone_latency * 1000))
+            print(f"publish -> websocket: left route {ms[0]} ms, zone {ms[1]} ms")
             assert off["kind"] == "left_route" and off["severity"] == "warning" and off["state"] == "open"
             assert off["child"]["id"] == stray.child_id
             assert off_latency < DEADLINE_S, f"left-route alert took {off_latency:.3f} s"
