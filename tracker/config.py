@@ -50,13 +50,33 @@ class Settings(BaseSettings):
     low_battery_pct: int = Field(
         15, description="battery level below which 'low battery' is sent, once a day"
     )
+    max_speed_mps: float = Field(25.0, description="a fix implying a faster move is an impossible jump")
+    signal_lost_s: float = Field(
+        180.0, description="no fix for this long inside a commute window: 'signal lost'"
+    )
+    home_fence_m: float = Field(50.0, description="radius around a route's start (home) for arrival at home")
+    tick_s: float = Field(
+        5.0, description="how often the clock rules (signal lost, not arrived) and escalation run"
+    )
+    escalate_warning_s: float = Field(
+        300.0, description="an unacknowledged warning goes to the next person after"
+    )
+    escalate_critical_s: float = Field(120.0, description="an unacknowledged critical alert goes on after")
     default_timezone: str = Field("Asia/Seoul", description="time zone of a school that names none")
     watch_all_day: bool = Field(
         False, description="watch routes around the clock, not only in commute windows ('make run' sets it)"
     )
 
     # --- delivery -----------------------------------------------------------------------------------
-    sms_provider: str = Field("stub", description="'stub' records SMS in PostgreSQL instead of sending")
+    sms_provider: str = Field(
+        "stub", description="'stub' records SMS in PostgreSQL; 'apprise' sends through sms_apprise_url"
+    )
+    sms_apprise_url: str | None = Field(
+        None, description="apprise URL of the SMS gateway; {phone} is replaced by the recipient's number"
+    )
+    rate_limit_count: int = Field(6, description="most non-critical messages per guardian and channel ...")
+    rate_limit_window_s: float = Field(600.0, description="... in this many seconds; more are suppressed")
+    webhook_timeout_s: float = Field(5.0, description="how long a school's webhook may take to answer")
     delivery_max_attempts: int = Field(
         8, description="attempts per (alert, guardian, channel) before giving up"
     )
@@ -73,6 +93,10 @@ class Settings(BaseSettings):
             raise ValueError("dwell fix counts must be at least 1")
         if self.batch_max_messages < 1:
             raise ValueError("batch_max_messages must be at least 1")
+        if self.sms_provider == "apprise" and not self.sms_apprise_url:
+            raise ValueError("TRACKER_SMS_PROVIDER=apprise needs TRACKER_SMS_APPRISE_URL")
+        if self.sms_provider not in ("stub", "apprise"):
+            raise ValueError(f"TRACKER_SMS_PROVIDER must be 'stub' or 'apprise', not {self.sms_provider!r}")
         return self
 
 

@@ -16,6 +16,7 @@ timestamp, and the monitor's checkpointed state refuses a fix it has already dec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,13 +27,13 @@ import asyncpg
 import msgspec
 import numpy as np
 
-from tracker.alerts.lifecycle import ChildEvent, Recipient, apply_events
+from tracker.alerts.lifecycle import ChildEvent, Escalation, Recipient, apply_events, touch_open_alerts
 from tracker.config import Settings
 from tracker.geofence import Verdicts
 from tracker.ingest.decode import Fix, RawMessage, Rejection, decode_message
 from tracker.ingest.filters import refusal
 from tracker.metrics import Metrics
-from tracker.monitor import ChildState, Observation, Rules, Verdict, step
+from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, step, tick
 from tracker.registry_view import RegistryView
 from tracker.store.batches import (
     DeadLetterRecord,
@@ -47,6 +48,8 @@ from tracker.store.batches import (
 def rules_from(settings: Settings) -> Rules:
     return Rules(
         max_accuracy_m=settings.max_accuracy_m,
+        max_speed_mps=settings.max_speed_mps,
+        signal_lost_s=settings.signal_lost_s,
         off_route_min_fixes=settings.off_route_min_fixes,
         off_route_min_s=settings.off_route_min_s,
         on_route_min_fixes=settings.on_route_min_fixes,
@@ -86,7 +89,9 @@ class Pipeline:
         self._settings = settings
         self._metrics = metrics
         self.rules = rules_from(settings)
+        self.escalation = Escalation(settings.escalate_warning_s, settings.escalate_critical_s)
         self._states: dict[int, ChildState] = {}
+        self._all_loaded = False  # every child's checkpointed state read (the clock needs them all)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
@@ -161,16 +166,20 @@ class Pipeline:
             child = int(a.child_ids[i])
             obs = Observation(
                 ts=fix.ts,
+                lon=fix.lon,
+                lat=fix.lat,
                 acc=fix.acc,
                 route_distance_m=float(v.route_distance_m[i]),
                 corridor_m=float(v.corridor_m[i]),
                 certain_zones=frozenset(v.certain(i)),
                 possible_zones=frozenset(v.possible(i)),
+                crossed_zones=frozenset(v.crossed(i)) if hasattr(v, "crossed") else frozenset(),
+                nearest_zone_m=float(v.nearest_zone_m[i]),
                 batt=fix.batt,
                 sos=fix.sos,
             )
             states[child], new_events, verdict = step(
-                states[child], obs, view.schedule_of_child(child), self.rules
+                states[child], obs, view.context_of_child(child), self.rules
             )
             outcome.verdicts[verdict.value] += 1
             for e in new_events:
@@ -218,11 +227,65 @@ class Pipeline:
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
         changed = {c: s.to_json() for c, s in states.items() if s != self._states.get(c)}
+        following = [
+            (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
+            for c, s in states.items()
+            if (s.off_route or s.zones_in) and s.last_ts is not None and s != self._states.get(c)
+        ]
         async with self._pool.acquire() as conn, conn.transaction():
             outcome.stored = await store_positions(conn, positions)
             await store_dead_letters(conn, dead)
-            outcome.outbox_rows = await apply_events(conn, events, _recipients(view, events))
+            outcome.outbox_rows = await apply_events(
+                conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
+            )
+            await touch_open_alerts(conn, following)  # type: ignore[arg-type]
             await save_child_states(conn, changed)
+
+    # the clock ----------------------------------------------------------------------------------------
+    async def tick(self, now: float | None = None) -> list[ChildEvent]:
+        """Let time decide (signal lost, not arrived) for every child with a schedule; commit what
+        changed. The states are read on the event loop, the rules run in a worker thread."""
+        now = time.time() if now is None else now
+        view = self._view()
+        if not self._all_loaded:
+            await self._load_states([c for c in view.contexts if c not in self._states])
+            self._all_loaded = True
+        states = {c: self._states.get(c) or ChildState() for c, ctx in view.contexts.items() if ctx.schedule}
+        changed, raised = await asyncio.to_thread(_tick_all, states, view, now, self.rules)
+        if not changed:
+            return []
+        events = [ChildEvent(c, e, None, None, None, None) for c, e in raised]
+        async with self._pool.acquire() as conn, conn.transaction():
+            await apply_events(
+                conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
+            )
+            await save_child_states(conn, {c: s.to_json() for c, s in changed.items()})
+        self._states.update(changed)
+        self._metrics.events.update(e.event.kind.value for e in events)
+        return events
+
+
+def _tick_all(
+    states: dict[int, ChildState], view: RegistryView, now: float, rules: Rules
+) -> tuple[dict[int, ChildState], list[tuple[int, Event]]]:
+    changed: dict[int, ChildState] = {}
+    raised: list[tuple[int, Event]] = []
+    for child, state in states.items():
+        new, events = tick(state, now, view.context_of_child(child), rules)
+        if new is not state:
+            changed[child] = new
+            raised += [(child, e) for e in events]
+    return changed, raised
+
+
+def _webhook_schools(view: RegistryView, events: list[ChildEvent]) -> dict[int, int | None]:
+    """child id -> its school's id, for children whose school has a webhook."""
+    out: dict[int, int | None] = {}
+    for e in events:
+        child = view.rows.children.get(e.child_id)
+        rules = view.school_rules.get(child.school_id) if child else None
+        out[e.child_id] = child.school_id if child and rules and rules.webhook_url else None
+    return out
 
 
 def _recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[Recipient]]:

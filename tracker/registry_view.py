@@ -14,7 +14,8 @@ import numpy as np
 import shapely.geometry
 
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
-from tracker.monitor import RouteSchedule
+from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
+from tracker.store.alert_rules import AlertRuleRows, SchoolRules
 from tracker.store.registry import RegistryRows
 
 log = logging.getLogger(__name__)
@@ -27,17 +28,16 @@ class RegistryView:
     index: GeofenceIndex
     schedules: dict[int, RouteSchedule]  # route id -> schedule
     route_slot_of_child: dict[int, int]  # child id -> route slot in the index (-1: none)
+    contexts: dict[int, ChildContext] = field(default_factory=dict)  # child id -> what the monitor needs
+    school_rules: dict[int, SchoolRules] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # "route 7" -> why its geometry was left out
     version: int = 0
 
     def child_of_tag(self, tag: str) -> int | None:
         return self.rows.tags.get(tag)
 
-    def schedule_of_child(self, child_id: int) -> RouteSchedule | None:
-        child = self.rows.children.get(child_id)
-        if child is None or child.route_id is None:
-            return None
-        return self.schedules.get(child.route_id)
+    def context_of_child(self, child_id: int) -> ChildContext:
+        return self.contexts.get(child_id) or _NO_CONTEXT
 
     def route_slots(self, child_ids: np.ndarray) -> np.ndarray:
         get = self.route_slot_of_child.get
@@ -56,7 +56,27 @@ def _warm_up(index: GeofenceIndex) -> None:
     index.check(np.array([p.lon0]), np.array([p.lat0]), np.array([10.0]), slot)
 
 
-def build_view(rows: RegistryRows, *, default_timezone: str, all_day: bool = False) -> RegistryView:
+_NO_CONTEXT = ChildContext()
+
+
+def _home(geometry: dict[str, Any], radius_m: float) -> Place | None:
+    """A route starts at the child's home: its first point."""
+    try:
+        coords = geometry["coordinates"]
+        first = coords[0][0] if geometry["type"] == "MultiLineString" else coords[0]
+        return Place(float(first[0]), float(first[1]), radius_m)
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def build_view(
+    rows: RegistryRows,
+    *,
+    default_timezone: str,
+    all_day: bool = False,
+    rules: AlertRuleRows | None = None,
+    home_fence_m: float = 50.0,
+) -> RegistryView:
     """Build a view from registry rows. A stored geometry the index refuses is left out and logged
     (the API refuses such geometry before it is stored; this guards against rows written by hand)."""
     refused: dict[str, str] = {}
@@ -86,17 +106,43 @@ def build_view(rows: RegistryRows, *, default_timezone: str, all_day: bool = Fal
         log.error("registry: %s left out of the geofence index: %s", what, why)
     _warm_up(index)
 
+    rules = rules or AlertRuleRows({}, {}, {})
+    school_rules = rules.schools
     schedules: dict[int, RouteSchedule] = {}
     for r in rows.routes.values():
         school = rows.schools.get(r.school_id)
         tz = school.timezone if school else default_timezone
+        of_school = school_rules.get(r.school_id, SchoolRules())
         try:
-            schedules[r.id] = RouteSchedule.from_registry(tz, r.windows, always=all_day)
+            schedules[r.id] = RouteSchedule.from_registry(
+                tz,
+                r.windows or of_school.windows,
+                arrivals=rules.route_arrivals.get(r.id, []),
+                closed_days=of_school.closed_days,
+                always=all_day,
+            )
         except (ValueError, KeyError) as e:
             refused[f"route {r.id} schedule"] = str(e)
             log.error("registry: route %s has an unusable schedule (never watched): %s", r.id, e)
             schedules[r.id] = RouteSchedule.from_registry(tz, [], always=False)
-    slots = {
-        c.id: index.route_slot(c.route_id) if c.route_id is not None else -1 for c in rows.children.values()
-    }
-    return RegistryView(rows, index, schedules, slots, refused, next(_versions))
+    hours: dict[int, Hours] = {}
+    for zone_id, raw in rules.zone_hours.items():
+        try:
+            hours[zone_id] = Hours.from_registry(default_timezone, raw)
+        except (ValueError, KeyError, TypeError) as e:
+            refused[f"zone {zone_id} hours"] = str(e)
+            log.error("registry: zone %s has unusable hours (always on): %s", zone_id, e)
+    slots: dict[int, int] = {}
+    contexts: dict[int, ChildContext] = {}
+    homes = {r.id: _home(r.geometry, home_fence_m) for r in rows.routes.values()}
+    for c in rows.children.values():
+        slots[c.id] = index.route_slot(c.route_id) if c.route_id is not None else -1
+        s = rows.schools.get(c.school_id)
+        fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else 60.0
+        contexts[c.id] = ChildContext(
+            schedule=schedules.get(c.route_id) if c.route_id is not None else None,
+            school=Place(s.lon, s.lat, fence) if s is not None else None,
+            home=homes.get(c.route_id) if c.route_id is not None else None,
+            zone_hours=hours,
+        )
+    return RegistryView(rows, index, schedules, slots, contexts, school_rules, refused, next(_versions))

@@ -18,8 +18,16 @@ from typing import Any
 import asyncpg
 import uvicorn
 
-from tracker.alerts.channels import RecordingSmsProvider, SmsChannel, SmsProvider, WebSocketChannel
+from tracker.alerts.channels import (
+    AppriseSmsProvider,
+    RecordingSmsProvider,
+    SmsChannel,
+    SmsProvider,
+    WebhookChannel,
+    WebSocketChannel,
+)
 from tracker.alerts.dispatcher import Dispatcher
+from tracker.alerts.escalation import escalate_due
 from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.config import Settings
@@ -28,6 +36,7 @@ from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
 from tracker.registry_view import RegistryView, build_view
+from tracker.store.alert_rules import load_alert_rules
 from tracker.store.alerts import release_stuck_deliveries
 from tracker.store.batches import store_dead_letters
 from tracker.store.db import apply_migrations, create_pool
@@ -66,11 +75,13 @@ class Service:
         await self.reload_registry()
 
         sms: SmsProvider = self._sms_provider()
+        self._webhook = WebhookChannel(s.webhook_timeout_s)
         self.dispatcher = Dispatcher(
             self.pool,
-            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url)],
+            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url), self._webhook],
             max_attempts=s.delivery_max_attempts,
             backoff_s=s.delivery_backoff_s,
+            rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
         )
         self.pipeline = Pipeline(pool=self.pool, view=self.view, settings=s, metrics=self.metrics)
         self.ingestor = MqttIngestor(
@@ -98,6 +109,7 @@ class Service:
         self._spawn(self._batch_loop(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(), "registry")
+        self._spawn(self._clock_loop(), "clock")
         if http:
             config = uvicorn.Config(
                 self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
@@ -118,6 +130,8 @@ class Service:
         with contextlib.suppress(AttributeError):
             self.ingestor.stop()
         with contextlib.suppress(AttributeError):
+            await self._webhook.close()
+        with contextlib.suppress(AttributeError):
             await self.pool.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -126,9 +140,9 @@ class Service:
         self._tasks.append(task)
 
     def _sms_provider(self) -> SmsProvider:
-        if self.settings.sms_provider == "stub":
-            return RecordingSmsProvider(self.pool)
-        raise ValueError(f"unknown SMS provider {self.settings.sms_provider!r} (this version knows 'stub')")
+        if self.settings.sms_provider == "apprise" and self.settings.sms_apprise_url:
+            return AppriseSmsProvider(self.settings.sms_apprise_url, self.pool)
+        return RecordingSmsProvider(self.pool)
 
     # --- registry ------------------------------------------------------------------------------------
     def view(self) -> RegistryView:
@@ -143,9 +157,15 @@ class Service:
         read = self._reads
         async with self.pool.acquire() as conn:
             rows = await load_registry(conn)
+            rules = await load_alert_rules(conn)
         s = self.settings
         view = await asyncio.to_thread(
-            build_view, rows, default_timezone=s.default_timezone, all_day=s.watch_all_day
+            build_view,
+            rows,
+            default_timezone=s.default_timezone,
+            all_day=s.watch_all_day,
+            rules=rules,
+            home_fence_m=s.home_fence_m,
         )
         if read < self._swapped_read:
             return self.view()
@@ -186,6 +206,18 @@ class Service:
             finally:
                 with contextlib.suppress(*DB_ERRORS):
                     await conn.close()
+
+    # --- the clock ------------------------------------------------------------------------------------
+    async def _clock_loop(self) -> None:
+        """Every tick: the time-based rules (signal lost, not arrived), then escalations that came due."""
+        while True:
+            await asyncio.sleep(self.settings.tick_s)
+            try:
+                await self.pipeline.tick()
+                await escalate_due(self.pool, self.pipeline.escalation)
+                self.dispatcher.wake()
+            except DB_ERRORS as e:
+                log.warning("clock rules skipped a tick (%s)", e)
 
     # --- ingest ----------------------------------------------------------------------------------------
     async def _next_batch(self) -> list[RawMessage]:

@@ -1,5 +1,6 @@
 """The monitor's rules as scenario tables: steps of (seconds, distance to the route, accuracy,
-zones certain / possible) and the events each step must produce. Corridor 30 m everywhere."""
+zones certain / possible / crossed, position) and the events each step must produce.
+Corridor 30 m everywhere; positions in metres east/north of a point in Daechi-dong."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tracker.monitor import (
+    ChildContext,
     ChildState,
-    CommuteWindow,
     EventKind,
+    Hours,
     Observation,
+    Place,
     RouteSchedule,
     Rules,
     Verdict,
+    Window,
+    gate,
     step,
+    tick,
 )
 
 RULES = Rules(
@@ -36,6 +42,19 @@ L, B, E, LZ, SOS, LOW = (
     EventKind.SOS,
     EventKind.LOW_BATTERY,
 )
+LOST, BACK, ARR, LEFT, NOT = (
+    EventKind.SIGNAL_LOST,
+    EventKind.SIGNAL_BACK,
+    EventKind.ARRIVED,
+    EventKind.LEFT_PLACE,
+    EventKind.NOT_ARRIVED,
+)
+LON0, LAT0 = 127.0560, 37.4990
+MX, MY = 111_320.0 * math.cos(math.radians(LAT0)), 110_574.0
+
+
+def lonlat(x: float, y: float) -> tuple[float, float]:
+    return LON0 + x / MX, LAT0 + y / MY
 
 
 def obs(
@@ -44,10 +63,14 @@ def obs(
     acc: float = 10.0,
     certain: tuple[int, ...] = (),
     possible: tuple[int, ...] | None = None,
+    at: tuple[float, float] = (0.0, 0.0),
     **kw: object,
 ) -> Observation:
+    lon, lat = lonlat(*at)
     return Observation(
         ts=T0 + t,
+        lon=lon,
+        lat=lat,
         acc=acc,
         route_distance_m=dist,
         corridor_m=30.0,
@@ -57,11 +80,14 @@ def obs(
     )
 
 
-def run(steps: list[Observation], schedule: RouteSchedule | None = MORNING) -> list[list[EventKind]]:
+CTX = ChildContext(schedule=MORNING)
+
+
+def run(steps: list[Observation], ctx: ChildContext = CTX) -> list[list[EventKind]]:
     state = ChildState()
     out = []
     for o in steps:
-        state, events, _ = step(state, o, schedule, RULES)
+        state, events, _ = step(state, o, ctx, RULES)
         out.append([e.kind for e in events])
     return out
 
@@ -168,12 +194,12 @@ def test_zone_rules(name: str, steps: list[Observation], expected: list[list[Eve
 
 def test_sos_is_immediate_and_survives_a_late_fix_but_not_a_duplicate() -> None:
     state = ChildState()
-    state, events, _ = step(state, obs(30), MORNING, RULES)
-    state, events, verdict = step(state, obs(0, sos=True), MORNING, RULES)  # late, yet a real press
+    state, events, _ = step(state, obs(30), CTX, RULES)
+    state, events, verdict = step(state, obs(0, sos=True), CTX, RULES)  # late, yet a real press
     assert [e.kind for e in events] == [SOS] and verdict == Verdict.STALE
-    state, events, _ = step(state, obs(45, sos=True), MORNING, RULES)
+    state, events, _ = step(state, obs(45, sos=True), CTX, RULES)
     assert [e.kind for e in events] == [SOS]
-    _, events, verdict = step(state, obs(45, sos=True), MORNING, RULES)
+    _, events, verdict = step(state, obs(45, sos=True), CTX, RULES)
     assert events == [] and verdict == Verdict.DUPLICATE
 
 
@@ -186,8 +212,8 @@ def test_sos_is_immediate_and_survives_a_late_fix_but_not_a_duplicate() -> None:
     ],
 )
 def test_fixes_that_must_not_decide(name: str, second: Observation, verdict: Verdict) -> None:
-    state, _, _ = step(ChildState(), obs(15, 100), MORNING, RULES)
-    new, events, got = step(state, second, MORNING, RULES)
+    state, _, _ = step(ChildState(), obs(15, 100), CTX, RULES)
+    new, events, got = step(state, second, CTX, RULES)
     assert got == verdict and events == [] and new == state
 
 
@@ -197,26 +223,189 @@ def test_low_battery_once_per_local_day() -> None:
 
 
 def test_a_child_without_a_route_is_only_watched_for_zones() -> None:
-    no_route = Observation(T0, 10, math.nan, math.nan, frozenset({3}), frozenset({3}))
-    state, events, _ = step(ChildState(), no_route, MORNING, RULES)
-    state, events, _ = step(
-        state, Observation(T0 + 15, 10, math.nan, math.nan, frozenset({3}), frozenset({3})), None, RULES
-    )
-    assert [e.kind for e in events] == [E]
+    steps = [obs(0, math.nan, certain=(3,)), obs(15, math.nan, certain=(3,))]
+    assert run(steps, ChildContext()) == [[], [E]]
 
 
 def test_step_never_modifies_the_previous_state() -> None:
-    state, _, _ = step(ChildState(), obs(0, 100, certain=(7,)), MORNING, RULES)
+    state, _, _ = step(ChildState(), obs(0, 100, certain=(7,)), CTX, RULES)
     frozen = state.to_json()
-    step(state, obs(15, 100, certain=(7,)), MORNING, RULES)
+    step(state, obs(15, 100, certain=(7,)), CTX, RULES)
     assert state.to_json() == frozen
 
 
 def test_state_round_trips_through_json() -> None:
     state = ChildState()
-    for o in [obs(0, 100, certain=(7,)), obs(15, 100, certain=(7, 9)), obs(30, batt=3)]:
-        state, _, _ = step(state, o, MORNING, RULES)
+    ctx = ChildContext(schedule=MORNING, school=Place(*lonlat(0, 0), 60))
+    for o in [obs(0, 100, certain=(7,)), obs(15, 100, certain=(7, 9)), obs(30, batt=3), obs(45, batt=3)]:
+        state, _, _ = step(state, o, ctx, RULES)
+    state, _ = tick(state, T0 + 600, ctx, RULES)
     assert ChildState.from_json(state.to_json()) == state
+
+
+SHORT_VISITS = [
+    (
+        "in the zone once, next fix just outside it: a short visit counts",
+        [obs(0, certain=(7,)), obs(15, nearest_zone_m=12.0)],
+        [[], [E]],
+    ),
+    (
+        "in the zone once, next fix back on the route far from it: a multipath jump, no alert",
+        [obs(0, certain=(7,)), obs(15, nearest_zone_m=80.0)],
+        [[], []],
+    ),
+    (
+        "the segment between two accurate fixes 15 s apart crosses the zone: entered",
+        [obs(0, acc=8), obs(15, acc=8, crossed_zones=frozenset({7}))],
+        [[], [E]],
+    ),
+    (
+        "a crossing between fixes a long gap apart does not count",
+        [obs(0, acc=8), obs(120, acc=8, crossed_zones=frozenset({7}))],
+        [[], []],
+    ),
+    (
+        "a crossing from an inaccurate fix does not count",
+        [obs(0, acc=45), obs(15, acc=8, crossed_zones=frozenset({7}))],
+        [[], []],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "steps", "expected"), SHORT_VISITS, ids=[s[0] for s in SHORT_VISITS])
+def test_short_visits_and_crossings(
+    name: str, steps: list[Observation], expected: list[list[EventKind]]
+) -> None:
+    assert run(steps) == expected
+
+
+def test_a_zone_with_hours_is_only_dangerous_during_them() -> None:
+    works = Hours.from_registry("Asia/Seoul", [{"days": [0, 1, 2, 3, 4], "start": "09:00", "end": "18:00"}])
+    ctx = ChildContext(schedule=MORNING, zone_hours={7: works})
+    assert run([obs(0, certain=(7,)), obs(15, certain=(7,))], ctx) == [[], []]  # 08:00: no work yet
+    assert run([obs(3600, certain=(7,)), obs(3615, certain=(7,))], ctx) == [[], [E]]  # 09:00
+
+
+def test_an_impossible_jump_decides_nothing_and_the_next_plausible_fix_does() -> None:
+    state, _, _ = step(ChildState(), obs(0, at=(0, 0)), CTX, RULES)
+    jumped, events, verdict = step(state, obs(15, 500, at=(3000, 0), certain=(7,)), CTX, RULES)
+    assert verdict == Verdict.IMPOSSIBLE_JUMP and events == [] and jumped == state
+    _, _, verdict = step(state, obs(30, at=(20, 0)), CTX, RULES)
+    assert verdict == Verdict.DECIDED
+
+
+SCHOOL = Place(*lonlat(0, 0), 60)
+HOME = Place(*lonlat(-800, 0), 50)
+PLACES = ChildContext(schedule=MORNING, school=SCHOOL, home=HOME)
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "expected"),
+    [
+        ("two fixes inside the school's fence: arrived", [(-100, 0), (-30, 0), (-10, 5)], [[], [], [ARR]]),
+        ("one fix inside is not yet arrival", [(-100, 0), (-30, 0), (-100, 0)], [[], [], []]),
+        (
+            "arrived, then two fixes certainly outside: left school",
+            [(-30, 0), (-10, 0), (-200, 0), (-210, 0)],
+            [[], [ARR], [], [LEFT]],
+        ),
+        (
+            "at home, then leaving it",
+            [(-800, 0), (-795, 0), (-600, 0), (-500, 0)],
+            [[], [ARR], [], [LEFT]],
+        ),
+    ],
+)
+def test_arrival_at_places(
+    name: str, path: list[tuple[float, float]], expected: list[list[EventKind]]
+) -> None:
+    got = run([obs(15 * i, at=p) for i, p in enumerate(path)], PLACES)
+    assert got == expected
+
+
+def test_an_rfid_gate_sighting_is_arrival_at_once_and_leaving_after_an_hour() -> None:
+    state, events = gate(ChildState(), T0, PLACES, RULES)
+    assert [(e.kind, e.detail) for e in events] == [(ARR, "school")]
+    state, events = gate(state, T0 + 60, PLACES, RULES)
+    assert events == []  # the same child passing the gate again at once is not leaving
+    state, events = gate(state, T0 + 5 * 3600, PLACES, RULES)
+    assert [(e.kind, e.detail) for e in events] == [(LEFT, "school")]
+
+
+def _ticks(state: ChildState, ctx: ChildContext, seconds: list[float]) -> list[list[EventKind]]:
+    out = []
+    for t in seconds:
+        state, events = tick(state, T0 + t, ctx, RULES)
+        out.append([e.kind for e in events])
+    return out
+
+
+def test_signal_lost_inside_a_window_and_back_with_the_next_fix() -> None:
+    state, _, _ = step(ChildState(), obs(0, at=(-500, 0)), PLACES, RULES)
+    assert _ticks(state, PLACES, [60, 179, 181, 300]) == [[], [], [LOST], []]
+    lost, _ = tick(state, T0 + 181, PLACES, RULES)
+    _, events, _ = step(lost, obs(400, at=(-400, 0)), PLACES, RULES)
+    assert [e.kind for e in events] == [BACK]
+
+
+@pytest.mark.parametrize(
+    ("name", "last_fix_at", "where", "now", "lost"),
+    [
+        ("silent after the window ended: not the commute's business", 0, (-500, 0), 3700, False),
+        ("silent at school (tags off in class): no alarm", 0, (0, 0), 600, False),
+        ("last fix before the window began (07:00): no alarm", -3600, (-500, 0), 600, False),
+    ],
+)
+def test_silence_that_is_not_signal_lost(
+    name: str, last_fix_at: float, where: tuple[float, float], now: float, lost: bool
+) -> None:
+    state = ChildState()
+    for i in range(2):
+        state, _, _ = step(state, obs(last_fix_at - 15 + 15 * i, at=where), PLACES, RULES)
+    _, events = tick(state, T0 + now, PLACES, RULES)
+    assert (LOST in [e.kind for e in events]) is lost
+
+
+ARRIVE_BY = RouteSchedule.from_registry(
+    "Asia/Seoul",
+    [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}],
+    arrivals=[{"days": [0, 1, 2, 3, 4], "time": "08:40"}],
+)
+ON_TIME = ChildContext(schedule=ARRIVE_BY, school=SCHOOL, home=HOME)
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "tick_at", "expected"),
+    [
+        ("no fix at all by 08:40: not arrived", [], 2400, [NOT]),
+        ("not at 08:39", [], 2340, []),
+        ("arrived at 08:10: nothing", [(-20, 0), (0, 0)], 2400, []),
+        ("at school since 07:20, before the window: nothing", [(-20, 0), (0, 0)], 2400, []),
+        ("still walking at 08:40: not arrived", [(-600, 0), (-500, 0)], 2400, [NOT]),
+    ],
+)
+def test_not_arrived_by_the_expected_time(
+    name: str, path: list[tuple[float, float]], tick_at: float, expected: list[EventKind]
+) -> None:
+    start = -2400 if "07:20" in name else 2370 if name.startswith("still walking") else 600
+    state = ChildState()
+    for i, p in enumerate(path):
+        state, _, _ = step(state, obs(start + 15 * i, at=p), ON_TIME, RULES)
+    assert _ticks(state, ON_TIME, [tick_at, tick_at + 5]) == [expected, []]  # raised once
+
+
+def test_not_arrived_only_on_school_days() -> None:
+    chuseok = datetime(2026, 9, 25, 8, 41, tzinfo=ZoneInfo("Asia/Seoul")).timestamp()  # a Friday, a holiday
+    _, events = tick(ChildState(), chuseok, ON_TIME, RULES)
+    assert events == []
+    closed = RouteSchedule.from_registry(
+        "Asia/Seoul",
+        [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}],
+        arrivals=[{"time": "08:40"}],
+        closed_days=frozenset({datetime.fromtimestamp(T0, ZoneInfo("Asia/Seoul")).date()}),
+    )
+    _, events = tick(ChildState(), T0 + 2400, ChildContext(schedule=closed), RULES)
+    assert events == []
 
 
 @pytest.mark.parametrize(
@@ -227,6 +416,7 @@ def test_state_round_trips_through_json() -> None:
         ("2026-11-23 08:59", True),
         ("2026-11-23 09:00", False),  # end is exclusive
         ("2026-11-28 08:00", False),  # Saturday
+        ("2026-10-09 08:00", False),  # Hangul Day, a Friday
     ],
 )
 def test_schedule_in_the_schools_time_zone(local: str, watched: bool) -> None:
@@ -236,4 +426,4 @@ def test_schedule_in_the_schools_time_zone(local: str, watched: bool) -> None:
 
 def test_schedule_refuses_a_window_that_ends_before_it_starts() -> None:
     with pytest.raises(ValueError, match="start before it ends"):
-        CommuteWindow.parse({"start": "09:00", "end": "07:00"})
+        Window.parse({"start": "09:00", "end": "07:00"})

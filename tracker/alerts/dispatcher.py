@@ -15,7 +15,15 @@ from collections import Counter
 import asyncpg
 
 from tracker.alerts.channels import Channel
-from tracker.store.alerts import AlertFacts, DeliveryJob, alert_facts, claim_due_deliveries, mark_delivery
+from tracker.store.alerts import (
+    AlertFacts,
+    DeliveryJob,
+    add_history,
+    alert_facts,
+    claim_due_deliveries,
+    mark_delivery,
+    recently_sent,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +37,14 @@ class Dispatcher:
         max_attempts: int = 8,
         backoff_s: float = 2.0,
         poll_s: float = 1.0,
+        rate_limit: tuple[int, float] = (6, 600.0),
     ) -> None:
         self._pool = pool
         self._channels = {c.name: c for c in channels}
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
         self._poll_s = poll_s
+        self._rate_count, self._rate_window_s = rate_limit
         self._wake = asyncio.Event()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, state) -> count, for metrics
 
@@ -69,6 +79,11 @@ class Dispatcher:
             await mark_delivery(self._pool, job.delivery_id, "failed", error=why)
             self.outcomes[(job.channel, "failed")] += 1
             return
+        if await self._over_limit(job):
+            await mark_delivery(self._pool, job.delivery_id, "suppressed", error="rate limit")
+            await add_history(self._pool, job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"})
+            self.outcomes[(job.channel, "suppressed")] += 1
+            return
         try:
             outcome = await channel.deliver(job, facts)
         except Exception as e:  # a channel's failure of any kind is retried, never fatal
@@ -76,6 +91,7 @@ class Dispatcher:
             if job.attempts >= self._max_attempts:
                 log.error("delivery %s (%s) failed for good: %s", job.delivery_id, job.channel, error)
                 await mark_delivery(self._pool, job.delivery_id, "failed", error=error)
+                await add_history(self._pool, job.alert_id, "failed", _who(job) | {"error": error})
                 self.outcomes[(job.channel, "failed")] += 1
             else:
                 delay = self._backoff_s * 2 ** (job.attempts - 1)
@@ -86,4 +102,22 @@ class Dispatcher:
                 self.outcomes[(job.channel, "retry")] += 1
             return
         await mark_delivery(self._pool, job.delivery_id, outcome)
+        step = "delivered" if outcome == "sent" else "unreachable"
+        await add_history(self._pool, job.alert_id, step, _who(job) | {"transition": job.transition})
         self.outcomes[(job.channel, outcome)] += 1
+
+    async def _over_limit(self, job: DeliveryJob) -> bool:
+        """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back."""
+        if job.guardian_id is None or job.severity == "critical":
+            return False
+        sent = await recently_sent(self._pool, job.guardian_id, job.channel, self._rate_window_s)
+        return sent >= self._rate_count
+
+
+def _who(job: DeliveryJob) -> dict[str, object]:
+    to: dict[str, object] = {"channel": job.channel, "attempt": job.attempts}
+    if job.guardian_id is not None:
+        to["guardian_id"] = job.guardian_id
+    if job.school_id is not None:
+        to["school_id"] = job.school_id
+    return to

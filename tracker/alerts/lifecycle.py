@@ -1,40 +1,64 @@
-"""Alert lifecycle: monitor events become alert rows and delivery rows, inside the batch's transaction.
+"""Alert lifecycle: monitor events become alert rows, history rows and outbox rows, inside the
+batch's transaction.
 
 One incident is one alert: an open alert for the same child, kind and zone is updated (fix count,
 last position), never duplicated (the unique index alerts_one_open_idx makes that hold even across
-processes). Every alert transition writes its outbox rows, one per (guardian, channel), in the same
-transaction; the dispatcher delivers them after the commit.
+processes). An alert that opens goes to the child's first guardian (and the school's webhook);
+unacknowledged, a warning or critical alert escalates (tracker.alerts.escalation). Resolutions go to
+every guardian who was told of the alert.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import asyncpg
 
 from tracker.monitor import Event, EventKind
 
-AlertKind = Literal["left_route", "danger_zone", "sos", "low_battery"]
+Action = Literal["open", "resolve", "notice"]  # notice: an info alert, resolved as it is made
 CHANNELS = ("websocket", "sms")
 
 
 @dataclass(frozen=True)
 class AlertRule:
-    kind: AlertKind
-    action: Literal["open", "resolve", "notice"]  # notice: an info alert, resolved as it is made
+    kind: str
+    action: Action
     severity: str
 
 
-RULES: dict[EventKind, AlertRule] = {
-    EventKind.LEFT_ROUTE: AlertRule("left_route", "open", "warning"),
-    EventKind.BACK_ON_ROUTE: AlertRule("left_route", "resolve", "warning"),
-    EventKind.ENTERED_ZONE: AlertRule("danger_zone", "open", "critical"),
-    EventKind.LEFT_ZONE: AlertRule("danger_zone", "resolve", "critical"),
-    EventKind.SOS: AlertRule("sos", "open", "critical"),
-    EventKind.LOW_BATTERY: AlertRule("low_battery", "notice", "info"),
-}
+def rules_for(event: Event) -> list[AlertRule]:
+    """What an event does to alerts (DESIGN.md's table of events)."""
+    place = event.detail or "school"
+    match event.kind:
+        case EventKind.LEFT_ROUTE:
+            return [AlertRule("left_route", "open", "warning")]
+        case EventKind.BACK_ON_ROUTE:
+            return [AlertRule("left_route", "resolve", "warning")]
+        case EventKind.ENTERED_ZONE:
+            return [AlertRule("danger_zone", "open", "critical")]
+        case EventKind.LEFT_ZONE:
+            return [AlertRule("danger_zone", "resolve", "critical")]
+        case EventKind.SOS:
+            return [AlertRule("sos", "open", "critical")]
+        case EventKind.LOW_BATTERY:
+            return [AlertRule("low_battery", "notice", "info")]
+        case EventKind.SIGNAL_LOST:
+            return [AlertRule("signal_lost", "open", "warning")]
+        case EventKind.SIGNAL_BACK:
+            return [AlertRule("signal_lost", "resolve", "warning")]
+        case EventKind.NOT_ARRIVED:
+            return [AlertRule(f"not_arrived_{place}", "open", "warning")]
+        case EventKind.ARRIVED:
+            return [
+                AlertRule(f"not_arrived_{place}", "resolve", "warning"),
+                AlertRule(f"arrived_{place}", "notice", "info"),
+            ]
+        case EventKind.LEFT_PLACE:
+            return [AlertRule("left_school", "notice", "info")] if place == "school" else []
+    return []
 
 
 @dataclass(frozen=True)
@@ -43,10 +67,10 @@ class ChildEvent:
 
     child_id: int
     event: Event
-    lon: float
-    lat: float
-    acc: float
-    received_at: float
+    lon: float | None
+    lat: float | None
+    acc: float | None
+    received_at: float | None
     zone_severity: str | None = None
 
 
@@ -57,42 +81,67 @@ class Recipient:
     has_phone: bool
 
 
-def _ts(unix: float) -> datetime:
-    return datetime.fromtimestamp(unix, UTC)
+@dataclass(frozen=True)
+class Escalation:
+    """After how long an unacknowledged alert of each severity goes to the next person."""
+
+    warning_s: float = 300.0
+    critical_s: float = 120.0
+
+    def after(self, severity: str) -> timedelta | None:
+        seconds = {"warning": self.warning_s, "critical": self.critical_s}.get(severity)
+        return None if seconds is None else timedelta(seconds=seconds)
+
+
+def _ts(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
 async def apply_events(
-    conn: asyncpg.Connection, events: list[ChildEvent], recipients: dict[int, list[Recipient]]
+    conn: asyncpg.Connection,
+    events: list[ChildEvent],
+    recipients: dict[int, list[Recipient]],
+    schools: dict[int, int | None],
+    escalation: Escalation,
 ) -> int:
-    """Write the alert transitions of `events` and their outbox rows; returns outbox rows written.
-
-    Must run inside the batch's transaction. `recipients` maps child id -> guardians by priority.
-    """
-    outbox: list[tuple[int, str, int, str]] = []
+    """Write the alert transitions of `events`, their history and their outbox rows; returns the
+    number of outbox rows. Must run inside the batch's transaction. `recipients`: child id ->
+    guardians in escalation order; `schools`: child id -> school id when the school has a webhook."""
+    outbox: list[tuple[int, str, int | None, int | None, str]] = []
+    history: list[tuple[int, datetime | None, str, dict[str, object]]] = []
     for ce in events:
-        rule = RULES[ce.event.kind]
-        zone = ce.event.zone_id
         at = _ts(ce.event.ts)
-        if rule.action == "resolve":
-            alert_id = await conn.fetchval(
-                "UPDATE alerts SET state = 'resolved', resolved_at = $4, updated_at = $4"
-                " WHERE child_id = $1 AND kind = $2 AND coalesce(zone_id, 0) = coalesce($3::bigint, 0)"
-                " AND state = 'open' RETURNING id",
-                ce.child_id,
-                rule.kind,
-                zone,
-                at,
-            )
-            transition = "resolved"
-        else:
-            severity = ce.zone_severity or rule.severity
+        for rule in rules_for(ce.event):
+            zone = ce.event.zone_id if rule.kind == "danger_zone" else None
+            if rule.action == "resolve":
+                rows = await conn.fetch(
+                    "UPDATE alerts SET state = 'resolved', resolved_at = $4, updated_at = $4,"
+                    " next_escalation_at = NULL"
+                    " WHERE child_id = $1 AND kind = $2 AND coalesce(zone_id, 0) = coalesce($3::bigint, 0)"
+                    " AND state = 'open' RETURNING id, escalation_level",
+                    ce.child_id,
+                    rule.kind,
+                    zone,
+                    at,
+                )
+                for row in rows:
+                    history.append((row["id"], at, "resolved", {"by": ce.event.kind.value}))
+                    told = recipients.get(ce.child_id, [])[: row["escalation_level"] + 1]
+                    outbox += _fan_out(row["id"], "resolved", told, rule.severity)
+                    outbox += _school_webhook(row["id"], "resolved", schools.get(ce.child_id))
+                continue
+            severity = ce.zone_severity if rule.kind == "danger_zone" and ce.zone_severity else rule.severity
+            delay = escalation.after(severity) if rule.action == "open" else None
             row = await conn.fetchrow(
                 "INSERT INTO alerts (child_id, kind, severity, zone_id, state, opened_at, updated_at,"
-                " resolved_at, last_lon, last_lat, last_acc, last_fix_ts, fix_received_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $6, $11)"
+                " resolved_at, last_lon, last_lat, last_acc, last_fix_ts, fix_received_at, detail,"
+                " next_escalation_at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $6, $11, $12, now() + $13::interval)"
                 " ON CONFLICT (child_id, kind, coalesce(zone_id, 0)) WHERE state = 'open' DO UPDATE SET"
                 " updated_at = EXCLUDED.updated_at, fix_count = alerts.fix_count + 1,"
-                " last_lon = EXCLUDED.last_lon, last_lat = EXCLUDED.last_lat, last_acc = EXCLUDED.last_acc,"
+                " last_lon = coalesce(EXCLUDED.last_lon, alerts.last_lon),"
+                " last_lat = coalesce(EXCLUDED.last_lat, alerts.last_lat),"
+                " last_acc = coalesce(EXCLUDED.last_acc, alerts.last_acc),"
                 " last_fix_ts = EXCLUDED.last_fix_ts"
                 " RETURNING id, (xmax = 0) AS inserted",
                 ce.child_id,
@@ -106,19 +155,66 @@ async def apply_events(
                 ce.lat,
                 ce.acc,
                 _ts(ce.received_at),
+                {"event": ce.event.kind.value} | ({"place": ce.event.detail} if ce.event.detail else {}),
+                delay,
             )
-            alert_id = row["id"] if row["inserted"] else None
-            transition = "opened"
-        if alert_id is None:
-            continue  # nothing to resolve, or an update of an incident already told
-        for r in recipients.get(ce.child_id, []):
-            for channel in r.channels:
-                if channel in CHANNELS and (channel != "sms" or r.has_phone):
-                    outbox.append((alert_id, transition, r.guardian_id, channel))
-    if outbox:
+            if not row["inserted"]:
+                history.append((row["id"], at, "updated", {"by": ce.event.kind.value}))
+                continue  # an incident already told: updated, not told again
+            history.append((row["id"], at, "opened", {"severity": severity}))
+            first = recipients.get(ce.child_id, [])[:1]
+            outbox += _fan_out(row["id"], "opened", first, severity)
+            outbox += _school_webhook(row["id"], "opened", schools.get(ce.child_id))
+    if history:
         await conn.executemany(
-            "INSERT INTO deliveries (alert_id, transition, guardian_id, channel) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT DO NOTHING",
-            outbox,
+            "INSERT INTO alert_history (alert_id, at, step, detail) VALUES ($1, coalesce($2, now()), $3, $4)",
+            history,
         )
-    return len(outbox)
+    return await write_outbox(conn, outbox)
+
+
+def _fan_out(
+    alert_id: int, transition: str, people: list[Recipient], severity: str
+) -> list[tuple[int, str, int | None, int | None, str]]:
+    """Outbox rows for these guardians on their channels. Info notices (arrived, low battery) go on
+    the websocket only: an SMS for every arrival of every child would cost and numb."""
+    return [
+        (alert_id, transition, r.guardian_id, None, channel)
+        for r in people
+        for channel in r.channels
+        if channel in CHANNELS and (channel != "sms" or (r.has_phone and severity != "info"))
+    ]
+
+
+def _school_webhook(
+    alert_id: int, transition: str, school_id: int | None
+) -> list[tuple[int, str, int | None, int | None, str]]:
+    return [] if school_id is None else [(alert_id, transition, None, school_id, "webhook")]
+
+
+async def write_outbox(
+    conn: asyncpg.Connection, rows: list[tuple[int, str, int | None, int | None, str]]
+) -> int:
+    """Insert outbox rows (alert, transition, guardian or school, channel); a row already there is kept."""
+    if rows:
+        await conn.executemany(
+            "INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            rows,
+        )
+    return len(rows)
+
+
+async def touch_open_alerts(
+    conn: asyncpg.Connection, fixes: list[tuple[int, float, float, float, float]]
+) -> None:
+    """An open route or zone incident follows the child: its last position is the child's latest fix
+    (child, ts, lon, lat, acc), so the parent's page shows where the child is now."""
+    if fixes:
+        await conn.executemany(
+            "UPDATE alerts SET last_lon = $3, last_lat = $4, last_acc = $5, last_fix_ts = to_timestamp($2),"
+            " updated_at = greatest(updated_at, to_timestamp($2)), fix_count = fix_count + 1"
+            " WHERE child_id = $1 AND state = 'open' AND kind IN ('left_route', 'danger_zone')"
+            " AND (last_fix_ts IS NULL OR last_fix_ts < to_timestamp($2))",
+            fixes,
+        )

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from tracker.store.alerts import AlertFacts
 
+# (kind, "open" | "resolved") -> text; a notice (info alert) is born resolved and reads as "open".
 _TEXTS: dict[str, dict[tuple[str, str], str]] = {
     "en": {
         ("left_route", "open"): "{child} has left the route to school ({place}).",
@@ -17,7 +18,15 @@ _TEXTS: dict[str, dict[tuple[str, str], str]] = {
         ("sos", "open"): "SOS from {child} ({place}). Please call now.",
         ("sos", "resolved"): "The SOS from {child} is closed.",
         ("low_battery", "open"): "{child}'s tag battery is low. Please charge it tonight.",
-        ("low_battery", "resolved"): "{child}'s tag battery is low. Please charge it tonight.",
+        ("signal_lost", "open"): "No signal from {child}'s tag since {last} during the school commute.",
+        ("signal_lost", "resolved"): "{child}'s tag is sending again ({place}).",
+        ("not_arrived_school", "open"): "{child} has not arrived at school by the expected time.",
+        ("not_arrived_school", "resolved"): "{child} has now arrived at school.",
+        ("not_arrived_home", "open"): "{child} has not arrived home by the expected time.",
+        ("not_arrived_home", "resolved"): "{child} has now arrived home.",
+        ("arrived_school", "open"): "{child} arrived at school ({time}).",
+        ("arrived_home", "open"): "{child} arrived home ({time}).",
+        ("left_school", "open"): "{child} left school ({time}).",
     },
     "ko": {
         ("left_route", "open"): "{child} 학생이 통학로를 벗어났습니다 ({place}).",
@@ -27,24 +36,46 @@ _TEXTS: dict[str, dict[tuple[str, str], str]] = {
         ("sos", "open"): "{child} 학생의 긴급 호출(SOS)입니다 ({place}). 바로 연락해 주세요.",
         ("sos", "resolved"): "{child} 학생의 긴급 호출이 종료되었습니다.",
         ("low_battery", "open"): "{child} 학생 단말기의 배터리가 부족합니다. 오늘 밤 충전해 주세요.",
-        ("low_battery", "resolved"): "{child} 학생 단말기의 배터리가 부족합니다. 오늘 밤 충전해 주세요.",
+        ("signal_lost", "open"): "등하교 중 {last} 이후 {child} 학생 단말기의 신호가 없습니다.",
+        ("signal_lost", "resolved"): "{child} 학생 단말기의 신호가 다시 잡힙니다 ({place}).",
+        ("not_arrived_school", "open"): "{child} 학생이 예정 시각까지 학교에 도착하지 않았습니다.",
+        ("not_arrived_school", "resolved"): "{child} 학생이 학교에 도착했습니다.",
+        ("not_arrived_home", "open"): "{child} 학생이 예정 시각까지 집에 도착하지 않았습니다.",
+        ("not_arrived_home", "resolved"): "{child} 학생이 집에 도착했습니다.",
+        ("arrived_school", "open"): "{child} 학생이 학교에 도착했습니다 ({time}).",
+        ("arrived_home", "open"): "{child} 학생이 집에 도착했습니다 ({time}).",
+        ("left_school", "open"): "{child} 학생이 학교를 나섰습니다 ({time}).",
     },
 }
 _PREFIX = {"en": "[School route]", "ko": "[통학 안전]"}
+_ESCALATED = {"en": "Not acknowledged yet: ", "ko": "아직 확인되지 않은 알림: "}
 
 
-def text(facts: AlertFacts, language: str) -> str:
+def text(facts: AlertFacts, language: str, transition: str = "opened") -> str:
     lang = language if language in _TEXTS else "en"
-    state = "resolved" if facts.state == "resolved" else "open"
-    template = _TEXTS[lang].get((facts.kind, state), "{child}: {kind}")
-    when = facts.fix_ts or facts.opened_at
-    place = f"{when.astimezone(ZoneInfo(facts.timezone)):%H:%M}"
+    state = "resolved" if facts.state == "resolved" and facts.severity != "info" else "open"
+    if transition in ("opened", "escalated"):
+        state = "open"
+    template = _TEXTS[lang].get((facts.kind, state)) or _TEXTS[lang].get(
+        (facts.kind, "open"), "{child}: {kind}"
+    )
+    tz = ZoneInfo(facts.timezone)
+    when = (facts.fix_ts or facts.opened_at).astimezone(tz)
+    place = f"{when:%H:%M}"
     if facts.lat is not None and facts.lon is not None:
         place += f", {facts.lat:.5f},{facts.lon:.5f}"
-    return template.format(child=facts.child_name, zone=facts.zone_name or "?", place=place, kind=facts.kind)
+    body = template.format(
+        child=facts.child_name,
+        zone=facts.zone_name or "?",
+        place=place,
+        time=f"{when:%H:%M}",
+        last=f"{when:%H:%M}",
+        kind=facts.kind,
+    )
+    return (_ESCALATED[lang] + body) if transition == "escalated" else body
 
 
-def alert_message(facts: AlertFacts, language: str) -> dict[str, Any]:
+def alert_message(facts: AlertFacts, language: str, transition: str = "opened") -> dict[str, Any]:
     """The websocket/webhook message (schemas/alert-message.v1.json)."""
     position = None
     if facts.lat is not None and facts.lon is not None and facts.fix_ts is not None:
@@ -61,6 +92,7 @@ def alert_message(facts: AlertFacts, language: str) -> dict[str, Any]:
         "type": "alert",
         "version": 1,
         "alert_id": facts.alert_id,
+        "transition": transition,
         "state": facts.state,
         "kind": facts.kind,
         "severity": facts.severity,
@@ -69,11 +101,11 @@ def alert_message(facts: AlertFacts, language: str) -> dict[str, Any]:
         "opened_at": facts.opened_at.isoformat(),
         "resolved_at": facts.resolved_at.isoformat() if facts.resolved_at else None,
         "position": position,
-        "text": text(facts, language),
+        "text": text(facts, language, transition),
         "fix_received_at": facts.fix_received_at.timestamp() if facts.fix_received_at else None,
     }
 
 
-def sms_text(facts: AlertFacts, language: str, public_url: str) -> str:
+def sms_text(facts: AlertFacts, language: str, public_url: str, transition: str = "opened") -> str:
     lang = language if language in _PREFIX else "en"
-    return f"{_PREFIX[lang]} {text(facts, language)} {public_url.rstrip('/')}/"
+    return f"{_PREFIX[lang]} {text(facts, language, transition)} {public_url.rstrip('/')}/"

@@ -1,17 +1,35 @@
-"""Per-child status machine: pure (verdicts + previous state + schedule -> new state + events)."""
+"""Per-child status machine: pure (verdicts + previous state + clock -> new state + events)."""
 
-from tracker.monitor.machine import step
-from tracker.monitor.model import ChildState, Event, EventKind, Observation, Rules, Verdict
-from tracker.monitor.schedule import CommuteWindow, RouteSchedule
+from tracker.monitor.machine import gate, judge, metres, step, tick
+from tracker.monitor.model import (
+    ChildContext,
+    ChildState,
+    Event,
+    EventKind,
+    Observation,
+    Place,
+    Rules,
+    Verdict,
+)
+from tracker.monitor.schedule import Arrival, Hours, RouteSchedule, Window, public_holidays
 
 __all__ = [
+    "Arrival",
+    "ChildContext",
     "ChildState",
-    "CommuteWindow",
     "Event",
     "EventKind",
+    "Hours",
     "Observation",
+    "Place",
     "RouteSchedule",
     "Rules",
     "Verdict",
+    "Window",
+    "gate",
+    "judge",
+    "metres",
+    "public_holidays",
     "step",
+    "tick",
 ]

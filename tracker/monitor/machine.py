@@ -1,52 +1,107 @@
-"""The per-child status machine: (previous state, observation, schedule, rules) -> (new state, events).
+"""The per-child status machine.
 
-Pure: no I/O, no clock of its own (time is the fix's timestamp), and the previous state is never
-modified, so a batch whose commit fails leaves the caller's states as they were.
+    step(state, observation, context, rules) -> (new state, events, verdict)   a fix arrived
+    tick(state, now, context, rules)         -> (new state, events)            the clock moved
+    gate(state, ts, context, rules)          -> (new state, events)            an RFID gate saw the tag
 
-Rules (DESIGN.md, 'What an alert means'):
-- A fix decides nothing when it is a duplicate or older than the last decided fix, or its accuracy
-  is worse than ``rules.max_accuracy_m``: the verdict says which.
-- left route: only while the route's schedule watches it; ``off_route_min_fixes`` consecutive fixes
-  *certainly* off the corridor (distance - accuracy > corridor) spanning ``off_route_min_s`` seconds.
-  A fix inside the corridor resets the count; a fix in the hysteresis band (neither certainly off nor
-  inside) neither counts nor resets.
-- back on route: ``on_route_min_fixes`` consecutive fixes inside the corridor, at any hour.
-- entered danger zone (always watched): ``zone_confirm_fixes`` consecutive fixes whose accuracy circle
-  lies certainly inside the zone; left: ``zone_exit_fixes`` consecutive fixes certainly outside it
-  (the zone is not even possible).
+Pure: no I/O, no clock of its own, and the previous state is never modified, so a batch whose commit
+fails leaves the caller's states as they were.
+
+Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
+- A fix decides nothing when it is a duplicate, older than the last decided fix, less accurate than
+  `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps` from the last decided fix,
+  both accuracy radii allowed for). The verdict says which. Only SOS passes these filters.
+- left route: only while the route's schedule watches it; `off_route_min_fixes` consecutive fixes
+  *certainly* off the corridor (distance - accuracy > corridor) spanning `off_route_min_s`. A fix
+  inside the corridor resets the count; a fix in the hysteresis band neither counts nor resets.
+  back on route: `on_route_min_fixes` consecutive fixes inside the corridor, at any hour.
+- entered danger zone (zones are always on unless they have hours): the accuracy circle certainly
+  inside the zone on `zone_confirm_fixes` consecutive fixes; or certainly inside once and the next fix
+  still near the zone (a short visit: within `zone_near_m` + its accuracy, so not a multipath jump
+  that came back); or the straight segment from the previous fix crosses the zone (both fixes within
+  `crossing_max_gap_s` and at least `crossing_max_acc_m` accurate). left: `zone_exit_fixes`
+  consecutive fixes certainly outside (the zone is not even possible).
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
-- low battery: below ``rules.low_battery_pct``, once per local day.
+- low battery: below `low_battery_pct`, once per local day.
+- arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
+  certainly outside it. An RFID gate sighting counts as arrival at once (or, when the child has been
+  at school for an hour, as leaving).
+- signal lost (tick): inside a commute window, no decided fix for `signal_lost_s` since one earlier
+  the same day, unless the child is at school; back with the next decided fix.
+- not arrived (tick): a window's `arrive_by` has passed and the child has neither reached its
+  destination since the window began nor is there now.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
-from tracker.monitor.model import ChildState, Event, EventKind, Observation, Rules, Verdict
-from tracker.monitor.schedule import RouteSchedule
+from tracker.monitor.model import (
+    ChildContext,
+    ChildState,
+    Event,
+    EventKind,
+    Observation,
+    Place,
+    Rules,
+    Verdict,
+)
+
+GATE_LEAVE_AFTER_S = 3600.0
+
+
+def metres(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Distance over a few kilometres (equirectangular on the WGS84 ellipsoid's local radii)."""
+    lat = math.radians((lat1 + lat2) / 2)
+    dx = (lon2 - lon1) * (111_412.84 * math.cos(lat) - 93.5 * math.cos(3 * lat))
+    dy = (lat2 - lat1) * (111_132.92 - 559.82 * math.cos(2 * lat) + 1.175 * math.cos(4 * lat))
+    return math.hypot(dx, dy)
+
+
+def judge(state: ChildState, obs: Observation, rules: Rules) -> Verdict:
+    """Whether this fix may decide anything (named filters, in order)."""
+    if state.last_ts is not None and obs.ts == state.last_ts:
+        return Verdict.DUPLICATE
+    if state.last_ts is not None and obs.ts < state.last_ts:
+        return Verdict.STALE
+    if obs.acc > rules.max_accuracy_m:
+        return Verdict.POOR_ACCURACY
+    if state.last_ts is not None and state.last_lon is not None and state.last_lat is not None:
+        moved = metres(state.last_lon, state.last_lat, obs.lon, obs.lat) - obs.acc - (state.last_acc or 0.0)
+        if moved > rules.max_speed_mps * (obs.ts - state.last_ts):
+            return Verdict.IMPOSSIBLE_JUMP
+    return Verdict.DECIDED
 
 
 def step(
-    state: ChildState, obs: Observation, schedule: RouteSchedule | None, rules: Rules
+    state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules
 ) -> tuple[ChildState, list[Event], Verdict]:
-    if state.last_ts is not None and obs.ts == state.last_ts:
-        return state, [], Verdict.DUPLICATE
-    events: list[Event] = []
-    if obs.sos:
-        events.append(Event(EventKind.SOS, obs.ts))
-    if state.last_ts is not None and obs.ts < state.last_ts:
-        return state, events, Verdict.STALE
-    if obs.acc > rules.max_accuracy_m:
-        return state, events, Verdict.POOR_ACCURACY
+    verdict = judge(state, obs, rules)
+    if verdict == Verdict.DUPLICATE:
+        return state, [], verdict
+    events = [Event(EventKind.SOS, obs.ts)] if obs.sos else []
+    if verdict != Verdict.DECIDED:
+        return state, events, verdict
 
     new = copy.deepcopy(state)
-    new.last_ts = obs.ts
+    gap = obs.ts - state.last_ts if state.last_ts is not None else math.inf
+    prev_acc = state.last_acc if state.last_acc is not None else math.inf
+    new.last_ts, new.last_lon, new.last_lat, new.last_acc = obs.ts, obs.lon, obs.lat, obs.acc
+    if new.signal_lost:
+        new.signal_lost = False
+        events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
     if obs.has_route:
-        _route(new, obs, schedule is None or schedule.watched(obs.ts), rules, events)
-    _zones(new, obs, rules, events)
-    if schedule is not None:
-        _battery(new, obs, schedule.local_day(obs.ts), rules, events)
-    return new, events, Verdict.DECIDED
+        watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
+        _route(new, obs, watched, rules, events)
+    crossing_ok = gap <= rules.crossing_max_gap_s and max(obs.acc, prev_acc) <= rules.crossing_max_acc_m
+    _zones(new, obs, ctx, crossing_ok, rules, events)
+    for name, place in (("school", ctx.school), ("home", ctx.home)):
+        if place is not None:
+            _place(new, name, place, obs, rules, events)
+    if ctx.schedule is not None:
+        _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
+    return new, events, verdict
 
 
 def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events: list[Event]) -> None:
@@ -72,15 +127,33 @@ def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events:
         events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
 
 
-def _zones(s: ChildState, obs: Observation, rules: Rules, events: list[Event]) -> None:
-    s.zone_counts = {z: s.zone_counts.get(z, 0) + 1 for z in obs.certain_zones if z not in s.zones_in}
-    for zone, count in sorted(s.zone_counts.items()):
-        if count >= rules.zone_confirm_fixes:
-            s.zones_in.add(zone)
-            del s.zone_counts[zone]
-            events.append(Event(EventKind.ENTERED_ZONE, obs.ts, zone))
-    for zone in sorted(s.zones_in):
-        if zone in obs.possible_zones:
+def _zones(
+    s: ChildState, obs: Observation, ctx: ChildContext, crossing_ok: bool, rules: Rules, events: list[Event]
+) -> None:
+    def on(zone: int) -> bool:
+        hours = ctx.zone_hours.get(zone)
+        return hours is None or hours.active(obs.ts)
+
+    certain = {z for z in obs.certain_zones if on(z)}
+    possible = {z for z in obs.possible_zones if on(z)}
+    near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
+    entered: set[int] = set()
+    counts: dict[int, int] = {}
+    for z in certain - s.zones_in:
+        counts[z] = s.zone_counts.get(z, 0) + 1
+        if counts[z] >= rules.zone_confirm_fixes:
+            entered.add(z)
+    for z in set(s.zone_counts) - certain - s.zones_in:
+        if on(z) and (z in possible or near):
+            entered.add(z)  # a short visit: in certainly, and the next fix is still by the zone
+    if crossing_ok:
+        entered |= {z for z in obs.crossed_zones if on(z)} - s.zones_in
+    s.zone_counts = {z: n for z, n in counts.items() if z not in entered}
+    for zone in sorted(entered):
+        s.zones_in.add(zone)
+        events.append(Event(EventKind.ENTERED_ZONE, obs.ts, zone))
+    for zone in sorted(s.zones_in - entered):
+        if zone in possible:
             s.zone_exit_counts.pop(zone, None)
             continue
         s.zone_exit_counts[zone] = s.zone_exit_counts.get(zone, 0) + 1
@@ -90,7 +163,86 @@ def _zones(s: ChildState, obs: Observation, rules: Rules, events: list[Event]) -
             events.append(Event(EventKind.LEFT_ZONE, obs.ts, zone))
 
 
+def _place(
+    s: ChildState, name: str, place: Place, obs: Observation, rules: Rules, events: list[Event]
+) -> None:
+    d = metres(place.lon, place.lat, obs.lon, obs.lat)
+    if s.at == name:
+        out_key = f"out:{name}"
+        if d - obs.acc > place.radius_m:
+            s.place_counts[out_key] = s.place_counts.get(out_key, 0) + 1
+            if s.place_counts[out_key] >= rules.place_confirm_fixes:
+                s.at = None
+                del s.place_counts[out_key]
+                events.append(Event(EventKind.LEFT_PLACE, obs.ts, detail=name))
+        elif d <= place.radius_m:
+            s.place_counts.pop(out_key, None)
+        return
+    if d <= place.radius_m:
+        s.place_counts[name] = s.place_counts.get(name, 0) + 1
+        if s.place_counts[name] >= rules.place_confirm_fixes:
+            _arrive(s, name, obs.ts, events)
+    else:
+        s.place_counts.pop(name, None)
+
+
+def _arrive(s: ChildState, name: str, ts: float, events: list[Event]) -> None:
+    s.place_counts.pop(name, None)
+    if s.at is not None and s.at != name:
+        events.append(Event(EventKind.LEFT_PLACE, ts, detail=s.at))
+    s.at = name
+    s.arrived[name] = ts
+    events.append(Event(EventKind.ARRIVED, ts, detail=name))
+
+
 def _battery(s: ChildState, obs: Observation, local_day: str, rules: Rules, events: list[Event]) -> None:
     if obs.batt is not None and obs.batt < rules.low_battery_pct and s.low_battery_day != local_day:
         s.low_battery_day = local_day
         events.append(Event(EventKind.LOW_BATTERY, obs.ts))
+
+
+def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tuple[ChildState, list[Event]]:
+    """What the passing of time decides: signal lost, not arrived."""
+    schedule = ctx.schedule
+    if schedule is None:
+        return state, []
+    events: list[Event] = []
+    new: ChildState | None = None
+    last = state.last_ts
+    if (
+        not state.signal_lost
+        and last is not None
+        and state.at != "school"
+        and now - last >= rules.signal_lost_s
+        and schedule.watched(now)
+        and schedule.watched(last)
+        and schedule.local_day(last) == schedule.local_day(now)
+    ):
+        new = copy.deepcopy(state)
+        new.signal_lost = True
+        events.append(Event(EventKind.SIGNAL_LOST, now))
+    today = schedule.local_day(now)
+    for key, start, _deadline, destination in schedule.deadlines(now):
+        if (
+            key in state.not_arrived
+            or state.at == destination
+            or state.arrived.get(destination, 0.0) >= start
+        ):
+            continue
+        new = new or copy.deepcopy(state)
+        new.not_arrived = [k for k in new.not_arrived if k.startswith(today)] + [key]
+        events.append(Event(EventKind.NOT_ARRIVED, now, detail=destination))
+    return (new or state), events
+
+
+def gate(state: ChildState, ts: float, ctx: ChildContext, rules: Rules) -> tuple[ChildState, list[Event]]:
+    """An RFID reader at the school's gate saw the child's card: arrival, or leaving after an hour."""
+    new = copy.deepcopy(state)
+    events: list[Event] = []
+    if new.at == "school":
+        if ts - new.arrived.get("school", ts) >= GATE_LEAVE_AFTER_S:
+            new.at = None
+            events.append(Event(EventKind.LEFT_PLACE, ts, detail="school"))
+        return new, events
+    _arrive(new, "school", ts, events)
+    return new, events

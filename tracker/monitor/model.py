@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from tracker.monitor.schedule import Hours, RouteSchedule
 
 
 class EventKind(StrEnum):
@@ -15,6 +18,11 @@ class EventKind(StrEnum):
     LEFT_ZONE = "left_zone"
     SOS = "sos"
     LOW_BATTERY = "low_battery"
+    SIGNAL_LOST = "signal_lost"
+    SIGNAL_BACK = "signal_back"
+    ARRIVED = "arrived"  # detail: "school" or "home"
+    LEFT_PLACE = "left_place"  # detail: "school"
+    NOT_ARRIVED = "not_arrived"  # detail: "school" or "home"
 
 
 class Verdict(StrEnum):
@@ -24,6 +32,7 @@ class Verdict(StrEnum):
     DUPLICATE = "duplicate"  # same timestamp as the last decided fix
     STALE = "stale"  # older than the child's last decided fix
     POOR_ACCURACY = "poor_accuracy"  # accuracy radius above the limit
+    IMPOSSIBLE_JUMP = "impossible_jump"  # faster than a child can move since the last decided fix
 
 
 @dataclass(frozen=True)
@@ -31,11 +40,15 @@ class Observation:
     """One fix of one child, with the geofence core's answers for it."""
 
     ts: float
+    lon: float
+    lat: float
     acc: float
     route_distance_m: float  # nan: the child has no route (or it is not in the index)
     corridor_m: float
     certain_zones: frozenset[int]  # zones whose interior holds the whole accuracy circle
     possible_zones: frozenset[int]  # zones that may hold the fix
+    crossed_zones: frozenset[int] = frozenset()  # zones the segment from the previous fix passes through
+    nearest_zone_m: float = math.inf  # distance to the nearest zone (0 inside one)
     batt: int | None = None
     sos: bool = False
 
@@ -59,16 +72,41 @@ class Observation:
 
 
 @dataclass(frozen=True)
+class Place:
+    """A school or a home: a point and the radius of its fence."""
+
+    lon: float
+    lat: float
+    radius_m: float
+
+
+@dataclass(frozen=True)
+class ChildContext:
+    """What the registry says about one child, as far as the monitor needs it."""
+
+    schedule: RouteSchedule | None = None
+    school: Place | None = None
+    home: Place | None = None
+    zone_hours: Mapping[int, Hours] = field(default_factory=dict)  # absent: the zone is always on
+
+
+@dataclass(frozen=True)
 class Rules:
     """Thresholds of the alert rules (Settings carries them from the environment)."""
 
     max_accuracy_m: float = 100.0
+    max_speed_mps: float = 25.0  # beyond this (accuracy allowed for) a fix is an impossible jump
     off_route_min_fixes: int = 2
     off_route_min_s: float = 10.0
     on_route_min_fixes: int = 2
     zone_confirm_fixes: int = 2
+    zone_near_m: float = 25.0  # a fix this close to a zone after a fix inside it confirms a short visit
     zone_exit_fixes: int = 2
+    crossing_max_gap_s: float = 60.0  # a crossing counts only between fixes at most this far apart
+    crossing_max_acc_m: float = 25.0  # ... both at least this accurate
     low_battery_pct: int = 15
+    signal_lost_s: float = 180.0
+    place_confirm_fixes: int = 2  # fixes inside a school's or home's fence before 'arrived'
 
 
 @dataclass
@@ -76,6 +114,9 @@ class ChildState:
     """What the monitor remembers of one child between fixes (checkpointed as JSON)."""
 
     last_ts: float | None = None
+    last_lon: float | None = None
+    last_lat: float | None = None
+    last_acc: float | None = None
     off_route: bool = False  # a 'left route' incident is open
     off_count: int = 0  # consecutive fixes certainly off the corridor
     off_since: float | None = None  # ts of the first of them
@@ -84,10 +125,18 @@ class ChildState:
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
     zone_exit_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive fixes outside
     low_battery_day: str | None = None  # local date of the last low-battery notice
+    signal_lost: bool = False
+    at: str | None = None  # "school" or "home" while inside its fence
+    place_counts: dict[str, int] = field(default_factory=dict)  # place -> consecutive fixes inside
+    arrived: dict[str, float] = field(default_factory=dict)  # place -> last arrival ts
+    not_arrived: list[str] = field(default_factory=list)  # deadline keys already raised
 
     def to_json(self) -> dict[str, Any]:
         return {
             "last_ts": self.last_ts,
+            "last_lon": self.last_lon,
+            "last_lat": self.last_lat,
+            "last_acc": self.last_acc,
             "off_route": self.off_route,
             "off_count": self.off_count,
             "off_since": self.off_since,
@@ -96,12 +145,20 @@ class ChildState:
             "zones_in": sorted(self.zones_in),
             "zone_exit_counts": {str(k): v for k, v in self.zone_exit_counts.items()},
             "low_battery_day": self.low_battery_day,
+            "signal_lost": self.signal_lost,
+            "at": self.at,
+            "place_counts": self.place_counts,
+            "arrived": self.arrived,
+            "not_arrived": self.not_arrived,
         }
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ChildState:
         return cls(
             last_ts=raw.get("last_ts"),
+            last_lon=raw.get("last_lon"),
+            last_lat=raw.get("last_lat"),
+            last_acc=raw.get("last_acc"),
             off_route=bool(raw.get("off_route", False)),
             off_count=int(raw.get("off_count", 0)),
             off_since=raw.get("off_since"),
@@ -110,13 +167,19 @@ class ChildState:
             zones_in={int(z) for z in raw.get("zones_in", [])},
             zone_exit_counts={int(k): int(v) for k, v in raw.get("zone_exit_counts", {}).items()},
             low_battery_day=raw.get("low_battery_day"),
+            signal_lost=bool(raw.get("signal_lost", False)),
+            at=raw.get("at"),
+            place_counts={str(k): int(v) for k, v in raw.get("place_counts", {}).items()},
+            arrived={str(k): float(v) for k, v in raw.get("arrived", {}).items()},
+            not_arrived=[str(k) for k in raw.get("not_arrived", [])],
         )
 
 
 @dataclass(frozen=True)
 class Event:
-    """A status change of one child, decided by one fix."""
+    """A status change of one child, decided by one fix (or by the clock)."""
 
     kind: EventKind
     ts: float
     zone_id: int | None = None
+    detail: str | None = None  # the place of ARRIVED / LEFT_PLACE / NOT_ARRIVED

@@ -1,23 +1,41 @@
-"""When a route is watched: its commute windows, in the school's time zone.
+"""When things are watched: a route's commute windows on school days, a danger zone's hours.
 
-Pure: a schedule is built once from the registry and asked about Unix timestamps.
-School days are the window's weekdays; public holidays and a school's closed days come with the
-alert-rules issue (the `holidays` package), and plug in here as `closed_days`.
+Pure: built once from the registry and asked about Unix timestamps, in the school's time zone.
+School days are the windows' weekdays minus Korean public holidays (the `holidays` package) minus
+the school's own closed days.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import holidays
+
 WEEKDAYS = frozenset(range(5))  # Monday = 0
+Destination = Literal["school", "home"]
+
+
+@cache
+def public_holidays(country: str = "KR") -> Container[date]:
+    """A country's public holidays (years are filled in on demand)."""
+    return holidays.country_holidays(country)
+
+
+def _days(raw: dict[str, Any]) -> frozenset[int]:
+    days = frozenset(int(d) for d in raw.get("days", sorted(WEEKDAYS)))
+    if not days or not days <= frozenset(range(7)):
+        raise ValueError(f"days must be weekday numbers 0-6 (Monday = 0): {raw.get('days')}")
+    return days
 
 
 @dataclass(frozen=True)
-class CommuteWindow:
-    """[start, end) in local time on the given weekdays; end 24:00 is written as start < end = time.max."""
+class Window:
+    """[start, end) in local time on the given weekdays; "24:00" ends at midnight."""
 
     start: time
     end: time
@@ -27,43 +45,128 @@ class CommuteWindow:
         return local.weekday() in self.days and self.start <= local.time() < self.end
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> CommuteWindow:
+    def parse(cls, raw: dict[str, Any]) -> Window:
         """From the registry's JSON: {"days": [0..6], "start": "07:30", "end": "09:00"}."""
         start = time.fromisoformat(raw["start"])
         end = time.max if raw["end"] in ("24:00", "24:00:00") else time.fromisoformat(raw["end"])
         if not start < end:
-            raise ValueError(f"commute window must start before it ends: {raw['start']}-{raw['end']}")
-        days = frozenset(int(d) for d in raw.get("days", sorted(WEEKDAYS)))
-        if not days or not days <= frozenset(range(7)):
-            raise ValueError(
-                f"commute window days must be weekday numbers 0-6 (Monday = 0): {raw.get('days')}"
-            )
-        return cls(start, end, days)
+            raise ValueError(f"window must start before it ends: {raw['start']}-{raw['end']}")
+        return cls(start, end, _days(raw))
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """By `at` (local time, on `days`) the child should have reached `to`: the route's end (the
+    school) by default, or its start (home). The monitor raises 'not arrived' otherwise."""
+
+    at: time
+    days: frozenset[int] = WEEKDAYS
+    to: Destination = "school"
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> Arrival:
+        """From the registry's JSON: {"days": [0..4], "time": "08:40", "to": "school"}."""
+        at = time.fromisoformat(raw["time"])
+        to = raw.get("to", "school")
+        if to == "school":
+            return cls(at, _days(raw), "school")
+        if to == "home":
+            return cls(at, _days(raw), "home")
+        raise ValueError(f"an arrival is at 'school' or 'home', not {to!r}")
 
 
 @dataclass(frozen=True)
 class RouteSchedule:
     timezone: ZoneInfo
-    windows: tuple[CommuteWindow, ...]
+    windows: tuple[Window, ...]
+    arrivals: tuple[Arrival, ...] = ()
     closed_days: frozenset[date] = field(default_factory=frozenset)
-    always: bool = False  # watched around the clock (the demo city)
+    always: bool = False  # watched around the clock, every day (the demo city)
+    country: str | None = "KR"  # whose public holidays are not school days; None: none
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.timezone)
 
-    def watched(self, ts: float) -> bool:
-        if self.always:
-            return True
-        local = self.local(ts)
-        if local.date() in self.closed_days:
+    def school_day(self, day: date) -> bool:
+        if day in self.closed_days:
             return False
-        return any(w.holds(local) for w in self.windows)
+        return self.country is None or day not in public_holidays(self.country)
+
+    def window_at(self, ts: float) -> Window | None:
+        """The window watching `ts`, if any (`always`: a whole-day pseudo-window)."""
+        local = self.local(ts)
+        if self.always:
+            return _ALL_DAY
+        if not self.school_day(local.date()):
+            return None
+        return next((w for w in self.windows if w.holds(local)), None)
+
+    def watched(self, ts: float) -> bool:
+        return self.window_at(ts) is not None
 
     def local_day(self, ts: float) -> str:
         return self.local(ts).date().isoformat()
 
+    def deadlines(self, ts: float) -> list[tuple[str, float, float, Destination]]:
+        """The arrival deadlines of the local day of `ts` that have passed by `ts`:
+        (key, window start, deadline, destination), key naming the day and window."""
+        local = self.local(ts)
+        day = local.date()
+        if not self.always and not self.school_day(day):
+            return []
+        out = []
+        for i, a in enumerate(self.arrivals):
+            if day.weekday() not in a.days:
+                continue
+            deadline = datetime.combine(day, a.at, self.timezone)
+            if deadline.timestamp() > ts:
+                continue
+            # 'arrived' counts from the start of the commute window holding the deadline (else midnight)
+            window = next((w for w in self.windows if w.holds(deadline) or w.end == a.at), None)
+            begin = datetime.combine(day, window.start if window else time.min, self.timezone)
+            out.append((f"{day.isoformat()}/{i}", begin.timestamp(), deadline.timestamp(), a.to))
+        return out
+
     @classmethod
     def from_registry(
-        cls, timezone: str, windows: list[dict[str, Any]], *, always: bool = False
+        cls,
+        timezone: str,
+        windows: list[dict[str, Any]],
+        *,
+        arrivals: Sequence[dict[str, Any]] = (),
+        closed_days: frozenset[date] = frozenset(),
+        always: bool = False,
+        country: str | None = "KR",
     ) -> RouteSchedule:
-        return cls(ZoneInfo(timezone), tuple(CommuteWindow.parse(w) for w in windows), always=always)
+        return cls(
+            ZoneInfo(timezone),
+            tuple(Window.parse(w) for w in windows),
+            tuple(Arrival.parse(a) for a in arrivals),
+            closed_days,
+            always,
+            country,
+        )
+
+
+_ALL_DAY = Window(time.min, time.max, frozenset(range(7)))
+
+
+@dataclass(frozen=True)
+class Hours:
+    """A danger zone's hours ([start, end) local time on weekdays, e.g. a construction site's working
+    hours); a zone without hours is always on."""
+
+    timezone: ZoneInfo
+    windows: tuple[Window, ...]
+
+    def active(self, ts: float) -> bool:
+        local = datetime.fromtimestamp(ts, self.timezone)
+        return any(w.holds(local) for w in self.windows)
+
+    @classmethod
+    def from_registry(cls, timezone: str, raw: list[dict[str, Any]]) -> Hours:
+        return cls(ZoneInfo(timezone), tuple(Window.parse(w) for w in raw))
+
+
+# The first version's name, still used by callers written against it.
+CommuteWindow = Window

@@ -69,12 +69,23 @@ async def unacknowledged_open_alerts(
 
 
 async def acknowledge(conn: asyncpg.Connection | asyncpg.Pool, alert_id: int, guardian_id: int) -> bool:
-    """Acknowledge an alert of one of the guardian's children; False if there is no such alert."""
+    """Acknowledge an alert of one of the guardian's children; False if there is no such alert.
+
+    Acknowledging stops the escalation; an SOS is closed by it (the guardian has taken over).
+    A second acknowledgement changes nothing and keeps the first one's time and guardian."""
     row = await conn.fetchrow(
-        "UPDATE alerts SET acknowledged_at = coalesce(acknowledged_at, now()),"
-        " acknowledged_by = coalesce(acknowledged_by, $2)"
-        " WHERE id = $1 AND child_id IN (SELECT child_id FROM child_guardians WHERE guardian_id = $2)"
-        " RETURNING id",
+        "WITH target AS ("
+        " SELECT id FROM alerts WHERE id = $1"
+        " AND child_id IN (SELECT child_id FROM child_guardians WHERE guardian_id = $2)),"
+        " acked AS ("
+        " UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $2, next_escalation_at = NULL,"
+        " state = CASE WHEN kind = 'sos' THEN 'resolved' ELSE state END,"
+        " resolved_at = CASE WHEN kind = 'sos' THEN coalesce(resolved_at, now()) ELSE resolved_at END"
+        " WHERE id IN (SELECT id FROM target) AND acknowledged_at IS NULL RETURNING id),"
+        " noted AS ("
+        " INSERT INTO alert_history (alert_id, step, detail)"
+        " SELECT id, 'acknowledged', jsonb_build_object('guardian_id', $2::bigint) FROM acked)"
+        " SELECT id FROM target",
         alert_id,
         guardian_id,
     )
@@ -88,34 +99,62 @@ class DeliveryJob:
     transition: str
     channel: str
     attempts: int
-    guardian_id: int
-    phone: str | None
+    guardian_id: int | None
+    school_id: int | None
+    phone: str | None  # the guardian's, or the school's duty phone
     language: str
+    webhook_url: str | None
+    webhook_secret: str | None
+    severity: str
 
 
 async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[DeliveryJob]:
     """Take due outbox rows (pending, or a retry whose time has come); SKIP LOCKED lets several
     dispatchers share one outbox. A claimed row is 'sending' until it is marked."""
     rows = await pool.fetch(
-        "UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1"
-        " FROM guardians g"
-        " WHERE g.id = d.guardian_id AND d.id IN ("
+        "WITH due AS ("
         "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
-        "   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1)"
-        " RETURNING d.id, d.alert_id, d.transition, d.channel, d.attempts, d.guardian_id,"
-        " g.phone, g.language",
+        "   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1),"
+        " claimed AS ("
+        "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
+        "   RETURNING d.*)"
+        " SELECT c.id, c.alert_id, c.transition, c.channel, c.attempts, c.guardian_id, c.school_id,"
+        " coalesce(g.phone, s.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
+        " s.webhook_url, s.webhook_secret, a.severity"
+        " FROM claimed c JOIN alerts a ON a.id = c.alert_id"
+        " LEFT JOIN guardians g ON g.id = c.guardian_id LEFT JOIN schools s ON s.id = c.school_id"
+        " ORDER BY c.id",
         limit,
     )
     return [DeliveryJob(*r) for r in rows]
 
 
+async def recently_sent(pool: asyncpg.Pool, guardian_id: int, channel: str, window_s: float) -> int:
+    """Messages sent to a guardian on a channel in the last `window_s` seconds (the rate limit)."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM deliveries WHERE guardian_id = $1 AND channel = $2 AND state = 'sent'"
+            " AND sent_at > now() - make_interval(secs => $3)",
+            guardian_id,
+            channel,
+            window_s,
+        )
+    )
+
+
+async def add_history(pool: asyncpg.Pool, alert_id: int, step: str, detail: dict[str, object]) -> None:
+    await pool.execute(
+        "INSERT INTO alert_history (alert_id, step, detail) VALUES ($1, $2, $3)", alert_id, step, detail
+    )
+
+
 async def mark_delivery(
     pool: asyncpg.Pool, delivery_id: int, state: str, *, error: str | None = None, retry_in_s: float = 0.0
 ) -> None:
-    """state: sent | offline | failed | pending (a retry after retry_in_s)."""
+    """state: sent | offline | failed | suppressed | pending (a retry after retry_in_s)."""
     await pool.execute(
         "UPDATE deliveries SET state = $2, last_error = $3,"
-        " sent_at = CASE WHEN $2 IN ('sent', 'offline') THEN now() ELSE sent_at END,"
+        " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN now() ELSE sent_at END,"
         " next_attempt_at = now() + make_interval(secs => $4)"
         " WHERE id = $1",
         delivery_id,
