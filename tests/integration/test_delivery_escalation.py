@@ -1,0 +1,269 @@
+"""Delivery and escalation on the real database and broker: the next guardian, then the school's
+duty phone and its signed webhook (a real HTTP server here), acknowledgement, the rate limit,
+apprise SMS, the clock's rules, and an escalation that survives a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from tests.helpers import Publisher, build_small_world, fix, wait_until
+from tracker.embedded import free_port
+from tracker.service import Service
+from tracker.store import registry
+from tracker.store.alerts import acknowledge
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server standing in for a school's system and an SMS gateway: records requests."""
+
+    port: int
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    app = FastAPI()
+    rec = Receiver(free_port())
+
+    @app.post("/{path:path}")
+    async def record(path: str, request: Request) -> dict[str, bool]:
+        rec.requests.append(("/" + path, dict(request.headers), await request.body()))
+        return {"ok": True}
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=rec.port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started, 5)
+    yield rec
+    server.should_exit = True
+    await task
+
+
+async def _start(settings_for, database_url: str, mqtt_url: str, **overrides: Any) -> Service:  # type: ignore[no-untyped-def]
+    settings = settings_for(database_url, mqtt_url, tick_s=0.1, **overrides)
+    svc = Service(settings, database_url, mqtt_url)
+    await svc.start()
+    return svc
+
+
+async def _history(svc: Service, alert_id: int) -> list[str]:
+    rows = await svc.pool.fetch("SELECT step FROM alert_history WHERE alert_id = $1 ORDER BY id", alert_id)
+    return [r["step"] for r in rows]
+
+
+async def test_an_unacknowledged_alert_goes_to_the_next_guardian_then_the_school(
+    database_url: str, mqtt_url: str, settings_for, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
+    svc = await _start(settings_for, database_url, mqtt_url, escalate_warning_s=0.5)
+    try:
+        async with svc.pool.acquire() as conn:
+            world = await build_small_world(conn, ["Jia"])
+            kid = world.kids["Jia"]
+            second = await registry.add_guardian(
+                conn, name="Grandmother", phone="+821099990000", language="ko"
+            )
+            await registry.link_guardian(conn, child_id=kid.child_id, guardian_id=second, priority=2)
+            await conn.execute(
+                "UPDATE schools SET staff_phone = '+82200000000', webhook_url = $1, webhook_secret = 's3cret'"
+                " WHERE id = $2",
+                f"{receiver.url}/school-hook",
+                world.school_id,
+            )
+        await svc.reload_registry()
+        pub = Publisher(mqtt_url)
+        t0 = time.time() - 120
+        topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position"
+        try:
+            for i, y in enumerate([0, 150, 160]):
+                pub.publish(topic, fix(-500, y, t0 + 15 * i))
+        finally:
+            pub.close()
+
+        async def sms_to(phone: str) -> list[str]:
+            rows = await svc.pool.fetch("SELECT body FROM sms_messages WHERE phone = $1", phone)
+            return [r["body"] for r in rows]
+
+        first = await wait_until(lambda: sms_to(kid.phone), 5)
+        assert "left the route" in first[0]
+        grandmother = await wait_until(lambda: sms_to("+821099990000"), 5)
+        assert grandmother[0].startswith(
+            "[통학 안전] 아직 확인되지 않은 알림:"
+        )  # Korean, marked as escalated
+        school = await wait_until(lambda: sms_to("+82200000000"), 5)
+        assert len(school) == 1
+
+        hooks = await wait_until(lambda: len(receiver.requests) >= 2 and receiver.requests, 5)
+        for path, headers, body in hooks:
+            stamp = headers["x-tracker-timestamp"]
+            expected = hmac.new(b"s3cret", stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+            assert path == "/school-hook" and headers["x-tracker-signature"] == f"sha256={expected}"
+        assert [json.loads(b)["transition"] for _, _, b in hooks] == ["opened", "escalated"]
+
+        alert = await svc.pool.fetchrow("SELECT id, escalation_level, next_escalation_at FROM alerts")
+        assert alert["escalation_level"] == 2 and alert["next_escalation_at"] is None  # nobody left
+        steps = await _history(svc, alert["id"])
+        assert steps[0] == "opened" and steps.count("escalated") == 2 and "delivered" in steps
+    finally:
+        await svc.stop()
+
+
+async def test_acknowledging_stops_escalation_and_an_open_alert_still_escalates_after_a_restart(
+    database_url: str, mqtt_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(60):
+        svc = await _start(settings_for, database_url, mqtt_url, escalate_critical_s=1.0)
+        async with svc.pool.acquire() as conn:
+            world = await build_small_world(conn, ["Seojun", "Hajun"])
+            for name in ("Seojun", "Hajun"):
+                other = await registry.add_guardian(conn, name=f"Father of {name}", phone=None, language="en")
+                await registry.link_guardian(
+                    conn, child_id=world.kids[name].child_id, guardian_id=other, priority=2
+                )
+        await svc.reload_registry()
+        pub = Publisher(mqtt_url)
+        t0 = time.time() - 60
+        for name in ("Seojun", "Hajun"):
+            topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{world.kids[name].tag}/position"
+            pub.publish(topic, fix(-500, 0, t0, sos=True))
+        pub.close()
+        alerts = await wait_until(lambda: _two_sos(svc), 5)
+        acked, waiting = alerts
+        assert await acknowledge(svc.pool, acked["id"], world.kids["Seojun"].guardian_id)
+        await svc.stop()  # the tracker goes down before the second alert's escalation is due
+
+        await asyncio.sleep(1.2)
+        again = await _start(settings_for, database_url, mqtt_url, escalate_critical_s=1.0)
+        try:
+
+            async def escalated() -> bool:
+                level = await again.pool.fetchval(
+                    "SELECT escalation_level FROM alerts WHERE id = $1", waiting["id"]
+                )
+                return bool(level >= 1)
+
+            await wait_until(escalated, 5)
+            row = await again.pool.fetchrow(
+                "SELECT state, escalation_level FROM alerts WHERE id = $1", acked["id"]
+            )
+            assert (row["state"], row["escalation_level"]) == ("resolved", 0)  # an acknowledged SOS is closed
+            assert "acknowledged" in await _history(again, acked["id"])
+            assert "escalated" not in await _history(again, acked["id"])
+        finally:
+            await again.stop()
+
+
+async def _two_sos(svc: Service) -> list[Any] | None:
+    rows = await svc.pool.fetch("SELECT id, child_id FROM alerts WHERE kind = 'sos' ORDER BY child_id")
+    return list(rows) if len(rows) == 2 else None
+
+
+async def test_a_storm_of_warnings_is_rate_limited_but_critical_alerts_are_not(
+    database_url: str, mqtt_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    svc = await _start(settings_for, database_url, mqtt_url, rate_limit_count=2, rate_limit_window_s=600)
+    try:
+        async with svc.pool.acquire() as conn:
+            world = await build_small_world(conn, ["Yerin"])
+            kid = world.kids["Yerin"]
+            for kind, severity in [("left_route", "warning")] * 4 + [("sos", "critical")]:
+                alert = await conn.fetchval(
+                    "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"
+                    " VALUES ($1, $2, $3, 'resolved', now(), now()) RETURNING id",
+                    kid.child_id,
+                    kind,
+                    severity,
+                )
+                await conn.execute(
+                    "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
+                    " VALUES ($1, 'opened', $2, 'sms')",
+                    alert,
+                    kid.guardian_id,
+                )
+                await svc.dispatcher.deliver_due()
+        states = await svc.pool.fetch(
+            "SELECT a.severity, d.state FROM deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY d.id"
+        )
+        assert [(s["severity"], s["state"]) for s in states] == [
+            ("warning", "sent"),
+            ("warning", "sent"),
+            ("warning", "suppressed"),
+            ("warning", "suppressed"),
+            ("critical", "sent"),
+        ]
+        assert await svc.pool.fetchval("SELECT count(*) FROM alert_history WHERE step = 'suppressed'") == 2
+    finally:
+        await svc.stop()
+
+
+async def test_sms_through_an_apprise_gateway(
+    database_url: str, mqtt_url: str, settings_for, receiver: Receiver
+) -> None:  # type: ignore[no-untyped-def]
+    svc = await _start(
+        settings_for,
+        database_url,
+        mqtt_url,
+        sms_provider="apprise",
+        sms_apprise_url=f"json://127.0.0.1:{receiver.port}/gateway/{{phone}}",
+    )
+    try:
+        async with svc.pool.acquire() as conn:
+            world = await build_small_world(conn, ["Dain"])
+        await svc.reload_registry()
+        kid = world.kids["Dain"]
+        pub = Publisher(mqtt_url)
+        pub.publish(
+            f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position",
+            fix(-500, 0, time.time(), sos=True),
+        )
+        pub.close()
+        requests = await wait_until(lambda: receiver.requests, 5)
+        path, _, body = requests[0]
+        assert path == f"/gateway/{kid.phone}"
+        assert "SOS from Dain" in json.loads(body)["message"]
+        recorded = await svc.pool.fetchval("SELECT provider FROM sms_messages")
+        assert recorded == "apprise"
+    finally:
+        await svc.stop()
+
+
+async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Haeun", "Juwon"])
+        await conn.execute(
+            "UPDATE routes SET arrivals = $1 WHERE id = $2",
+            [{"days": [0, 1, 2, 3, 4, 5, 6], "time": "00:00:01"}],
+            world.route_id,
+        )
+    await svc.reload_registry()
+    quiet, absent = world.kids["Haeun"], world.kids["Juwon"]
+    pub = Publisher(svc.mqtt_url)
+    now = time.time()
+    pub.publish(f"{svc.settings.topic_prefix}tracker/v1/tags/{quiet.tag}/position", fix(-500, 0, now - 1))
+    pub.close()
+    await wait_until(lambda: svc.pool.fetchval("SELECT count(*) FROM positions"), 5)
+    events = await svc.pipeline.tick(now + 400)
+    kinds = sorted((e.child_id, e.event.kind.value) for e in events)
+    assert (quiet.child_id, "signal_lost") in kinds
+    assert (absent.child_id, "not_arrived") in kinds  # never seen today, not at school by the deadline
+    assert await svc.pipeline.tick(now + 405) == []  # raised once
+    opened = await svc.pool.fetch("SELECT child_id, kind FROM alerts WHERE state = 'open' ORDER BY id")
+    assert {(r["child_id"], r["kind"]) for r in opened} >= {
+        (quiet.child_id, "signal_lost"),
+        (absent.child_id, "not_arrived_school"),
+    }
