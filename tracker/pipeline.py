@@ -30,10 +30,18 @@ import numpy as np
 from tracker.alerts.lifecycle import ChildEvent, Escalation, Recipient, apply_events, touch_open_alerts
 from tracker.config import Settings
 from tracker.geofence import Verdicts
-from tracker.ingest.decode import Fix, RawMessage, Rejection, decode_message
+from tracker.ingest.decode import (
+    Fix,
+    RawMessage,
+    Reason,
+    Rejection,
+    Sighting,
+    decode_message,
+    decode_sightings,
+)
 from tracker.ingest.filters import refusal
 from tracker.metrics import Metrics
-from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, step, tick
+from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, gate, step, tick
 from tracker.registry_view import RegistryView
 from tracker.store.batches import (
     DeadLetterRecord,
@@ -97,7 +105,8 @@ class Pipeline:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         now = time.time()
         outcome = BatchOutcome(messages=len(messages))
-        fixes, rejections = self._decode(messages)
+        fixes, sightings, rejections = self._decode(messages)
+        fixes += self._sightings_as_fixes(view, sightings, rejections)
         admitted = self._admit(view, fixes, now, rejections)
         verdicts = self._geofence(view, admitted)
         states, events = await self._monitor(view, admitted, verdicts, outcome)
@@ -118,15 +127,50 @@ class Pipeline:
         return outcome
 
     # 1 ------------------------------------------------------------------------------------------------
-    def _decode(self, messages: list[RawMessage]) -> tuple[list[Fix], list[Rejection]]:
+    def _decode(self, messages: list[RawMessage]) -> tuple[list[Fix], list[Sighting], list[Rejection]]:
         fixes: list[Fix] = []
+        sightings: list[Sighting] = []
         rejections: list[Rejection] = []
         s = self._settings
         for msg in messages:
-            f, r = decode_message(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
-            fixes.extend(f)
+            if msg.topic.endswith("/sightings"):
+                seen, r = decode_sightings(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
+                sightings.extend(seen)
+            else:
+                f, r = decode_message(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
+                fixes.extend(f)
             rejections.extend(r)
-        return fixes, rejections
+        return fixes, sightings, rejections
+
+    def _sightings_as_fixes(
+        self, view: RegistryView, sightings: list[Sighting], rejections: list[Rejection]
+    ) -> list[Fix]:
+        """An RFID reader's sighting is a fix at the reader's registered place (stored and judged like
+        any fix, so a redelivered sighting is a duplicate); one at a school gate is also arrival."""
+        fixes = []
+        for s in sightings:
+            reader = view.readers.get(s.reader)
+            if reader is None:
+                detail = f"reader {s.reader!r} is not registered"
+                rejections.append(
+                    Rejection(s.topic, s.tag.encode(), Reason.UNKNOWN_READER, detail, s.received_at)
+                )
+                continue
+            fixes.append(
+                Fix(
+                    s.tag,
+                    s.ts,
+                    reader.lat,
+                    reader.lon,
+                    READER_ACC_M,
+                    None,
+                    None,
+                    False,
+                    s.received_at,
+                    s.topic,
+                )
+            )
+        return fixes
 
     # 2 ------------------------------------------------------------------------------------------------
     def _admit(
@@ -178,9 +222,11 @@ class Pipeline:
                 batt=fix.batt,
                 sos=fix.sos,
             )
-            states[child], new_events, verdict = step(
-                states[child], obs, view.context_of_child(child), self.rules
-            )
+            ctx = view.context_of_child(child)
+            states[child], new_events, verdict = step(states[child], obs, ctx, self.rules)
+            if verdict == Verdict.DECIDED and fix.topic.endswith("/sightings") and _at_gate(view, fix):
+                states[child], at_gate = gate(states[child], fix.ts, ctx, self.rules)
+                new_events += at_gate
             outcome.verdicts[verdict.value] += 1
             for e in new_events:
                 zone = zones.get(e.zone_id) if e.zone_id is not None else None
@@ -263,6 +309,14 @@ class Pipeline:
         self._states.update(changed)
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
+
+
+READER_ACC_M = 10.0  # a reader sees a card within a few metres
+
+
+def _at_gate(view: RegistryView, fix: Fix) -> bool:
+    reader = view.readers.get(fix.topic.rsplit("/", 2)[-2])
+    return reader is not None and reader.role == "gate"
 
 
 def _tick_all(

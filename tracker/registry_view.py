@@ -15,7 +15,7 @@ import shapely.geometry
 
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
-from tracker.store.alert_rules import AlertRuleRows, SchoolRules
+from tracker.store.alert_rules import AlertRuleRows, ReaderRow, SchoolRules
 from tracker.store.registry import RegistryRows
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ class RegistryView:
     route_slot_of_child: dict[int, int]  # child id -> route slot in the index (-1: none)
     contexts: dict[int, ChildContext] = field(default_factory=dict)  # child id -> what the monitor needs
     school_rules: dict[int, SchoolRules] = field(default_factory=dict)
+    readers: dict[str, ReaderRow] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # "route 7" -> why its geometry was left out
     version: int = 0
 
@@ -145,4 +146,6 @@ def build_view(
             home=homes.get(c.route_id) if c.route_id is not None else None,
             zone_hours=hours,
         )
-    return RegistryView(rows, index, schedules, slots, contexts, school_rules, refused, next(_versions))
+    return RegistryView(
+        rows, index, schedules, slots, contexts, school_rules, rules.readers, refused, next(_versions)
+    )

@@ -28,6 +28,7 @@ class Reason(StrEnum):
     MALFORMED_JSON = "malformed_json"
     SCHEMA_VIOLATION = "schema_violation"
     UNKNOWN_TAG = "unknown_tag"
+    UNKNOWN_READER = "unknown_reader"
     FUTURE_TIMESTAMP = "future_timestamp"
     INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
 
@@ -59,6 +60,13 @@ class GatewayItemV1(PositionV1, kw_only=True):
     tag: TagId
 
 
+class SightingV1(msgspec.Struct):
+    """schemas/rfid-sighting.v1.json"""
+
+    ts: Ts
+    tags: Annotated[list[TagId], msgspec.Meta(min_length=1, max_length=500)]
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """A broker message as it arrived; `mid` is what gets acknowledged once its effects are committed."""
@@ -88,6 +96,17 @@ class Fix:
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """An RFID reader saw a tag."""
+
+    reader: str
+    tag: str
+    ts: float
+    received_at: float
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rejection:
     topic: str
     payload: bytes
@@ -99,10 +118,12 @@ class Rejection:
 _position_decoder = msgspec.json.Decoder(PositionV1)
 _gateway_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _gateway_item_decoder = msgspec.json.Decoder(GatewayItemV1)
+_sighting_decoder = msgspec.json.Decoder(SightingV1)
 
 
 def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
-    """('tag', tag_id) or ('gateway', gateway_id) for a topic this decoder knows, else None."""
+    """('tag', tag_id), ('gateway', gateway_id) or ('reader', reader_id) for a topic this decoder
+    knows, else None."""
     if not topic.startswith(prefix):
         return None
     parts = topic[len(prefix) :].split("/")
@@ -110,7 +131,28 @@ def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
         return ("tag", parts[3]) if _TAG_RE.match(parts[3]) else None
     if len(parts) == 5 and parts[:3] == ["tracker", "v1", "gateways"] and parts[4] == "positions":
         return ("gateway", parts[3]) if _TAG_RE.match(parts[3]) else None
+    if len(parts) == 5 and parts[:3] == ["tracker", "v1", "readers"] and parts[4] == "sightings":
+        return ("reader", parts[3]) if _TAG_RE.match(parts[3]) else None
     return None
+
+
+def decode_sightings(
+    msg: RawMessage, *, prefix: str, max_bytes: int
+) -> tuple[list[Sighting], list[Rejection]]:
+    """Decode an RFID reader's message (schemas/rfid-sighting.v1.json) into one sighting per tag."""
+    route = parse_topic(msg.topic, prefix)
+    if route is None or route[0] != "reader":
+        return [], [
+            Rejection(msg.topic, msg.payload, Reason.UNKNOWN_TOPIC, "not a reader topic", msg.received_at)
+        ]
+    if len(msg.payload) > max_bytes:
+        detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
+        return [], [Rejection(msg.topic, msg.payload, Reason.OVERSIZED, detail, msg.received_at)]
+    try:
+        s = _sighting_decoder.decode(msg.payload)
+    except msgspec.DecodeError as e:
+        return [], [Rejection(msg.topic, msg.payload, *_why(msg.payload, e), msg.received_at)]
+    return [Sighting(route[1], tag, s.ts, msg.received_at, msg.topic) for tag in dict.fromkeys(s.tags)], []
 
 
 def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[list[Fix], list[Rejection]]:

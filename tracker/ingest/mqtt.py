@@ -44,8 +44,12 @@ class BrokerAddress:
 
 
 def ingest_topics(prefix: str) -> list[str]:
-    """The subscriptions of the tracker: native tag fixes and gateway batches."""
-    return [f"{prefix}tracker/v1/tags/+/position", f"{prefix}tracker/v1/gateways/+/positions"]
+    """The subscriptions of the tracker: native tag fixes, gateway batches, RFID readers' sightings."""
+    return [
+        f"{prefix}tracker/v1/tags/+/position",
+        f"{prefix}tracker/v1/gateways/+/positions",
+        f"{prefix}tracker/v1/readers/+/sightings",
+    ]
 
 
 class MqttIngestor:

@@ -21,10 +21,19 @@ class SchoolRules:
 
 
 @dataclass(frozen=True)
+class ReaderRow:
+    school_id: int
+    role: str  # gate | checkpoint
+    lon: float
+    lat: float
+
+
+@dataclass(frozen=True)
 class AlertRuleRows:
     schools: dict[int, SchoolRules]
     route_arrivals: dict[int, list[dict[str, Any]]]  # route id -> [{"days", "time", "to"}]
     zone_hours: dict[int, list[dict[str, Any]]]  # zone id -> [{"days", "start", "end"}]
+    readers: dict[str, ReaderRow] = field(default_factory=dict)  # RFID reader id -> where it stands
 
 
 async def load_alert_rules(conn: asyncpg.Connection) -> AlertRuleRows:
@@ -49,4 +58,8 @@ async def load_alert_rules(conn: asyncpg.Connection) -> AlertRuleRows:
         r["id"]: r["hours"]
         for r in await conn.fetch("SELECT id, hours FROM danger_zones WHERE active AND hours IS NOT NULL")
     }
-    return AlertRuleRows(schools, arrivals, hours)
+    readers = {
+        r["id"]: ReaderRow(r["school_id"], r["role"], r["lon"], r["lat"])
+        for r in await conn.fetch("SELECT id, school_id, role, lon, lat FROM readers")
+    }
+    return AlertRuleRows(schools, arrivals, hours, readers)
