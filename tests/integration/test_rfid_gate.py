@@ -14,7 +14,8 @@ async def test_a_gate_sighting_is_arrival_at_school(service, mqtt_url: str) -> N
     async with svc.pool.acquire() as conn:
         world = await build_small_world(conn, ["Soyul", "Ian"])
         await conn.execute(
-            "INSERT INTO readers (id, school_id, name, role, lon, lat) VALUES ('gate-1', $1, 'Main gate', 'gate', $2, $3)",
+            "INSERT INTO readers (id, school_id, name, role, lon, lat)"
+            " VALUES ('gate-1', $1, 'Main gate', 'gate', $2, $3)",
             world.school_id,
             LON0,
             LAT0,
