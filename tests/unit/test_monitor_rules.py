@@ -427,3 +427,15 @@ def test_schedule_in_the_schools_time_zone(local: str, watched: bool) -> None:
 def test_schedule_refuses_a_window_that_ends_before_it_starts() -> None:
     with pytest.raises(ValueError, match="start before it ends"):
         Window.parse({"start": "09:00", "end": "07:00"})
+
+
+def test_a_state_copy_shares_no_container_with_the_original() -> None:
+    import dataclasses
+
+    state = ChildState()
+    copied = state.copy()
+    for f in dataclasses.fields(ChildState):
+        value = getattr(state, f.name)
+        if isinstance(value, dict | set | list):
+            assert getattr(copied, f.name) is not value, f.name
+    assert copied == state

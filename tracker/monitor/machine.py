@@ -34,7 +34,6 @@ Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
 
 from __future__ import annotations
 
-import copy
 import math
 
 from tracker.monitor.model import (
@@ -84,7 +83,7 @@ def step(
     if verdict != Verdict.DECIDED:
         return state, events, verdict
 
-    new = copy.deepcopy(state)
+    new = state.copy()
     gap = obs.ts - state.last_ts if state.last_ts is not None else math.inf
     prev_acc = state.last_acc if state.last_acc is not None else math.inf
     new.last_ts, new.last_lon, new.last_lat, new.last_acc = obs.ts, obs.lon, obs.lat, obs.acc
@@ -218,7 +217,7 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
         and schedule.watched(last)
         and schedule.local_day(last) == schedule.local_day(now)
     ):
-        new = copy.deepcopy(state)
+        new = state.copy()
         new.signal_lost = True
         events.append(Event(EventKind.SIGNAL_LOST, now))
     today = schedule.local_day(now)
@@ -229,7 +228,7 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
             or state.arrived.get(destination, 0.0) >= start
         ):
             continue
-        new = new or copy.deepcopy(state)
+        new = new or state.copy()
         new.not_arrived = [k for k in new.not_arrived if k.startswith(today)] + [key]
         events.append(Event(EventKind.NOT_ARRIVED, now, detail=destination))
     return (new or state), events
@@ -237,7 +236,7 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
 
 def gate(state: ChildState, ts: float, ctx: ChildContext, rules: Rules) -> tuple[ChildState, list[Event]]:
     """An RFID reader at the school's gate saw the child's card: arrival, or leaving after an hour."""
-    new = copy.deepcopy(state)
+    new = state.copy()
     events: list[Event] = []
     if new.at == "school":
         if ts - new.arrived.get("school", ts) >= GATE_LEAVE_AFTER_S:

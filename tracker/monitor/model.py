@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -130,6 +130,18 @@ class ChildState:
     place_counts: dict[str, int] = field(default_factory=dict)  # place -> consecutive fixes inside
     arrived: dict[str, float] = field(default_factory=dict)  # place -> last arrival ts
     not_arrived: list[str] = field(default_factory=list)  # deadline keys already raised
+
+    def copy(self) -> ChildState:
+        """A copy whose containers are new too (the per-fix path: several times faster than deepcopy)."""
+        return replace(
+            self,
+            zone_counts=dict(self.zone_counts),
+            zones_in=set(self.zones_in),
+            zone_exit_counts=dict(self.zone_exit_counts),
+            place_counts=dict(self.place_counts),
+            arrived=dict(self.arrived),
+            not_arrived=list(self.not_arrived),
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
