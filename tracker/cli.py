@@ -5,7 +5,10 @@ tracker run [--demo]     the service (embedded PostgreSQL / MQTT unless TRACKER_
                          the simulator beside it (this is `make run`)
 tracker migrate          apply the database migrations
 tracker demo-load        load the demo city and write its world GeoJSON (for the simulator)
-tracker token ROLE       issue an API token (admin, or guardian with --guardian ID)
+tracker token ROLE       issue an API token (admin; school --school ID; guardian --guardian ID;
+                         device --tag ID)
+tracker import FILE      import routes and danger zones from GeoJSON or GPX (all or nothing)
+tracker export           export routes and danger zones as GeoJSON or GPX
 tracker simulate ...     the device simulator (same as `python -m simulator`)
 """
 
@@ -203,17 +206,89 @@ async def _demo_load(settings: Settings, database_url: str, world_out: Path | No
         await asyncio.to_thread(world_out.write_text, json.dumps(world, ensure_ascii=False), encoding="utf-8")
 
 
-async def _token(database_url: str, role: str, guardian: int | None, school: int | None, days: float) -> str:
+async def _token(
+    database_url: str,
+    role: str,
+    guardian: int | None,
+    school: int | None,
+    days: float,
+    tag: str | None = None,
+) -> str:
     from tracker.store.db import create_pool
     from tracker.store.tokens import issue_token
 
     pool = await create_pool(database_url, min_size=1, max_size=1)
     async with pool.acquire() as conn:
         token = await issue_token(
-            conn, role=role, guardian_id=guardian, school_id=school, label="cli", ttl=timedelta(days=days)
+            conn,
+            role=role,
+            guardian_id=guardian,
+            school_id=school,
+            tag_id=tag,
+            label="cli",
+            ttl=timedelta(days=days),
         )
     await pool.close()
     return token
+
+
+async def _import(database_url: str, args: argparse.Namespace, settings: Settings) -> None:
+    """`tracker import FILE`: as the city's administrator; every problem is printed, nothing written."""
+    from tracker.importers import ImportDefaults, read_import
+    from tracker.store.db import apply_migrations, create_pool
+    from tracker.store.imports import ImportOutcome, apply_import
+    from tracker.store.tokens import Principal
+
+    data = await asyncio.to_thread(args.file.read_bytes)
+    media = "application/gpx+xml" if args.file.suffix.lower() == ".gpx" else None
+    defaults = ImportDefaults(school_id=args.school_id, corridor_m=args.corridor_m, zone_kind=args.zone_kind)
+    drafts, problems = read_import(data, media, defaults)
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await apply_migrations(conn)
+            outcome = await apply_import(
+                conn,
+                Principal(0, "admin", label="cli"),
+                drafts,
+                mode=args.mode,
+                dry_run=args.dry_run,
+                max_distance_m=settings.registry_max_distance_m,
+                found=problems,
+            )
+    finally:
+        await pool.close()
+    if not isinstance(outcome, ImportOutcome):
+        for p in outcome:
+            where = "/".join(str(x) for x in p.loc[1:]) or "file"
+            print(f"{args.file}: {where}: {p.msg}", file=sys.stderr)
+        print(f"{len(outcome)} problem(s): nothing imported", file=sys.stderr)
+        raise SystemExit(1)
+    print(json.dumps({"dry_run": outcome.dry_run, "created": outcome.created, "updated": outcome.updated}))
+
+
+async def _export(database_url: str, args: argparse.Namespace) -> None:
+    """`tracker export`: every route and danger zone (or one kind, one school's) as GeoJSON or GPX."""
+    from tracker.importers import write_gpx
+    from tracker.store.db import create_pool
+    from tracker.store.imports import export_features
+    from tracker.store.tokens import Principal
+
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        features = await export_features(
+            pool, Principal(0, "admin", label="cli"), kind=args.kind, school_id=args.school_id
+        )
+    finally:
+        await pool.close()
+    if args.format == "gpx":
+        text = write_gpx(features)
+    else:
+        text = json.dumps({"type": "FeatureCollection", "features": features}, ensure_ascii=False)
+    if args.output is None:
+        print(text)
+    else:
+        await asyncio.to_thread(args.output.write_text, text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,7 +308,20 @@ def main(argv: list[str] | None = None) -> None:
     tok.add_argument("role", choices=["admin", "school", "guardian", "device"])
     tok.add_argument("--guardian", type=int)
     tok.add_argument("--school", type=int)
+    tok.add_argument("--tag", help="the tag a device token speaks for")
     tok.add_argument("--days", type=float, default=30)
+    imp = sub.add_parser("import", help="import routes and danger zones (GeoJSON or GPX), all or nothing")
+    imp.add_argument("file", type=Path, help="a GeoJSON FeatureCollection or a .gpx file")
+    imp.add_argument("--school-id", type=int, help="school of routes that do not name one")
+    imp.add_argument("--corridor-m", type=float, help="corridor half-width of routes that do not say")
+    imp.add_argument("--zone-kind", help="kind of danger zones that do not say (construction, river, ...)")
+    imp.add_argument("--mode", choices=["upsert", "create"], default="upsert")
+    imp.add_argument("--dry-run", action="store_true", help="check everything, write nothing")
+    exp = sub.add_parser("export", help="export routes and danger zones as GeoJSON or GPX")
+    exp.add_argument("--format", choices=["geojson", "gpx"], default="geojson")
+    exp.add_argument("--kind", choices=["route", "zone"])
+    exp.add_argument("--school-id", type=int, help="only this school's routes")
+    exp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     sim = sub.add_parser("simulate", help="run the device simulator (python -m simulator)", add_help=False)
     sim.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -261,11 +349,15 @@ def main(argv: list[str] | None = None) -> None:
             _with_servers(settings, _migrate, mqtt=False)
         elif args.command == "demo-load":
             _with_servers(settings, lambda db, _m: _demo_load(settings, db, args.world_out), mqtt=False)
+        elif args.command == "import":
+            _with_servers(settings, lambda db, _m: _import(db, args, settings), mqtt=False)
+        elif args.command == "export":
+            _with_servers(settings, lambda db, _m: _export(db, args), mqtt=False)
         elif args.command == "token":
             print(
                 _with_servers(
                     settings,
-                    lambda db, _m: _token(db, args.role, args.guardian, args.school, args.days),
+                    lambda db, _m: _token(db, args.role, args.guardian, args.school, args.days, args.tag),
                     mqtt=False,
                 )
             )

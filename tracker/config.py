@@ -83,6 +83,24 @@ class Settings(BaseSettings):
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
     public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
 
+    # --- registry API and privacy -------------------------------------------------------------------
+    max_body_bytes: int = Field(
+        1024 * 1024, description="largest request body the API reads; larger ones get 413"
+    )
+    max_import_bytes: int = Field(
+        16 * 1024 * 1024, description="largest GeoJSON or GPX file POST /api/v1/import reads"
+    )
+    registry_max_distance_m: float = Field(
+        20_000.0,
+        description="a route (or reader) may reach this far from its school, a danger zone must come this"
+        " close to some school; 0: no limit",
+    )
+    device_token_days: float = Field(365.0, description="lifetime of the device token a GPS tag is given")
+    positions_retention_days: float = Field(
+        30.0, description="positions (and dead letters) older than this many days are purged"
+    )
+    retention_interval_s: float = Field(3600.0, description="how often the service purges old positions")
+
     # --- demo (make run) ----------------------------------------------------------------------------
     demo_children: int = Field(300, description="simulated children in the demo city")
     simulate: bool = Field(True, description="with --demo: run the device simulator beside the service")
@@ -93,6 +111,8 @@ class Settings(BaseSettings):
             raise ValueError("dwell fix counts must be at least 1")
         if self.batch_max_messages < 1:
             raise ValueError("batch_max_messages must be at least 1")
+        if self.positions_retention_days <= 0 or self.retention_interval_s <= 0:
+            raise ValueError("positions_retention_days and retention_interval_s must be > 0")
         if self.sms_provider == "apprise" and not self.sms_apprise_url:
             raise ValueError("TRACKER_SMS_PROVIDER=apprise needs TRACKER_SMS_APPRISE_URL")
         if self.sms_provider not in ("stub", "apprise"):

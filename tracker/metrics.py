@@ -1,9 +1,16 @@
-"""Counters of the running service (exposed at /api/v1/stats; Prometheus comes with the API issue)."""
+"""Counters of the running service: exposed at /api/v1/stats (JSON) and /metrics (Prometheus text)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tracker.store.gauges import LATENCY_BUCKETS_S, DatabaseGauges
 
 
 @dataclass
@@ -28,3 +35,77 @@ class Metrics:
             "events": dict(self.events),
             "commit_retries": self.commit_retries,
         }
+
+
+@dataclass(eq=False)
+class _Scrape(Collector):
+    metrics: Metrics
+    gauges: dict[str, float]  # name -> value, for plain process gauges
+    database: DatabaseGauges | None
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        for name, doc, total in (
+            ("tracker_messages_in", "broker messages taken into the pipeline", m.messages_in),
+            ("tracker_fixes_in", "fixes decoded and admitted (known tag, not from the future)", m.fixes_in),
+            ("tracker_fixes_stored", "fixes newly stored (duplicates are not counted)", m.fixes_stored),
+            ("tracker_batches", "pipeline batches committed", m.batches),
+            ("tracker_commit_retries", "batches retried after a database error", m.commit_retries),
+        ):
+            c = CounterMetricFamily(name, doc)
+            c.add_metric([], total)
+            yield c
+        for name, doc, label, by_label in (
+            ("tracker_fixes_rejected", "messages or fixes dead-lettered, by reason", "reason", m.rejected),
+            (
+                "tracker_fixes_not_deciding",
+                "stored fixes that decided nothing, by why (duplicate, stale, inaccurate, ...)",
+                "verdict",
+                m.not_deciding,
+            ),
+            (
+                "tracker_monitor_events",
+                "monitor events (alerts opened and resolved), by kind",
+                "kind",
+                m.events,
+            ),
+        ):
+            c = CounterMetricFamily(name, doc, labels=[label])
+            for key, n in sorted(by_label.items()):
+                c.add_metric([str(key)], n)
+            yield c
+        for name, level in sorted(self.gauges.items()):
+            g = GaugeMetricFamily(name, name.removeprefix("tracker_").replace("_", " "))
+            g.add_metric([], level)
+            yield g
+        db = self.database
+        if db is None:
+            return
+        g = GaugeMetricFamily("tracker_alerts_open", "open alerts, by kind", labels=["kind"])
+        for kind, n in sorted(db.open_alerts.items()):
+            g.add_metric([kind], n)
+        yield g
+        g = GaugeMetricFamily(
+            "tracker_outbox_queue",
+            "deliveries waiting in the outbox, by channel and state",
+            labels=["channel", "state"],
+        )
+        for (channel, state), n in sorted(db.outbox.items()):
+            g.add_metric([channel, state], n)
+        yield g
+        h = HistogramMetricFamily(
+            "tracker_delivery_latency_seconds",
+            "from a fix reaching the tracker to its alert being sent, by channel (since the process started)",
+            labels=["channel"],
+        )
+        for channel, (cumulative, count, seconds) in sorted(db.latency.items()):
+            buckets = [(str(b), float(c)) for b, c in zip(LATENCY_BUCKETS_S, cumulative, strict=True)]
+            h.add_metric([channel], [*buckets, ("+Inf", float(count))], seconds)
+        yield h
+
+
+def prometheus_text(metrics: Metrics, *, gauges: dict[str, float], database: DatabaseGauges | None) -> bytes:
+    """The Prometheus text exposition of the counters, process gauges and database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Scrape(metrics, gauges, database))
+    return generate_latest(registry)

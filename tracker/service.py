@@ -110,6 +110,7 @@ class Service:
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(), "registry")
         self._spawn(self._clock_loop(), "clock")
+        self._spawn(self._retention_loop(), "retention")
         if http:
             config = uvicorn.Config(
                 self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
@@ -218,6 +219,22 @@ class Service:
                 self.dispatcher.wake()
             except DB_ERRORS as e:
                 log.warning("clock rules skipped a tick (%s)", e)
+
+    async def _retention_loop(self) -> None:
+        """Privacy: purge positions (and dead letters) older than the retention period, now and then."""
+        from datetime import timedelta
+
+        from tracker.store.retention import purge_old_positions
+
+        keep = timedelta(days=self.settings.positions_retention_days)
+        while True:
+            try:
+                purged = await purge_old_positions(self.pool, keep=keep)
+                if purged.positions or purged.dead_letters:
+                    log.info("retention: %s", purged)
+            except DB_ERRORS as e:
+                log.warning("retention purge skipped (%s)", e)
+            await asyncio.sleep(self.settings.retention_interval_s)
 
     # --- ingest ----------------------------------------------------------------------------------------
     async def _next_batch(self) -> list[RawMessage]:

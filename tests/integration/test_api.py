@@ -30,9 +30,9 @@ async def test_guardians_see_and_acknowledge_only_their_own_children(service) ->
     as_me = {"Authorization": f"Bearer {mine.token}"}
     async with httpx.AsyncClient(base_url=base) as http:
         children = (await http.get("/api/v1/children", headers=as_me)).json()
-        assert [c["id"] for c in children] == [mine.child_id]
+        assert [c["id"] for c in children["items"]] == [mine.child_id] and children["total"] == 1
         alerts = (await http.get("/api/v1/alerts", headers=as_me)).json()
-        assert [a["id"] for a in alerts] == [my_alert]
+        assert [a["id"] for a in alerts["items"]] == [my_alert]
 
         refused = await http.post(f"/api/v1/alerts/{their_alert}/ack", headers=as_me)
         assert refused.status_code == 404 and "no alert" in refused.json()["detail"]
@@ -49,7 +49,7 @@ async def test_guardians_see_and_acknowledge_only_their_own_children(service) ->
             await http.get("/api/v1/sms", headers={"Authorization": f"Bearer {admin}"})
         ).status_code == 200
         everything = (await http.get("/api/v1/alerts", headers={"Authorization": f"Bearer {admin}"})).json()
-        assert sorted(a["id"] for a in everything) == sorted([my_alert, their_alert])
+        assert sorted(a["id"] for a in everything["items"]) == sorted([my_alert, their_alert])
 
         async with svc.pool.acquire() as conn:
             assert await revoke_token(conn, mine.token)

@@ -1,28 +1,101 @@
-"""The FastAPI application: registry views, the guardians' websocket and the parent page."""
+"""The FastAPI application: the registry API, the guardians' websocket, metrics and the parent page."""
 
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+import asyncpg
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import __version__
-from tracker.api import routes, ws
+from tracker.api import people, registry, routes, tokens, transfer, ws
 from tracker.api.context import AppContext
+from tracker.importers.features import readable
+
+DESCRIPTION = """
+School routes, danger zones, and alerts to parents when a child leaves one or enters the other.
+
+**Authentication**: `Authorization: Bearer <token>`. Roles: `admin` (the city: schools, danger zones,
+everything), `school` (staff of one school: its routes, readers, children, tags, guardians),
+`guardian` (their own children, alerts and positions), `device` (one tag). A role that may not use an
+endpoint gets 403; a resource the caller may not see is 404, exactly as if it did not exist.
+
+**GeoJSON** (RFC 7946, `[lon, lat]`) for everything with a shape; lists are paged with `limit` and
+`offset` and say their `total`. Bad input gets a 4xx whose `detail` says what is wrong and where
+(`loc`). Every staff read of a child's position is written to an audit log.
+"""
+
+
+class BodyLimit:
+    """Refuse request bodies over a size (413) before they are read whole; some paths get more."""
+
+    def __init__(self, app: ASGIApp, *, default: int, larger: dict[str, int]) -> None:
+        self.app = app
+        self.default = default
+        self.larger = larger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.larger.get(scope["path"], self.default)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            too_large = f"the request body is larger than {limit} bytes"
+            response = JSONResponse({"detail": too_large}, status.HTTP_413_CONTENT_TOO_LARGE)
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(
+                        status.HTTP_413_CONTENT_TOO_LARGE, f"the request body is larger than {limit} bytes"
+                    )
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def create_app(ctx: AppContext) -> FastAPI:
-    app = FastAPI(
-        title="Child-safety tracker",
-        version=__version__,
-        description=(
-            "School routes, danger zones, and alerts to parents when a child leaves one or enters the other."
-        ),
-    )
+    app = FastAPI(title="Child-safety tracker", version=__version__, description=DESCRIPTION)
     app.state.ctx = ctx
-    app.include_router(routes.router)
-    app.include_router(ws.router)
+    for module in (routes, registry, people, tokens, transfer, ws):
+        app.include_router(module.router)
+    app.add_middleware(
+        BodyLimit,
+        default=ctx.settings.max_body_bytes,
+        larger={"/api/v1/import": ctx.settings.max_import_bytes},
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        detail = []
+        for error in e.errors():
+            loc, msg = readable(error)
+            detail.append({"loc": list(loc), "msg": msg, "type": str(error.get("type", "value_error"))})
+        return JSONResponse({"detail": detail}, 422)
+
+    # A write that loses a race with another (the row it refers to was deleted a moment ago, the same
+    # id registered twice at once) is the caller's conflict, not a server error.
+    @app.exception_handler(asyncpg.UniqueViolationError)
+    async def _duplicate(_: Request, e: Any) -> JSONResponse:
+        return JSONResponse({"detail": f"already registered ({e.constraint_name})"}, status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(asyncpg.ForeignKeyViolationError)
+    async def _gone(_: Request, e: Any) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"refers to something that does not exist any more ({e.constraint_name})"},
+            status.HTTP_409_CONFLICT,
+        )
 
     page = (resources.files("tracker.api") / "static" / "index.html").read_text(encoding="utf-8")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 
@@ -20,3 +22,6 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     # component name -> is it up (e.g. "mqtt": ingestor.connected); /readyz reports them all
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # token id -> this process's open websockets on it (closed at once when the token is revoked here)
+    sockets: dict[int, set[Any]] = field(default_factory=dict)

@@ -1,38 +1,48 @@
-"""HTTP endpoints of the first service: health, the guardian's children and alerts, acknowledgement,
-and the operator's views (recorded SMS, dead letters, counters, the world for the simulator).
-
-The complete registry API (create/update/delete with GeoJSON, roles for schools) is issue 5's.
-"""
+"""Health, metrics, who am I, the alert history with acknowledgement, and the operators' views
+(recorded SMS, dead letters, counters, the world for the simulator)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from datetime import datetime
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 
 from tracker.api.auth import context, principal, require
+from tracker.api.common import LIST, READ, IdPath, IdQuery, Limit, Offset, not_found
 from tracker.api.context import AppContext
+from tracker.api.models import Ack, AlertOut, DeadLetter, Health, Me, Page, Ready, Sms
+from tracker.importers.models import Text
+from tracker.metrics import prometheus_text
+from tracker.store import audit, history
 from tracker.store.alerts import acknowledge
+from tracker.store.gauges import database_gauges
 from tracker.store.registry import load_registry, world_geojson
 from tracker.store.tokens import Principal
 
 router = APIRouter()
-Limit = Query(100, ge=1, le=1000, description="page size")
-Offset = Query(0, ge=0, description="rows to skip")
+READERS = ("admin", "school", "guardian")
 
 
-@router.get("/healthz", tags=["health"])
+@router.get("/healthz", tags=["health"], response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "a component is down (it is named)"}},
+)
 async def readyz(response: Response, ctx: AppContext = Depends(context)) -> dict[str, Any]:
-    """Every component the service needs is reachable (503 otherwise, with which one is not)."""
+    """Every component the service needs is reachable: the database, the broker, the pipeline, the
+    registry (503 otherwise, with which one is not)."""
     components: dict[str, bool] = {}
     try:
-        components["database"] = await ctx.pool.fetchval("SELECT true", timeout=2)
+        components["database"] = bool(await ctx.pool.fetchval("SELECT true", timeout=2))
     except Exception:
         components["database"] = False
     for name, check in ctx.readiness.items():
@@ -43,164 +53,196 @@ async def readyz(response: Response, ctx: AppContext = Depends(context)) -> dict
     return {"ready": ready, "components": components}
 
 
-@router.get("/api/v1/me", tags=["auth"])
+@router.get(
+    "/metrics",
+    tags=["health"],
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus"}},
+)
+async def metrics(ctx: AppContext = Depends(context)) -> Response:
+    """Prometheus text: fixes in, rejected by reason, monitor events and open alerts by kind, delivery
+    latency, the outbox queue, websocket connections, database connections."""
+    try:
+        db = await asyncio.wait_for(database_gauges(ctx.pool, ctx.started_at), 5)
+        up = 1.0
+    except Exception:
+        db, up = None, 0.0
+    gauges = {
+        "tracker_database_up": up,
+        "tracker_websocket_connections": float(ctx.hub.total),
+        "tracker_db_pool_connections": float(ctx.pool.get_size()),
+        "tracker_db_pool_idle_connections": float(ctx.pool.get_idle_size()),
+    }
+    for name, check in ctx.readiness.items():
+        gauges[f"tracker_{name}_up"] = 1.0 if check() else 0.0
+    body = prometheus_text(ctx.metrics, gauges=gauges, database=db)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/api/v1/me", tags=["auth"], response_model=Me, responses=READ)
 async def me(who: Principal = Depends(principal), ctx: AppContext = Depends(context)) -> dict[str, Any]:
-    out: dict[str, Any] = {"role": who.role, "guardian_id": who.guardian_id, "school_id": who.school_id}
+    """Who the token speaks for."""
+    out: dict[str, Any] = {
+        "token_id": who.token_id,
+        "role": who.role,
+        "label": who.label,
+        "expires_at": who.expires_at,
+        "school_id": who.school_id,
+        "guardian_id": who.guardian_id,
+        "tag_id": who.tag_id,
+    }
     if who.guardian_id is not None:
         row = await ctx.pool.fetchrow("SELECT name, language FROM guardians WHERE id = $1", who.guardian_id)
         out |= {"name": row["name"], "language": row["language"]} if row else {}
+    elif who.school_id is not None:
+        out["name"] = await ctx.pool.fetchval("SELECT name FROM schools WHERE id = $1", who.school_id)
     return out
 
 
-def _scope(who: Principal) -> tuple[str, list[Any]]:
-    """SQL condition on children.id (alias c) for what this principal may see."""
-    if who.role == "admin":
-        return "true", []
-    if who.role == "guardian":
-        return "c.id IN (SELECT child_id FROM child_guardians WHERE guardian_id = $1)", [who.guardian_id]
-    if who.role == "school":
-        return "c.school_id = $1", [who.school_id]
-    return "false", []
+# --- alerts --------------------------------------------------------------------------------------------
+def alert_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "kind": r["kind"],
+        "severity": r["severity"],
+        "state": r["state"],
+        "child": {"id": r["child_id"], "name": r["child_name"]},
+        "zone": None
+        if r["zone_id"] is None
+        else {"id": r["zone_id"], "name": r["zone_name"], "kind": r["zone_kind"]},
+        "opened_at": r["opened_at"],
+        "updated_at": r["updated_at"],
+        "resolved_at": r["resolved_at"],
+        "acknowledged_at": r["acknowledged_at"],
+        "acknowledged_by": r["acknowledged_by"],
+        "escalation_level": r["escalation_level"],
+        "fix_count": r["fix_count"],
+        "position": None
+        if r["last_lat"] is None
+        else {
+            "lon": r["last_lon"],
+            "lat": r["last_lat"],
+            "acc": None if r["last_acc"] is None else float(r["last_acc"]),
+            "ts": r["last_fix_ts"],
+        },
+        "deliveries": r["deliveries"],
+        "steps": r["steps"],
+    }
 
 
-@router.get("/api/v1/children", tags=["children"])
-async def children(
-    who: Principal = Depends(require("admin", "school", "guardian")),
-    ctx: AppContext = Depends(context),
-    limit: int = Limit,
-    offset: int = Offset,
-) -> list[dict[str, Any]]:
-    """The children the caller may see, with their last known position and open alerts."""
-    cond, args = _scope(who)
-    n = len(args)
-    rows = await ctx.pool.fetch(
-        f"SELECT c.id, c.name, c.school_id, c.route_id, p.ts, p.lon, p.lat, p.acc, p.route_distance_m,"
-        f" (SELECT count(*) FROM alerts a WHERE a.child_id = c.id AND a.state = 'open') AS open_alerts"
-        f" FROM children c LEFT JOIN LATERAL (SELECT ts, lon, lat, acc, route_distance_m FROM positions"
-        f"   WHERE child_id = c.id ORDER BY ts DESC LIMIT 1) p ON true"
-        f" WHERE {cond} ORDER BY c.id LIMIT ${n + 1} OFFSET ${n + 2}",
-        *args,
-        limit,
-        offset,
-    )
-    return [
-        {
-            "id": r["id"],
-            "name": r["name"],
-            "school_id": r["school_id"],
-            "route_id": r["route_id"],
-            "open_alerts": r["open_alerts"],
-            "last_position": None
-            if r["ts"] is None
-            else {
-                "ts": r["ts"].isoformat(),
-                "lon": r["lon"],
-                "lat": r["lat"],
-                "acc": r["acc"],
-                "route_distance_m": r["route_distance_m"],
-            },
-        }
-        for r in rows
-    ]
+async def _audit_alerts(conn: Any, who: Principal, rows: list[dict[str, Any]], endpoint: str) -> None:
+    """An alert carries the child's position at the time: a staff read of it is logged too."""
+    counts: dict[int, int] = {}
+    for r in rows:
+        if r["last_lat"] is not None:
+            counts[r["child_id"]] = counts.get(r["child_id"], 0) + 1
+    await audit.record_position_reads(conn, who, counts, endpoint)
 
 
-@router.get("/api/v1/alerts", tags=["alerts"])
+@router.get("/api/v1/alerts", tags=["alerts"], response_model=Page[AlertOut], responses=LIST)
 async def alerts(
-    who: Principal = Depends(require("admin", "school", "guardian")),
+    state: Literal["open", "resolved"] | None = None,
+    child_id: IdQuery = None,
+    kind: Text | None = Query(None, max_length=40),
+    since: datetime | None = Query(None, description="opened at or after (ISO 8601 with a time zone)"),
+    limit: Limit = 100,
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
     ctx: AppContext = Depends(context),
-    state: str | None = Query(None, pattern="^(open|resolved)$"),
-    limit: int = Limit,
-    offset: int = Offset,
-) -> list[dict[str, Any]]:
-    """Alerts of the children the caller may see, newest first, each with its delivery steps."""
-    cond, args = _scope(who)
-    n = len(args)
-    rows = await ctx.pool.fetch(
-        f"SELECT a.*, c.name AS child_name, z.name AS zone_name,"
-        f" coalesce((SELECT jsonb_agg(jsonb_build_object('guardian_id', d.guardian_id, 'channel', d.channel,"
-        f"   'transition', d.transition, 'state', d.state, 'attempts', d.attempts, 'sent_at', d.sent_at,"
-        f"   'last_error', d.last_error) ORDER BY d.id) FROM deliveries d WHERE d.alert_id = a.id),"
-        f"   '[]'::jsonb)"
-        f"   AS deliveries"
-        f" FROM alerts a JOIN children c ON c.id = a.child_id LEFT JOIN danger_zones z ON z.id = a.zone_id"
-        f" WHERE {cond} AND (${n + 1}::text IS NULL OR a.state = ${n + 1})"
-        f" ORDER BY a.opened_at DESC, a.id DESC LIMIT ${n + 2} OFFSET ${n + 3}",
-        *args,
-        state,
-        limit,
-        offset,
-    )
-    return [
-        {
-            "id": r["id"],
-            "kind": r["kind"],
-            "severity": r["severity"],
-            "state": r["state"],
-            "child": {"id": r["child_id"], "name": r["child_name"]},
-            "zone": None if r["zone_id"] is None else {"id": r["zone_id"], "name": r["zone_name"]},
-            "opened_at": r["opened_at"].isoformat(),
-            "resolved_at": r["resolved_at"].isoformat() if r["resolved_at"] else None,
-            "acknowledged_at": r["acknowledged_at"].isoformat() if r["acknowledged_at"] else None,
-            "fix_count": r["fix_count"],
-            "position": None
-            if r["last_lat"] is None
-            else {"lat": r["last_lat"], "lon": r["last_lon"], "acc": r["last_acc"]},
-            "deliveries": r["deliveries"],
-        }
-        for r in rows
-    ]
-
-
-@router.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"])
-async def ack_alert(
-    alert_id: int, who: Principal = Depends(require("guardian")), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    """Acknowledge an alert of one of the caller's children (404 for any other alert)."""
+    """Alerts of the children the caller may see, newest first, each with its delivery and
+    acknowledgement steps."""
+    async with ctx.pool.acquire() as conn:
+        rows, total = await history.list_alerts(
+            conn, who, state=state, child_id=child_id, kind=kind, since=since, limit=limit, offset=offset
+        )
+        await _audit_alerts(conn, who, rows, "GET /api/v1/alerts")
+    return {"items": [alert_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/api/v1/alerts/{alert_id}", tags=["alerts"], response_model=AlertOut, responses=READ)
+async def alert(
+    alert_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        row = await history.get_alert(conn, who, alert_id)
+        if row is None:
+            not_found("alert", alert_id)
+        await _audit_alerts(conn, who, [row], "GET /api/v1/alerts/{alert_id}")
+    return alert_out(row)
+
+
+@router.post("/api/v1/alerts/{alert_id}/ack", tags=["alerts"], response_model=Ack, responses=READ)
+async def ack_alert(
+    alert_id: IdPath, who: Principal = Depends(require("guardian")), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """Acknowledge an alert of one of the caller's children (404 for any other alert). Acknowledging
+    twice keeps the first acknowledgement."""
     assert who.guardian_id is not None
     if not await acknowledge(ctx.pool, alert_id, who.guardian_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no alert {alert_id} among your children's alerts")
-    return {"alert_id": alert_id, "acknowledged": True}
+        not_found("alert", f"{alert_id} among your children's alerts")
+    row = await ctx.pool.fetchrow(
+        "SELECT acknowledged_at, acknowledged_by FROM alerts WHERE id = $1", alert_id
+    )
+    assert row is not None
+    return {"alert_id": alert_id, "acknowledged": True, **dict(row.items())}
 
 
-@router.get("/api/v1/sms", tags=["operator"])
+# --- operators -----------------------------------------------------------------------------------------
+@router.get("/api/v1/sms", tags=["operator"], response_model=Page[Sms], responses=LIST)
 async def sms_messages(
+    phone: Text | None = Query(None, max_length=32),
+    limit: Limit = 100,
+    offset: Offset = 0,
     _: Principal = Depends(require("admin")),
     ctx: AppContext = Depends(context),
-    phone: str | None = None,
-    limit: int = Limit,
-    offset: int = Offset,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """SMS recorded by the stub provider, newest first."""
     rows = await ctx.pool.fetch(
-        "SELECT id, delivery_id, phone, body, provider, created_at FROM sms_messages"
-        " WHERE $1::text IS NULL OR phone = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
+        "SELECT id, delivery_id, phone, body, provider, created_at, count(*) OVER () AS total"
+        " FROM sms_messages WHERE $1::text IS NULL OR phone = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
         phone,
         limit,
         offset,
     )
-    return [dict(r) | {"created_at": r["created_at"].isoformat()} for r in rows]
+    total = (
+        rows[0]["total"]
+        if rows
+        else await ctx.pool.fetchval(
+            "SELECT count(*) FROM sms_messages WHERE $1::text IS NULL OR phone = $1", phone
+        )
+    )
+    items = [{k: v for k, v in r.items() if k != "total"} for r in rows]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/api/v1/dead-letters", tags=["operator"])
+@router.get("/api/v1/dead-letters", tags=["operator"], response_model=Page[DeadLetter], responses=LIST)
 async def dead_letters(
+    reason: Text | None = Query(None, max_length=64),
+    limit: Limit = 100,
+    offset: Offset = 0,
     _: Principal = Depends(require("admin")),
     ctx: AppContext = Depends(context),
-    reason: str | None = None,
-    limit: int = Limit,
-    offset: int = Offset,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """Messages that decided nothing because they were bad, with the reason, newest first."""
     rows = await ctx.pool.fetch(
-        "SELECT id, received_at, topic, payload, reason, detail FROM dead_letters"
+        "SELECT id, received_at, topic, payload, reason, detail, count(*) OVER () AS total FROM dead_letters"
         " WHERE $1::text IS NULL OR reason = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
         reason,
         limit,
         offset,
     )
-    return [
+    total = (
+        rows[0]["total"]
+        if rows
+        else await ctx.pool.fetchval(
+            "SELECT count(*) FROM dead_letters WHERE $1::text IS NULL OR reason = $1", reason
+        )
+    )
+    items = [
         {
             "id": r["id"],
-            "received_at": r["received_at"].isoformat(),
+            "received_at": r["received_at"],
             "topic": r["topic"],
             "payload": bytes(r["payload"]).decode("utf-8", "replace")[:4096],
             "reason": r["reason"],
@@ -208,17 +250,18 @@ async def dead_letters(
         }
         for r in rows
     ]
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
-@router.get("/api/v1/stats", tags=["operator"])
+@router.get("/api/v1/stats", tags=["operator"], response_model=dict[str, Any], responses=LIST)
 async def stats(
     _: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    """Counters of this process since it started."""
+    """Counters of this process since it started (the same as /metrics, as JSON)."""
     return ctx.metrics.snapshot() | {"websocket_connections": ctx.hub.total}
 
 
-@router.get("/api/v1/world", tags=["operator"])
+@router.get("/api/v1/world", tags=["operator"], response_model=dict[str, Any], responses=LIST)
 async def world(
     _: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:

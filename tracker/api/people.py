@@ -1,0 +1,635 @@
+"""Children, their tags and guardians (with the escalation order), and the children's positions.
+
+Every staff read of a child's position (school staff, city administrators) is written to the audit log
+(tracker.store.audit) before the answer leaves; a guardian's reads of their own children are not.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+
+from tracker.api.auth import context, require
+from tracker.api.common import (
+    CREATE,
+    LIST,
+    READ,
+    WRITE,
+    DeviceIdPath,
+    IdPath,
+    IdQuery,
+    Limit,
+    Offset,
+    conflict,
+    invalid,
+    not_found,
+    not_null,
+)
+from tracker.api.context import AppContext
+from tracker.api.models import (
+    ChildIn,
+    ChildOut,
+    ChildPatch,
+    FixFeature,
+    GuardianIn,
+    GuardianLink,
+    GuardianOut,
+    GuardianPatch,
+    Page,
+    PositionRead,
+    TagCreated,
+    TagCredentials,
+    TagIn,
+    TagOut,
+    TagPatch,
+    Track,
+)
+from tracker.store import audit, history, registry
+from tracker.store.tokens import Principal, create_token, mosquitto_hash, new_mqtt_password
+
+router = APIRouter()
+STAFF = ("admin", "school")
+READERS = ("admin", "school", "guardian")
+
+
+# --- children ------------------------------------------------------------------------------------------
+def _position(r: dict[str, Any]) -> dict[str, Any] | None:
+    if r["p_ts"] is None:
+        return None
+    return {
+        "ts": r["p_ts"],
+        "lon": r["p_lon"],
+        "lat": r["p_lat"],
+        "acc": float(r["p_acc"]),
+        "batt": r["p_batt"],
+        "tag_id": r["p_tag"],
+        "route_distance_m": None if r["p_route_distance_m"] is None else float(r["p_route_distance_m"]),
+    }
+
+
+def child_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "school_id": r["school_id"],
+        "route_id": r["route_id"],
+        "guardians": r["guardians"],
+        "tags": list(r["tags"]),
+        "open_alerts": r["open_alerts"],
+        "last_position": _position(r),
+        "created_at": r["created_at"],
+    }
+
+
+async def _audited(conn: Any, who: Principal, rows: list[dict[str, Any]], endpoint: str) -> None:
+    """Log the positions a staff answer holds (one per child that has one)."""
+    await audit.record_position_reads(
+        conn, who, {r["id"]: 1 for r in rows if r["p_ts"] is not None}, endpoint
+    )
+
+
+@router.get("/api/v1/children", tags=["children"], response_model=Page[ChildOut], responses=LIST)
+async def list_children(
+    school_id: IdQuery = None,
+    route_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """The children the caller may see, with their last known position and open alerts."""
+    async with ctx.pool.acquire() as conn:
+        rows, total = await registry.list_children(
+            conn, who, school_id=school_id, route_id=route_id, limit=limit, offset=offset
+        )
+        await _audited(conn, who, rows, "GET /api/v1/children")
+    return {"items": [child_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+async def _check_child_refs(
+    conn: asyncpg.Connection,
+    who: Principal,
+    *,
+    school_id: int,
+    route_id: int | None,
+    guardians: list[GuardianLink] | None,
+) -> None:
+    if route_id is not None:
+        route_school = (
+            await conn.fetchval("SELECT school_id FROM routes WHERE id = $1", route_id)
+            if await registry.visible(conn, who, "route", route_id)
+            else None
+        )
+        if route_school is None:
+            invalid(["body", "route_id"], f"no route {route_id}")
+        if route_school != school_id:
+            invalid(
+                ["body", "route_id"],
+                f"route {route_id} belongs to school {route_school}, not to the child's school {school_id}",
+            )
+    for i, g in enumerate(guardians or []):
+        if not await registry.visible(conn, who, "guardian", g.guardian_id):
+            invalid(["body", "guardians", i, "guardian_id"], f"no guardian {g.guardian_id}")
+
+
+@router.post(
+    "/api/v1/children",
+    tags=["children"],
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChildOut,
+    responses=CREATE,
+)
+async def create_child(
+    body: ChildIn, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """Register a child of a school, optionally on a route and with guardians in escalation order."""
+    school_id = body.school_id if body.school_id is not None else who.school_id
+    if school_id is None:
+        invalid(["body", "school_id"], "school_id is required")
+    if who.role == "school" and school_id != who.school_id:
+        invalid(["body", "school_id"], f"school {school_id} is not your school ({who.school_id})")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if not await registry.visible(conn, who, "school", school_id, write=True):
+            invalid(["body", "school_id"], f"no school {school_id}")
+        await _check_child_refs(
+            conn, who, school_id=school_id, route_id=body.route_id, guardians=body.guardians
+        )
+        child_id = await registry.create_child(
+            conn, {"name": body.name, "school_id": school_id, "route_id": body.route_id}
+        )
+        await registry.set_child_guardians(
+            conn, child_id, [(g.guardian_id, g.priority) for g in body.guardians]
+        )
+        row = await registry.get_child(conn, who, child_id)
+    assert row is not None
+    return child_out(row)
+
+
+@router.get("/api/v1/children/{child_id}", tags=["children"], response_model=ChildOut, responses=READ)
+async def get_child(
+    child_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    async with ctx.pool.acquire() as conn:
+        row = await registry.get_child(conn, who, child_id)
+        if row is None:
+            not_found("child", child_id)
+        await _audited(conn, who, [row], "GET /api/v1/children/{child_id}")
+    return child_out(row)
+
+
+@router.patch("/api/v1/children/{child_id}", tags=["children"], response_model=ChildOut, responses=WRITE)
+async def update_child(
+    child_id: IdPath,
+    body: ChildPatch,
+    who: Principal = Depends(require(*STAFF)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """Change a child: name, route, guardians (replaced as a whole), school (administrators)."""
+    values = not_null(body.model_dump(exclude_unset=True, exclude={"guardians"}), ("route_id",), ["body"])
+    if "guardians" in body.model_fields_set and body.guardians is None:
+        invalid(["body", "guardians"], "guardians cannot be null (an empty list removes them all)")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await registry.get_child(conn, who, child_id)
+        if current is None:
+            not_found("child", child_id)
+        school_id = values.get("school_id", current["school_id"])
+        if school_id != current["school_id"]:
+            if who.role != "admin":
+                invalid(
+                    ["body", "school_id"], "only the city's administrators move a child to another school"
+                )
+            if not await registry.visible(conn, who, "school", school_id):
+                invalid(["body", "school_id"], f"no school {school_id}")
+            if "route_id" not in values:
+                values["route_id"] = None  # the old school's route is no longer the child's
+        await _check_child_refs(
+            conn, who, school_id=school_id, route_id=values.get("route_id"), guardians=body.guardians
+        )
+        await registry.update_child(conn, who, child_id, values)
+        if body.guardians is not None:
+            await registry.set_child_guardians(
+                conn, child_id, [(g.guardian_id, g.priority) for g in body.guardians]
+            )
+        row = await registry.get_child(conn, who, child_id)
+    assert row is not None
+    return child_out(row)
+
+
+@router.put(
+    "/api/v1/children/{child_id}/guardians",
+    tags=["children"],
+    response_model=list[GuardianLink],
+    responses=WRITE,
+)
+async def set_guardians(
+    child_id: IdPath,
+    body: list[GuardianLink],
+    who: Principal = Depends(require(*STAFF)),
+    ctx: AppContext = Depends(context),
+) -> list[dict[str, Any]]:
+    """Replace the child's guardians and their escalation order (priority 1 is told first)."""
+    if len(body) > 10:
+        invalid(["body"], f"at most 10 guardians per child, got {len(body)}")
+    ids = [g.guardian_id for g in body]
+    dup = next((g for g in ids if ids.count(g) > 1), None)
+    if dup is not None:
+        invalid(["body"], f"guardian {dup} is listed twice")
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await registry.get_child(conn, who, child_id)
+        if current is None or not await registry.visible(conn, who, "child", child_id, write=True):
+            not_found("child", child_id)
+        await _check_child_refs(conn, who, school_id=current["school_id"], route_id=None, guardians=body)
+        await registry.set_child_guardians(conn, child_id, [(g.guardian_id, g.priority) for g in body])
+        row = await registry.get_child(conn, who, child_id)
+    assert row is not None
+    return list(row["guardians"])
+
+
+@router.delete(
+    "/api/v1/children/{child_id}", tags=["children"], status_code=status.HTTP_204_NO_CONTENT, responses=READ
+)
+async def delete_child(
+    child_id: IdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> Response:
+    """Delete a child with its tags, alerts and state (positions age out with the retention period)."""
+    if not await registry.delete_child(ctx.pool, who, child_id):
+        not_found("child", child_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- positions -----------------------------------------------------------------------------------------
+def fix_feature(child_id: int, p: dict[str, Any] | None) -> dict[str, Any]:
+    if p is None:
+        return {"type": "Feature", "geometry": None, "properties": {"child_id": child_id, "ts": None}}
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
+        "properties": {
+            "child_id": child_id,
+            "ts": p["ts"],
+            "acc": float(p["acc"]),
+            "batt": p["batt"],
+            "tag_id": p["tag_id"],
+            "route_distance_m": None if p["route_distance_m"] is None else float(p["route_distance_m"]),
+            "received_at": p["received_at"],
+        },
+    }
+
+
+@router.get(
+    "/api/v1/children/{child_id}/position", tags=["positions"], response_model=FixFeature, responses=READ
+)
+async def child_position(
+    child_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """The child's last known position (geometry null when none is kept)."""
+    async with ctx.pool.acquire() as conn:
+        if not await registry.visible(conn, who, "child", child_id):
+            not_found("child", child_id)
+        p = await history.last_position(conn, child_id)
+        if p is not None:
+            await audit.record_position_reads(
+                conn, who, {child_id: 1}, "GET /api/v1/children/{child_id}/position"
+            )
+    return fix_feature(child_id, p)
+
+
+@router.get("/api/v1/children/{child_id}/track", tags=["positions"], response_model=Track, responses=READ)
+async def child_track(
+    child_id: IdPath,
+    day: date | None = Query(
+        None, alias="date", description="a day in the school's time zone (default: today there)"
+    ),
+    limit: int = Query(5000, ge=1, le=10000, description="page size"),
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """The child's fixes of one day, oldest first, as GeoJSON Points."""
+    async with ctx.pool.acquire() as conn:
+        if not await registry.visible(conn, who, "child", child_id):
+            not_found("child", child_id)
+        tz_name = await history.child_timezone(conn, child_id, ctx.settings.default_timezone)
+        tz = ZoneInfo(tz_name)
+        if day is None:
+            day = datetime.now(tz).date()
+        if not date(1970, 1, 2) <= day <= date(9999, 12, 30):
+            invalid(["query", "date"], f"date {day} is out of range")
+        start = datetime.combine(day, time.min, tz).astimezone(UTC)
+        end = datetime.combine(day + timedelta(days=1), time.min, tz).astimezone(UTC)
+        rows, total = await history.track(conn, child_id, start=start, end=end, limit=limit, offset=offset)
+        if rows:
+            await audit.record_position_reads(
+                conn, who, {child_id: len(rows)}, "GET /api/v1/children/{child_id}/track"
+            )
+    return {
+        "features": [fix_feature(child_id, r) for r in rows],
+        "date": day,
+        "timezone": tz_name,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get(
+    "/api/v1/audit/position-reads", tags=["positions"], response_model=Page[PositionRead], responses=LIST
+)
+async def position_reads(
+    child_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """Who among the staff read children's positions, newest first (school staff: their school's
+    children; guardians: their own children)."""
+    rows, total = await audit.list_position_reads(
+        ctx.pool, who, child_id=child_id, limit=limit, offset=offset
+    )
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+# --- tags ----------------------------------------------------------------------------------------------
+def tag_out(r: dict[str, Any], prefix: str) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "child_id": r["child_id"],
+        "kind": r["kind"],
+        "has_mqtt_password": r["has_mqtt_password"],
+        "mqtt_topic": f"{prefix}tracker/v1/tags/{r['id']}/position" if r["kind"] == "gps" else None,
+        "created_at": r["created_at"],
+    }
+
+
+async def _new_credentials(conn: asyncpg.Connection, tag_id: str, ctx: AppContext) -> dict[str, Any]:
+    """A new MQTT password and device token for a GPS tag; the tag's older device tokens are revoked."""
+    password = new_mqtt_password()
+    await conn.execute(
+        "UPDATE tags SET mqtt_password_hash = $2 WHERE id = $1", tag_id, mosquitto_hash(password)
+    )
+    await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE tag_id = $1 AND revoked_at IS NULL", tag_id
+    )
+    issued = await create_token(
+        conn,
+        role="device",
+        tag_id=tag_id,
+        label=f"tag {tag_id}",
+        ttl=timedelta(days=ctx.settings.device_token_days),
+    )
+    return {
+        "mqtt_username": tag_id,
+        "mqtt_password": password,
+        "mqtt_topic": f"{ctx.settings.topic_prefix}tracker/v1/tags/{tag_id}/position",
+        "device_token": issued.token,
+        "device_token_id": issued.id,
+        "device_token_expires_at": issued.expires_at,
+    }
+
+
+@router.get("/api/v1/tags", tags=["tags"], response_model=Page[TagOut], responses=LIST)
+async def list_tags(
+    child_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    rows, total = await registry.list_tags(ctx.pool, who, child_id=child_id, limit=limit, offset=offset)
+    prefix = ctx.settings.topic_prefix
+    return {"items": [tag_out(r, prefix) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.post(
+    "/api/v1/tags",
+    tags=["tags"],
+    status_code=status.HTTP_201_CREATED,
+    response_model=TagCreated,
+    responses=CREATE,
+)
+async def create_tag(
+    body: TagIn, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """Give a child a GPS tag or an RFID card. A GPS tag's MQTT password and device token are in the
+    answer, once (only their hashes are kept)."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if not await registry.visible(conn, who, "child", body.child_id, write=True):
+            invalid(["body", "child_id"], f"no child {body.child_id}")
+        if await registry.tag_exists(conn, body.id):
+            conflict(f"tag {body.id!r} is already registered (tag ids are unique in the city)")
+        await registry.create_tag(conn, {"id": body.id, "child_id": body.child_id, "kind": body.kind})
+        credentials = await _new_credentials(conn, body.id, ctx) if body.kind == "gps" else None
+        row = await registry.get_tag(conn, who, body.id)
+    assert row is not None
+    return tag_out(row, ctx.settings.topic_prefix) | {"credentials": credentials}
+
+
+@router.get("/api/v1/tags/{tag_id}", tags=["tags"], response_model=TagOut, responses=READ)
+async def get_tag(
+    tag_id: DeviceIdPath,
+    who: Principal = Depends(require("admin", "school", "guardian", "device")),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """A tag (a device token: its own tag)."""
+    row = await registry.get_tag(ctx.pool, who, tag_id)
+    if row is None:
+        not_found("tag", tag_id)
+    return tag_out(row, ctx.settings.topic_prefix)
+
+
+@router.patch("/api/v1/tags/{tag_id}", tags=["tags"], response_model=TagOut, responses=WRITE)
+async def update_tag(
+    tag_id: DeviceIdPath,
+    body: TagPatch,
+    who: Principal = Depends(require(*STAFF)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """Give the tag to another child (of the caller's school), or change its kind."""
+    values = not_null(body.model_dump(exclude_unset=True), (), ["body"])
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await registry.get_tag(conn, who, tag_id)
+        if current is None:
+            not_found("tag", tag_id)
+        if "child_id" in values and not await registry.visible(
+            conn, who, "child", values["child_id"], write=True
+        ):
+            invalid(["body", "child_id"], f"no child {values['child_id']}")
+        await registry.update_tag(conn, who, tag_id, values)
+        if values.get("kind") == "rfid":  # a card has no MQTT credentials
+            await conn.execute("UPDATE tags SET mqtt_password_hash = NULL WHERE id = $1", tag_id)
+            await conn.execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE tag_id = $1 AND revoked_at IS NULL", tag_id
+            )
+        row = await registry.get_tag(conn, who, tag_id)
+    assert row is not None
+    return tag_out(row, ctx.settings.topic_prefix)
+
+
+@router.post(
+    "/api/v1/tags/{tag_id}/credentials", tags=["tags"], response_model=TagCredentials, responses=WRITE
+)
+async def rotate_credentials(
+    tag_id: DeviceIdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """New MQTT password and device token for a GPS tag; the old ones stop working."""
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await registry.get_tag(conn, who, tag_id)
+        if current is None or not await registry.visible(conn, who, "tag", tag_id, write=True):
+            not_found("tag", tag_id)
+        if current["kind"] != "gps":
+            invalid(["path", "tag_id"], f"tag {tag_id!r} is an RFID card: it has no credentials")
+        return await _new_credentials(conn, tag_id, ctx)
+
+
+@router.delete("/api/v1/tags/{tag_id}", tags=["tags"], status_code=status.HTTP_204_NO_CONTENT, responses=READ)
+async def delete_tag(
+    tag_id: DeviceIdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> Response:
+    """Delete a tag; its device tokens go with it, and its fixes are refused from then on."""
+    if not await registry.delete_tag(ctx.pool, who, tag_id):
+        not_found("tag", tag_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- guardians -----------------------------------------------------------------------------------------
+def guardian_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "name": r["name"],
+        "phone": r["phone"],
+        "language": r["language"],
+        "channels": list(r["channels"]),
+        "school_id": r["school_id"],
+        "children": r["children"],
+        "created_at": r["created_at"],
+    }
+
+
+@router.get("/api/v1/guardians", tags=["guardians"], response_model=Page[GuardianOut], responses=LIST)
+async def list_guardians(
+    child_id: IdQuery = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """Guardians the caller may see (a guardian: themselves)."""
+    rows, total = await registry.list_guardians(ctx.pool, who, child_id=child_id, limit=limit, offset=offset)
+    return {"items": [guardian_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.post(
+    "/api/v1/guardians",
+    tags=["guardians"],
+    status_code=status.HTTP_201_CREATED,
+    response_model=GuardianOut,
+    responses=CREATE,
+)
+async def create_guardian(
+    body: GuardianIn, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    """Register a guardian, optionally linked to children with an escalation priority each."""
+    school_id = body.school_id
+    if who.role == "school":
+        if school_id is not None and school_id != who.school_id:
+            invalid(["body", "school_id"], f"school {school_id} is not your school ({who.school_id})")
+        school_id = who.school_id
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        if school_id is not None and not await registry.visible(conn, who, "school", school_id):
+            invalid(["body", "school_id"], f"no school {school_id}")
+        for i, link in enumerate(body.children):
+            if not await registry.visible(conn, who, "child", link.child_id, write=True):
+                invalid(["body", "children", i, "child_id"], f"no child {link.child_id}")
+        guardian_id = await registry.create_guardian(
+            conn,
+            {
+                "name": body.name,
+                "phone": body.phone,
+                "language": body.language,
+                "channels": list(body.channels),
+                "school_id": school_id,
+            },
+        )
+        if body.children:
+            await conn.executemany(
+                "INSERT INTO child_guardians (child_id, guardian_id, priority) VALUES ($1, $2, $3)",
+                [(link.child_id, guardian_id, link.priority) for link in body.children],
+            )
+        row = await registry.get_guardian(conn, who, guardian_id)
+    assert row is not None
+    return guardian_out(row)
+
+
+@router.get("/api/v1/guardians/{guardian_id}", tags=["guardians"], response_model=GuardianOut, responses=READ)
+async def get_guardian(
+    guardian_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
+) -> dict[str, Any]:
+    row = await registry.get_guardian(ctx.pool, who, guardian_id)
+    if row is None:
+        not_found("guardian", guardian_id)
+    return guardian_out(row)
+
+
+@router.patch(
+    "/api/v1/guardians/{guardian_id}", tags=["guardians"], response_model=GuardianOut, responses=WRITE
+)
+async def update_guardian(
+    guardian_id: IdPath,
+    body: GuardianPatch,
+    who: Principal = Depends(require(*READERS)),
+    ctx: AppContext = Depends(context),
+) -> dict[str, Any]:
+    """Change a guardian's name, phone, language or channels (a guardian: their own)."""
+    values = not_null(body.model_dump(exclude_unset=True), ("phone",), ["body"])
+    async with ctx.pool.acquire() as conn, conn.transaction():
+        current = await registry.get_guardian(conn, who, guardian_id)
+        if current is None:
+            not_found("guardian", guardian_id)
+        if "school_id" in values and values["school_id"] != current["school_id"]:
+            if who.role != "admin":
+                invalid(
+                    ["body", "school_id"], "only the city's administrators change who registered a guardian"
+                )
+            if not await registry.visible(conn, who, "school", values["school_id"]):
+                invalid(["body", "school_id"], f"no school {values['school_id']}")
+        channels = values.get("channels", current["channels"])
+        phone = values.get("phone", current["phone"])
+        if "sms" in channels and phone is None:
+            invalid(
+                ["body", "channels" if "channels" in values else "phone"],
+                "the sms channel needs a phone number",
+            )
+        if "channels" in values:
+            values["channels"] = list(values["channels"])
+        await registry.update_guardian(conn, who, guardian_id, values)
+        row = await registry.get_guardian(conn, who, guardian_id)
+    assert row is not None
+    return guardian_out(row)
+
+
+@router.delete(
+    "/api/v1/guardians/{guardian_id}",
+    tags=["guardians"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=READ,
+)
+async def delete_guardian(
+    guardian_id: IdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
+) -> Response:
+    """Delete a guardian with their tokens (school staff: the guardians their school registered; others
+    they may only unlink from their children)."""
+    async with ctx.pool.acquire() as conn:
+        if not await registry.visible(conn, who, "guardian", guardian_id):
+            not_found("guardian", guardian_id)
+        if not await registry.delete_guardian(conn, who, guardian_id):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"guardian {guardian_id} was registered by another school or the city: unlink them from"
+                " your children (PUT /api/v1/children/{id}/guardians) instead",
+            )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

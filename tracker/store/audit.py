@@ -1,0 +1,80 @@
+"""The audit log of staff reading children's positions (privacy): who read which child's positions,
+when, through which endpoint, and how many fixes the answer held.
+
+Staff are school staff and the city's administrators; a guardian reading their own child's position
+is not logged. The log is written before the answer is sent: a read that cannot be logged fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+from tracker.store import scope
+from tracker.store.tokens import Principal
+
+STAFF_ROLES = ("admin", "school")
+
+
+async def record_position_reads(
+    conn: asyncpg.Connection | asyncpg.Pool, who: Principal, fixes_by_child: Mapping[int, int], endpoint: str
+) -> int:
+    """Log that ``who`` read ``fixes_by_child[c]`` positions of each child c; returns rows written."""
+    if who.role not in STAFF_ROLES or not fixes_by_child:
+        return 0
+    children = list(fixes_by_child)
+    await conn.execute(
+        "INSERT INTO position_reads (token_id, role, school_id, label, child_id, endpoint, fixes)"
+        " SELECT $1, $2, $3, $4, c, $5, f FROM unnest($6::bigint[], $7::int[]) AS t(c, f)",
+        who.token_id,
+        who.role,
+        who.school_id,
+        who.label,
+        endpoint,
+        children,
+        [fixes_by_child[c] for c in children],
+    )
+    return len(children)
+
+
+def _visible(who: Principal) -> str:
+    """Entries the caller may read: admin all; school staff their school's children's; guardians their
+    own children's (a parent may see who looked at their child)."""
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return "l.child_id IN (SELECT id FROM children WHERE school_id = me.school_id)"
+    if who.role == "guardian":
+        return "l.child_id IN (SELECT child_id FROM child_guardians WHERE guardian_id = me.guardian_id)"
+    return "false"
+
+
+async def list_position_reads(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    who: Principal,
+    *,
+    child_id: int | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    where = f"{_visible(who)} AND ($4::bigint IS NULL OR l.child_id = $4)"
+    rows = await conn.fetch(
+        f"WITH {scope.ME} SELECT l.id, l.at, l.token_id, l.role, l.school_id, l.label, l.child_id,"
+        f" l.endpoint, l.fixes, count(*) OVER () AS total FROM position_reads l, me WHERE {where}"
+        " ORDER BY l.id DESC LIMIT $5 OFFSET $6",
+        *scope.me_args(who),
+        child_id,
+        limit,
+        offset,
+    )
+    if rows:
+        total = rows[0]["total"]
+    else:
+        total = await conn.fetchval(
+            f"WITH {scope.ME} SELECT count(*) FROM position_reads l, me WHERE {where}",
+            *scope.me_args(who),
+            child_id,
+        )
+    return [{k: v for k, v in r.items() if k != "total"} for r in rows], int(total)

@@ -1,0 +1,44 @@
+"""What /metrics asks the database at scrape time: open alerts, the delivery outbox, delivery latency."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass
+class DatabaseGauges:
+    open_alerts: dict[str, int] = field(default_factory=dict)  # kind -> open alerts
+    outbox: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, state) -> rows
+    # channel -> (cumulative count per bucket of LATENCY_BUCKETS_S, count, sum of seconds)
+    latency: dict[str, tuple[list[int], int, float]] = field(default_factory=dict)
+
+
+async def database_gauges(pool: asyncpg.Pool, since: datetime) -> DatabaseGauges:
+    """Open alerts by kind, outbox rows by channel and state (pending and sending are the queue), and
+    the latency from a fix reaching the tracker to its alert being sent, for deliveries sent since
+    ``since`` (this process's start: Prometheus counters restart with the process)."""
+    out = DatabaseGauges()
+    for r in await pool.fetch("SELECT kind, count(*) AS n FROM alerts WHERE state = 'open' GROUP BY kind"):
+        out.open_alerts[r["kind"]] = r["n"]
+    for r in await pool.fetch(
+        "SELECT channel, state, count(*) AS n FROM deliveries WHERE state IN ('pending', 'sending')"
+        " GROUP BY channel, state"
+    ):
+        out.outbox[(r["channel"], r["state"])] = r["n"]
+    buckets = ", ".join(f"count(*) FILTER (WHERE l <= {b}) AS b{i}" for i, b in enumerate(LATENCY_BUCKETS_S))
+    for r in await pool.fetch(
+        f"SELECT channel, count(*) AS n, coalesce(sum(l), 0) AS s, {buckets} FROM ("
+        "  SELECT d.channel, extract(epoch FROM d.sent_at - a.fix_received_at)::float8 AS l"
+        "  FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+        "  WHERE d.state = 'sent' AND d.transition = 'opened' AND d.sent_at >= $1"
+        "    AND a.fix_received_at IS NOT NULL) t GROUP BY channel",
+        since,
+    ):
+        counts = [r[f"b{i}"] for i in range(len(LATENCY_BUCKETS_S))]
+        out.latency[r["channel"]] = (counts, r["n"], float(r["s"]))
+    return out

@@ -1,0 +1,118 @@
+"""Who may see and change which registry rows, as SQL conditions: the one place the access rules live.
+
+Every scoped query starts with ``WITH {ME}`` and passes :func:`me_args` as its first three arguments
+($1 school, $2 guardian, $3 tag of the caller); the conditions below read them from ``me``. A row the
+caller may not see is simply not found, so the API answers 404 whether it exists or not.
+
+| resource  | admin | school staff                                  | guardian                    | device |
+| --------- | ----- | --------------------------------------------- | --------------------------- | ------ |
+| school    | all   | their school (read, update)                   | their children's (read)     | -      |
+| route     | all   | their school's                                | their children's (read)     | -      |
+| zone      | all   | all (read)                                    | all (read)                  | -      |
+| reader    | all   | their school's                                | -                           | -      |
+| child     | all   | their school's                                | their own (read)            | -      |
+| tag       | all   | their school's children's                     | their children's (read)     | own    |
+| guardian  | all   | registered by their school, or a guardian of  | themselves (read, update)   | -      |
+|           |       | one of their school's children                |                             |        |
+| token     | all   | their school's staff, guardians and tags      | their own                   | -      |
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tracker.store.tokens import Principal
+
+ME = "me AS (SELECT $1::bigint AS school_id, $2::bigint AS guardian_id, $3::text AS tag_id)"
+
+
+def me_args(who: Principal) -> tuple[int | None, int | None, str | None]:
+    return (who.school_id, who.guardian_id, who.tag_id)
+
+
+def _guardian_children() -> str:
+    return "(SELECT child_id FROM child_guardians WHERE guardian_id = me.guardian_id)"
+
+
+def schools(who: Principal, s: str = "s", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return f"{s}.id = me.school_id"
+    if who.role == "guardian" and not write:
+        return f"{s}.id IN (SELECT school_id FROM children WHERE id IN {_guardian_children()})"
+    return "false"
+
+
+def routes(who: Principal, r: str = "r", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return f"{r}.school_id = me.school_id"
+    if who.role == "guardian" and not write:
+        return f"{r}.id IN (SELECT route_id FROM children WHERE id IN {_guardian_children()})"
+    return "false"
+
+
+def zones(who: Principal, z: str = "z", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    return "true" if who.role in ("school", "guardian") and not write else "false"
+
+
+def readers(who: Principal, d: str = "d", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    return f"{d}.school_id = me.school_id" if who.role == "school" else "false"
+
+
+def children(who: Principal, c: str = "c", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return f"{c}.school_id = me.school_id"
+    if who.role == "guardian" and not write:
+        return f"{c}.id IN {_guardian_children()}"
+    return "false"
+
+
+def tags(who: Principal, t: str = "t", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return f"{t}.child_id IN (SELECT id FROM children WHERE school_id = me.school_id)"
+    if who.role == "guardian" and not write:
+        return f"{t}.child_id IN {_guardian_children()}"
+    if who.role == "device" and not write:
+        return f"{t}.id = me.tag_id"
+    return "false"
+
+
+def guardians(who: Principal, g: str = "g", *, write: bool = False) -> str:
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return (
+            f"({g}.school_id = me.school_id OR {g}.id IN (SELECT cg.guardian_id FROM child_guardians cg"
+            " JOIN children c2 ON c2.id = cg.child_id WHERE c2.school_id = me.school_id))"
+        )
+    if who.role == "guardian":
+        return f"{g}.id = me.guardian_id"
+    return "false"
+
+
+def tokens(who: Principal, k: str = "k") -> str:
+    """Tokens the caller may list and revoke."""
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return (
+            f"(({k}.role = 'school' AND {k}.school_id = me.school_id)"
+            f" OR ({k}.role = 'guardian' AND {k}.guardian_id IN (SELECT g.id FROM guardians g"
+            f"   WHERE {guardians(who, 'g')}))"
+            f" OR ({k}.role = 'device' AND {k}.tag_id IN (SELECT t.id FROM tags t WHERE {tags(who, 't')})))"
+        )
+    if who.role == "guardian":
+        return f"({k}.role = 'guardian' AND {k}.guardian_id = me.guardian_id)"
+    return "false"
