@@ -439,3 +439,15 @@ def test_a_state_copy_shares_no_container_with_the_original() -> None:
         if isinstance(value, dict | set | list):
             assert getattr(copied, f.name) is not value, f.name
     assert copied == state
+
+
+def test_a_deadline_met_before_the_window_stays_met_after_the_child_leaves() -> None:
+    state = ChildState()
+    for i, p in enumerate([(-20, 0), (0, 0)]):
+        state, _, _ = step(state, obs(-2400 + 15 * i, at=p), ON_TIME, RULES)  # at school from 07:20
+    state, events = tick(state, T0 + 2400, ON_TIME, RULES)  # 08:40: there
+    assert events == []
+    for i, p in enumerate([(-200, 0), (-210, 0)]):
+        state, _, _ = step(state, obs(3000 + 15 * i, at=p), ON_TIME, RULES)  # leaves later
+    _, events = tick(state, T0 + 3100, ON_TIME, RULES)
+    assert events == []

@@ -222,15 +222,12 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
         events.append(Event(EventKind.SIGNAL_LOST, now))
     today = schedule.local_day(now)
     for key, start, _deadline, destination in schedule.deadlines(now):
-        if (
-            key in state.not_arrived
-            or state.at == destination
-            or state.arrived.get(destination, 0.0) >= start
-        ):
-            continue
+        if key in state.not_arrived:
+            continue  # settled: raised, or the child was there when it came due
         new = new or state.copy()
         new.not_arrived = [k for k in new.not_arrived if k.startswith(today)] + [key]
-        events.append(Event(EventKind.NOT_ARRIVED, now, detail=destination))
+        if state.at != destination and state.arrived.get(destination, 0.0) < start:
+            events.append(Event(EventKind.NOT_ARRIVED, now, detail=destination))
     return (new or state), events
 
 
