@@ -31,6 +31,7 @@ check: $(STAMP)
 ## bench: benchmarks that print figures and ratios against a baseline measured in the same run
 bench: $(STAMP)
 	$(BIN)/python bench/geofence.py
+	$(BIN)/python bench/alert_quality.py
 
 clean:
 	rm -rf $(VENV) .tracker-data .pytest_cache .mypy_cache .ruff_cache
