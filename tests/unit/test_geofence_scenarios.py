@@ -7,6 +7,7 @@ exactly on it (d == 0) after projection.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -357,3 +358,159 @@ def test_refused_names_the_feature_among_good_ones() -> None:
 def test_bad_search_radius() -> None:
     with pytest.raises(ValueError):
         build_index([], [], search_radius_m=-1.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# crossings between fixes (the segment from the previous fix)
+
+
+def check_segment(
+    index: GeofenceIndex,
+    prev: tuple[float, float] | None,
+    cur: tuple[float, float],
+    acc: float,
+    prev_acc: float | None = None,
+    *,
+    parallel: bool = False,
+) -> Verdicts:
+    qlon, qlat = ll(*prev) if prev is not None else (NAN, NAN)
+    lon, lat = ll(*cur)
+    extra = {} if prev_acc is None else {"prev_acc": np.array([prev_acc])}
+    return index.check(
+        np.array([lon]),
+        np.array([lat]),
+        np.array([acc]),
+        np.array([-1]),
+        prev_lon=np.array([qlon]),
+        prev_lat=np.array([qlat]),
+        parallel=parallel,
+        **extra,
+    )
+
+
+CROSS_CASES = [
+    # name, previous (x, y), current (x, y), acc, prev_acc (None: not given), crossed
+    ("through the square", (-50, 50), (150, 50), 5.0, None, (10,)),
+    ("along the bottom edge (boundary only)", (-50, 0), (150, 0), 5.0, None, ()),
+    ("into a corner from outside", (-50, -50), (0, 0), 5.0, None, ()),
+    ("in low, just above the bottom edge", (-50, 0), (50, 0.5), 5.0, None, (10,)),
+    ("ends inside, not certainly (acc > distance to the edge)", (-50, 50), (3, 50), 5.0, None, (10,)),
+    ("ends certainly inside: that is 'certain', not a crossing", (-50, 50), (50, 50), 5.0, None, ()),
+    ("starts inside (a point, prev_acc not given)", (50, 50), (150, 50), 5.0, None, ()),
+    ("starts inside, but with a large prev_acc", (97, 50), (150, 50), 5.0, 10.0, (10,)),
+    ("starts inside, prev_acc unknown (nan)", (50, 50), (150, 50), 5.0, NAN, (10,)),
+    ("no previous fix (nan)", None, (50, 50), 70.0, None, ()),
+    ("within the hole only", (340, 50), (360, 50), 1.0, None, ()),
+    ("from outside into the hole, through the ring", (250, 50), (350, 50), 1.0, None, (20,)),
+    ("across both parts of a multipolygon", (550, 50), (1050, 50), 5.0, None, (30,)),
+    ("through the gap between the parts", (800, -50), (800, 150), 5.0, None, ()),
+    ("long: through every zone", (-100, 50), (1100, 50), 5.0, None, (10, 20, 30)),
+    ("a point (no move) inside, not certainly: the previous point is", (3, 50), (3, 50), 5.0, None, ()),
+    ("a point inside, the previous accuracy unknown", (3, 50), (3, 50), 5.0, NAN, (10,)),
+    ("far from everything", (5000, 5000), (5100, 5000), 5.0, None, ()),
+    ("from far outside the grid into a zone", (-100000, 50), (50, 50), 70.0, None, (10,)),
+]
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize(
+    "prev, cur, acc, prev_acc, crossed", [c[1:] for c in CROSS_CASES], ids=[c[0] for c in CROSS_CASES]
+)
+def test_crossing_scenarios(
+    index: GeofenceIndex,
+    prev: tuple[float, float] | None,
+    cur: tuple[float, float],
+    acc: float,
+    prev_acc: float | None,
+    crossed: tuple[int, ...],
+    parallel: bool,
+) -> None:
+    v = check_segment(index, prev, cur, acc, prev_acc, parallel=parallel)
+    assert v.crossed(0) == crossed
+    assert v.crossed_offsets.tolist() == [0, len(crossed)]
+
+
+def test_no_previous_fixes_no_crossings(index: GeofenceIndex) -> None:
+    lon, lat = PROJ.to_lonlat(np.array([-50.0, 150.0]), np.array([50.0, 50.0]))
+    v = index.check(lon, lat, np.full(2, 5.0), np.array([-1, -1]))
+    assert v.crossed_offsets.tolist() == [0, 0, 0] and v.crossed_zone_ids.size == 0
+    assert v.crossed(1) == ()
+
+
+def test_previous_fix_arguments_are_checked(index: GeofenceIndex) -> None:
+    one = np.zeros(1)
+    with pytest.raises(ValueError, match="together"):
+        index.check(one, one, one, np.array([-1]), prev_lon=one)
+    with pytest.raises(ValueError, match="prev_acc without"):
+        index.check(one, one, one, np.array([-1]), prev_acc=one)
+    with pytest.raises(ValueError, match="length 1"):
+        index.check(one, one, one, np.array([-1]), prev_lon=np.zeros(2), prev_lat=np.zeros(2))
+
+
+# ------------------------------------------------------------------------------------------------
+# the execution paths give the same answers
+
+
+def _random_batch(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-200, 1200, n)
+    y = rng.uniform(-400, 600, n)
+    lon, lat = PROJ.to_lonlat(x, y)
+    qlon, qlat = PROJ.to_lonlat(x + rng.normal(0, 60, n), y + rng.normal(0, 60, n))
+    qlon[rng.random(n) < 0.1] = NAN
+    acc = rng.uniform(0, 80, n)
+    acc[rng.random(n) < 0.05] = NAN
+    return {"lon": lon, "lat": lat, "acc": acc, "slot": rng.integers(-1, 3, n), "qlon": qlon, "qlat": qlat}
+
+
+def _all_fields(v: Verdicts) -> list[np.ndarray]:
+    return [getattr(v, f.name) for f in dataclasses.fields(v)]
+
+
+def test_serial_big_batch_and_parallel_paths_agree(
+    index: GeofenceIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tracker.geofence import index as index_module
+
+    b = _random_batch(5000, 3)
+    args = (b["lon"], b["lat"], b["acc"], b["slot"])
+    prev = {"prev_lon": b["qlon"], "prev_lat": b["qlat"]}
+    small = index.check(*args, parallel=False, **prev)
+    assert small.crossed_zone_ids.size > 0 and small.certain_zone_ids.size > 0
+    parallel = index.check(*args, parallel=True, **prev)
+    monkeypatch.setattr(index_module, "_BIG_BATCH", 0)
+    big = index.check(*args, parallel=False, **prev)
+    for a, p, g in zip(_all_fields(small), _all_fields(parallel), _all_fields(big), strict=True):
+        np.testing.assert_array_equal(a, p)
+        np.testing.assert_array_equal(a, g)
+    np.testing.assert_array_equal(index.check(*args).possible_zone_ids, small.possible_zone_ids)
+
+
+def test_accuracy_beyond_the_exact_range_scans_the_whole_boundary() -> None:
+    """The cell index lists edges up to max(search radius, 100 m) away; a fix whose accuracy radius is
+    larger is decided by a scan of the zone's whole boundary."""
+    big = ZoneSpec(1, shapely.Polygon(box(-1000, -1000, 1000, 1000)))
+    idx = build_index([], [big], projection=PROJ, search_radius_m=50.0)
+    assert check_one(idx, *ll(0, 0), 900.0).certain(0) == (1,)  # 1000 m from every edge
+    assert check_one(idx, *ll(0, 0), 1000.5).certain(0) == ()
+    assert check_one(idx, *ll(700, 0), 250.0).certain(0) == (1,)  # 300 m from the east edge
+    assert check_one(idx, *ll(700, 0), 300.5).certain(0) == ()
+    assert check_one(idx, *ll(700, 0), 300.5).possible(0) == (1,)
+
+
+@pytest.mark.parametrize("distance", [5.0, 39.0, 41.0, 99.0, 149.0, 151.0])
+def test_nearest_zone_near_and_far(distance: float) -> None:
+    """Distances up to the search radius are exact whether the edge is kept in the cell's record (up
+    to 40 m from the cell) or in the far list."""
+    zone = ZoneSpec(3, shapely.Polygon(box(0, 0, 100, 100)))
+    idx = build_index([], [zone], projection=PROJ, search_radius_m=150.0)
+    v = check_one(idx, *ll(100 + distance, 50), 1.0)
+    expected = distance if distance <= 150.0 else INF
+    assert v.nearest_zone_m[0] == pytest.approx(expected, rel=1e-9)
+    v = check_one(idx, *ll(100 + distance, 50), distance + 0.5)  # accuracy reaches it: possible
+    assert v.possible(0) == ((3,) if distance <= 150.0 else ())
+
+
+def test_index_memory_is_reported(index: GeofenceIndex) -> None:
+    assert index.nbytes > 0
+    assert f"{index.nbytes / 2**20:.0f} MiB" in repr(index)

@@ -4,6 +4,8 @@ No I/O and no asyncio here. A batch of fixes goes through one call::
 
     index = view.index                          # one index for the whole batch
     verdicts = index.check(lon, lat, acc, index.route_slots(route_ids))
+    # with the previous fix of each (nan where none): the zones crossed in between, too
+    verdicts = index.check(lon, lat, acc, slots, prev_lon=plon, prev_lat=plat, prev_acc=pacc)
 
 See :mod:`tracker.geofence.index` for the exact semantics of each verdict.
 """

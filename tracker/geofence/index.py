@@ -1,7 +1,8 @@
 """Geofence index: validated routes and zones, projected to metres and flattened into numpy arrays.
 
 Shapely is used only here, at build time: it validates, repairs and decomposes the geometry. The
-checks themselves run in :mod:`tracker.geofence.kernels` over a whole batch of fixes.
+checks themselves run in :mod:`tracker.geofence.kernels` over a whole batch of fixes, one call per
+batch (a numba call from Python costs microseconds; a batch amortises it).
 
 Verdict semantics (all distances in metres in the index's local projection; ``acc`` is the fix's
 accuracy radius, ``R`` the index's ``search_radius_m``):
@@ -23,9 +24,18 @@ accuracy radius, ``R`` the index's ``search_radius_m``):
   within ``R``.
 * **nearest_zone_m**: 0 when inside (or on the boundary of) a zone, otherwise the distance to the
   closest zone that is within ``R``, otherwise inf.
+* **crossed** (only when the previous fix's position is given): the zones whose *interior* the
+  straight segment from the previous fix to this one meets, while neither end is certainly inside
+  (this fix with its ``acc``; the previous one with ``prev_acc``, 0 when not given: as a point).
+  Touching the boundary only (running along an edge, through a vertex from outside to outside) is not
+  a crossing. This is Tile38's "cross" with accuracy: it catches a child who ran through a zone
+  smaller than the distance between two fixes. It says nothing about how deep the segment went: an
+  end just inside the edge with a large ``acc`` makes the zone "crossed" too, so a caller that must
+  not cry wolf on jitter should weigh it with ``possible`` of both ends.
 
-An index is immutable once built; the service swaps whole registry views (tracker.registry_view).
-Route slots belong to one index: resolve them with the same index that checks the batch.
+An index is immutable once built (its arrays are read-only); the service swaps whole registry views
+(tracker.registry_view). Route slots belong to one index: resolve them with the same index that
+checks the batch.
 """
 
 from __future__ import annotations
@@ -36,14 +46,24 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import shapely
 
 from tracker.geofence import kernels
+from tracker.geofence.cells import (
+    MIN_EXACT_M,
+    NEAR_M,
+    build_cells,
+    cell_record_sizes,
+    choose_cell,
+    pack_cells,
+)
 from tracker.geofence.projection import LocalProjection
 
 __all__ = [
+    "PARALLEL_MIN_FIXES",
     "GeofenceIndex",
     "GeometryRefused",
     "RouteSpec",
@@ -57,9 +77,15 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 
-# Grid sizing: at most this many cells and this many (cell, zone) entries.
-_MAX_CELLS = 1 << 22
-_MAX_GRID_ENTRIES = 1 << 24
+_BIG_BATCH = 20_000  # from here on, a check is a few calls with numpy-allocated outputs (see _check_big)
+
+PARALLEL_MIN_FIXES = 50_000
+"""``check(parallel=None)`` uses every numba thread from this batch size on (the service's batches,
+up to a few thousand fixes, stay on the calling thread: a parallel launch costs more than they do)."""
+
+# Only one parallel kernel runs at a time: numba's fallback threading layer (workqueue, when neither
+# TBB nor OpenMP is installed) must not be entered from two threads at once.
+_parallel_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,10 @@ class GeometryRefused(ValueError):
         return (type(self), (self.feature_id, self.reason, self.kind))
 
 
+def _csr(offsets: I64, ids: I64, i: int) -> tuple[int, ...]:
+    return tuple(ids[offsets[i] : offsets[i + 1]].tolist())
+
+
 @dataclass(frozen=True, eq=False)
 class Verdicts:
     """Answers for one batch of n fixes; zone ids per fix are CSR slices, ascending.
@@ -114,14 +144,22 @@ class Verdicts:
     """Zones that may hold the fix (inside, or boundary within min(acc, search radius))."""
     nearest_zone_m: F64
     """float64 [n]: 0 inside a zone, else distance to the nearest zone within the search radius, else inf."""
+    crossed_offsets: I64
+    """int64 [n+1]: CSR offsets into ``crossed_zone_ids`` (all 0 when no previous fixes were given)."""
+    crossed_zone_ids: I64
+    """Zones whose interior the segment from the previous fix meets, neither end certainly inside."""
 
     def certain(self, i: int) -> tuple[int, ...]:
         """Zone ids certainly holding fix i (ascending)."""
-        return tuple(self.certain_zone_ids[self.certain_offsets[i] : self.certain_offsets[i + 1]].tolist())
+        return _csr(self.certain_offsets, self.certain_zone_ids, i)
 
     def possible(self, i: int) -> tuple[int, ...]:
         """Zone ids possibly holding fix i (ascending)."""
-        return tuple(self.possible_zone_ids[self.possible_offsets[i] : self.possible_offsets[i + 1]].tolist())
+        return _csr(self.possible_offsets, self.possible_zone_ids, i)
+
+    def crossed(self, i: int) -> tuple[int, ...]:
+        """Zone ids crossed between fix i's previous fix and fix i (ascending)."""
+        return _csr(self.crossed_offsets, self.crossed_zone_ids, i)
 
     def __len__(self) -> int:
         return int(self.route_distance_m.shape[0])
@@ -130,26 +168,25 @@ class Verdicts:
 @dataclass(frozen=True, eq=False)
 class _Routes:
     corridor_m: F64  # [n_routes]
-    part_off: I64  # [n_routes + 1] -> parts (polylines)
-    chunk_off: I64  # [n_parts + 1] -> chunks
-    chunk_vert: I64  # [n_chunks, 2] vertex range
-    chunk_box: F64  # [n_chunks, 4]
-    x: F64
-    y: F64
+    start: I64  # [n_routes + 1]: where each route's record begins in ``records``
+    records: F64  # chunk boxes and vertices (layout: tracker.geofence.kernels)
+
+    def kernel_args(self) -> tuple[F64, I64, F64]:
+        return (self.corridor_m, self.start, self.records)
 
 
 @dataclass(frozen=True, eq=False)
 class _Zones:
     box: F64  # [n_zones, 4] minx, miny, maxx, maxy
-    part_off: I64  # [n_zones + 1] -> parts
-    part_box: F64  # [n_parts, 4]
-    ring_off: I64  # [n_parts + 1] -> rings
-    ring_box: F64  # [n_rings, 4]
-    chunk_off: I64  # [n_rings + 1] -> chunks (closed rings)
-    chunk_vert: I64  # [n_chunks, 2] vertex range
+    ring_off: I64  # [n_zones + 1] -> rings (every part's shell and holes)
+    vert_off: I64  # [n_rings + 1] -> vertices (closed rings)
+    chunk_off: I64  # [n_rings + 1] -> chunks
+    chunk_v: I64  # [n_chunks, 2] vertex range
     chunk_box: F64  # [n_chunks, 4]
-    x: F64
-    y: F64
+    xy: F64  # [n_vertices, 2]
+
+    def kernel_args(self) -> tuple[F64, I64, I64, I64, F64, F64]:
+        return (self.box, self.ring_off, self.chunk_off, self.chunk_v, self.chunk_box, self.xy)
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,8 +196,15 @@ class _Grid:
     cell: float
     nx: int
     ny: int
-    off: I64  # [nx * ny + 1]
-    items: I32  # zone slots, ascending within a cell
+    exact_m: float
+    cell_off: I64  # [nx * ny + 1] -> entries
+    e_zone: I32  # zone slot per entry, ascending within a cell
+    start: I64  # [nx * ny + 1]: where each cell's records begin in ``records``
+    records: F64  # entry headers and near edges (layout: tracker.geofence.kernels)
+    far: F64  # the entries' far edges
+
+    def kernel_args(self) -> tuple[np.ndarray, ...]:
+        return (self.cell_off, self.e_zone, self.start, self.records, self.far)
 
 
 _version_lock = threading.Lock()
@@ -177,6 +221,10 @@ def _readonly(*arrays: np.ndarray) -> None:
         a.flags.writeable = False
 
 
+def _arrays(*parts: object) -> list[np.ndarray]:
+    return [v for p in parts for v in vars(p).values() if isinstance(v, np.ndarray)]
+
+
 class GeofenceIndex:
     """Immutable flat index of routes and zones; build it with :func:`build_index`.
 
@@ -186,6 +234,7 @@ class GeofenceIndex:
 
     __slots__ = (
         "_grid",
+        "_kernel_args",
         "_routes",
         "_zones",
         "projection",
@@ -219,17 +268,36 @@ class GeofenceIndex:
         self._routes = routes
         self._zones = zones
         self._grid = grid
-        for part in (routes, zones, grid):
-            _readonly(*(v for v in vars(part).values() if isinstance(v, np.ndarray)))
-        _readonly(route_ids, zone_ids)
+        _readonly(route_ids, zone_ids, *_arrays(routes, zones, grid))
+        params = np.zeros(kernels.P_SIZE, dtype=np.float64)
+        params[kernels.P_LON0] = projection.lon0
+        params[kernels.P_LAT0] = projection.lat0
+        params[kernels.P_KX] = projection.kx
+        params[kernels.P_KY] = projection.ky
+        params[kernels.P_GX0] = grid.x0
+        params[kernels.P_GY0] = grid.y0
+        params[kernels.P_CELL] = grid.cell
+        params[kernels.P_NX] = grid.nx
+        params[kernels.P_NY] = grid.ny
+        params[kernels.P_RADIUS] = self.search_radius_m
+        params[kernels.P_EXACT] = grid.exact_m
+        _readonly(params)
+        self._kernel_args = (params, routes.kernel_args(), zones.kernel_args(), grid.kernel_args(), zone_ids)
         self.version = _next_version()
 
     def __repr__(self) -> str:
+        g = self._grid
         return (
             f"GeofenceIndex(version={self.version}, routes={self.route_ids.size}, "
-            f"zones={self.zone_ids.size}, grid={self._grid.nx}x{self._grid.ny}@{self._grid.cell:.0f}m, "
-            f"projection={self.projection})"
+            f"zones={self.zone_ids.size}, grid={g.nx}x{g.ny}@{g.cell:.0f}m with {g.e_zone.size} entries, "
+            f"{self.nbytes / 2**20:.0f} MiB, projection={self.projection})"
         )
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the index's arrays (its whole memory but for a few small Python objects)."""
+        arrays = [self.route_ids, self.zone_ids, *_arrays(self._routes, self._zones, self._grid)]
+        return int(sum(a.nbytes for a in arrays))
 
     @property
     def route_corridor_m(self) -> F64:
@@ -251,74 +319,202 @@ class GeofenceIndex:
         return np.where(found, pos, -1).astype(np.int32)
 
     def check(
-        self, lon: npt.ArrayLike, lat: npt.ArrayLike, acc: npt.ArrayLike, route_slot: npt.ArrayLike
+        self,
+        lon: npt.ArrayLike,
+        lat: npt.ArrayLike,
+        acc: npt.ArrayLike,
+        route_slot: npt.ArrayLike,
+        *,
+        prev_lon: npt.ArrayLike | None = None,
+        prev_lat: npt.ArrayLike | None = None,
+        prev_acc: npt.ArrayLike | None = None,
+        parallel: bool | None = None,
     ) -> Verdicts:
         """Verdicts for a batch of n fixes (lon/lat degrees, accuracy metres, route slot or -1).
 
-        One call per batch: the numba kernels run over all fixes; no Python per fix. Slots come from
+        One call per batch: the numba kernel runs over all fixes; no Python per fix. Slots come from
         this index's :meth:`route_slots`; a slot outside the index counts as -1. Semantics: see the
         module docstring (nan/negative ``acc`` = unknown; non-finite lon/lat = no answer: nan route
         distance, no zones, nearest inf).
+
+        ``prev_lon``/``prev_lat`` (both or neither; nan where a fix has no previous fix) ask for the
+        crossed zones of the segment from each fix's previous position; ``prev_acc`` is the previous
+        fix's accuracy (default 0: the previous position as a point). Without them the crossed CSR is
+        empty. ``parallel``: True runs over every numba thread, False on the calling thread, None
+        (default) chooses by batch size (:data:`PARALLEL_MIN_FIXES`); the answers are the same.
         """
-        lon_a = np.ascontiguousarray(lon, dtype=np.float64).reshape(-1)
-        lat_a = np.ascontiguousarray(lat, dtype=np.float64).reshape(-1)
-        acc_a = np.ascontiguousarray(acc, dtype=np.float64).reshape(-1)
-        slot_a = np.ascontiguousarray(route_slot, dtype=np.int64).reshape(-1)
+        lon_a = _floats(lon)
+        lat_a = _floats(lat)
+        acc_a = _floats(acc)
+        slot_a = _slots(route_slot)
         n = lon_a.shape[0]
         if not (lat_a.shape[0] == acc_a.shape[0] == slot_a.shape[0] == n):
             raise ValueError(
                 f"check: lon, lat, acc and route_slot must have one length; got "
                 f"{n}, {lat_a.shape[0]}, {acc_a.shape[0]}, {slot_a.shape[0]}"
             )
-        x, y = self.projection.to_xy(lon_a, lat_a)
-        r = self._routes
-        route_d = kernels.route_distances(
-            x, y, slot_a, r.part_off, r.chunk_off, r.chunk_vert, r.chunk_box, r.x, r.y
+        if (prev_lon is None) != (prev_lat is None):
+            raise ValueError("check: give prev_lon and prev_lat together")
+        if prev_lon is None:
+            if prev_acc is not None:
+                raise ValueError("check: prev_acc without prev_lon and prev_lat")
+            q_lon = q_lat = q_acc = _EMPTY
+        else:
+            assert prev_lat is not None  # given together with prev_lon (checked above)
+            q_lon = _floats(prev_lon)
+            q_lat = _floats(prev_lat)
+            q_acc = np.zeros(n, dtype=np.float64) if prev_acc is None else _floats(prev_acc)
+            if not (q_lon.shape[0] == q_lat.shape[0] == q_acc.shape[0] == n):
+                raise ValueError(
+                    f"check: prev_lon, prev_lat and prev_acc must have the fixes' length {n}; got "
+                    f"{q_lon.shape[0]}, {q_lat.shape[0]}, {q_acc.shape[0]}"
+                )
+        if parallel is None:
+            parallel = n >= PARALLEL_MIN_FIXES and numba.get_num_threads() > 1
+        args = (lon_a, lat_a, acc_a, slot_a, q_lon, q_lat, q_acc, *self._kernel_args)
+        if parallel:
+            with _parallel_lock:
+                return Verdicts(*_check_big(*args, parallel=True))
+        if n >= _BIG_BATCH:
+            return Verdicts(*_check_big(*args, parallel=False))
+        return Verdicts(*kernels.check_serial(*args))
+
+
+def _check_big(
+    lon: F64,
+    lat: F64,
+    acc: F64,
+    slot: I32,
+    q_lon: F64,
+    q_lat: F64,
+    q_acc: F64,
+    params: F64,
+    routes: tuple[np.ndarray, ...],
+    zones: tuple[np.ndarray, ...],
+    grid: tuple[np.ndarray, ...],
+    zone_ids: I64,
+    *,
+    parallel: bool,
+) -> tuple[np.ndarray, ...]:
+    """kernels.check_serial's passes called one by one, on every numba thread or on this one, with
+    arrays from numpy's allocator (huge pages for big ones: fewer page faults than numba's)."""
+    n = lon.shape[0]
+    k = kernels
+    cand_off = np.zeros(n + 1, dtype=np.int64)
+    route_d = np.empty(n)
+    corridor = np.empty(n)
+    nearest = np.empty(n)
+    certain_off = np.zeros(n + 1, dtype=np.int64)
+    possible_off = np.zeros(n + 1, dtype=np.int64)
+    crossed_off = np.zeros(n + 1, dtype=np.int64)
+    no_ids = np.empty(0, dtype=np.int64)
+    if parallel:
+        k.par_locate(lon, lat, params, grid[0], cand_off)
+    else:
+        k._locate(0, n, lon, lat, params, grid[0], cand_off)
+    np.cumsum(cand_off, out=cand_off)
+    flags = np.empty(int(cand_off[-1]), dtype=np.uint8)
+    main_args = (
+        lon,
+        lat,
+        acc,
+        slot,
+        cand_off,
+        flags,
+        params,
+        routes,
+        zones,
+        grid,
+        route_d,
+        corridor,
+        nearest,
+    )
+    if parallel:
+        k.par_main(*main_args, certain_off, possible_off)
+    else:
+        k._main(0, n, *main_args, certain_off, possible_off, np.empty(k.SCRATCH * k.SUB + 1))
+    np.cumsum(certain_off, out=certain_off)
+    np.cumsum(possible_off, out=possible_off)
+    certain_ids = np.empty(int(certain_off[-1]), dtype=np.int64)
+    possible_ids = np.empty(int(possible_off[-1]), dtype=np.int64)
+    fill_args = (
+        lon,
+        lat,
+        params,
+        cand_off,
+        flags,
+        grid,
+        zone_ids,
+        certain_off,
+        certain_ids,
+        possible_off,
+        possible_ids,
+    )
+    if parallel:
+        k.par_fill(*fill_args)
+    else:
+        k._fill(0, n, *fill_args)
+    crossed_ids = no_ids
+    if q_lon.shape[0] == n and n > 0:
+        cross_args = (
+            lon,
+            lat,
+            q_lon,
+            q_lat,
+            q_acc,
+            cand_off,
+            flags,
+            params,
+            grid,
+            zones,
+            zone_ids,
+            crossed_off,
         )
-        valid = (slot_a >= 0) & (slot_a < r.corridor_m.shape[0])
-        corridor = np.full(n, np.nan, dtype=np.float64)
-        corridor[valid] = r.corridor_m[slot_a[valid]]
-        z = self._zones
-        g = self._grid
-        c_off, c_ids, p_off, p_ids, nearest = kernels.zone_verdicts(
-            x,
-            y,
-            acc_a,
-            self.search_radius_m,
-            g.x0,
-            g.y0,
-            g.cell,
-            g.nx,
-            g.ny,
-            g.off,
-            g.items,
-            self.zone_ids,
-            z.box,
-            z.part_off,
-            z.part_box,
-            z.ring_off,
-            z.ring_box,
-            z.chunk_off,
-            z.chunk_vert,
-            z.chunk_box,
-            z.x,
-            z.y,
-        )
-        return Verdicts(
-            route_distance_m=route_d,
-            corridor_m=corridor,
-            certain_offsets=c_off,
-            certain_zone_ids=c_ids,
-            possible_offsets=p_off,
-            possible_zone_ids=p_ids,
-            nearest_zone_m=nearest,
-        )
+        seen = np.full(zone_ids.shape[0], -1, dtype=np.int64)
+        buf = np.empty(zone_ids.shape[0], dtype=np.int64)
+        for ids in (no_ids, None):  # count, then write
+            if ids is None:
+                np.cumsum(crossed_off, out=crossed_off)
+                if not crossed_off[-1]:
+                    break
+                ids = crossed_ids = np.empty(int(crossed_off[-1]), dtype=np.int64)
+            if parallel:
+                k.par_crossed(*cross_args, ids)
+            else:
+                k._crossed(0, n, *cross_args, ids, seen, buf)
+    return (
+        route_d,
+        corridor,
+        certain_off,
+        certain_ids,
+        possible_off,
+        possible_ids,
+        nearest,
+        crossed_off,
+        crossed_ids,
+    )
+
+
+def _floats(a: npt.ArrayLike) -> F64:
+    """A flat, contiguous, writable float64 array (numba compiles read-only arrays as another type)."""
+    out = np.ascontiguousarray(a, dtype=np.float64).reshape(-1)
+    return out if out.flags.writeable else out.copy()
+
+
+def _slots(a: npt.ArrayLike) -> I32:
+    """Route slots as a flat, contiguous, writable int32 array (beyond int32: -1, no route)."""
+    out = np.asarray(a).reshape(-1)
+    if out.dtype != np.int32:
+        wide = out.astype(np.int64)
+        out = np.where((wide >= 0) & (wide <= np.iinfo(np.int32).max), wide, -1).astype(np.int32)
+    out = np.ascontiguousarray(out)
+    return out if out.flags.writeable else out.copy()
+
+
+_EMPTY = np.zeros(0, dtype=np.float64)  # writable: numba compiles read-only arrays as another type
 
 
 # ---------------------------------------------------------------------------------------------------
-# validation
-
-
 def _check_lonlat(coords: F64, feature_id: int, kind: str) -> None:
     if coords.size == 0:
         return
@@ -475,74 +671,77 @@ def _prepare_zones(zones: Sequence[ZoneSpec]) -> _Flat:
     )
 
 
-def _reduce_boxes(x: F64, y: F64, off: I64) -> F64:
+def _boxes(xy: F64, off: I64) -> F64:
+    """Bounding box of each run ``off[k] .. off[k + 1]`` of points (runs are not empty)."""
     box = np.empty((off.shape[0] - 1, 4), dtype=np.float64)
     if box.shape[0]:
         start = off[:-1]
-        box[:, 0] = np.minimum.reduceat(x, start)
-        box[:, 1] = np.minimum.reduceat(y, start)
-        box[:, 2] = np.maximum.reduceat(x, start)
-        box[:, 3] = np.maximum.reduceat(y, start)
+        box[:, 0] = np.minimum.reduceat(xy[:, 0], start)
+        box[:, 1] = np.minimum.reduceat(xy[:, 1], start)
+        box[:, 2] = np.maximum.reduceat(xy[:, 0], start)
+        box[:, 3] = np.maximum.reduceat(xy[:, 1], start)
     return box
 
 
-def _merge_boxes(box: F64, off: I64) -> F64:
-    out = np.empty((off.shape[0] - 1, 4), dtype=np.float64)
-    if out.shape[0]:
-        start = off[:-1]
-        out[:, 0] = np.minimum.reduceat(box[:, 0], start)
-        out[:, 1] = np.minimum.reduceat(box[:, 1], start)
-        out[:, 2] = np.maximum.reduceat(box[:, 2], start)
-        out[:, 3] = np.maximum.reduceat(box[:, 3], start)
-    return out
+def _project(coords: F64, projection: LocalProjection) -> F64:
+    xy = np.empty_like(coords)
+    xy[:, 0], xy[:, 1] = projection.to_xy(coords[:, 0], coords[:, 1])
+    return xy
+
+
+def _route_arrays(flat: _Flat, corridor: F64, projection: LocalProjection) -> _Routes:
+    xy = _project(flat.coords, projection)
+    part_chunk_off, chunk_v, chunk_box = kernels.build_chunks(flat.sub_off, xy, kernels.CHUNK)
+    route_chunk_off = np.ascontiguousarray(part_chunk_off[flat.part_off])
+    start = kernels.route_record_sizes(route_chunk_off, chunk_v)
+    records = np.empty(int(start[-1]), dtype=np.float64)  # numpy's allocator: huge pages where allowed
+    kernels.pack_routes(route_chunk_off, chunk_v, chunk_box, xy, start, records)
+    return _Routes(corridor_m=corridor, start=start, records=records)
 
 
 def _zone_arrays(flat: _Flat, projection: LocalProjection) -> _Zones:
     assert flat.vert_off is not None
-    x, y = projection.to_xy(flat.coords[:, 0], flat.coords[:, 1])
-    ring_box = _reduce_boxes(x, y, flat.vert_off)
-    part_box = _merge_boxes(ring_box, flat.sub_off)
-    box = _merge_boxes(part_box, flat.part_off)
-    chunk_off, chunk_vert, chunk_box = kernels.build_chunks(flat.vert_off, x, y, kernels.CHUNK)
+    xy = _project(flat.coords, projection)
+    ring_off = np.ascontiguousarray(flat.sub_off[flat.part_off])  # zone -> rings of all its parts
+    vert_off = flat.vert_off
+    box = _boxes(xy, vert_off[ring_off]) if ring_off.shape[0] > 1 else np.zeros((0, 4))
+    chunk_off, chunk_v, chunk_box = kernels.build_chunks(vert_off, xy, kernels.CHUNK)
     return _Zones(
         box=box,
-        part_off=flat.part_off,
-        part_box=part_box,
-        ring_off=flat.sub_off,
-        ring_box=ring_box,
+        ring_off=ring_off,
+        vert_off=vert_off,
         chunk_off=chunk_off,
-        chunk_vert=chunk_vert,
+        chunk_v=chunk_v,
         chunk_box=chunk_box,
-        x=x,
-        y=y,
+        xy=xy,
     )
 
 
-def _build_grid(box: F64, radius: float) -> _Grid:
-    """Uniform grid over the zone boxes expanded by the search radius (a little more, for rounding)."""
+def _grid_arrays(zones: _Zones, radius: float) -> _Grid:
+    """The cell index (tracker.geofence.cells) over the zones' boxes grown by the exact range."""
+    exact = max(radius, MIN_EXACT_M)
+    box = zones.box
     if box.shape[0] == 0:
-        return _Grid(0.0, 0.0, 1.0, 0, 0, np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32))
-    pad = radius * (1.0 + 1e-6) + 1e-6
-    lo_x, lo_y = box[:, 0] - pad, box[:, 1] - pad
-    hi_x, hi_y = box[:, 2] + pad, box[:, 3] + pad
-    x0, y0 = float(lo_x.min()), float(lo_y.min())
-    width, height = float(hi_x.max()) - x0, float(hi_y.max()) - y0
-    w, h = hi_x - lo_x, hi_y - lo_y
-    # cells about the size of a typical (expanded) zone: a fix sees few candidates, a zone few cells
-    cell = max(float(np.median(np.maximum(w, h))), 1.0)
-    while True:
-        nx, ny = int(width / cell) + 1, int(height / cell) + 1
-        entries = float(np.sum((np.floor(w / cell) + 2.0) * (np.floor(h / cell) + 2.0)))
-        if nx * ny <= _MAX_CELLS and entries <= _MAX_GRID_ENTRIES:
-            break
-        cell *= 1.5
-    # same arithmetic as the kernel's lookup: (v - x0) / cell, truncated (all values are >= 0)
-    ix0 = ((lo_x - x0) / cell).astype(np.int64)
-    iy0 = ((lo_y - y0) / cell).astype(np.int64)
-    ix1 = np.minimum(((hi_x - x0) / cell).astype(np.int64), nx - 1)
-    iy1 = np.minimum(((hi_y - y0) / cell).astype(np.int64), ny - 1)
-    off, items = kernels.grid_fill(ix0, iy0, ix1, iy1, nx, ny)
-    return _Grid(x0, y0, cell, nx, ny, off, items)
+        zero = np.zeros(1, dtype=np.int64)
+        return _Grid(
+            0.0, 0.0, 1.0, 0, 0, exact, zero, np.zeros(0, np.int32), zero.copy(), np.zeros(0), np.zeros(0)
+        )
+    cell = choose_cell(box, exact)
+    pad = exact + 4 * kernels.MARGIN
+    x0 = float(box[:, 0].min()) - pad
+    y0 = float(box[:, 1].min()) - pad
+    nx = int((float(box[:, 2].max()) + pad - x0) / cell) + 1
+    ny = int((float(box[:, 3].max()) + pad - y0) / cell) + 1
+    cell_off, e_zone, e_flags, e_L, e_doff, d_edge, d_lb, e_poff, p_edge = build_cells(
+        box, zones.ring_off, zones.vert_off, zones.xy, x0, y0, cell, nx, ny, exact
+    )
+    start, n_far = cell_record_sizes(cell_off, e_doff, d_lb, e_poff, NEAR_M)
+    records = np.empty(int(start[-1]), dtype=np.float64)  # numpy's allocator: huge pages where allowed
+    far = np.empty(int(n_far), dtype=np.float64)
+    pack_cells(
+        cell_off, e_zone, e_flags, e_L, e_doff, d_edge, d_lb, e_poff, p_edge, zones.xy, NEAR_M, records, far
+    )
+    return _Grid(x0, y0, cell, nx, ny, exact, cell_off, e_zone, start, records, far)
 
 
 def build_index(
@@ -570,24 +769,13 @@ def build_index(
         projection = (
             LocalProjection.around(every[:, 0], every[:, 1]) if every.size else LocalProjection(0.0, 0.0)
         )
-    rx, ry = projection.to_xy(route_flat.coords[:, 0], route_flat.coords[:, 1])
-    chunk_off, chunk_vert, chunk_box = kernels.build_chunks(route_flat.sub_off, rx, ry, kernels.CHUNK)
-    route_arrays = _Routes(
-        corridor_m=corridor,
-        part_off=route_flat.part_off,
-        chunk_off=chunk_off,
-        chunk_vert=chunk_vert,
-        chunk_box=chunk_box,
-        x=rx,
-        y=ry,
-    )
     zone_arrays = _zone_arrays(zone_flat, projection)
     return GeofenceIndex(
         projection=projection,
         search_radius_m=radius,
         route_ids=route_flat.ids,
         zone_ids=zone_flat.ids,
-        routes=route_arrays,
+        routes=_route_arrays(route_flat, corridor, projection),
         zones=zone_arrays,
-        grid=_build_grid(zone_arrays.box, radius),
+        grid=_grid_arrays(zone_arrays, radius),
     )
