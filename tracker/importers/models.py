@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from tracker.monitor.schedule import CommuteWindow
+from tracker.monitor.schedule import Window as MonitorWindow
 
 __all__ = [
     "MAX_ID",
@@ -72,7 +72,7 @@ class Window(_Strict):
 
     @model_validator(mode="after")
     def _parses(self) -> Window:
-        CommuteWindow.parse(self.model_dump())  # the monitor's own reading: start before end
+        MonitorWindow.parse(self.model_dump())  # the monitor's own reading: start before end
         return self
 
 

@@ -166,7 +166,3 @@ class Hours:
     @classmethod
     def from_registry(cls, timezone: str, raw: list[dict[str, Any]]) -> Hours:
         return cls(ZoneInfo(timezone), tuple(Window.parse(w) for w in raw))
-
-
-# The first version's name, still used by callers written against it.
-CommuteWindow = Window
