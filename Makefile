@@ -32,6 +32,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/geofence.py
 	$(BIN)/python bench/alert_quality.py
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf $(VENV) .tracker-data .pytest_cache .mypy_cache .ruff_cache

@@ -75,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"weights, e.g. 'leave_route=2,sos=1' (kinds: {', '.join(KINDS)})",
     )
     p.add_argument("--batch", type=int, default=0, help="0: a message per fix; N: gateway batches of N")
+    p.add_argument(
+        "--format",
+        choices=("native", "owntracks"),
+        default="native",
+        help="native: tracker/v1/tags/{tag}/position; owntracks: the OwnTracks app's _type=location JSON "
+        "to owntracks/{tag}/{device}",
+    )
+    p.add_argument("--owntracks-device", default="tag", help="the {device} of OwnTracks topics")
+    p.add_argument(
+        "--rfid",
+        action="store_true",
+        help="also publish RFID sightings of each school's gate reader 'sim-gate-{school id}' when "
+        "children arrive and leave (register those readers in the tracker)",
+    )
+    p.add_argument("--duplicates", type=float, default=0.005, help="fraction of fixes sent twice")
+    p.add_argument(
+        "--late", type=float, default=0.005, help="fraction of fixes sent 20-120 s late (out of order)"
+    )
+    p.add_argument(
+        "--gaps", type=float, default=0.002, help="chance per fix of a 20-90 s gap (tunnel, subway)"
+    )
     p.add_argument("--truth", help="write the incidents' ground truth to this JSONL file")
     p.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--client-id", help="MQTT client id (default: simulator-<random>)")
@@ -98,6 +119,12 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         incident_fraction=args.incident_fraction,
         incident_kinds=args.incident_kinds,
         batch=args.batch,
+        format=args.format,
+        owntracks_device=args.owntracks_device,
+        rfid=args.rfid,
+        duplicates=args.duplicates,
+        late=args.late,
+        gaps=args.gaps,
         truth_path=args.truth,
         qos=args.qos,
         client_id=args.client_id,

@@ -31,7 +31,7 @@ from simulator.incidents import (
     plan_enter_zone,
     plan_leave_route,
 )
-from simulator.messages import Fix, Position
+from simulator.messages import Fix, GateSighting, Position
 from simulator.projection import LocalProjection
 from simulator.walker import XY, Path, WalkConfig, Walker
 from simulator.world import ChildSpec, Route, World
@@ -51,10 +51,30 @@ class SimConfig:
     walk: WalkConfig = field(default_factory=WalkConfig)
     gps: GpsConfig = field(default_factory=GpsConfig)
     incidents: IncidentConfig = field(default_factory=IncidentConfig)
+    duplicate_probability: float = 0.0
+    """chance that a fix is sent again (a tag that missed the broker's acknowledgement)"""
+    duplicate_delay_s: tuple[float, float] = (1.0, 10.0)
+    """the copy goes this long after the original"""
+    late_probability: float = 0.0
+    """chance that a fix is held back and sent late, after fixes made later (out of order)"""
+    late_delay_s: tuple[float, float] = (20.0, 120.0)
+    gap_probability: float = 0.0
+    """chance that a due fix starts a gap (subway, tunnel, a building): no fix for gap_s"""
+    gap_s: tuple[float, float] = (20.0, 90.0)
+    rfid_gates: bool = False
+    """children also carry an RFID card that their school's gate reader ('sim-gate-{school id}') sees
+    when they arrive at school and when they leave"""
 
     def __post_init__(self) -> None:
         if not self.interval_s > 0:
             raise ValueError("interval_s must be positive")
+        for name in ("duplicate_probability", "late_probability", "gap_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]")
+        for name in ("duplicate_delay_s", "late_delay_s", "gap_s"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"{name} must be a range 0 < low <= high")
         if not 0.0 <= self.interval_jitter < 1.0:
             raise ValueError("interval_jitter must lie in [0, 1)")
         if self.children is not None and self.children < 0:
@@ -75,6 +95,8 @@ class Step(NamedTuple):
     fixes: list[Fix]
     truth: list[TruthRecord]
     """incidents that ended by sim_time"""
+    sightings: Sequence[GateSighting] = ()
+    """RFID gate sightings (rfid_gates), in time order"""
 
 
 def select_children(world: World, count: int | None) -> list[SimChild]:
@@ -93,6 +115,11 @@ def select_children(world: World, count: int | None) -> list[SimChild]:
         tag = spec.tag if replica == 0 else f"{spec.tag}-r{replica}"
         chosen.append(SimChild(spec, tag, route_index, replica))
     return chosen
+
+
+def gate_reader_id(route: Route) -> str | None:
+    """The RFID reader at the gate of a route's school (rfid_gates)."""
+    return f"sim-gate-{route.school_id}" if route.school_id is not None else None
 
 
 def gateway_id(route: Route) -> str:
@@ -156,6 +183,7 @@ class VirtualChild:
         config: SimConfig,
         t0: float,
         scripted_incidents: Sequence[float] = (),
+        reader: str | None = None,
     ) -> None:
         seed = f"{config.seed}:{child.tag}"
         self.child = child
@@ -167,6 +195,7 @@ class VirtualChild:
         self._cfg = config
         self._rng_fix = random.Random(f"{seed}:fix")
         self._rng_inc = random.Random(f"{seed}:incidents")
+        self._rng_net = random.Random(f"{seed}:network")
         self.walker = Walker(route.path, random.Random(f"{seed}:walk"), config.walk, t0)
         self.gps = GpsModel(random.Random(f"{seed}:gps"), config.gps, t0)
         self.clock = IncidentClock(self._rng_inc, config.incidents, t0, scripted_incidents)
@@ -175,6 +204,9 @@ class VirtualChild:
         self.last_fix_ts: float | None = None
         self._busy_until = -math.inf
         self._pending: list[tuple[float, TruthRecord]] = []
+        self._reader = reader if config.rfid_gates else None
+        self._gap = False
+        self._day_phase = "start"
 
     def next_time(self) -> float:
         return min(self.next_fix_t, self.clock.next_time)
@@ -183,13 +215,47 @@ class VirtualChild:
         if self.clock.next_time <= self.next_fix_t:
             fix = self._incident(t, started)
         else:
-            fix = self._fix(t, sos=False)
-            jitter = self._cfg.interval_jitter
-            self.next_fix_t = t + self._cfg.interval_s * self._rng_fix.uniform(1.0 - jitter, 1.0 + jitter)
+            cfg = self._cfg
+            jitter = cfg.interval_jitter
+            self.next_fix_t = t + cfg.interval_s * self._rng_fix.uniform(1.0 - jitter, 1.0 + jitter)
+            if cfg.gap_probability and not self._gap and self._rng_net.random() < cfg.gap_probability:
+                fix = None  # a tunnel: this fix and those due in the gap are never made
+                self.next_fix_t = t + self._rng_net.uniform(*cfg.gap_s)
+                self._gap = True
+            else:
+                fix = self._fix(t, sos=False)  # out of a gap, the first fix always comes
+                self._gap = False
         if self._pending and self._pending[0][0] <= t:
             truth.extend(r for end, r in self._pending if end <= t)
             self._pending = [(end, r) for end, r in self._pending if end > t]
         return fix
+
+    def gate(self, t: float) -> GateSighting | None:
+        """The school's gate reader sees the card when the child arrives at school or leaves it."""
+        if self._reader is None:
+            return None
+        phase, since = self.walker.phase(t)
+        last, self._day_phase = self._day_phase, phase
+        if phase == last or "at_school" not in (phase, last):
+            return None
+        event = "arrive" if phase == "at_school" else "leave"
+        return GateSighting(
+            reader=self._reader, tag=self.tag, child_id=self.child.spec.id, ts=since, event=event
+        )
+
+    def resends(self, fix: Fix) -> list[tuple[float, Fix]]:
+        """(when, fix) of what the network does to a fix just made: (t, fix) itself, or later (late);
+        and a second copy (duplicate)."""
+        cfg, rng, t = self._cfg, self._rng_net, fix.ts
+        out: list[tuple[float, Fix]] = []
+        if cfg.late_probability and rng.random() < cfg.late_probability:
+            out.append((t + rng.uniform(*cfg.late_delay_s), msgspec.structs.replace(fix, delivery="late")))
+        else:
+            out.append((t, fix))
+        if cfg.duplicate_probability and rng.random() < cfg.duplicate_probability:
+            copy = msgspec.structs.replace(fix, delivery="duplicate")
+            out.append((out[0][0] + rng.uniform(*cfg.duplicate_delay_s), copy))
+        return out
 
     def open_incidents(self) -> list[TruthRecord]:
         """Incidents not over yet, as records with end_ts None and their planned end."""
@@ -301,11 +367,16 @@ class FixGenerator:
                 config,
                 start_ts,
                 scripted.get(n, ()),
+                gate_reader_id(world.routes[c.route_index]),
             )
             for n, c in enumerate(chosen)
         ]
         self._heap = [(child.next_time(), n) for n, child in enumerate(self.children)]
         heapq.heapify(self._heap)
+        self._held: list[tuple[float, int, Fix]] = []  # late fixes and duplicates, by when they go
+        self._held_count = 0
+        self.delivered: Counter[str] = Counter()
+        """fixes sent late ('late') and sent twice ('duplicate') so far"""
 
     def _scripted_incidents(self, n: int) -> dict[int, list[float]]:
         cfg = self.config.incidents
@@ -317,19 +388,43 @@ class FixGenerator:
         return {i: [self.start_ts + rng.uniform(lo, hi)] for i in chosen}
 
     def advance(self, until: float) -> Step:
-        """Every fix with ts <= until (in time order), and the incidents that ended by then."""
+        """Every fix due by ``until``, in the order it is sent, and the incidents that ended by then.
+        A fix is sent when it is made, but for a late one (sent up to late_delay_s after, so after
+        fixes made later) and a duplicate (a second copy, sent again a little later)."""
         fixes: list[Fix] = []
         truth: list[TruthRecord] = []
-        heap, children, started = self._heap, self.children, self.incidents_started
+        sightings: list[GateSighting] = []
+        heap, children, started, held = self._heap, self.children, self.incidents_started, self._held
+        cfg = self.config
+        network = cfg.late_probability > 0 or cfg.duplicate_probability > 0
         while heap and heap[0][0] <= until:
             t, n = heap[0]
             child = children[n]
             fix = child.step(t, truth, started)
+            if cfg.rfid_gates and (seen := child.gate(t)) is not None:
+                sightings.append(seen)
             if fix is not None:
-                fixes.append(fix)
+                if not network:
+                    fixes.append(fix)
+                else:
+                    for when, sent in child.resends(fix):
+                        if when <= t:
+                            fixes.append(sent)
+                        else:
+                            self._held_count += 1
+                            heapq.heappush(held, (when, self._held_count, sent))
             heapq.heapreplace(heap, (child.next_time(), n))
+        if held and held[0][0] <= until:
+            due: list[tuple[float, int, Fix]] = []
+            while held and held[0][0] <= until:
+                due.append(heapq.heappop(held))
+            timed = [(f.ts, i, f) for i, f in enumerate(fixes)] + [(w, len(fixes) + c, f) for w, c, f in due]
+            timed.sort(key=lambda x: (x[0], x[1]))
+            fixes = [f for _, _, f in timed]
+            self.delivered.update(f.delivery for _, _, f in due if f.delivery)
         self.sim_time = max(self.sim_time, until)
-        return Step(self.sim_time, fixes, truth)
+        sightings.sort(key=lambda g: g.ts)
+        return Step(self.sim_time, fixes, truth, sightings)
 
     def steps(self, step_s: float, duration_s: float | None = None) -> Iterator[Step]:
         """Steps of ``step_s`` simulated seconds, for ``duration_s`` from now (forever if None)."""

@@ -26,7 +26,20 @@ from datetime import UTC, datetime
 from simulator.core import FixGenerator, SimConfig
 from simulator.gps import GpsConfig
 from simulator.incidents import IncidentConfig, TruthWriter
-from simulator.messages import MAX_BATCH, encode_batch, encode_position, gateway_topic, position_topic
+from simulator.messages import (
+    FORMATS,
+    MAX_BATCH,
+    Fix,
+    GateSighting,
+    encode_batch,
+    encode_owntracks,
+    encode_position,
+    encode_sightings,
+    gateway_topic,
+    owntracks_topic,
+    position_topic,
+    reader_topic,
+)
 from simulator.publisher import GatewayBatcher, MqttPublisher, parse_mqtt_url
 from simulator.walker import WalkConfig
 from simulator.world import World, load_world
@@ -60,7 +73,19 @@ class SimOptions:
     incident_kinds: Mapping[str, float] | None = None
     """relative weights of leave_route, enter_zone, sos, go_silent; None: the defaults"""
     batch: int = 0
-    """0: one fix per message; N: gateway batches of up to N fixes"""
+    """0: one fix per message; N: gateway batches of up to N fixes (native format only)"""
+    format: str = "native"
+    """'native' (tracker/v1/tags/{tag}/position) or 'owntracks' (owntracks/{tag}/{owntracks_device})"""
+    owntracks_device: str = "tag"
+    """the device part of an OwnTracks topic; the user part is the tag id (its MQTT username)"""
+    rfid: bool = False
+    """also publish RFID gate sightings when children arrive at and leave school"""
+    duplicates: float = 0.0
+    """fraction of fixes sent twice"""
+    late: float = 0.0
+    """fraction of fixes held back and sent after later ones"""
+    gaps: float = 0.0
+    """chance per fix of a gap (tunnel, subway) of 20-90 s without fixes"""
     batch_wait_s: float = 1.0
     """a partial gateway batch is sent after this many real seconds"""
     truth_path: str | None = None
@@ -83,6 +108,12 @@ class SimOptions:
             raise ValueError("duration must be positive")
         if not 0 <= self.batch <= MAX_BATCH:
             raise ValueError(f"batch must lie in 0..{MAX_BATCH}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+        if self.batch and self.format != "native":
+            raise ValueError("gateway batches exist in the native format only")
+        if "/" in self.owntracks_device or "+" in self.owntracks_device or "#" in self.owntracks_device:
+            raise ValueError("the OwnTracks device name must be one topic level")
         if self.qos not in (0, 1, 2):
             raise ValueError("qos must be 0, 1 or 2")
         if "+" in self.prefix or "#" in self.prefix:
@@ -110,6 +141,10 @@ class SimOptions:
             walk=self.walk,
             gps=self.gps,
             incidents=incidents,
+            duplicate_probability=self.duplicates,
+            late_probability=self.late,
+            gap_probability=self.gaps,
+            rfid_gates=self.rfid,
         )
 
 
@@ -122,6 +157,8 @@ class Summary:
     """fixes handed to the broker connection (in single messages or batches)"""
     messages: int = 0
     """MQTT messages published (a batch is one)"""
+    sightings: int = 0
+    """RFID gate sightings published"""
     acked: int = 0
     dropped: int = 0
     disconnects: int = 0
@@ -144,6 +181,7 @@ class Summary:
             f"({self.acked} acknowledged, {self.dropped} dropped, {self.disconnects} disconnects), "
             f"{self.fixes_per_s:.1f} fixes/s, "
             f"{self.sim_seconds:.0f} simulated s in {self.wall_seconds:.1f} s, "
+            f"{self.sightings} RFID sightings, "
             f"incidents: {kinds}; {self.truth_records} truth records"
         )
 
@@ -215,11 +253,12 @@ class Simulator:
                 self.lag_s = (due - target) / opts.speed
                 step = generator.advance(target)
                 summary.fixes += len(step.fixes)
+                for seen in step.sightings:
+                    self._send_sighting(seen, stop, progress)
                 if batcher is None:
                     for fix in step.fixes:
-                        self._send(
-                            position_topic(opts.prefix, fix.tag), encode_position(fix), 1, stop, progress
-                        )
+                        topic, payload = self._single(fix)
+                        self._send(topic, payload, 1, stop, progress)
                 else:
                     for gateway, fixes in batcher.add(step.fixes, now):
                         self._send(
@@ -249,8 +288,26 @@ class Simulator:
             publisher.close(opts.drain_timeout_s)
             summary.wall_seconds = time.monotonic() - real0
             self.summary()
+        progress.done()
         self._log(summary.line())
         return summary
+
+    def _single(self, fix: Fix) -> tuple[str, bytes]:
+        """One fix as one message, in the chosen format."""
+        opts = self.options
+        if opts.format == "owntracks":
+            return owntracks_topic(opts.prefix, fix.tag, opts.owntracks_device), encode_owntracks(fix)
+        return position_topic(opts.prefix, fix.tag), encode_position(fix)
+
+    def _send_sighting(self, seen: GateSighting, stop: threading.Event, progress: _Progress) -> None:
+        publisher = self._publisher
+        assert publisher is not None
+        while not publisher.has_room and not stop.is_set():
+            stop.wait(0.005)
+        if publisher.publish(
+            reader_topic(self.options.prefix, seen.reader), encode_sightings(seen.ts, [seen.tag])
+        ):
+            self._summary.sightings += 1
 
     def _send(
         self, topic: str, payload: bytes, fixes: int, stop: threading.Event, progress: _Progress
@@ -265,29 +322,64 @@ class Simulator:
             self._summary.fixes_sent += fixes
 
 
+BAR_WIDTH = 24
+
+
+def progress_line(s: Summary, *, rate: float, lag_s: float, duration_s: float | None, broker_up: bool) -> str:
+    """The progress report: a bar (when the run has a duration), the simulated clock, the live rate."""
+    sim_clock = datetime.fromtimestamp(s.sim_start_ts + s.sim_seconds, UTC).strftime("%H:%M:%S")
+    bar = ""
+    if duration_s:
+        done = min(1.0, max(0.0, s.sim_seconds / duration_s))
+        filled = round(done * BAR_WIDTH)
+        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:4.0%} "
+    broker = "up" if broker_up else "DOWN (reconnecting)"
+    return (
+        f"{bar}sim {sim_clock}Z +{s.sim_seconds:.0f}s | {rate:,.0f} fixes/s | sent {s.fixes_sent:,} "
+        f"in {s.messages:,} msgs, acked {s.acked:,}, dropped {s.dropped:,} | lag {lag_s:.1f}s | "
+        f"incidents {sum(s.incidents.values())} | broker {broker}"
+    )
+
+
 class _Progress:
-    """A one-line progress report every few seconds."""
+    """The progress report with the live rate: on a terminal a bar redrawn in place twice a second,
+    else a line every ``progress_every_s``."""
 
     def __init__(self, simulator: Simulator, real0: float, *, quiet: bool) -> None:
         self._sim = simulator
         self._quiet = quiet
+        self._tty = simulator._log is _stderr and sys.stderr.isatty()
+        self._every = 0.5 if self._tty else simulator.options.progress_every_s
         self._last_t = real0
         self._last_sent = 0
+        self._rate = 0.0
+        self._drawn = False
 
     def maybe_print(self, now: float) -> None:
-        every = self._sim.options.progress_every_s
-        if self._quiet or now - self._last_t < every:
+        if self._quiet or now - self._last_t < self._every:
             return
         s = self._sim.summary()
-        rate = (s.fixes_sent - self._last_sent) / (now - self._last_t)
+        instant = (s.fixes_sent - self._last_sent) / (now - self._last_t)
+        self._rate = instant if not self._drawn else 0.5 * self._rate + 0.5 * instant
         self._last_t, self._last_sent = now, s.fixes_sent
-        sim_clock = datetime.fromtimestamp(s.sim_start_ts + s.sim_seconds, UTC).strftime("%H:%M:%S")
-        broker = "up" if self._sim.broker_connected else "DOWN (reconnecting)"
-        self._sim._log(
-            f"sim {sim_clock}Z +{s.sim_seconds:.0f}s | fixes sent {s.fixes_sent} in {s.messages} msgs, "
-            f"acked {s.acked}, dropped {s.dropped} | {rate:.1f} fixes/s | lag {self._sim.lag_s:.1f}s | "
-            f"incidents started {sum(s.incidents.values())} | broker {broker}"
+        line = progress_line(
+            s,
+            rate=self._rate,
+            lag_s=self._sim.lag_s,
+            duration_s=self._sim.options.duration_s,
+            broker_up=self._sim.broker_connected,
         )
+        if self._tty:
+            sys.stderr.write("\r\x1b[2K" + line)
+            sys.stderr.flush()
+        else:
+            self._sim._log(line)
+        self._drawn = True
+
+    def done(self) -> None:
+        if self._tty and self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 async def run_simulator(options: SimOptions, stop: asyncio.Event | None = None) -> Summary:

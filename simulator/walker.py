@@ -118,7 +118,7 @@ class Leg:
 class Walker:
     """One child's true position over time. Ask with non-decreasing times."""
 
-    __slots__ = ("_cfg", "_leg", "_leg_t0", "_phase", "_queue", "_rng", "path", "speed")
+    __slots__ = ("_cfg", "_leg", "_leg_t0", "_phase", "_phase_t0", "_queue", "_rng", "path", "speed")
 
     PHASES = ("to_school", "at_school", "to_home", "at_home")
 
@@ -131,10 +131,17 @@ class Walker:
         self._phase = -1  # the first leg is the spread start at home, then PHASES in a cycle
         self._leg = Leg(rng.uniform(0.0, config.start_spread_s), route=(0.0, 0.0))
         self._leg_t0 = t0
+        self._phase_t0 = t0
 
     @property
     def on_route(self) -> bool:
         return self._leg.on_route
+
+    def phase(self, t: float) -> tuple[str, float]:
+        """What the child's day is at ``t`` ('start', 'to_school', 'at_school', 'to_home', 'at_home'),
+        and when that phase began. An excursion does not change the phase it interrupts."""
+        self._advance(t)
+        return ("start" if self._phase < 0 else self.PHASES[self._phase]), self._phase_t0
 
     def _next_phase_leg(self) -> Leg:
         self._phase = (self._phase + 1) % len(self.PHASES)
@@ -152,7 +159,11 @@ class Walker:
         """Move to the leg under ``t``; return the fraction of it done at ``t``."""
         while t >= self._leg_t0 + self._leg.duration:
             self._leg_t0 += self._leg.duration
-            self._leg = self._queue.popleft() if self._queue else self._next_phase_leg()
+            if self._queue:
+                self._leg = self._queue.popleft()
+            else:
+                self._leg = self._next_phase_leg()
+                self._phase_t0 = self._leg_t0
         if self._leg.duration <= 0.0:
             return 1.0
         return (t - self._leg_t0) / self._leg.duration

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
     batch_max_messages: int = Field(2000, description="most broker messages handled in one pipeline batch")
     batch_wait_ms: float = Field(10.0, description="longest wait to fill a batch once a message is waiting")
+    ingest_queue_max: int = Field(
+        10_000,
+        ge=1,
+        description="most broker messages waiting for the pipeline; when full, the MQTT thread stops "
+        "reading and the broker keeps the rest",
+    )
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
     max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
 

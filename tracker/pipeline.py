@@ -100,6 +100,7 @@ class Pipeline:
         self.escalation = Escalation(settings.escalate_warning_s, settings.escalate_critical_s)
         self._states: dict[int, ChildState] = {}
         self._all_loaded = False  # every child's checkpointed state read (the clock needs them all)
+        self._arrival_children: tuple[int, list[int]] = (-1, [])  # (view version, children)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
@@ -288,6 +289,27 @@ class Pipeline:
             await save_child_states(conn, changed)
 
     # the clock ----------------------------------------------------------------------------------------
+    def _tick_states(self, view: RegistryView) -> dict[int, ChildState]:
+        """The children the clock may decide something for: those with a state (seen before) and a
+        schedule, and those never seen whose route has an expected arrival (they may not arrive).
+        A child never seen on a route without arrivals has nothing to lose a signal from or to miss:
+        skipping them keeps a tick proportional to the children that send, not to the registry."""
+        if self._arrival_children[0] != view.version:
+            self._arrival_children = (
+                view.version,
+                [c for c, ctx in view.contexts.items() if ctx.schedule and ctx.schedule.arrivals],
+            )
+        contexts = view.contexts
+        states: dict[int, ChildState] = {}
+        for c, s in self._states.items():
+            ctx = contexts.get(c)
+            if ctx is not None and ctx.schedule:
+                states[c] = s
+        for c in self._arrival_children[1]:
+            if c not in states:
+                states[c] = ChildState()
+        return states
+
     async def tick(self, now: float | None = None) -> list[ChildEvent]:
         """Let time decide (signal lost, not arrived) for every child with a schedule; commit what
         changed. The states are read on the event loop, the rules run in a worker thread."""
@@ -296,7 +318,7 @@ class Pipeline:
         if not self._all_loaded:
             await self._load_states([c for c in view.contexts if c not in self._states])
             self._all_loaded = True
-        states = {c: self._states.get(c) or ChildState() for c, ctx in view.contexts.items() if ctx.schedule}
+        states = self._tick_states(view)
         changed, raised = await asyncio.to_thread(_tick_all, states, view, now, self.rules)
         if not changed:
             return []

@@ -83,9 +83,12 @@ def build_view(
     (the API refuses such geometry before it is stored; this guards against rows written by hand)."""
     refused: dict[str, str] = {}
     routes: list[RouteSpec] = []
+    homes: dict[int, Place | None] = {}
     for r in rows.routes.values():
         try:
-            routes.append(RouteSpec(r.id, _shape(r.geometry), r.corridor_m))
+            geojson = r.geojson
+            homes[r.id] = _home(geojson, home_fence_m)
+            routes.append(RouteSpec(r.id, _shape(geojson), r.corridor_m))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"route {r.id}"] = str(e)
     zones: list[ZoneSpec] = []
@@ -136,17 +139,24 @@ def build_view(
             log.error("registry: zone %s has unusable hours (always on): %s", zone_id, e)
     slots: dict[int, int] = {}
     contexts: dict[int, ChildContext] = {}
-    homes = {r.id: _home(r.geometry, home_fence_m) for r in rows.routes.values()}
+    # children of one school on one route share their context (and their route slot): one object per
+    # (school, route), not per child, which is most of the view's memory at city scale
+    shared: dict[tuple[int, int | None], tuple[int, ChildContext]] = {}
     for c in rows.children.values():
-        slots[c.id] = index.route_slot(c.route_id) if c.route_id is not None else -1
-        s = rows.schools.get(c.school_id)
-        fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else 60.0
-        contexts[c.id] = ChildContext(
-            schedule=schedules.get(c.route_id) if c.route_id is not None else None,
-            school=Place(s.lon, s.lat, fence) if s is not None else None,
-            home=homes.get(c.route_id) if c.route_id is not None else None,
-            zone_hours=hours,
-        )
+        key = (c.school_id, c.route_id)
+        if key not in shared:
+            s = rows.schools.get(c.school_id)
+            fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else 60.0
+            shared[key] = (
+                index.route_slot(c.route_id) if c.route_id is not None else -1,
+                ChildContext(
+                    schedule=schedules.get(c.route_id) if c.route_id is not None else None,
+                    school=Place(s.lon, s.lat, fence) if s is not None else None,
+                    home=homes.get(c.route_id) if c.route_id is not None else None,
+                    zone_hours=hours,
+                ),
+            )
+        slots[c.id], contexts[c.id] = shared[key]
     return RegistryView(
         rows, index, schedules, slots, contexts, school_rules, rules.readers, refused, next(_versions)
     )

@@ -32,6 +32,7 @@ from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.handoff import Handoff
 from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
@@ -56,7 +57,6 @@ class Service:
 
     def __post_init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
-        self._queue: asyncio.Queue[RawMessage] = asyncio.Queue()
         self._registry_changed = asyncio.Event()
         self._view: RegistryView | None = None
         self._reads = self._swapped_read = 0  # registry reads started / the read behind the current view
@@ -72,6 +72,9 @@ class Service:
         if applied:
             log.info("applied migrations %s", ", ".join(applied))
         await release_stuck_deliveries(self.pool)
+        # listen before the first read, so that the registry loop need not read it all again (which
+        # would hold two views at once: most of the memory peak at city scale)
+        listener = await self._listen()
         await self.reload_registry()
 
         sms: SmsProvider = self._sms_provider()
@@ -84,12 +87,12 @@ class Service:
             rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
         )
         self.pipeline = Pipeline(pool=self.pool, view=self.view, settings=s, metrics=self.metrics)
+        self._queue: Handoff[RawMessage] = Handoff(asyncio.get_running_loop(), s.ingest_queue_max)
         self.ingestor = MqttIngestor(
             url=self.mqtt_url,
             client_id=s.mqtt_client_id,
             topics=ingest_topics(s.topic_prefix),
             queue=self._queue,
-            loop=asyncio.get_running_loop(),
         )
         self.ingestor.start()
         await self.ingestor.wait_connected()
@@ -108,7 +111,7 @@ class Service:
         self.app = create_app(self.context)
         self._spawn(self._batch_loop(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
-        self._spawn(self._registry_loop(), "registry")
+        self._spawn(self._registry_loop(listener), "registry")
         self._spawn(self._clock_loop(), "clock")
         self._spawn(self._retention_loop(), "retention")
         if http:
@@ -181,18 +184,33 @@ class Service:
         )
         return view
 
-    async def _registry_loop(self) -> None:
-        """LISTEN for registry changes; rebuild at most every 200 ms while changes keep coming."""
+    async def _listen(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.database_url)
+        await conn.add_listener("registry_changed", lambda *_: self._registry_changed.set())
+        return conn
+
+    async def _registry_loop(self, listening: asyncpg.Connection | None = None) -> None:
+        """LISTEN for registry changes; rebuild at most every 200 ms while changes keep coming.
+        ``listening``: a connection that was listening before the current view was read."""
         while True:
+            if listening is not None:
+                conn, listening = listening, None
+            else:
+                try:
+                    conn = await self._listen()
+                except DB_ERRORS as e:
+                    log.warning("registry listener cannot connect (%s); retrying", e)
+                    await asyncio.sleep(2)
+                    continue
+                try:
+                    await self.reload_registry()  # changes made while we were not listening
+                except DB_ERRORS as e:
+                    log.warning("registry reload failed (%s); reconnecting", e)
+                    with contextlib.suppress(*DB_ERRORS):
+                        await conn.close()
+                    await asyncio.sleep(1)
+                    continue
             try:
-                conn = await asyncpg.connect(self.database_url)
-            except DB_ERRORS as e:
-                log.warning("registry listener cannot connect (%s); retrying", e)
-                await asyncio.sleep(2)
-                continue
-            try:
-                await conn.add_listener("registry_changed", lambda *_: self._registry_changed.set())
-                await self.reload_registry()  # changes made while we were not listening
                 while not conn.is_closed():
                     try:
                         await asyncio.wait_for(self._registry_changed.wait(), 5)
@@ -238,23 +256,8 @@ class Service:
 
     # --- ingest ----------------------------------------------------------------------------------------
     async def _next_batch(self) -> list[RawMessage]:
-        batch = [await self._queue.get()]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.batch_wait_ms / 1000
-        while len(batch) < self.settings.batch_max_messages:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
-                break
-        return batch
+        s = self.settings
+        return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000)
 
     async def _batch_loop(self) -> None:
         while True:

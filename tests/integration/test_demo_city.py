@@ -45,5 +45,5 @@ async def test_demo_city_is_sound_and_loads_once(database_url: str) -> None:
 
     zones = [metres(z.geometry) for z in rows.zones.values()]
     for route in rows.routes.values():
-        corridor = metres(route.geometry).buffer(route.corridor_m)
+        corridor = metres(route.geojson).buffer(route.corridor_m)
         assert all(corridor.distance(z) > 20 for z in zones), f"a zone touches route {route.id}'s corridor"

@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 
 from tracker.ingest.decode import RawMessage
+from tracker.ingest.handoff import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,11 @@ class MqttIngestor:
         url: str,
         client_id: str,
         topics: list[str],
-        queue: asyncio.Queue[RawMessage],
-        loop: asyncio.AbstractEventLoop,
+        queue: Handoff[RawMessage],
     ) -> None:
         self._address = BrokerAddress.parse(url)
         self._topics = topics
         self._queue = queue
-        self._loop = loop
         self._session = 0
         self._lock = threading.Lock()
         self._connected = threading.Event()
@@ -103,6 +102,7 @@ class MqttIngestor:
             await asyncio.sleep(0.05)
 
     def stop(self) -> None:
+        self._queue.close()  # a paho thread waiting for room must not keep loop_stop from returning
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -140,4 +140,4 @@ class MqttIngestor:
         raw = RawMessage(
             message.topic, bytes(message.payload), time.time(), message.mid, message.qos, session
         )
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, raw)
+        self._queue.put(raw)  # waits while the pipeline is behind: back-pressure on the broker

@@ -9,6 +9,8 @@ the caller's scope is not found.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -21,7 +23,7 @@ from tracker.store.tokens import Principal
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SchoolRow:
     id: int
     name: str
@@ -30,17 +32,23 @@ class SchoolRow:
     lat: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouteRow:
     id: int
     school_id: int
     name: str
-    geometry: dict[str, Any]
+    geometry: dict[str, Any] | str
+    """GeoJSON, or its JSON text as read by load_registry (a quarter of the memory of the decoded
+    lists: at city scale the routes' vertices are the registry's largest part); see ``geojson``"""
     corridor_m: float
     windows: list[dict[str, Any]]
 
+    @property
+    def geojson(self) -> dict[str, Any]:
+        return json.loads(self.geometry) if isinstance(self.geometry, str) else self.geometry
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class ZoneRow:
     id: int
     name: str
@@ -49,7 +57,7 @@ class ZoneRow:
     geometry: dict[str, Any]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ChildRow:
     id: int
     school_id: int
@@ -57,7 +65,7 @@ class ChildRow:
     name: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GuardianRow:
     id: int
     name: str
@@ -91,7 +99,9 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
             r["id"]: RouteRow(
                 r["id"], r["school_id"], r["name"], r["geometry"], float(r["corridor_m"]), r["windows"]
             )
-            for r in await conn.fetch("SELECT id, school_id, name, geometry, corridor_m, windows FROM routes")
+            for r in await conn.fetch(
+                "SELECT id, school_id, name, geometry::text AS geometry, corridor_m, windows FROM routes"
+            )
         }
         zones = {
             r["id"]: ZoneRow(r["id"], r["name"], r["kind"], r["severity"], r["geometry"])
@@ -105,7 +115,13 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
         }
         tags = {r["id"]: r["child_id"] for r in await conn.fetch("SELECT id, child_id FROM tags")}
         guardians = {
-            r["id"]: GuardianRow(r["id"], r["name"], r["phone"], r["language"], tuple(r["channels"]))
+            r["id"]: GuardianRow(
+                r["id"],
+                r["name"],
+                r["phone"],
+                sys.intern(r["language"]),
+                tuple(map(sys.intern, r["channels"])),
+            )
             for r in await conn.fetch("SELECT id, name, phone, language, channels FROM guardians")
         }
         links: dict[int, list[int]] = {}
@@ -240,7 +256,7 @@ def world_geojson(rows: RegistryRows) -> dict[str, Any]:
         features.append(
             {
                 "type": "Feature",
-                "geometry": r.geometry,
+                "geometry": r.geojson,
                 "properties": {
                     "kind": "route",
                     "id": r.id,

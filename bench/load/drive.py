@@ -1,0 +1,184 @@
+"""The processes that load the broker: publishers of the simulator's messages and the bare subscriber
+that measures the ceiling. Each runs in its own process (``spawn``), so none shares a GIL with the
+tracker or with the benchmark's own event loop.
+
+A publisher reads its share of the messages from a file (msgpack: ``[[topic, payload], ...]``), waits
+for a common start moment, publishes them as fast as the broker takes them (``rate`` None) or at
+``rate`` messages per second, and writes what it did to a result file: counts, and the wall-clock
+time each message was handed to paho (what publish → websocket latencies are measured from).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from simulator.publisher import MqttPublisher, parse_mqtt_url
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class PublishResult(msgspec.Struct):
+    published: int
+    acked: int
+    dropped: int
+    t_first: float
+    t_last: float
+    t_acked: float
+    """when the broker had acknowledged every message (QoS 1), or t_last (QoS 0)"""
+
+
+def write_messages(path: Path, messages: list[tuple[str, bytes]]) -> None:
+    path.write_bytes(msgspec.msgpack.encode(messages))
+
+
+def publisher_main(url: str, qos: int, path: str, rate: float | None, start_at: float, result: str) -> None:
+    messages = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[str, bytes]])
+    times = np.zeros(len(messages))
+    pub = MqttPublisher(url, qos=qos, high_water=4000)
+    pub.start()
+    time.sleep(max(0.0, start_at - time.time()))
+    t0 = time.time()
+    for i, (topic, payload) in enumerate(messages):
+        if rate:
+            ahead = t0 + i / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+        while not pub.has_room:
+            time.sleep(0.002)  # the broker is behind: do not spin on a CPU the tracker needs
+        times[i] = time.time()
+        pub.publish(topic, payload)
+    t_last = time.time()
+    deadline = t_last + 120.0
+    while pub.outstanding and time.time() < deadline:
+        time.sleep(0.001)
+    t_acked = time.time()
+    pub.close(1.0)
+    np.save(result + ".times.npy", times)
+    Path(result).write_bytes(
+        msgspec.json.encode(PublishResult(pub.published, pub.acked, pub.dropped, t0, t_last, t_acked))
+    )
+
+
+@dataclass
+class Publishers:
+    """P publisher processes, each with every P-th message (so a paced run stays in time order)."""
+
+    url: str
+    qos: int
+    workdir: Path
+    count: int = 2
+
+    def run(
+        self, messages: list[tuple[str, bytes]], *, rate: float | None = None, start_in: float = 1.5
+    ) -> tuple[list[PublishResult], np.ndarray]:
+        """Publish; return each publisher's result and every message's publish time (message order)."""
+        procs = []
+        start_at = time.time() + start_in
+        for k in range(self.count):
+            path = self.workdir / f"messages-{k}.msgpack"
+            write_messages(path, messages[k :: self.count])
+            result = str(self.workdir / f"result-{k}.json")
+            Path(result).unlink(missing_ok=True)
+            p = SPAWN.Process(
+                target=publisher_main,
+                args=(self.url, self.qos, str(path), rate / self.count if rate else None, start_at, result),
+                daemon=True,
+            )
+            p.start()
+            procs.append((p, result, path))
+        results = []
+        times = np.zeros(len(messages))
+        for k, (p, result, path) in enumerate(procs):
+            p.join()
+            if p.exitcode != 0 or not Path(result).exists():
+                raise RuntimeError(f"publisher {k} failed (exit code {p.exitcode})")
+            results.append(msgspec.json.decode(Path(result).read_bytes(), type=PublishResult))
+            times[k :: self.count] = np.load(result + ".times.npy")
+            path.unlink(missing_ok=True)
+        return results, times
+
+
+class SubscriberResult(msgspec.Struct):
+    received: int
+    t_first: float
+    t_last: float
+
+
+def subscriber_main(
+    url: str, topic: str, qos: int, expected: int, ready: object, result: str, idle_s: float
+) -> None:
+    """A bare paho subscriber: counts messages until ``expected`` arrived (or none for ``idle_s``)."""
+    target = parse_mqtt_url(url)
+    state = {"n": 0, "t0": 0.0, "t1": 0.0}
+
+    def on_message(_c: mqtt.Client, _u: object, _m: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        if not state["n"]:
+            state["t0"] = now
+        state["n"] += 1
+        state["t1"] = now
+
+    def on_connect(c: mqtt.Client, _u: object, _f: object, _r: object, _p: object) -> None:
+        c.subscribe(topic, qos)
+
+    def on_subscribe(*_: object) -> None:
+        ready.set()  # type: ignore[attr-defined]
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-ceiling-{qos}", clean_session=True
+    )
+    if target.username:
+        client.username_pw_set(target.username, target.password)
+    client.on_message = on_message
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.connect(target.host, target.port, keepalive=60)
+    client.loop_start()
+    last_n, last_change = 0, time.time()
+    while state["n"] < expected:
+        time.sleep(0.01)
+        if state["n"] != last_n:
+            last_n, last_change = int(state["n"]), time.time()
+        elif state["n"] and time.time() - last_change > idle_s:
+            break
+    client.disconnect()
+    client.loop_stop()
+    Path(result).write_bytes(msgspec.json.encode(SubscriberResult(int(state["n"]), state["t0"], state["t1"])))
+
+
+def ceiling(
+    url: str, prefix: str, qos: int, messages: list[tuple[str, bytes]], publishers: Publishers
+) -> dict[str, float]:
+    """Messages per second a bare paho subscriber receives from the same publishers and broker."""
+    ready = SPAWN.Event()
+    result = publishers.workdir / f"ceiling-{qos}.json"
+    result.unlink(missing_ok=True)
+    sub = SPAWN.Process(
+        target=subscriber_main,
+        args=(url, f"{prefix}#", qos, len(messages), ready, str(result), 10.0),
+        daemon=True,
+    )
+    sub.start()
+    if not ready.wait(20):
+        sub.kill()
+        raise RuntimeError("the ceiling subscriber did not subscribe")
+    pub = Publishers(url, qos, publishers.workdir, publishers.count)
+    results, _ = pub.run(messages)
+    sub.join(180)
+    r = msgspec.json.decode(result.read_bytes(), type=SubscriberResult)
+    t_start = min(p.t_first for p in results)
+    published = sum(p.published for p in results)
+    return {
+        "qos": qos,
+        "messages": published,
+        "received": r.received,
+        "msg_per_s": r.received / (r.t_last - t_start) if r.t_last > t_start else 0.0,
+        "offered_msg_per_s": published / (max(p.t_last for p in results) - t_start),
+    }

@@ -1,0 +1,89 @@
+"""The picture an operator looks at: the tracker's throughput over the run (with the ceiling and each
+phase marked), publish → websocket latency of incident alerts, and the tracker's memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Protocol
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+class _Sample(Protocol):
+    t: float
+    fixes_in: int
+    rejected: int
+    rss_mb: float
+
+
+class _Phase(Protocol):
+    name: str
+    t_start: float
+    t_end: float
+
+
+def plot(
+    path: Path,
+    samples: Sequence[_Sample],
+    phases: Sequence[_Phase],
+    latency: Sequence[tuple[float, float]],
+    report: dict[str, Any],
+) -> None:
+    if not samples:
+        return
+    t0 = samples[0].t
+    fig, (ax_rate, ax_lat, ax_mem) = plt.subplots(
+        3, 1, figsize=(11, 9), sharex=True, gridspec_kw={"height_ratios": [3, 2, 1.3]}
+    )
+    xs, rates = [], []
+    for a, b in pairwise(samples):
+        if b.t > a.t:
+            xs.append(b.t - t0)
+            rates.append(((b.fixes_in + b.rejected) - (a.fixes_in + a.rejected)) / (b.t - a.t))
+    ax_rate.plot(xs, rates, lw=0.9, color="tab:blue", label="tracker: fixes handled per second")
+    ceiling = report.get("ceiling", {}).get("qos1_msg_per_s")
+    if ceiling:
+        ax_rate.axhline(
+            ceiling, color="tab:gray", ls="--", lw=1, label=f"bare subscriber, QoS 1: {ceiling:,.0f} msg/s"
+        )
+    ax_rate.axhline(100_000, color="tab:red", ls=":", lw=1, label="target, batches of 100: 100,000 fixes/s")
+    colours = ["#e8f0fe", "#fef3e0", "#e6f4ea", "#fce8e6"]
+    for i, p in enumerate(phases):
+        for ax in (ax_rate, ax_lat, ax_mem):
+            ax.axvspan(p.t_start - t0, p.t_end - t0, color=colours[i % len(colours)], zorder=0)
+        ax_rate.text(
+            p.t_start - t0, 1.0, " " + p.name, transform=ax_rate.get_xaxis_transform(), va="top", fontsize=8
+        )
+    ax_rate.set_ylabel("fixes / s")
+    ax_rate.legend(loc="upper right", fontsize=8)
+    ax_rate.set_title(
+        f"tracker end to end: {report.get('children_registered', 0):,} children registered, "
+        f"{report.get('machine', {}).get('cpus')} CPUs"
+    )
+    if latency:
+        ax_lat.scatter(
+            [a - t0 for a, _ in latency],
+            [x * 1000 for _, x in latency],
+            s=6,
+            color="tab:purple",
+            label="incident alert: publish → websocket",
+        )
+        lat = report.get("latency", {})
+        for q, style in (("p50_ms", ":"), ("p99_ms", "--")):
+            if lat.get(q) is not None:
+                ax_lat.axhline(lat[q], color="tab:purple", ls=style, lw=1, label=f"{q[:3]} {lat[q]:.0f} ms")
+        ax_lat.axhline(250, color="tab:red", ls=":", lw=1, label="target p99 250 ms")
+        ax_lat.legend(loc="upper right", fontsize=8)
+    ax_lat.set_ylabel("latency, ms")
+    ax_mem.plot([s.t - t0 for s in samples], [s.rss_mb for s in samples], color="tab:green", lw=1)
+    ax_mem.axhline(1536, color="tab:red", ls=":", lw=1)
+    ax_mem.set_ylabel("tracker RSS, MiB")
+    ax_mem.set_xlabel("seconds since the tracker was ready")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

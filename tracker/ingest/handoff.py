@@ -1,0 +1,99 @@
+"""Broker messages handed from paho's network thread to the event loop: bounded, with back-pressure.
+
+paho calls ``put`` on its own thread for every message; the batch loop takes them with ``batch``.
+When ``maxsize`` messages wait, ``put`` blocks paho's thread: it stops reading the socket, TCP's window
+closes and the broker keeps the rest (QoS 1 messages stay queued there, unacknowledged, as they must).
+The event loop is woken only when it waits for messages (one wake-up per batch, not one per message as
+with ``call_soon_threadsafe(queue.put_nowait)``, whose self-pipe write cost a syscall per message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Handoff(Generic[T]):
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self._loop = loop
+        self._items: deque[T] = deque()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+        self.blocked = 0
+        """how many times ``put`` had to wait for room (the pipeline was behind)"""
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # --- paho's thread ----------------------------------------------------------------------------
+    def put(self, item: T) -> None:
+        """Add a message; wait while the handoff is full (never after ``close``)."""
+        with self._room:
+            if len(self._items) >= self.maxsize and not self._closed:
+                self.blocked += 1
+                while len(self._items) >= self.maxsize and not self._closed:
+                    self._room.wait(0.5)
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    def close(self) -> None:
+        """Stop making ``put`` wait (the service is stopping and paho's thread must be let go)."""
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+
+    # --- the event loop ---------------------------------------------------------------------------
+    def _take(self, n: int) -> list[T]:
+        with self._room:
+            k = min(n, len(self._items))
+            out = [self._items.popleft() for _ in range(k)]
+            if k:
+                self._room.notify_all()
+            return out
+
+    async def _arrival(self, timeout: float | None) -> None:
+        """Wait until a message comes (or the timeout passes); return at once if one is waiting."""
+        with self._lock:
+            if self._items:
+                return
+            waiter = self._waiter = self._loop.create_future()
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                if self._waiter is waiter:
+                    self._waiter = None
+
+    async def batch(self, max_items: int, wait_s: float) -> list[T]:
+        """At least one message, then whatever else comes within ``wait_s``, at most ``max_items``."""
+        while not (out := self._take(max_items)):
+            await self._arrival(None)
+        deadline = self._loop.time() + wait_s
+        while len(out) < max_items:
+            remaining = deadline - self._loop.time()
+            if remaining <= 0:
+                break
+            await self._arrival(remaining)
+            more = self._take(max_items - len(out))
+            if not more and self._loop.time() >= deadline:
+                break
+            out += more
+        return out
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
