@@ -204,7 +204,9 @@ class Pipeline:
     ) -> tuple[dict[int, ChildState], list[ChildEvent]]:
         children = sorted(set(a.child_ids.tolist()))
         await self._load_states([c for c in children if c not in self._states])
-        states = {c: self._states.get(c, ChildState()) for c in children}
+        states = {
+            c: _known if (_known := self._states.get(c)) is not None else ChildState() for c in children
+        }
         events: list[ChildEvent] = []
         zones = view.rows.zones
         for i, fix in enumerate(a.fixes):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 POSITION_COLUMNS = (
     "tag_id",
@@ -62,6 +62,9 @@ async def load_child_states(
     return {r["child_id"]: r["state"] for r in rows}
 
 
+_json = msgspec.json.Encoder()  # several times faster than json.dumps on the monitor's state dicts
+
+
 async def save_child_states(conn: asyncpg.Connection, states: dict[int, dict[str, Any]]) -> None:
     if not states:
         return
@@ -71,5 +74,5 @@ async def save_child_states(conn: asyncpg.Connection, states: dict[int, dict[str
         " SELECT c, s::jsonb, now() FROM unnest($1::bigint[], $2::text[]) AS t(c, s)"
         " ON CONFLICT (child_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
         ids,
-        [json.dumps(states[i]) for i in ids],
+        [_json.encode(states[i]).decode() for i in ids],
     )
