@@ -33,6 +33,7 @@ from simulator.incidents import (
 )
 from simulator.messages import Fix, GateSighting, Position
 from simulator.projection import LocalProjection
+from simulator.rng import Rng
 from simulator.walker import XY, Path, WalkConfig, Walker
 from simulator.world import ChildSpec, Route, World
 
@@ -193,11 +194,11 @@ class VirtualChild:
         self._proj = projection
         self._gateway = gateway
         self._cfg = config
-        self._rng_fix = random.Random(f"{seed}:fix")
-        self._rng_inc = random.Random(f"{seed}:incidents")
-        self._rng_net = random.Random(f"{seed}:network")
-        self.walker = Walker(route.path, random.Random(f"{seed}:walk"), config.walk, t0)
-        self.gps = GpsModel(random.Random(f"{seed}:gps"), config.gps, t0)
+        self._rng_fix = Rng(f"{seed}:fix")
+        self._rng_inc = Rng(f"{seed}:incidents")
+        self._rng_net = Rng(f"{seed}:network")
+        self.walker = Walker(route.path, Rng(f"{seed}:walk"), config.walk, t0)
+        self.gps = GpsModel(Rng(f"{seed}:gps"), config.gps, t0)
         self.clock = IncidentClock(self._rng_inc, config.incidents, t0, scripted_incidents)
         self.next_fix_t = t0 + self._rng_fix.uniform(0.0, config.interval_s)
         self.seq = 0

@@ -22,8 +22,9 @@ Choices, written down because an alert-quality benchmark is judged against them:
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
+
+from simulator.rng import RandomSource
 
 R68_PER_SIGMA = math.sqrt(-2.0 * math.log(1.0 - 0.68))
 """the 68 % radius of a 2-D isotropic normal, in units of its per-axis sigma (≈ 1.5096)"""
@@ -94,7 +95,7 @@ class GpsModel:
         "_uy",
     )
 
-    def __init__(self, rng: random.Random, config: GpsConfig, t0: float) -> None:
+    def __init__(self, rng: RandomSource, config: GpsConfig, t0: float) -> None:
         self._rng = rng
         self._cfg = config
         self._t0 = t0

@@ -25,7 +25,6 @@ the route / back on it at the same spot) and ``lon`` / ``lat`` of where the chil
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
@@ -37,6 +36,7 @@ import shapely
 import shapely.ops
 from shapely.geometry import LineString, MultiLineString, MultiPolygon, Point, Polygon
 
+from simulator.rng import RandomSource
 from simulator.walker import XY, Leg, Path
 
 KINDS = ("leave_route", "enter_zone", "sos", "go_silent")
@@ -86,7 +86,7 @@ class IncidentConfig:
     def active(self) -> bool:
         return self.per_child_per_hour > 0 or self.fraction > 0
 
-    def choose_kind(self, rng: random.Random) -> str:
+    def choose_kind(self, rng: RandomSource) -> str:
         kinds = [k for k in KINDS if self.kind_weights.get(k, 0.0) > 0]
         return rng.choices(kinds, weights=[self.kind_weights[k] for k in kinds])[0]
 
@@ -254,7 +254,7 @@ def plan_leave_route(
     route_s: float,
     t: float,
     speed: float,
-    rng: random.Random,
+    rng: RandomSource,
     config: IncidentConfig,
     base: TruthRecord,
 ) -> tuple[Excursion, XY]:
@@ -325,7 +325,7 @@ def plan_enter_zone(
     anchor: XY,
     t: float,
     speed: float,
-    rng: random.Random,
+    rng: RandomSource,
     config: IncidentConfig,
     base: TruthRecord,
 ) -> tuple[Excursion, XY]:
@@ -363,7 +363,7 @@ class IncidentClock:
     __slots__ = ("_poisson_next", "_rate_per_s", "_rng", "_scripted", "next_time")
 
     def __init__(
-        self, rng: random.Random, config: IncidentConfig, t0: float, scripted: Sequence[float]
+        self, rng: RandomSource, config: IncidentConfig, t0: float, scripted: Sequence[float]
     ) -> None:
         self._rng = rng
         self._rate_per_s = config.per_child_per_hour / 3600.0

@@ -11,11 +11,12 @@ anyone asks.
 from __future__ import annotations
 
 import math
-import random
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from simulator.rng import RandomSource
 
 XY = tuple[float, float]
 
@@ -122,7 +123,7 @@ class Walker:
 
     PHASES = ("to_school", "at_school", "to_home", "at_home")
 
-    def __init__(self, path: Path, rng: random.Random, config: WalkConfig, t0: float) -> None:
+    def __init__(self, path: Path, rng: RandomSource, config: WalkConfig, t0: float) -> None:
         self.path = path
         self._rng = rng
         self._cfg = config
