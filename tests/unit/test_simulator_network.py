@@ -3,6 +3,7 @@ drain; the other formats (OwnTracks, RFID gate sightings); the progress report; 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -64,7 +65,7 @@ def test_late_fixes_come_after_fixes_made_later_and_nothing_is_lost() -> None:
         per_tag[f.tag].append(f)
     out_of_order = 0
     for fixes in per_tag.values():
-        for a, b in zip(fixes, fixes[1:], strict=False):
+        for a, b in itertools.pairwise(fixes):
             if b.ts < a.ts:
                 out_of_order += 1
                 assert a.ts - b.ts <= 120.0 + 20.0, "held back at most late_delay_s"
@@ -89,7 +90,7 @@ def test_gaps_leave_stretches_without_fixes() -> None:
         per_tag: dict[str, list[float]] = defaultdict(list)
         for f in fixes:
             per_tag[f.tag].append(f.ts)
-        return max(max(b - a for a, b in zip(ts, ts[1:], strict=False)) for ts in per_tag.values())
+        return max(max(b - a for a, b in itertools.pairwise(ts)) for ts in per_tag.values())
 
     assert longest_silence(plain) <= 10.0 * 1.2 + 1e-6
     # the last fix before a gap came at most one interval (+20 %) before it; a gap never follows a gap
@@ -103,7 +104,7 @@ def test_battery_drains_a_few_percent_an_hour() -> None:
         per_tag[f.tag].append(f)
     for tag_fixes in per_tag.values():
         levels = [f.position.batt for f in tag_fixes]
-        assert all(b <= a for a, b in zip(levels, levels[1:], strict=False)), "never charges on the way"
+        assert all(b <= a for a, b in itertools.pairwise(levels)), "never charges on the way"
         hours = (tag_fixes[-1].ts - tag_fixes[0].ts) / 3600
         assert 2.0 * hours - 1 <= levels[0] - levels[-1] <= 5.0 * hours + 1
 
@@ -165,7 +166,7 @@ def test_gate_reader_sees_each_child_arrive_and_leave_in_turn() -> None:
     school_xy = world.projection.to_xy(*world.routes[0].parts[0][-1])
     for tag, seen in by_tag.items():
         events = [s.event for s in seen]
-        assert events[0] == "arrive" and all(a != b for a, b in zip(events, events[1:], strict=False))
+        assert events[0] == "arrive" and all(a != b for a, b in itertools.pairwise(events))
         assert [s.ts for s in seen] == sorted(s.ts for s in seen)
         # between arriving and leaving, every fix of the child is at the school's end of the route
         for arrive, leave in zip(seen[::2], seen[1::2], strict=False):
