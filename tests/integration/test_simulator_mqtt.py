@@ -76,7 +76,8 @@ def prefix() -> str:
 
 def validator(name: str) -> jsonschema.Draft202012Validator:
     schemas = {
-        n: json.loads((SCHEMAS / n).read_text()) for n in ("position.v1.json", "gateway-batch.v1.json")
+        n: json.loads((SCHEMAS / n).read_text())
+        for n in ("position.v1.json", "gateway-batch.v1.json", "rfid-sighting.v1.json")
     }
     registry: Registry = Registry().with_resources((n, Resource.from_contents(s)) for n, s in schemas.items())
     return jsonschema.Draft202012Validator(schemas[name], registry=registry)
@@ -85,7 +86,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 class Subscriber:
     """A plain paho client that records every message under a prefix."""
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, topics: tuple[str, ...] = ("tracker/v1/#",)) -> None:
         target = parse_mqtt_url(url)
         self.messages: list[tuple[str, bytes]] = []
         self._lock = threading.Lock()
@@ -97,7 +98,7 @@ class Subscriber:
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.connect(target.host, target.port)  # no broker: this raises, and the test fails
         self._client.loop_start()
-        self._client.subscribe(f"{prefix}tracker/v1/#", qos=1)
+        self._client.subscribe([(f"{prefix}{t}", 1) for t in topics])
         assert self._subscribed.wait(10), "no SUBACK from the broker"
 
     def _on_message(self, client: Any, userdata: Any, message: mqtt.MQTTMessage) -> None:
@@ -287,3 +288,44 @@ async def test_run_simulator_from_asyncio_stops_on_an_event(
     assert summary.fixes_sent > 6 and summary.acked == summary.messages
     assert 30.0 <= summary.sim_seconds <= 120.0
     assert len(subscriber.wait_for(summary.messages)) == summary.messages
+
+
+def test_owntracks_format_and_rfid_gate_sightings(world_path: Path, mqtt_url: str, prefix: str) -> None:
+    sub = Subscriber(mqtt_url, prefix, topics=("owntracks/#", "tracker/v1/#"))
+    try:
+        opts = options(
+            world_path,
+            mqtt_url,
+            prefix,
+            format="owntracks",
+            owntracks_device="watch",
+            rfid=True,
+            duration_s=3600.0,
+            speed=1800.0,
+            incident_fraction=0.0,
+        )
+        summary = Simulator(opts, log=lambda _: None).run()
+        received = sub.wait_for(summary.messages)
+    finally:
+        sub.close()
+    assert summary.dropped == 0 and summary.acked == summary.messages == summary.fixes + summary.sightings
+    assert len(received) == summary.messages
+    locations = [(t, json.loads(p)) for t, p in received if "/owntracks/" in f"/{t}"]
+    sightings = [(t, json.loads(p)) for t, p in received if t.endswith("/sightings")]
+    assert len(locations) == summary.fixes and len(sightings) == summary.sightings
+    tags = {"tag-0", "tag-1", "tag-2", "tag-0-r1", "tag-1-r1", "tag-2-r1"}
+    for topic, doc in locations:
+        # the OwnTracks booklet's _type=location: whole-second tst, whole-metre acc, a two-letter tid
+        _, user, device = topic.removeprefix(prefix).split("/")
+        assert user in tags and device == "watch"
+        assert set(doc) == {"_type", "lat", "lon", "tst", "acc", "batt", "tid"}
+        assert doc["_type"] == "location" and doc["tid"] == user[-2:]
+        assert isinstance(doc["tst"], int) and START <= doc["tst"] <= START + 3600
+        assert isinstance(doc["acc"], int) and 1 <= doc["acc"] <= 150 and 0 <= doc["batt"] <= 100
+    check = validator("rfid-sighting.v1.json")
+    arrived = set()
+    for topic, doc in sightings:
+        assert topic == f"{prefix}tracker/v1/readers/sim-gate-1/sightings"
+        check.validate(doc)
+        arrived.update(doc["tags"])
+    assert arrived == tags, "every child passes the gate on its way to school within the hour"
