@@ -68,7 +68,7 @@ def generate(
     )
     tree = shapely.STRtree(shapely.points(school_xy))
     school_of = tree.query_nearest(shapely.points(ends), return_distance=False)[1]
-    candidates = synthetic_zones(rng, zones * 2, first_id=1)
+    candidates = synthetic_zones(rng, zones * 4, first_id=1)  # many fall on a route: keep those clear
     route_xy = shapely.STRtree([_xy(g) for g in geoms])
     kept: list[Any] = []
     for z in candidates:

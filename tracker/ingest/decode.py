@@ -9,7 +9,6 @@ dead-letter table and the metrics show.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
@@ -67,8 +66,9 @@ class SightingV1(msgspec.Struct):
     tags: Annotated[list[TagId], msgspec.Meta(min_length=1, max_length=500)]
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
+# The per-message and per-fix records are frozen msgspec Structs: built ten times faster than frozen
+# dataclasses (whose __init__ goes through object.__setattr__ field by field), on the hot path.
+class RawMessage(msgspec.Struct, frozen=True):
     """A broker message as it arrived; `mid` is what gets acknowledged once its effects are committed."""
 
     topic: str
@@ -79,8 +79,7 @@ class RawMessage:
     session: int = 0  # which broker connection delivered it: a mid means nothing on another one
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(msgspec.Struct, frozen=True):
     """A decoded position fix of one tag."""
 
     tag: str
@@ -95,8 +94,7 @@ class Fix:
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
-class Sighting:
+class Sighting(msgspec.Struct, frozen=True):
     """An RFID reader saw a tag."""
 
     reader: str
@@ -106,8 +104,7 @@ class Sighting:
     topic: str
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(msgspec.Struct, frozen=True):
     topic: str
     payload: bytes
     reason: Reason
@@ -118,6 +115,7 @@ class Rejection:
 _position_decoder = msgspec.json.Decoder(PositionV1)
 _gateway_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _gateway_item_decoder = msgspec.json.Decoder(GatewayItemV1)
+_gateway_whole_decoder = msgspec.json.Decoder(list[GatewayItemV1])
 _sighting_decoder = msgspec.json.Decoder(SightingV1)
 
 
@@ -174,6 +172,12 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
             return [], [reject(*_why(msg.payload, e))]
         return [_fix(ident, p, msg)], []
 
+    try:  # the common case, a batch without a bad item, in one call (a third of the decoding time)
+        whole = _gateway_whole_decoder.decode(msg.payload)
+        if len(whole) <= GATEWAY_MAX_ITEMS:
+            return [_fix(g.tag, g, msg) for g in whole], []
+    except msgspec.DecodeError:
+        pass  # find out below which items are bad, or why the whole is
     try:
         items = _gateway_decoder.decode(msg.payload)
     except msgspec.DecodeError as e:
