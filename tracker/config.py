@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         "", description="prefix before every topic, e.g. 'city-a/' (tests isolate on it)"
     )
     batch_max_messages: int = Field(2000, description="most broker messages handled in one pipeline batch")
+    batch_max_bytes: int = Field(
+        1_048_576,
+        ge=1,
+        description="most payload bytes in one pipeline batch (about 9,000 fixes in gateway batches): a "
+        "batch holds the event loop while it is decided",
+    )
     batch_wait_ms: float = Field(10.0, description="longest wait to fill a batch once a message is waiting")
     ingest_queue_max: int = Field(
         10_000,

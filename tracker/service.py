@@ -87,7 +87,9 @@ class Service:
             rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
         )
         self.pipeline = Pipeline(pool=self.pool, view=self.view, settings=s, metrics=self.metrics)
-        self._queue: Handoff[RawMessage] = Handoff(asyncio.get_running_loop(), s.ingest_queue_max)
+        self._queue: Handoff[RawMessage] = Handoff(
+            asyncio.get_running_loop(), s.ingest_queue_max, size=lambda m: len(m.payload)
+        )
         self.ingestor = MqttIngestor(
             url=self.mqtt_url,
             client_id=s.mqtt_client_id,
@@ -257,7 +259,7 @@ class Service:
     # --- ingest ----------------------------------------------------------------------------------------
     async def _next_batch(self) -> list[RawMessage]:
         s = self.settings
-        return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000)
+        return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000, s.batch_max_bytes)
 
     async def _batch_loop(self) -> None:
         while True:

@@ -70,3 +70,16 @@ async def test_close_lets_a_waiting_put_go() -> None:
     assert not finished.is_set()
     handoff.close()
     assert await asyncio.to_thread(finished.wait, 5)
+
+
+async def test_a_batch_stops_at_its_weight_but_takes_one_heavy_item_alone() -> None:
+    handoff: Handoff[bytes] = Handoff(asyncio.get_running_loop(), maxsize=100, size=len)
+    for n in (400, 400, 400, 5000, 10):
+        handoff.put(b"x" * n)
+    t0 = time.monotonic()
+    first = await handoff.batch(10, wait_s=5.0, max_size=1000)
+    assert [len(m) for m in first] == [400, 400]  # the third would weigh too much: no waiting for more
+    assert time.monotonic() - t0 < 1.0
+    assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [400]
+    assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [5000]
+    assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [10]

@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Handoff(Generic[T]):
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxsize: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, maxsize: int, size: Callable[[T], int] = lambda _: 1
+    ) -> None:
+        """``size``: an item's weight against a batch's ``max_size`` (a message's payload bytes)."""
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.maxsize = maxsize
+        self._size = size
         self._loop = loop
         self._items: deque[T] = deque()
         self._lock = threading.Lock()
@@ -54,13 +59,21 @@ class Handoff(Generic[T]):
             self._room.notify_all()
 
     # --- the event loop ---------------------------------------------------------------------------
-    def _take(self, n: int) -> list[T]:
+    def _take(self, n: int, budget: float, *, first: bool = False) -> tuple[list[T], float]:
+        """Up to ``n`` items weighing at most ``budget`` together (``first``: at least one, whatever
+        it weighs); returns them and the budget left."""
+        out: list[T] = []
         with self._room:
-            k = min(n, len(self._items))
-            out = [self._items.popleft() for _ in range(k)]
-            if k:
+            items = self._items
+            while items and len(out) < n:
+                weight = self._size(items[0])
+                if weight > budget and (out or not first):
+                    break
+                out.append(items.popleft())
+                budget -= weight
+            if out:
                 self._room.notify_all()
-            return out
+        return out, budget
 
     async def _arrival(self, timeout: float | None) -> None:
         """Wait until a message comes (or the timeout passes); return at once if one is waiting."""
@@ -77,19 +90,25 @@ class Handoff(Generic[T]):
                 if self._waiter is waiter:
                     self._waiter = None
 
-    async def batch(self, max_items: int, wait_s: float) -> list[T]:
-        """At least one message, then whatever else comes within ``wait_s``, at most ``max_items``."""
-        while not (out := self._take(max_items)):
+    async def batch(self, max_items: int, wait_s: float, max_size: float = float("inf")) -> list[T]:
+        """At least one message, then whatever else comes within ``wait_s``: at most ``max_items``,
+        weighing at most ``max_size`` (so that a batch of big gateway messages stays short)."""
+        while True:
+            out, budget = self._take(max_items, max_size, first=True)
+            if out:
+                break
             await self._arrival(None)
         deadline = self._loop.time() + wait_s
-        while len(out) < max_items:
+        while len(out) < max_items and budget > 0:
             remaining = deadline - self._loop.time()
             if remaining <= 0:
                 break
             await self._arrival(remaining)
-            more = self._take(max_items - len(out))
-            if not more and self._loop.time() >= deadline:
-                break
+            more, budget = self._take(max_items - len(out), budget) if budget > 0 else ([], budget)
+            if not more:
+                if self._items or self._loop.time() >= deadline:
+                    break  # what waits would overflow the budget, or the time is up
+                continue
             out += more
         return out
 
