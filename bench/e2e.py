@@ -405,6 +405,54 @@ def latencies(
     return out, kinds
 
 
+async def latency_phase(
+    name: str,
+    rate: float,
+    seconds: float,
+    batch: int,
+    generator: FixGenerator,
+    prefix: str,
+    watch: Watch,
+    publishers: Publishers,
+    phases: list[Phase],
+    seen: set[tuple[str, float]],
+    sockets: Sockets,
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, float]]]:
+    """Publish at ``rate`` fixes/s for ``seconds``; latencies of the incident alerts it decided."""
+    fixes = take(generator, int(rate * seconds))
+    per = max(batch, 1)
+    if batch:
+        fixes.sort(key=lambda f: f.ts)
+        messages = [
+            (gateway_topic(prefix, "sim-latency"), encode_batch(fixes[i : i + per]))
+            for i in range(0, len(fixes), per)
+        ]
+    else:
+        messages = single_messages(prefix, fixes)
+    since = time.time()
+    phase, times = await tracker_phase(
+        f"latency at {rate:,.0f} fixes/s", watch, publishers, messages, fixes, phases, seen, rate=rate / per
+    )
+    await asyncio.sleep(2.0)  # the last alerts
+    lat, kinds = latencies(sockets, since, fixes, times, per)
+    ms = [x * 1000 for _, x in lat]
+    out = {
+        "offered_fixes_per_s": rate,
+        "message": f"gateway batches of {per}" if batch else "single fixes",
+        "incident_alerts": len(ms),
+        "by_kind": kinds,
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "p99_ms": round(percentile(ms, 99), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+    }
+    log(
+        f"  {name}: publish → websocket over {len(ms)} incident alerts: p50 {out['p50_ms']} ms, "
+        f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms"
+    )
+    return phase, out, lat
+
+
 # --- the run ------------------------------------------------------------------------------------------------
 
 
@@ -564,46 +612,34 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 seen,
             )
 
-        # latency at a fixed offered load
-        n = int(plan.latency_rate * plan.latency_s)
-        fixes = take(generator, n)
-        per = max(plan.latency_batch, 1)
-        if plan.latency_batch:
-            fixes.sort(key=lambda f: f.ts)
-            messages = [
-                (gateway_topic(prefix, "sim-latency"), encode_batch(fixes[i : i + per]))
-                for i in range(0, len(fixes), per)
-            ]
-        else:
-            messages = single_messages(prefix, fixes)
-        since = time.time()
-        results["latency_phase"], times = await tracker_phase(
-            f"latency at {plan.latency_rate:,.0f} fixes/s",
+        # latency at the fixed offered load, then at half what the tracker sustained with single fixes
+        # (what an operator sees when the tracker keeps up; above its capacity latency is the backlog)
+        results["latency_phase"], results["latency"], lat = await latency_phase(
+            "latency_phase",
+            plan.latency_rate,
+            plan.latency_s,
+            plan.latency_batch,
+            generator,
+            prefix,
             watch,
             publishers,
-            messages,
-            fixes,
             phases,
             seen,
-            rate=plan.latency_rate / per,
+            sockets,
         )
-        await asyncio.sleep(2.0)  # the last alerts
-        lat, kinds = latencies(sockets, since, fixes, times, per)
-        ms = [x * 1000 for _, x in lat]
-        results["latency"] = {
-            "offered_fixes_per_s": plan.latency_rate,
-            "message": f"gateway batches of {per}" if plan.latency_batch else "single fixes",
-            "incident_alerts": len(ms),
-            "by_kind": kinds,
-            "p50_ms": round(percentile(ms, 50), 1),
-            "p95_ms": round(percentile(ms, 95), 1),
-            "p99_ms": round(percentile(ms, 99), 1),
-            "max_ms": round(max(ms), 1) if ms else None,
-        }
-        lat_ = results["latency"]
-        log(
-            f"  latency publish → websocket over {len(ms)} incident alerts: p50 {lat_['p50_ms']} ms, "
-            f"p95 {lat_['p95_ms']} ms, p99 {lat_['p99_ms']} ms"
+        keep_up = round(0.5 * results["single_qos1"]["fixes_per_s"], -2) or 100.0
+        results["latency_keep_up_phase"], results["latency_keep_up"], lat_keep = await latency_phase(
+            "latency_keep_up",
+            keep_up,
+            plan.latency_s / 2,
+            0,
+            generator,
+            prefix,
+            watch,
+            publishers,
+            phases,
+            seen,
+            sockets,
         )
 
         # the database agrees: every unique fix is stored once
@@ -617,7 +653,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             t_.cancel()
         tracker.stop()
 
-        phase_keys = ("single_qos1", "batch10", "batch100", "latency_phase")
+        phase_keys = ("single_qos1", "batch10", "batch100", "latency_phase", "latency_keep_up_phase")
         lost = sum(results[k]["lost"] for k in phase_keys)
         expected_rows = sum(results[k]["fixes_sent"] - results[k]["duplicates_sent"] for k in phase_keys)
         single = results["single_qos1"]["fixes_per_s"]
@@ -650,6 +686,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "dead_letters_in_db": dead_db,
             },
             "latency": results["latency"],
+            "latency_keep_up": results["latency_keep_up"],
             "rss_peak_mb": round(peak, 1),
             "targets": {
                 "single_qos1_ge_0.8_ceiling": {
@@ -662,7 +699,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 },
                 "latency_p99_le_250ms_at_10k": {
                     "value": results["latency"]["p99_ms"],
-                    "met": bool(ms)
+                    "met": bool(lat)
                     and results["latency"]["p99_ms"] <= TARGETS["latency_p99_ms"]
                     and plan.latency_rate >= 10_000,
                 },
@@ -676,7 +713,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         }
         out = Path(args.out)
         await asyncio.to_thread(_write, out, report)
-        plot(out / "e2e.png", watch_samples, phases, lat, report)
+        plot(out / "e2e.png", watch_samples, phases, lat + lat_keep, report)
         log(f"wrote {out / 'e2e.json'} and {out / 'e2e.png'}")
         return report
     finally:
