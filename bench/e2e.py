@@ -182,6 +182,13 @@ class TrackerProcess:
                 return int(children[0])
         return self.proc.pid
 
+    def cpu_s(self) -> float:
+        """CPU seconds the tracker process has used (user + system, all its threads)."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{self.pid()}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
     def rss_mb(self) -> tuple[float, float]:
         """(current RSS, peak RSS) in MiB, from /proc."""
         cur = peak = 0.0
@@ -228,6 +235,7 @@ class Sample:
     rejected: int
     rss_mb: float
     batches: int
+    cpu_s: float
 
 
 @dataclass
@@ -254,6 +262,7 @@ class Watch:
                             sum(s["rejected"].values()),
                             self.tracker.rss_mb()[0],
                             s["batches"],
+                            self.tracker.cpu_s(),
                         )
                     )
                 await asyncio.sleep(self.every_s)
@@ -375,9 +384,20 @@ async def tracker_phase(
         "fixes_per_s": round(received / (done.t - t_first), 1) if done.t > t_first else 0.0,
         "seconds": round(done.t - t_first, 2),
         "messages_per_batch": round(len(messages) / max(1, done.batches - before.batches), 1),
+        # the tracker's own CPU over the phase: its rate per CPU second does not depend on what else
+        # the machine runs (on a shared machine the tracker may get far less than a core)
+        "tracker_cpu_s": round(done.cpu_s - before.cpu_s, 1),
+        "tracker_cpu_share": round((done.cpu_s - before.cpu_s) / (done.t - before.t), 2)
+        if done.t > before.t
+        else 0.0,
+        "fixes_per_tracker_cpu_s": round(received / (done.cpu_s - before.cpu_s))
+        if done.cpu_s > before.cpu_s
+        else None,
     }
     log(
-        f"  {name}: {out['fixes_per_s']:,.0f} fixes/s sustained (offered {out['offered_fixes_per_s']:,.0f}), "
+        f"  {name}: {out['fixes_per_s']:,.0f} fixes/s sustained (offered {out['offered_fixes_per_s']:,.0f}; "
+        f"tracker on {out['tracker_cpu_share']:.0%} of a CPU, "
+        f"{out['fixes_per_tracker_cpu_s'] or 0:,} fixes per CPU s), "
         f"{sent} sent, {stored} stored, {duplicates} duplicates, {dead} dead-lettered, {out['lost']} lost"
     )
     return out, times
@@ -672,6 +692,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "tracker_ready_s": round(t_ready, 1),
             "ceiling": ceil,
             "tracker": {
+                "single_qos1_fixes_per_tracker_cpu_s": results["single_qos1"]["fixes_per_tracker_cpu_s"],
+                "batch100_fixes_per_tracker_cpu_s": results["batch100"]["fixes_per_tracker_cpu_s"],
                 "single_qos1_fixes_per_s": single,
                 "single_qos1_vs_ceiling_qos1": round(ratio, 3),
                 "batch10_fixes_per_s": results["batch10"]["fixes_per_s"],

@@ -19,7 +19,8 @@ import msgspec
 import numpy as np
 import paho.mqtt.client as mqtt
 
-from simulator.publisher import MqttPublisher, parse_mqtt_url
+from bench.load.rawpub import RawPublisher
+from simulator.publisher import parse_mqtt_url
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -40,30 +41,26 @@ def write_messages(path: Path, messages: list[tuple[str, bytes]]) -> None:
 
 def publisher_main(url: str, qos: int, path: str, rate: float | None, start_at: float, result: str) -> None:
     messages = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[str, bytes]])
-    times = np.zeros(len(messages))
-    pub = MqttPublisher(url, qos=qos, high_water=4000)
-    pub.start()
+    pub = RawPublisher(url, qos=qos, window=4000)
     time.sleep(max(0.0, start_at - time.time()))
     t0 = time.time()
-    for i, (topic, payload) in enumerate(messages):
-        if rate:
+    if rate:  # paced: a chunk every 10 ms
+        step = max(1, int(rate / 100))
+        times: list[float] = []
+        for i in range(0, len(messages), step):
             ahead = t0 + i / rate - time.time()
             if ahead > 0:
                 time.sleep(ahead)
-        while not pub.has_room:
-            time.sleep(0.002)  # the broker is behind: do not spin on a CPU the tracker needs
-        times[i] = time.time()
-        pub.publish(topic, payload)
+            times += pub.publish_many(messages[i : i + step], chunk=step)
+    else:
+        times = pub.publish_many(messages)
     t_last = time.time()
-    deadline = t_last + 120.0
-    while pub.outstanding and time.time() < deadline:
-        time.sleep(0.001)
+    pub.drain(120.0)
     t_acked = time.time()
-    pub.close(1.0)
-    np.save(result + ".times.npy", times)
-    Path(result).write_bytes(
-        msgspec.json.encode(PublishResult(pub.published, pub.acked, pub.dropped, t0, t_last, t_acked))
-    )
+    published, acked = pub.published, pub.acked if qos else pub.published
+    pub.close()
+    np.save(result + ".times.npy", np.asarray(times))
+    Path(result).write_bytes(msgspec.json.encode(PublishResult(published, acked, 0, t0, t_last, t_acked)))
 
 
 @dataclass
