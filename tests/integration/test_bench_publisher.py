@@ -19,13 +19,14 @@ def test_every_message_arrives_in_order_and_is_acknowledged(mqtt_url: str) -> No
     sub = Subscriber(mqtt_url, prefix)
     try:
         pub = RawPublisher(mqtt_url, qos=1, window=100)
-        messages = [(f"{prefix}tracker/v1/tags/t{i % 7}/position", b'{"n": %d}' % i) for i in range(3000)]
+        # fewer than a default Mosquitto queues for a slow subscriber (1000): beyond, it drops QoS 1
+        messages = [(f"{prefix}tracker/v1/tags/t{i % 7}/position", b'{"n": %d}' % i) for i in range(800)]
         times = pub.publish_many(messages, chunk=50)
         pub.drain(15.0)
-        assert pub.published == pub.acked == 3000 and len(times) == 3000
+        assert pub.published == pub.acked == 800 and len(times) == 800
         assert times == sorted(times)
         pub.close()
-        received = sub.wait_for(3000)
+        received = sub.wait_for(800)
     finally:
         sub.close()
     assert sorted(received) == sorted(messages)
