@@ -33,12 +33,14 @@ import argparse
 import asyncio
 import contextlib
 import json
+import multiprocessing.process
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -56,6 +58,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
 
+from bench.load import drive  # noqa: E402
 from bench.load.city import City, register, tag_of  # noqa: E402
 from bench.load.drive import Publishers, ceiling  # noqa: E402
 from bench.load.plot import plot  # noqa: E402
@@ -89,6 +92,10 @@ max_queued_bytes 0
 """
 
 
+_LEFT: list[Any] = drive.LEFT  # the publishers' and the ceiling subscriber's processes go here too
+"""what an interrupted run must still undo (processes started, the database created), newest last"""
+
+
 def log(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -105,6 +112,7 @@ class OwnMosquitto:
         self.proc = subprocess.Popen(
             ["mosquitto", "-c", str(self.conf)], stdout=self._log, stderr=self._log, start_new_session=True
         )
+        _LEFT.append(self.proc)
         deadline = time.monotonic() + 10
         while not port_open("127.0.0.1", self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -130,6 +138,41 @@ async def _pg_answers(url: str) -> bool:
         return False
     await conn.close()
     return True
+
+
+def _popen(cmd: list[str], **kw: Any) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, **kw)
+    _LEFT.append(proc)
+    return proc
+
+
+def _undo_left() -> None:
+    """After an interrupted run: stop the processes it started and drop its database."""
+    for item in reversed(_LEFT):
+        with contextlib.suppress(Exception):
+            if isinstance(item, multiprocessing.process.BaseProcess):
+                if item.is_alive():
+                    item.terminate()
+                    item.join(5)
+            elif isinstance(item, subprocess.Popen):
+                if item.poll() is None:
+                    item.terminate()
+                    try:
+                        item.wait(15)
+                    except subprocess.TimeoutExpired:
+                        item.kill()
+            else:
+                admin_url, name = item
+                asyncio.run(_drop_database(admin_url, name))
+    _LEFT.clear()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 class TrackerProcess:
@@ -165,7 +208,7 @@ class TrackerProcess:
         if profile is not None:  # py-spy runs the tracker as its child and writes a flame graph at exit
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             cmd = [py_spy, "record", "--subprocesses", "--rate", "50", "-o", str(profile), "--", *cmd]
-        self.proc = subprocess.Popen(
+        self.proc = _popen(
             cmd,
             env=env,
             stdout=self._log,
@@ -530,10 +573,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await admin.close()
         database_url = _with_database(admin_url, db_name)
 
+        _LEFT.append((admin_url, db_name))
+
         async def drop() -> None:
-            conn = await asyncpg.connect(admin_url)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-            await conn.close()
+            await _drop_database(admin_url, db_name)
+            _LEFT.remove((admin_url, db_name))
 
         cleanup.append(drop)
         log(f"broker: {broker}; database {db_name}")
@@ -806,9 +850,23 @@ def main(argv: list[str] | None = None) -> int:
     if not args.mqtt_url and shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed: install it or pass --mqtt-url")
     workdir = Path(tempfile.mkdtemp(prefix="tracker-e2e-"))
+
+    def interrupted(signum: int, _frame: object) -> None:
+        """Ctrl-C or SIGTERM: stop what the run started, drop its database, and go."""
+        log(f"interrupted ({signal.Signals(signum).name}): stopping the tracker, the broker, the publishers")
+        undo = threading.Thread(target=_undo_left)  # a thread of its own: it runs an event loop
+        undo.start()
+        undo.join(90)
+        if not args.keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     try:
         report = asyncio.run(run(args, workdir))
     finally:
+        _undo_left()
         if args.keep_workdir:
             log(f"logs kept in {workdir}")
         else:

@@ -23,6 +23,8 @@ from bench.load.rawpub import RawPublisher
 from simulator.publisher import parse_mqtt_url
 
 SPAWN = multiprocessing.get_context("spawn")
+LEFT: list[object] = []
+"""processes started here, for bench/e2e.py to stop when it is interrupted"""
 
 
 class PublishResult(msgspec.Struct):
@@ -89,6 +91,7 @@ class Publishers:
                 daemon=True,
             )
             p.start()
+            LEFT.append(p)
             procs.append((p, result, path))
         results = []
         times = np.zeros(len(messages))
@@ -163,6 +166,7 @@ def ceiling(
         daemon=True,
     )
     sub.start()
+    LEFT.append(sub)
     if not ready.wait(20):
         sub.kill()
         raise RuntimeError("the ceiling subscriber did not subscribe")
