@@ -40,6 +40,7 @@ from tracker.ingest.decode import (
     decode_sightings,
 )
 from tracker.ingest.filters import refusal
+from tracker.ingest.protocols import decode_device, is_device_message
 from tracker.metrics import Metrics
 from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, gate, step, tick
 from tracker.registry_view import RegistryView
@@ -76,6 +77,7 @@ class BatchOutcome:
     verdicts: Counter[str] = field(default_factory=Counter)
     events: list[ChildEvent] = field(default_factory=list)
     outbox_rows: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)  # valid messages without a position
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Pipeline:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         now = time.time()
         outcome = BatchOutcome(messages=len(messages))
-        fixes, sightings, rejections = self._decode(messages)
+        fixes, sightings, rejections = self._decode(messages, view, outcome)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
         admitted = self._admit(view, fixes, now, rejections)
         verdicts = self._geofence(view, admitted)
@@ -122,12 +124,15 @@ class Pipeline:
         m.fixes_in += outcome.fixes
         m.fixes_stored += outcome.stored
         m.rejected.update(outcome.rejected)
+        m.ignored.update(outcome.ignored)
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
         m.events.update(e.event.kind.value for e in events)
         return outcome
 
     # 1 ------------------------------------------------------------------------------------------------
-    def _decode(self, messages: list[RawMessage]) -> tuple[list[Fix], list[Sighting], list[Rejection]]:
+    def _decode(
+        self, messages: list[RawMessage], view: RegistryView, outcome: BatchOutcome
+    ) -> tuple[list[Fix], list[Sighting], list[Rejection]]:
         fixes: list[Fix] = []
         sightings: list[Sighting] = []
         rejections: list[Rejection] = []
@@ -136,6 +141,13 @@ class Pipeline:
             if msg.topic.endswith("/sightings"):
                 seen, r = decode_sightings(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
                 sightings.extend(seen)
+            elif is_device_message(msg.topic, s.topic_prefix):  # OwnTracks, OsmAnd
+                d = decode_device(
+                    msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes, devices=view.rows.devices
+                )
+                fixes.extend(d.fixes)
+                outcome.ignored.update(d.ignored)
+                r = d.rejections
             else:
                 f, r = decode_message(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
                 fixes.extend(f)

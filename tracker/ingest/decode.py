@@ -30,6 +30,9 @@ class Reason(StrEnum):
     UNKNOWN_TAG = "unknown_tag"
     UNKNOWN_READER = "unknown_reader"
     FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_DEVICE = "unknown_device"  # an OwnTracks / OsmAnd identity mapped to no tag
+    INVALID_FIX = "invalid_fix"  # the device itself says the position is not valid (OsmAnd valid=false)
+    RATE_LIMITED = "rate_limited"  # one tag sent more fixes than its token bucket allows
     INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
 
 
