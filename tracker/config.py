@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(10.0, description="longest wait to fill a batch once a message is waiting")
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
     max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
+    http_ingest_timeout_s: float = Field(
+        20.0, description="an OwnTracks / OsmAnd HTTP request waits this long for its fix to be committed"
+    )
+    tag_rate_per_s: float = Field(
+        5.0, description="fixes per second one tag may send, sustained; more are dead-lettered (rate_limited)"
+    )
+    tag_burst: int = Field(300, description="fixes one tag may send at once (a buffer emptied after a gap)")
 
     # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
     max_accuracy_m: float = Field(100.0, description="fixes less accurate than this never decide anything")
@@ -109,6 +116,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.off_route_min_fixes < 1 or self.zone_confirm_fixes < 1:
             raise ValueError("dwell fix counts must be at least 1")
+        if self.tag_rate_per_s <= 0 or self.tag_burst < 1:
+            raise ValueError("tag_rate_per_s must be > 0 and tag_burst at least 1")
         if self.batch_max_messages < 1:
             raise ValueError("batch_max_messages must be at least 1")
         if self.positions_retention_days <= 0 or self.retention_interval_s <= 0:

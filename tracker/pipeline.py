@@ -41,6 +41,7 @@ from tracker.ingest.decode import (
 )
 from tracker.ingest.filters import refusal
 from tracker.ingest.protocols import decode_device, is_device_message
+from tracker.ingest.ratelimit import TagRateLimiter
 from tracker.metrics import Metrics
 from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, gate, step, tick
 from tracker.registry_view import RegistryView
@@ -102,6 +103,7 @@ class Pipeline:
         self.escalation = Escalation(settings.escalate_warning_s, settings.escalate_critical_s)
         self._states: dict[int, ChildState] = {}
         self._all_loaded = False  # every child's checkpointed state read (the clock needs them all)
+        self._rate = TagRateLimiter(rate_per_s=settings.tag_rate_per_s, burst=settings.tag_burst)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
@@ -192,6 +194,8 @@ class Pipeline:
         tags = view.rows.tags
         for fix in fixes:
             refused = refusal(fix, tags=tags, now=now, max_future_s=self._settings.max_future_s)
+            if refused is None and not self._rate.allow(fix.tag, fix.received_at):
+                refused = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {self._rate.rate_per_s:g} fixes/s")
             if refused is None:
                 kept.append((tags[fix.tag], fix))
             else:

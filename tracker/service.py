@@ -32,6 +32,7 @@ from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.http import HttpIngress
 from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
@@ -93,12 +94,16 @@ class Service:
         )
         self.ingestor.start()
         await self.ingestor.wait_connected()
+        self.http_ingress = HttpIngress(
+            self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
+        )
 
         self.context = AppContext(
             settings=s,
             pool=self.pool,
             hub=self.hub,
             metrics=self.metrics,
+            ingress=self.http_ingress,
             readiness={
                 "mqtt": lambda: self.ingestor.connected,
                 "pipeline": lambda: self._pipeline_ok,
@@ -261,6 +266,7 @@ class Service:
             batch = await self._next_batch()
             await self._process(batch)
             self.ingestor.ack(batch)
+            self.http_ingress.committed(batch)
             self.dispatcher.wake()
 
     async def _process(self, batch: list[RawMessage]) -> None:

@@ -14,6 +14,7 @@ a friend is deleted) carry no position: counted, not dead-lettered.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 
 import msgspec
@@ -72,13 +73,13 @@ def decode(msg: RawMessage, *, prefix: str, max_bytes: int, devices: Mapping[str
     if (big := oversized(msg, max_bytes)) is not None:
         return big
     if not msg.payload.strip():
-        return Decoded(ignored={"owntracks:empty": 1})
+        return Decoded(ignored=Counter(["owntracks:empty"]))
     try:
         kind = _typed.decode(msg.payload).type
         if kind is None:
             return refuse(msg, Reason.SCHEMA_VIOLATION, "owntracks: the mandatory _type is missing")
         if kind not in POSITION_TYPES:
-            return Decoded(ignored={f"owntracks:{kind if kind in _KNOWN_TYPES else 'other'}": 1})
+            return Decoded(ignored=Counter([f"owntracks:{kind if kind in _KNOWN_TYPES else 'other'}"]))
         p = _location.decode(msg.payload)
         tag = tag_of(devices, PROTOCOL, f"{who[0]}/{who[1]}")
         fix = checked_fix(msg, tag=tag, ts=p.tst, lat=p.lat, lon=p.lon, acc=p.acc, batt=p.batt, sos=False)
