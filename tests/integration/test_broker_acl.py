@@ -4,6 +4,7 @@ an anonymous client gets nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -80,7 +81,8 @@ async def test_each_tag_publishes_only_as_itself_and_only_the_tracker_subscribes
             )
         await link_device(conn, tag_id=jane, protocol="owntracks", device="jane/phone")
         await conn.execute(
-            "INSERT INTO readers (id, school_id, name, role, lon, lat) VALUES ('gate-1', $1, 'Gate', 'gate', 127, 37.5)",
+            "INSERT INTO readers (id, school_id, name, role, lon, lat)"
+            " VALUES ('gate-1', $1, 'Gate', 'gate', 127, 37.5)",
             world.school_id,
         )
         reader_pw = await set_reader_password(conn, "gate-1")
@@ -93,7 +95,8 @@ async def test_each_tag_publishes_only_as_itself_and_only_the_tracker_subscribes
         "TRACKER_DATABASE_URL": database_url,
         "TRACKER_MQTT_URL": "mqtt://tracker:tracker-pw@x:1",
     }
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [
             sys.executable,
             "-c",

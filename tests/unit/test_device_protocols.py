@@ -161,7 +161,10 @@ def test_the_tracker_subscribes_to_owntracks_locations_and_transitions() -> None
 def test_osmand_query_string_of_the_documented_example() -> None:
     # traccar.org/osmand: ?id=123456&lat={0}&lon={1}&timestamp={2}&hdop={3}&altitude={4}&speed={5},
     # with Traccar Client's accuracy and batt, and alarm=sos
-    q = "id=123456&lat=37.4990&lon=127.0560&timestamp=1795315393&hdop=1.2&altitude=40&speed=1.1&accuracy=9.5&batt=64.0"
+    q = (
+        "id=123456&lat=37.4990&lon=127.0560&timestamp=1795315393&hdop=1.2&altitude=40&speed=1.1"
+        "&accuracy=9.5&batt=64.0"
+    )
     [f] = run(msg(osmand.HTTP_TOPIC, q)).fixes
     assert (f.tag, f.ts, f.lat, f.lon, f.acc, f.batt, f.sos) == (
         "tag-ann",
