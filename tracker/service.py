@@ -44,7 +44,15 @@ from tracker.store.db import apply_migrations, create_pool
 from tracker.store.registry import load_registry
 
 log = logging.getLogger(__name__)
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+# what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
+# the server shut down, seen when the crash-safety test restarts PostgreSQL)
+DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncio.TimeoutError,
+)
 
 
 @dataclass
@@ -108,6 +116,7 @@ class Service:
                 "mqtt": lambda: self.ingestor.connected,
                 "pipeline": lambda: self._pipeline_ok,
                 "registry": lambda: self._view is not None,
+                "tasks": lambda: all(not t.done() for t in self._tasks),  # no loop has died
             },
         )
         self.app = create_app(self.context)
