@@ -18,6 +18,8 @@ import msgspec
 TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _TAG_RE = re.compile(TAG_PATTERN)
 GATEWAY_MAX_ITEMS = 1000
+OVERSIZED_KEEP_BYTES = 1024  # the dead letter of an oversized payload keeps its beginning only
+TOO_DEEP = "JSON nested too deeply"  # msgspec raises RecursionError on such input (found by fuzzing)
 
 
 class Reason(StrEnum):
@@ -150,11 +152,14 @@ def decode_sightings(
         ]
     if len(msg.payload) > max_bytes:
         detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
-        return [], [Rejection(msg.topic, msg.payload, Reason.OVERSIZED, detail, msg.received_at)]
+        head = msg.payload[:OVERSIZED_KEEP_BYTES]
+        return [], [Rejection(msg.topic, head, Reason.OVERSIZED, detail, msg.received_at)]
     try:
         s = _sighting_decoder.decode(msg.payload)
     except msgspec.DecodeError as e:
         return [], [Rejection(msg.topic, msg.payload, *_why(msg.payload, e), msg.received_at)]
+    except RecursionError:
+        return [], [Rejection(msg.topic, msg.payload, Reason.MALFORMED_JSON, TOO_DEEP, msg.received_at)]
     return [Sighting(route[1], tag, s.ts, msg.received_at, msg.topic) for tag in dict.fromkeys(s.tags)], []
 
 
@@ -168,13 +173,16 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
     if route is None:
         return [], [reject(Reason.UNKNOWN_TOPIC, "topic is not a known tracker/v1 topic")]
     if len(msg.payload) > max_bytes:
-        return [], [reject(Reason.OVERSIZED, f"{len(msg.payload)} bytes > limit {max_bytes}")]
+        detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
+        return [], [reject(Reason.OVERSIZED, detail, msg.payload[:OVERSIZED_KEEP_BYTES])]
     kind, ident = route
     if kind == "tag":
         try:
             p = _position_decoder.decode(msg.payload)
         except msgspec.DecodeError as e:
             return [], [reject(*_why(msg.payload, e))]
+        except RecursionError:
+            return [], [reject(Reason.MALFORMED_JSON, TOO_DEEP)]
         return [_fix(ident, p, msg)], []
 
     try:
@@ -182,6 +190,8 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
     except msgspec.DecodeError as e:
         reason, detail = _why(msg.payload, e)
         return [], [reject(reason, f"gateway batch must be a JSON array: {detail}")]
+    except RecursionError:
+        return [], [reject(Reason.MALFORMED_JSON, TOO_DEEP)]
     if len(items) > GATEWAY_MAX_ITEMS:
         return [], [reject(Reason.OVERSIZED, f"{len(items)} items > limit {GATEWAY_MAX_ITEMS}")]
     fixes: list[Fix] = []
@@ -191,6 +201,9 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
             g = _gateway_item_decoder.decode(raw)
         except msgspec.ValidationError as e:
             rejections.append(reject(Reason.SCHEMA_VIOLATION, f"item {i}: {e}", bytes(raw)))
+            continue
+        except RecursionError:
+            rejections.append(reject(Reason.MALFORMED_JSON, f"item {i}: {TOO_DEEP}", bytes(raw)))
             continue
         fixes.append(_fix(g.tag, g, msg))
     return fixes, rejections
@@ -204,6 +217,8 @@ def _why(payload: bytes, e: msgspec.DecodeError) -> tuple[Reason, str]:
             msgspec.json.decode(payload)
         except msgspec.DecodeError as syntax:
             return Reason.MALFORMED_JSON, str(syntax)
+        except RecursionError:
+            return Reason.MALFORMED_JSON, TOO_DEEP
         return Reason.SCHEMA_VIOLATION, str(e)
     return Reason.MALFORMED_JSON, str(e)
 

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tracker.ingest.decode import Fix, RawMessage, Reason, Rejection
+from tracker.ingest.decode import OVERSIZED_KEEP_BYTES, Fix, RawMessage, Reason, Rejection
 
 TS_MIN, TS_MAX = 946684800.0, 4102444800.0  # 2000-01-01 .. 2100-01-01, as schemas/position.v1.json
 ACC_MAX = 100000.0
@@ -102,5 +102,7 @@ def refuse(msg: RawMessage, reason: Reason, detail: str) -> Decoded:
 
 def oversized(msg: RawMessage, max_bytes: int) -> Decoded | None:
     if len(msg.payload) > max_bytes:
-        return refuse(msg, Reason.OVERSIZED, f"{len(msg.payload)} bytes > limit {max_bytes}")
+        detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
+        head = msg.payload[:OVERSIZED_KEEP_BYTES]  # the dead letter keeps the beginning only
+        return Decoded(rejections=[Rejection(msg.topic, head, Reason.OVERSIZED, detail, msg.received_at)])
     return None

@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl
 
 import msgspec
 
-from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.decode import TOO_DEEP, RawMessage, Reason
 from tracker.ingest.devices import DEVICE_MAX_CHARS, Decoded, Refused, checked_fix, oversized, refuse, tag_of
 
 PROTOCOL = "osmand"
@@ -89,6 +89,8 @@ def decode(msg: RawMessage, *, max_bytes: int, devices: Mapping[str, str]) -> De
         return refuse(msg, Reason.SCHEMA_VIOLATION, f"osmand: {e}")
     except msgspec.DecodeError as e:
         return refuse(msg, Reason.MALFORMED_JSON, str(e))
+    except RecursionError:
+        return refuse(msg, Reason.MALFORMED_JSON, TOO_DEEP)
     except Refused as e:
         return refuse(msg, e.reason, e.detail)
 

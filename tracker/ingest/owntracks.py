@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.decode import TOO_DEEP, RawMessage, Reason
 from tracker.ingest.devices import Decoded, Refused, checked_fix, oversized, refuse, tag_of
 
 PROTOCOL = "owntracks"
@@ -87,6 +87,8 @@ def decode(msg: RawMessage, *, prefix: str, max_bytes: int, devices: Mapping[str
         return refuse(msg, Reason.SCHEMA_VIOLATION, f"owntracks: {e}")
     except msgspec.DecodeError as e:
         return refuse(msg, Reason.MALFORMED_JSON, str(e))
+    except RecursionError:
+        return refuse(msg, Reason.MALFORMED_JSON, TOO_DEEP)
     except Refused as e:
         return refuse(msg, e.reason, e.detail)
     return Decoded(fixes=[fix])
