@@ -389,6 +389,19 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/dead-letters", roles(admin=200)),
     Endpoint("GET", "/api/v1/stats", roles(admin=200)),
     Endpoint("GET", "/api/v1/world", roles(admin=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/tags/{}/devices",
+        roles(admin=200, school=(200, 404), guardian=(200, 404), device=(200, 404)),
+        target=tag,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/tags/{}/devices",
+        roles(admin=200, school=(200, 404)),
+        target=tag,
+        body=lambda _c, s: {"devices": [{"protocol": "osmand", "device": f"phone-of-{s.tag}"}]},
+    ),
     # device ingest authenticates the device itself (its identity's tag, with that tag's MQTT password or
     # device token: tests/integration/test_device_ingest.py); a request naming no device is 400 for all
     Endpoint("POST", "/ingest/owntracks", roles(admin=400, school=400, guardian=400, device=400)),

@@ -130,3 +130,33 @@ async def test_traccar_client_osmand_query_and_json_with_sos(service) -> None:  
     assert sos == 1
     stored = await service.pool.fetch("SELECT payload FROM dead_letters")
     assert all(b"token=" not in r["payload"] for r in stored)
+
+
+async def test_school_staff_register_a_phone_app_through_the_api(service) -> None:  # type: ignore[no-untyped-def]
+    jane, bob, _ = await _setup(service)
+    async with service.pool.acquire() as conn:
+        admin = await issue_token(conn, role="admin")
+    base = f"http://127.0.0.1:{service.settings.http_port}"
+    auth = {"Authorization": f"Bearer {admin}"}
+    watch = {"devices": [{"protocol": "owntracks", "device": "kim/watch"}]}
+    async with httpx.AsyncClient(base_url=base, headers=auth) as http:
+        r = await http.put(f"/api/v1/tags/{jane.tag}/devices", json=watch)
+        assert (r.status_code, r.json()) == (200, watch)
+        taken = await http.put(f"/api/v1/tags/{bob.tag}/devices", json=watch)
+        assert taken.status_code == 409 and "kim/watch" in taken.json()["detail"]
+        bad = await http.put(
+            f"/api/v1/tags/{bob.tag}/devices", json={"devices": [{"protocol": "owntracks", "device": "kim"}]}
+        )
+        assert bad.status_code == 422
+        assert (await http.get(f"/api/v1/tags/{bob.tag}/devices")).json() == {
+            "devices": [{"protocol": "osmand", "device": "48241179"}]
+        }
+    # the registry listener swaps in a view with the new identity (jane/phone was replaced by kim/watch)
+    await wait_until(lambda: service.view().rows.devices.get("owntracks:kim/watch") == jane.tag, 10)
+    assert "owntracks:jane/phone" not in service.view().rows.devices
+    lon, lat = lonlat(-300, 0)
+    body = {"_type": "location", "lat": lat, "lon": lon, "acc": 12, "tst": int(time.time()) - 3}
+    headers = {"X-Limit-U": "kim", "X-Limit-D": "watch", **_basic("kim", PASSWORD)}
+    async with httpx.AsyncClient() as http:
+        r = await http.post(f"{base}/ingest/owntracks", json=body, headers=headers)
+    assert r.status_code == 200 and await _positions(service, jane.tag) == 1

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import __version__
-from tracker.api import ingest, people, registry, routes, tokens, transfer, ws
+from tracker.api import devices, ingest, people, registry, routes, tokens, transfer, ws
 from tracker.api.context import AppContext
 from tracker.importers.features import readable
 
@@ -68,7 +68,7 @@ class BodyLimit:
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Child-safety tracker", version=__version__, description=DESCRIPTION)
     app.state.ctx = ctx
-    for module in (routes, registry, people, tokens, transfer, ws, ingest):
+    for module in (routes, registry, people, devices, tokens, transfer, ws, ingest):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

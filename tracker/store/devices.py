@@ -89,3 +89,30 @@ async def device_may_send(conn: asyncpg.Connection | asyncpg.Pool, tag_id: str, 
             return True
     stored = await conn.fetchval("SELECT mqtt_password_hash FROM tags WHERE id = $1", tag_id)
     return stored is not None and mosquitto_check(secret, stored)
+
+
+async def tag_devices(conn: asyncpg.Connection | asyncpg.Pool, tag_id: str) -> list[dict[str, str]]:
+    rows = await conn.fetch(
+        "SELECT protocol, device FROM tag_devices WHERE tag_id = $1 ORDER BY protocol, device", tag_id
+    )
+    return [{"protocol": r["protocol"], "device": r["device"]} for r in rows]
+
+
+async def replace_devices(
+    conn: asyncpg.Connection, tag_id: str, wanted: list[tuple[str, str]]
+) -> tuple[str, str] | None:
+    """Make ``wanted`` the tag's identities (inside the caller's transaction); if one of them belongs
+    to another tag, change nothing and return it."""
+    for protocol, device in wanted:
+        owner = await conn.fetchval(
+            "SELECT tag_id FROM tag_devices WHERE protocol = $1 AND device = $2", protocol, device
+        )
+        if owner is not None and owner != tag_id:
+            return protocol, device
+    await conn.execute("DELETE FROM tag_devices WHERE tag_id = $1", tag_id)
+    if wanted:
+        await conn.executemany(
+            "INSERT INTO tag_devices (protocol, device, tag_id) VALUES ($1, $2, $3)",
+            [(p, d, tag_id) for p, d in wanted],
+        )
+    return None
