@@ -80,6 +80,8 @@ async def test_owntracks_http_mode_answers_after_the_commit(service) -> None:  #
         assert again.status_code == 200 and await _positions(service, jane.tag) == 1
         wrong = await http.post(url, json=body, headers={**headers, **_basic("jane", "guess")})
         assert wrong.status_code == 401
+        anonymous = await http.post(url, json=body, headers={"X-Limit-U": "jane", "X-Limit-D": "phone"})
+        assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"].startswith("Basic")
         unknown = await http.post(url, json=body, headers={**headers, "X-Limit-D": "tablet"})
         assert unknown.status_code == 403 and "not registered" in unknown.json()["detail"]
         bad = await http.post(url, json={**body, "lat": 123}, headers=headers)

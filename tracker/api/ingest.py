@@ -38,6 +38,7 @@ class Accepted(BaseModel):
     fixes: int
 
 
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="tracker"'}
 _ANSWERS: dict[int | str, dict[str, Any]] = {
     400: {"model": IngestError, "description": "the message was dead-lettered; `detail` says why"},
     401: {"model": IngestError, "description": "no credentials, or not the tag's password or device token"},
@@ -58,6 +59,16 @@ def _secret(request: Request) -> str | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
     return request.query_params.get("token") or None
+
+
+def _credentials_given(request: Request) -> None:
+    """No credentials at all: 401 before anything else is looked at."""
+    if _secret(request) is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "the tag's MQTT password or a device token is needed",
+            headers=_CHALLENGE,
+        )
 
 
 def _basic_user(request: Request) -> str | None:
@@ -85,7 +96,7 @@ async def _ingest(
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the tag's MQTT password or a device token of the tag is needed",
-            headers={"WWW-Authenticate": 'Basic realm="tracker"'},
+            headers=_CHALLENGE,
         )
     s = ctx.settings
     message = RawMessage(topic, payload, 0.0)
@@ -113,6 +124,7 @@ async def _ingest(
 async def owntracks_http(request: Request, ctx: AppContext = Depends(context)) -> Any:
     """The OwnTracks app's HTTP mode: one JSON message per POST (`_type` `location`, `transition`; other
     types are accepted and ignored). The answer is a JSON array of messages for the app (empty)."""
+    _credentials_given(request)
     user = request.headers.get("x-limit-u") or _basic_user(request)
     device = request.headers.get("x-limit-d")
     if not user or not device or "/" in user + device:
@@ -136,6 +148,7 @@ async def owntracks_http(request: Request, ctx: AppContext = Depends(context)) -
 async def osmand_http(request: Request, ctx: AppContext = Depends(context)) -> Any:
     """The OsmAnd protocol of Traccar Client: query or form parameters (`id`, `lat`, `lon`,
     `timestamp`, `accuracy`, `batt`, `alarm=sos`), or Traccar Client 9's JSON body."""
+    _credentials_given(request)
     body = await request.body()
     if osmand.is_json(body):
         payload = body
