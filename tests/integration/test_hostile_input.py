@@ -159,9 +159,7 @@ async def test_a_flood_from_one_tag_is_rate_limited_without_hurting_the_others(
     def calm_walk() -> None:  # along the route, then 150 m off it: one "left route" alert
         topic = f"{p}tracker/v1/tags/{calm.tag}/position"
         base = time.time() - 40
-        for i, (x, y) in enumerate(
-            WALK
-        ):
+        for i, (x, y) in enumerate(WALK):
             calm_pub.publish(topic, fix(x, y, base + i * 6))
 
     try:
