@@ -122,6 +122,8 @@ async def test_traccar_client_osmand_query_and_json_with_sos(service) -> None:  
         assert r.status_code == 200
         assert (await http.post(url, params={**q, "token": "nope"})).status_code == 401
         assert (await http.post(url, params={**q, "id": "999"})).status_code == 403
+        future = await http.post(url, params={**q, "timestamp": now + 3600})
+        assert future.status_code == 400 and future.json()["detail"].startswith("future_timestamp")
     assert await _positions(service, bob.tag) == 2
     sos = await wait_until(
         lambda: service.pool.fetchval(
@@ -130,7 +132,8 @@ async def test_traccar_client_osmand_query_and_json_with_sos(service) -> None:  
         5,
     )
     assert sos == 1
-    stored = await service.pool.fetch("SELECT payload FROM dead_letters")
+    stored = await service.pool.fetch("SELECT payload, reason FROM dead_letters")
+    assert [r["reason"] for r in stored] == ["future_timestamp"]  # dead-lettered as well
     assert all(b"token=" not in r["payload"] for r in stored)
 
 

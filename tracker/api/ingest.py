@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -24,6 +25,7 @@ from tracker.api.context import AppContext
 from tracker.ingest import osmand, owntracks
 from tracker.ingest.decode import RawMessage, Reason
 from tracker.ingest.devices import device_key
+from tracker.ingest.filters import from_the_future
 from tracker.ingest.protocols import decode_device
 from tracker.store.devices import device_may_send
 
@@ -112,6 +114,11 @@ async def _ingest(
     if outcome.rejections:
         r = outcome.rejections[0]
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{r.reason.value}: {r.detail}")
+    now = time.time()  # the pipeline's admission refuses these the same way (dead-lettered, with the reason)
+    if any(from_the_future(f, now, s.max_future_s) for f in outcome.fixes):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, f"{Reason.FUTURE_TIMESTAMP.value}: the fix is stamped in the future"
+        )
     return len(outcome.fixes)
 
 
