@@ -2,7 +2,8 @@
 (`tracker run`), a device-side publisher streams fixes with incidents (an SOS, two walks off the
 route, one into a danger zone, for each of five children), and in the middle of the stream
 
-- the tracker is killed with SIGKILL (twice) and started again;
+- the tracker is killed with SIGKILL (twice) and started again: once while its batch waits on a lock
+  the test holds on the positions table (certainly received and not committed), once wherever it is;
 - the broker (a mosquitto of the test's own, with persistence) is stopped and started again;
 - PostgreSQL (an embedded one of the test's own) is stopped and started again.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -320,13 +323,31 @@ async def test_sigkill_mid_stream_loses_nothing_and_alerts_once(
         await tracker.wait_ready()
         publisher.start()
         total = len(publisher.messages)
-        for share in (0.3, 0.6):
+        for share, caught_committing in ((0.3, True), (0.6, False)):
             await _stored_at_least(database_url, int(total * share))
             assert publisher.sent < total  # the stream is still running (it waits at 80 %)
-            tracker.kill()  # mid-stream: batches received, some committed, some not acknowledged
+            if caught_committing:
+                # first kill: certainly with a batch received and not committed. The test holds a lock
+                # that makes the tracker's next INSERT into positions wait, and kills it while it waits.
+                lock = await asyncpg.connect(database_url)
+                held = lock.transaction()
+                await held.start()
+                await lock.execute("LOCK TABLE positions IN SHARE ROW EXCLUSIVE MODE")
+                await wait_until(partial(_insert_waiting, database_url), 30)
+                tracker.kill()
+                await held.rollback()
+                await lock.close()
+            else:
+                tracker.kill()  # second kill: wherever the tracker happens to be
             tracker.start()
             await tracker.wait_ready()
         await _settle_and_check(database_url, world, tracker, publisher, "sigkill")
+        # what the last process was given again (committed by the one killed before it acknowledged)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{tracker.port}/metrics")).text
+        counts = dict(re.findall(r"^(tracker_fixes_in_total|tracker_fixes_stored_total) (\S+)$", text, re.M))
+        again = float(counts["tracker_fixes_in_total"]) - float(counts["tracker_fixes_stored_total"])
+        print(f"FIGURES sigkill: fixes the last process received that were already stored: {again:.0f}")
     finally:
         publisher.close()
         tracker.stop()
@@ -373,6 +394,20 @@ async def test_postgres_restart_mid_stream(
     finally:
         publisher.close()
         tracker.stop()
+
+
+async def _insert_waiting(database_url: str) -> bool:
+    """Is an INSERT into positions waiting for a lock? (Asked outside the lock's transaction: inside it,
+    pg_stat_activity would show the snapshot of its first read.)"""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT wait_event_type, left(query, 60) AS q FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return any(r["wait_event_type"] == "Lock" and "INSERT INTO positions" in r["q"] for r in rows)
 
 
 async def _not_ready(tracker: TrackerProcess) -> tuple[int, dict[str, Any]] | None:
