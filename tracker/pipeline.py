@@ -41,7 +41,7 @@ from tracker.ingest.decode import (
 )
 from tracker.ingest.filters import refusal
 from tracker.ingest.protocols import decode_device, is_device_message
-from tracker.ingest.ratelimit import TagRateLimiter
+from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
 from tracker.metrics import Metrics
 from tracker.monitor import (
     ChildState,
@@ -115,12 +115,14 @@ class Pipeline:
         outcome = BatchOutcome(messages=len(messages))
         fixes, sightings, rejections = self._decode(messages, view, outcome)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
-        admitted = self._admit(view, fixes, now, rejections)
+        rate = self._rate.batch()  # charged only once the batch is committed
+        admitted = self._admit(view, fixes, now, rejections, rate)
         states = await self._states_of(admitted)
         verdicts, prev_ts = self._geofence(view, admitted, states)
         events = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
         await self._commit(view, admitted, verdicts, rejections, states, events, outcome)
         self._states.update(states)  # only now: the commit succeeded
+        rate.commit()
 
         outcome.fixes = len(admitted.fixes)
         outcome.events = events
@@ -193,13 +195,13 @@ class Pipeline:
 
     # 2 ------------------------------------------------------------------------------------------------
     def _admit(
-        self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection]
+        self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection], rate: RateBatch
     ) -> _Admitted:
         kept: list[tuple[int, Fix]] = []
         tags = view.rows.tags
         for fix in fixes:
             refused = refusal(fix, tags=tags, now=now, max_future_s=self._settings.max_future_s)
-            if refused is None and not self._rate.allow(fix.tag, fix.received_at):
+            if refused is None and not rate.allow(fix.tag, fix.received_at):
                 refused = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {self._rate.rate_per_s:g} fixes/s")
             if refused is None:
                 kept.append((tags[fix.tag], fix))

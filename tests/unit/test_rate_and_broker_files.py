@@ -62,3 +62,16 @@ def test_names_that_would_break_the_files_are_refused(bad: str) -> None:
 def test_a_name_used_twice_is_refused() -> None:
     with pytest.raises(ValueError, match="twice"):
         render([BrokerAccount("tracker", "$7$x", ())], tracker=Reader("tracker", "pw"))
+
+
+def test_a_batch_is_charged_only_when_it_commits() -> None:
+    """A batch run again after a failed commit (PostgreSQL away) is not charged twice: a device's
+    backlog retried ten times is not rate-limited for it."""
+    bucket = TagRateLimiter(rate_per_s=1.0, burst=5)
+    for _ in range(10):  # ten attempts, none committed
+        attempt = bucket.batch()
+        assert all(attempt.allow("backlog", 0.0) for _ in range(5))
+    committed = bucket.batch()
+    assert [committed.allow("backlog", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    committed.commit()
+    assert not bucket.batch().allow("backlog", 0.0)  # now it is charged
