@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 CHROMIUM = os.environ.get("TRACKER_CHROMIUM", "/usr/bin/chromium")
+HAVE_CHROMIUM = os.path.exists(CHROMIUM)
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -31,7 +32,7 @@ SHOTS = Path(os.environ.get("TRACKER_SCREENSHOT_DIR", "test-artifacts/screenshot
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Any]:
-    if not Path(CHROMIUM).exists():
+    if not HAVE_CHROMIUM:
         pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (or set TRACKER_CHROMIUM)")
     try:
         from playwright.async_api import async_playwright
@@ -58,7 +59,7 @@ class Tab:
 
     async def shoot(self, name: str) -> None:
         """Screenshots of the page as it is, at phone and at desktop size."""
-        SHOTS.mkdir(parents=True, exist_ok=True)
+        os.makedirs(SHOTS, exist_ok=True)
         for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
             await self.page.set_viewport_size(size)
             await self.page.wait_for_timeout(300)  # the map redraws at the new size

@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from playwright.async_api import expect
+import pytest
 
 from tests.helpers import Publisher, build_small_world, fix, wait_until
+
+expect = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'").expect
 
 
 async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_url: str, open_tab) -> None:  # type: ignore[no-untyped-def]
@@ -28,7 +30,9 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
             pub.publish(topic, fix(-500 + i * 40, 0, t0 + i * 15))  # past the home fence
 
         async def stored(n: int) -> bool:
-            return bool(await svc.pool.fetchval("SELECT count(*) FROM positions WHERE tag_id = $1", kid.tag) >= n)
+            return bool(
+                await svc.pool.fetchval("SELECT count(*) FROM positions WHERE tag_id = $1", kid.tag) >= n
+            )
 
         await wait_until(lambda: stored(3), 10)
 
@@ -64,7 +68,8 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
 
         async def acknowledged() -> Any:
             return await svc.pool.fetchrow(
-                "SELECT acknowledged_at, acknowledged_by FROM alerts WHERE id = $1 AND acknowledged_at IS NOT NULL",
+                "SELECT acknowledged_at, acknowledged_by FROM alerts"
+                " WHERE id = $1 AND acknowledged_at IS NOT NULL",
                 alert_id,
             )
 

@@ -8,10 +8,12 @@ import math
 import time
 from typing import Any
 
-from playwright.async_api import expect
+import pytest
 
 from tests.helpers import Publisher, build_small_world, fix, lonlat, wait_until
 from tracker.store.tokens import issue_token
+
+expect = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'").expect
 
 
 async def click_on_map(page: Any, points: list[tuple[float, float]]) -> None:
@@ -19,7 +21,9 @@ async def click_on_map(page: Any, points: list[tuple[float, float]]) -> None:
     box = await page.locator("#map").bounding_box()
     for x, y in points:
         lon, lat = lonlat(x, y)
-        p = await page.evaluate(f"(() => {{ const p = map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()")
+        p = await page.evaluate(
+            f"(() => {{ const p = map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()"
+        )
         await page.mouse.click(box["x"] + p[0], box["y"] + p[1])
         await page.wait_for_timeout(120)
 
@@ -41,7 +45,9 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(service, mqtt_url: 
 
         async def distance_at(ts: float) -> Any:
             return await svc.pool.fetchval(
-                "SELECT route_distance_m FROM positions WHERE tag_id = $1 AND ts = to_timestamp($2)", kid.tag, ts
+                "SELECT route_distance_m FROM positions WHERE tag_id = $1 AND ts = to_timestamp($2)",
+                kid.tag,
+                ts,
             )
 
         before = await wait_until(lambda: distance_at(t0), 10)

@@ -40,8 +40,10 @@ class ChildStatus(BaseModel):
     name: str
     school_id: int
     route_id: int | None
-    status: Status = Field(description="the most urgent that holds: in_danger_zone, off_route, signal_lost, "
-                           "at_school, at_home, on_route; unknown before the first decided fix")
+    status: Status = Field(
+        description="the most urgent that holds: in_danger_zone, off_route, signal_lost, "
+        "at_school, at_home, on_route; unknown before the first decided fix"
+    )
     zones: list[int] = Field(description="danger zones the child is in (an open incident each)")
     open_alerts: int
     position: LivePosition | None = Field(description="the last stored fix, null if none is kept")
@@ -60,13 +62,21 @@ def _out(r: dict[str, Any]) -> dict[str, Any]:
         "open_alerts": r["open_alerts"],
         "position": None
         if r["p_ts"] is None
-        else {"ts": r["p_ts"], "lon": r["p_lon"], "lat": r["p_lat"], "acc": float(r["p_acc"]), "batt": r["p_batt"]},
+        else {
+            "ts": r["p_ts"],
+            "lon": r["p_lon"],
+            "lat": r["p_lat"],
+            "acc": float(r["p_acc"]),
+            "batt": r["p_batt"],
+        },
         "status_at": r["state_at"],
     }
 
 
 async def _audited(conn: Any, who: Principal, rows: list[dict[str, Any]], endpoint: str) -> None:
-    await audit.record_position_reads(conn, who, {r["id"]: 1 for r in rows if r["p_ts"] is not None}, endpoint)
+    await audit.record_position_reads(
+        conn, who, {r["id"]: 1 for r in rows if r["p_ts"] is not None}, endpoint
+    )
 
 
 @router.get("/api/v1/live", tags=["positions"], response_model=Page[ChildStatus], responses=LIST)

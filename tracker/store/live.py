@@ -46,5 +46,7 @@ async def live_children(
     if rows:
         total = int(rows[0]["total__"])
     else:
-        total = int(await conn.fetchval(f"WITH {scope.ME} SELECT count(*) FROM {_SOURCE} WHERE {where}", *args))
+        total = int(
+            await conn.fetchval(f"WITH {scope.ME} SELECT count(*) FROM {_SOURCE} WHERE {where}", *args)
+        )
     return [dict(r) for r in rows], total
