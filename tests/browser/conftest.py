@@ -86,7 +86,7 @@ async def open_tab(browser: Any) -> AsyncIterator[Any]:
 
         await context.route("**/*", only_local)
         page.on("pageerror", lambda e: tab.errors.append(str(e)))
-        page.on("console", lambda m: tab.console.append(m.text) if m.type == "error" else None)
+        page.on("console", lambda m: tab.console.append(f"{m.type}: {m.text}"))
         return tab
 
     yield make

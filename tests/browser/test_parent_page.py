@@ -102,6 +102,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await page.get_by_role("button", name="Switch language to Korean").click()
         await expect(page.locator("html")).to_have_attribute("lang", "ko")
         await expect(page.locator("#children-h")).to_have_text("자녀")
+        await expect(page.locator("#conn")).to_have_text("실시간 연결됨")
         await tab.shoot("parent-ko")
         assert tab.errors == []
         assert tab.foreign == []

@@ -3,7 +3,7 @@
 
 const WORDS = {
   en: {
-    "lang.switch": "한국어", "lang.switch.label": "Switch language to Korean",
+    "lang.switch": "한국어", "lang.switch.label": "한국어 — Switch language to Korean", "app.parent": "School route alerts",
     "signin.title": "Sign in", "signin.token": "Access token", "signin.submit": "Sign in",
     "signin.help": "Paste the token you were given, or open the sign-in link.",
     "signout": "Sign out", "loading": "Loading…", "none": "None.", "close": "Close", "save": "Save",
@@ -51,7 +51,7 @@ const WORDS = {
     "zone.drawhint": "Click on the map to add corners; click the first corner to close the shape.",
   },
   ko: {
-    "lang.switch": "English", "lang.switch.label": "영어로 바꾸기",
+    "lang.switch": "English", "lang.switch.label": "English — 영어로 바꾸기", "app.parent": "통학 안전 알림",
     "signin.title": "로그인", "signin.token": "접근 토큰", "signin.submit": "로그인",
     "signin.help": "받은 토큰을 붙여 넣거나 로그인 링크를 여세요.",
     "signout": "로그아웃", "loading": "불러오는 중…", "none": "없음.", "close": "닫기", "save": "저장",

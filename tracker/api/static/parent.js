@@ -217,6 +217,7 @@ async function refresh() {
 function connect() {
   if (!session.token) return;
   clearTimeout(state.timer);
+  if (state.socket && state.socket.readyState <= WebSocket.OPEN) return;  // connecting or open already
   const proto = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(session.token)}`);
   state.socket = ws;
@@ -262,7 +263,7 @@ async function catchUp() {
   if (changed) toast(t("caughtup", { n: changed }));
 }
 
-window.addEventListener("online", () => { state.retry = 1000; if (!state.socket) connect(); });
+window.addEventListener("online", () => { state.retry = 1000; connect(); });
 window.addEventListener("offline", () => setConn("conn.nonetwork"));
 
 // --- start ---------------------------------------------------------------------------------------
