@@ -28,6 +28,7 @@ ARGS = [
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1366, "height": 768}
 SHOTS = Path(os.environ.get("TRACKER_SCREENSHOT_DIR", "test-artifacts/screenshots"))
+A11Y = (Path(__file__).parent / "a11y.js").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +57,20 @@ class Tab:
         self.foreign: list[str] = []
         self.errors: list[str] = []  # uncaught exceptions in the page's scripts
         self.console: list[str] = []  # what the page logged as errors (failed loads among them)
+
+    async def accessibility_problems(self) -> list[str]:
+        """Controls without a name, text without enough contrast (tests/browser/a11y.js)."""
+        problems: list[str] = await self.page.evaluate(A11Y)
+        return problems
+
+    async def tab_to(self, selector: str, most: int = 60) -> None:
+        """Press Tab from the top of the page until the element is focused, as a keyboard user would."""
+        await self.page.evaluate("document.activeElement && document.activeElement.blur()")
+        for _ in range(most):
+            await self.page.keyboard.press("Tab")
+            if await self.page.evaluate(f"document.activeElement === document.querySelector({selector!r})"):
+                return
+        raise AssertionError(f"{selector} cannot be reached with the Tab key")
 
     async def shoot(self, name: str) -> None:
         """Screenshots of the page as it is, at phone and at desktop size."""

@@ -60,6 +60,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         card = page.locator(f'[data-alert="{alert_id}"]')
         await expect(card.locator("button[data-ack]")).to_be_visible()
         await tab.shoot("parent-alert")
+        assert await tab.accessibility_problems() == []
 
         # one tap acknowledges it, and the acknowledgement is in the database
         await page.set_viewport_size({"width": 390, "height": 844})
@@ -97,6 +98,19 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await expect(page.locator("#conn")).to_have_attribute("data-state", "conn.live", timeout=15_000)
         await expect(page.locator("#alerts")).to_contain_text("SOS")
         await expect(banner).to_contain_text("SOS from Minjun")
+        sos_id = await svc.pool.fetchval("SELECT id FROM alerts WHERE kind = 'sos'")
+
+        # from the keyboard alone: Tab to the SOS's acknowledge button, press Enter
+        await tab.tab_to(f'[data-alert="{sos_id}"] button[data-ack]')
+        await page.keyboard.press("Enter")
+
+        async def sos_acknowledged() -> bool:
+            n = await svc.pool.fetchval(
+                "SELECT count(*) FROM alerts WHERE id = $1 AND acknowledged_at IS NOT NULL", sos_id
+            )
+            return bool(n)
+
+        await wait_until(sos_acknowledged, 10)
 
         # Korean by the switch
         await page.get_by_role("button", name="Switch language to Korean").click()
@@ -104,6 +118,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await expect(page.locator("#children-h")).to_have_text("자녀")
         await expect(page.locator("#conn")).to_have_text("실시간 연결됨")
         await tab.shoot("parent-ko")
+        assert await tab.accessibility_problems() == []
         assert tab.errors == []
         assert tab.foreign == []
     finally:

@@ -94,6 +94,7 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(service, mqtt_url: 
         assert after < 15, f"{after} m from the drawn route"
         await expect(page.locator("#live-count")).to_contain_text("1 on the map")
         await tab.shoot("school")
+        assert await tab.accessibility_problems() == []
         assert tab.errors == []
         assert tab.foreign == []
     finally:
@@ -130,5 +131,6 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
     lon, lat = lonlat(-100, -100)
     assert min(math.dist((lon, lat), tuple(c)) for c in ring) < 5e-5
     await tab.shoot("city")
+    assert await tab.accessibility_problems() == []
     assert tab.errors == []
     assert tab.foreign == []

@@ -41,7 +41,7 @@ const WORDS = {
     "upload.done": "Imported: {n} created, {u} updated.",
     "child": "Child", "route": "Route", "school": "School", "phone": "Phone", "language": "Language",
     "priority": "Priority", "kind": "Kind", "has_password": "MQTT password", "yes": "yes", "no": "no",
-    "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing",
+    "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing", "alerts.withinfo": "Include notices (arrivals, battery)",
     "col.time": "Time", "col.severity": "Severity", "col.state": "State",
     // city page
     "city.title": "City: danger zones", "zones": "Danger zones", "zone.draw": "Draw a new zone",
@@ -59,7 +59,7 @@ const WORDS = {
     "conn.live": "실시간 연결됨", "conn.offline": "연결 끊김 — 다시 연결 중", "conn.connecting": "연결 중…",
     "conn.signedout": "로그아웃됨: 토큰이 거부되었습니다", "conn.nonetwork": "네트워크 없음",
     "status.in_danger_zone": "위험 구역 안", "status.off_route": "통학로 이탈",
-    "status.signal_lost": "신호 없음", "status.at_school": "학교 도착", "status.at_home": "집 도착",
+    "status.signal_lost": "신호 없음", "status.at_school": "학교에 있음", "status.at_home": "집에 있음",
     "status.on_route": "통학로 위", "status.unknown": "위치 정보 없음",
     "kind.left_route": "통학로 이탈", "kind.danger_zone": "위험 구역", "kind.sos": "긴급 호출(SOS)",
     "kind.low_battery": "배터리 부족", "kind.signal_lost": "신호 없음",
@@ -87,7 +87,7 @@ const WORDS = {
     "upload.done": "가져옴: 새로 {n}건, 갱신 {u}건.",
     "child": "학생", "route": "통학로", "school": "학교", "phone": "전화", "language": "언어",
     "priority": "순서", "kind": "종류", "has_password": "MQTT 비밀번호", "yes": "있음", "no": "없음",
-    "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기",
+    "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기", "alerts.withinfo": "알림성 안내 포함 (도착, 배터리)",
     "col.time": "시각", "col.severity": "심각도", "col.state": "상태",
     "city.title": "시: 위험 구역", "zones": "위험 구역", "zone.draw": "새 위험 구역 그리기",
     "zone.kind": "종류", "zone.severity": "심각도", "zone.hours": "시간 (비우면 항상)",
@@ -220,13 +220,20 @@ function makeMap(element) {
     element.classList.add("no-tiles");
   }
   fetch("/static/seoul-districts.geojson").then((r) => r.json()).then((fc) => {
-    L.geoJSON(fc, {
-      pane: "districts", interactive: false,
+    const districts = L.geoJSON(fc, {
+      pane: "districts", interactive: false, pmIgnore: true,
       style: { color: "#6b7280", weight: 1, fillColor: "#e5e7eb", fillOpacity: CONFIG.tileUrl ? 0 : 0.6 },
-      onEachFeature: (f, layer) => {
-        if (!CONFIG.tileUrl) layer.bindTooltip(f.properties[LANG] || f.properties.en, { permanent: false, direction: "center", className: "district-label" });
-      },
     }).addTo(map);
+    if (CONFIG.tileUrl) return;
+    // the districts' names, where they can be read: from the whole city down to a neighbourhood
+    const labels = L.layerGroup();
+    districts.eachLayer((layer) => {
+      const f = layer.feature;
+      labels.addLayer(L.tooltip({ permanent: true, direction: "center", className: "district-label", interactive: false })
+        .setLatLng(layer.getBounds().getCenter()).setContent(esc(f.properties[LANG] || f.properties.en)));
+    });
+    const show = () => { if (map.getZoom() >= 11 && map.getZoom() <= 14) labels.addTo(map); else labels.remove(); };
+    map.on("zoomend", show); show();
   });
   return map;
 }
@@ -260,7 +267,7 @@ function near(bounds, feature, deg = 0.01) {
 const ZONE_STYLE = { color: "#b91c1c", weight: 2, fillColor: "#ef4444", fillOpacity: 0.25 };
 const STATUS_COLOUR = {
   in_danger_zone: "#b91c1c", off_route: "#c2410c", signal_lost: "#6d28d9", at_school: "#047857",
-  at_home: "#047857", on_route: "#1d4ed8", unknown: "#4b5563",
+  at_home: "#0e7490", on_route: "#1d4ed8", unknown: "#4b5563",
 };
 
 function setupSignIn(session, formId, onSignedIn) {

@@ -40,6 +40,7 @@ function drawRoutes() {
     layer.on("click", () => { selectRoute(r.id); });
     routesLayer.addLayer(layer);
   }
+  if (schoolMarker) schoolMarker.bringToFront();
 }
 
 function selectRoute(id) {
@@ -197,7 +198,8 @@ async function loadTables() {
 async function loadAlerts() {
   const midnight = new Date(); midnight.setHours(0, 0, 0, 0);
   const page = await session.api(`/api/v1/alerts?since=${encodeURIComponent(midnight.toISOString())}&limit=200`);
-  table("alerts", ["col.time", "child", "kind", "col.severity", "col.state"], page.items.map((a) => `<tr>
+  const shown = $("with-info").checked ? page.items : page.items.filter((a) => a.severity !== "info");
+  table("alerts", ["col.time", "child", "kind", "col.severity", "col.state"], shown.map((a) => `<tr>
     <td>${esc(fmtTime(a.opened_at))}</td><th scope="row">${esc(a.child.name)}</th>
     <td>${esc(t("kind." + a.kind))}${a.zone ? ` · ${esc(a.zone.name)}` : ""}</td>
     <td><span class="sev ${esc(a.severity)}">${esc(t("sev." + a.severity))}</span></td>
@@ -264,6 +266,7 @@ $("draw-cancel").addEventListener("click", () => { stopDrawing(); fillForm(); })
 $("route-form").addEventListener("submit", saveRoute);
 $("route-delete").addEventListener("click", deleteRoute);
 $("upload-form").addEventListener("submit", upload);
+$("with-info").addEventListener("change", loadAlerts);
 $("children").addEventListener("change", async (ev) => {
   const id = ev.target.dataset && ev.target.dataset.childRoute;
   if (!id) return;
