@@ -4,13 +4,14 @@ draws a danger zone; screenshots of both pages at phone and desktop size."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from typing import Any
 
 import pytest
 
-from tests.helpers import Publisher, build_small_world, fix, lonlat, wait_until
+from tests.helpers import Publisher, build_small_world, fix, line, lonlat, wait_until
 from tracker.store.tokens import issue_token
 
 expect = pytest.importorskip("playwright.async_api", reason="pip install -e '.[dev]'").expect
@@ -28,7 +29,9 @@ async def click_on_map(page: Any, points: list[tuple[float, float]]) -> None:
         await page.wait_for_timeout(120)
 
 
-async def test_school_draws_a_route_and_the_geofence_uses_it(service, mqtt_url: str, open_tab) -> None:  # type: ignore[no-untyped-def]
+async def test_school_draws_a_route_and_the_geofence_uses_it(
+    service, mqtt_url: str, open_tab, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     svc = service
     async with svc.pool.acquire() as conn:
         world = await build_small_world(conn, ["Minjun", "Seoyeon"])
@@ -93,6 +96,30 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(service, mqtt_url: 
         after = await wait_until(lambda: distance_at(t0 + 15), 10)
         assert after < 15, f"{after} m from the drawn route"
         await expect(page.locator("#live-count")).to_contain_text("1 on the map")
+        # a route uploaded as GeoJSON joins the list
+        upload = tmp_path / "north.geojson"
+        upload.write_text(
+            json.dumps(
+                {
+                    "type": "FeatureCollection",
+                    "features": [
+                        {
+                            "type": "Feature",
+                            "geometry": line((-400, 120), (0, 120), (0, 10)),
+                            "properties": {"kind": "route", "name": "North walk", "corridor_m": 20},
+                        }
+                    ],
+                }
+            )
+        )
+        await page.get_by_label("Upload GeoJSON or GPX").set_input_files(str(upload))
+        await page.get_by_role("button", name="Upload", exact=True).click()
+        await expect(page.locator("#upload-msg")).to_have_text("Imported: 1 created, 0 updated.")
+        await expect(page.locator("#route-select")).to_contain_text("North walk (20 m)")
+        assert (
+            await svc.pool.fetchval("SELECT school_id FROM routes WHERE name = 'North walk'")
+            == world.school_id
+        )
         await tab.shoot("school")
         assert await tab.accessibility_problems() == []
         assert tab.errors == []
@@ -130,6 +157,16 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
     # the corners are where they were clicked (within a few metres: a pixel at zoom 16 is ~2 m)
     lon, lat = lonlat(-100, -100)
     assert min(math.dist((lon, lat), tuple(c)) for c in ring) < 5e-5
+    # an existing zone edited: only at night, a warning
+    await page.get_by_label("구역 선택").select_option(label="Construction site · construction")
+    await expect(page.get_by_label("이름")).to_have_value("Construction site")
+    await page.get_by_label("심각도").select_option("warning")
+    await page.get_by_label("시간 (비우면 항상)").fill("0-6 20:00-24:00")
+    await page.get_by_role("button", name="저장").click()
+    await expect(page.locator("#zone-msg")).to_have_text("위험 구역을 저장했습니다.")
+    edited = await svc.pool.fetchrow("SELECT severity, hours FROM danger_zones WHERE id = $1", world.zone_id)
+    assert edited["severity"] == "warning"
+    assert edited["hours"] == [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "20:00", "end": "24:00"}]
     await tab.shoot("city")
     assert await tab.accessibility_problems() == []
     assert tab.errors == []

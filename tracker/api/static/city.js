@@ -40,7 +40,7 @@ function drawZones() {
 }
 
 function selectZone(id) {
-  stopDrawing();
+  stopDrawing(); msg("zone-msg", "");
   C.selected = id; $("zone-select").value = id === null ? "" : String(id);
   fillForm(); drawZones();
   const z = C.zones.find((x) => x.id === id);

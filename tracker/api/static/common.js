@@ -41,7 +41,7 @@ const WORDS = {
     "upload.done": "Imported: {n} created, {u} updated.",
     "child": "Child", "route": "Route", "school": "School", "phone": "Phone", "language": "Language",
     "priority": "Priority", "kind": "Kind", "has_password": "MQTT password", "yes": "yes", "no": "no",
-    "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing", "alerts.withinfo": "Include notices (arrivals, battery)",
+    "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing", "alerts.withinfo": "Include notices (arrivals, battery)", "selected": "Selected",
     "col.time": "Time", "col.severity": "Severity", "col.state": "State",
     // city page
     "city.title": "City: danger zones", "zones": "Danger zones", "zone.draw": "Draw a new zone",
@@ -87,7 +87,7 @@ const WORDS = {
     "upload.done": "가져옴: 새로 {n}건, 갱신 {u}건.",
     "child": "학생", "route": "통학로", "school": "학교", "phone": "전화", "language": "언어",
     "priority": "순서", "kind": "종류", "has_password": "MQTT 비밀번호", "yes": "있음", "no": "없음",
-    "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기", "alerts.withinfo": "알림성 안내 포함 (도착, 배터리)",
+    "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기", "alerts.withinfo": "알림성 안내 포함 (도착, 배터리)", "selected": "선택됨",
     "col.time": "시각", "col.severity": "심각도", "col.state": "상태",
     "city.title": "시: 위험 구역", "zones": "위험 구역", "zone.draw": "새 위험 구역 그리기",
     "zone.kind": "종류", "zone.severity": "심각도", "zone.hours": "시간 (비우면 항상)",

@@ -44,7 +44,7 @@ function drawRoutes() {
 }
 
 function selectRoute(id) {
-  stopDrawing();
+  stopDrawing(); msg("route-msg", "");
   S.selected = id; $("route-select").value = id === null ? "" : String(id);
   fillForm(); drawRoutes();
   const r = S.routes.find((x) => x.id === id);
