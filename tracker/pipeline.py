@@ -41,7 +41,18 @@ from tracker.ingest.decode import (
 )
 from tracker.ingest.filters import refusal
 from tracker.metrics import Metrics
-from tracker.monitor import ChildState, Event, Observation, Rules, Verdict, gate, step, tick
+from tracker.monitor import (
+    ChildState,
+    Event,
+    Observation,
+    Rules,
+    Verdict,
+    gate,
+    previous_fixes,
+    step,
+    tick,
+)
+from tracker.monitor.schedule import ScheduleAt
 from tracker.registry_view import RegistryView
 from tracker.store.batches import (
     DeadLetterRecord,
@@ -108,8 +119,9 @@ class Pipeline:
         fixes, sightings, rejections = self._decode(messages)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
         admitted = self._admit(view, fixes, now, rejections)
-        verdicts = self._geofence(view, admitted)
-        states, events = await self._monitor(view, admitted, verdicts, outcome)
+        states = await self._states_of(admitted)
+        verdicts, prev_ts = self._geofence(view, admitted, states)
+        events = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
         await self._commit(view, admitted, verdicts, rejections, states, events, outcome)
         self._states.update(states)  # only now: the commit succeeded
 
@@ -189,21 +201,49 @@ class Pipeline:
         kept.sort(key=lambda cf: (cf[0], cf[1].ts))
         return _Admitted([f for _, f in kept], np.array([c for c, _ in kept], dtype=np.int64))
 
+    async def _states_of(self, a: _Admitted) -> dict[int, ChildState]:
+        """The batch's children's states as committed (read from PostgreSQL the first time)."""
+        children = sorted(set(a.child_ids.tolist()))
+        await self._load_states([c for c in children if c not in self._states])
+        return {c: self._states.get(c, ChildState()) for c in children}
+
     # 3 ------------------------------------------------------------------------------------------------
-    def _geofence(self, view: RegistryView, a: _Admitted) -> Verdicts:
+    def _geofence(
+        self, view: RegistryView, a: _Admitted, states: dict[int, ChildState]
+    ) -> tuple[Verdicts, np.ndarray]:
+        """One kernel call for the batch, with the crossings of the segment from each fix's previous
+        fix (whose timestamps come back beside the verdicts; nan: none)."""
         n = len(a.fixes)
         lon = np.fromiter((f.lon for f in a.fixes), dtype=np.float64, count=n)
         lat = np.fromiter((f.lat for f in a.fixes), dtype=np.float64, count=n)
         acc = np.fromiter((f.acc for f in a.fixes), dtype=np.float64, count=n)
-        return view.index.check(lon, lat, acc, view.route_slots(a.child_ids))
+        ts = [f.ts for f in a.fixes]
+        prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(
+            a.child_ids.tolist(), ts, lon, lat, acc, states
+        )
+        disc = self.rules.zone_disc_m  # zones are judged on a disc of Rules.zone_sigma
+        verdicts = view.index.check(
+            lon,
+            lat,
+            disc(acc),
+            view.route_slots(a.child_ids),
+            prev_lon=prev_lon,
+            prev_lat=prev_lat,
+            prev_acc=disc(np.nan_to_num(prev_acc, nan=0.0)),
+        )
+        return verdicts, prev_ts
 
     # 4 ------------------------------------------------------------------------------------------------
-    async def _monitor(
-        self, view: RegistryView, a: _Admitted, v: Verdicts, outcome: BatchOutcome
-    ) -> tuple[dict[int, ChildState], list[ChildEvent]]:
-        children = sorted(set(a.child_ids.tolist()))
-        await self._load_states([c for c in children if c not in self._states])
-        states = {c: self._states.get(c, ChildState()) for c in children}
+    def _monitor(
+        self,
+        view: RegistryView,
+        a: _Admitted,
+        v: Verdicts,
+        prev_ts: np.ndarray,
+        states: dict[int, ChildState],
+        outcome: BatchOutcome,
+    ) -> list[ChildEvent]:
+        """The rules per fix, in time order per child; ``states`` is replaced child by child."""
         events: list[ChildEvent] = []
         zones = view.rows.zones
         for i, fix in enumerate(a.fixes):
@@ -218,6 +258,7 @@ class Pipeline:
                 certain_zones=frozenset(v.certain(i)),
                 possible_zones=frozenset(v.possible(i)),
                 crossed_zones=frozenset(v.crossed(i)),
+                crossed_from_ts=None if np.isnan(prev_ts[i]) else float(prev_ts[i]),
                 nearest_zone_m=float(v.nearest_zone_m[i]),
                 batt=fix.batt,
                 sos=fix.sos,
@@ -235,7 +276,7 @@ class Pipeline:
                         child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None
                     )
                 )
-        return states, events
+        return events
 
     async def _load_states(self, child_ids: list[int]) -> None:
         if child_ids:
@@ -324,8 +365,15 @@ def _tick_all(
 ) -> tuple[dict[int, ChildState], list[tuple[int, Event]]]:
     changed: dict[int, ChildState] = {}
     raised: list[tuple[int, Event]] = []
+    at_now: dict[int, ScheduleAt] = {}  # id(schedule) -> its answers for now: children share schedules
     for child, state in states.items():
-        new, events = tick(state, now, view.context_of_child(child), rules)
+        ctx = view.context_of_child(child)
+        if ctx.schedule is None:
+            continue
+        key = id(ctx.schedule)
+        if key not in at_now:
+            at_now[key] = ctx.schedule.at(now)
+        new, events = tick(state, now, ctx, rules, at_now[key])
         if new is not state:
             changed[child] = new
             raised += [(child, e) for e in events]

@@ -33,7 +33,6 @@ so the figures do not depend on the number of workers.
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import time as clock
@@ -64,7 +63,17 @@ from simulator import (
 )
 from simulator.messages import Fix
 from tracker.geofence import GeofenceIndex, RouteSpec, Verdicts, ZoneSpec, build_index
-from tracker.monitor import ChildContext, ChildState, Observation, Place, RouteSchedule, Rules, step, tick
+from tracker.monitor import (
+    ChildContext,
+    ChildState,
+    Observation,
+    Place,
+    RouteSchedule,
+    Rules,
+    previous_fixes,
+    step,
+    tick,
+)
 
 TIMEZONE = "Asia/Seoul"
 WINDOWS: tuple[dict[str, Any], ...] = (
@@ -114,6 +123,8 @@ class Params:
     """how long a child stays out or in a zone (simulator default 120-300 s); short stays included"""
     workers: int = 0
     """processes; 0: one per CPU (at most one per child)"""
+    rules: tuple[tuple[str, float], ...] = ()
+    """overrides of the monitor's default Rules (name, value), to try other thresholds"""
     tick_s: float = 5.0
     preroll_s: float = 300.0
     tail_s: float = 900.0
@@ -137,6 +148,9 @@ class Track:
     beyond60_s: float = 0.0
     beyond60_watched_s: float = 0.0
     """of which inside the commute window (the route is watched only then)"""
+    beyond60_from: float | None = None
+    """when the child was first 60 m beyond the corridor inside the window: a departure the recall
+    target speaks of exists from then on"""
     max_beyond_m: float = -math.inf
     zones: dict[int, list[float]] = field(default_factory=dict)
     """zone id -> [first ts inside, last ts inside, seconds inside]"""
@@ -269,11 +283,8 @@ class ShardRun:
         self.p = params
         self.spec = build_city(params.schools)
         self.index = _index(self.spec)
-        self.rules = Rules()
+        self.rules = replace(Rules(), **dict(params.rules))
         self.out = Outcome()
-        check_args = inspect.signature(self.index.check).parameters
-        self.takes_prev = "prev_lon" in check_args
-        self.takes_prev_acc = "prev_acc" in check_args
         n_routes = len(self.spec.routes)
         by_route: list[list[dict[str, Any]]] = [[] for _ in range(n_routes)]
         self.kids: dict[str, _Kid] = {}
@@ -378,21 +389,19 @@ class ShardRun:
         lat = np.fromiter((q.lat for q in pos), dtype=np.float64, count=n)
         acc = np.fromiter((q.acc for q in pos), dtype=np.float64, count=n)
         slots = np.fromiter((k.slot for k in kids), dtype=np.int64, count=n)
-        kw: dict[str, Any] = {}
-        if self.takes_prev:  # the previous decided fix (an earlier fix of this batch for a second one)
-            prev: dict[int, tuple[float, float, float]] = {}
-            before = np.full((n, 3), math.nan)
-            for i, (k, q) in enumerate(zip(kids, pos, strict=True)):
-                s = k.state
-                if k.id in prev:
-                    before[i] = prev[k.id]
-                elif s.last_lon is not None and s.last_lat is not None:
-                    before[i] = (s.last_lon, s.last_lat, s.last_acc if s.last_acc is not None else 0.0)
-                prev[k.id] = (q.lon, q.lat, q.acc)
-            kw = {"prev_lon": before[:, 0], "prev_lat": before[:, 1]}
-            if self.takes_prev_acc:
-                kw["prev_acc"] = np.nan_to_num(before[:, 2], nan=0.0)
-        v = self.index.check(lon, lat, acc, slots, **kw)
+        prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(
+            [k.id for k in kids], [q.ts for q in pos], lon, lat, acc, {k.id: k.state for k in kids}
+        )
+        disc = self.rules.zone_disc_m  # as the pipeline does
+        v = self.index.check(
+            lon,
+            lat,
+            disc(acc),
+            slots,
+            prev_lon=prev_lon,
+            prev_lat=prev_lat,
+            prev_acc=disc(np.nan_to_num(prev_acc, nan=0.0)),
+        )
         centre = self.index.check(lon, lat, np.zeros(n), slots)  # the naive rule: the centre alone
         route_m = v.route_distance_m.tolist()
         corridor = v.corridor_m.tolist()
@@ -418,6 +427,7 @@ class ShardRun:
                 certain_zones=_zones_at(certain, i),
                 possible_zones=_zones_at(possible, i),
                 crossed_zones=_zones_at(crossed, i) if crossed_fn is None else frozenset(crossed_fn(i)),
+                crossed_from_ts=None if math.isnan(prev_ts[i]) else float(prev_ts[i]),
                 nearest_zone_m=nearest[i],
                 batt=q.batt,
                 sos=q.sos,
@@ -491,8 +501,12 @@ class ShardRun:
     def _tick(self, now: float) -> None:
         alerts, notices = self.out.alerts["monitor"], self.out.notices["monitor"]
         rules = self.rules
+        at_now = {}  # every child of the bench shares one schedule: asked once per tick, as the pipeline does
         for k in self.kids.values():
-            k.state, events = tick(k.state, now, k.ctx, rules)
+            schedule = k.ctx.schedule
+            if schedule is not None and id(schedule) not in at_now:
+                at_now[id(schedule)] = schedule.at(now)
+            k.state, events = tick(k.state, now, k.ctx, rules, at_now.get(id(schedule)))
             for e in events:
                 if e.kind.value in MONITOR_ALERTS:
                     alerts.append(self._alert(k, e.kind.value, e.ts, e.zone_id, e.detail))
@@ -523,6 +537,8 @@ class ShardRun:
             if beyond >= BEYOND_M:
                 track.beyond60_s += 1.0
                 track.beyond60_watched_s += watched
+                if watched and track.beyond60_from is None:
+                    track.beyond60_from = t
             for z in v.certain(i):
                 seen = track.zones.setdefault(z, [t, t, 0.0])
                 seen[1] = t
@@ -590,6 +606,7 @@ class ShardRun:
                     match_from=exc0,
                     target=beyond60 >= BEYOND_MIN_S,
                     in_scope=scoped(r.start_ts),
+                    qualified_at=track.beyond60_from if track else None,
                     facts=dep_facts,
                 )
             )
@@ -624,6 +641,7 @@ class ShardRun:
                         match_from=exc0,
                         target=beyond60 >= BEYOND_MIN_S,
                         in_scope=scoped(r.off_route_start_ts),
+                        qualified_at=track.beyond60_from if track else None,
                         facts=dep_facts,
                     )
                 )

@@ -174,3 +174,36 @@ async def test_a_failing_channel_is_retried_with_back_off_until_it_delivers(data
 async def _state(pool: asyncpg.Pool, delivery: int, wanted: str, dispatcher: Dispatcher) -> bool:
     await dispatcher.deliver_due()
     return bool(await pool.fetchval("SELECT state FROM deliveries WHERE id = $1", delivery) == wanted)
+
+
+async def test_a_run_through_a_zone_between_two_fixes_is_entered_in_one_batch_or_across_batches(
+    database_url: str,
+) -> None:
+    """The pipeline gives the geofence each fix's previous fix (from the same batch, or the state
+    checkpointed by an earlier one): a child who crossed the 80 m construction site between two fixes
+    outside it is alerted when the next fix shows it went on (not a multipath jump coming back)."""
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Ara", "Bom"])
+            rows = await load_registry(conn)
+        view = build_view(rows, default_timezone="Asia/Seoul")
+        settings = Settings(database_url=database_url, mqtt_url="mqtt://unused:1")  # type: ignore[call-arg]
+        pipeline = Pipeline(pool=pool, view=lambda: view, settings=settings, metrics=Metrics())
+        t0 = time.time() - 300
+        run = [fix(-300, 70, t0, acc=5), fix(-300, 230, t0 + 15, acc=5), fix(-300, 270, t0 + 30, acc=5)]
+
+        ara = world.kids["Ara"].tag
+        together = await pipeline.process(_messages(ara, run))
+        zone_events = [(e.event.kind.value, e.event.zone_id) for e in together.events if e.event.zone_id]
+        assert zone_events == [("entered_zone", world.zone_id)]  # (and left_route: it is 230 m out)
+
+        bom = world.kids["Bom"].tag
+        kinds = []
+        for one in run:  # one fix per batch: the segment starts from the checkpointed state
+            outcome = await pipeline.process(_messages(bom, [one]))
+            kinds += [e.event.kind.value for e in outcome.events if e.event.zone_id]
+        assert kinds == ["entered_zone"]
+        assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'danger_zone'") == 2
+    finally:
+        await pool.close()

@@ -26,9 +26,9 @@ from tracker.monitor import (
     tick,
 )
 
-RULES = Rules(
-    off_route_min_fixes=2, off_route_min_s=10, on_route_min_fixes=2, zone_confirm_fixes=2, zone_exit_fixes=2
-)
+RULES = Rules()  # the defaults: what a deployment runs with
+assert (RULES.off_route_sigma, RULES.off_route_min_fixes, RULES.off_route_min_s) == (4.0, 3, 20.0)
+assert (RULES.on_route_min_fixes, RULES.zone_confirm_fixes, RULES.zone_exit_fixes) == (2, 2, 2)
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("Asia/Seoul")).timestamp()  # a Monday, 08:00 in Seoul
 MORNING = RouteSchedule.from_registry(
     "Asia/Seoul", [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}]
@@ -93,6 +93,7 @@ def run(steps: list[Observation], ctx: ChildContext = CTX) -> list[list[EventKin
 
 
 # (name, [observations], [events per step])
+# accuracy 10 m is sigma 6.6 m: with a 30 m corridor, "off" (4 sigma beyond the edge) is beyond 56.5 m
 ROUTE_SCENARIOS = [
     (
         "walking inside the corridor never alerts",
@@ -100,45 +101,59 @@ ROUTE_SCENARIOS = [
         [[], [], [], []],
     ),
     (
-        "jitter: far centre but a large accuracy circle is not certainly outside",
-        [obs(0, 60, acc=40), obs(15, 65, acc=40), obs(30, 69, acc=40)],
-        [[], [], []],
+        "drift: 60-70 m from a 30 m corridor with accuracy 40 m is 1-1.5 sigma: no evidence",
+        [obs(0, 60, acc=40), obs(15, 65, acc=40), obs(30, 69, acc=40), obs(45, 70, acc=40)],
+        [[], [], [], []],
     ),
     (
-        "two fixes certainly outside, 15 s apart: left route on the second",
-        [obs(0, 100), obs(15, 120)],
-        [[], [L]],
+        "drift of 3 sigma on every fix is still not evidence (it happens daily to every child)",
+        [obs(t, 30 + 3 * 6.6, acc=10) for t in (0, 15, 30, 45, 60)],
+        [[], [], [], [], []],
     ),
-    ("one fix outside is not enough", [obs(0, 100), obs(15, 10), obs(30, 100)], [[], [], []]),
     (
-        "two fixes outside but within 10 s: the dwell needs a third",
-        [obs(0, 100), obs(5, 100), obs(12, 100)],
+        "three fixes 4 sigma out, 30 s from first to last: left route on the third",
+        [obs(0, 100), obs(15, 120), obs(30, 130)],
         [[], [], [L]],
+    ),
+    (
+        "a large error circle needs to be further out: 150 m with accuracy 40 m is 4.5 sigma",
+        [obs(0, 150, acc=40), obs(15, 150, acc=40), obs(30, 150, acc=40)],
+        [[], [], [L]],
+    ),
+    (
+        "two fixes out then one in: nothing",
+        [obs(0, 100), obs(15, 100), obs(30, 10), obs(45, 100)],
+        [[], [], [], []],
+    ),
+    (
+        "three fixes out within 20 s: the dwell needs a fourth",
+        [obs(0, 100), obs(5, 100), obs(12, 100), obs(21, 100)],
+        [[], [], [], [L]],
     ),
     (
         "a fix in the hysteresis band neither counts nor resets",
-        [obs(0, 100), obs(15, 35, acc=10), obs(30, 100)],
-        [[], [], [L]],
+        [obs(0, 100), obs(15, 35, acc=10), obs(30, 100), obs(45, 100)],
+        [[], [], [], [L]],
     ),
     (
         "back on route needs two fixes inside",
-        [obs(0, 100), obs(15, 100), obs(30, 10), obs(45, 10)],
-        [[], [L], [], [B]],
+        [obs(0, 100), obs(15, 100), obs(30, 100), obs(45, 10), obs(60, 10)],
+        [[], [], [L], [], [B]],
     ),
     (
         "a fix outside while returning resets the return count",
-        [obs(0, 100), obs(15, 100), obs(30, 10), obs(45, 100), obs(60, 10), obs(75, 10)],
-        [[], [L], [], [], [], [B]],
+        [obs(0, 100), obs(15, 100), obs(30, 100), obs(45, 10), obs(60, 100), obs(75, 10), obs(90, 10)],
+        [[], [], [L], [], [], [], [B]],
     ),
     (
         "still outside: one incident, no repeat",
-        [obs(0, 100), obs(15, 100), obs(30, 150), obs(45, 200)],
-        [[], [L], [], []],
+        [obs(0, 100), obs(15, 100), obs(30, 150), obs(45, 200), obs(60, 250)],
+        [[], [], [L], [], []],
     ),
     (
         "outside the commute window nothing is decided about the route",
-        [obs(3600, 100), obs(3615, 100), obs(3630, 100)],  # 09:00 onwards
-        [[], [], []],
+        [obs(3600, 100), obs(3615, 100), obs(3630, 100), obs(3645, 100)],  # 09:00 onwards
+        [[], [], [], []],
     ),
 ]
 
@@ -243,6 +258,11 @@ def test_state_round_trips_through_json() -> None:
     assert ChildState.from_json(state.to_json()) == state
 
 
+def seg(t: float, since: float, crossed: tuple[int, ...], acc: float = 8.0, **kw: object) -> Observation:
+    """A fix whose segment from the fix at `since` crosses the zones `crossed`."""
+    return obs(t, acc=acc, crossed_zones=frozenset(crossed), crossed_from_ts=T0 + since, **kw)
+
+
 SHORT_VISITS = [
     (
         "in the zone once, next fix just outside it: a short visit counts",
@@ -255,19 +275,47 @@ SHORT_VISITS = [
         [[], []],
     ),
     (
-        "the segment between two accurate fixes 15 s apart crosses the zone: entered",
-        [obs(0, acc=8), obs(15, acc=8, crossed_zones=frozenset({7}))],
-        [[], [E]],
+        "a pass-through between two accurate fixes outside it, the next fix goes on: entered then",
+        [obs(0, acc=8), seg(15, 0, (7,)), seg(30, 15, ())],
+        [[], [], [E]],
+    ),
+    (
+        "a fix thrown across the zone comes back across it: a multipath jump, no alert",
+        [obs(0, acc=8), seg(15, 0, (7,)), seg(30, 15, (7,)), seg(45, 30, ())],
+        [[], [], [], []],
+    ),
+    (
+        "a segment out of a fix that may be inside is not a pass-through (a jump coming back)",
+        [obs(0, acc=8, possible=(7,)), seg(15, 0, (7,)), seg(30, 15, ())],
+        [[], [], []],
     ),
     (
         "a crossing between fixes a long gap apart does not count",
-        [obs(0, acc=8), obs(120, acc=8, crossed_zones=frozenset({7}))],
-        [[], []],
+        [obs(0, acc=8), seg(120, 0, (7,)), seg(135, 120, ())],
+        [[], [], []],
     ),
     (
         "a crossing from an inaccurate fix does not count",
-        [obs(0, acc=45), obs(15, acc=8, crossed_zones=frozenset({7}))],
-        [[], []],
+        [obs(0, acc=45), seg(15, 0, (7,)), seg(30, 15, ())],
+        [[], [], []],
+    ),
+    (
+        "crossings from another fix than the last decided one do not count",
+        [obs(0, acc=8), seg(15, 5, (7,)), seg(30, 15, ())],
+        [[], [], []],
+    ),
+    (
+        "a thin zone never certainly inside: four segments into it over 30 s while it stays possible",
+        [obs(0, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45, 60)],
+        [[], [], [], [], [E]],
+    ),
+    (
+        "lingering counts only while the zone stays possible",
+        [obs(0, acc=30)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45)]
+        + [seg(60, 45, (), acc=30)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (75, 90, 105)],
+        [[], [], [], [], [], [], [], []],
     ),
 ]
 

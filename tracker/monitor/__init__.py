@@ -12,6 +12,7 @@ from tracker.monitor.model import (
     Verdict,
 )
 from tracker.monitor.schedule import Arrival, Hours, RouteSchedule, Window, public_holidays
+from tracker.monitor.segments import previous_fixes
 
 __all__ = [
     "Arrival",
@@ -29,6 +30,7 @@ __all__ = [
     "gate",
     "judge",
     "metres",
+    "previous_fixes",
     "public_holidays",
     "step",
     "tick",

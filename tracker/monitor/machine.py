@@ -12,15 +12,22 @@ Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
   `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps` from the last decided fix,
   both accuracy radii allowed for). The verdict says which. Only SOS passes these filters.
 - left route: only while the route's schedule watches it; `off_route_min_fixes` consecutive fixes
-  *certainly* off the corridor (distance - accuracy > corridor) spanning `off_route_min_s`. A fix
-  inside the corridor resets the count; a fix in the hysteresis band neither counts nor resets.
+  off the corridor by at least `off_route_sigma` sigmas of their own error (accuracy is a 68 %
+  radius: sigma = acc / 1.51), spanning `off_route_min_s`. A fix inside the corridor resets the
+  count; a fix in the hysteresis band between neither counts nor resets. (GPS error drifts: with a
+  45 s correlation time, two fixes at 2-3 sigma in a row happen to every child every day.)
   back on route: `on_route_min_fixes` consecutive fixes inside the corridor, at any hour.
-- entered danger zone (zones are always on unless they have hours): the accuracy circle certainly
-  inside the zone on `zone_confirm_fixes` consecutive fixes; or certainly inside once and the next fix
-  still near the zone (a short visit: within `zone_near_m` + its accuracy, so not a multipath jump
-  that came back); or the straight segment from the previous fix crosses the zone (both fixes within
-  `crossing_max_gap_s` and at least `crossing_max_acc_m` accurate). left: `zone_exit_fixes`
-  consecutive fixes certainly outside (the zone is not even possible).
+- entered danger zone (zones are always on unless they have hours), on any of:
+  1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
+  2. a short visit: certainly inside once and the next fix still near the zone (within
+     `zone_near_m` + its accuracy, so not a multipath jump that came back);
+  3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
+     fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
+     confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
+  4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
+     spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
+     `zone_linger_max_acc_m` accurate).
+  left: `zone_exit_fixes` consecutive fixes certainly outside (the zone is not even possible).
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
 - arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
@@ -46,6 +53,7 @@ from tracker.monitor.model import (
     Rules,
     Verdict,
 )
+from tracker.monitor.schedule import ScheduleAt
 
 GATE_LEAVE_AFTER_S = 3600.0
 
@@ -93,8 +101,9 @@ def step(
     if obs.has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
         _route(new, obs, watched, rules, events)
-    crossing_ok = gap <= rules.crossing_max_gap_s and max(obs.acc, prev_acc) <= rules.crossing_max_acc_m
-    _zones(new, obs, ctx, crossing_ok, rules, events)
+    from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == state.last_ts
+    segment = (gap, max(obs.acc, prev_acc)) if from_last else None
+    _zones(new, obs, ctx, segment, rules, events)
     for name, place in (("school", ctx.school), ("home", ctx.home)):
         if place is not None:
             _place(new, name, place, obs, rules, events)
@@ -110,13 +119,13 @@ def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events:
             if s.on_count >= rules.on_route_min_fixes:
                 s.off_route, s.on_count = False, 0
                 events.append(Event(EventKind.BACK_ON_ROUTE, obs.ts))
-        elif obs.certainly_off_route:
+        elif obs.off_route_sigmas >= rules.off_route_sigma:
             s.on_count = 0
         return
     if obs.on_route or not watched:
         s.off_count, s.off_since = 0, None
         return
-    if not obs.certainly_off_route:
+    if obs.off_route_sigmas < rules.off_route_sigma:
         return  # hysteresis band: no evidence either way
     s.off_count += 1
     if s.off_since is None:
@@ -127,26 +136,63 @@ def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events:
 
 
 def _zones(
-    s: ChildState, obs: Observation, ctx: ChildContext, crossing_ok: bool, rules: Rules, events: list[Event]
+    s: ChildState,
+    obs: Observation,
+    ctx: ChildContext,
+    segment: tuple[float, float] | None,
+    rules: Rules,
+    events: list[Event],
 ) -> None:
+    """Danger zones: entered by one of four kinds of evidence, left when certainly outside.
+
+    ``segment`` is (gap in seconds, worse accuracy of its two ends) of the segment from the last
+    decided fix to this one, whose crossed zones the observation holds; None when they are of
+    another segment (the geofence saw a previous fix that did not decide) or of none.
+    """
+
     def on(zone: int) -> bool:
         hours = ctx.zone_hours.get(zone)
         return hours is None or hours.active(obs.ts)
 
     certain = {z for z in obs.certain_zones if on(z)}
     possible = {z for z in obs.possible_zones if on(z)}
+    crossed = {z for z in obs.crossed_zones if on(z)} if segment is not None else set()
+    gap, worse_acc = segment if segment is not None else (math.inf, math.inf)
+    short = gap <= rules.crossing_max_gap_s
+    passes = crossed if short and worse_acc <= rules.crossing_max_acc_m else set()
+    lingers = crossed if short and worse_acc <= rules.zone_linger_max_acc_m else set()
     near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
     entered: set[int] = set()
+    # 1. certainly inside on zone_confirm_fixes fixes in a row
     counts: dict[int, int] = {}
     for z in certain - s.zones_in:
         counts[z] = s.zone_counts.get(z, 0) + 1
         if counts[z] >= rules.zone_confirm_fixes:
             entered.add(z)
+    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back)
     for z in set(s.zone_counts) - certain - s.zones_in:
         if on(z) and (z in possible or near):
-            entered.add(z)  # a short visit: in certainly, and the next fix is still by the zone
-    if crossing_ok:
-        entered |= {z for z in obs.crossed_zones if on(z)} - s.zones_in
+            entered.add(z)
+    # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
+    #    (a multipath fix thrown across a zone comes back across it)
+    for z in set(s.zone_passes) - s.zones_in:
+        if not (z in crossed and z not in possible):
+            entered.add(z)
+    outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
+    s.zone_passes = {z: obs.ts for z in outside - s.zones_in - entered if z not in s.zone_passes}
+    s.zones_possible = possible
+    # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays possible
+    lingering: dict[int, tuple[int, float]] = {}
+    for z in possible - s.zones_in - entered:
+        n, since = s.zone_lingers.get(z, (0, obs.ts))
+        if z in lingers:
+            n += 1
+            if n >= rules.zone_linger_crossings and obs.ts - since >= rules.zone_linger_min_s:
+                entered.add(z)
+                continue
+        if n:
+            lingering[z] = (n, since)
+    s.zone_lingers = lingering
     s.zone_counts = {z: n for z, n in counts.items() if z not in entered}
     for zone in sorted(entered):
         s.zones_in.add(zone)
@@ -200,11 +246,15 @@ def _battery(s: ChildState, obs: Observation, local_day: str, rules: Rules, even
         events.append(Event(EventKind.LOW_BATTERY, obs.ts))
 
 
-def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tuple[ChildState, list[Event]]:
-    """What the passing of time decides: signal lost, not arrived."""
+def tick(
+    state: ChildState, now: float, ctx: ChildContext, rules: Rules, at_now: ScheduleAt | None = None
+) -> tuple[ChildState, list[Event]]:
+    """What the passing of time decides: signal lost, not arrived. ``at_now``: the schedule's answers
+    for ``now`` when the caller has them already (one per schedule for a whole tick)."""
     schedule = ctx.schedule
     if schedule is None:
         return state, []
+    now_at = at_now if at_now is not None else schedule.at(now)
     events: list[Event] = []
     new: ChildState | None = None
     last = state.last_ts
@@ -213,15 +263,15 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
         and last is not None
         and state.at != "school"
         and now - last >= rules.signal_lost_s
-        and schedule.watched(now)
+        and now_at.watched
         and schedule.watched(last)
-        and schedule.local_day(last) == schedule.local_day(now)
+        and schedule.local_day(last) == now_at.local_day
     ):
         new = state.copy()
         new.signal_lost = True
         events.append(Event(EventKind.SIGNAL_LOST, now))
-    today = schedule.local_day(now)
-    for key, start, _deadline, destination in schedule.deadlines(now):
+    today = now_at.local_day
+    for key, start, _deadline, destination in now_at.deadlines:
         if key in state.not_arrived:
             continue  # settled: raised, or the child was there when it came due
         new = new or state.copy()

@@ -10,6 +10,11 @@ from typing import Any
 
 from tracker.monitor.schedule import Hours, RouteSchedule
 
+R68_PER_SIGMA = math.sqrt(-2.0 * math.log(1.0 - 0.68))
+"""A fix's reported accuracy is the 68 % radius of its error (Android's getAccuracy, the wire
+contract): for a 2-D normal error that radius is ~1.51 sigma per axis, and the error across a route
+or a zone's edge is a 1-D normal with that sigma."""
+
 
 class EventKind(StrEnum):
     LEFT_ROUTE = "left_route"
@@ -48,6 +53,7 @@ class Observation:
     certain_zones: frozenset[int]  # zones whose interior holds the whole accuracy circle
     possible_zones: frozenset[int]  # zones that may hold the fix
     crossed_zones: frozenset[int] = frozenset()  # zones the segment from the previous fix passes through
+    crossed_from_ts: float | None = None  # ts of the fix that segment began at (None: no segment)
     nearest_zone_m: float = math.inf  # distance to the nearest zone (0 inside one)
     batt: int | None = None
     sos: bool = False
@@ -57,16 +63,23 @@ class Observation:
         return not math.isnan(self.route_distance_m)
 
     @property
-    def certainly_off_route(self) -> bool:
-        """Off the corridor even if the true position is the reported one moved `acc` towards the route.
+    def sigma_m(self) -> float:
+        """Standard deviation of the fix's error along one axis (at least 1 m)."""
+        return max(self.acc, 1.0) / R68_PER_SIGMA
 
-        The direction is chosen on purpose: a parent is only told when the fix cannot be jitter.
+    @property
+    def off_route_sigmas(self) -> float:
+        """How far beyond the corridor's edge the fix is, in sigmas of its own error (negative inside).
+
+        A parent is told only when fixes are so far out that jitter cannot explain them: GPS error is
+        correlated over tens of seconds, so one or two fixes at 2-3 sigma happen every day to every
+        child; `Rules.off_route_sigma` on several fixes in a row does not (bench/alert_quality.py).
         """
-        return self.route_distance_m - self.acc > self.corridor_m
+        return (self.route_distance_m - self.corridor_m) / self.sigma_m
 
     @property
     def on_route(self) -> bool:
-        """The reported position is inside the corridor (the gap to `certainly_off_route` is the
+        """The reported position is inside the corridor (between this and `off_route_sigma` lies the
         hysteresis band: a fix in it neither raises nor resolves)."""
         return self.route_distance_m <= self.corridor_m
 
@@ -96,17 +109,27 @@ class Rules:
 
     max_accuracy_m: float = 100.0
     max_speed_mps: float = 25.0  # beyond this (accuracy allowed for) a fix is an impossible jump
-    off_route_min_fixes: int = 2
-    off_route_min_s: float = 10.0
+    off_route_sigma: float = 4.0  # a fix counts as off route this many sigmas beyond the corridor
+    off_route_min_fixes: int = 3
+    off_route_min_s: float = 20.0
     on_route_min_fixes: int = 2
     zone_confirm_fixes: int = 2
     zone_near_m: float = 25.0  # a fix this close to a zone after a fix inside it confirms a short visit
     zone_exit_fixes: int = 2
     crossing_max_gap_s: float = 60.0  # a crossing counts only between fixes at most this far apart
     crossing_max_acc_m: float = 25.0  # ... both at least this accurate
+    zone_sigma: float = R68_PER_SIGMA  # the disc judged inside / outside a zone, in sigmas (1.51: acc)
+    zone_linger_crossings: int = 4  # segments into a zone while it stays possible: a stay in a thin zone
+    zone_linger_min_s: float = 30.0  # ... spanning at least this long
+    zone_linger_max_acc_m: float = 50.0  # ... each from fixes at least this accurate
     low_battery_pct: int = 15
     signal_lost_s: float = 180.0
     place_confirm_fixes: int = 2  # fixes inside a school's or home's fence before 'arrived'
+
+    def zone_disc_m(self, acc: Any) -> Any:
+        """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
+        it touches), from its accuracy (a float or an array of them)."""
+        return acc * (self.zone_sigma / R68_PER_SIGMA)
 
 
 @dataclass
@@ -124,6 +147,9 @@ class ChildState:
     zone_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive certain fixes
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
     zone_exit_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive fixes outside
+    zone_passes: dict[int, float] = field(default_factory=dict)  # zone -> ts of a pass-through to confirm
+    zone_lingers: dict[int, tuple[int, float]] = field(default_factory=dict)  # zone -> (crossings, since)
+    zones_possible: set[int] = field(default_factory=set)  # zones the last decided fix may have been in
     low_battery_day: str | None = None  # local date of the last low-battery notice
     signal_lost: bool = False
     at: str | None = None  # "school" or "home" while inside its fence
@@ -138,6 +164,9 @@ class ChildState:
             zone_counts=dict(self.zone_counts),
             zones_in=set(self.zones_in),
             zone_exit_counts=dict(self.zone_exit_counts),
+            zone_passes=dict(self.zone_passes),
+            zone_lingers=dict(self.zone_lingers),
+            zones_possible=set(self.zones_possible),
             place_counts=dict(self.place_counts),
             arrived=dict(self.arrived),
             not_arrived=list(self.not_arrived),
@@ -156,6 +185,9 @@ class ChildState:
             "zone_counts": {str(k): v for k, v in self.zone_counts.items()},
             "zones_in": sorted(self.zones_in),
             "zone_exit_counts": {str(k): v for k, v in self.zone_exit_counts.items()},
+            "zone_passes": {str(k): v for k, v in self.zone_passes.items()},
+            "zone_lingers": {str(k): list(v) for k, v in self.zone_lingers.items()},
+            "zones_possible": sorted(self.zones_possible),
             "low_battery_day": self.low_battery_day,
             "signal_lost": self.signal_lost,
             "at": self.at,
@@ -178,6 +210,9 @@ class ChildState:
             zone_counts={int(k): int(v) for k, v in raw.get("zone_counts", {}).items()},
             zones_in={int(z) for z in raw.get("zones_in", [])},
             zone_exit_counts={int(k): int(v) for k, v in raw.get("zone_exit_counts", {}).items()},
+            zone_passes={int(k): float(v) for k, v in raw.get("zone_passes", {}).items()},
+            zone_lingers={int(k): (int(v[0]), float(v[1])) for k, v in raw.get("zone_lingers", {}).items()},
+            zones_possible={int(z) for z in raw.get("zones_possible", [])},
             low_battery_day=raw.get("low_battery_day"),
             signal_lost=bool(raw.get("signal_lost", False)),
             at=raw.get("at"),

@@ -76,6 +76,15 @@ class Arrival:
 
 
 @dataclass(frozen=True)
+class ScheduleAt:
+    """A schedule's answers for one moment: watched?, the local day, the deadlines passed by then."""
+
+    watched: bool
+    local_day: str
+    deadlines: tuple[tuple[str, float, float, Destination], ...]
+
+
+@dataclass(frozen=True)
 class RouteSchedule:
     timezone: ZoneInfo
     windows: tuple[Window, ...]
@@ -106,6 +115,11 @@ class RouteSchedule:
 
     def local_day(self, ts: float) -> str:
         return self.local(ts).date().isoformat()
+
+    def at(self, ts: float) -> ScheduleAt:
+        """What the clock rules ask of the schedule at one moment, asked once for every child that
+        shares it (the clock ticks for a whole city at once)."""
+        return ScheduleAt(self.watched(ts), self.local_day(ts), tuple(self.deadlines(ts)))
 
     def deadlines(self, ts: float) -> list[tuple[str, float, float, Destination]]:
         """The arrival deadlines of the local day of `ts` that have passed by `ts`:
