@@ -39,6 +39,11 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         tab = await open_tab()
         page = tab.page
         await page.goto(f"{base}/#token={kid.token}")
+        # notifications not decided yet: the page offers to ask; once allowed, it stops offering
+        await expect(page.get_by_role("button", name="Allow notifications")).to_be_visible()
+        await tab.context.grant_permissions(["notifications"], origin=base)
+        await page.reload()
+        await expect(page.get_by_role("button", name="Allow notifications")).to_be_hidden()
         await expect(page.locator("#children")).to_contain_text("Minjun")
         await expect(page.locator("#children [data-status]")).to_have_attribute("data-status", "on_route")
         await expect(page.locator("#conn")).to_have_attribute("data-state", "conn.live")
@@ -96,6 +101,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await tab.shoot("parent-offline")
         await tab.context.set_offline(False)
         await expect(page.locator("#conn")).to_have_attribute("data-state", "conn.live", timeout=15_000)
+        await expect(page.locator(".toast")).to_contain_text("Back online")
         await expect(page.locator("#alerts")).to_contain_text("SOS")
         await expect(banner).to_contain_text("SOS from Minjun")
         sos_id = await svc.pool.fetchval("SELECT id FROM alerts WHERE kind = 'sos'")
