@@ -237,7 +237,8 @@ function connect() {
       if (state.bannerId === m.alert_id && m.state !== "open") hideBanner();
       refresh(); refreshAlert(m.alert_id);
     } else if (m.type === "ack") {
-      if (m.ok) refreshAlert(m.alert_id);
+      if (!m.ok) toast(t("error", { e: `${t("ack")} #${m.alert_id}` }));
+      refreshAlert(m.alert_id);  // the server's word on it, either way
     }
   };
   ws.onclose = async () => {
