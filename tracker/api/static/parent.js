@@ -157,7 +157,7 @@ function renderChildren() {
         <span class="badge st-${esc(c.status)}" data-status="${esc(c.status)}">${esc(t("status." + c.status))}</span><br>
         <small>${c.position ? `${esc(t("lastseen"))} ${esc(fmtTime(c.position.ts))}${c.position.batt != null ? ` · ${esc(t("battery"))} ${c.position.batt}%` : ""}` : esc(t("status.unknown"))}</small>
       </div>
-      <button type="button" class="secondary" data-show="${c.child_id}" aria-pressed="${state.selected === c.child_id}">${esc(t("show"))}</button>
+      ${state.children.length > 1 ? `<button type="button" class="secondary" data-show="${c.child_id}" aria-pressed="${state.selected === c.child_id}">${esc(t("show"))}</button>` : ""}
     </div>`).join("") || `<p class="card">${esc(t("none"))}</p>`;
 }
 
