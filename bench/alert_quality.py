@@ -67,6 +67,7 @@ def report(
             "fixes": out.fixes,
             "workers": workers,
             "rules": dict(params.rules),
+            "fix_interval_s": params.interval_s,
             "elapsed_s": round(elapsed_s, 1),
         },
         "incidents": score.incident_counts(out.incidents),
@@ -146,6 +147,16 @@ def lines(r: dict[str, Any]) -> list[str]:
     mq, nq = mon["delay_s"].get("target_qualified", {}), nai["delay_s"].get("target_qualified", {})
     row("delay median (target dep. from 60 m out + zone)", _s(mq.get("median")), _s(nq.get("median")))
     row("delay p95", _s(mq.get("p95")), _s(nq.get("p95")))
+    for group, label in (
+        ("departures_qualified", "departures from 60 m out"),
+        ("zone_entries", "zone entries"),
+    ):
+        a, b = mon["delay_s"].get(group, {}), nai["delay_s"].get(group, {})
+        row(
+            f"  delay {label} median / p95",
+            f"{_s(a.get('median'))} / {_s(a.get('p95'))}",
+            f"{_s(b.get('median'))} / {_s(b.get('p95'))}",
+        )
     md, nd = mon["delay_s"].get("target", {}), nai["delay_s"].get("target", {})
     row("delay median (dep. from the corridor's edge + zone)", _s(md.get("median")), _s(nd.get("median")))
     row("delay p95", _s(md.get("p95")), _s(nd.get("p95")))
@@ -185,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--examples", type=int, default=1, help="misses / false alarms shown fix by fix, per cause"
     )
+    ap.add_argument("--interval", type=float, default=15.0, help="each tag's fix interval, seconds")
     ap.add_argument(
         "--rule",
         action="append",
@@ -195,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     params = Params(
         rules=tuple(_rule(text) for text in args.rule),
+        interval_s=args.interval,
         children=args.children,
         days=args.days,
         seed=args.seed,

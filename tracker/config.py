@@ -10,6 +10,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tracker.monitor.model import Rules
+
+RULES = Rules()  # the alert rules' defaults are written once, in tracker.monitor
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore", frozen=True)
@@ -37,22 +41,52 @@ class Settings(BaseSettings):
     max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
 
     # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
-    max_accuracy_m: float = Field(100.0, description="fixes less accurate than this never decide anything")
+    max_accuracy_m: float = Field(
+        RULES.max_accuracy_m, description="fixes less accurate than this never decide anything"
+    )
+    off_route_sigma: float = Field(
+        RULES.off_route_sigma,
+        description="a fix is evidence of a departure this many sigmas of its error beyond the corridor"
+        " (sigma = accuracy / 1.51); the evidence adds up what each fix has beyond this",
+    )
+    off_route_score: float = Field(
+        RULES.off_route_score, description="'left route' when the fixes' evidence adds up to this ..."
+    )
+    off_route_step_cap: float = Field(
+        RULES.off_route_step_cap, description="... each fix adding at most this ..."
+    )
     off_route_min_fixes: int = Field(
-        2, description="fixes certainly outside the corridor before 'left route'"
+        RULES.off_route_min_fixes, description="... from at least this many fixes of evidence ..."
     )
     off_route_min_s: float = Field(
-        10.0, description="seconds certainly outside the corridor before 'left route'"
+        RULES.off_route_min_s, description="... spanning at least this many seconds"
     )
-    on_route_min_fixes: int = Field(2, description="fixes back inside the corridor before it resolves")
-    zone_confirm_fixes: int = Field(2, description="fixes certainly inside a danger zone before the alert")
-    zone_exit_fixes: int = Field(2, description="fixes certainly outside a danger zone before it resolves")
+    on_route_min_fixes: int = Field(
+        RULES.on_route_min_fixes, description="fixes back inside the corridor before it resolves"
+    )
+    zone_sigma: float = Field(
+        RULES.zone_sigma,
+        description="zones are judged on a disc of this many sigmas round each fix (1.51: its accuracy)",
+    )
+    zone_confirm_fixes: int = Field(
+        RULES.zone_confirm_fixes, description="fixes whose disc lies inside a danger zone before the alert"
+    )
+    zone_linger_crossings: int = Field(
+        RULES.zone_linger_crossings,
+        description="segments into a zone too thin to be certainly inside, while it stays possible ...",
+    )
+    zone_linger_min_s: float = Field(RULES.zone_linger_min_s, description="... spanning this many seconds")
+    zone_exit_fixes: int = Field(
+        RULES.zone_exit_fixes, description="fixes whose disc lies outside a danger zone before it resolves"
+    )
     low_battery_pct: int = Field(
-        15, description="battery level below which 'low battery' is sent, once a day"
+        RULES.low_battery_pct, description="battery level below which 'low battery' is sent, once a day"
     )
-    max_speed_mps: float = Field(25.0, description="a fix implying a faster move is an impossible jump")
+    max_speed_mps: float = Field(
+        RULES.max_speed_mps, description="a fix implying a faster move is an impossible jump"
+    )
     signal_lost_s: float = Field(
-        180.0, description="no fix for this long inside a commute window: 'signal lost'"
+        RULES.signal_lost_s, description="no fix for this long inside a commute window: 'signal lost'"
     )
     home_fence_m: float = Field(50.0, description="radius around a route's start (home) for arrival at home")
     tick_s: float = Field(

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 
 import asyncpg
@@ -65,16 +65,9 @@ from tracker.store.batches import (
 
 
 def rules_from(settings: Settings) -> Rules:
+    """The monitor's rules: every field of Rules that Settings carries, from Settings."""
     return Rules(
-        max_accuracy_m=settings.max_accuracy_m,
-        max_speed_mps=settings.max_speed_mps,
-        signal_lost_s=settings.signal_lost_s,
-        off_route_min_fixes=settings.off_route_min_fixes,
-        off_route_min_s=settings.off_route_min_s,
-        on_route_min_fixes=settings.on_route_min_fixes,
-        zone_confirm_fixes=settings.zone_confirm_fixes,
-        zone_exit_fixes=settings.zone_exit_fixes,
-        low_battery_pct=settings.low_battery_pct,
+        **{f.name: getattr(settings, f.name) for f in fields(Rules) if f.name in Settings.model_fields}
     )
 
 

@@ -192,6 +192,8 @@ def summarize(
             delays["target"].append(alert.ts - inc.start)
             since = inc.qualified_at if inc.qualified_at is not None else inc.start
             delays["target_qualified"].append(alert.ts - since)
+            group = "departures_qualified" if inc.kind in DEPARTURES else "zone_entries"
+            delays[group].append(alert.ts - since)
     delay = {
         k: {"median": _r(quantile(v, 0.5), 1), "p95": _r(quantile(v, 0.95), 1), "n": len(v)}
         for k, v in sorted(delays.items())

@@ -123,6 +123,8 @@ class Params:
     """how long a child stays out or in a zone (simulator default 120-300 s); short stays included"""
     workers: int = 0
     """processes; 0: one per CPU (at most one per child)"""
+    interval_s: float = 15.0
+    """each tag's fix interval (the simulator's default; many watches send every 10-60 s)"""
     rules: tuple[tuple[str, float], ...] = ()
     """overrides of the monitor's default Rules (name, value), to try other thresholds"""
     tick_s: float = 5.0
@@ -320,6 +322,7 @@ class ShardRun:
         t_end = times.end + p.tail_s
         config = SimConfig(
             seed=p.seed * 100_000 + day_no * 10 + w,
+            interval_s=p.interval_s,
             walk=WalkConfig(
                 start_spread_s=max(60.0, times.end - SET_OFF_BEFORE_END_S - t0),
                 school_dwell_s=(1e7, 1e7),  # stays at its destination

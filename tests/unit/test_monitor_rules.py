@@ -27,7 +27,8 @@ from tracker.monitor import (
 )
 
 RULES = Rules()  # the defaults: what a deployment runs with
-assert (RULES.off_route_sigma, RULES.off_route_min_fixes, RULES.off_route_min_s) == (4.0, 3, 20.0)
+assert (RULES.off_route_sigma, RULES.off_route_score, RULES.off_route_step_cap) == (2.0, 4.0, 3.0)
+assert (RULES.off_route_min_fixes, RULES.off_route_min_s) == (3, 20.0)
 assert (RULES.on_route_min_fixes, RULES.zone_confirm_fixes, RULES.zone_exit_fixes) == (2, 2, 2)
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=ZoneInfo("Asia/Seoul")).timestamp()  # a Monday, 08:00 in Seoul
 MORNING = RouteSchedule.from_registry(
@@ -93,7 +94,9 @@ def run(steps: list[Observation], ctx: ChildContext = CTX) -> list[list[EventKin
 
 
 # (name, [observations], [events per step])
-# accuracy 10 m is sigma 6.6 m: with a 30 m corridor, "off" (4 sigma beyond the edge) is beyond 56.5 m
+# Accuracy 10 m is sigma 6.6 m; the corridor is 30 m. Each fix adds (sigmas beyond the corridor - 2),
+# at most 3: 100 m out adds 3; "left route" at 4, from 3 fixes of evidence spanning 20 s.
+SIGMA10 = 10 / 1.5096
 ROUTE_SCENARIOS = [
     (
         "walking inside the corridor never alerts",
@@ -101,27 +104,37 @@ ROUTE_SCENARIOS = [
         [[], [], [], []],
     ),
     (
-        "drift: 60-70 m from a 30 m corridor with accuracy 40 m is 1-1.5 sigma: no evidence",
+        "60-70 m from a 30 m corridor with accuracy 40 m is 1-1.5 sigma: jitter, no evidence",
         [obs(0, 60, acc=40), obs(15, 65, acc=40), obs(30, 69, acc=40), obs(45, 70, acc=40)],
         [[], [], [], []],
     ),
     (
-        "drift of 3 sigma on every fix is still not evidence (it happens daily to every child)",
-        [obs(t, 30 + 3 * 6.6, acc=10) for t in (0, 15, 30, 45, 60)],
-        [[], [], [], [], []],
+        "2 sigma beyond the corridor on every fix adds nothing (it happens daily to every child)",
+        [obs(t, 30 + 2 * SIGMA10) for t in (0, 15, 30, 45, 60, 75)],
+        [[], [], [], [], [], []],
     ),
     (
-        "three fixes 4 sigma out, 30 s from first to last: left route on the third",
+        "two fixes thrown far out (multipath) are not enough, however far: each adds at most 3",
+        [obs(0, 300), obs(15, 300), obs(30, 10)],
+        [[], [], []],
+    ),
+    (
+        "three fixes far out, 30 s from first to last: left route on the third",
         [obs(0, 100), obs(15, 120), obs(30, 130)],
         [[], [], [L]],
     ),
     (
-        "a large error circle needs to be further out: 150 m with accuracy 40 m is 4.5 sigma",
+        "evidence adds up: 3 sigma beyond adds 1 per fix, left route on the fourth",
+        [obs(t, 30 + 3.01 * SIGMA10) for t in (0, 15, 30, 45)],
+        [[], [], [], [L]],
+    ),
+    (
+        "a large error circle must be further out: 150 m with accuracy 40 m (4.5 sigma) adds 2.5",
         [obs(0, 150, acc=40), obs(15, 150, acc=40), obs(30, 150, acc=40)],
         [[], [], [L]],
     ),
     (
-        "two fixes out then one in: nothing",
+        "a fix inside the corridor starts over",
         [obs(0, 100), obs(15, 100), obs(30, 10), obs(45, 100)],
         [[], [], [], []],
     ),
@@ -131,7 +144,7 @@ ROUTE_SCENARIOS = [
         [[], [], [], [L]],
     ),
     (
-        "a fix in the hysteresis band neither counts nor resets",
+        "a fix in the band outside the corridor takes some evidence away but does not start over",
         [obs(0, 100), obs(15, 35, acc=10), obs(30, 100), obs(45, 100)],
         [[], [], [], [L]],
     ),
@@ -305,17 +318,17 @@ SHORT_VISITS = [
         [[], [], []],
     ),
     (
-        "a thin zone never certainly inside: four segments into it over 30 s while it stays possible",
-        [obs(0, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45, 60)],
-        [[], [], [], [], [E]],
+        "a thin zone never certainly inside: three segments into it over 20 s while it stays possible",
+        [obs(0, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45)],
+        [[], [], [], [E]],
     ),
     (
         "lingering counts only while the zone stays possible",
         [obs(0, acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45)]
-        + [seg(60, 45, (), acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (75, 90, 105)],
-        [[], [], [], [], [], [], [], []],
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30)]
+        + [seg(45, 30, (), acc=30)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (60, 75)],
+        [[], [], [], [], [], []],
     ),
 ]
 

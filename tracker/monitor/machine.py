@@ -11,11 +11,13 @@ Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
 - A fix decides nothing when it is a duplicate, older than the last decided fix, less accurate than
   `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps` from the last decided fix,
   both accuracy radii allowed for). The verdict says which. Only SOS passes these filters.
-- left route: only while the route's schedule watches it; `off_route_min_fixes` consecutive fixes
-  off the corridor by at least `off_route_sigma` sigmas of their own error (accuracy is a 68 %
-  radius: sigma = acc / 1.51), spanning `off_route_min_s`. A fix inside the corridor resets the
-  count; a fix in the hysteresis band between neither counts nor resets. (GPS error drifts: with a
-  45 s correlation time, two fixes at 2-3 sigma in a row happen to every child every day.)
+- left route: only while the route's schedule watches it, when the evidence of the fixes outside the
+  corridor adds up. Each fix's distance beyond the corridor is measured in sigmas of its own error
+  (accuracy is a 68 % radius: sigma = acc / 1.51); a CUSUM adds (sigmas - `off_route_sigma`), at most
+  `off_route_step_cap` per fix, never below 0; 'left route' when it reaches `off_route_score` from
+  at least `off_route_min_fixes` fixes beyond `off_route_sigma` spanning `off_route_min_s`. A fix
+  inside the corridor starts over. (GPS error drifts, with a correlation time near 45 s: two fixes
+  at 2-3 sigma in a row happen to every child every day; a sum of four sigmas of excess does not.)
   back on route: `on_route_min_fixes` consecutive fixes inside the corridor, at any hour.
 - entered danger zone (zones are always on unless they have hours), on any of:
   1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
@@ -123,15 +125,25 @@ def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events:
             s.on_count = 0
         return
     if obs.on_route or not watched:
+        s.off_count, s.off_since, s.off_score = 0, None, 0.0
+        return
+    # a CUSUM: each fix adds how far beyond the reference it is (less: it takes away), capped
+    x = obs.off_route_sigmas
+    s.off_score = max(0.0, s.off_score + min(x - rules.off_route_sigma, rules.off_route_step_cap))
+    if s.off_score == 0.0:
         s.off_count, s.off_since = 0, None
         return
-    if obs.off_route_sigmas < rules.off_route_sigma:
-        return  # hysteresis band: no evidence either way
-    s.off_count += 1
-    if s.off_since is None:
-        s.off_since = obs.ts
-    if s.off_count >= rules.off_route_min_fixes and obs.ts - s.off_since >= rules.off_route_min_s:
-        s.off_route, s.off_count, s.off_since, s.on_count = True, 0, None, 0
+    if x >= rules.off_route_sigma:
+        s.off_count += 1
+        if s.off_since is None:
+            s.off_since = obs.ts
+    if (
+        s.off_score >= rules.off_route_score
+        and s.off_count >= rules.off_route_min_fixes
+        and s.off_since is not None
+        and obs.ts - s.off_since >= rules.off_route_min_s
+    ):
+        s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0
         events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
 
 

@@ -73,14 +73,14 @@ class Observation:
 
         A parent is told only when fixes are so far out that jitter cannot explain them: GPS error is
         correlated over tens of seconds, so one or two fixes at 2-3 sigma happen every day to every
-        child; `Rules.off_route_sigma` on several fixes in a row does not (bench/alert_quality.py).
+        child; the evidence of several fixes added up does not (bench/alert_quality.py).
         """
         return (self.route_distance_m - self.corridor_m) / self.sigma_m
 
     @property
     def on_route(self) -> bool:
-        """The reported position is inside the corridor (between this and `off_route_sigma` lies the
-        hysteresis band: a fix in it neither raises nor resolves)."""
+        """The reported position is inside the corridor (outside it lies the hysteresis band: a fix
+        there never resolves a departure)."""
         return self.route_distance_m <= self.corridor_m
 
 
@@ -109,18 +109,20 @@ class Rules:
 
     max_accuracy_m: float = 100.0
     max_speed_mps: float = 25.0  # beyond this (accuracy allowed for) a fix is an impossible jump
-    off_route_sigma: float = 4.0  # a fix counts as off route this many sigmas beyond the corridor
-    off_route_min_fixes: int = 3
-    off_route_min_s: float = 20.0
+    off_route_sigma: float = 2.0  # a fix is evidence of a departure this many sigmas beyond the corridor
+    off_route_score: float = 4.0  # 'left route' when the evidence adds up to this (a CUSUM) ...
+    off_route_step_cap: float = 3.0  # ... each fix adding at most this (one multipath fix cannot decide)
+    off_route_min_fixes: int = 3  # ... from at least this many fixes of evidence
+    off_route_min_s: float = 20.0  # ... spanning at least this long
     on_route_min_fixes: int = 2
     zone_confirm_fixes: int = 2
     zone_near_m: float = 25.0  # a fix this close to a zone after a fix inside it confirms a short visit
     zone_exit_fixes: int = 2
     crossing_max_gap_s: float = 60.0  # a crossing counts only between fixes at most this far apart
     crossing_max_acc_m: float = 25.0  # ... both at least this accurate
-    zone_sigma: float = R68_PER_SIGMA  # the disc judged inside / outside a zone, in sigmas (1.51: acc)
-    zone_linger_crossings: int = 4  # segments into a zone while it stays possible: a stay in a thin zone
-    zone_linger_min_s: float = 30.0  # ... spanning at least this long
+    zone_sigma: float = 2.5  # the disc judged inside / outside a zone, in sigmas (1.51: the accuracy)
+    zone_linger_crossings: int = 3  # segments into a zone while it stays possible: a stay in a thin zone
+    zone_linger_min_s: float = 20.0  # ... spanning at least this long
     zone_linger_max_acc_m: float = 50.0  # ... each from fixes at least this accurate
     low_battery_pct: int = 15
     signal_lost_s: float = 180.0
@@ -141,8 +143,9 @@ class ChildState:
     last_lat: float | None = None
     last_acc: float | None = None
     off_route: bool = False  # a 'left route' incident is open
-    off_count: int = 0  # consecutive fixes certainly off the corridor
+    off_count: int = 0  # fixes of evidence of a departure since the score was last 0
     off_since: float | None = None  # ts of the first of them
+    off_score: float = 0.0  # the departure's evidence (CUSUM of sigmas beyond the reference)
     on_count: int = 0  # consecutive fixes back inside, while off route
     zone_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive certain fixes
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
@@ -181,6 +184,7 @@ class ChildState:
             "off_route": self.off_route,
             "off_count": self.off_count,
             "off_since": self.off_since,
+            "off_score": self.off_score,
             "on_count": self.on_count,
             "zone_counts": {str(k): v for k, v in self.zone_counts.items()},
             "zones_in": sorted(self.zones_in),
@@ -206,6 +210,7 @@ class ChildState:
             off_route=bool(raw.get("off_route", False)),
             off_count=int(raw.get("off_count", 0)),
             off_since=raw.get("off_since"),
+            off_score=float(raw.get("off_score", 0.0)),
             on_count=int(raw.get("on_count", 0)),
             zone_counts={int(k): int(v) for k, v in raw.get("zone_counts", {}).items()},
             zones_in={int(z) for z in raw.get("zones_in", [])},
