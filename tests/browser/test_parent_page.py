@@ -23,7 +23,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
     topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position"
     base = f"http://127.0.0.1:{svc.settings.http_port}"
     pub = Publisher(mqtt_url)
-    t0 = time.time() - 80  # recent: an older last fix would be 'signal lost' by now
+    t0 = time.time() - 100  # recent: an older last fix would be 'signal lost' by now
     try:
         # walking the route: the page shows the child on it
         for i in range(3):
@@ -51,9 +51,10 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await page.wait_for_timeout(300)
         await tab.shoot("parent-on-route")
 
-        # two fixes 150 m off the corridor, 15 s apart: "left route", live on the page
+        # three fixes 150 m off the corridor over 30 s: "left route", live on the page
         pub.publish(topic, fix(-400, -150, t0 + 45))
-        pub.publish(topic, fix(-390, -160, t0 + 60))
+        pub.publish(topic, fix(-395, -155, t0 + 60))
+        pub.publish(topic, fix(-390, -160, t0 + 75))
         banner = page.locator("#banner")
         await expect(banner).to_be_visible(timeout=10_000)
         await expect(banner).to_contain_text("Minjun has left the route")
@@ -91,7 +92,7 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         await tab.context.set_offline(True)
         await page.evaluate("state.socket && state.socket.close()")
         await expect(page.locator("#conn")).not_to_have_attribute("data-state", "conn.live")
-        pub.publish(topic, fix(-390, -160, t0 + 75, sos=True))
+        pub.publish(topic, fix(-390, -160, t0 + 90, sos=True))
 
         async def sos_open() -> bool:
             n = await svc.pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'sos' AND state = 'open'")
