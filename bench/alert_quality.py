@@ -104,7 +104,9 @@ def lines(r: dict[str, Any]) -> list[str]:
         f" {p['fixes']:,} fixes in {p['elapsed_s']:.0f} s on {p['workers']} worker(s)",
         "matching: an alert of the incident's kind for the child (and zone) from the walk's start to 60 s"
         " after the incident's end is a hit; a second one a repeat; any other alert a false alarm."
-        " Delay: alert - incident start (corridor edge / zone boundary crossed).",
+        " Delay: alert - the moment a departure first reached 60 m beyond the corridor (what the"
+        " recall target calls a departure) or the zone boundary was crossed; also shown: the delay"
+        " from the corridor's edge.",
         "incidents begun in a commute window (target: the issue's recall target covers it: a departure"
         " >= 60 m beyond the corridor for >= 30 s while watched, a zone entry >= 10 s):",
     ]

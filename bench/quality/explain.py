@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from bench.quality.score import ALERT_FOR, DEPARTURES, ZONE_ENTRIES, Alert, Incident, Matching
 from bench.quality.sim import TIMEZONE, FixRow
 from tracker.monitor import Rules
+from tracker.monitor.model import R68_PER_SIGMA
 
 RULES = Rules()
 """the monitor's default thresholds, for the wording"""
@@ -31,7 +32,8 @@ def _decided(r: FixRow) -> bool:
 
 
 def _off(r: FixRow) -> bool:
-    return r.route_m - r.acc > r.corridor_m
+    """Evidence of a departure (Rules.off_route_sigma sigmas of the fix's error beyond the corridor)."""
+    return (r.route_m - r.corridor_m) * R68_PER_SIGMA / max(r.acc, 1.0) >= RULES.off_route_sigma
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -61,17 +63,20 @@ def miss_cause(inc: Incident, zone_depth: Mapping[int, tuple[str, float]]) -> st
         out = [r for r in rows if r.true_route_m > r.corridor_m]
         certain = [r for r in rows if _off(r) and _decided(r)]
         in_window = [r for r in certain if r.ts < f.get("window_end", math.inf)]
-        if len(certain) >= 2 > len(in_window):
-            return "the commute window closed before a second certainly-off fix"
-        if len(out) < 2:
-            return f"fewer than 2 fixes while outside the corridor ({len(out)})"
-        if rejected and len(certain) < 2:
+        need = RULES.off_route_min_fixes
+        if len(certain) >= need > len(in_window):
+            return "the commute window closed before the evidence added up"
+        if len(out) < need:
+            return f"fewer than {need} fixes while outside the corridor ({len(out)})"
+        if rejected and len(certain) < need:
             return f"fixes refused ({', '.join(sorted(rejected))})"
         if not certain:
-            return "never certainly off (not far enough beyond the corridor for the accuracy)"
-        if len(certain) == 1:
-            return "a single certainly-off fix (the others in the accuracy band)"
-        return "certainly-off fixes not consecutive (a fix inside the corridor between them)"
+            return (
+                f"never {RULES.off_route_sigma:g} sigma beyond the corridor (not far enough for the accuracy)"
+            )
+        if len(certain) < need:
+            return f"fewer than {need} fixes {RULES.off_route_sigma:g} sigma beyond (the others in the band)"
+        return "the evidence never added up (fixes in or near the corridor took it away)"
     if inc.kind in ZONE_ENTRIES:
         z = inc.zone_id
         assert z is not None
@@ -84,13 +89,18 @@ def miss_cause(inc: Incident, zone_depth: Mapping[int, tuple[str, float]]) -> st
         usable = [
             (a, b)
             for a, b in crossings
-            if max(a.acc, b.acc) <= RULES.crossing_max_acc_m and b.ts - a.ts <= RULES.crossing_max_gap_s
+            if max(a.acc, b.acc) <= RULES.zone_linger_max_acc_m and b.ts - a.ts <= RULES.crossing_max_gap_s
         ]
         where = f"{kind}: at most {depth:.0f} m deep"
         if not certain and crossings and not usable:
             return (
                 f"never certainly inside; crossings seen but their fixes less accurate than "
-                f"{RULES.crossing_max_acc_m:.0f} m ({where})"
+                f"{RULES.zone_linger_max_acc_m:.0f} m ({where})"
+            )
+        if not certain and usable:
+            return (
+                f"never certainly inside; {len(usable)} segment(s) into it, not"
+                f" {RULES.zone_linger_crossings} in a row while it stayed possible ({where})"
             )
         if not truly:
             return f"no fix while inside and no crossing ({where})"
@@ -133,7 +143,7 @@ def false_alarm_cause(a: Alert) -> str:
                 return "the child was truly inside the zone (outside any scripted incident)"
             if any(r.multipath == "lie" for r in pair):
                 return "a crossing to or from a multipath jump (one fix thrown far, small accuracy)"
-            return "a crossing between two noisy fixes, neither truly inside"
+            return "segments into the zone from noisy fixes by its edge, the child truly outside"
         deciding = [r for r in ev if z in r.certain][-2:]
         if any(z in r.true_zones for r in deciding):
             return "the child was truly inside the zone (outside any scripted incident)"

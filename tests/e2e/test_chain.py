@@ -38,15 +38,16 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
             for i in range(12):
                 pub.publish(topic(walker.tag), fix(-600 + i * 50, (-1) ** i * 12, t0 + i * 15, acc=15))
 
-            # A child who walks off: two fixes 150 m off the corridor, 15 s apart, decide;
-            # a third adds nothing.
+            # A child who walks off: three fixes 150 m off the corridor, 15 s apart, decide;
+            # a fourth adds nothing.
             for i in range(4):
                 pub.publish(topic(stray.tag), fix(-600 + i * 50, 0, t0 + i * 15))
             pub.publish(topic(stray.tag), fix(-400, -150, t0 + 60))
-            deciding = pub.publish(topic(stray.tag), fix(-390, -160, t0 + 75))
+            pub.publish(topic(stray.tag), fix(-390, -160, t0 + 75))
+            deciding = pub.publish(topic(stray.tag), fix(-380, -170, t0 + 90))
             _, off = await stray_ws.wait_for(lambda m: m["type"] == "alert", DEADLINE_S + 3)
             off_latency = stray_ws.alerts()[0][0] - deciding
-            pub.publish(topic(stray.tag), fix(-380, -170, t0 + 90))
+            pub.publish(topic(stray.tag), fix(-370, -180, t0 + 105))
 
             # A child who walks into the construction site beside the route: two fixes inside it decide.
             # (Being there is also being off the route: that alert comes too, once.)
@@ -55,7 +56,7 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
             deciding_zone = pub.publish(topic(risk.tag), fix(-305, 145, t0 + 90, acc=5))
             zone_at, zone = await risk_ws.wait_for(lambda m: m.get("kind") == "danger_zone", DEADLINE_S + 3)
             zone_latency = zone_at - deciding_zone
-
+            pub.publish(topic(risk.tag), fix(-310, 140, t0 + 105, acc=5))  # a third fix off the route
             # A malformed payload is dead-lettered with its reason, and the service goes on.
             pub.publish(topic(walker.tag), b'{"ts": 17000, "lat": oops')
             pub.publish(topic(walker.tag), fix(0, 0, t0 + 200))

@@ -89,7 +89,7 @@ async def test_an_unacknowledged_alert_goes_to_the_next_guardian_then_the_school
         t0 = time.time() - 120
         topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position"
         try:
-            for i, y in enumerate([0, 150, 160]):
+            for i, y in enumerate([0, 150, 160, 170]):
                 pub.publish(topic, fix(-500, y, t0 + 15 * i))
         finally:
             pub.close()

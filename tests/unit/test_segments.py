@@ -41,3 +41,11 @@ def test_children_do_not_share_segments() -> None:
     got = _prev([1, 2], [115.0, 116.0], {1: DECIDED})
     assert got[0] == (100.0, 127.0, 37.5, 12.0)
     assert all(math.isnan(x) for x in got[1])
+
+
+def test_fixes_of_children_interleaved_come_back_in_the_callers_order() -> None:
+    got = _prev([2, 1, 2, 1], [115.0, 115.0, 130.0, 130.0], {1: DECIDED})
+    assert all(math.isnan(x) for x in got[0])  # child 2's first fix: nothing before it
+    assert got[1] == (100.0, 127.0, 37.5, 12.0)  # child 1's first: its state
+    assert got[2] == (115.0, 127.0, 37.5, 10.0)  # child 2's second: its first (index 0)
+    assert got[3] == (115.0, 127.001, 37.501, 11.0)  # child 1's second: its first (index 1)

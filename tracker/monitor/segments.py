@@ -27,17 +27,32 @@ def previous_fixes(
     acc: Numbers,
     states: Mapping[int, ChildState],
 ) -> tuple[Floats, Floats, Floats, Floats]:
-    """(prev_ts, prev_lon, prev_lat, prev_acc) per fix; nan where a fix has no previous fix."""
-    n = len(children)
-    out = np.full((4, n), np.nan)
-    seen: dict[int, int] = {}  # child -> index of its latest fix so far in the batch
-    for i, child in enumerate(children):
-        j = seen.get(child)
-        state = states.get(child)
-        last_ts = state.last_ts if state is not None else None
-        if j is not None and (last_ts is None or ts[j] > last_ts) and ts[j] < ts[i]:
-            out[:, i] = (ts[j], lon[j], lat[j], acc[j])
-        elif state is not None and last_ts is not None and state.last_lon is not None:
-            out[:, i] = (last_ts, state.last_lon, state.last_lat, state.last_acc or 0.0)
-        seen[child] = i
+    """(prev_ts, prev_lon, prev_lat, prev_acc) per fix; nan where a fix has no previous fix.
+
+    Vectorised (the pipeline calls it for every batch): a stable sort by child keeps each child's
+    fixes in their order; only the children, not the fixes, are visited in Python."""
+    c = np.asarray(children, dtype=np.int64)
+    n = c.shape[0]
+    cols = [np.asarray(v, dtype=np.float64) for v in (ts, lon, lat, acc)]
+    if n == 0:
+        return cols[0].copy(), cols[1].copy(), cols[2].copy(), cols[3].copy()
+    order = np.argsort(c, kind="stable")
+    cs = c[order]
+    t, x, y, a = (v[order] for v in cols)
+    kids, first = np.unique(cs, return_inverse=True)
+    known = np.full((4, kids.shape[0]), np.nan)  # each child's last decided fix, from its state
+    for k, child in enumerate(kids.tolist()):
+        st = states.get(child)
+        if st is not None and st.last_ts is not None and st.last_lon is not None and st.last_lat is not None:
+            known[:, k] = (st.last_ts, st.last_lon, st.last_lat, st.last_acc or 0.0)
+    last_t, last_x, last_y, last_a = (row[first] for row in known)
+    prev_t = np.r_[np.nan, t[:-1]]
+    same = np.r_[False, cs[1:] == cs[:-1]]
+    in_batch = same & (np.isnan(last_t) | (prev_t > last_t)) & (prev_t < t)
+    out = []
+    for mine, last in ((t, last_t), (x, last_x), (y, last_y), (a, last_a)):
+        v = np.where(in_batch, np.r_[np.nan, mine[:-1]], last)
+        back = np.empty(n)
+        back[order] = v
+        out.append(back)
     return out[0], out[1], out[2], out[3]
