@@ -130,3 +130,31 @@ async def test_parent_signs_in_gets_an_alert_and_acknowledges_it(service, mqtt_u
         assert tab.foreign == []
     finally:
         pub.close()
+
+
+async def test_sign_in_by_the_form_refuses_a_wrong_token(service, open_tab) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Seoyeon"])
+    kid = world.kids["Seoyeon"]
+    tab = await open_tab()
+    page = tab.page
+    await page.goto(f"http://127.0.0.1:{svc.settings.http_port}/")
+    token = page.get_by_label("Access token")
+    await expect(token).to_be_visible()
+    await tab.shoot("parent-sign-in")
+    await token.fill("not-a-token")
+    await token.press("Enter")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "conn.signedout")
+    await expect(token).to_be_visible()
+    await token.fill(kid.token)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#children")).to_contain_text("Seoyeon")
+    await expect(page.locator("#conn")).to_have_attribute("data-state", "conn.live")
+    assert await page.evaluate("localStorage.getItem('tracker-token')") == kid.token
+    # signing out forgets the token
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(token).to_be_visible()
+    assert await page.evaluate("localStorage.getItem('tracker-token')") is None
+    assert tab.errors == []
+    assert await tab.accessibility_problems() == []

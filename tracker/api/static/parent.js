@@ -272,15 +272,18 @@ function signOut(refused) {
   if (state.socket) { const ws = state.socket; state.socket = null; ws.close(); }
   clearTimeout(state.timer);
   session.clear();
-  $("app").classList.add("hidden"); $("signout").classList.add("hidden"); $("signin").classList.remove("hidden");
-  setConn(refused ? "conn.signedout" : "conn.offline");
-  if (!refused) $("conn").textContent = "";
+  $("app").classList.add("hidden"); $("signin").classList.remove("hidden");
+  document.body.classList.add("signed-out");
+  setConn("conn.signedout");
+  $("conn").classList.toggle("hidden", !refused);  // say so only when a token was refused
 }
 
 async function start() {
   applyWords(); renderSoundButtons();
-  if (!session.token) { $("signin").classList.remove("hidden"); setConn("conn.signedout"); $("conn").textContent = ""; return; }
-  $("signin").classList.add("hidden"); $("app").classList.remove("hidden"); $("signout").classList.remove("hidden");
+  if (!session.token) { signOut(false); return; }
+  document.body.classList.remove("signed-out");
+  $("conn").classList.remove("hidden");
+  $("signin").classList.add("hidden"); $("app").classList.remove("hidden");
   if (!map) { map = makeMap($("map")); }
   try { await loadAlerts(); } catch (e) { if (e.status === 401) { signOut(true); return; } }
   await refresh();
