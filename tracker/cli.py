@@ -114,6 +114,14 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
             conn, role="guardian", guardian_id=city.demo_guardian_id, label="make run", ttl=timedelta(days=7)
         )
         admin = await issue_token(conn, role="admin", label="make run", ttl=timedelta(days=7))
+        school_id = await conn.fetchval(
+            "SELECT min(school_id) FROM children c JOIN child_guardians g ON g.child_id = c.id"
+            " WHERE g.guardian_id = $1",
+            city.demo_guardian_id,
+        )
+        school = await issue_token(
+            conn, role="school", school_id=school_id, label="make run", ttl=timedelta(days=7)
+        )
         world = world_geojson(await load_registry(conn))
     await service.reload_registry()
     world_path = settings.data_dir / "demo-world.geojson"
@@ -124,7 +132,7 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
         f"{city.children} children (world: {world_path})",
         flush=True,
     )
-    return {"guardian": guardian, "admin": admin}, world_path
+    return {"guardian": guardian, "admin": admin, "school": school}, world_path
 
 
 def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Callable[[], None]:
@@ -164,7 +172,7 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
     lines = [
         "",
         "tracker is running",
-        f"  parent page      {url}/",
+        f"  parent page      {url}/   (school staff: {url}/school, city: {url}/city)",
         f"  API docs         {url}/docs",
         f"  readiness        {url}/readyz",
         f"  PostgreSQL       {where_pg}",
@@ -177,6 +185,10 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
             "                   (paste it into the parent page: the demo guardian watches every child of",
             "                    Daechi Elementary School; the simulator walks the children and scripts",
             "                    incidents)",
+            f"  school page, signed in: {url}/school#token={tokens['school']}",
+            "                   (staff of the demo guardian's school: children, routes, the live map)",
+            f"  city page, signed in:   {url}/city#token={tokens['admin']}",
+            "                   (the city's administrator: danger zones)",
             f"  admin token      {tokens['admin']}",
             f"                   (curl -H 'Authorization: Bearer <admin token>' {url}/api/v1/sms)",
         ]

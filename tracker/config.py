@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     )
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
     public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
+    tile_url: str = Field(
+        "",
+        description="map tiles for the web pages, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png;"
+        " empty: no tiles (the maps draw Seoul's districts as their own base layer)",
+    )
+    tile_attribution: str = Field("", description="attribution shown under the map tiles")
 
     # --- registry API and privacy -------------------------------------------------------------------
     max_body_bytes: int = Field(

@@ -314,6 +314,13 @@ ENDPOINTS = [
         roles(admin=200, school=(200, 404), guardian=(200, 404)),
         target=child,
     ),
+    Endpoint(
+        "GET",
+        "/api/v1/children/{}/status",
+        roles(admin=200, school=(200, 404), guardian=(200, 404)),
+        target=child,
+    ),
+    Endpoint("GET", "/api/v1/live", roles(admin=200, school=200, guardian=200)),
     Endpoint("GET", "/api/v1/audit/position-reads", roles(admin=200, school=200, guardian=200)),
     # tags
     Endpoint("GET", "/api/v1/tags", roles(admin=200, school=200, guardian=200)),
@@ -490,6 +497,7 @@ async def test_lists_hold_what_is_the_callers_and_nothing_else(api: Api, role: s
         ("/api/v1/guardians", a.guardian_id, b.guardian_id),
         ("/api/v1/alerts", a.alert_id, b.alert_id),
         ("/api/v1/audit/position-reads", a.child_id, b.child_id),
+        ("/api/v1/live", a.child_id, b.child_id),
         ("/api/v1/export?kind=route", a.route_id, b.route_id),
     ]
     if role == "school":
