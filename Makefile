@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench venv clean
+.PHONY: run test check bench venv vendor clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/geofence.py
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/e2e.py
+
+## vendor: refresh the map libraries (Leaflet, Leaflet-Geoman) in tracker/api/static/vendor from npm
+vendor: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" scripts/vendor-web.sh
 
 clean:
 	rm -rf $(VENV) .tracker-data .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,11 @@ tracker token ROLE       issue an API token (admin; school --school ID; guardian
 tracker import FILE      import routes and danger zones from GeoJSON or GPX (all or nothing)
 tracker export           export routes and danger zones as GeoJSON or GPX
 tracker simulate ...     the device simulator (same as `python -m simulator`)
+tracker broker-config    write Mosquitto's password file and ACL from the registry
+tracker device TAG PROTOCOL DEVICE
+                         register a phone app's identity (owntracks user/device, osmand id) for a tag
+tracker reader-password READER
+                         a new MQTT password for an RFID reader (printed once)
 """
 
 from __future__ import annotations
@@ -109,6 +114,14 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
             conn, role="guardian", guardian_id=city.demo_guardian_id, label="make run", ttl=timedelta(days=7)
         )
         admin = await issue_token(conn, role="admin", label="make run", ttl=timedelta(days=7))
+        school_id = await conn.fetchval(
+            "SELECT min(school_id) FROM children c JOIN child_guardians g ON g.child_id = c.id"
+            " WHERE g.guardian_id = $1",
+            city.demo_guardian_id,
+        )
+        school = await issue_token(
+            conn, role="school", school_id=school_id, label="make run", ttl=timedelta(days=7)
+        )
         world = world_geojson(await load_registry(conn))
     await service.reload_registry()
     world_path = settings.data_dir / "demo-world.geojson"
@@ -119,7 +132,7 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
         f"{city.children} children (world: {world_path})",
         flush=True,
     )
-    return {"guardian": guardian, "admin": admin}, world_path
+    return {"guardian": guardian, "admin": admin, "school": school}, world_path
 
 
 def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Callable[[], None]:
@@ -159,7 +172,7 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
     lines = [
         "",
         "tracker is running",
-        f"  parent page      {url}/",
+        f"  parent page      {url}/   (school staff: {url}/school, city: {url}/city)",
         f"  API docs         {url}/docs",
         f"  readiness        {url}/readyz",
         f"  PostgreSQL       {where_pg}",
@@ -172,6 +185,10 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
             "                   (paste it into the parent page: the demo guardian watches every child of",
             "                    Daechi Elementary School; the simulator walks the children and scripts",
             "                    incidents)",
+            f"  school page, signed in: {url}/school#token={tokens['school']}",
+            "                   (staff of the demo guardian's school: children, routes, the live map)",
+            f"  city page, signed in:   {url}/city#token={tokens['admin']}",
+            "                   (the city's administrator: danger zones)",
             f"  admin token      {tokens['admin']}",
             f"                   (curl -H 'Authorization: Bearer <admin token>' {url}/api/v1/sms)",
         ]
@@ -291,6 +308,68 @@ async def _export(database_url: str, args: argparse.Namespace) -> None:
         await asyncio.to_thread(args.output.write_text, text, encoding="utf-8")
 
 
+async def _broker_config(database_url: str, args: argparse.Namespace, settings: Settings) -> None:
+    """`tracker broker-config`: the password file and ACL from the registry (see tracker.broker_config)."""
+    from tracker.broker_config import Reader, parse_account, render, write_atomically
+    from tracker.ingest.mqtt import BrokerAddress
+    from tracker.store.db import connect
+    from tracker.store.devices import broker_accounts
+
+    user, password = args.tracker_user, args.tracker_password
+    if (user is None or password is None) and settings.mqtt_url:
+        address = BrokerAddress.parse(settings.mqtt_url)
+        user, password = user or address.username, password or address.password
+    if not user or not password:
+        raise SystemExit(
+            "broker-config: the tracker's own broker user is needed: --tracker-user/--tracker-password"
+            " or credentials in TRACKER_MQTT_URL (mqtt://user:password@host:port)"
+        )
+    conn = await connect(database_url)
+    try:
+        accounts = await broker_accounts(conn)
+    finally:
+        await conn.close()
+    files = render(
+        accounts,
+        tracker=Reader(user, password),
+        prefix=settings.topic_prefix,
+        publishers=[parse_account(p) for p in args.publisher],
+    )
+    mode = int(args.file_mode, 8)
+    await asyncio.to_thread(write_atomically, args.password_file, files.passwords, mode)
+    await asyncio.to_thread(write_atomically, args.acl_file, files.acl, mode)
+    print(f"{len(accounts)} device account(s) written to {args.password_file} and {args.acl_file}")
+
+
+async def _device(database_url: str, args: argparse.Namespace) -> None:
+    from tracker.store.db import connect
+    from tracker.store.devices import link_device, unlink_device
+
+    conn = await connect(database_url)
+    try:
+        if args.remove:
+            if not await unlink_device(conn, protocol=args.protocol, device=args.device):
+                raise SystemExit(f"no {args.protocol} device {args.device!r}")
+        else:
+            await link_device(conn, tag_id=args.tag, protocol=args.protocol, device=args.device)
+    finally:
+        await conn.close()
+
+
+async def _reader_password(database_url: str, reader: str) -> str:
+    from tracker.store.db import connect
+    from tracker.store.devices import set_reader_password
+
+    conn = await connect(database_url)
+    try:
+        password = await set_reader_password(conn, reader)
+    finally:
+        await conn.close()
+    if password is None:
+        raise SystemExit(f"no reader {reader!r}")
+    return password
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="tracker", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -322,6 +401,26 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--kind", choices=["route", "zone"])
     exp.add_argument("--school-id", type=int, help="only this school's routes")
     exp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    bc = sub.add_parser("broker-config", help="write Mosquitto's password file and ACL from the registry")
+    bc.add_argument("--password-file", type=Path, required=True)
+    bc.add_argument("--acl-file", type=Path, required=True)
+    bc.add_argument("--tracker-user", help="the tracker's broker user (default: from TRACKER_MQTT_URL)")
+    bc.add_argument("--tracker-password", help="its password (default: from TRACKER_MQTT_URL)")
+    bc.add_argument(
+        "--publisher",
+        action="append",
+        default=[],
+        metavar="NAME:PASSWORD",
+        help="a user that may publish to every tag, gateway and reader topic (the simulator, a gateway)",
+    )
+    bc.add_argument("--file-mode", default="600", help="octal mode of both files (default 600)")
+    dev = sub.add_parser("device", help="register (or --remove) a phone app's device identity for a tag")
+    dev.add_argument("tag")
+    dev.add_argument("protocol", choices=["owntracks", "osmand"])
+    dev.add_argument("device", help="owntracks: USER/DEVICE; osmand: the app's device identifier")
+    dev.add_argument("--remove", action="store_true")
+    rpw = sub.add_parser("reader-password", help="a new MQTT password for an RFID reader (printed once)")
+    rpw.add_argument("reader")
     from tracker import replay as replay_cmd
 
     rp = sub.add_parser(
@@ -361,6 +460,12 @@ def main(argv: list[str] | None = None) -> None:
             _with_servers(settings, lambda db, _m: _import(db, args, settings), mqtt=False)
         elif args.command == "export":
             _with_servers(settings, lambda db, _m: _export(db, args), mqtt=False)
+        elif args.command == "broker-config":
+            _with_servers(settings, lambda db, _m: _broker_config(db, args, settings), mqtt=False)
+        elif args.command == "device":
+            _with_servers(settings, lambda db, _m: _device(db, args), mqtt=False)
+        elif args.command == "reader-password":
+            print(_with_servers(settings, lambda db, _m: _reader_password(db, args.reader), mqtt=False))
         elif args.command == "token":
             print(
                 _with_servers(

@@ -51,6 +51,13 @@ class Settings(BaseSettings):
     )
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
     max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
+    http_ingest_timeout_s: float = Field(
+        20.0, description="an OwnTracks / OsmAnd HTTP request waits this long for its fix to be committed"
+    )
+    tag_rate_per_s: float = Field(
+        5.0, description="fixes per second one tag may send, sustained; more are dead-lettered (rate_limited)"
+    )
+    tag_burst: int = Field(300, description="fixes one tag may send at once (a buffer emptied after a gap)")
 
     # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
     max_accuracy_m: float = Field(
@@ -128,6 +135,12 @@ class Settings(BaseSettings):
     )
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
     public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
+    tile_url: str = Field(
+        "",
+        description="map tiles for the web pages, e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png;"
+        " empty: no tiles (the maps draw Seoul's districts as their own base layer)",
+    )
+    tile_attribution: str = Field("", description="attribution shown under the map tiles")
 
     # --- registry API and privacy -------------------------------------------------------------------
     max_body_bytes: int = Field(
@@ -155,6 +168,8 @@ class Settings(BaseSettings):
     def _check(self) -> Settings:
         if self.off_route_min_fixes < 1 or self.zone_confirm_fixes < 1:
             raise ValueError("dwell fix counts must be at least 1")
+        if self.tag_rate_per_s <= 0 or self.tag_burst < 1:
+            raise ValueError("tag_rate_per_s must be > 0 and tag_burst at least 1")
         if self.batch_max_messages < 1:
             raise ValueError("batch_max_messages must be at least 1")
         if self.positions_retention_days <= 0 or self.retention_interval_s <= 0:

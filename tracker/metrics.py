@@ -23,6 +23,7 @@ class Metrics:
     not_deciding: Counter[str] = field(default_factory=Counter)  # monitor verdict -> count
     events: Counter[str] = field(default_factory=Counter)  # monitor event kind -> count
     commit_retries: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)  # messages without a position, by type
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -34,6 +35,7 @@ class Metrics:
             "not_deciding": dict(self.not_deciding),
             "events": dict(self.events),
             "commit_retries": self.commit_retries,
+            "ignored": dict(self.ignored),
         }
 
 
@@ -62,6 +64,12 @@ class _Scrape(Collector):
                 "stored fixes that decided nothing, by why (duplicate, stale, inaccurate, ...)",
                 "verdict",
                 m.not_deciding,
+            ),
+            (
+                "tracker_messages_ignored",
+                "valid messages that carry no position (OwnTracks lwt, card, ...), by type",
+                "type",
+                m.ignored,
             ),
             (
                 "tracker_monitor_events",

@@ -40,6 +40,8 @@ from tracker.ingest.decode import (
     decode_sightings,
 )
 from tracker.ingest.filters import refusal
+from tracker.ingest.protocols import decode_device, is_device_message
+from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
 from tracker.metrics import Metrics
 from tracker.monitor import (
     ChildState,
@@ -80,6 +82,7 @@ class BatchOutcome:
     verdicts: Counter[str] = field(default_factory=Counter)
     events: list[ChildEvent] = field(default_factory=list)
     outbox_rows: int = 0
+    ignored: Counter[str] = field(default_factory=Counter)  # valid messages without a position
 
 
 @dataclass(frozen=True)
@@ -105,19 +108,22 @@ class Pipeline:
         self._states: dict[int, ChildState] = {}
         self._all_loaded = False  # every child's checkpointed state read (the clock needs them all)
         self._arrival_children: tuple[int, list[int]] = (-1, [])  # (view version, children)
+        self._rate = TagRateLimiter(rate_per_s=settings.tag_rate_per_s, burst=settings.tag_burst)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         now = time.time()
         outcome = BatchOutcome(messages=len(messages))
-        fixes, sightings, rejections = self._decode(messages)
+        fixes, sightings, rejections = self._decode(messages, view, outcome)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
-        admitted = self._admit(view, fixes, now, rejections)
+        rate = self._rate.batch()  # charged only once the batch is committed
+        admitted = self._admit(view, fixes, now, rejections, rate)
         states = await self._states_of(admitted)
         verdicts, prev_ts = self._geofence(view, admitted, states)
         events = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
         await self._commit(view, admitted, verdicts, rejections, states, events, outcome)
         self._states.update(states)  # only now: the commit succeeded
+        rate.commit()
 
         outcome.fixes = len(admitted.fixes)
         outcome.events = events
@@ -128,12 +134,15 @@ class Pipeline:
         m.fixes_in += outcome.fixes
         m.fixes_stored += outcome.stored
         m.rejected.update(outcome.rejected)
+        m.ignored.update(outcome.ignored)
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
         m.events.update(e.event.kind.value for e in events)
         return outcome
 
     # 1 ------------------------------------------------------------------------------------------------
-    def _decode(self, messages: list[RawMessage]) -> tuple[list[Fix], list[Sighting], list[Rejection]]:
+    def _decode(
+        self, messages: list[RawMessage], view: RegistryView, outcome: BatchOutcome
+    ) -> tuple[list[Fix], list[Sighting], list[Rejection]]:
         fixes: list[Fix] = []
         sightings: list[Sighting] = []
         rejections: list[Rejection] = []
@@ -142,6 +151,13 @@ class Pipeline:
             if msg.topic.endswith("/sightings"):
                 seen, r = decode_sightings(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
                 sightings.extend(seen)
+            elif is_device_message(msg.topic, s.topic_prefix):  # OwnTracks, OsmAnd
+                d = decode_device(
+                    msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes, devices=view.rows.devices
+                )
+                fixes.extend(d.fixes)
+                outcome.ignored.update(d.ignored)
+                r = d.rejections
             else:
                 f, r = decode_message(msg, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes)
                 fixes.extend(f)
@@ -180,12 +196,14 @@ class Pipeline:
 
     # 2 ------------------------------------------------------------------------------------------------
     def _admit(
-        self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection]
+        self, view: RegistryView, fixes: list[Fix], now: float, rejections: list[Rejection], rate: RateBatch
     ) -> _Admitted:
         kept: list[tuple[int, Fix]] = []
         tags = view.rows.tags
         for fix in fixes:
             refused = refusal(fix, tags=tags, now=now, max_future_s=self._settings.max_future_s)
+            if refused is None and not rate.allow(fix.tag, fix.received_at):
+                refused = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {self._rate.rate_per_s:g} fixes/s")
             if refused is None:
                 kept.append((tags[fix.tag], fix))
             else:

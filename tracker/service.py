@@ -33,6 +33,7 @@ from tracker.api import AppContext, create_app
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage, Reason
 from tracker.ingest.handoff import Handoff
+from tracker.ingest.http import HttpIngress
 from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
@@ -44,7 +45,15 @@ from tracker.store.db import apply_migrations, create_pool
 from tracker.store.registry import load_registry
 
 log = logging.getLogger(__name__)
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+# what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
+# the server shut down, seen when the crash-safety test restarts PostgreSQL)
+DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncio.TimeoutError,
+)
 
 
 @dataclass
@@ -98,16 +107,21 @@ class Service:
         )
         self.ingestor.start()
         await self.ingestor.wait_connected()
+        self.http_ingress = HttpIngress(
+            self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
+        )
 
         self.context = AppContext(
             settings=s,
             pool=self.pool,
             hub=self.hub,
             metrics=self.metrics,
+            ingress=self.http_ingress,
             readiness={
                 "mqtt": lambda: self.ingestor.connected,
                 "pipeline": lambda: self._pipeline_ok,
                 "registry": lambda: self._view is not None,
+                "tasks": lambda: all(not t.done() for t in self._tasks),  # no loop has died
             },
         )
         self.app = create_app(self.context)
@@ -266,6 +280,7 @@ class Service:
             batch = await self._next_batch()
             await self._process(batch)
             self.ingestor.ack(batch)
+            self.http_ingress.committed(batch)
             self.dispatcher.wake()
 
     async def _process(self, batch: list[RawMessage]) -> None:

@@ -314,6 +314,13 @@ ENDPOINTS = [
         roles(admin=200, school=(200, 404), guardian=(200, 404)),
         target=child,
     ),
+    Endpoint(
+        "GET",
+        "/api/v1/children/{}/status",
+        roles(admin=200, school=(200, 404), guardian=(200, 404)),
+        target=child,
+    ),
+    Endpoint("GET", "/api/v1/live", roles(admin=200, school=200, guardian=200)),
     Endpoint("GET", "/api/v1/audit/position-reads", roles(admin=200, school=200, guardian=200)),
     # tags
     Endpoint("GET", "/api/v1/tags", roles(admin=200, school=200, guardian=200)),
@@ -389,6 +396,24 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/dead-letters", roles(admin=200)),
     Endpoint("GET", "/api/v1/stats", roles(admin=200)),
     Endpoint("GET", "/api/v1/world", roles(admin=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/tags/{}/devices",
+        roles(admin=200, school=(200, 404), guardian=(200, 404), device=(200, 404)),
+        target=tag,
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/tags/{}/devices",
+        roles(admin=200, school=(200, 404)),
+        target=tag,
+        body=lambda _c, s: {"devices": [{"protocol": "osmand", "device": f"phone-of-{s.tag}"}]},
+    ),
+    # device ingest authenticates the device itself (its identity's tag, with that tag's MQTT password or
+    # device token: tests/integration/test_device_ingest.py); a request naming no device is 400 for all
+    Endpoint("POST", "/ingest/owntracks", roles(admin=400, school=400, guardian=400, device=400)),
+    Endpoint("GET", "/ingest/osmand", roles(admin=400, school=400, guardian=400, device=400)),
+    Endpoint("POST", "/ingest/osmand", roles(admin=400, school=400, guardian=400, device=400)),
 ]
 
 
@@ -472,6 +497,7 @@ async def test_lists_hold_what_is_the_callers_and_nothing_else(api: Api, role: s
         ("/api/v1/guardians", a.guardian_id, b.guardian_id),
         ("/api/v1/alerts", a.alert_id, b.alert_id),
         ("/api/v1/audit/position-reads", a.child_id, b.child_id),
+        ("/api/v1/live", a.child_id, b.child_id),
         ("/api/v1/export?kind=route", a.route_id, b.route_id),
     ]
     if role == "school":
@@ -500,8 +526,8 @@ async def test_no_token_or_a_bad_one_is_401_everywhere(api: Api) -> None:
     async with api.pool.acquire() as conn:
         expired = (await create_token(conn, role="admin", ttl=timedelta(seconds=-1))).token
     for e in ENDPOINTS:
-        if e.expect is PUBLIC:
-            continue
+        if e.expect is PUBLIC or e.path.startswith("/ingest/"):
+            continue  # device ingest: Basic or Bearer with the tag's own secret (test_device_ingest.py)
         path = e.path.format("1")
         for headers in ({}, bearer("nonsense"), bearer(expired)):
             r = await api.http.request(e.method, path, headers=headers)

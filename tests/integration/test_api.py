@@ -62,6 +62,7 @@ async def test_guardians_see_and_acknowledge_only_their_own_children(service) ->
             "mqtt": True,
             "pipeline": True,
             "registry": True,
+            "tasks": True,
         }
 
 

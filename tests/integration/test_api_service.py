@@ -112,7 +112,13 @@ async def test_metrics_count_the_chain_and_readiness_reflects_the_servers(servic
             ready = await http.get("/readyz")
             assert ready.status_code == 503 and ready.json() == {
                 "ready": False,
-                "components": {"database": True, "mqtt": False, "pipeline": True, "registry": True},
+                "components": {
+                    "database": True,
+                    "mqtt": False,
+                    "pipeline": True,
+                    "registry": True,
+                    "tasks": True,
+                },
             }
             assert re.search(r"^tracker_mqtt_up 0\.0$", (await http.get("/metrics")).text, re.M)
         finally:

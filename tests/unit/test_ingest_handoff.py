@@ -83,3 +83,12 @@ async def test_a_batch_stops_at_its_weight_but_takes_one_heavy_item_alone() -> N
     assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [400]
     assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [5000]
     assert [len(m) for m in await handoff.batch(10, wait_s=0.0, max_size=1000)] == [10]
+
+
+async def test_the_event_loop_can_add_without_waiting_and_wakes_the_batch() -> None:
+    handoff: Handoff[int] = Handoff(asyncio.get_running_loop(), maxsize=1)
+    waiting = asyncio.create_task(handoff.batch(5, wait_s=0.0))
+    await asyncio.sleep(0.01)
+    handoff.put_nowait(1)
+    handoff.put_nowait(2)  # over maxsize: an HTTP request is never made to wait here
+    assert await asyncio.wait_for(waiting, 5) == [1, 2]  # both were there when the batch woke

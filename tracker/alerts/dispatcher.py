@@ -59,7 +59,7 @@ class Dispatcher:
             try:
                 while await self.deliver_due() > 0:
                     pass
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
                 log.warning("dispatcher cannot reach PostgreSQL (%s); trying again", e)
                 await asyncio.sleep(self._poll_s)
 

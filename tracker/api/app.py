@@ -1,18 +1,17 @@
-"""The FastAPI application: the registry API, the guardians' websocket, metrics and the parent page."""
+"""The FastAPI application: the registry API, the guardians' websocket, metrics and the web pages."""
 
 from __future__ import annotations
 
-from importlib import resources
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import __version__
-from tracker.api import people, registry, routes, tokens, transfer, ws
+from tracker.api import devices, ingest, live, pages, people, registry, routes, tokens, transfer, ws
 from tracker.api.context import AppContext
 from tracker.importers.features import readable
 
@@ -68,7 +67,7 @@ class BodyLimit:
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Child-safety tracker", version=__version__, description=DESCRIPTION)
     app.state.ctx = ctx
-    for module in (routes, registry, people, tokens, transfer, ws):
+    for module in (routes, registry, people, devices, live, tokens, transfer, ws, ingest):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,
@@ -97,10 +96,6 @@ def create_app(ctx: AppContext) -> FastAPI:
             status.HTTP_409_CONFLICT,
         )
 
-    page = (resources.files("tracker.api") / "static" / "index.html").read_text(encoding="utf-8")
-
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def parent_page() -> str:
-        return page
+    pages.mount(app, ctx.settings)
 
     return app

@@ -23,5 +23,7 @@ class AppContext:
     # component name -> is it up (e.g. "mqtt": ingestor.connected); /readyz reports them all
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # HTTP ingest (tracker.ingest.http.HttpIngress): hands requests to the pipeline; None: not offered
+    ingress: Any = None
     # token id -> this process's open websockets on it (closed at once when the token is revoked here)
     sockets: dict[int, set[Any]] = field(default_factory=dict)

@@ -17,6 +17,8 @@ import msgspec
 TAG_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 _TAG_RE = re.compile(TAG_PATTERN)
 GATEWAY_MAX_ITEMS = 1000
+OVERSIZED_KEEP_BYTES = 1024  # the dead letter of an oversized payload keeps its beginning only
+TOO_DEEP = "JSON nested too deeply"  # msgspec raises RecursionError on such input (found by fuzzing)
 
 
 class Reason(StrEnum):
@@ -29,6 +31,9 @@ class Reason(StrEnum):
     UNKNOWN_TAG = "unknown_tag"
     UNKNOWN_READER = "unknown_reader"
     FUTURE_TIMESTAMP = "future_timestamp"
+    UNKNOWN_DEVICE = "unknown_device"  # an OwnTracks / OsmAnd identity mapped to no tag
+    INVALID_FIX = "invalid_fix"  # the device itself says the position is not valid (OsmAnd valid=false)
+    RATE_LIMITED = "rate_limited"  # one tag sent more fixes than its token bucket allows
     INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
 
 
@@ -145,11 +150,14 @@ def decode_sightings(
         ]
     if len(msg.payload) > max_bytes:
         detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
-        return [], [Rejection(msg.topic, msg.payload, Reason.OVERSIZED, detail, msg.received_at)]
+        head = msg.payload[:OVERSIZED_KEEP_BYTES]
+        return [], [Rejection(msg.topic, head, Reason.OVERSIZED, detail, msg.received_at)]
     try:
         s = _sighting_decoder.decode(msg.payload)
     except msgspec.DecodeError as e:
         return [], [Rejection(msg.topic, msg.payload, *_why(msg.payload, e), msg.received_at)]
+    except RecursionError:
+        return [], [Rejection(msg.topic, msg.payload, Reason.MALFORMED_JSON, TOO_DEEP, msg.received_at)]
     return [Sighting(route[1], tag, s.ts, msg.received_at, msg.topic) for tag in dict.fromkeys(s.tags)], []
 
 
@@ -163,13 +171,16 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
     if route is None:
         return [], [reject(Reason.UNKNOWN_TOPIC, "topic is not a known tracker/v1 topic")]
     if len(msg.payload) > max_bytes:
-        return [], [reject(Reason.OVERSIZED, f"{len(msg.payload)} bytes > limit {max_bytes}")]
+        detail = f"{len(msg.payload)} bytes > limit {max_bytes}"
+        return [], [reject(Reason.OVERSIZED, detail, msg.payload[:OVERSIZED_KEEP_BYTES])]
     kind, ident = route
     if kind == "tag":
         try:
             p = _position_decoder.decode(msg.payload)
         except msgspec.DecodeError as e:
             return [], [reject(*_why(msg.payload, e))]
+        except RecursionError:
+            return [], [reject(Reason.MALFORMED_JSON, TOO_DEEP)]
         return [_fix(ident, p, msg)], []
 
     try:  # the common case, a batch without a bad item, in one call (a third of the decoding time)
@@ -183,6 +194,8 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
     except msgspec.DecodeError as e:
         reason, detail = _why(msg.payload, e)
         return [], [reject(reason, f"gateway batch must be a JSON array: {detail}")]
+    except RecursionError:
+        return [], [reject(Reason.MALFORMED_JSON, TOO_DEEP)]
     if len(items) > GATEWAY_MAX_ITEMS:
         return [], [reject(Reason.OVERSIZED, f"{len(items)} items > limit {GATEWAY_MAX_ITEMS}")]
     fixes: list[Fix] = []
@@ -192,6 +205,9 @@ def decode_message(msg: RawMessage, *, prefix: str, max_bytes: int) -> tuple[lis
             g = _gateway_item_decoder.decode(raw)
         except msgspec.ValidationError as e:
             rejections.append(reject(Reason.SCHEMA_VIOLATION, f"item {i}: {e}", bytes(raw)))
+            continue
+        except RecursionError:
+            rejections.append(reject(Reason.MALFORMED_JSON, f"item {i}: {TOO_DEEP}", bytes(raw)))
             continue
         fixes.append(_fix(g.tag, g, msg))
     return fixes, rejections
@@ -205,6 +221,8 @@ def _why(payload: bytes, e: msgspec.DecodeError) -> tuple[Reason, str]:
             msgspec.json.decode(payload)
         except msgspec.DecodeError as syntax:
             return Reason.MALFORMED_JSON, str(syntax)
+        except RecursionError:
+            return Reason.MALFORMED_JSON, TOO_DEEP
         return Reason.SCHEMA_VIOLATION, str(e)
     return Reason.MALFORMED_JSON, str(e)
 

@@ -52,6 +52,16 @@ class Handoff(Generic[T]):
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
+    # --- the event loop's own producers (HTTP ingest) ----------------------------------------------
+    def put_nowait(self, item: T) -> None:
+        """Add a message from the event loop itself, never waiting (an HTTP request holds its client
+        until its batch is committed, which bounds these)."""
+        with self._lock:
+            self._items.append(item)
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            _wake(waiter)
+
     def close(self) -> None:
         """Stop making ``put`` wait (the service is stopping and paho's thread must be let go)."""
         with self._room:

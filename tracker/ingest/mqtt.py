@@ -45,11 +45,14 @@ class BrokerAddress:
 
 
 def ingest_topics(prefix: str) -> list[str]:
-    """The subscriptions of the tracker: native tag fixes, gateway batches, RFID readers' sightings."""
+    """The subscriptions of the tracker: native tag fixes, gateway batches, RFID readers' sightings,
+    and the OwnTracks app (locations and last wills; transitions on .../event)."""
     return [
         f"{prefix}tracker/v1/tags/+/position",
         f"{prefix}tracker/v1/gateways/+/positions",
         f"{prefix}tracker/v1/readers/+/sightings",
+        f"{prefix}owntracks/+/+",
+        f"{prefix}owntracks/+/+/event",
     ]
 
 

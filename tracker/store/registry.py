@@ -87,6 +87,7 @@ class RegistryRows:
     child_guardians: dict[int, tuple[int, ...]] = field(
         default_factory=dict
     )  # child -> guardians by priority
+    devices: dict[str, str] = field(default_factory=dict)  # "owntracks:user/device" -> tag id
 
 
 async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
@@ -129,8 +130,12 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
             "SELECT child_id, guardian_id FROM child_guardians ORDER BY child_id, priority, guardian_id"
         ):
             links.setdefault(r["child_id"], []).append(r["guardian_id"])
+        devices = {
+            f"{r['protocol']}:{r['device']}": r["tag_id"]
+            for r in await conn.fetch("SELECT protocol, device, tag_id FROM tag_devices")
+        }
     return RegistryRows(
-        schools, routes, zones, children, tags, guardians, {c: tuple(g) for c, g in links.items()}
+        schools, routes, zones, children, tags, guardians, {c: tuple(g) for c, g in links.items()}, devices
     )
 
 

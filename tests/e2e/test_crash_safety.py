@@ -1,0 +1,415 @@
+"""At-least-once delivery, exactly-once effect (issue 8, point 3): the tracker runs as its own process
+(`tracker run`), a device-side publisher streams fixes with incidents (an SOS, two walks off the
+route, one into a danger zone, for each of five children), and in the middle of the stream
+
+- the tracker is killed with SIGKILL (twice) and started again: once while its batch waits on a lock
+  the test holds on the positions table (certainly received and not committed), once wherever it is;
+- the broker (a mosquitto of the test's own, with persistence) is stopped and started again;
+- PostgreSQL (an embedded one of the test's own) is stopped and started again.
+
+Afterwards every fix is stored exactly once and every incident alerted exactly once; while the broker
+or the database is away, /readyz says which one (503), and the tracker reconnects by itself. Each test
+prints a FIGURES line (messages published, stored, lost, duplicate alerts) for the issue's note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from tests.helpers import build_small_world, fix, wait_until
+from tests.own_servers import OwnMosquitto
+from tracker.embedded import EmbeddedPostgres, free_port
+from tracker.store.db import apply_migrations, connect
+
+pytestmark = [
+    pytest.mark.skipif(not __import__("shutil").which("mosquitto"), reason="needs mosquitto"),
+    pytest.mark.timeout(300),
+]
+KIDS = ["Ara", "Bin", "Chae", "Dan", "Eun"]
+# per child: one SOS, two walks off the route (the second one into the construction site), one zone
+EXPECTED_ALERTS = {"sos": 1, "left_route": 2, "danger_zone": 1}
+
+
+def walk() -> list[tuple[float, float]]:
+    """A child's path in metres (see tests.helpers.SmallWorld), 10 m per second: along the route, 80 m
+    north of it and back, along again, north into the construction site (x -340..-260, y 110..190),
+    a few seconds inside, back, and on along the route."""
+    pts: list[tuple[float, float]] = []
+
+    def go(x0: float, y0: float, x1: float, y1: float, dwell: int = 0) -> None:
+        n = max(1, round(max(abs(x1 - x0), abs(y1 - y0)) / 10))
+        pts.extend((x0 + (x1 - x0) * i / n, y0 + (y1 - y0) * i / n) for i in range(n))
+        pts.extend([(x1, y1)] * dwell)
+
+    go(-540, 0, -450, 0)
+    go(-450, 0, -450, 80, dwell=4)
+    go(-450, 80, -450, 0)
+    go(-450, 0, -300, 0)
+    go(-300, 0, -300, 150, dwell=4)
+    go(-300, 150, -300, 0)
+    go(-300, 0, -200, 0, dwell=1)
+    return pts
+
+
+def stream(tags: list[str], t0: float) -> list[tuple[str, bytes]]:
+    """Every child's fixes, one second apart, the children interleaved; the 6th fix carries SOS.
+    (A dwell repeats a place, never a timestamp.)"""
+    path = walk()
+    out = []
+    for i, (x, y) in enumerate(path):
+        for tag in tags:
+            body = fix(x, y, t0 + i, acc=8, sos=(i == 5))
+            out.append((f"tracker/v1/tags/{tag}/position", json.dumps(body).encode()))
+    return out
+
+
+class StreamPublisher:
+    """A device-side client (persistent session, QoS 1) that publishes a list of messages at a pace,
+    in a thread, and keeps going across broker restarts (paho resends what was not acknowledged)."""
+
+    def __init__(self, port: int, messages: list[tuple[str, bytes]], pace_s: float) -> None:
+        self.messages = messages
+        self.pace_s = pace_s
+        # the stream pauses before its last fifth until the test has done its damage, so that the
+        # damage is done mid-stream however slow the machine is
+        self.hold_at = len(messages) * 4 // 5
+        self.release = threading.Event()
+        self.port = port
+        self.sent = 0
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", clean_session=False
+        )
+        self.client.max_inflight_messages_set(100)
+        self.client.reconnect_delay_set(0.2, 2)
+        self._acked: set[int] = set()
+        self.client.on_publish = lambda _c, _u, mid, _rc, _p: self._acked.add(mid)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._infos: list[mqtt.MQTTMessageInfo] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        for i, (topic, payload) in enumerate(self.messages):
+            if i == self.hold_at:
+                self.release.wait(180)
+            self._infos.append(self.client.publish(topic, payload, qos=1))
+            self.sent += 1
+            time.sleep(self.pace_s)
+
+    def all_acknowledged(self) -> bool:
+        # (while the broker is away, publish() queues the message and says "not connected"; paho
+        # sends it after reconnecting, and the broker's PUBACK lands here)
+        return not self._thread.is_alive() and all(i.mid in self._acked for i in self._infos)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class TrackerProcess:
+    """`tracker run` in a child process, with settings from the environment."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.port = int(env["TRACKER_HTTP_PORT"])
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "from tracker.cli import main; main()", "run"],
+            env=self.env,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+        self.starts += 1
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    async def readyz(self) -> tuple[int, dict[str, Any]]:
+        try:
+            async with httpx.AsyncClient(timeout=5) as http:
+                r = await http.get(f"http://127.0.0.1:{self.port}/readyz")
+            return r.status_code, r.json()
+        except httpx.HTTPError:
+            return 0, {}
+
+    async def wait_ready(self, timeout: float = 90) -> None:
+        async def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()[-3000:]
+            return (await self.readyz())[0] == 200
+
+        await wait_until(ready, timeout, interval=0.2)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[OwnMosquitto]:
+    b = OwnMosquitto(tmp_path / "mosquitto", extra="allow_anonymous true\n", persistence=True)
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[tuple[EmbeddedPostgres, str]]:
+    # outside pytest's tmp_path (0700): the embedded server may run as its own user (as in conftest)
+    folder = Path(tempfile.mkdtemp(prefix="tracker-crash-pg-"))
+    os.chmod(folder, 0o755)
+    server = EmbeddedPostgres(folder / "data")
+    url = await asyncio.to_thread(server.start)
+    conn = await asyncpg.connect(url)
+    try:
+        await apply_migrations(conn)
+    finally:
+        await conn.close()
+    yield server, url
+    await asyncio.to_thread(server.stop)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _scenario(
+    database_url: str, broker: OwnMosquitto, tmp_path: Path
+) -> tuple[Any, TrackerProcess, StreamPublisher]:
+    conn = await connect(database_url)
+    try:
+        world = await build_small_world(conn, KIDS)
+    finally:
+        await conn.close()
+    env = {
+        **os.environ,
+        "TRACKER_DATABASE_URL": database_url,
+        "TRACKER_MQTT_URL": broker.url(),
+        "TRACKER_HTTP_PORT": str(free_port()),
+        "TRACKER_MQTT_CLIENT_ID": f"tracker-crash-{uuid.uuid4().hex[:8]}",
+        "TRACKER_DATA_DIR": str(tmp_path / "data"),
+        "TRACKER_OFF_ROUTE_MIN_S": "3",
+        "TRACKER_BATCH_WAIT_MS": "5",
+        "TRACKER_TICK_S": "1",
+    }
+    env.pop("TRACKER_TOPIC_PREFIX", None)
+    tracker = TrackerProcess(env, tmp_path / "tracker.log")
+    tags = [world.kids[k].tag for k in KIDS]
+    messages = stream(tags, time.time() - len(walk()) - 5)
+    publisher = StreamPublisher(broker.port, messages, pace_s=0.01)
+    return world, tracker, publisher
+
+
+async def _count(database_url: str, sql: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def _stored_at_least(database_url: str, n: int, timeout: float = 120) -> None:
+    async def enough() -> bool:
+        try:
+            return await _count(database_url, "SELECT count(*) FROM positions") >= n
+        except (OSError, asyncpg.PostgresError):
+            return False
+
+    await wait_until(enough, timeout, interval=0.1)
+
+
+async def _settle_and_check(
+    database_url: str, world: Any, tracker: TrackerProcess, publisher: StreamPublisher, case: str
+) -> None:
+    """Wait for the whole stream, then prove nothing is still being redelivered (a last fix per child,
+    published after everything, is stored after whatever came before it), then count."""
+    total = len(publisher.messages)
+    publisher.release.set()
+    await wait_until(publisher.all_acknowledged, 120, interval=0.1)
+    await _stored_at_least(database_url, total)
+    last_ts = max(json.loads(p)["ts"] for _, p in publisher.messages)
+    closing = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    closing.connect("127.0.0.1", publisher.port)
+    closing.loop_start()
+    for k in KIDS:
+        body = json.dumps(fix(-200, 0, last_ts + 1, acc=8))
+        closing.publish(f"tracker/v1/tags/{world.kids[k].tag}/position", body, qos=1).wait_for_publish(10)
+    closing.disconnect()
+    closing.loop_stop()
+    await _stored_at_least(database_url, total + len(KIDS))
+
+    conn = await asyncpg.connect(database_url)
+    try:
+        # the stream's fixes, not the closing ones a second later (half a second apart from both: no
+        # microsecond rounding of the float timestamps can move a fix across the line)
+        stored = await conn.fetchval(
+            "SELECT count(*) FROM positions WHERE ts < to_timestamp($1)", last_ts + 0.5
+        )
+        per_tag = Counter(
+            {
+                r["tag_id"]: r["n"]
+                for r in await conn.fetch("SELECT tag_id, count(*) AS n FROM positions GROUP BY 1")
+            }
+        )
+        alerts = await conn.fetch("SELECT child_id, kind FROM alerts")
+        dead = await conn.fetchval("SELECT count(*) FROM dead_letters")
+        have = {
+            (r["tag_id"], round(r["ts"].timestamp(), 3))
+            for r in await conn.fetch("SELECT tag_id, ts FROM positions")
+        }
+    finally:
+        await conn.close()
+    by_child: dict[int, Counter[str]] = {}
+    for a in alerts:
+        by_child.setdefault(a["child_id"], Counter())[a["kind"]] += 1
+    sent = [(t.split("/")[3], round(json.loads(p)["ts"], 3)) for t, p in publisher.messages]
+    missing = [(i, m) for i, m in enumerate(sent) if m not in have]
+    lost = len(missing)  # each published fix looked up by (tag, ts)
+    if missing:
+        print(f"\nMISSING (index in the stream, (tag, ts)): {missing}")
+    duplicates = sum(
+        max(0, n - EXPECTED_ALERTS.get(kind, 0)) for c in by_child.values() for kind, n in c.items()
+    )
+    print(
+        f"\nFIGURES {case}: published={total} stored={stored} lost={lost} duplicate_alerts={duplicates}"
+        f" alerts={len(alerts)} tracker_starts={tracker.starts} dead_letters={dead}"
+    )
+    assert lost == 0 and stored == total and dead == 0
+    assert "crashed" not in tracker.log.read_text()  # every loop of the service survived
+    assert set(per_tag.values()) == {len(walk()) + 1}, per_tag  # every fix once, every child complete
+    for k in KIDS:
+        assert by_child.get(world.kids[k].child_id) == Counter(EXPECTED_ALERTS), (k, by_child)
+
+
+async def test_sigkill_mid_stream_loses_nothing_and_alerts_once(
+    database_url: str, broker: OwnMosquitto, tmp_path: Path
+) -> None:
+    world, tracker, publisher = await _scenario(database_url, broker, tmp_path)
+    tracker.start()
+    try:
+        await tracker.wait_ready()
+        publisher.start()
+        total = len(publisher.messages)
+        for share, caught_committing in ((0.3, True), (0.6, False)):
+            await _stored_at_least(database_url, int(total * share))
+            assert publisher.sent < total  # the stream is still running (it waits at 80 %)
+            if caught_committing:
+                # first kill: certainly with a batch received and not committed. The test holds a lock
+                # that makes the tracker's next INSERT into positions wait, and kills it while it waits.
+                lock = await asyncpg.connect(database_url)
+                held = lock.transaction()
+                await held.start()
+                await lock.execute("LOCK TABLE positions IN SHARE ROW EXCLUSIVE MODE")
+                await wait_until(partial(_insert_waiting, database_url), 30)
+                tracker.kill()
+                await held.rollback()
+                await lock.close()
+            else:
+                tracker.kill()  # second kill: wherever the tracker happens to be
+            tracker.start()
+            await tracker.wait_ready()
+        await _settle_and_check(database_url, world, tracker, publisher, "sigkill")
+        # what the last process was given again (committed by the one killed before it acknowledged)
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{tracker.port}/metrics")).text
+        counts = dict(re.findall(r"^(tracker_fixes_in_total|tracker_fixes_stored_total) (\S+)$", text, re.M))
+        again = float(counts["tracker_fixes_in_total"]) - float(counts["tracker_fixes_stored_total"])
+        print(f"FIGURES sigkill: fixes the last process received that were already stored: {again:.0f}")
+    finally:
+        publisher.close()
+        tracker.stop()
+
+
+async def test_broker_restart_mid_stream(database_url: str, broker: OwnMosquitto, tmp_path: Path) -> None:
+    world, tracker, publisher = await _scenario(database_url, broker, tmp_path)
+    tracker.start()
+    try:
+        await tracker.wait_ready()
+        publisher.start()
+        await _stored_at_least(database_url, len(publisher.messages) // 3)
+        assert publisher.sent < len(publisher.messages)  # the stream is still running
+        await asyncio.to_thread(broker.stop)
+        status, body = await wait_until(lambda: _not_ready(tracker), 30)
+        assert status == 503 and body["components"]["mqtt"] is False
+        await asyncio.to_thread(broker.start)
+        await tracker.wait_ready()  # reconnected by itself (paho's back-off), same session
+        await _settle_and_check(database_url, world, tracker, publisher, "broker-restart")
+        assert tracker.starts == 1
+    finally:
+        publisher.close()
+        tracker.stop()
+
+
+async def test_postgres_restart_mid_stream(
+    own_postgres: tuple[EmbeddedPostgres, str], broker: OwnMosquitto, tmp_path: Path
+) -> None:
+    server, database_url = own_postgres
+    world, tracker, publisher = await _scenario(database_url, broker, tmp_path)
+    tracker.start()
+    try:
+        await tracker.wait_ready()
+        publisher.start()
+        await _stored_at_least(database_url, len(publisher.messages) // 3)
+        assert publisher.sent < len(publisher.messages)  # the stream is still running
+        await asyncio.to_thread(server.stop)
+        status, body = await wait_until(lambda: _not_ready(tracker), 30)
+        assert status == 503 and body["components"]["database"] is False
+        assert await asyncio.to_thread(server.start) == database_url
+        await tracker.wait_ready()  # the pool reconnected by itself; the batch was retried
+        await _settle_and_check(database_url, world, tracker, publisher, "postgres-restart")
+        assert tracker.starts == 1
+    finally:
+        publisher.close()
+        tracker.stop()
+
+
+async def _insert_waiting(database_url: str) -> bool:
+    """Is an INSERT into positions waiting for a lock? (Asked outside the lock's transaction: inside it,
+    pg_stat_activity would show the snapshot of its first read.)"""
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT wait_event_type, left(query, 60) AS q FROM pg_stat_activity"
+            " WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return any(r["wait_event_type"] == "Lock" and "INSERT INTO positions" in r["q"] for r in rows)
+
+
+async def _not_ready(tracker: TrackerProcess) -> tuple[int, dict[str, Any]] | None:
+    status, body = await tracker.readyz()
+    return (status, body) if status == 503 else None

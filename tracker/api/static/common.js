@@ -1,0 +1,280 @@
+// Shared by the parent, school and city pages: words in Korean and English, sign-in, the API, the map.
+"use strict";
+
+const WORDS = {
+  en: {
+    "lang.switch": "한국어", "lang.switch.label": "한국어 — Switch language to Korean", "app.parent": "School route alerts",
+    "signin.title": "Sign in", "signin.token": "Access token", "signin.submit": "Sign in",
+    "signin.help": "Paste the token you were given, or open the sign-in link.",
+    "signout": "Sign out", "loading": "Loading…", "none": "None.", "close": "Close", "save": "Save",
+    "delete": "Delete", "cancel": "Cancel", "edit": "Edit", "new": "New", "name": "Name",
+    "conn.live": "Live", "conn.offline": "Offline — reconnecting", "conn.connecting": "Connecting…",
+    "conn.signedout": "Signed out: the token was refused", "conn.nonetwork": "No network",
+    "status.in_danger_zone": "In a danger zone", "status.off_route": "Off the route",
+    "status.signal_lost": "Signal lost", "status.at_school": "At school", "status.at_home": "At home",
+    "status.on_route": "On the route", "status.unknown": "No position yet",
+    "kind.left_route": "Left the route", "kind.danger_zone": "Danger zone", "kind.sos": "SOS",
+    "kind.low_battery": "Low battery", "kind.signal_lost": "Signal lost",
+    "kind.not_arrived_school": "Not at school in time", "kind.not_arrived_home": "Not home in time",
+    "kind.arrived_school": "Arrived at school", "kind.arrived_home": "Arrived home",
+    "kind.left_school": "Left school",
+    "sev.critical": "Critical", "sev.warning": "Warning", "sev.info": "Notice",
+    "state.open": "Open", "state.resolved": "Resolved", "acked": "Acknowledged",
+    "ack": "Acknowledge", "ack.done": "Acknowledged",
+    "children": "Children", "alerts": "Alerts", "map": "Map", "history": "Alert history",
+    "steps": "Steps and deliveries", "lastseen": "Last seen", "battery": "Battery", "show": "Show on map",
+    "sound.on": "Sound on", "sound.off": "Sound off", "notify.enable": "Allow notifications",
+    "banner.dismiss": "Dismiss", "alerts.none": "No alerts.", "opened": "opened",
+    "map.label": "Map of the child's position, today's track, route corridor and danger zones",
+    "legend.track": "Today's track", "legend.route": "Route corridor", "legend.zone": "Danger zone",
+    "legend.pos": "Last position", "caughtup": "Back online: {n} alert(s) updated.",
+    // school page
+    "school.title": "School", "routes": "Routes", "tags": "Tags", "guardians": "Guardians",
+    "livemap": "All children, live", "alerts.today": "Today's alerts",
+    "route.draw": "Draw a new route", "route.edit": "Edit the shape", "route.corridor": "Corridor width (m)",
+    "route.windows": "Commute windows", "route.arrivals": "Expected arrivals",
+    "route.windows.help": "One per line: days start-end, e.g. 0-4 07:30-09:00 (0 = Monday)",
+    "route.arrivals.help": "One per line: days time place, e.g. 0-4 08:40 school",
+    "route.saved": "Route saved.", "route.deleted": "Route deleted.", "route.drawhint":
+      "Click on the map to add points; click the last point again to finish.",
+    "upload": "Upload GeoJSON or GPX", "upload.file": "File", "upload.submit": "Upload",
+    "upload.done": "Imported: {n} created, {u} updated.",
+    "child": "Child", "route": "Route", "school": "School", "phone": "Phone", "language": "Language",
+    "priority": "Priority", "kind": "Kind", "has_password": "MQTT password", "yes": "yes", "no": "no",
+    "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing", "alerts.withinfo": "Include notices (arrivals, battery)", "selected": "Selected",
+    "col.time": "Time", "col.severity": "Severity", "col.state": "State",
+    // city page
+    "city.title": "City: danger zones", "zones": "Danger zones", "zone.draw": "Draw a new zone",
+    "zone.kind": "Kind", "zone.severity": "Severity", "zone.hours": "Hours (empty: always)",
+    "zone.hours.help": "One per line: days start-end, e.g. 0-6 22:00-24:00", "zone.active": "Active",
+    "zone.saved": "Zone saved.", "zone.deleted": "Zone deleted.",
+    "zone.drawhint": "Click on the map to add corners; click the first corner to close the shape.",
+  },
+  ko: {
+    "lang.switch": "English", "lang.switch.label": "English — 영어로 바꾸기", "app.parent": "통학 안전 알림",
+    "signin.title": "로그인", "signin.token": "접근 토큰", "signin.submit": "로그인",
+    "signin.help": "받은 토큰을 붙여 넣거나 로그인 링크를 여세요.",
+    "signout": "로그아웃", "loading": "불러오는 중…", "none": "없음.", "close": "닫기", "save": "저장",
+    "delete": "삭제", "cancel": "취소", "edit": "수정", "new": "새로 만들기", "name": "이름",
+    "conn.live": "실시간 연결됨", "conn.offline": "연결 끊김 — 다시 연결 중", "conn.connecting": "연결 중…",
+    "conn.signedout": "로그아웃됨: 토큰이 거부되었습니다", "conn.nonetwork": "네트워크 없음",
+    "status.in_danger_zone": "위험 구역 안", "status.off_route": "통학로 이탈",
+    "status.signal_lost": "신호 없음", "status.at_school": "학교에 있음", "status.at_home": "집에 있음",
+    "status.on_route": "통학로 위", "status.unknown": "위치 정보 없음",
+    "kind.left_route": "통학로 이탈", "kind.danger_zone": "위험 구역", "kind.sos": "긴급 호출(SOS)",
+    "kind.low_battery": "배터리 부족", "kind.signal_lost": "신호 없음",
+    "kind.not_arrived_school": "학교 미도착", "kind.not_arrived_home": "집 미도착",
+    "kind.arrived_school": "학교 도착", "kind.arrived_home": "집 도착", "kind.left_school": "하교",
+    "sev.critical": "긴급", "sev.warning": "경고", "sev.info": "알림",
+    "state.open": "진행 중", "state.resolved": "해제됨", "acked": "확인함",
+    "ack": "확인", "ack.done": "확인함",
+    "children": "자녀", "alerts": "알림", "map": "지도", "history": "알림 기록",
+    "steps": "처리 단계와 전송", "lastseen": "마지막 위치", "battery": "배터리", "show": "지도에서 보기",
+    "sound.on": "소리 켜짐", "sound.off": "소리 꺼짐", "notify.enable": "알림 허용",
+    "banner.dismiss": "닫기", "alerts.none": "알림이 없습니다.", "opened": "발생",
+    "map.label": "자녀의 위치, 오늘의 이동 경로, 통학로 구간과 위험 구역 지도",
+    "legend.track": "오늘의 이동", "legend.route": "통학로 구간", "legend.zone": "위험 구역",
+    "legend.pos": "마지막 위치", "caughtup": "다시 연결됨: 알림 {n}건을 갱신했습니다.",
+    "school.title": "학교", "routes": "통학로", "tags": "단말기", "guardians": "보호자",
+    "livemap": "전체 학생 실시간 위치", "alerts.today": "오늘의 알림",
+    "route.draw": "새 통학로 그리기", "route.edit": "모양 수정", "route.corridor": "구간 폭 (m)",
+    "route.windows": "등하교 시간", "route.arrivals": "도착 예정 시각",
+    "route.windows.help": "한 줄에 하나: 요일 시작-끝, 예: 0-4 07:30-09:00 (0 = 월요일)",
+    "route.arrivals.help": "한 줄에 하나: 요일 시각 장소, 예: 0-4 08:40 school",
+    "route.saved": "통학로를 저장했습니다.", "route.deleted": "통학로를 삭제했습니다.",
+    "route.drawhint": "지도를 눌러 점을 추가하고, 마지막 점을 한 번 더 눌러 마치세요.",
+    "upload": "GeoJSON 또는 GPX 올리기", "upload.file": "파일", "upload.submit": "올리기",
+    "upload.done": "가져옴: 새로 {n}건, 갱신 {u}건.",
+    "child": "학생", "route": "통학로", "school": "학교", "phone": "전화", "language": "언어",
+    "priority": "순서", "kind": "종류", "has_password": "MQTT 비밀번호", "yes": "있음", "no": "없음",
+    "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기", "alerts.withinfo": "알림성 안내 포함 (도착, 배터리)", "selected": "선택됨",
+    "col.time": "시각", "col.severity": "심각도", "col.state": "상태",
+    "city.title": "시: 위험 구역", "zones": "위험 구역", "zone.draw": "새 위험 구역 그리기",
+    "zone.kind": "종류", "zone.severity": "심각도", "zone.hours": "시간 (비우면 항상)",
+    "zone.hours.help": "한 줄에 하나: 요일 시작-끝, 예: 0-6 22:00-24:00", "zone.active": "사용",
+    "zone.saved": "위험 구역을 저장했습니다.", "zone.deleted": "위험 구역을 삭제했습니다.",
+    "zone.drawhint": "지도를 눌러 꼭짓점을 추가하고, 첫 꼭짓점을 눌러 닫으세요.",
+  },
+};
+
+function browserLang() {
+  return (navigator.languages || [navigator.language || "en"]).some((l) => /^ko\b/i.test(l)) ? "ko" : "en";
+}
+let LANG = localStorage.getItem("tracker-lang") || browserLang();
+
+function t(key, vars) {
+  let s = (WORDS[LANG] && WORDS[LANG][key]) || WORDS.en[key] || key;
+  for (const [k, v] of Object.entries(vars || {})) s = s.replace(`{${k}}`, v);
+  return s;
+}
+
+function applyWords(root) {
+  document.documentElement.lang = LANG;
+  (root || document).querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  (root || document).querySelectorAll("[data-i18n-label]").forEach((el) => {
+    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  });
+  (root || document).querySelectorAll("[data-i18n-title]").forEach((el) => {
+    el.title = t(el.dataset.i18nTitle);
+  });
+}
+
+function setupLanguageSwitch(button, onChange) {
+  button.addEventListener("click", () => {
+    LANG = LANG === "ko" ? "en" : "ko";
+    localStorage.setItem("tracker-lang", LANG);
+    applyWords();
+    onChange();
+  });
+}
+
+const $ = (id) => document.getElementById(id);
+function esc(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
+function fmtTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  const today = new Date().toDateString() === d.toDateString();
+  return today ? d.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : d.toLocaleString(LANG, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+}
+
+// --- sign-in: a token per page (guardian, school staff, administrator), from `#token=` or the form ---
+class Session {
+  constructor(key) {
+    this.key = key;
+    this.token = localStorage.getItem(key) || "";
+    if (location.hash.startsWith("#token=")) {
+      this.token = decodeURIComponent(location.hash.slice(7));
+      localStorage.setItem(key, this.token);
+      history.replaceState(null, "", location.pathname);
+    }
+  }
+  set(token) { this.token = token.trim(); localStorage.setItem(this.key, this.token); }
+  clear() { this.token = ""; localStorage.removeItem(this.key); }
+
+  async api(path, options = {}) {
+    const headers = { Authorization: `Bearer ${this.token}`, ...(options.headers || {}) };
+    let body = options.body;
+    if (body !== undefined && !(body instanceof FormData) && typeof body !== "string") {
+      body = JSON.stringify(body); headers["Content-Type"] = "application/json";
+    }
+    const r = await fetch(path, { ...options, headers, body });
+    if (r.status === 204) return null;
+    const data = await r.json().catch(() => null);
+    if (!r.ok) {
+      const err = new Error(describeError(data, r.status));
+      err.status = r.status; throw err;
+    }
+    return data;
+  }
+}
+
+function describeError(data, status) {
+  const d = data && data.detail;
+  if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ");
+  return d ? String(d) : `HTTP ${status}`;
+}
+
+// Days and times typed one per line ("0-4 07:30-09:00") <-> the API's windows.
+function parseDays(s) {
+  const days = new Set();
+  for (const part of s.split(",")) {
+    const [a, b] = part.split("-").map(Number);
+    if (Number.isNaN(a)) throw new Error(`days: ${part}`);
+    for (let d = a; d <= (Number.isNaN(b) || b === undefined ? a : b); d++) days.add(d);
+  }
+  return [...days].sort();
+}
+function daysText(days) {
+  const d = [...days].sort();
+  const contiguous = d.length > 1 && d.every((x, i) => i === 0 || x === d[i - 1] + 1);
+  return contiguous ? `${d[0]}-${d[d.length - 1]}` : d.join(",");
+}
+function parseWindows(text) {
+  return text.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+    const [days, span] = line.split(/\s+/);
+    const [start, end] = (span || "").split("-");
+    return { days: parseDays(days), start, end };
+  });
+}
+function windowsText(windows) { return (windows || []).map((w) => `${daysText(w.days)} ${w.start}-${w.end}`).join("\n"); }
+function parseArrivals(text) {
+  return text.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
+    const [days, time, to] = line.split(/\s+/);
+    return { days: parseDays(days), time, to: to || "school" };
+  });
+}
+function arrivalsText(arrivals) { return (arrivals || []).map((a) => `${daysText(a.days)} ${a.time} ${a.to}`).join("\n"); }
+
+// --- the map: Seoul's districts as the base layer, tiles only when TRACKER_TILE_URL names some ---
+const CONFIG = window.TRACKER_CONFIG || { tileUrl: "", tileAttribution: "" };
+
+function makeMap(element) {
+  const map = L.map(element, { zoomSnap: 0.5, preferCanvas: false, keyboard: true }).setView([37.55, 126.99], 11);
+  map.createPane("districts").style.zIndex = 250;
+  if (CONFIG.tileUrl) {
+    L.tileLayer(CONFIG.tileUrl, { maxZoom: 19, attribution: esc(CONFIG.tileAttribution) }).addTo(map);
+  } else {
+    element.classList.add("no-tiles");
+  }
+  fetch("/static/seoul-districts.geojson").then((r) => r.json()).then((fc) => {
+    const districts = L.geoJSON(fc, {
+      pane: "districts", interactive: false, pmIgnore: true,
+      style: { color: "#6b7280", weight: 1, fillColor: "#e5e7eb", fillOpacity: CONFIG.tileUrl ? 0 : 0.6 },
+    }).addTo(map);
+    if (CONFIG.tileUrl) return;
+    // the districts' names, where they can be read: from the whole city down to a neighbourhood
+    const labels = L.layerGroup();
+    districts.eachLayer((layer) => {
+      const f = layer.feature;
+      labels.addLayer(L.tooltip({ permanent: true, direction: "center", className: "district-label", interactive: false })
+        .setLatLng(layer.getBounds().getCenter()).setContent(esc(f.properties[LANG] || f.properties.en)));
+    });
+    const show = () => { if (map.getZoom() >= 11 && map.getZoom() <= 14) labels.addTo(map); else labels.remove(); };
+    map.on("zoomend", show); show();
+  });
+  return map;
+}
+
+// A route's corridor drawn to scale: a line whose stroke is the corridor's full width in pixels at the
+// current zoom (a thick stroke with round caps and joins is the line's buffer).
+function metresPerPixel(map, lat) { return 40075016.686 * Math.cos((lat * Math.PI) / 180) / 2 ** (map.getZoom() + 8); }
+function corridorLayer(map, feature, style) {
+  const group = L.featureGroup();
+  const coords = feature.geometry.type === "LineString" ? [feature.geometry.coordinates] : feature.geometry.coordinates;
+  const latlngs = coords.map((line) => line.map(([lon, lat]) => [lat, lon]));
+  const band = L.polyline(latlngs, { color: style.band || "#2563eb", opacity: 0.22, lineCap: "round", lineJoin: "round", interactive: false });
+  const centre = L.polyline(latlngs, { color: style.line || "#1d4ed8", weight: 3, dashArray: "6 6" });
+  group.addLayer(band).addLayer(centre);
+  const fit = () => {
+    const lat = latlngs[0][0][0];
+    band.setStyle({ weight: Math.max(4, (2 * feature.properties.corridor_m) / metresPerPixel(map, lat)) });
+  };
+  map.on("zoomend", fit); fit();
+  group.centre = centre;
+  group.off_zoom = () => map.off("zoomend", fit);
+  return group;
+}
+
+// Whether a feature lies within about `deg` degrees (0.01: about 1 km) of some bounds.
+function near(bounds, feature, deg = 0.01) {
+  const sw = bounds.getSouthWest(), ne = bounds.getNorthEast();
+  return L.latLngBounds([sw.lat - deg, sw.lng - deg], [ne.lat + deg, ne.lng + deg]).intersects(L.geoJSON(feature).getBounds());
+}
+
+const ZONE_STYLE = { color: "#b91c1c", weight: 2, fillColor: "#ef4444", fillOpacity: 0.25 };
+const STATUS_COLOUR = {
+  in_danger_zone: "#b91c1c", off_route: "#c2410c", signal_lost: "#6d28d9", at_school: "#047857",
+  at_home: "#0e7490", on_route: "#1d4ed8", unknown: "#4b5563",
+};
+
+function setupSignIn(session, formId, onSignedIn) {
+  const form = $(formId);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    session.set(form.querySelector("input").value);
+    onSignedIn();
+  });
+}
