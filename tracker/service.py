@@ -45,6 +45,7 @@ from tracker.store.db import apply_migrations, create_pool
 from tracker.store.registry import load_registry
 
 log = logging.getLogger(__name__)
+STOP_TIMEOUT_S = 10.0  # how long a stop waits for tasks and for PostgreSQL connections to close
 # what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
 # the server shut down, seen when the crash-safety test restarts PostgreSQL)
 DB_ERRORS = (
@@ -145,14 +146,22 @@ class Service:
             await asyncio.sleep(0.1)
         for t in self._tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # bounded: a stop must finish even when PostgreSQL or the broker is gone (a task stuck in a
+        # connection attempt, a pool that cannot close its connections gracefully)
+        _, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_S) if self._tasks else (set(), set())
+        for t in stuck:
+            log.warning("stopping: task %s did not finish in %.0f s", t.get_name(), STOP_TIMEOUT_S)
         self._tasks.clear()
         with contextlib.suppress(AttributeError):
             self.ingestor.stop()
         with contextlib.suppress(AttributeError):
             await self._webhook.close()
         with contextlib.suppress(AttributeError):
-            await self.pool.close()
+            try:
+                await asyncio.wait_for(self.pool.close(), STOP_TIMEOUT_S)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                log.warning("stopping: PostgreSQL connections did not close; terminated")
+                self.pool.terminate()
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
