@@ -4,6 +4,7 @@ container's SIGTERM must not hang on a dead database)."""
 from __future__ import annotations
 
 import asyncio
+
 import asyncpg
 
 from tracker.service import STOP_TIMEOUT_S, Service
