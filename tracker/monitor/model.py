@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+import msgspec
+
 from tracker.monitor.schedule import Hours, RouteSchedule
 
 R68_PER_SIGMA = math.sqrt(-2.0 * math.log(1.0 - 0.68))
@@ -40,9 +42,12 @@ class Verdict(StrEnum):
     IMPOSSIBLE_JUMP = "impossible_jump"  # faster than a child can move since the last decided fix
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One fix of one child, with the geofence core's answers for it."""
+class Observation(msgspec.Struct, frozen=True, gc=False):
+    """One fix of one child, with the geofence core's answers for it.
+
+    Immutable like a frozen dataclass, but built for every fix: a msgspec Struct is made in about a
+    tenth of the time (a frozen dataclass sets each of its 13 fields through object.__setattr__).
+    It holds no containers that could form a cycle, so it stays out of the garbage collector."""
 
     ts: float
     lon: float
