@@ -316,11 +316,13 @@ class Pipeline:
         events: list[ChildEvent],
         outcome: BatchOutcome,
     ) -> None:
+        children = a.child_ids.tolist()  # Python ints and floats once, not numpy scalars per fix
+        route_m = v.route_distance_m.tolist()
         positions: list[PositionRecord] = [
             (
                 f.tag,
                 _utc(f.ts),
-                int(a.child_ids[i]),
+                children[i],
                 f.lon,
                 f.lat,
                 f.acc,
@@ -328,18 +330,21 @@ class Pipeline:
                 f.seq,
                 f.sos,
                 _utc(f.received_at),
-                None if np.isnan(v.route_distance_m[i]) else float(v.route_distance_m[i]),
+                None if route_m[i] != route_m[i] else route_m[i],  # nan: no route
             )
             for i, f in enumerate(a.fixes)
         ]
         dead: list[DeadLetterRecord] = [
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
-        changed = {c: s.to_json() for c, s in states.items() if s != self._states.get(c)}
+        committed = self._states
+        # a state step() left alone is the committed object itself: no field-by-field comparison
+        new = [(c, s) for c, s in states.items() if (old := committed.get(c)) is not s and s != old]
+        changed = {c: s.to_json() for c, s in new}
         following = [
             (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
-            for c, s in states.items()
-            if (s.off_route or s.zones_in) and s.last_ts is not None and s != self._states.get(c)
+            for c, s in new
+            if (s.off_route or s.zones_in) and s.last_ts is not None
         ]
         async with self._pool.acquire() as conn, conn.transaction():
             outcome.stored = await store_positions(conn, positions)
