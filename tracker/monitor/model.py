@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -166,19 +166,23 @@ class ChildState:
     not_arrived: list[str] = field(default_factory=list)  # deadline keys already raised
 
     def copy(self) -> ChildState:
-        """A copy whose containers are new too (the per-fix path: several times faster than deepcopy)."""
-        return replace(
-            self,
-            zone_counts=dict(self.zone_counts),
-            zones_in=set(self.zones_in),
-            zone_exit_counts=dict(self.zone_exit_counts),
-            zone_passes=dict(self.zone_passes),
-            zone_lingers=dict(self.zone_lingers),
-            zones_possible=set(self.zones_possible),
-            place_counts=dict(self.place_counts),
-            arrived=dict(self.arrived),
-            not_arrived=list(self.not_arrived),
-        )
+        """A copy whose containers are new too (the per-fix path: one for every decided fix).
+
+        The instance dict is copied and the containers replaced, without going through __init__
+        (dataclasses.replace passes all 21 fields to it: 4.3 us against 1.8 us here)."""
+        d = self.__dict__.copy()
+        d["zone_counts"] = dict(self.zone_counts)
+        d["zones_in"] = set(self.zones_in)
+        d["zone_exit_counts"] = dict(self.zone_exit_counts)
+        d["zone_passes"] = dict(self.zone_passes)
+        d["zone_lingers"] = dict(self.zone_lingers)
+        d["zones_possible"] = set(self.zones_possible)
+        d["place_counts"] = dict(self.place_counts)
+        d["arrived"] = dict(self.arrived)
+        d["not_arrived"] = list(self.not_arrived)
+        new = object.__new__(ChildState)
+        new.__dict__ = d
+        return new
 
     def to_json(self) -> dict[str, Any]:
         return {
