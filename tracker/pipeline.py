@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import asyncpg
 import msgspec
@@ -259,20 +260,28 @@ class Pipeline:
         """The rules per fix, in time order per child; ``states`` is replaced child by child."""
         events: list[ChildEvent] = []
         zones = view.rows.zones
+        # the batch's arrays as Python lists once (indexing a numpy array per fix costs more than the rules)
+        children = a.child_ids.tolist()
+        route_m, corridor_m = v.route_distance_m.tolist(), v.corridor_m.tolist()
+        nearest_m, from_ts = v.nearest_zone_m.tolist(), prev_ts.tolist()
+        certain = _zone_sets(v.certain_offsets, v.certain_zone_ids)
+        possible = _zone_sets(v.possible_offsets, v.possible_zone_ids)
+        crossed = _zone_sets(v.crossed_offsets, v.crossed_zone_ids)
         for i, fix in enumerate(a.fixes):
-            child = int(a.child_ids[i])
+            child = children[i]
+            prev = from_ts[i]
             obs = Observation(
                 ts=fix.ts,
                 lon=fix.lon,
                 lat=fix.lat,
                 acc=fix.acc,
-                route_distance_m=float(v.route_distance_m[i]),
-                corridor_m=float(v.corridor_m[i]),
-                certain_zones=frozenset(v.certain(i)),
-                possible_zones=frozenset(v.possible(i)),
-                crossed_zones=frozenset(v.crossed(i)),
-                crossed_from_ts=None if np.isnan(prev_ts[i]) else float(prev_ts[i]),
-                nearest_zone_m=float(v.nearest_zone_m[i]),
+                route_distance_m=route_m[i],
+                corridor_m=corridor_m[i],
+                certain_zones=certain[i],
+                possible_zones=possible[i],
+                crossed_zones=crossed[i],
+                crossed_from_ts=None if prev != prev else prev,  # nan: no previous fix
+                nearest_zone_m=nearest_m[i],
                 batt=fix.batt,
                 sos=fix.sos,
             )
@@ -307,11 +316,13 @@ class Pipeline:
         events: list[ChildEvent],
         outcome: BatchOutcome,
     ) -> None:
+        children = a.child_ids.tolist()  # Python ints and floats once, not numpy scalars per fix
+        route_m = v.route_distance_m.tolist()
         positions: list[PositionRecord] = [
             (
                 f.tag,
                 _utc(f.ts),
-                int(a.child_ids[i]),
+                children[i],
                 f.lon,
                 f.lat,
                 f.acc,
@@ -319,18 +330,21 @@ class Pipeline:
                 f.seq,
                 f.sos,
                 _utc(f.received_at),
-                None if np.isnan(v.route_distance_m[i]) else float(v.route_distance_m[i]),
+                None if route_m[i] != route_m[i] else route_m[i],  # nan: no route
             )
             for i, f in enumerate(a.fixes)
         ]
         dead: list[DeadLetterRecord] = [
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
-        changed = {c: s.to_json() for c, s in states.items() if s != self._states.get(c)}
+        committed = self._states
+        # a state step() left alone is the committed object itself: no field-by-field comparison
+        new = [(c, s) for c, s in states.items() if (old := committed.get(c)) is not s and s != old]
+        changed = {c: s.to_json() for c, s in new}
         following = [
             (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
-            for c, s in states.items()
-            if (s.off_route or s.zones_in) and s.last_ts is not None and s != self._states.get(c)
+            for c, s in new
+            if (s.off_route or s.zones_in) and s.last_ts is not None
         ]
         async with self._pool.acquire() as conn, conn.transaction():
             outcome.stored = await store_positions(conn, positions)
@@ -387,6 +401,17 @@ class Pipeline:
 
 
 READER_ACC_M = 10.0  # a reader sees a card within a few metres
+
+
+_NO_ZONES: frozenset[int] = frozenset()
+
+
+def _zone_sets(offsets: np.ndarray, zone_ids: np.ndarray) -> list[frozenset[int]]:
+    """Each fix's zone ids (a CSR slice of the geofence's answer) as a frozenset; most fixes are in
+    no zone, and they share one empty set."""
+    bounds = offsets.tolist()
+    ids = zone_ids.tolist()
+    return [frozenset(ids[lo:hi]) if hi > lo else _NO_ZONES for lo, hi in pairwise(bounds)]
 
 
 def _at_gate(view: RegistryView, fix: Fix) -> bool:

@@ -18,11 +18,10 @@ from tracker.alerts.channels import Channel
 from tracker.store.alerts import (
     AlertFacts,
     DeliveryJob,
-    add_history,
     alert_facts,
     claim_due_deliveries,
     mark_delivery,
-    recently_sent,
+    sent_counts,
 )
 
 log = logging.getLogger(__name__)
@@ -69,19 +68,31 @@ class Dispatcher:
         if not jobs:
             return 0
         facts = await alert_facts(self._pool, sorted({j.alert_id for j in jobs}))
-        await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id)) for j in jobs))
+        # the rate limit's counts for the whole round in one query, as the round starts (the round's
+        # deliveries run concurrently, so each of them saw the counts from before the round anyway)
+        sent = await sent_counts(
+            self._pool, [(g, j.channel) for j in jobs if (g := _limited(j)) is not None], self._rate_window_s
+        )
+        await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id), sent) for j in jobs))
         return len(jobs)
 
-    async def _deliver(self, job: DeliveryJob, facts: AlertFacts | None) -> None:
+    async def _deliver(
+        self, job: DeliveryJob, facts: AlertFacts | None, sent: dict[tuple[int, str], int]
+    ) -> None:
         channel = self._channels.get(job.channel)
         if facts is None or channel is None:
             why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"
             await mark_delivery(self._pool, job.delivery_id, "failed", error=why)
             self.outcomes[(job.channel, "failed")] += 1
             return
-        if await self._over_limit(job):
-            await mark_delivery(self._pool, job.delivery_id, "suppressed", error="rate limit")
-            await add_history(self._pool, job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"})
+        if self._over_limit(job, sent):
+            await mark_delivery(
+                self._pool,
+                job.delivery_id,
+                "suppressed",
+                error="rate limit",
+                history=(job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"}),
+            )
             self.outcomes[(job.channel, "suppressed")] += 1
             return
         try:
@@ -90,8 +101,13 @@ class Dispatcher:
             error = f"{type(e).__name__}: {e}"
             if job.attempts >= self._max_attempts:
                 log.error("delivery %s (%s) failed for good: %s", job.delivery_id, job.channel, error)
-                await mark_delivery(self._pool, job.delivery_id, "failed", error=error)
-                await add_history(self._pool, job.alert_id, "failed", _who(job) | {"error": error})
+                await mark_delivery(
+                    self._pool,
+                    job.delivery_id,
+                    "failed",
+                    error=error,
+                    history=(job.alert_id, "failed", _who(job) | {"error": error}),
+                )
                 self.outcomes[(job.channel, "failed")] += 1
             else:
                 delay = self._backoff_s * 2 ** (job.attempts - 1)
@@ -101,17 +117,25 @@ class Dispatcher:
                 await mark_delivery(self._pool, job.delivery_id, "pending", error=error, retry_in_s=delay)
                 self.outcomes[(job.channel, "retry")] += 1
             return
-        await mark_delivery(self._pool, job.delivery_id, outcome)
         step = "delivered" if outcome == "sent" else "unreachable"
-        await add_history(self._pool, job.alert_id, step, _who(job) | {"transition": job.transition})
+        await mark_delivery(
+            self._pool,
+            job.delivery_id,
+            outcome,
+            history=(job.alert_id, step, _who(job) | {"transition": job.transition}),
+        )
         self.outcomes[(job.channel, outcome)] += 1
 
-    async def _over_limit(self, job: DeliveryJob) -> bool:
+    def _over_limit(self, job: DeliveryJob, sent: dict[tuple[int, str], int]) -> bool:
         """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back."""
-        if job.guardian_id is None or job.severity == "critical":
-            return False
-        sent = await recently_sent(self._pool, job.guardian_id, job.channel, self._rate_window_s)
-        return sent >= self._rate_count
+        guardian = _limited(job)
+        return guardian is not None and sent.get((guardian, job.channel), 0) >= self._rate_count
+
+
+def _limited(job: DeliveryJob) -> int | None:
+    """The guardian whose rate limit applies to a delivery; None: none does (critical alerts, and
+    deliveries to a school, are never held back)."""
+    return job.guardian_id if job.severity != "critical" else None
 
 
 def _who(job: DeliveryJob) -> dict[str, object]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from tracker.monitor.schedule import Hours, RouteSchedule
 
@@ -40,9 +42,12 @@ class Verdict(StrEnum):
     IMPOSSIBLE_JUMP = "impossible_jump"  # faster than a child can move since the last decided fix
 
 
-@dataclass(frozen=True)
-class Observation:
-    """One fix of one child, with the geofence core's answers for it."""
+class Observation(msgspec.Struct, frozen=True, gc=False):
+    """One fix of one child, with the geofence core's answers for it.
+
+    Immutable like a frozen dataclass, but built for every fix: a msgspec Struct is made in about a
+    tenth of the time (a frozen dataclass sets each of its 13 fields through object.__setattr__).
+    It holds no containers that could form a cycle, so it stays out of the garbage collector."""
 
     ts: float
     lon: float
@@ -161,19 +166,23 @@ class ChildState:
     not_arrived: list[str] = field(default_factory=list)  # deadline keys already raised
 
     def copy(self) -> ChildState:
-        """A copy whose containers are new too (the per-fix path: several times faster than deepcopy)."""
-        return replace(
-            self,
-            zone_counts=dict(self.zone_counts),
-            zones_in=set(self.zones_in),
-            zone_exit_counts=dict(self.zone_exit_counts),
-            zone_passes=dict(self.zone_passes),
-            zone_lingers=dict(self.zone_lingers),
-            zones_possible=set(self.zones_possible),
-            place_counts=dict(self.place_counts),
-            arrived=dict(self.arrived),
-            not_arrived=list(self.not_arrived),
-        )
+        """A copy whose containers are new too (the per-fix path: one for every decided fix).
+
+        The instance dict is copied and the containers replaced, without going through __init__
+        (dataclasses.replace passes all 21 fields to it: 4.3 us against 1.8 us here)."""
+        d = self.__dict__.copy()
+        d["zone_counts"] = dict(self.zone_counts)
+        d["zones_in"] = set(self.zones_in)
+        d["zone_exit_counts"] = dict(self.zone_exit_counts)
+        d["zone_passes"] = dict(self.zone_passes)
+        d["zone_lingers"] = dict(self.zone_lingers)
+        d["zones_possible"] = set(self.zones_possible)
+        d["place_counts"] = dict(self.place_counts)
+        d["arrived"] = dict(self.arrived)
+        d["not_arrived"] = list(self.not_arrived)
+        new = object.__new__(ChildState)
+        new.__dict__ = d
+        return new
 
     def to_json(self) -> dict[str, Any]:
         return {

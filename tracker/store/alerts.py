@@ -129,17 +129,25 @@ async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[Del
     return [DeliveryJob(*r) for r in rows]
 
 
-async def recently_sent(pool: asyncpg.Pool, guardian_id: int, channel: str, window_s: float) -> int:
-    """Messages sent to a guardian on a channel in the last `window_s` seconds (the rate limit)."""
-    return int(
-        await pool.fetchval(
-            "SELECT count(*) FROM deliveries WHERE guardian_id = $1 AND channel = $2 AND state = 'sent'"
-            " AND sent_at > now() - make_interval(secs => $3)",
-            guardian_id,
-            channel,
-            window_s,
-        )
+async def sent_counts(
+    pool: asyncpg.Pool, keys: list[tuple[int, str]], window_s: float
+) -> dict[tuple[int, str], int]:
+    """Messages sent to each (guardian, channel) in the last `window_s` seconds (the rate limit), for
+    a dispatcher round's pairs in one query; a pair absent from the answer has none."""
+    keys = sorted(set(keys))
+    if not keys:
+        return {}
+    rows = await pool.fetch(
+        "SELECT d.guardian_id, d.channel, count(*) FROM deliveries d"
+        " JOIN unnest($1::bigint[], $2::text[]) AS k(guardian_id, channel)"
+        " ON d.guardian_id = k.guardian_id AND d.channel = k.channel"
+        " WHERE d.state = 'sent' AND d.sent_at > now() - make_interval(secs => $3)"
+        " GROUP BY d.guardian_id, d.channel",
+        [g for g, _ in keys],
+        [c for _, c in keys],
+        window_s,
     )
+    return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
 async def add_history(pool: asyncpg.Pool, alert_id: int, step: str, detail: dict[str, object]) -> None:
@@ -148,19 +156,37 @@ async def add_history(pool: asyncpg.Pool, alert_id: int, step: str, detail: dict
     )
 
 
+_MARK_SQL = (
+    "UPDATE deliveries SET state = $2, last_error = $3,"
+    " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN now() ELSE sent_at END,"
+    " next_attempt_at = now() + make_interval(secs => $4)"
+    " WHERE id = $1"
+)
+
+
 async def mark_delivery(
-    pool: asyncpg.Pool, delivery_id: int, state: str, *, error: str | None = None, retry_in_s: float = 0.0
+    pool: asyncpg.Pool,
+    delivery_id: int,
+    state: str,
+    *,
+    error: str | None = None,
+    retry_in_s: float = 0.0,
+    history: tuple[int, str, dict[str, object]] | None = None,
 ) -> None:
-    """state: sent | offline | failed | suppressed | pending (a retry after retry_in_s)."""
+    """state: sent | offline | failed | suppressed | pending (a retry after retry_in_s).
+    ``history``: (alert id, step, detail) of the alert_history row this outcome adds, written by the
+    same statement (one round trip per delivery instead of two)."""
+    if history is None:
+        await pool.execute(_MARK_SQL, delivery_id, state, error, retry_in_s)
+        return
     await pool.execute(
-        "UPDATE deliveries SET state = $2, last_error = $3,"
-        " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN now() ELSE sent_at END,"
-        " next_attempt_at = now() + make_interval(secs => $4)"
-        " WHERE id = $1",
+        f"WITH marked AS ({_MARK_SQL} RETURNING id)"
+        " INSERT INTO alert_history (alert_id, step, detail) VALUES ($5, $6, $7)",
         delivery_id,
         state,
         error,
         retry_in_s,
+        *history,
     )
 
 
