@@ -55,7 +55,6 @@ from tracker.monitor import (
     step,
     tick,
 )
-from tracker.monitor.schedule import ScheduleAt
 from tracker.registry_view import RegistryView
 from tracker.store.batches import (
     DeadLetterRecord,
@@ -231,10 +230,8 @@ class Pipeline:
         lon = np.fromiter((f.lon for f in a.fixes), dtype=np.float64, count=n)
         lat = np.fromiter((f.lat for f in a.fixes), dtype=np.float64, count=n)
         acc = np.fromiter((f.acc for f in a.fixes), dtype=np.float64, count=n)
-        ts = [f.ts for f in a.fixes]
-        prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(
-            a.child_ids.tolist(), ts, lon, lat, acc, states
-        )
+        ts = np.fromiter((f.ts for f in a.fixes), dtype=np.float64, count=n)
+        prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(a.child_ids, ts, lon, lat, acc, states)
         disc = self.rules.zone_disc_m  # zones are judged on a disc of Rules.zone_sigma
         verdicts = view.index.check(
             lon,
@@ -424,15 +421,8 @@ def _tick_all(
 ) -> tuple[dict[int, ChildState], list[tuple[int, Event]]]:
     changed: dict[int, ChildState] = {}
     raised: list[tuple[int, Event]] = []
-    at_now: dict[int, ScheduleAt] = {}  # id(schedule) -> its answers for now: children share schedules
     for child, state in states.items():
-        ctx = view.context_of_child(child)
-        if ctx.schedule is None:
-            continue
-        key = id(ctx.schedule)
-        if key not in at_now:
-            at_now[key] = ctx.schedule.at(now)
-        new, events = tick(state, now, ctx, rules, at_now[key])
+        new, events = tick(state, now, view.context_of_child(child), rules)
         if new is not state:
             changed[child] = new
             raised += [(child, e) for e in events]

@@ -504,12 +504,8 @@ class ShardRun:
     def _tick(self, now: float) -> None:
         alerts, notices = self.out.alerts["monitor"], self.out.notices["monitor"]
         rules = self.rules
-        at_now = {}  # every child of the bench shares one schedule: asked once per tick, as the pipeline does
         for k in self.kids.values():
-            schedule = k.ctx.schedule
-            if schedule is not None and id(schedule) not in at_now:
-                at_now[id(schedule)] = schedule.at(now)
-            k.state, events = tick(k.state, now, k.ctx, rules, at_now.get(id(schedule)))
+            k.state, events = tick(k.state, now, k.ctx, rules)
             for e in events:
                 if e.kind.value in MONITOR_ALERTS:
                     alerts.append(self._alert(k, e.kind.value, e.ts, e.zone_id, e.detail))

@@ -37,10 +37,12 @@ class Reason(StrEnum):
     INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
 
 
-Ts = Annotated[float, msgspec.Meta(ge=946684800, le=4102444800)]
+TS_MIN, TS_MAX = 946684800.0, 4102444800.0  # 2000-01-01 .. 2100-01-01, as schemas/position.v1.json
+ACC_MAX = 100000.0
+Ts = Annotated[float, msgspec.Meta(ge=TS_MIN, le=TS_MAX)]
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
-Acc = Annotated[float, msgspec.Meta(ge=0, le=100000)]
+Acc = Annotated[float, msgspec.Meta(ge=0, le=ACC_MAX)]
 Batt = Annotated[int, msgspec.Meta(ge=0, le=100)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=4294967295)]
 TagId = Annotated[str, msgspec.Meta(pattern=TAG_PATTERN)]

@@ -13,10 +13,17 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from tracker.ingest.decode import OVERSIZED_KEEP_BYTES, Fix, RawMessage, Reason, Rejection
+from tracker.ingest.decode import (
+    ACC_MAX,
+    OVERSIZED_KEEP_BYTES,
+    TS_MAX,
+    TS_MIN,
+    Fix,
+    RawMessage,
+    Reason,
+    Rejection,
+)
 
-TS_MIN, TS_MAX = 946684800.0, 4102444800.0  # 2000-01-01 .. 2100-01-01, as schemas/position.v1.json
-ACC_MAX = 100000.0
 DEVICE_MAX_CHARS = 200
 
 

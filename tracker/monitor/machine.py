@@ -55,7 +55,6 @@ from tracker.monitor.model import (
     Rules,
     Verdict,
 )
-from tracker.monitor.schedule import ScheduleAt
 
 GATE_LEAVE_AFTER_S = 3600.0
 
@@ -162,6 +161,18 @@ def _zones(
     another segment (the geofence saw a previous fix that did not decide) or of none.
     """
 
+    if not (
+        obs.certain_zones
+        or obs.possible_zones
+        or obs.crossed_zones
+        or s.zones_in
+        or s.zone_counts
+        or s.zone_passes
+        or s.zone_lingers
+        or s.zones_possible
+    ):
+        return  # no zone near this fix nor the last one (most fixes): nothing below would change
+
     def on(zone: int) -> bool:
         hours = ctx.zone_hours.get(zone)
         return hours is None or hours.active(obs.ts)
@@ -187,11 +198,11 @@ def _zones(
             entered.add(z)
     # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
     #    (a multipath fix thrown across a zone comes back across it)
-    for z in set(s.zone_passes) - s.zones_in:
+    for z in s.zone_passes - s.zones_in:
         if not (z in crossed and z not in possible):
             entered.add(z)
     outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
-    s.zone_passes = {z: obs.ts for z in outside - s.zones_in - entered if z not in s.zone_passes}
+    s.zone_passes = outside - s.zones_in - entered - s.zone_passes
     s.zones_possible = possible
     # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays possible
     lingering: dict[int, tuple[int, float]] = {}
@@ -258,15 +269,12 @@ def _battery(s: ChildState, obs: Observation, local_day: str, rules: Rules, even
         events.append(Event(EventKind.LOW_BATTERY, obs.ts))
 
 
-def tick(
-    state: ChildState, now: float, ctx: ChildContext, rules: Rules, at_now: ScheduleAt | None = None
-) -> tuple[ChildState, list[Event]]:
-    """What the passing of time decides: signal lost, not arrived. ``at_now``: the schedule's answers
-    for ``now`` when the caller has them already (one per schedule for a whole tick)."""
+def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tuple[ChildState, list[Event]]:
+    """What the passing of time decides: signal lost, not arrived."""
     schedule = ctx.schedule
     if schedule is None:
         return state, []
-    now_at = at_now if at_now is not None else schedule.at(now)
+    now_at = schedule.at(now)
     events: list[Event] = []
     new: ChildState | None = None
     last = state.last_ts

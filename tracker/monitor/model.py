@@ -155,7 +155,7 @@ class ChildState:
     zone_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive certain fixes
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
     zone_exit_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive fixes outside
-    zone_passes: dict[int, float] = field(default_factory=dict)  # zone -> ts of a pass-through to confirm
+    zone_passes: set[int] = field(default_factory=set)  # zones passed through, for the next fix to confirm
     zone_lingers: dict[int, tuple[int, float]] = field(default_factory=dict)  # zone -> (crossings, since)
     zones_possible: set[int] = field(default_factory=set)  # zones the last decided fix may have been in
     low_battery_day: str | None = None  # local date of the last low-battery notice
@@ -174,7 +174,7 @@ class ChildState:
         d["zone_counts"] = dict(self.zone_counts)
         d["zones_in"] = set(self.zones_in)
         d["zone_exit_counts"] = dict(self.zone_exit_counts)
-        d["zone_passes"] = dict(self.zone_passes)
+        d["zone_passes"] = set(self.zone_passes)
         d["zone_lingers"] = dict(self.zone_lingers)
         d["zones_possible"] = set(self.zones_possible)
         d["place_counts"] = dict(self.place_counts)
@@ -198,7 +198,7 @@ class ChildState:
             "zone_counts": {str(k): v for k, v in self.zone_counts.items()},
             "zones_in": sorted(self.zones_in),
             "zone_exit_counts": {str(k): v for k, v in self.zone_exit_counts.items()},
-            "zone_passes": {str(k): v for k, v in self.zone_passes.items()},
+            "zone_passes": sorted(self.zone_passes),
             "zone_lingers": {str(k): list(v) for k, v in self.zone_lingers.items()},
             "zones_possible": sorted(self.zones_possible),
             "low_battery_day": self.low_battery_day,
@@ -224,7 +224,7 @@ class ChildState:
             zone_counts={int(k): int(v) for k, v in raw.get("zone_counts", {}).items()},
             zones_in={int(z) for z in raw.get("zones_in", [])},
             zone_exit_counts={int(k): int(v) for k, v in raw.get("zone_exit_counts", {}).items()},
-            zone_passes={int(k): float(v) for k, v in raw.get("zone_passes", {}).items()},
+            zone_passes={int(z) for z in raw.get("zone_passes", [])},
             zone_lingers={int(k): (int(v[0]), float(v[1])) for k, v in raw.get("zone_lingers", {}).items()},
             zones_possible={int(z) for z in raw.get("zones_possible", [])},
             low_battery_day=raw.get("low_battery_day"),

@@ -92,6 +92,9 @@ class RouteSchedule:
     closed_days: frozenset[date] = field(default_factory=frozenset)
     always: bool = False  # watched around the clock, every day (the demo city)
     country: str | None = "KR"  # whose public holidays are not school days; None: none
+    _last_at: list[tuple[float, ScheduleAt] | None] = field(
+        default_factory=lambda: [None], compare=False, repr=False
+    )  # the last answer of `at`: the clock asks it for every child that shares the schedule
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.timezone)
@@ -117,9 +120,14 @@ class RouteSchedule:
         return self.local(ts).date().isoformat()
 
     def at(self, ts: float) -> ScheduleAt:
-        """What the clock rules ask of the schedule at one moment, asked once for every child that
-        shares it (the clock ticks for a whole city at once)."""
-        return ScheduleAt(self.watched(ts), self.local_day(ts), tuple(self.deadlines(ts)))
+        """What the clock rules ask of the schedule at one moment. Worked out once per moment: a
+        tick asks it for every child that shares the schedule (a city's children share a few)."""
+        last = self._last_at[0]
+        if last is not None and last[0] == ts:
+            return last[1]
+        answer = ScheduleAt(self.watched(ts), self.local_day(ts), tuple(self.deadlines(ts)))
+        self._last_at[0] = (ts, answer)
+        return answer
 
     def deadlines(self, ts: float) -> list[tuple[str, float, float, Destination]]:
         """The arrival deadlines of the local day of `ts` that have passed by `ts`:

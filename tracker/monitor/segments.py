@@ -20,7 +20,7 @@ Numbers = Sequence[float] | Floats
 
 
 def previous_fixes(
-    children: Sequence[int],
+    children: Sequence[int] | npt.NDArray[np.int64],
     ts: Numbers,
     lon: Numbers,
     lat: Numbers,
