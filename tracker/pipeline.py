@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import pairwise
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -91,6 +92,29 @@ class _Admitted:
     child_ids: np.ndarray  # int64, one per fix
 
 
+@dataclass
+class PreparedBatch:
+    """A batch decided and ready to commit: what the transaction writes, and the states it leaves."""
+
+    outcome: BatchOutcome
+    states: dict[int, ChildState]  # the batch's children, as the batch leaves them
+    rate: RateBatch
+    positions: list[PositionRecord]  # fixes that may be stored already (they decided nothing)
+    new_positions: list[PositionRecord]  # fixes that decided: later than any stored fix of their child
+    dead: list[DeadLetterRecord]
+    events: list[ChildEvent]
+    recipients: dict[int, list[Recipient]]
+    webhook_schools: dict[int, int | None]
+    following: list[tuple[int, float, float | None, float | None, float | None]]
+    changed: dict[int, dict[str, Any]]  # child -> state JSON, for the children whose state changed
+
+
+def _before(layers: tuple[dict[int, ChildState], dict[int, ChildState]], child: int) -> ChildState | None:
+    ahead, committed = layers
+    state = ahead.get(child)
+    return state if state is not None else committed.get(child)
+
+
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -106,11 +130,24 @@ class Pipeline:
         self.rules = rules_from(settings)
         self.escalation = Escalation(settings.escalate_warning_s, settings.escalate_critical_s)
         self._states: dict[int, ChildState] = {}
+        self._ahead: dict[int, ChildState] = {}  # states of batches prepared and not committed yet
         self._all_loaded = False  # every child's checkpointed state read (the clock needs them all)
+        self.writer = asyncio.Lock()
+        """who may move the children's states: a run of batches (each prepared while the one before it
+        commits) or the clock, never both at once"""
+        self.clock_waiting = 0  # the clock waits for ``writer`` (the batch loop lets it in between batches)
         self._arrival_children: tuple[int, list[int]] = (-1, [])  # (view version, children)
         self._rate = TagRateLimiter(rate_per_s=settings.tag_rate_per_s, burst=settings.tag_burst)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
+        """One batch, start to end: prepared, then committed."""
+        async with self.writer:
+            return await self.commit(await self.prepare(messages))
+
+    async def prepare(self, messages: list[RawMessage]) -> PreparedBatch:
+        """Stages 1-4, and the records of stage 5. The caller holds ``writer``. The states it starts
+        from are those of the batches prepared before it, committed or not: the service prepares a
+        batch while the one before it commits, and commits them in order."""
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         now = time.time()
         clock = _StageClock(self._metrics.stage_seconds)
@@ -124,25 +161,58 @@ class Pipeline:
         clock.lap("load_states")
         verdicts, prev_ts = self._geofence(view, admitted, states)
         clock.lap("geofence")
-        events = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
+        await asyncio.sleep(0)  # between stages, the commit of the batch before takes its next step
+        events, decided = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
         clock.lap("monitor")
-        await self._commit(view, admitted, verdicts, rejections, states, events, outcome, clock)
-        self._states.update(states)  # only now: the commit succeeded
-        rate.commit()
+        await asyncio.sleep(0)
+        prepared = self._records(view, admitted, decided, verdicts, rejections, states, events, outcome, rate)
+        clock.lap("commit_prepare")
+        self._ahead.update(states)
+        rate.hold()
+        return prepared
 
-        outcome.fixes = len(admitted.fixes)
-        outcome.events = events
-        outcome.rejected.update(r.reason.value for r in rejections)
+    async def commit(self, p: PreparedBatch) -> BatchOutcome:
+        """Stage 5: one transaction. On success the batch's states become the committed ones. On a
+        failure nothing is applied and ``p`` may be committed again (PostgreSQL trouble); a batch that
+        cannot be committed at all must be followed by ``discard_ahead``."""
+        clock = _StageClock(self._metrics.stage_seconds)
+        outcome = p.outcome
+        async with self._pool.acquire() as conn, conn.transaction():
+            outcome.stored = await store_positions(conn, p.positions, new=p.new_positions)
+            await store_dead_letters(conn, p.dead)
+            clock.lap("commit_positions")
+            outcome.outbox_rows = await apply_events(
+                conn, p.events, p.recipients, p.webhook_schools, self.escalation
+            )
+            await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
+            clock.lap("commit_alerts")
+            await save_child_states(conn, p.changed)
+            clock.lap("commit_states")
+        clock.lap("commit_end")
+        self._states.update(p.states)  # only now: the commit succeeded
+        ahead = self._ahead
+        for child, state in p.states.items():
+            if ahead.get(child) is state:  # not moved on by a batch prepared after this one
+                del ahead[child]
+        p.rate.commit()
+
+        outcome.events = p.events
         m = self._metrics
         m.batches += 1
-        m.messages_in += len(messages)
+        m.messages_in += outcome.messages
         m.fixes_in += outcome.fixes
         m.fixes_stored += outcome.stored
         m.rejected.update(outcome.rejected)
         m.ignored.update(outcome.ignored)
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
-        m.events.update(e.event.kind.value for e in events)
+        m.events.update(e.event.kind.value for e in p.events)
         return outcome
+
+    def discard_ahead(self) -> None:
+        """Forget the states of batches prepared and not committed (a commit failed for good: the
+        batches after it were prepared on states that never came to be)."""
+        self._ahead.clear()
+        self._rate.discard_ahead()
 
     # 1 ------------------------------------------------------------------------------------------------
     def _decode(
@@ -219,11 +289,18 @@ class Pipeline:
         return _Admitted([f for _, f in kept], np.array([c for c, _ in kept], dtype=np.int64))
 
     async def _states_of(self, a: _Admitted) -> dict[int, ChildState]:
-        """The batch's children's states as committed (read from PostgreSQL the first time)."""
+        """The batch's children's states as the batches before it left them (committed, or prepared
+        and committing), read from PostgreSQL the first time."""
         children = sorted(set(a.child_ids.tolist()))
-        await self._load_states([c for c in children if c not in self._states])
+        ahead, committed = self._ahead, self._states
+        await self._load_states([c for c in children if c not in committed and c not in ahead])
         # (not .get(c, ChildState()): that builds a state for every child, known or not)
-        return {c: known if (known := self._states.get(c)) is not None else ChildState() for c in children}
+        return {
+            c: known
+            if (known := ahead.get(c)) is not None or (known := committed.get(c)) is not None
+            else ChildState()
+            for c in children
+        }
 
     # 3 ------------------------------------------------------------------------------------------------
     def _geofence(
@@ -258,9 +335,12 @@ class Pipeline:
         prev_ts: np.ndarray,
         states: dict[int, ChildState],
         outcome: BatchOutcome,
-    ) -> list[ChildEvent]:
-        """The rules per fix, in time order per child; ``states`` is replaced child by child."""
+    ) -> tuple[list[ChildEvent], list[bool]]:
+        """The rules per fix, in time order per child; ``states`` is replaced child by child. Returns
+        the events, and for each fix whether it decided (it is later than its child's last decided fix:
+        not stored before)."""
         events: list[ChildEvent] = []
+        decided: list[bool] = []
         zones = view.rows.zones
         # the batch's arrays as Python lists once (indexing a numpy array per fix costs more than the rules)
         children = a.child_ids.tolist()
@@ -293,6 +373,7 @@ class Pipeline:
                 states[child], at_gate = gate(states[child], fix.ts, ctx, self.rules)
                 new_events += at_gate
             outcome.verdicts[verdict.value] += 1
+            decided.append(verdict == Verdict.DECIDED)
             for e in new_events:
                 zone = zones.get(e.zone_id) if e.zone_id is not None else None
                 events.append(
@@ -300,7 +381,7 @@ class Pipeline:
                         child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None
                     )
                 )
-        return events
+        return events, decided
 
     async def _load_states(self, child_ids: list[int]) -> None:
         if child_ids:
@@ -308,17 +389,18 @@ class Pipeline:
                 self._states[child] = ChildState.from_json(raw)
 
     # 5 ------------------------------------------------------------------------------------------------
-    async def _commit(
+    def _records(
         self,
         view: RegistryView,
         a: _Admitted,
+        decided: list[bool],
         v: Verdicts,
         rejections: list[Rejection],
         states: dict[int, ChildState],
         events: list[ChildEvent],
         outcome: BatchOutcome,
-        clock: _StageClock,
-    ) -> None:
+        rate: RateBatch,
+    ) -> PreparedBatch:
         children = a.child_ids.tolist()  # Python ints and floats once, not numpy scalars per fix
         route_m = v.route_distance_m.tolist()
         positions: list[PositionRecord] = [
@@ -337,32 +419,35 @@ class Pipeline:
             )
             for i, f in enumerate(a.fixes)
         ]
+        new_positions = [r for r, d in zip(positions, decided, strict=True) if d]
+        maybe_stored = [r for r, d in zip(positions, decided, strict=True) if not d]
         dead: list[DeadLetterRecord] = [
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
-        committed = self._states
-        # a state step() left alone is the committed object itself; one it replaced has changed (a
+        before = self._ahead, self._states
+        # a state step() left alone is the one the batch started from; one it replaced has changed (a
         # decided fix moves last_ts at least): identity says it, without a field-by-field comparison
-        new = [(c, s) for c, s in states.items() if committed.get(c) is not s]
-        changed = {c: s.to_json() for c, s in new}
+        new = [(c, s) for c, s in states.items() if _before(before, c) is not s]
         following = [
             (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
             for c, s in new
             if (s.off_route or s.zones_in) and s.last_ts is not None
         ]
-        clock.lap("commit_prepare")
-        async with self._pool.acquire() as conn, conn.transaction():
-            outcome.stored = await store_positions(conn, positions)
-            await store_dead_letters(conn, dead)
-            clock.lap("commit_positions")
-            outcome.outbox_rows = await apply_events(
-                conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
-            )
-            await touch_open_alerts(conn, following)  # type: ignore[arg-type]
-            clock.lap("commit_alerts")
-            await save_child_states(conn, changed)
-            clock.lap("commit_states")
-        clock.lap("commit_end")
+        outcome.fixes = len(a.fixes)
+        outcome.rejected.update(r.reason.value for r in rejections)
+        return PreparedBatch(
+            outcome=outcome,
+            states=states,
+            rate=rate,
+            positions=maybe_stored,
+            new_positions=new_positions,
+            dead=dead,
+            events=events,
+            recipients=_recipients(view, events),
+            webhook_schools=_webhook_schools(view, events),
+            following=following,
+            changed={c: s.to_json() for c, s in new},
+        )
 
     # the clock ----------------------------------------------------------------------------------------
     def _tick_states(self, view: RegistryView) -> dict[int, ChildState]:
@@ -389,6 +474,17 @@ class Pipeline:
     async def tick(self, now: float | None = None) -> list[ChildEvent]:
         """Let time decide (signal lost, not arrived) for every child with a schedule; commit what
         changed. The states are read on the event loop, the rules run in a worker thread."""
+        self.clock_waiting += 1
+        try:
+            await self.writer.acquire()
+        finally:
+            self.clock_waiting -= 1
+        try:
+            return await self._tick(now)
+        finally:
+            self.writer.release()
+
+    async def _tick(self, now: float | None) -> list[ChildEvent]:
         now = time.time() if now is None else now
         view = self._view()
         if not self._all_loaded:

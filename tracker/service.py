@@ -38,7 +38,7 @@ from tracker.ingest.handoff import Handoff
 from tracker.ingest.http import HttpIngress
 from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
-from tracker.pipeline import Pipeline
+from tracker.pipeline import Pipeline, PreparedBatch
 from tracker.registry_view import RegistryView, build_view
 from tracker.store.alert_rules import load_alert_rules
 from tracker.store.alerts import release_stuck_deliveries
@@ -73,6 +73,8 @@ class Service:
         self._view: RegistryView | None = None
         self._reads = self._swapped_read = 0  # registry reads started / the read behind the current view
         self._pipeline_ok = True
+        self._committing: asyncio.Future[bool] | None = None  # the commit of the batch before
+        self._arriving: asyncio.Future[list[RawMessage]] | None = None  # the next batch
         self._http: uvicorn.Server | None = None
 
     # --- life cycle --------------------------------------------------------------------------------
@@ -288,45 +290,127 @@ class Service:
         return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000, s.batch_max_bytes)
 
     async def _batch_loop(self) -> None:
+        """Batches in order, each prepared (decoded, geofenced, judged) while the one before it commits:
+        PostgreSQL works on one batch while the tracker decides the next. A batch is acknowledged once
+        committed. The loop holds the pipeline's writer role while batches follow each other, and lets
+        it go when it waits for messages or when the clock asks for it (between two batches)."""
+        try:
+            await self._batches()
+        finally:
+            for pending in (self._arriving, self._committing):
+                if pending is not None:
+                    pending.cancel()
+
+    async def _batches(self) -> None:
         stages = self.metrics.stage_seconds
+        writer = self.pipeline.writer
+        holding = False
+        committing_batch: list[RawMessage] = []
         while True:
             t = time.perf_counter()
-            batch = await self._next_batch()
+            arriving = self._arriving = asyncio.ensure_future(self._next_batch())
+            if self._committing is not None:
+                either: set[asyncio.Future[Any]] = {arriving, self._committing}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if self._committing.done():
+                    await self._after_commit(committing_batch)
+            if self._committing is None and holding:
+                writer.release()  # idle: the clock may run
+                holding = False
+            batch = await arriving
             stages["wait_messages"] += time.perf_counter() - t
-            await self._process(batch)
-            t = time.perf_counter()
-            self.ingestor.ack(batch)
-            self.http_ingress.committed(batch)
-            self.dispatcher.wake()
-            stages["ack"] += time.perf_counter() - t
+            if self._committing is not None and self.pipeline.clock_waiting:
+                await self._after_commit(committing_batch)
+                writer.release()  # the clock runs between two batches (asyncio.Lock: first come first served)
+                holding = False
+            if not holding:
+                await writer.acquire()
+                holding = True
+            prepared = await self._prepare(batch)
+            if self._committing is not None and not await self._after_commit(committing_batch):
+                # the batch before failed and was recovered message by message: prepare this one again,
+                # on the states that came to be
+                prepared = await self._prepare(batch) if prepared is not None else None
+            if prepared is None:  # a bug one of its messages triggers
+                await self._one_by_one(batch)
+                continue
+            self._committing = asyncio.ensure_future(self._commit_and_ack(batch, prepared))
+            committing_batch = batch
 
-    async def _process(self, batch: list[RawMessage]) -> None:
-        """Process a batch until it is committed. PostgreSQL trouble: the same batch again, with back-off
-        (nothing was acknowledged or applied). Any other error is a bug that one message triggers: the
-        batch is split, and the message that fails alone is dead-lettered as `internal_error`."""
+    async def _after_commit(self, batch: list[RawMessage]) -> bool:
+        """Wait for the batch being committed; if it could not be (a bug), forget the states prepared on
+        top of it and process its messages one by one. Whether it was committed as a whole."""
+        assert self._committing is not None
+        ok = await self._committing
+        self._committing = None
+        if not ok:
+            self.pipeline.discard_ahead()
+            await self._one_by_one(batch)
+        return ok
+
+    async def _prepare(self, batch: list[RawMessage]) -> PreparedBatch | None:
+        """Prepare a batch (reading states from PostgreSQL again after trouble); None: a bug."""
         delay = 0.2
         while True:
             try:
-                await self.pipeline.process(batch)
-                self._pipeline_ok = True
-                return
+                return await self.pipeline.prepare(batch)
             except DB_ERRORS as e:
-                self._pipeline_ok = False
-                self.metrics.commit_retries += 1
-                log.warning(
-                    "batch of %d messages not committed (%s); retrying in %.1f s", len(batch), e, delay
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception as e:
-                if len(batch) > 1:
-                    log.exception("batch of %d messages failed; processing them one by one", len(batch))
-                    for message in batch:
-                        await self._process([message])
-                    return
-                log.exception("message on %s failed; dead-lettered as internal_error", batch[0].topic)
-                await self._dead_letter_internal(batch[0], f"{type(e).__name__}: {e}")
-                return
+                delay = await self._db_trouble("prepared", len(batch), e, delay)
+            except Exception:
+                log.exception("batch of %d messages failed", len(batch))
+                return None
+
+    async def _commit_and_ack(self, batch: list[RawMessage], prepared: PreparedBatch) -> bool:
+        """Commit a prepared batch (again and again while PostgreSQL is in trouble), then acknowledge
+        its messages and wake the dispatcher. False: a bug; nothing was committed or acknowledged."""
+        delay = 0.2
+        while True:
+            try:
+                await self.pipeline.commit(prepared)
+                self._pipeline_ok = True
+                break
+            except DB_ERRORS as e:
+                delay = await self._db_trouble("committed", len(batch), e, delay)
+            except Exception:
+                log.exception("batch of %d messages not committed", len(batch))
+                return False
+        self._acknowledge(batch)
+        return True
+
+    def _acknowledge(self, batch: list[RawMessage]) -> None:
+        t = time.perf_counter()
+        self.ingestor.ack(batch)
+        self.http_ingress.committed(batch)
+        self.dispatcher.wake()
+        self.metrics.stage_seconds["ack"] += time.perf_counter() - t
+
+    async def _db_trouble(self, what: str, n: int, e: BaseException, delay: float) -> float:
+        self._pipeline_ok = False
+        self.metrics.commit_retries += 1
+        log.warning("batch of %d messages not %s (%s); retrying in %.1f s", n, what, e, delay)
+        await asyncio.sleep(delay)
+        return min(delay * 2, 10.0)
+
+    async def _one_by_one(self, batch: list[RawMessage]) -> None:
+        """After a bug: each message as a batch of its own, prepared and committed in turn (the caller
+        holds the writer role and nothing else is committing); one that fails alone is dead-lettered as
+        `internal_error`, and the others go through."""
+        for message in batch:
+            delay = 0.2
+            while True:
+                try:
+                    await self.pipeline.commit(await self.pipeline.prepare([message]))
+                    self._pipeline_ok = True
+                    break
+                except DB_ERRORS as e:
+                    self.pipeline.discard_ahead()
+                    delay = await self._db_trouble("committed", 1, e, delay)
+                except Exception as e:
+                    self.pipeline.discard_ahead()
+                    log.exception("message on %s failed; dead-lettered as internal_error", message.topic)
+                    await self._dead_letter_internal(message, f"{type(e).__name__}: {e}")
+                    break
+            self._acknowledge([message])
 
     async def _dead_letter_internal(self, message: RawMessage, detail: str) -> None:
         record = (

@@ -397,7 +397,8 @@ async def test_postgres_restart_mid_stream(
 
 
 async def _insert_waiting(database_url: str) -> bool:
-    """Is an INSERT into positions waiting for a lock? (Asked outside the lock's transaction: inside it,
+    """Is a write into positions (the COPY of the decided fixes, or the INSERT of the others) waiting
+    for a lock? (Asked outside the lock's transaction: inside it,
     pg_stat_activity would show the snapshot of its first read.)"""
     conn = await asyncpg.connect(database_url)
     try:
@@ -407,7 +408,8 @@ async def _insert_waiting(database_url: str) -> bool:
         )
     finally:
         await conn.close()
-    return any(r["wait_event_type"] == "Lock" and "INSERT INTO positions" in r["q"] for r in rows)
+    into_positions = re.compile(r'^\s*(INSERT INTO|COPY) "?positions"?\b')  # (not positions_stage)
+    return any(r["wait_event_type"] == "Lock" and into_positions.search(r["q"]) for r in rows)
 
 
 async def _not_ready(tracker: TrackerProcess) -> tuple[int, dict[str, Any]] | None:

@@ -207,3 +207,36 @@ async def test_a_run_through_a_zone_between_two_fixes_is_entered_in_one_batch_or
         assert await pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'danger_zone'") == 2
     finally:
         await pool.close()
+
+
+async def test_decided_fixes_go_straight_in_and_one_stored_before_after_all_is_not_lost(
+    database_url: str,
+) -> None:
+    """Fixes the monitor decided are COPYed straight into positions; should one of them be stored
+    already (same tag and time as a fix that decided nothing), the whole lot takes the staging way:
+    each fix stored once, the count says how many were new."""
+    from datetime import UTC, datetime
+
+    from tracker.store.batches import store_positions
+
+    def record(tag: str, ts: float, acc: float) -> tuple[object, ...]:
+        at = datetime.fromtimestamp(ts, UTC)
+        return (tag, at, 1, 127.0, 37.5, acc, 80, None, False, at, None)
+
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                stored = await store_positions(
+                    conn, [record("t", 5.0, 300.0)], new=[record("t", 10.0, 8.0), record("t", 20.0, 8.0)]
+                )
+            assert stored == 3
+            async with conn.transaction():  # 20 s is there already: the staging way, for all of them
+                stored = await store_positions(
+                    conn, [record("t", 5.0, 300.0)], new=[record("t", 20.0, 9.0), record("t", 30.0, 8.0)]
+                )
+            assert stored == 1
+            rows = await conn.fetch("SELECT extract(epoch FROM ts) AS ts, acc FROM positions ORDER BY ts")
+            assert [(float(r["ts"]), r["acc"]) for r in rows] == [(5, 300), (10, 8), (20, 8), (30, 8)]
+    finally:
+        await pool.close()

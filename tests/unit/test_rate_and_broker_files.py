@@ -75,3 +75,25 @@ def test_a_batch_is_charged_only_when_it_commits() -> None:
     assert [committed.allow("backlog", 0.0) for _ in range(6)] == [True] * 5 + [False]
     committed.commit()
     assert not bucket.batch().allow("backlog", 0.0)  # now it is charged
+
+
+def test_a_batch_prepared_while_the_one_before_commits_starts_from_its_charges() -> None:
+    """The service prepares a batch while the one before it commits: the flood of the first counts
+    against the second, and a batch that never commits takes its charges with it."""
+    bucket = TagRateLimiter(rate_per_s=1.0, burst=5)
+    first = bucket.batch()
+    assert all(first.allow("flood", 0.0) for _ in range(4))
+    first.hold()  # prepared, committing
+    second = bucket.batch()
+    assert [second.allow("flood", 0.0) for _ in range(2)] == [True, False]
+    second.hold()
+    first.commit()
+    second.commit()
+    assert not bucket.batch().allow("flood", 0.0)
+
+    lost = bucket.batch()
+    assert lost.allow("other", 0.0)
+    lost.hold()
+    bucket.discard_ahead()  # its commit failed for good
+    fresh = bucket.batch()
+    assert [fresh.allow("other", 0.0) for _ in range(6)] == [True] * 5 + [False]  # a full burst again

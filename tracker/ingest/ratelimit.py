@@ -4,7 +4,8 @@ the other tags are not slowed by it. The clock is the time a message arrived.
 
 A pipeline batch decides on copies of the buckets (`TagRateLimiter.batch`) and charges them only once
 its transaction committed (`RateBatch.commit`), like the monitor's states: a batch run again after a
-failed commit (PostgreSQL away) is not charged twice, so a retried backlog is not rate-limited."""
+failed commit (PostgreSQL away) is not charged twice, so a retried backlog is not rate-limited. A batch
+prepared while the one before it commits decides on the buckets as that one left them (`hold`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ class TagRateLimiter:
         self.rate_per_s = rate_per_s
         self.burst = float(burst)
         self._buckets: dict[str, _Bucket] = {}  # only registered tags reach here: bounded by the registry
+        self._ahead: dict[str, _Bucket] = {}  # buckets of batches prepared and not committed yet
 
     def batch(self) -> RateBatch:
         return RateBatch(self)
@@ -34,6 +36,10 @@ class TagRateLimiter:
         ok = b.allow(tag, now)
         b.commit()
         return ok
+
+    def discard_ahead(self) -> None:
+        """Forget the charges of batches prepared and not committed (see Pipeline.discard_ahead)."""
+        self._ahead.clear()
 
 
 class RateBatch:
@@ -48,7 +54,7 @@ class RateBatch:
         lim = self._limiter
         b = self._touched.get(tag)
         if b is None:
-            current = lim._buckets.get(tag)
+            current = lim._ahead.get(tag) or lim._buckets.get(tag)
             b = _Bucket(current.tokens, current.at) if current else _Bucket(lim.burst, now)
             self._touched[tag] = b
         if now > b.at:
@@ -59,5 +65,13 @@ class RateBatch:
             return True
         return False
 
+    def hold(self) -> None:
+        """The batch is prepared: the batches prepared after it start from its buckets."""
+        self._limiter._ahead.update(self._touched)
+
     def commit(self) -> None:
-        self._limiter._buckets.update(self._touched)
+        lim = self._limiter
+        lim._buckets.update(self._touched)
+        for tag, bucket in self._touched.items():
+            if lim._ahead.get(tag) is bucket:
+                del lim._ahead[tag]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -85,6 +85,14 @@ class ScheduleAt:
 
 
 @dataclass(frozen=True)
+class _Day:
+    start: float  # the local day's first moment, as a timestamp
+    end: float  # the next day's
+    iso: str
+    watched: tuple[tuple[float, float], ...]  # [start, end) of the windows watching it
+
+
+@dataclass(frozen=True)
 class RouteSchedule:
     timezone: ZoneInfo
     windows: tuple[Window, ...]
@@ -104,6 +112,38 @@ class RouteSchedule:
             return False
         return self.country is None or day not in public_holidays(self.country)
 
+    _last_day: list[_Day | None] = field(default_factory=lambda: [None], compare=False, repr=False)
+    # the local day of the last fix asked about (the monitor asks `watched` and `local_day` for every
+    # fix; a batch's fixes fall on one or two days): its bounds and watched intervals as timestamps
+
+    def _day(self, ts: float) -> _Day | None:
+        """The local day holding `ts` as timestamps; None on a day whose UTC offset changes (daylight
+        saving time: asked of the local time itself)."""
+        day = self._last_day[0]
+        if day is not None and day.start <= ts < day.end:
+            return day
+        local_date = self.local(ts).date()
+        start = datetime.combine(local_date, time.min, self.timezone)
+        end = datetime.combine(local_date + timedelta(days=1), time.min, self.timezone)
+        if start.utcoffset() != end.utcoffset():
+            return None
+        if self.always:
+            watched: tuple[tuple[float, float], ...] = ((start.timestamp(), end.timestamp()),)
+        elif not self.school_day(local_date):
+            watched = ()
+        else:
+            watched = tuple(
+                (
+                    datetime.combine(local_date, w.start, self.timezone).timestamp(),
+                    datetime.combine(local_date, w.end, self.timezone).timestamp(),
+                )
+                for w in self.windows
+                if local_date.weekday() in w.days
+            )
+        day = _Day(start.timestamp(), end.timestamp(), local_date.isoformat(), watched)
+        self._last_day[0] = day
+        return day
+
     def window_at(self, ts: float) -> Window | None:
         """The window watching `ts`, if any (`always`: a whole-day pseudo-window)."""
         local = self.local(ts)
@@ -114,10 +154,14 @@ class RouteSchedule:
         return next((w for w in self.windows if w.holds(local)), None)
 
     def watched(self, ts: float) -> bool:
-        return self.window_at(ts) is not None
+        day = self._day(ts)
+        if day is None:
+            return self.window_at(ts) is not None
+        return any(start <= ts < end for start, end in day.watched)
 
     def local_day(self, ts: float) -> str:
-        return self.local(ts).date().isoformat()
+        day = self._day(ts)
+        return day.iso if day is not None else self.local(ts).date().isoformat()
 
     def at(self, ts: float) -> ScheduleAt:
         """What the clock rules ask of the schedule at one moment. Worked out once per moment: a
