@@ -279,6 +279,7 @@ class Sample:
     rss_mb: float
     batches: int
     cpu_s: float
+    stages: dict[str, float] = field(default_factory=dict)  # the batch loop's seconds per stage
 
 
 @dataclass
@@ -306,6 +307,7 @@ class Watch:
                             self.tracker.rss_mb()[0],
                             s["batches"],
                             self.tracker.cpu_s(),
+                            s.get("stage_seconds", {}),
                         )
                     )
                 await asyncio.sleep(self.every_s)
@@ -436,6 +438,13 @@ async def tracker_phase(
         "fixes_per_tracker_cpu_s": round(received / (done.cpu_s - before.cpu_s))
         if done.cpu_s > before.cpu_s
         else None,
+        # where the batch loop's time went (seconds over the phase): waiting for messages (or for the
+        # commit of the batch before), decode, geofence, monitor, commit_* (PostgreSQL), ack
+        "stage_seconds": {
+            k: round(v - before.stages.get(k, 0.0), 2)
+            for k, v in sorted(done.stages.items())
+            if v - before.stages.get(k, 0.0) >= 0.005
+        },
     }
     log(
         f"  {name}: {out['fixes_per_s']:,.0f} fixes/s sustained (offered {out['offered_fixes_per_s']:,.0f}; "
@@ -443,6 +452,7 @@ async def tracker_phase(
         f"{out['fixes_per_tracker_cpu_s'] or 0:,} fixes per CPU s), "
         f"{sent} sent, {stored} stored, {duplicates} duplicates, {dead} dead-lettered, {out['lost']} lost"
     )
+    log("    batch loop seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in out["stage_seconds"].items()))
     return out, times
 
 
@@ -691,6 +701,23 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             seen,
             sockets,
         )
+        # the same offered load from gateways (batches of 10 fixes): what a deployment whose tags report
+        # through school gateways sees, and the tracker's capacity in that form is above 10,000 fixes/s
+        lat_gw: list[tuple[float, float]] = []
+        if plan.latency_batch == 0:
+            results["latency_gateway_phase"], results["latency_gateway"], lat_gw = await latency_phase(
+                "latency_gateway",
+                plan.latency_rate,
+                plan.latency_s,
+                10,
+                generator,
+                prefix,
+                watch,
+                publishers,
+                phases,
+                seen,
+                sockets,
+            )
         keep_up = round(0.5 * results["single_qos1"]["fixes_per_s"], -2) or 100.0
         results["latency_keep_up_phase"], results["latency_keep_up"], lat_keep = await latency_phase(
             "latency_keep_up",
@@ -717,7 +744,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             t_.cancel()
         tracker.stop()
 
-        phase_keys = ("single_qos1", "batch10", "batch100", "latency_phase", "latency_keep_up_phase")
+        phase_keys = tuple(
+            k
+            for k in (
+                "single_qos1",
+                "batch10",
+                "batch100",
+                "latency_phase",
+                "latency_gateway_phase",
+                "latency_keep_up_phase",
+            )
+            if k in results
+        )
         lost = sum(results[k]["lost"] for k in phase_keys)
         expected_rows = sum(results[k]["fixes_sent"] - results[k]["duplicates_sent"] for k in phase_keys)
         single = results["single_qos1"]["fixes_per_s"]
@@ -752,6 +790,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 "dead_letters_in_db": dead_db,
             },
             "latency": results["latency"],
+            "latency_gateway": results.get("latency_gateway"),
             "latency_keep_up": results["latency_keep_up"],
             "rss_peak_mb": round(peak, 1),
             "targets": {
@@ -769,6 +808,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     and results["latency"]["p99_ms"] <= TARGETS["latency_p99_ms"]
                     and plan.latency_rate >= 10_000,
                 },
+                "latency_p99_le_250ms_at_10k_in_gateway_batches_of_10": {
+                    "value": results["latency_gateway"]["p99_ms"],
+                    "met": bool(lat_gw)
+                    and results["latency_gateway"]["p99_ms"] <= TARGETS["latency_p99_ms"]
+                    and plan.latency_rate >= 10_000,
+                }
+                if "latency_gateway" in results
+                else None,
                 "zero_lost": {"value": lost, "met": lost == 0 and in_db == expected_rows},
                 "rss_le_1.5GB_at_400k": {
                     "value": round(peak, 1),
@@ -779,7 +826,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         }
         out = Path(args.out)
         await asyncio.to_thread(_write, out, report)
-        plot(out / "e2e.png", watch_samples, phases, lat + lat_keep, report)
+        plot(out / "e2e.png", watch_samples, phases, lat + lat_gw + lat_keep, report)
         log(f"wrote {out / 'e2e.json'} and {out / 'e2e.png'}")
         return report
     finally:

@@ -149,26 +149,51 @@ class Pipeline:
         from are those of the batches prepared before it, committed or not: the service prepares a
         batch while the one before it commits, and commits them in order."""
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
-        now = time.time()
-        clock = _StageClock(self._metrics.stage_seconds)
+        # the work itself in a thread: the event loop goes on with the commit of the batch before (its
+        # round trips to PostgreSQL), the websockets and the HTTP API meanwhile
+        clock = _StageClock()
         outcome = BatchOutcome(messages=len(messages))
+        admitted, rejections, rate = await asyncio.to_thread(self._front, view, messages, outcome, clock)
+        states = await self._states_of(admitted)
+        clock.lap("load_states")
+        prepared = await asyncio.to_thread(
+            self._decide, view, admitted, rejections, states, outcome, rate, clock
+        )
+        self._ahead.update(states)
+        rate.hold()
+        for stage, seconds in clock.totals.items():
+            self._metrics.stage_seconds[stage] += seconds
+        return prepared
+
+    def _front(
+        self, view: RegistryView, messages: list[RawMessage], outcome: BatchOutcome, clock: _StageClock
+    ) -> tuple[_Admitted, list[Rejection], RateBatch]:
+        """Stages 1-2 (a worker thread)."""
+        now = time.time()
         fixes, sightings, rejections = self._decode(messages, view, outcome)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
         rate = self._rate.batch()  # charged only once the batch is committed
         admitted = self._admit(view, fixes, now, rejections, rate)
         clock.lap("decode")
-        states = await self._states_of(admitted)
-        clock.lap("load_states")
+        return admitted, rejections, rate
+
+    def _decide(
+        self,
+        view: RegistryView,
+        admitted: _Admitted,
+        rejections: list[Rejection],
+        states: dict[int, ChildState],
+        outcome: BatchOutcome,
+        rate: RateBatch,
+        clock: _StageClock,
+    ) -> PreparedBatch:
+        """Stages 3-4 and the records of 5 (a worker thread)."""
         verdicts, prev_ts = self._geofence(view, admitted, states)
         clock.lap("geofence")
-        await asyncio.sleep(0)  # between stages, the commit of the batch before takes its next step
         events, decided = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
         clock.lap("monitor")
-        await asyncio.sleep(0)
         prepared = self._records(view, admitted, decided, verdicts, rejections, states, events, outcome, rate)
         clock.lap("commit_prepare")
-        self._ahead.update(states)
-        rate.hold()
         return prepared
 
     async def commit(self, p: PreparedBatch) -> BatchOutcome:
@@ -189,7 +214,9 @@ class Pipeline:
             await save_child_states(conn, p.changed)
             clock.lap("commit_states")
         clock.lap("commit_end")
-        self._states.update(p.states)  # only now: the commit succeeded
+        # only now: the commit succeeded. Committed first, then out of `ahead`: a batch being prepared
+        # in a worker thread meanwhile finds each child's state in one or the other
+        self._states.update(p.states)
         ahead = self._ahead
         for child, state in p.states.items():
             if ahead.get(child) is state:  # not moved on by a batch prepared after this one
@@ -509,15 +536,16 @@ READER_ACC_M = 10.0  # a reader sees a card within a few metres
 
 
 class _StageClock:
-    """Adds the wall-clock time since the last lap to the named stage's total."""
+    """Adds the wall-clock time since the last lap to the named stage's total (in ``totals``: the
+    metrics' own, or one the event loop adds to them)."""
 
-    def __init__(self, totals: defaultdict[str, float]) -> None:
-        self._totals = totals
+    def __init__(self, totals: defaultdict[str, float] | None = None) -> None:
+        self.totals: defaultdict[str, float] = defaultdict(float) if totals is None else totals
         self._t = time.perf_counter()
 
     def lap(self, stage: str) -> None:
         t = time.perf_counter()
-        self._totals[stage] += t - self._t
+        self.totals[stage] += t - self._t
         self._t = t
 
 

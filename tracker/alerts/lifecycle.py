@@ -97,6 +97,26 @@ def _ts(unix: float | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
+_RESOLVE = (
+    "UPDATE alerts SET state = 'resolved', resolved_at = $4, updated_at = $4, next_escalation_at = NULL"
+    " WHERE child_id = $1 AND kind = $2 AND coalesce(zone_id, 0) = coalesce($3::bigint, 0)"
+    " AND state = 'open' RETURNING id, escalation_level, child_id"
+)
+_OPEN = (
+    "INSERT INTO alerts (child_id, kind, severity, zone_id, state, opened_at, updated_at,"
+    " resolved_at, last_lon, last_lat, last_acc, last_fix_ts, fix_received_at, detail,"
+    " next_escalation_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $6, $11, $12, now() + $13::interval)"
+    " ON CONFLICT (child_id, kind, coalesce(zone_id, 0)) WHERE state = 'open' DO UPDATE SET"
+    " updated_at = EXCLUDED.updated_at, fix_count = alerts.fix_count + 1,"
+    " last_lon = coalesce(EXCLUDED.last_lon, alerts.last_lon),"
+    " last_lat = coalesce(EXCLUDED.last_lat, alerts.last_lat),"
+    " last_acc = coalesce(EXCLUDED.last_acc, alerts.last_acc),"
+    " last_fix_ts = EXCLUDED.last_fix_ts"
+    " RETURNING id, (xmax = 0) AS inserted, child_id"
+)
+
+
 async def apply_events(
     conn: asyncpg.Connection,
     events: list[ChildEvent],
@@ -106,58 +126,68 @@ async def apply_events(
 ) -> int:
     """Write the alert transitions of `events`, their history and their outbox rows; returns the
     number of outbox rows. Must run inside the batch's transaction. `recipients`: child id ->
-    guardians in escalation order; `schools`: child id -> school id when the school has a webhook."""
+    guardians in escalation order; `schools`: child id -> school id when the school has a webhook.
+
+    A child's transitions are applied in the order of its events; different children's touch different
+    alerts, so they go in rounds (each child's first transition, then each one's second, ...), each
+    round a pipelined statement per action (`fetchmany`): a few round trips per batch, not one per
+    transition."""
     outbox: list[tuple[int, str, int | None, int | None, str]] = []
     history: list[tuple[int, datetime | None, str, dict[str, object]]] = []
+    rounds: list[list[tuple[ChildEvent, AlertRule]]] = []
+    nth: dict[int, int] = {}
     for ce in events:
-        at = _ts(ce.event.ts)
         for rule in rules_for(ce.event):
-            zone = ce.event.zone_id if rule.kind == "danger_zone" else None
-            if rule.action == "resolve":
-                rows = await conn.fetch(
-                    "UPDATE alerts SET state = 'resolved', resolved_at = $4, updated_at = $4,"
-                    " next_escalation_at = NULL"
-                    " WHERE child_id = $1 AND kind = $2 AND coalesce(zone_id, 0) = coalesce($3::bigint, 0)"
-                    " AND state = 'open' RETURNING id, escalation_level",
+            k = nth.get(ce.child_id, 0)
+            nth[ce.child_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((ce, rule))
+    for transitions in rounds:  # at most one transition per child in a round
+        resolving = [(ce, rule) for ce, rule in transitions if rule.action == "resolve"]
+        if resolving:
+            by_child = {ce.child_id: (ce, rule) for ce, rule in resolving}
+            rows = await conn.fetchmany(
+                _RESOLVE,
+                [(ce.child_id, rule.kind, _zone(ce, rule), _ts(ce.event.ts)) for ce, rule in resolving],
+            )
+            for row in rows:
+                ce, rule = by_child[row["child_id"]]
+                at = _ts(ce.event.ts)
+                history.append((row["id"], at, "resolved", {"by": ce.event.kind.value}))
+                told = recipients.get(ce.child_id, [])[: row["escalation_level"] + 1]
+                outbox += _fan_out(row["id"], "resolved", told, rule.severity)
+                outbox += _school_webhook(row["id"], "resolved", schools.get(ce.child_id))
+        opening = [(ce, rule) for ce, rule in transitions if rule.action != "resolve"]
+        if not opening:
+            continue
+        severities = [
+            ce.zone_severity if rule.kind == "danger_zone" and ce.zone_severity else rule.severity
+            for ce, rule in opening
+        ]
+        rows = await conn.fetchmany(
+            _OPEN,
+            [
+                (
                     ce.child_id,
                     rule.kind,
-                    zone,
-                    at,
+                    severity,
+                    _zone(ce, rule),
+                    "resolved" if rule.action == "notice" else "open",
+                    _ts(ce.event.ts),
+                    _ts(ce.event.ts) if rule.action == "notice" else None,
+                    ce.lon,
+                    ce.lat,
+                    ce.acc,
+                    _ts(ce.received_at),
+                    {"event": ce.event.kind.value} | ({"place": ce.event.detail} if ce.event.detail else {}),
+                    escalation.after(severity) if rule.action == "open" else None,
                 )
-                for row in rows:
-                    history.append((row["id"], at, "resolved", {"by": ce.event.kind.value}))
-                    told = recipients.get(ce.child_id, [])[: row["escalation_level"] + 1]
-                    outbox += _fan_out(row["id"], "resolved", told, rule.severity)
-                    outbox += _school_webhook(row["id"], "resolved", schools.get(ce.child_id))
-                continue
-            severity = ce.zone_severity if rule.kind == "danger_zone" and ce.zone_severity else rule.severity
-            delay = escalation.after(severity) if rule.action == "open" else None
-            row = await conn.fetchrow(
-                "INSERT INTO alerts (child_id, kind, severity, zone_id, state, opened_at, updated_at,"
-                " resolved_at, last_lon, last_lat, last_acc, last_fix_ts, fix_received_at, detail,"
-                " next_escalation_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $6, $11, $12, now() + $13::interval)"
-                " ON CONFLICT (child_id, kind, coalesce(zone_id, 0)) WHERE state = 'open' DO UPDATE SET"
-                " updated_at = EXCLUDED.updated_at, fix_count = alerts.fix_count + 1,"
-                " last_lon = coalesce(EXCLUDED.last_lon, alerts.last_lon),"
-                " last_lat = coalesce(EXCLUDED.last_lat, alerts.last_lat),"
-                " last_acc = coalesce(EXCLUDED.last_acc, alerts.last_acc),"
-                " last_fix_ts = EXCLUDED.last_fix_ts"
-                " RETURNING id, (xmax = 0) AS inserted",
-                ce.child_id,
-                rule.kind,
-                severity,
-                zone,
-                "resolved" if rule.action == "notice" else "open",
-                at,
-                at if rule.action == "notice" else None,
-                ce.lon,
-                ce.lat,
-                ce.acc,
-                _ts(ce.received_at),
-                {"event": ce.event.kind.value} | ({"place": ce.event.detail} if ce.event.detail else {}),
-                delay,
-            )
+                for (ce, rule), severity in zip(opening, severities, strict=True)
+            ],
+        )
+        for (ce, _rule), severity, row in zip(opening, severities, rows, strict=True):
+            at = _ts(ce.event.ts)
             if not row["inserted"]:
                 history.append((row["id"], at, "updated", {"by": ce.event.kind.value}))
                 continue  # an incident already told: updated, not told again
@@ -171,6 +201,10 @@ async def apply_events(
             history,
         )
     return await write_outbox(conn, outbox)
+
+
+def _zone(ce: ChildEvent, rule: AlertRule) -> int | None:
+    return ce.event.zone_id if rule.kind == "danger_zone" else None
 
 
 def _fan_out(
