@@ -897,6 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.mqtt_url and shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed: install it or pass --mqtt-url")
     workdir = Path(tempfile.mkdtemp(prefix="tracker-e2e-"))
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)
 
     def interrupted(signum: int, _frame: object) -> None:
         """Ctrl-C or SIGTERM: stop what the run started, drop its database, and go."""
