@@ -209,8 +209,9 @@ class Pipeline:
             outcome.outbox_rows = await apply_events(
                 conn, p.events, p.recipients, p.webhook_schools, self.escalation
             )
-            await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
             clock.lap("commit_alerts")
+            await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
+            clock.lap("commit_follow")
             await save_child_states(conn, p.changed)
             clock.lap("commit_states")
         clock.lap("commit_end")
