@@ -288,6 +288,24 @@ SHORT_VISITS = [
         [[], []],
     ),
     (
+        "in the zone once, then a fix too vague to tell (its disc touches the zone): the next decides",
+        [
+            obs(0, certain=(7,)),
+            obs(15, acc=65, possible=(7,), nearest_zone_m=60.0),
+            obs(30, nearest_zone_m=12.0),
+        ],
+        [[], [], [E]],
+    ),
+    (
+        "a multipath jump into the zone, a vague fix, then back on the route far from it: no alert",
+        [
+            obs(0, certain=(7,)),
+            obs(15, acc=65, possible=(7,), nearest_zone_m=60.0),
+            obs(30, nearest_zone_m=80.0),
+        ],
+        [[], [], []],
+    ),
+    (
         "a pass-through between two accurate fixes outside it, the next fix goes on: entered then",
         [obs(0, acc=8), seg(15, 0, (7,)), seg(30, 15, ())],
         [[], [], [E]],

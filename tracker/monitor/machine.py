@@ -22,7 +22,9 @@ Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
 - entered danger zone (zones are always on unless they have hours), on any of:
   1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
   2. a short visit: certainly inside once and the next fix still near the zone (within
-     `zone_near_m` + its accuracy, so not a multipath jump that came back);
+     `zone_near_m` + its accuracy, so not a multipath jump that came back); a fix less accurate
+     than `zone_confirm_max_acc_m` neither confirms nor cancels it (its disc touches every zone
+     near it: after a multipath jump into a zone it would confirm the jump), the next one decides;
   3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
      fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
      confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
@@ -192,9 +194,13 @@ def _zones(
         counts[z] = s.zone_counts.get(z, 0) + 1
         if counts[z] >= rules.zone_confirm_fixes:
             entered.add(z)
-    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back)
+    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back);
+    #    a fix too inaccurate to tell (its disc touches every zone near) waits for the next one
+    vague = obs.acc > rules.zone_confirm_max_acc_m
     for z in set(s.zone_counts) - certain - s.zones_in:
-        if on(z) and (z in possible or near):
+        if vague:
+            counts.setdefault(z, s.zone_counts[z])
+        elif on(z) and (z in possible or near):
             entered.add(z)
     # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
     #    (a multipath fix thrown across a zone comes back across it)
