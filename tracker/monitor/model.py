@@ -83,6 +83,11 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
         return (self.route_distance_m - self.corridor_m) / self.sigma_m
 
     @property
+    def may_be_on_route(self) -> bool:
+        """The accuracy circle reaches the corridor: the fix may be on the route (False: no route)."""
+        return self.route_distance_m - self.acc <= self.corridor_m
+
+    @property
     def on_route(self) -> bool:
         """The reported position is inside the corridor (outside it lies the hysteresis band: a fix
         there never resolves a departure)."""
