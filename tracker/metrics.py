@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +24,9 @@ class Metrics:
     events: Counter[str] = field(default_factory=Counter)  # monitor event kind -> count
     commit_retries: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # messages without a position, by type
+    stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """wall-clock seconds the batch loop spent in each pipeline stage (and waiting for messages):
+    where the time of a busy tracker goes"""
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -36,6 +39,7 @@ class Metrics:
             "events": dict(self.events),
             "commit_retries": self.commit_retries,
             "ignored": dict(self.ignored),
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
 
 
@@ -76,6 +80,12 @@ class _Scrape(Collector):
                 "monitor events (alerts opened and resolved), by kind",
                 "kind",
                 m.events,
+            ),
+            (
+                "tracker_pipeline_stage_seconds",
+                "wall-clock seconds the batch loop spent in each pipeline stage, and waiting for messages",
+                "stage",
+                m.stage_seconds,
             ),
         ):
             c = CounterMetricFamily(name, doc, labels=[label])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -113,15 +113,20 @@ class Pipeline:
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         now = time.time()
+        clock = _StageClock(self._metrics.stage_seconds)
         outcome = BatchOutcome(messages=len(messages))
         fixes, sightings, rejections = self._decode(messages, view, outcome)
         fixes += self._sightings_as_fixes(view, sightings, rejections)
         rate = self._rate.batch()  # charged only once the batch is committed
         admitted = self._admit(view, fixes, now, rejections, rate)
+        clock.lap("decode")
         states = await self._states_of(admitted)
+        clock.lap("load_states")
         verdicts, prev_ts = self._geofence(view, admitted, states)
+        clock.lap("geofence")
         events = self._monitor(view, admitted, verdicts, prev_ts, states, outcome)
-        await self._commit(view, admitted, verdicts, rejections, states, events, outcome)
+        clock.lap("monitor")
+        await self._commit(view, admitted, verdicts, rejections, states, events, outcome, clock)
         self._states.update(states)  # only now: the commit succeeded
         rate.commit()
 
@@ -312,6 +317,7 @@ class Pipeline:
         states: dict[int, ChildState],
         events: list[ChildEvent],
         outcome: BatchOutcome,
+        clock: _StageClock,
     ) -> None:
         children = a.child_ids.tolist()  # Python ints and floats once, not numpy scalars per fix
         route_m = v.route_distance_m.tolist()
@@ -335,22 +341,28 @@ class Pipeline:
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
         committed = self._states
-        # a state step() left alone is the committed object itself: no field-by-field comparison
-        new = [(c, s) for c, s in states.items() if (old := committed.get(c)) is not s and s != old]
+        # a state step() left alone is the committed object itself; one it replaced has changed (a
+        # decided fix moves last_ts at least): identity says it, without a field-by-field comparison
+        new = [(c, s) for c, s in states.items() if committed.get(c) is not s]
         changed = {c: s.to_json() for c, s in new}
         following = [
             (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
             for c, s in new
             if (s.off_route or s.zones_in) and s.last_ts is not None
         ]
+        clock.lap("commit_prepare")
         async with self._pool.acquire() as conn, conn.transaction():
             outcome.stored = await store_positions(conn, positions)
             await store_dead_letters(conn, dead)
+            clock.lap("commit_positions")
             outcome.outbox_rows = await apply_events(
                 conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
             )
             await touch_open_alerts(conn, following)  # type: ignore[arg-type]
+            clock.lap("commit_alerts")
             await save_child_states(conn, changed)
+            clock.lap("commit_states")
+        clock.lap("commit_end")
 
     # the clock ----------------------------------------------------------------------------------------
     def _tick_states(self, view: RegistryView) -> dict[int, ChildState]:
@@ -398,6 +410,19 @@ class Pipeline:
 
 
 READER_ACC_M = 10.0  # a reader sees a card within a few metres
+
+
+class _StageClock:
+    """Adds the wall-clock time since the last lap to the named stage's total."""
+
+    def __init__(self, totals: defaultdict[str, float]) -> None:
+        self._totals = totals
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        t = time.perf_counter()
+        self._totals[stage] += t - self._t
+        self._t = t
 
 
 _NO_ZONES: frozenset[int] = frozenset()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,6 +201,7 @@ class Service:
         if read < self._swapped_read:
             return self.view()
         self._view, self._swapped_read = view, read
+        settle_heap()
         log.info(
             "registry view %s: %d routes, %d zones, %d children, %d tags",
             view.version,
@@ -285,12 +288,17 @@ class Service:
         return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000, s.batch_max_bytes)
 
     async def _batch_loop(self) -> None:
+        stages = self.metrics.stage_seconds
         while True:
+            t = time.perf_counter()
             batch = await self._next_batch()
+            stages["wait_messages"] += time.perf_counter() - t
             await self._process(batch)
+            t = time.perf_counter()
             self.ingestor.ack(batch)
             self.http_ingress.committed(batch)
             self.dispatcher.wake()
+            stages["ack"] += time.perf_counter() - t
 
     async def _process(self, batch: list[RawMessage]) -> None:
         """Process a batch until it is committed. PostgreSQL trouble: the same batch again, with back-off
@@ -337,6 +345,23 @@ class Service:
             except DB_ERRORS as e:
                 log.warning("cannot dead-letter (%s); retrying", e)
                 await asyncio.sleep(1)
+
+
+# The cyclic garbage collector's young-generation threshold (CPython's default: 700). Every decided fix
+# allocates a new monitor state (about ten containers): at 700 the collector runs several times per
+# batch; full collections walk every live object, the registry view's millions included.
+GC_THRESHOLDS = (50_000, 20, 10)
+
+
+def settle_heap() -> None:
+    """After a registry view is swapped in: collect what the old one left (cycles included), then
+    freeze what lives (the new view, mostly) out of the collector's sight, so that the collections the
+    per-fix garbage causes do not walk the whole registry again and again (gc.freeze; what a frozen
+    object refers to is still freed by reference counting when it goes)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class _HttpServer(uvicorn.Server):

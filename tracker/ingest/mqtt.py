@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import ssl
 import struct
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 
+from tracker.ingest.buffered_socket import BufferedSocket
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.handoff import Handoff
 
@@ -57,6 +61,31 @@ def ingest_topics(prefix: str) -> list[str]:
     ]
 
 
+READ_BURST = 2000  # packets paho reads from the buffer before it looks at its writes and timers again
+
+
+class _Client(mqtt.Client):
+    """paho's client reading a plain TCP connection through a buffer (tracker.ingest.buffered_socket);
+    TLS and websocket connections are left as paho makes them."""
+
+    def _create_socket(self) -> Any:
+        sock = super()._create_socket()
+        if isinstance(sock, socket.socket) and not isinstance(sock, ssl.SSLSocket):
+            return BufferedSocket(sock)
+        return sock
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """Read the packets already buffered (at most READ_BURST), not one per turn of paho's loop
+        (each turn costs a select(); paho writes our acknowledgements between bursts)."""
+        rc = super().loop_read(max_packets)
+        sock = self._sock
+        burst = READ_BURST
+        while rc == mqtt.MQTT_ERR_SUCCESS and isinstance(sock, BufferedSocket) and sock.pending() and burst:
+            rc = super().loop_read(max_packets)
+            burst -= 1
+        return rc
+
+
 _PUBACK = struct.Struct("!BBH")  # fixed header (PUBACK, remaining length 2), packet id
 
 
@@ -77,7 +106,7 @@ class MqttIngestor:
         self._session = 0
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self._client = mqtt.Client(
+        self._client = _Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
             clean_session=False,

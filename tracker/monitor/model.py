@@ -145,6 +145,10 @@ class Rules:
         return acc * (self.zone_sigma / R68_PER_SIGMA)
 
 
+_JSON_SETS = frozenset({"zones_in", "zone_passes", "zones_possible"})
+_JSON_ZONE_KEYED = frozenset({"zone_counts", "zone_exit_counts"})
+
+
 @dataclass
 class ChildState:
     """What the monitor remembers of one child between fixes (checkpointed as JSON)."""
@@ -191,29 +195,22 @@ class ChildState:
         return new
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "last_ts": self.last_ts,
-            "last_lon": self.last_lon,
-            "last_lat": self.last_lat,
-            "last_acc": self.last_acc,
-            "off_route": self.off_route,
-            "off_count": self.off_count,
-            "off_since": self.off_since,
-            "off_score": self.off_score,
-            "on_count": self.on_count,
-            "zone_counts": {str(k): v for k, v in self.zone_counts.items()},
-            "zones_in": sorted(self.zones_in),
-            "zone_exit_counts": {str(k): v for k, v in self.zone_exit_counts.items()},
-            "zone_passes": sorted(self.zone_passes),
-            "zone_lingers": {str(k): list(v) for k, v in self.zone_lingers.items()},
-            "zones_possible": sorted(self.zones_possible),
-            "low_battery_day": self.low_battery_day,
-            "signal_lost": self.signal_lost,
-            "at": self.at,
-            "place_counts": self.place_counts,
-            "arrived": self.arrived,
-            "not_arrived": self.not_arrived,
-        }
+        """The fields that differ from their defaults (``from_json`` restores the rest), as JSON-able
+        values in new containers: sets as sorted lists, zone ids as strings. Most of a state is at its
+        defaults, and every batch checkpoints every child it moved: a short document is less to encode,
+        to send, for PostgreSQL to parse and to write to its log."""
+        out = {name: value for name, value in self.__dict__.items() if value != _DEFAULTS[name]}
+        for name in out.keys() & _CONTAINERS:
+            value = out[name]
+            if name in _JSON_SETS:
+                out[name] = sorted(value)
+            elif name in _JSON_ZONE_KEYED:
+                out[name] = {str(k): v for k, v in value.items()}
+            elif name == "zone_lingers":
+                out[name] = {str(k): list(v) for k, v in value.items()}
+            else:
+                out[name] = value.copy()
+        return out
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ChildState:
@@ -240,6 +237,11 @@ class ChildState:
             arrived={str(k): float(v) for k, v in raw.get("arrived", {}).items()},
             not_arrived=[str(k) for k in raw.get("not_arrived", [])],
         )
+
+
+_DEFAULTS: dict[str, Any] = ChildState().__dict__
+"""each field's default (a value or an empty container); never modified"""
+_CONTAINERS = frozenset(name for name, value in _DEFAULTS.items() if isinstance(value, set | dict | list))
 
 
 @dataclass(frozen=True)
