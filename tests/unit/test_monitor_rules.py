@@ -353,7 +353,7 @@ SHORT_VISITS = [
     ),
     (
         "walking its route (the fixes may be on it) by a zone: segments into it are no lingering",
-        # 50 m from the route with 30 m accuracy: 20 m from its centre line, inside the 30 m corridor
+        # 50 m from the route with 30 m accuracy: its circle reaches 20 m from the route, in the corridor
         [obs(0, 50, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=50) for t in (15, 30, 45)],
         [[], [], [], []],
     ),
