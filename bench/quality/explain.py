@@ -36,6 +36,12 @@ def _off(r: FixRow) -> bool:
     return (r.route_m - r.corridor_m) * R68_PER_SIGMA / max(r.acc, 1.0) >= RULES.off_route_sigma
 
 
+def _walking(r: FixRow, facts: Mapping[str, Any]) -> bool:
+    """In the commute window, the fix may be on the child's route (machine.step: no lingering)."""
+    in_window = facts.get("window_start", -math.inf) <= r.ts < facts.get("window_end", math.inf)
+    return in_window and r.route_m - r.acc <= r.corridor_m
+
+
 def _median(xs: Sequence[float]) -> float:
     return statistics.median(xs) if xs else math.nan
 
@@ -86,17 +92,20 @@ def miss_cause(inc: Incident, zone_depth: Mapping[int, tuple[str, float]]) -> st
         crossings = [
             (a, b) for a, b in itertools.pairwise(inc.evidence) if z in b.crossed and b.ts >= inc.opens
         ]
-        usable = [
+        accurate = [
             (a, b)
             for a, b in crossings
             if max(a.acc, b.acc) <= RULES.zone_linger_max_acc_m and b.ts - a.ts <= RULES.crossing_max_gap_s
         ]
+        usable = [(a, b) for a, b in accurate if not _walking(b, f)]
         where = f"{kind}: at most {depth:.0f} m deep"
-        if not certain and crossings and not usable:
+        if not certain and crossings and not accurate:
             return (
                 f"never certainly inside; crossings seen but their fixes less accurate than "
                 f"{RULES.zone_linger_max_acc_m:.0f} m ({where})"
             )
+        if not certain and accurate and not usable:
+            return f"never certainly inside; crossings seen, to fixes that may be on the route ({where})"
         if not certain and usable:
             return (
                 f"never certainly inside; {len(usable)} segment(s) into it, not"

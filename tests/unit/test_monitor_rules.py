@@ -276,6 +276,9 @@ def seg(t: float, since: float, crossed: tuple[int, ...], acc: float = 8.0, **kw
     return obs(t, acc=acc, crossed_zones=frozenset(crossed), crossed_from_ts=T0 + since, **kw)
 
 
+NOON = 4 * 3600.0  # 12:00, after the morning window
+# Lingering: 65 m from the route with 30 m accuracy the circle clears the 30 m corridor (too little
+# for a departure); 50 m from it, the circle reaches the corridor: the fix may be on the route.
 SHORT_VISITS = [
     (
         "in the zone once, next fix just outside it: a short visit counts",
@@ -286,6 +289,24 @@ SHORT_VISITS = [
         "in the zone once, next fix back on the route far from it: a multipath jump, no alert",
         [obs(0, certain=(7,)), obs(15, nearest_zone_m=80.0)],
         [[], []],
+    ),
+    (
+        "in the zone once, then a fix too vague to tell (its disc touches the zone): the next decides",
+        [
+            obs(0, certain=(7,)),
+            obs(15, acc=65, possible=(7,), nearest_zone_m=60.0),
+            obs(30, nearest_zone_m=12.0),
+        ],
+        [[], [], [E]],
+    ),
+    (
+        "a multipath jump into the zone, a vague fix, then back on the route far from it: no alert",
+        [
+            obs(0, certain=(7,)),
+            obs(15, acc=65, possible=(7,), nearest_zone_m=60.0),
+            obs(30, nearest_zone_m=80.0),
+        ],
+        [[], [], []],
     ),
     (
         "a pass-through between two accurate fixes outside it, the next fix goes on: entered then",
@@ -319,16 +340,35 @@ SHORT_VISITS = [
     ),
     (
         "a thin zone never certainly inside: three segments into it over 20 s while it stays possible",
-        [obs(0, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30, 45)],
+        [obs(0, 65, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (15, 30, 45)],
         [[], [], [], [E]],
     ),
     (
         "lingering counts only while the zone stays possible",
-        [obs(0, acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (15, 30)]
-        + [seg(45, 30, (), acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,)) for t in (60, 75)],
+        [obs(0, 65, acc=30)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (15, 30)]
+        + [seg(45, 30, (), acc=30, dist=65)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (60, 75)],
         [[], [], [], [], [], []],
+    ),
+    (
+        "walking its route (the fixes may be on it) by a zone: segments into it are no lingering",
+        # 50 m from the route with 30 m accuracy: its circle reaches 20 m from the route, in the corridor
+        [obs(0, 50, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=50) for t in (15, 30, 45)],
+        [[], [], [], []],
+    ),
+    (
+        "... a fix that may be on the route neither counts nor starts the lingering over",
+        [obs(0, 65, acc=30)]
+        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=d) for t, d in ((15, 65), (30, 50), (45, 65))]
+        + [seg(60, 45, (7,), acc=30, possible=(7,), dist=65)],
+        [[], [], [], [], [E]],
+    ),
+    (
+        "... outside the commute windows the route explains nothing: lingering counts",
+        [obs(NOON, 50, acc=30)]
+        + [seg(NOON + t, NOON + t - 15, (7,), acc=30, possible=(7,), dist=50) for t in (15, 30, 45)],
+        [[], [], [], [E]],
     ),
 ]
 

@@ -22,13 +22,19 @@ Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
 - entered danger zone (zones are always on unless they have hours), on any of:
   1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
   2. a short visit: certainly inside once and the next fix still near the zone (within
-     `zone_near_m` + its accuracy, so not a multipath jump that came back);
+     `zone_near_m` + its accuracy, so not a multipath jump that came back); a fix less accurate
+     than `zone_confirm_max_acc_m` neither confirms nor cancels it (its disc touches every zone
+     near it: after a multipath jump into a zone it would confirm the jump), the next one decides;
   3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
      fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
      confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
   4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
      spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
-     `zone_linger_max_acc_m` accurate).
+     `zone_linger_max_acc_m` accurate). In a commute window a segment to a fix that may still be on
+     the child's route (distance - accuracy within the corridor) is not counted (nor does it start
+     over): the route explains it. The weakest evidence is the one GPS noise by a zone's edge fakes
+     (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few metres outside it
+     give fixes no rule can tell apart); a child on its way to school is not standing there.
   left: `zone_exit_fixes` consecutive fixes certainly outside (the zone is not even possible).
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
@@ -99,12 +105,14 @@ def step(
     if new.signal_lost:
         new.signal_lost = False
         events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
+    walking = False  # the child walks its route and this fix may be on it
     if obs.has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
         _route(new, obs, watched, rules, events)
+        walking = watched and obs.may_be_on_route
     from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == state.last_ts
     segment = (gap, max(obs.acc, prev_acc)) if from_last else None
-    _zones(new, obs, ctx, segment, rules, events)
+    _zones(new, obs, ctx, segment, walking, rules, events)
     for name, place in (("school", ctx.school), ("home", ctx.home)):
         if place is not None:
             _place(new, name, place, obs, rules, events)
@@ -151,6 +159,7 @@ def _zones(
     obs: Observation,
     ctx: ChildContext,
     segment: tuple[float, float] | None,
+    walking: bool,
     rules: Rules,
     events: list[Event],
 ) -> None:
@@ -158,7 +167,9 @@ def _zones(
 
     ``segment`` is (gap in seconds, worse accuracy of its two ends) of the segment from the last
     decided fix to this one, whose crossed zones the observation holds; None when they are of
-    another segment (the geofence saw a previous fix that did not decide) or of none.
+    another segment (the geofence saw a previous fix that did not decide) or of none. ``walking``:
+    the child walks its route (a commute window) and this fix may be on it: its segment into a zone
+    is no evidence of lingering there (the route explains the fix).
     """
 
     if not (
@@ -183,7 +194,7 @@ def _zones(
     gap, worse_acc = segment if segment is not None else (math.inf, math.inf)
     short = gap <= rules.crossing_max_gap_s
     passes = crossed if short and worse_acc <= rules.crossing_max_acc_m else set()
-    lingers = crossed if short and worse_acc <= rules.zone_linger_max_acc_m else set()
+    lingers = crossed if short and worse_acc <= rules.zone_linger_max_acc_m and not walking else set()
     near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
     entered: set[int] = set()
     # 1. certainly inside on zone_confirm_fixes fixes in a row
@@ -192,9 +203,13 @@ def _zones(
         counts[z] = s.zone_counts.get(z, 0) + 1
         if counts[z] >= rules.zone_confirm_fixes:
             entered.add(z)
-    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back)
+    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back);
+    #    a fix too inaccurate to tell (its disc touches every zone near) waits for the next one
+    vague = obs.acc > rules.zone_confirm_max_acc_m
     for z in set(s.zone_counts) - certain - s.zones_in:
-        if on(z) and (z in possible or near):
+        if vague:
+            counts.setdefault(z, s.zone_counts[z])
+        elif on(z) and (z in possible or near):
             entered.add(z)
     # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
     #    (a multipath fix thrown across a zone comes back across it)

@@ -83,6 +83,11 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
         return (self.route_distance_m - self.corridor_m) / self.sigma_m
 
     @property
+    def may_be_on_route(self) -> bool:
+        """The accuracy circle reaches the corridor: the fix may be on the route (False: no route)."""
+        return self.route_distance_m - self.acc <= self.corridor_m
+
+    @property
     def on_route(self) -> bool:
         """The reported position is inside the corridor (outside it lies the hysteresis band: a fix
         there never resolves a departure)."""
@@ -122,6 +127,7 @@ class Rules:
     on_route_min_fixes: int = 2
     zone_confirm_fixes: int = 2
     zone_near_m: float = 25.0  # a fix this close to a zone after a fix inside it confirms a short visit
+    zone_confirm_max_acc_m: float = 50.0  # ... if at least this accurate (a vaguer one waits for the next)
     zone_exit_fixes: int = 2
     crossing_max_gap_s: float = 60.0  # a crossing counts only between fixes at most this far apart
     crossing_max_acc_m: float = 25.0  # ... both at least this accurate
