@@ -145,8 +145,8 @@ class Rules:
         return acc * (self.zone_sigma / R68_PER_SIGMA)
 
 
-_JSON_SETS = frozenset({"zones_in", "zone_passes", "zones_possible"})
-_JSON_ZONE_KEYED = frozenset({"zone_counts", "zone_exit_counts"})
+_JSON_SETS = ("zones_in", "zone_passes", "zones_possible")
+_JSON_ZONE_KEYED = ("zone_counts", "zone_exit_counts")
 
 
 @dataclass
@@ -196,20 +196,20 @@ class ChildState:
 
     def to_json(self) -> dict[str, Any]:
         """The fields that differ from their defaults (``from_json`` restores the rest), as JSON-able
-        values in new containers: sets as sorted lists, zone ids as strings. Most of a state is at its
-        defaults, and every batch checkpoints every child it moved: a short document is less to encode,
-        to send, for PostgreSQL to parse and to write to its log."""
-        out = {name: value for name, value in self.__dict__.items() if value != _DEFAULTS[name]}
-        for name in out.keys() & _CONTAINERS:
-            value = out[name]
-            if name in _JSON_SETS:
+        values: sets as sorted lists, zone ids as strings. Most of a state is at its defaults, and every
+        batch checkpoints every child it moved: a short document is less to build, to encode, for
+        PostgreSQL to parse and to write to its log. Every default is falsy (None, False, 0, empty),
+        and so are a few values that are not defaults (a longitude of 0.0 where the default is None).
+        The lists and string-keyed dicts are the state's own: encode the result, do not change it."""
+        out = {k: v for k, v in self.__dict__.items() if v or (v is not None and k in _NONE_BY_DEFAULT)}
+        for name in _JSON_SETS:
+            if (value := out.get(name)) is not None:
                 out[name] = sorted(value)
-            elif name in _JSON_ZONE_KEYED:
-                out[name] = {str(k): v for k, v in value.items()}
-            elif name == "zone_lingers":
-                out[name] = {str(k): list(v) for k, v in value.items()}
-            else:
-                out[name] = value.copy()
+        for name in _JSON_ZONE_KEYED:
+            if (value := out.get(name)) is not None:
+                out[name] = {str(k): n for k, n in value.items()}
+        if (value := out.get("zone_lingers")) is not None:
+            out["zone_lingers"] = {str(k): list(v) for k, v in value.items()}
         return out
 
     @classmethod
@@ -241,7 +241,8 @@ class ChildState:
 
 _DEFAULTS: dict[str, Any] = ChildState().__dict__
 """each field's default (a value or an empty container); never modified"""
-_CONTAINERS = frozenset(name for name, value in _DEFAULTS.items() if isinstance(value, set | dict | list))
+_NONE_BY_DEFAULT = frozenset(name for name, value in _DEFAULTS.items() if value is None)
+assert not any(_DEFAULTS.values()), "to_json leaves out falsy values: every default must be falsy"
 
 
 @dataclass(frozen=True)
