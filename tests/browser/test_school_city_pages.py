@@ -48,7 +48,10 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(
 
         async def distance_at(ts: float) -> Any:
             return await svc.pool.fetchval(
-                "SELECT route_distance_m FROM positions WHERE tag_id = $1 AND ts = to_timestamp($2)",
+                # within a millisecond: PostgreSQL's to_timestamp and Python's datetime.fromtimestamp (the
+                # stored value) may round a float's fraction of a microsecond differently
+                "SELECT route_distance_m FROM positions"
+                " WHERE tag_id = $1 AND abs(extract(epoch FROM ts) - $2) < 0.001",
                 kid.tag,
                 ts,
             )

@@ -235,7 +235,8 @@ async def test_sms_through_an_apprise_gateway(
         path, _, body = requests[0]
         assert path == f"/gateway/{kid.phone}"
         assert "SOS from Dain" in json.loads(body)["message"]
-        recorded = await svc.pool.fetchval("SELECT provider FROM sms_messages")
+        # (recorded once the gateway has answered: the gateway may see the request first)
+        recorded = await wait_until(lambda: svc.pool.fetchval("SELECT provider FROM sms_messages"), 5)
         assert recorded == "apprise"
     finally:
         await svc.stop()

@@ -264,7 +264,13 @@ async function catchUp() {
   if (changed) toast(t("caughtup", { n: changed }));
 }
 
-window.addEventListener("online", () => { state.retry = 1000; connect(); });
+window.addEventListener("online", () => {
+  state.retry = 1000;
+  // an attempt made while the network was gone may hang in CONNECTING: start afresh, now
+  const ws = state.socket;
+  if (ws && ws.readyState === WebSocket.CONNECTING) { state.socket = null; ws.close(); }
+  connect();
+});
 window.addEventListener("offline", () => setConn("conn.nonetwork"));
 
 // --- start ---------------------------------------------------------------------------------------
