@@ -688,49 +688,24 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         # latency at the fixed offered load, then at half what the tracker sustained with single fixes
         # (what an operator sees when the tracker keeps up; above its capacity latency is the backlog)
-        results["latency_phase"], results["latency"], lat = await latency_phase(
-            "latency_phase",
-            plan.latency_rate,
-            plan.latency_s,
-            plan.latency_batch,
-            generator,
-            prefix,
-            watch,
-            publishers,
-            phases,
-            seen,
-            sockets,
+        def at(name: str, rate: float, seconds: float, batch: int) -> Any:
+            return latency_phase(
+                name, rate, seconds, batch, generator, prefix, watch, publishers, phases, seen, sockets
+            )
+
+        results["latency_phase"], results["latency"], lat = await at(
+            "latency_phase", plan.latency_rate, plan.latency_s, plan.latency_batch
         )
         # the same offered load from gateways (batches of 10 fixes): what a deployment whose tags report
         # through school gateways sees, and the tracker's capacity in that form is above 10,000 fixes/s
         lat_gw: list[tuple[float, float]] = []
         if plan.latency_batch == 0:
-            results["latency_gateway_phase"], results["latency_gateway"], lat_gw = await latency_phase(
-                "latency_gateway",
-                plan.latency_rate,
-                plan.latency_s,
-                10,
-                generator,
-                prefix,
-                watch,
-                publishers,
-                phases,
-                seen,
-                sockets,
+            results["latency_gateway_phase"], results["latency_gateway"], lat_gw = await at(
+                "latency_gateway", plan.latency_rate, plan.latency_s, 10
             )
         keep_up = round(0.5 * results["single_qos1"]["fixes_per_s"], -2) or 100.0
-        results["latency_keep_up_phase"], results["latency_keep_up"], lat_keep = await latency_phase(
-            "latency_keep_up",
-            keep_up,
-            plan.latency_s / 2,
-            0,
-            generator,
-            prefix,
-            watch,
-            publishers,
-            phases,
-            seen,
-            sockets,
+        results["latency_keep_up_phase"], results["latency_keep_up"], lat_keep = await at(
+            "latency_keep_up", keep_up, plan.latency_s / 2, 0
         )
 
         # the database agrees: every unique fix is stored once

@@ -109,12 +109,6 @@ class PreparedBatch:
     changed: dict[int, dict[str, Any]]  # child -> state JSON, for the children whose state changed
 
 
-def _before(layers: tuple[dict[int, ChildState], dict[int, ChildState]], child: int) -> ChildState | None:
-    ahead, committed = layers
-    state = ahead.get(child)
-    return state if state is not None else committed.get(child)
-
-
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
@@ -320,15 +314,15 @@ class Pipeline:
         """The batch's children's states as the batches before it left them (committed, or prepared
         and committing), read from PostgreSQL the first time."""
         children = sorted(set(a.child_ids.tolist()))
-        ahead, committed = self._ahead, self._states
-        await self._load_states([c for c in children if c not in committed and c not in ahead])
-        # (not .get(c, ChildState()): that builds a state for every child, known or not)
-        return {
-            c: known
-            if (known := ahead.get(c)) is not None or (known := committed.get(c)) is not None
-            else ChildState()
-            for c in children
-        }
+        await self._load_states([c for c in children if self._latest(c) is None])
+        # (a new ChildState only for a child never seen: building one per lookup costs every child)
+        return {c: known if (known := self._latest(c)) is not None else ChildState() for c in children}
+
+    def _latest(self, child: int) -> ChildState | None:
+        """A child's state as the batches before this one left it: prepared and committing, else
+        committed (``commit`` puts a state in the second before it takes it out of the first)."""
+        state = self._ahead.get(child)
+        return state if state is not None else self._states.get(child)
 
     # 3 ------------------------------------------------------------------------------------------------
     def _geofence(
@@ -452,10 +446,9 @@ class Pipeline:
         dead: list[DeadLetterRecord] = [
             (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in rejections
         ]
-        before = self._ahead, self._states
         # a state step() left alone is the one the batch started from; one it replaced has changed (a
         # decided fix moves last_ts at least): identity says it, without a field-by-field comparison
-        new = [(c, s) for c, s in states.items() if _before(before, c) is not s]
+        new = [(c, s) for c, s in states.items() if self._latest(c) is not s]
         following = [
             (c, s.last_ts, s.last_lon, s.last_lat, s.last_acc)
             for c, s in new

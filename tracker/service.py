@@ -12,10 +12,11 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import asyncpg
 import uvicorn
@@ -47,6 +48,7 @@ from tracker.store.db import apply_migrations, create_pool
 from tracker.store.registry import load_registry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 STOP_TIMEOUT_S = 10.0  # how long a stop waits for tasks and for PostgreSQL connections to close
 # what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
 # the server shut down, seen when the crash-safety test restarts PostgreSQL)
@@ -350,30 +352,21 @@ class Service:
 
     async def _prepare(self, batch: list[RawMessage]) -> PreparedBatch | None:
         """Prepare a batch (reading states from PostgreSQL again after trouble); None: a bug."""
-        delay = 0.2
-        while True:
-            try:
-                return await self.pipeline.prepare(batch)
-            except DB_ERRORS as e:
-                delay = await self._db_trouble("prepared", len(batch), e, delay)
-            except Exception:
-                log.exception("batch of %d messages failed", len(batch))
-                return None
+        try:
+            prepare = partial(self.pipeline.prepare, batch)
+            return await self._through_db_trouble("prepared", len(batch), prepare)
+        except Exception:
+            log.exception("batch of %d messages failed", len(batch))
+            return None
 
     async def _commit_and_ack(self, batch: list[RawMessage], prepared: PreparedBatch) -> bool:
         """Commit a prepared batch (again and again while PostgreSQL is in trouble), then acknowledge
         its messages and wake the dispatcher. False: a bug; nothing was committed or acknowledged."""
-        delay = 0.2
-        while True:
-            try:
-                await self.pipeline.commit(prepared)
-                self._pipeline_ok = True
-                break
-            except DB_ERRORS as e:
-                delay = await self._db_trouble("committed", len(batch), e, delay)
-            except Exception:
-                log.exception("batch of %d messages not committed", len(batch))
-                return False
+        try:
+            await self._through_db_trouble("committed", len(batch), partial(self.pipeline.commit, prepared))
+        except Exception:
+            log.exception("batch of %d messages not committed", len(batch))
+            return False
         self._acknowledge(batch)
         return True
 
@@ -384,33 +377,39 @@ class Service:
         self.dispatcher.wake()
         self.metrics.stage_seconds["ack"] += time.perf_counter() - t
 
-    async def _db_trouble(self, what: str, n: int, e: BaseException, delay: float) -> float:
-        self._pipeline_ok = False
-        self.metrics.commit_retries += 1
-        log.warning("batch of %d messages not %s (%s); retrying in %.1f s", n, what, e, delay)
-        await asyncio.sleep(delay)
-        return min(delay * 2, 10.0)
+    async def _through_db_trouble(self, what: str, n: int, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` again, with back-off, while PostgreSQL is in trouble (nothing of a failed attempt
+        was applied); any other error is the caller's."""
+        delay = 0.2
+        while True:
+            try:
+                result = await work()
+            except DB_ERRORS as e:
+                self._pipeline_ok = False
+                self.metrics.commit_retries += 1
+                log.warning("batch of %d messages not %s (%s); retrying in %.1f s", n, what, e, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            self._pipeline_ok = True
+            return result
 
     async def _one_by_one(self, batch: list[RawMessage]) -> None:
         """After a bug: each message as a batch of its own, prepared and committed in turn (the caller
         holds the writer role and nothing else is committing); one that fails alone is dead-lettered as
         `internal_error`, and the others go through."""
         for message in batch:
-            delay = 0.2
-            while True:
-                try:
-                    await self.pipeline.commit(await self.pipeline.prepare([message]))
-                    self._pipeline_ok = True
-                    break
-                except DB_ERRORS as e:
-                    self.pipeline.discard_ahead()
-                    delay = await self._db_trouble("committed", 1, e, delay)
-                except Exception as e:
-                    self.pipeline.discard_ahead()
-                    log.exception("message on %s failed; dead-lettered as internal_error", message.topic)
-                    await self._dead_letter_internal(message, f"{type(e).__name__}: {e}")
-                    break
+            try:
+                await self._through_db_trouble("committed", 1, partial(self._alone, message))
+            except Exception as e:
+                self.pipeline.discard_ahead()
+                log.exception("message on %s failed; dead-lettered as internal_error", message.topic)
+                await self._dead_letter_internal(message, f"{type(e).__name__}: {e}")
             self._acknowledge([message])
+
+    async def _alone(self, message: RawMessage) -> None:
+        self.pipeline.discard_ahead()  # on the committed states: a failed attempt's are not
+        await self.pipeline.commit(await self.pipeline.prepare([message]))
 
     async def _dead_letter_internal(self, message: RawMessage, detail: str) -> None:
         record = (

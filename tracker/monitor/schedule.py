@@ -103,6 +103,9 @@ class RouteSchedule:
     _last_at: list[tuple[float, ScheduleAt] | None] = field(
         default_factory=lambda: [None], compare=False, repr=False
     )  # the last answer of `at`: the clock asks it for every child that shares the schedule
+    _last_day: list[_Day | None] = field(default_factory=lambda: [None], compare=False, repr=False)
+    # the local day of the last fix asked about (the monitor asks `watched` and `local_day` for every
+    # fix; a batch's fixes fall on one or two days): its bounds and watched intervals as timestamps
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.timezone)
@@ -111,10 +114,6 @@ class RouteSchedule:
         if day in self.closed_days:
             return False
         return self.country is None or day not in public_holidays(self.country)
-
-    _last_day: list[_Day | None] = field(default_factory=lambda: [None], compare=False, repr=False)
-    # the local day of the last fix asked about (the monitor asks `watched` and `local_day` for every
-    # fix; a batch's fixes fall on one or two days): its bounds and watched intervals as timestamps
 
     def _day(self, ts: float) -> _Day | None:
         """The local day holding `ts` as timestamps; None on a day whose UTC offset changes (daylight
