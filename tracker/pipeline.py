@@ -47,7 +47,6 @@ from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
 from tracker.metrics import Metrics
 from tracker.monitor import (
     ChildState,
-    Event,
     Observation,
     Rules,
     Verdict,
@@ -406,9 +405,12 @@ class Pipeline:
         return events, decided
 
     async def _load_states(self, child_ids: list[int]) -> None:
+        """Checkpointed states of children not in memory. A state that came meanwhile (a batch
+        committed it while the read was on its way) is newer than the one read: it stays."""
         if child_ids:
             for child, raw in (await load_child_states(self._pool, child_ids)).items():
-                self._states[child] = ChildState.from_json(raw)
+                if child not in self._states:
+                    self._states[child] = ChildState.from_json(raw)
 
     # 5 ------------------------------------------------------------------------------------------------
     def _records(
@@ -471,51 +473,48 @@ class Pipeline:
         )
 
     # the clock ----------------------------------------------------------------------------------------
-    def _tick_states(self, view: RegistryView) -> dict[int, ChildState]:
-        """The children the clock may decide something for: those with a state (seen before) and a
-        schedule, and those never seen whose route has an expected arrival (they may not arrive).
-        A child never seen on a route without arrivals has nothing to lose a signal from or to miss:
-        skipping them keeps a tick proportional to the children that send, not to the registry."""
-        if self._arrival_children[0] != view.version:
-            self._arrival_children = (
-                view.version,
-                [c for c, ctx in view.contexts.items() if ctx.schedule and ctx.schedule.arrivals],
-            )
-        contexts = view.contexts
-        states: dict[int, ChildState] = {}
-        for c, s in self._states.items():
-            ctx = contexts.get(c)
-            if ctx is not None and ctx.schedule:
-                states[c] = s
-        for c in self._arrival_children[1]:
-            if c not in states:
-                states[c] = ChildState()
-        return states
-
     async def tick(self, now: float | None = None) -> list[ChildEvent]:
         """Let time decide (signal lost, not arrived) for every child with a schedule; commit what
-        changed. The states are read on the event loop, the rules run in a worker thread."""
+        changed.
+
+        Which children time may change is found first, on a snapshot of the states, in a worker thread
+        and without ``writer``: at city scale that is a pass over hundreds of thousands of children,
+        and the batches go on meanwhile (holding ``writer`` for it stopped every batch for most of a
+        second, every tick). Then, holding ``writer``, the rules run again for those children alone,
+        on their states as the batches have left them, and what changed is committed. A child the
+        snapshot missed (its state came after it) is seen at the next tick: the rules depend only on
+        the state and the moment, and say each thing once."""
+        now = time.time() if now is None else now
+        view = self._view()
+        if not self._all_loaded:
+            await self._load_states([c for c in view.contexts if c not in self._states])
+            self._all_loaded = True
+        due = await asyncio.to_thread(
+            _due_children, self._states, self._never_seen_awaited(view), view, now, self.rules
+        )
+        if not due:
+            return []
         self.clock_waiting += 1
         try:
             await self.writer.acquire()
         finally:
             self.clock_waiting -= 1
         try:
-            return await self._tick(now)
+            return await self._tick(view, due, now)
         finally:
             self.writer.release()
 
-    async def _tick(self, now: float | None) -> list[ChildEvent]:
-        now = time.time() if now is None else now
-        view = self._view()
-        if not self._all_loaded:
-            await self._load_states([c for c in view.contexts if c not in self._states])
-            self._all_loaded = True
-        states = self._tick_states(view)
-        changed, raised = await asyncio.to_thread(_tick_all, states, view, now, self.rules)
+    async def _tick(self, view: RegistryView, due: list[int], now: float) -> list[ChildEvent]:
+        changed: dict[int, ChildState] = {}
+        events: list[ChildEvent] = []
+        for child in due:
+            state = self._latest(child) or ChildState()  # (nothing is ahead while the clock writes)
+            new, raised = tick(state, now, view.context_of_child(child), self.rules)
+            if new is not state:
+                changed[child] = new
+                events += [ChildEvent(child, e, None, None, None, None) for e in raised]
         if not changed:
             return []
-        events = [ChildEvent(c, e, None, None, None, None) for c, e in raised]
         async with self._pool.acquire() as conn, conn.transaction():
             await apply_events(
                 conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
@@ -524,6 +523,17 @@ class Pipeline:
         self._states.update(changed)
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
+
+    def _never_seen_awaited(self, view: RegistryView) -> list[int]:
+        """Children whose route has an expected arrival: the clock decides for them even if they never
+        sent a fix (they may not arrive). A child never seen on a route without arrivals has nothing
+        to lose a signal from or to miss: the clock's pass is over the children that send, and these."""
+        if self._arrival_children[0] != view.version:
+            self._arrival_children = (
+                view.version,
+                [c for c, ctx in view.contexts.items() if ctx.schedule and ctx.schedule.arrivals],
+            )
+        return self._arrival_children[1]
 
 
 READER_ACC_M = 10.0  # a reader sees a card within a few metres
@@ -559,17 +569,35 @@ def _at_gate(view: RegistryView, fix: Fix) -> bool:
     return reader is not None and reader.role == "gate"
 
 
-def _tick_all(
-    states: dict[int, ChildState], view: RegistryView, now: float, rules: Rules
-) -> tuple[dict[int, ChildState], list[tuple[int, Event]]]:
-    changed: dict[int, ChildState] = {}
-    raised: list[tuple[int, Event]] = []
-    for child, state in states.items():
-        new, events = tick(state, now, view.context_of_child(child), rules)
-        if new is not state:
-            changed[child] = new
-            raised += [(child, e) for e in events]
-    return changed, raised
+def _due_children(
+    states: dict[int, ChildState], awaited: list[int], view: RegistryView, now: float, rules: Rules
+) -> list[int]:
+    """The children for whom the clock rules would change something at ``now`` (run in a worker
+    thread: ``states`` is copied first, in one step the event loop cannot interleave with).
+
+    A child never seen has the default state, so its answer is its schedule's: worked out once per
+    schedule (children of a school's routes share one schedule object, see build_view)."""
+    snapshot = states.copy()
+    contexts = view.contexts
+    due: list[int] = []
+    unseen: dict[int, bool] = {}  # id(schedule) -> whether a never-seen child of it is due
+    blank = ChildState()
+    for child, state in snapshot.items():
+        ctx = contexts.get(child)
+        if ctx is not None and ctx.schedule is not None and tick(state, now, ctx, rules)[0] is not state:
+            due.append(child)
+    for child in awaited:
+        if child in snapshot:
+            continue
+        ctx = contexts.get(child)
+        if ctx is None or ctx.schedule is None:
+            continue
+        key = id(ctx.schedule)
+        if key not in unseen:
+            unseen[key] = tick(blank, now, ctx, rules)[0] is not blank
+        if unseen[key]:
+            due.append(child)
+    return due
 
 
 def _webhook_schools(view: RegistryView, events: list[ChildEvent]) -> dict[int, int | None]:

@@ -114,18 +114,22 @@ def build_view(
     rules = rules or AlertRuleRows({}, {}, {})
     school_rules = rules.schools
     schedules: dict[int, RouteSchedule] = {}
+    # equal schedules are one object (a school's routes share its windows): a schedule remembers its
+    # last answers, and the clock asks every child's at the same moment
+    distinct: dict[RouteSchedule, RouteSchedule] = {}
     for r in rows.routes.values():
         school = rows.schools.get(r.school_id)
         tz = school.timezone if school else default_timezone
         of_school = school_rules.get(r.school_id, SchoolRules())
         try:
-            schedules[r.id] = RouteSchedule.from_registry(
+            schedule = RouteSchedule.from_registry(
                 tz,
                 r.windows or of_school.windows,
                 arrivals=rules.route_arrivals.get(r.id, []),
                 closed_days=of_school.closed_days,
                 always=all_day,
             )
+            schedules[r.id] = distinct.setdefault(schedule, schedule)
         except (ValueError, KeyError) as e:
             refused[f"route {r.id} schedule"] = str(e)
             log.error("registry: route %s has an unusable schedule (never watched): %s", r.id, e)

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 
 from tests.helpers import Publisher, build_small_world, fix, wait_until
 from tracker.embedded import free_port
+from tracker.ingest.decode import RawMessage
 from tracker.service import Service
 from tracker.store import registry
 from tracker.store.alerts import acknowledge
@@ -268,3 +269,50 @@ async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  #
         (quiet.child_id, "signal_lost"),
         (absent.child_id, "not_arrived_school"),
     }
+
+
+async def test_the_clock_looks_while_batches_run_and_decides_on_the_newest_state(
+    database_url: str, mqtt_url: str, settings_for
+) -> None:  # type: ignore[no-untyped-def]
+    """The clock finds who is due without the batches' writer role (at city scale that pass is long);
+    it waits for the role only to decide for them, on their states as the batches left them."""
+    # the test ticks by hand (the service's own clock would not wait an hour), up to 400 s ahead
+    svc = Service(settings_for(database_url, mqtt_url, tick_s=3600, max_future_s=900), database_url, mqtt_url)
+    await svc.start()
+    try:
+        await _clock_between_batches(svc)
+    finally:
+        await svc.stop()
+
+
+async def _clock_between_batches(svc: Service) -> None:
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Haeun", "Juwon"])
+        await conn.execute(
+            "UPDATE routes SET arrivals = $1 WHERE id = $2",
+            [{"days": [0, 1, 2, 3, 4, 5, 6], "time": "00:00:01"}],
+            world.route_id,
+        )
+    await svc.reload_registry()
+    quiet = world.kids["Haeun"]
+    topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{quiet.tag}/position"
+    pub = Publisher(svc.mqtt_url)
+    now = time.time()
+    pub.publish(topic, fix(-500, 0, now - 1))
+    pub.close()
+    await wait_until(lambda: svc.pool.fetchval("SELECT count(*) FROM positions"), 5)
+    pipeline = svc.pipeline
+    async with pipeline.writer:  # as the batch loop holds it while batches follow each other
+        ticking = asyncio.create_task(pipeline.tick(now + 400))
+        await wait_until(lambda: pipeline.clock_waiting == 1, 5)  # looked, found Haeun due: waits
+        # Haeun's next fix, committed meanwhile by the writer (the batch loop, here the test)
+        late = RawMessage(topic, json.dumps(fix(-480, 0, now + 399)).encode(), time.time())
+        outcome = await pipeline.commit(await pipeline.prepare([late]))
+        assert outcome.stored == 1
+        await asyncio.sleep(0.2)
+        assert not ticking.done()
+    events = await asyncio.wait_for(ticking, 5)
+    assert (quiet.child_id, "signal_lost") not in {(e.child_id, e.event.kind.value) for e in events}
+    async with pipeline.writer:  # nothing due: the clock never asks for the role
+        assert await asyncio.wait_for(pipeline.tick(now + 405), 5) == []
+    assert not await svc.pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'signal_lost'")
