@@ -59,6 +59,7 @@ from tracker.registry_view import RegistryView
 from tracker.store.batches import (
     DeadLetterRecord,
     PositionRecord,
+    StoredBefore,
     load_child_states,
     save_child_states,
     store_dead_letters,
@@ -195,19 +196,11 @@ class Pipeline:
         cannot be committed at all must be followed by ``discard_ahead``."""
         clock = _StageClock(self._metrics.stage_seconds)
         outcome = p.outcome
-        async with self._pool.acquire() as conn, conn.transaction():
-            outcome.stored = await store_positions(conn, p.positions, new=p.new_positions)
-            await store_dead_letters(conn, p.dead)
-            clock.lap("commit_positions")
-            outcome.outbox_rows = await apply_events(
-                conn, p.events, p.recipients, p.webhook_schools, self.escalation
-            )
-            clock.lap("commit_alerts")
-            await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
-            clock.lap("commit_follow")
-            await save_child_states(conn, p.changed)
-            clock.lap("commit_states")
-        clock.lap("commit_end")
+        try:
+            await self._write(p, clock)
+        except StoredBefore:  # a decided fix was stored before: all of them the careful way
+            p.positions, p.new_positions = [*p.new_positions, *p.positions], []
+            await self._write(p, clock)
         # only now: the commit succeeded. Committed first, then out of `ahead`: a batch being prepared
         # in a worker thread meanwhile finds each child's state in one or the other
         self._states.update(p.states)
@@ -228,6 +221,23 @@ class Pipeline:
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
         m.events.update(e.event.kind.value for e in p.events)
         return outcome
+
+    async def _write(self, p: PreparedBatch, clock: _StageClock) -> None:
+        """The batch's one transaction."""
+        outcome = p.outcome
+        async with self._pool.acquire() as conn, conn.transaction():
+            outcome.stored = await store_positions(conn, p.positions, new=p.new_positions)
+            await store_dead_letters(conn, p.dead)
+            clock.lap("commit_positions")
+            outcome.outbox_rows = await apply_events(
+                conn, p.events, p.recipients, p.webhook_schools, self.escalation
+            )
+            clock.lap("commit_alerts")
+            await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
+            clock.lap("commit_follow")
+            await save_child_states(conn, p.changed)
+            clock.lap("commit_states")
+        clock.lap("commit_end")
 
     def discard_ahead(self) -> None:
         """Forget the states of batches prepared and not committed (a commit failed for good: the

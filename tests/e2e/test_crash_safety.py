@@ -408,7 +408,7 @@ async def _insert_waiting(database_url: str) -> bool:
         )
     finally:
         await conn.close()
-    into_positions = re.compile(r'^\s*(INSERT INTO|COPY) "?positions"?\b')  # (not positions_stage)
+    into_positions = re.compile(r'^\s*(INSERT INTO|COPY) "?positions"?\b')
     return any(r["wait_event_type"] == "Lock" and into_positions.search(r["q"]) for r in rows)
 
 

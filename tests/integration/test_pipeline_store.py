@@ -8,6 +8,7 @@ import json
 import time
 
 import asyncpg
+import pytest
 
 from tests.helpers import Publisher, build_small_world, fix, square, wait_until
 from tracker.alerts.dispatcher import Dispatcher
@@ -213,11 +214,11 @@ async def test_decided_fixes_go_straight_in_and_one_stored_before_after_all_is_n
     database_url: str,
 ) -> None:
     """Fixes the monitor decided are COPYed straight into positions; should one of them be stored
-    already (same tag and time as a fix that decided nothing), the whole lot takes the staging way:
-    each fix stored once, the count says how many were new."""
+    already (same tag and time as a fix that decided nothing), the transaction is told so and run again
+    with all of them as fixes that may be stored: each fix stored once, the count says how many were new."""
     from datetime import UTC, datetime
 
-    from tracker.store.batches import store_positions
+    from tracker.store.batches import StoredBefore, store_positions
 
     def record(tag: str, ts: float, acc: float) -> tuple[object, ...]:
         at = datetime.fromtimestamp(ts, UTC)
@@ -231,12 +232,50 @@ async def test_decided_fixes_go_straight_in_and_one_stored_before_after_all_is_n
                     conn, [record("t", 5.0, 300.0)], new=[record("t", 10.0, 8.0), record("t", 20.0, 8.0)]
                 )
             assert stored == 3
-            async with conn.transaction():  # 20 s is there already: the staging way, for all of them
-                stored = await store_positions(
-                    conn, [record("t", 5.0, 300.0)], new=[record("t", 20.0, 9.0), record("t", 30.0, 8.0)]
-                )
-            assert stored == 1
+            again = [record("t", 5.0, 300.0)], [record("t", 20.0, 9.0), record("t", 30.0, 8.0)]
+            with pytest.raises(StoredBefore):  # 20 s is there already
+                async with conn.transaction():
+                    await store_positions(conn, again[0], new=again[1])
+            async with conn.transaction():
+                stored = await store_positions(conn, [*again[1], *again[0], record("t", 40.0, 7.0)])
+            assert stored == 2
             rows = await conn.fetch("SELECT extract(epoch FROM ts) AS ts, acc FROM positions ORDER BY ts")
-            assert [(float(r["ts"]), r["acc"]) for r in rows] == [(5, 300), (10, 8), (20, 8), (30, 8)]
+            assert [(float(r["ts"]), r["acc"]) for r in rows] == [
+                (5, 300),
+                (10, 8),
+                (20, 8),
+                (30, 8),
+                (40, 7),
+            ]
+    finally:
+        await pool.close()
+
+
+async def test_a_decided_fix_at_the_time_of_one_that_decided_nothing_is_committed_with_its_state(
+    database_url: str,
+) -> None:
+    """A fix too vague to decide is stored; a good fix of the same tag at the same second decides (it is
+    later than the last decided fix) but finds the place taken: the batch is written again the careful
+    way, the state moves on, and the next fix is judged from it."""
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Yuna"])
+            rows = await load_registry(conn)
+        view = build_view(rows, default_timezone="Asia/Seoul")
+        settings = Settings(database_url=database_url, mqtt_url="mqtt://unused:1")  # type: ignore[call-arg]
+        pipeline = Pipeline(pool=pool, view=lambda: view, settings=settings, metrics=Metrics())
+        tag = world.kids["Yuna"].tag
+        t0 = time.time() - 300
+        vague = fix(-500, 0, t0)
+        vague["acc"] = 900.0
+        first = await pipeline.process(_messages(tag, [vague]))
+        assert first.stored == 1 and first.verdicts == {"poor_accuracy": 1}
+        second = await pipeline.process(_messages(tag, [fix(-500, 0, t0), fix(-480, 0, t0 + 15)]))
+        assert second.verdicts == {"decided": 2}
+        assert second.stored == 1  # the second fix; the first's place was taken by the vague one
+        third = await pipeline.process(_messages(tag, [fix(-480, 0, t0 + 15)]))
+        assert third.verdicts == {"duplicate": 1}  # the state committed with the second batch
+        assert await pool.fetchval("SELECT count(*) FROM positions") == 2
     finally:
         await pool.close()
