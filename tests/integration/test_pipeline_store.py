@@ -17,7 +17,7 @@ from tracker.ingest.decode import RawMessage
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
 from tracker.registry_view import build_view
-from tracker.store.alerts import DeliveryJob, mark_delivery
+from tracker.store.alerts import DeliveryJob, DeliveryMark, mark_deliveries
 from tracker.store.db import create_pool
 from tracker.store.registry import add_zone, load_registry
 
@@ -165,7 +165,7 @@ async def test_a_failing_channel_is_retried_with_back_off_until_it_delivers(data
         assert (row["state"], row["attempts"]) == ("sent", 3)
         assert dispatcher.outcomes == {("sms", "retry"): 2, ("sms", "sent"): 1}
 
-        await mark_delivery(pool, delivery, "pending")
+        await mark_deliveries(pool, [DeliveryMark(delivery, "pending")])
         dead = Dispatcher(pool, [FlakyChannel(failures=99)], max_attempts=4, backoff_s=0.0)  # type: ignore[list-item]
         await wait_until(lambda: _state(pool, delivery, "failed", dead), 5)
     finally:

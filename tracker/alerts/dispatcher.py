@@ -18,9 +18,10 @@ from tracker.alerts.channels import Channel
 from tracker.store.alerts import (
     AlertFacts,
     DeliveryJob,
+    DeliveryMark,
     alert_facts,
     claim_due_deliveries,
-    mark_delivery,
+    mark_deliveries,
     sent_counts,
 )
 
@@ -73,58 +74,42 @@ class Dispatcher:
         sent = await sent_counts(
             self._pool, [(g, j.channel) for j in jobs if (g := _limited(j)) is not None], self._rate_window_s
         )
-        await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id), sent) for j in jobs))
+        marks = await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id), sent) for j in jobs))
+        await mark_deliveries(self._pool, marks)  # the round's outcomes, in one go
         return len(jobs)
 
     async def _deliver(
         self, job: DeliveryJob, facts: AlertFacts | None, sent: dict[tuple[int, str], int]
-    ) -> None:
+    ) -> DeliveryMark:
+        """Deliver one outbox row; returns what became of it (written with the round's others)."""
         channel = self._channels.get(job.channel)
         if facts is None or channel is None:
             why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"
-            await mark_delivery(self._pool, job.delivery_id, "failed", error=why)
             self.outcomes[(job.channel, "failed")] += 1
-            return
+            return DeliveryMark(job.delivery_id, "failed", error=why)
         if self._over_limit(job, sent):
-            await mark_delivery(
-                self._pool,
-                job.delivery_id,
-                "suppressed",
-                error="rate limit",
-                history=(job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"}),
-            )
             self.outcomes[(job.channel, "suppressed")] += 1
-            return
+            history = (job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"})
+            return DeliveryMark(job.delivery_id, "suppressed", error="rate limit", history=history)
         try:
             outcome = await channel.deliver(job, facts)
         except Exception as e:  # a channel's failure of any kind is retried, never fatal
             error = f"{type(e).__name__}: {e}"
             if job.attempts >= self._max_attempts:
                 log.error("delivery %s (%s) failed for good: %s", job.delivery_id, job.channel, error)
-                await mark_delivery(
-                    self._pool,
-                    job.delivery_id,
-                    "failed",
-                    error=error,
-                    history=(job.alert_id, "failed", _who(job) | {"error": error}),
-                )
                 self.outcomes[(job.channel, "failed")] += 1
-            else:
-                delay = self._backoff_s * 2 ** (job.attempts - 1)
-                log.warning(
-                    "delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error
-                )
-                await mark_delivery(self._pool, job.delivery_id, "pending", error=error, retry_in_s=delay)
-                self.outcomes[(job.channel, "retry")] += 1
-            return
+                history = (job.alert_id, "failed", _who(job) | {"error": error})
+                return DeliveryMark(job.delivery_id, "failed", error=error, history=history)
+            delay = self._backoff_s * 2 ** (job.attempts - 1)
+            log.warning(
+                "delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error
+            )
+            self.outcomes[(job.channel, "retry")] += 1
+            return DeliveryMark(job.delivery_id, "pending", error=error, retry_in_s=delay)
         step = "delivered" if outcome == "sent" else "unreachable"
-        await mark_delivery(
-            self._pool,
-            job.delivery_id,
-            outcome,
-            history=(job.alert_id, step, _who(job) | {"transition": job.transition}),
-        )
         self.outcomes[(job.channel, outcome)] += 1
+        history = (job.alert_id, step, _who(job) | {"transition": job.transition})
+        return DeliveryMark(job.delivery_id, outcome, history=history)
 
     def _over_limit(self, job: DeliveryJob, sent: dict[tuple[int, str], int]) -> bool:
         """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back."""

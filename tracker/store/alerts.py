@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -164,30 +165,39 @@ _MARK_SQL = (
 )
 
 
-async def mark_delivery(
-    pool: asyncpg.Pool,
-    delivery_id: int,
-    state: str,
-    *,
-    error: str | None = None,
-    retry_in_s: float = 0.0,
-    history: tuple[int, str, dict[str, object]] | None = None,
-) -> None:
-    """state: sent | offline | failed | suppressed | pending (a retry after retry_in_s).
-    ``history``: (alert id, step, detail) of the alert_history row this outcome adds, written by the
-    same statement (one round trip per delivery instead of two)."""
-    if history is None:
-        await pool.execute(_MARK_SQL, delivery_id, state, error, retry_in_s)
+@dataclass(frozen=True)
+class DeliveryMark:
+    """What became of a delivery. state: sent | offline | failed | suppressed | pending (a retry after
+    ``retry_in_s``). ``history``: (alert id, step, detail) of the alert_history row it adds."""
+
+    delivery_id: int
+    state: str
+    error: str | None = None
+    retry_in_s: float = 0.0
+    history: tuple[int, str, dict[str, object]] | None = None
+
+
+_MARK_AND_TELL_SQL = (
+    f"WITH marked AS ({_MARK_SQL} RETURNING id)"
+    " INSERT INTO alert_history (alert_id, step, detail)"
+    " SELECT $5::bigint, $6::text, $7::jsonb WHERE $5::bigint IS NOT NULL"
+)
+
+
+async def mark_deliveries(pool: asyncpg.Pool, marks: Sequence[DeliveryMark]) -> None:
+    """Write a dispatcher round's outcomes, and their history rows, in one pipelined statement: a
+    statement per delivery took a pool connection each, and a round trip each on the event loop,
+    which the batches' commits waited behind."""
+    if not marks:
         return
-    await pool.execute(
-        f"WITH marked AS ({_MARK_SQL} RETURNING id)"
-        " INSERT INTO alert_history (alert_id, step, detail) VALUES ($5, $6, $7)",
-        delivery_id,
-        state,
-        error,
-        retry_in_s,
-        *history,
-    )
+    async with pool.acquire() as conn:
+        await conn.executemany(
+            _MARK_AND_TELL_SQL,
+            [
+                (m.delivery_id, m.state, m.error, m.retry_in_s, *(m.history or (None, None, None)))
+                for m in marks
+            ],
+        )
 
 
 async def release_stuck_deliveries(pool: asyncpg.Pool) -> int:
