@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -60,6 +59,7 @@ from tracker.store.batches import (
     DeadLetterRecord,
     PositionRecord,
     StoredBefore,
+    encode_state,
     load_child_states,
     save_child_states,
     store_dead_letters,
@@ -106,7 +106,7 @@ class PreparedBatch:
     recipients: dict[int, list[Recipient]]
     webhook_schools: dict[int, int | None]
     following: list[tuple[int, float, float | None, float | None, float | None]]
-    changed: dict[int, dict[str, Any]]  # child -> state JSON, for the children whose state changed
+    changed: dict[int, str]  # child -> state JSON, for the children whose state changed
 
 
 def _utc(ts: float) -> datetime:
@@ -479,7 +479,7 @@ class Pipeline:
             recipients=_recipients(view, events),
             webhook_schools=_webhook_schools(view, events),
             following=following,
-            changed={c: s.to_json() for c, s in new},
+            changed={c: encode_state(s.to_json()) for c, s in new},
         )
 
     # the clock ----------------------------------------------------------------------------------------
@@ -529,7 +529,7 @@ class Pipeline:
             await apply_events(
                 conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
             )
-            await save_child_states(conn, {c: s.to_json() for c, s in changed.items()})
+            await save_child_states(conn, {c: encode_state(s.to_json()) for c, s in changed.items()})
         self._states.update(changed)
         self._metrics.events.update(e.event.kind.value for e in events)
         return events

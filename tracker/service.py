@@ -139,7 +139,14 @@ class Service:
         self._spawn(self._retention_loop(), "retention")
         if http:
             config = uvicorn.Config(
-                self.app, host=s.http_host, port=s.http_port, log_level="warning", lifespan="off"
+                self.app,
+                host=s.http_host,
+                port=s.http_port,
+                log_level="warning",
+                lifespan="off",
+                # an alert is a few hundred bytes of JSON: compressing each one for each parent's socket
+                # cost the event loop more than the bytes it saves
+                ws_per_message_deflate=False,
             )
             self._http = _HttpServer(config)
             self._spawn(self._http.serve(), "http")

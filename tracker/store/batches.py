@@ -88,14 +88,20 @@ async def load_child_states(
 _json = msgspec.json.Encoder()  # several times faster than json.dumps on the monitor's state dicts
 
 
-async def save_child_states(conn: asyncpg.Connection, states: dict[int, dict[str, Any]]) -> None:
+def encode_state(state: dict[str, Any]) -> str:
+    """A state checkpoint's JSON, made where the batch is decided (a worker thread), not on the event
+    loop that writes it."""
+    return _json.encode(state).decode()
+
+
+async def save_child_states(conn: asyncpg.Connection, states: dict[int, str]) -> None:
+    """Checkpoint states (child id -> ``encode_state`` of the state)."""
     if not states:
         return
-    ids = list(states)
     await conn.execute(
         "INSERT INTO child_state (child_id, state, updated_at)"
         " SELECT c, s::jsonb, now() FROM unnest($1::bigint[], $2::text[]) AS t(c, s)"
         " ON CONFLICT (child_id) DO UPDATE SET state = EXCLUDED.state, updated_at = EXCLUDED.updated_at",
-        ids,
-        [_json.encode(states[i]).decode() for i in ids],
+        list(states),
+        list(states.values()),
     )
