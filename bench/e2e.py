@@ -463,8 +463,12 @@ def percentile(values: Sequence[float], q: float) -> float:
 def latencies(
     sockets: Sockets, since: float, fixes: Sequence[Fix], times: np.ndarray, per_message: int
 ) -> tuple[list[tuple[float, float]], dict[str, int]]:
-    """(arrival, publish → websocket seconds) of every incident alert decided by a fix of this phase."""
-    sent_at = {(f.tag, round(f.ts, 3)): float(times[i // per_message]) for i, f in enumerate(fixes)}
+    """(arrival, publish → websocket seconds) of every incident alert decided by a fix of this phase.
+    A fix the simulator sent twice (a duplicate, a late copy) counts from its first publish: the first
+    copy is the one that decides (timed from the second, latencies came out negative)."""
+    sent_at: dict[tuple[str, float], float] = {}
+    for i, f in enumerate(fixes):
+        sent_at.setdefault((f.tag, round(f.ts, 3)), float(times[i // per_message]))
     out: list[tuple[float, float]] = []
     kinds: dict[str, int] = {}
     for arrived, m in list(sockets.received):

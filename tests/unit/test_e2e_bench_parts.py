@@ -65,3 +65,15 @@ def test_latency_is_from_the_deciding_fixs_publish_to_the_alerts_arrival() -> No
     got, kinds = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
     assert [round(x, 3) for _, x in got] == [0.2, 0.1]
     assert kinds == {"left_route": 1, "sos": 1}
+
+
+def test_a_fix_sent_twice_is_timed_from_its_first_publish() -> None:
+    """The simulator sends some fixes again (duplicates, late copies): the first copy decides."""
+    fixes = [fix(tag_of(7), 1000.0), fix(tag_of(8), 1003.0), fix(tag_of(7), 1000.0)]
+    times = np.array([50.0, 50.5, 52.0])
+    sockets = Sockets("http://x", [])
+    sockets.received = [
+        (50.3, {"transition": "opened", "kind": "sos", "child": {"id": 7}, "position": {"ts": 1000.0}})
+    ]
+    got, _ = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
+    assert [round(x, 3) for _, x in got] == [0.3]  # not 50.3 - 52.0
