@@ -279,3 +279,44 @@ async def test_a_decided_fix_at_the_time_of_one_that_decided_nothing_is_committe
         assert await pool.fetchval("SELECT count(*) FROM positions") == 2
     finally:
         await pool.close()
+
+
+async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ahead_of_them(
+    database_url: str,
+) -> None:
+    """A commute's start queues thousands of 'arrived' notices; an SOS raised then is delivered in the
+    dispatcher's next round, not after them."""
+    from tracker.store.alerts import claim_due_deliveries
+
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Dana"])
+            kid = world.kids["Dana"]
+
+            async def alert_with_delivery(kind: str, severity: str) -> int:
+                alert = await conn.fetchval(
+                    "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"
+                    " VALUES ($1, $2, $3, 'resolved', now(), now()) RETURNING id",
+                    kid.child_id,
+                    kind,
+                    severity,
+                )
+                return int(
+                    await conn.fetchval(
+                        "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
+                        " VALUES ($1, 'opened', $2, 'websocket') RETURNING id",
+                        alert,
+                        kid.guardian_id,
+                    )
+                )
+
+            notices = [await alert_with_delivery("arrived_school", "info") for _ in range(5)]
+            warning = await alert_with_delivery("left_route", "warning")
+            sos = await alert_with_delivery("sos", "critical")
+        first = await claim_due_deliveries(pool, limit=2)
+        assert [j.delivery_id for j in first] == sorted([sos, warning])
+        rest = await claim_due_deliveries(pool, limit=10)
+        assert [j.delivery_id for j in rest] == notices  # then the notices, oldest first
+    finally:
+        await pool.close()

@@ -110,12 +110,16 @@ class DeliveryJob:
 
 
 async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[DeliveryJob]:
-    """Take due outbox rows (pending, or a retry whose time has come); SKIP LOCKED lets several
+    """Take due outbox rows (pending, or a retry whose time has come), critical alerts' first, then
+    warnings', then notices' (at the start of a commute thousands of 'arrived' notices can wait in
+    the outbox: an SOS does not wait behind them), each kind oldest first. SKIP LOCKED lets several
     dispatchers share one outbox. A claimed row is 'sending' until it is marked."""
     rows = await pool.fetch(
         "WITH due AS ("
-        "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
-        "   ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1),"
+        "   SELECT d.id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+        "   WHERE d.state = 'pending' AND d.next_attempt_at <= now()"
+        "   ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,"
+        "   d.next_attempt_at, d.id FOR UPDATE OF d SKIP LOCKED LIMIT $1),"
         " claimed AS ("
         "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
         "   RETURNING d.*)"
