@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 
@@ -195,12 +195,29 @@ async def apply_events(
             first = recipients.get(ce.child_id, [])[:1]
             outbox += _fan_out(row["id"], "opened", first, severity)
             outbox += _school_webhook(row["id"], "opened", schools.get(ce.child_id))
-    if history:
-        await conn.executemany(
-            "INSERT INTO alert_history (alert_id, at, step, detail) VALUES ($1, coalesce($2, now()), $3, $4)",
-            history,
-        )
-    return await write_outbox(conn, outbox)
+    if history or outbox:
+        await conn.execute(_HISTORY_AND_OUTBOX, *_columns(history, 4), *_columns(outbox, 5))
+    return len(outbox)
+
+
+# a batch's history rows and outbox rows in one statement of arrays (two pipelined statements of a
+# row each before: a round trip more for every batch with an alert, and a statement per row)
+_HISTORY_AND_OUTBOX = (
+    "WITH history AS ("
+    " INSERT INTO alert_history (alert_id, at, step, detail)"
+    " SELECT a, coalesce(t, now()), s, d"
+    " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[])"
+    " WITH ORDINALITY AS h(a, t, s, d, n)"
+    " ORDER BY n)"
+    " INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel)"
+    " SELECT * FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (the arrays of an unnest)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def _zone(ce: ChildEvent, rule: AlertRule) -> int | None:
