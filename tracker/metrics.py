@@ -83,7 +83,8 @@ class _Scrape(Collector):
             ),
             (
                 "tracker_pipeline_stage_seconds",
-                "wall-clock seconds the batch loop spent in each pipeline stage, and waiting for messages",
+                "wall-clock seconds the batch loop spent in each pipeline stage, and waiting for messages; "
+                "clock_*: the clock rules' pass over the children, its wait for a turn, its commit",
                 "stage",
                 m.stage_seconds,
             ),

@@ -45,8 +45,10 @@ from tracker.ingest.protocols import decode_device, is_device_message
 from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
 from tracker.metrics import Metrics
 from tracker.monitor import (
+    ChildContext,
     ChildState,
     Observation,
+    RouteSchedule,
     Rules,
     Verdict,
     gate,
@@ -130,7 +132,8 @@ class Pipeline:
         """who may move the children's states: a run of batches (each prepared while the one before it
         commits) or the clock, never both at once"""
         self.clock_waiting = 0  # the clock waits for ``writer`` (the batch loop lets it in between batches)
-        self._arrival_children: tuple[int, list[int]] = (-1, [])  # (view version, children)
+        # (view version, children whose route expects an arrival, grouped by their schedule)
+        self._awaited: tuple[int, list[tuple[RouteSchedule, list[int]]]] = (-1, [])
         self._rate = TagRateLimiter(rate_per_s=settings.tag_rate_per_s, burst=settings.tag_burst)
 
     async def process(self, messages: list[RawMessage]) -> BatchOutcome:
@@ -499,9 +502,11 @@ class Pipeline:
         if not self._all_loaded:
             await self._load_states([c for c in view.contexts if c not in self._states])
             self._all_loaded = True
+        clock = _StageClock(self._metrics.stage_seconds)
         due = await asyncio.to_thread(
             _due_children, self._states, self._never_seen_awaited(view), view, now, self.rules
         )
+        clock.lap("clock_scan")
         if not due:
             return []
         self.clock_waiting += 1
@@ -510,9 +515,11 @@ class Pipeline:
         finally:
             self.clock_waiting -= 1
         try:
+            clock.lap("clock_waits_for_batches")
             return await self._tick(view, due, now)
         finally:
             self.writer.release()
+            clock.lap("clock_commit")
 
     async def _tick(self, view: RegistryView, due: list[int], now: float) -> list[ChildEvent]:
         changed: dict[int, ChildState] = {}
@@ -534,16 +541,18 @@ class Pipeline:
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
 
-    def _never_seen_awaited(self, view: RegistryView) -> list[int]:
-        """Children whose route has an expected arrival: the clock decides for them even if they never
-        sent a fix (they may not arrive). A child never seen on a route without arrivals has nothing
-        to lose a signal from or to miss: the clock's pass is over the children that send, and these."""
-        if self._arrival_children[0] != view.version:
-            self._arrival_children = (
-                view.version,
-                [c for c, ctx in view.contexts.items() if ctx.schedule and ctx.schedule.arrivals],
-            )
-        return self._arrival_children[1]
+    def _never_seen_awaited(self, view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
+        """Children whose route has an expected arrival, by schedule: the clock decides for them even
+        if they never sent a fix (they may not arrive). A child never seen on a route without arrivals
+        has nothing to lose a signal from or to miss: the clock's pass is over the children that send,
+        and these (a schedule at a time: most ticks none of its deadlines comes due)."""
+        if self._awaited[0] != view.version:
+            groups: dict[int, tuple[RouteSchedule, list[int]]] = {}
+            for child, ctx in view.contexts.items():
+                if ctx.schedule is not None and ctx.schedule.arrivals:
+                    groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].append(child)
+            self._awaited = (view.version, list(groups.values()))
+        return self._awaited[1]
 
 
 READER_ACC_M = 10.0  # a reader sees a card within a few metres
@@ -580,33 +589,29 @@ def _at_gate(view: RegistryView, fix: Fix) -> bool:
 
 
 def _due_children(
-    states: dict[int, ChildState], awaited: list[int], view: RegistryView, now: float, rules: Rules
+    states: dict[int, ChildState],
+    awaited: list[tuple[RouteSchedule, list[int]]],
+    view: RegistryView,
+    now: float,
+    rules: Rules,
 ) -> list[int]:
     """The children for whom the clock rules would change something at ``now`` (run in a worker
     thread: ``states`` is copied first, in one step the event loop cannot interleave with).
 
-    A child never seen has the default state, so its answer is its schedule's: worked out once per
-    schedule (children of a school's routes share one schedule object, see build_view)."""
+    A child never seen has the default state, so its answer is its schedule's: asked once per
+    schedule (children of a school's routes share one schedule object, see build_view), and the
+    children of a schedule with nothing due are not looked at one by one."""
     snapshot = states.copy()
     contexts = view.contexts
     due: list[int] = []
-    unseen: dict[int, bool] = {}  # id(schedule) -> whether a never-seen child of it is due
-    blank = ChildState()
     for child, state in snapshot.items():
         ctx = contexts.get(child)
         if ctx is not None and ctx.schedule is not None and tick(state, now, ctx, rules)[0] is not state:
             due.append(child)
-    for child in awaited:
-        if child in snapshot:
-            continue
-        ctx = contexts.get(child)
-        if ctx is None or ctx.schedule is None:
-            continue
-        key = id(ctx.schedule)
-        if key not in unseen:
-            unseen[key] = tick(blank, now, ctx, rules)[0] is not blank
-        if unseen[key]:
-            due.append(child)
+    blank = ChildState()
+    for schedule, children in awaited:
+        if tick(blank, now, ChildContext(schedule=schedule), rules)[0] is not blank:
+            due += [c for c in children if c not in snapshot]
     return due
 
 
