@@ -32,6 +32,7 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/geofence.py
 	$(BIN)/python bench/alert_quality.py
+	$(BIN)/python bench/positions_copy.py
 	$(BIN)/python bench/e2e.py
 
 ## vendor: refresh the map libraries (Leaflet, Leaflet-Geoman) in tracker/api/static/vendor from npm
