@@ -165,7 +165,7 @@ async def test_a_failing_channel_is_retried_with_back_off_until_it_delivers(data
         assert (row["state"], row["attempts"]) == ("sent", 3)
         assert dispatcher.outcomes == {("sms", "retry"): 2, ("sms", "sent"): 1}
 
-        await mark_deliveries(pool, [DeliveryMark(delivery, "pending")])
+        await mark_deliveries(pool, [DeliveryMark(delivery, "pending", time.time())])
         dead = Dispatcher(pool, [FlakyChannel(failures=99)], max_attempts=4, backoff_s=0.0)  # type: ignore[list-item]
         await wait_until(lambda: _state(pool, delivery, "failed", dead), 5)
     finally:
@@ -286,6 +286,7 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
 ) -> None:
     """A commute's start queues thousands of 'arrived' notices; an SOS raised then is delivered in the
     dispatcher's next round, not after them."""
+    from tracker.alerts.lifecycle import write_outbox
     from tracker.store.alerts import claim_due_deliveries
 
     pool = await create_pool(database_url)
@@ -302,14 +303,8 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
                     kind,
                     severity,
                 )
-                return int(
-                    await conn.fetchval(
-                        "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
-                        " VALUES ($1, 'opened', $2, 'websocket') RETURNING id",
-                        alert,
-                        kid.guardian_id,
-                    )
-                )
+                await write_outbox(conn, [(alert, "opened", kid.guardian_id, None, "websocket")])
+                return int(await conn.fetchval("SELECT id FROM deliveries WHERE alert_id = $1", alert))
 
             notices = [await alert_with_delivery("arrived_school", "info") for _ in range(5)]
             warning = await alert_with_delivery("left_route", "warning")
@@ -318,5 +313,51 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
         assert [j.delivery_id for j in first] == sorted([sos, warning])
         rest = await claim_due_deliveries(pool, limit=10)
         assert [j.delivery_id for j in rest] == notices  # then the notices, oldest first
+    finally:
+        await pool.close()
+
+
+async def test_a_round_of_outcomes_is_written_even_if_one_delivery_is_gone(database_url: str) -> None:
+    """The dispatcher writes a round's outcomes in one statement: a delivery deleted meanwhile (its
+    child, and so its alerts, deleted through the registry) must not undo the others'."""
+    from tracker.store.alerts import DeliveryMark, mark_deliveries
+
+    pool = await create_pool(database_url)
+    try:
+        async with pool.acquire() as conn:
+            world = await build_small_world(conn, ["Ari", "Bo"])
+            ids = []
+            for name in ("Ari", "Bo"):
+                kid = world.kids[name]
+                alert = await conn.fetchval(
+                    "INSERT INTO alerts (child_id, kind, severity, opened_at, updated_at)"
+                    " VALUES ($1, 'sos', 'critical', now(), now()) RETURNING id",
+                    kid.child_id,
+                )
+                ids.append(
+                    (
+                        alert,
+                        await conn.fetchval(
+                            "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
+                            " VALUES ($1, 'opened', $2, 'websocket') RETURNING id",
+                            alert,
+                            kid.guardian_id,
+                        ),
+                    )
+                )
+            await conn.execute("DELETE FROM children WHERE id = $1", world.kids["Ari"].child_id)
+        at = time.time() - 30
+        await mark_deliveries(
+            pool,
+            [DeliveryMark(d, "sent", at, history=(a, "delivered", {"channel": "websocket"})) for a, d in ids],
+        )
+        row = await pool.fetchrow(
+            "SELECT state, extract(epoch FROM sent_at) AS sent FROM deliveries WHERE id = $1", ids[1][1]
+        )
+        assert (
+            row["state"] == "sent" and abs(float(row["sent"]) - at) < 0.01
+        )  # when it went, not when written
+        steps = await pool.fetch("SELECT alert_id, step FROM alert_history ORDER BY id")
+        assert [(r["alert_id"], r["step"]) for r in steps] == [(ids[1][0], "delivered")]
     finally:
         await pool.close()

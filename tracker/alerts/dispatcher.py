@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 
 import asyncpg
@@ -74,9 +75,31 @@ class Dispatcher:
         sent = await sent_counts(
             self._pool, [(g, j.channel) for j in jobs if (g := _limited(j)) is not None], self._rate_window_s
         )
-        marks = await asyncio.gather(*(self._deliver(j, facts.get(j.alert_id), sent) for j in jobs))
-        await mark_deliveries(self._pool, marks)  # the round's outcomes, in one go
+        done: list[DeliveryMark] = []
+
+        async def deliver(job: DeliveryJob) -> None:
+            done.append(await self._deliver(job, facts.get(job.alert_id), sent))
+
+        try:
+            await asyncio.gather(*(deliver(j) for j in jobs))
+        finally:
+            # the round's outcomes in one statement; those of a round cut short too (the service
+            # stopping), so that what went out is not sent again after a restart
+            await self._mark(done)
         return len(jobs)
+
+    async def _mark(self, marks: list[DeliveryMark]) -> None:
+        """Write outcomes, trying again while PostgreSQL is away (the statement is all or nothing;
+        until it is written, the round's rows stay 'sending', never claimed twice)."""
+        delay = 0.5
+        while True:
+            try:
+                await mark_deliveries(self._pool, marks)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+                log.warning("cannot record %d delivery outcomes (%s); again in %.1f s", len(marks), e, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
 
     async def _deliver(
         self, job: DeliveryJob, facts: AlertFacts | None, sent: dict[tuple[int, str], int]
@@ -86,11 +109,13 @@ class Dispatcher:
         if facts is None or channel is None:
             why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"
             self.outcomes[(job.channel, "failed")] += 1
-            return DeliveryMark(job.delivery_id, "failed", error=why)
+            return DeliveryMark(job.delivery_id, "failed", time.time(), error=why)
         if self._over_limit(job, sent):
             self.outcomes[(job.channel, "suppressed")] += 1
             history = (job.alert_id, "suppressed", _who(job) | {"reason": "rate limit"})
-            return DeliveryMark(job.delivery_id, "suppressed", error="rate limit", history=history)
+            return DeliveryMark(
+                job.delivery_id, "suppressed", time.time(), error="rate limit", history=history
+            )
         try:
             outcome = await channel.deliver(job, facts)
         except Exception as e:  # a channel's failure of any kind is retried, never fatal
@@ -99,17 +124,17 @@ class Dispatcher:
                 log.error("delivery %s (%s) failed for good: %s", job.delivery_id, job.channel, error)
                 self.outcomes[(job.channel, "failed")] += 1
                 history = (job.alert_id, "failed", _who(job) | {"error": error})
-                return DeliveryMark(job.delivery_id, "failed", error=error, history=history)
+                return DeliveryMark(job.delivery_id, "failed", time.time(), error=error, history=history)
             delay = self._backoff_s * 2 ** (job.attempts - 1)
             log.warning(
                 "delivery %s (%s) failed, retry in %.0f s: %s", job.delivery_id, job.channel, delay, error
             )
             self.outcomes[(job.channel, "retry")] += 1
-            return DeliveryMark(job.delivery_id, "pending", error=error, retry_in_s=delay)
+            return DeliveryMark(job.delivery_id, "pending", time.time(), error=error, retry_in_s=delay)
         step = "delivered" if outcome == "sent" else "unreachable"
         self.outcomes[(job.channel, outcome)] += 1
         history = (job.alert_id, step, _who(job) | {"transition": job.transition})
-        return DeliveryMark(job.delivery_id, outcome, history=history)
+        return DeliveryMark(job.delivery_id, outcome, time.time(), history=history)
 
     def _over_limit(self, job: DeliveryJob, sent: dict[tuple[int, str], int]) -> bool:
         """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back."""

@@ -200,17 +200,23 @@ async def apply_events(
     return len(outbox)
 
 
-# a batch's history rows and outbox rows in one statement of arrays (two pipelined statements of a
-# row each before: a round trip more for every batch with an alert, and a statement per row)
+# the order the dispatcher claims deliveries in (migration 0005): critical alerts', warnings', notices'
+_PRIORITY = "CASE alert.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+
+# history rows and outbox rows in one statement of arrays (a batch's were two pipelined statements of
+# a row each: a round trip more for every batch with an alert, and a statement per row)
 _HISTORY_AND_OUTBOX = (
     "WITH history AS ("
     " INSERT INTO alert_history (alert_id, at, step, detail)"
-    " SELECT a, coalesce(t, now()), s, d"
+    " SELECT h.alert_id, coalesce(h.at, now()), h.step, h.detail"
     " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[])"
-    " WITH ORDINALITY AS h(a, t, s, d, n)"
-    " ORDER BY n)"
-    " INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel)"
-    " SELECT * FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])"
+    " WITH ORDINALITY AS h(alert_id, at, step, detail, n)"
+    " ORDER BY h.n)"
+    " INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel, priority)"
+    f" SELECT o.*, {_PRIORITY}"
+    " FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])"
+    " AS o(alert_id, transition, guardian_id, school_id, channel)"
+    " JOIN alerts alert ON alert.id = o.alert_id"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -248,11 +254,7 @@ async def write_outbox(
 ) -> int:
     """Insert outbox rows (alert, transition, guardian or school, channel); a row already there is kept."""
     if rows:
-        await conn.executemany(
-            "INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            rows,
-        )
+        await conn.execute(_HISTORY_AND_OUTBOX, *_columns([], 4), *_columns(rows, 5))
     return len(rows)
 
 

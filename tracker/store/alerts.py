@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import asyncpg
 
@@ -116,10 +116,8 @@ async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[Del
     dispatchers share one outbox. A claimed row is 'sending' until it is marked."""
     rows = await pool.fetch(
         "WITH due AS ("
-        "   SELECT d.id FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
-        "   WHERE d.state = 'pending' AND d.next_attempt_at <= now()"
-        "   ORDER BY CASE a.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,"
-        "   d.next_attempt_at, d.id FOR UPDATE OF d SKIP LOCKED LIMIT $1),"
+        "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
+        "   ORDER BY priority, next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1),"
         " claimed AS ("
         "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
         "   RETURNING d.*)"
@@ -161,44 +159,50 @@ async def add_history(pool: asyncpg.Pool, alert_id: int, step: str, detail: dict
     )
 
 
-_MARK_SQL = (
-    "UPDATE deliveries SET state = $2, last_error = $3,"
-    " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN now() ELSE sent_at END,"
-    " next_attempt_at = now() + make_interval(secs => $4)"
-    " WHERE id = $1"
-)
-
-
 @dataclass(frozen=True)
 class DeliveryMark:
-    """What became of a delivery. state: sent | offline | failed | suppressed | pending (a retry after
-    ``retry_in_s``). ``history``: (alert id, step, detail) of the alert_history row it adds."""
+    """What became of a delivery, and when (unix seconds). state: sent | offline | failed | suppressed |
+    pending (a retry after ``retry_in_s``). ``history``: (alert id, step, detail) of the alert_history
+    row it adds."""
 
     delivery_id: int
     state: str
+    at: float
     error: str | None = None
     retry_in_s: float = 0.0
     history: tuple[int, str, dict[str, object]] | None = None
 
 
+# a delivery gone meanwhile (its alert deleted with its child) is marked nowhere and adds no history
 _MARK_AND_TELL_SQL = (
-    f"WITH marked AS ({_MARK_SQL} RETURNING id)"
-    " INSERT INTO alert_history (alert_id, step, detail)"
-    " SELECT $5::bigint, $6::text, $7::jsonb WHERE $5::bigint IS NOT NULL"
+    "WITH marked AS ("
+    " UPDATE deliveries SET state = $2, last_error = $3,"
+    " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN $8 ELSE sent_at END,"
+    " next_attempt_at = $8 + make_interval(secs => $4)"
+    " WHERE id = $1 RETURNING id)"
+    " INSERT INTO alert_history (alert_id, at, step, detail)"
+    " SELECT $5::bigint, $8, $6::text, $7::jsonb FROM marked WHERE $5::bigint IS NOT NULL"
 )
 
 
 async def mark_deliveries(pool: asyncpg.Pool, marks: Sequence[DeliveryMark]) -> None:
-    """Write a dispatcher round's outcomes, and their history rows, in one pipelined statement: a
-    statement per delivery took a pool connection each, and a round trip each on the event loop,
-    which the batches' commits waited behind."""
+    """Write a dispatcher round's outcomes, and their history rows, in one pipelined statement (all
+    of them or none: it may be tried again): a statement per delivery took a pool connection each,
+    and a round trip each on the event loop, which the batches' commits waited behind."""
     if not marks:
         return
     async with pool.acquire() as conn:
         await conn.executemany(
             _MARK_AND_TELL_SQL,
             [
-                (m.delivery_id, m.state, m.error, m.retry_in_s, *(m.history or (None, None, None)))
+                (
+                    m.delivery_id,
+                    m.state,
+                    m.error,
+                    m.retry_in_s,
+                    *(m.history or (None, None, None)),
+                    datetime.fromtimestamp(m.at, UTC),
+                )
                 for m in marks
             ],
         )
