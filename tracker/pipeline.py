@@ -47,6 +47,7 @@ from tracker.metrics import Metrics
 from tracker.monitor import (
     ChildContext,
     ChildState,
+    Event,
     Observation,
     RouteSchedule,
     Rules,
@@ -496,15 +497,20 @@ class Pipeline:
         second, every tick). Then, holding ``writer``, the rules run again for those children alone,
         on their states as the batches have left them, and what changed is committed. A child the
         snapshot missed (its state came after it) is seen at the next tick: the rules depend only on
-        the state and the moment, and say each thing once."""
-        now = time.time() if now is None else now
+        the state and the moment, and say each thing once. ``now``: the moment to judge (a test's);
+        by default the clock's, read again once the clock has its turn."""
         view = self._view()
         if not self._all_loaded:
             await self._load_states([c for c in view.contexts if c not in self._states])
             self._all_loaded = True
         clock = _StageClock(self._metrics.stage_seconds)
         due = await asyncio.to_thread(
-            _due_children, self._states, self._never_seen_awaited(view), view, now, self.rules
+            _due_children,
+            self._states,
+            self._never_seen_awaited(view),
+            view,
+            time.time() if now is None else now,
+            self.rules,
         )
         clock.lap("clock_scan")
         if not due:
@@ -516,30 +522,56 @@ class Pipeline:
             self.clock_waiting -= 1
         try:
             clock.lap("clock_waits_for_batches")
-            return await self._tick(view, due, now)
+            return await self._tick(self._view(), due, time.time() if now is None else now)
         finally:
             self.writer.release()
             clock.lap("clock_commit")
 
     async def _tick(self, view: RegistryView, due: list[int], now: float) -> list[ChildEvent]:
-        changed: dict[int, ChildState] = {}
-        events: list[ChildEvent] = []
-        for child in due:
-            state = self._latest(child) or ChildState()  # (nothing is ahead while the clock writes)
-            new, raised = tick(state, now, view.context_of_child(child), self.rules)
-            if new is not state:
-                changed[child] = new
-                events += [ChildEvent(child, e, None, None, None, None) for e in raised]
+        """Holding ``writer``: the rules for the due children on their newest states (in a worker
+        thread: at an arrival deadline every child of the schedule is due, a city's worth), then one
+        transaction. Nothing is prepared ahead while the clock holds ``writer``: the committed states
+        are the newest, and no batch moves them meanwhile."""
+        changed, events, encoded = await asyncio.to_thread(self._decide_due, view, due, now)
         if not changed:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
             await apply_events(
                 conn, events, _recipients(view, events), _webhook_schools(view, events), self.escalation
             )
-            await save_child_states(conn, {c: encode_state(s.to_json()) for c, s in changed.items()})
+            await save_child_states(conn, encoded)
         self._states.update(changed)
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
+
+    def _decide_due(
+        self, view: RegistryView, due: list[int], now: float
+    ) -> tuple[dict[int, ChildState], list[ChildEvent], dict[int, str]]:
+        changed: dict[int, ChildState] = {}
+        events: list[ChildEvent] = []
+        blank = ChildState()
+        # a child never seen: its schedule's answer, worked out once (states are never changed in place:
+        # the children of a schedule may share the new one)
+        unseen: dict[int, tuple[ChildState, list[Event], str]] = {}
+        for child in due:
+            ctx = view.context_of_child(child)
+            state = self._states.get(child)
+            if state is None and ctx.schedule is not None:
+                key = id(ctx.schedule)
+                if key not in unseen:
+                    new, raised = tick(blank, now, ctx, self.rules)
+                    unseen[key] = (new, raised, encode_state(new.to_json()))
+                new, raised, _ = unseen[key]
+                state = blank
+            else:
+                state = state or blank
+                new, raised = tick(state, now, ctx, self.rules)
+            if new is not state:
+                changed[child] = new
+                events += [ChildEvent(child, e, None, None, None, None) for e in raised]
+        encoded_unseen = {id(new): json for new, _, json in unseen.values()}
+        encoded = {c: encoded_unseen.get(id(s)) or encode_state(s.to_json()) for c, s in changed.items()}
+        return changed, events, encoded
 
     def _never_seen_awaited(self, view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
         """Children whose route has an expected arrival, by schedule: the clock decides for them even

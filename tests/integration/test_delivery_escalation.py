@@ -312,7 +312,9 @@ async def _clock_between_batches(svc: Service) -> None:
         await asyncio.sleep(0.2)
         assert not ticking.done()
     events = await asyncio.wait_for(ticking, 5)
-    assert (quiet.child_id, "signal_lost") not in {(e.child_id, e.event.kind.value) for e in events}
+    kinds = {(e.child_id, e.event.kind.value) for e in events}
+    assert (quiet.child_id, "signal_lost") not in kinds  # judged on the state the fix left
+    assert (world.kids["Juwon"].child_id, "not_arrived") in kinds  # never seen: its schedule's answer
     async with pipeline.writer:  # nothing due: the clock never asks for the role
         assert await asyncio.wait_for(pipeline.tick(now + 405), 5) == []
     assert not await svc.pool.fetchval("SELECT count(*) FROM alerts WHERE kind = 'signal_lost'")
