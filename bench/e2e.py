@@ -468,7 +468,8 @@ def latencies(
     copy is the one that decides (timed from the second, latencies came out negative)."""
     sent_at: dict[tuple[str, float], float] = {}
     for i, f in enumerate(fixes):
-        sent_at.setdefault((f.tag, round(f.ts, 3)), float(times[i // per_message]))
+        key, t = (f.tag, round(f.ts, 3)), float(times[i // per_message])
+        sent_at[key] = min(t, sent_at.get(key, t))
     out: list[tuple[float, float]] = []
     kinds: dict[str, int] = {}
     for arrived, m in list(sockets.received):
