@@ -85,6 +85,32 @@ async def build_small_world(conn: asyncpg.Connection, kid_names: list[str]) -> S
     return world
 
 
+async def alert_with_delivery(
+    conn: asyncpg.Connection,
+    kid: Kid,
+    kind: str = "sos",
+    severity: str = "critical",
+    *,
+    state: str = "open",
+    channel: str = "websocket",
+) -> tuple[int, int]:
+    """An alert of the kid's and its outbox row to the kid's guardian, the row written the way the
+    pipeline writes them (write_outbox): (alert id, delivery id)."""
+    from tracker.alerts.lifecycle import write_outbox
+
+    alert = await conn.fetchval(
+        "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, now(), now()) RETURNING id",
+        kid.child_id,
+        kind,
+        severity,
+        state,
+    )
+    await write_outbox(conn, [(alert, "opened", kid.guardian_id, None, channel)])
+    delivery = await conn.fetchval("SELECT id FROM deliveries WHERE alert_id = $1", alert)
+    return int(alert), int(delivery)
+
+
 class Publisher:
     """A device-side MQTT client that publishes QoS 1 and waits for the broker's acknowledgement."""
 

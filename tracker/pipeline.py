@@ -547,30 +547,25 @@ class Pipeline:
     def _decide_due(
         self, view: RegistryView, due: list[int], now: float
     ) -> tuple[dict[int, ChildState], list[ChildEvent], dict[int, str]]:
+        """The rules for the due children, and the checkpoints of the states they change. Children
+        never seen share one default state, so a schedule's answer for them is worked out (and
+        encoded) once and shared: states are never changed in place."""
         changed: dict[int, ChildState] = {}
         events: list[ChildEvent] = []
+        encoded: dict[int, str] = {}
         blank = ChildState()
-        # a child never seen: its schedule's answer, worked out once (states are never changed in place:
-        # the children of a schedule may share the new one)
-        unseen: dict[int, tuple[ChildState, list[Event], str]] = {}
+        answers: dict[tuple[int, int], tuple[ChildState, list[Event], str]] = {}  # (state, schedule) ids
         for child in due:
             ctx = view.context_of_child(child)
-            state = self._states.get(child)
-            if state is None and ctx.schedule is not None:
-                key = id(ctx.schedule)
-                if key not in unseen:
-                    new, raised = tick(blank, now, ctx, self.rules)
-                    unseen[key] = (new, raised, encode_state(new.to_json()))
-                new, raised, _ = unseen[key]
-                state = blank
-            else:
-                state = state or blank
+            state = self._states.get(child) or blank
+            key = (id(state), id(ctx.schedule))
+            if key not in answers:
                 new, raised = tick(state, now, ctx, self.rules)
+                answers[key] = (new, raised, encode_state(new.to_json()) if new is not state else "")
+            new, raised, checkpoint = answers[key]
             if new is not state:
-                changed[child] = new
+                changed[child], encoded[child] = new, checkpoint
                 events += [ChildEvent(child, e, None, None, None, None) for e in raised]
-        encoded_unseen = {id(new): json for new, _, json in unseen.values()}
-        encoded = {c: encoded_unseen.get(id(s)) or encode_state(s.to_json()) for c, s in changed.items()}
         return changed, events, encoded
 
     def _never_seen_awaited(self, view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:

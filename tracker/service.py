@@ -44,21 +44,12 @@ from tracker.registry_view import RegistryView, build_view
 from tracker.store.alert_rules import load_alert_rules
 from tracker.store.alerts import release_stuck_deliveries
 from tracker.store.batches import store_dead_letters
-from tracker.store.db import apply_migrations, create_pool
+from tracker.store.db import DB_ERRORS, apply_migrations, create_pool
 from tracker.store.registry import load_registry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STOP_TIMEOUT_S = 10.0  # how long a stop waits for tasks and for PostgreSQL connections to close
-# what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
-# the server shut down, seen when the crash-safety test restarts PostgreSQL)
-DB_ERRORS = (
-    OSError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    asyncio.TimeoutError,
-)
 
 
 @dataclass

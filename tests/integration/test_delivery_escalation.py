@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from tests.helpers import Publisher, build_small_world, fix, wait_until
+from tests.helpers import Publisher, alert_with_delivery, build_small_world, fix, wait_until
 from tracker.embedded import free_port
 from tracker.ingest.decode import RawMessage
 from tracker.service import Service
@@ -182,19 +182,7 @@ async def test_a_storm_of_warnings_is_rate_limited_but_critical_alerts_are_not(
             world = await build_small_world(conn, ["Yerin"])
             kid = world.kids["Yerin"]
             for kind, severity in [("left_route", "warning")] * 4 + [("sos", "critical")]:
-                alert = await conn.fetchval(
-                    "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"
-                    " VALUES ($1, $2, $3, 'resolved', now(), now()) RETURNING id",
-                    kid.child_id,
-                    kind,
-                    severity,
-                )
-                await conn.execute(
-                    "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
-                    " VALUES ($1, 'opened', $2, 'sms')",
-                    alert,
-                    kid.guardian_id,
-                )
+                await alert_with_delivery(conn, kid, kind, severity, state="resolved", channel="sms")
                 await svc.dispatcher.deliver_due()
         states = await svc.pool.fetch(
             "SELECT a.severity, d.state FROM deliveries d JOIN alerts a ON a.id = d.alert_id ORDER BY d.id"
@@ -243,8 +231,8 @@ async def test_sms_through_an_apprise_gateway(
         await svc.stop()
 
 
-async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  # type: ignore[no-untyped-def]
-    svc = service
+async def _awaited_at_school_every_day(svc: Service) -> Any:
+    """Haeun and Juwon on a route whose children are due at school a second after midnight, every day."""
     async with svc.pool.acquire() as conn:
         world = await build_small_world(conn, ["Haeun", "Juwon"])
         await conn.execute(
@@ -253,6 +241,12 @@ async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  #
             world.route_id,
         )
     await svc.reload_registry()
+    return world
+
+
+async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    world = await _awaited_at_school_every_day(svc)
     quiet, absent = world.kids["Haeun"], world.kids["Juwon"]
     pub = Publisher(svc.mqtt_url)
     now = time.time()
@@ -286,14 +280,7 @@ async def test_the_clock_looks_while_batches_run_and_decides_on_the_newest_state
 
 
 async def _clock_between_batches(svc: Service) -> None:
-    async with svc.pool.acquire() as conn:
-        world = await build_small_world(conn, ["Haeun", "Juwon"])
-        await conn.execute(
-            "UPDATE routes SET arrivals = $1 WHERE id = $2",
-            [{"days": [0, 1, 2, 3, 4, 5, 6], "time": "00:00:01"}],
-            world.route_id,
-        )
-    await svc.reload_registry()
+    world = await _awaited_at_school_every_day(svc)
     quiet = world.kids["Haeun"]
     topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{quiet.tag}/position"
     pub = Publisher(svc.mqtt_url)

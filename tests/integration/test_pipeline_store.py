@@ -10,7 +10,7 @@ import time
 import asyncpg
 import pytest
 
-from tests.helpers import Publisher, build_small_world, fix, square, wait_until
+from tests.helpers import Publisher, alert_with_delivery, build_small_world, fix, square, wait_until
 from tracker.alerts.dispatcher import Dispatcher
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage
@@ -134,17 +134,7 @@ async def test_a_failing_channel_is_retried_with_back_off_until_it_delivers(data
         async with pool.acquire() as conn:
             world = await build_small_world(conn, ["Siwoo"])
             kid = world.kids["Siwoo"]
-            alert = await conn.fetchval(
-                "INSERT INTO alerts (child_id, kind, severity, opened_at, updated_at)"
-                " VALUES ($1, 'sos', 'critical', now(), now()) RETURNING id",
-                kid.child_id,
-            )
-            delivery = await conn.fetchval(
-                "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
-                " VALUES ($1, 'opened', $2, 'sms') RETURNING id",
-                alert,
-                kid.guardian_id,
-            )
+            _, delivery = await alert_with_delivery(conn, kid, channel="sms")
         channel = FlakyChannel(failures=2)
         dispatcher = Dispatcher(pool, [channel], max_attempts=5, backoff_s=0.05)  # type: ignore[list-item]
         assert await dispatcher.deliver_due() == 1
@@ -286,7 +276,6 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
 ) -> None:
     """A commute's start queues thousands of 'arrived' notices; an SOS raised then is delivered in the
     dispatcher's next round, not after them."""
-    from tracker.alerts.lifecycle import write_outbox
     from tracker.store.alerts import claim_due_deliveries
 
     pool = await create_pool(database_url)
@@ -295,20 +284,12 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
             world = await build_small_world(conn, ["Dana"])
             kid = world.kids["Dana"]
 
-            async def alert_with_delivery(kind: str, severity: str) -> int:
-                alert = await conn.fetchval(
-                    "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"
-                    " VALUES ($1, $2, $3, 'resolved', now(), now()) RETURNING id",
-                    kid.child_id,
-                    kind,
-                    severity,
-                )
-                await write_outbox(conn, [(alert, "opened", kid.guardian_id, None, "websocket")])
-                return int(await conn.fetchval("SELECT id FROM deliveries WHERE alert_id = $1", alert))
+            async def delivery_of(kind: str, severity: str) -> int:
+                return (await alert_with_delivery(conn, kid, kind, severity, state="resolved"))[1]
 
-            notices = [await alert_with_delivery("arrived_school", "info") for _ in range(5)]
-            warning = await alert_with_delivery("left_route", "warning")
-            sos = await alert_with_delivery("sos", "critical")
+            notices = [await delivery_of("arrived_school", "info") for _ in range(5)]
+            warning = await delivery_of("left_route", "warning")
+            sos = await delivery_of("sos", "critical")
         first = await claim_due_deliveries(pool, limit=2)
         assert [j.delivery_id for j in first] == sorted([sos, warning])
         rest = await claim_due_deliveries(pool, limit=10)
@@ -326,25 +307,7 @@ async def test_a_round_of_outcomes_is_written_even_if_one_delivery_is_gone(datab
     try:
         async with pool.acquire() as conn:
             world = await build_small_world(conn, ["Ari", "Bo"])
-            ids = []
-            for name in ("Ari", "Bo"):
-                kid = world.kids[name]
-                alert = await conn.fetchval(
-                    "INSERT INTO alerts (child_id, kind, severity, opened_at, updated_at)"
-                    " VALUES ($1, 'sos', 'critical', now(), now()) RETURNING id",
-                    kid.child_id,
-                )
-                ids.append(
-                    (
-                        alert,
-                        await conn.fetchval(
-                            "INSERT INTO deliveries (alert_id, transition, guardian_id, channel)"
-                            " VALUES ($1, 'opened', $2, 'websocket') RETURNING id",
-                            alert,
-                            kid.guardian_id,
-                        ),
-                    )
-                )
+            ids = [await alert_with_delivery(conn, world.kids[name]) for name in ("Ari", "Bo")]
             await conn.execute("DELETE FROM children WHERE id = $1", world.kids["Ari"].child_id)
         at = time.time() - 30
         await mark_deliveries(
@@ -354,9 +317,8 @@ async def test_a_round_of_outcomes_is_written_even_if_one_delivery_is_gone(datab
         row = await pool.fetchrow(
             "SELECT state, extract(epoch FROM sent_at) AS sent FROM deliveries WHERE id = $1", ids[1][1]
         )
-        assert (
-            row["state"] == "sent" and abs(float(row["sent"]) - at) < 0.01
-        )  # when it went, not when written
+        assert row["state"] == "sent"
+        assert abs(float(row["sent"]) - at) < 0.01  # when it went out, not when it was written
         steps = await pool.fetch("SELECT alert_id, step FROM alert_history ORDER BY id")
         assert [(r["alert_id"], r["step"]) for r in steps] == [(ids[1][0], "delivered")]
     finally:

@@ -25,6 +25,7 @@ from tracker.store.alerts import (
     mark_deliveries,
     sent_counts,
 )
+from tracker.store.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class Dispatcher:
             try:
                 while await self.deliver_due() > 0:
                     pass
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+            except DB_ERRORS as e:
                 log.warning("dispatcher cannot reach PostgreSQL (%s); trying again", e)
                 await asyncio.sleep(self._poll_s)
 
@@ -96,7 +97,7 @@ class Dispatcher:
             try:
                 await mark_deliveries(self._pool, marks)
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
+            except DB_ERRORS as e:
                 log.warning("cannot record %d delivery outcomes (%s); again in %.1f s", len(marks), e, delay)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 30.0)

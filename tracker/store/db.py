@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from importlib import resources
 
 import asyncpg
 
 MIGRATION_LOCK = 0x7472_6163  # advisory lock key: one migrator at a time
+
+# what PostgreSQL going away looks like (InternalClientError: a connection broken mid-operation while
+# the server shut down, seen when the crash-safety test restarts PostgreSQL)
+DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncio.TimeoutError,
+)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
