@@ -1,21 +1,40 @@
 """One typed settings object, loaded once from the environment (prefix ``TRACKER_``).
 
 Every setting has a default that works for ``make run`` and a doc line; README.md lists them all.
+The alert rules' thresholds are not listed here: every field of the monitor's `Rules` is a setting
+of the same name, its type, default and doc line taken from there (`_RuleSettings`), and
+`rules_from` builds `Rules` from all of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tracker.monitor.model import Rules
 
-RULES = Rules()  # the alert rules' defaults are written once, in tracker.monitor
+
+def _rule_fields() -> dict[str, Any]:
+    """One pydantic field per field of `Rules`: its type, its default, its doc line."""
+    types = typing.get_type_hints(Rules)
+    return {
+        f.name: (types[f.name], Field(f.default, description=f.metadata["doc"]))
+        for f in dataclasses.fields(Rules)
+    }
 
 
-class Settings(BaseSettings):
+if TYPE_CHECKING:  # mypy sees a plain base; the rule settings are read through rules_from only
+    _RuleSettings = BaseSettings
+else:
+    _RuleSettings = create_model("_RuleSettings", __base__=BaseSettings, **_rule_fields())
+
+
+class Settings(_RuleSettings):
     model_config = SettingsConfigDict(env_prefix="TRACKER_", extra="ignore", frozen=True)
 
     # --- servers -------------------------------------------------------------------------------
@@ -59,54 +78,7 @@ class Settings(BaseSettings):
     )
     tag_burst: int = Field(300, description="fixes one tag may send at once (a buffer emptied after a gap)")
 
-    # --- alert rules (DESIGN.md 'What an alert means') ---------------------------------------------
-    max_accuracy_m: float = Field(
-        RULES.max_accuracy_m, description="fixes less accurate than this never decide anything"
-    )
-    off_route_sigma: float = Field(
-        RULES.off_route_sigma,
-        description="a fix is evidence of a departure this many sigmas of its error beyond the corridor"
-        " (sigma = accuracy / 1.51); the evidence adds up what each fix has beyond this",
-    )
-    off_route_score: float = Field(
-        RULES.off_route_score, description="'left route' when the fixes' evidence adds up to this ..."
-    )
-    off_route_step_cap: float = Field(
-        RULES.off_route_step_cap, description="... each fix adding at most this ..."
-    )
-    off_route_min_fixes: int = Field(
-        RULES.off_route_min_fixes, description="... from at least this many fixes of evidence ..."
-    )
-    off_route_min_s: float = Field(
-        RULES.off_route_min_s, description="... spanning at least this many seconds"
-    )
-    on_route_min_fixes: int = Field(
-        RULES.on_route_min_fixes, description="fixes back inside the corridor before it resolves"
-    )
-    zone_sigma: float = Field(
-        RULES.zone_sigma,
-        description="zones are judged on a disc of this many sigmas round each fix (1.51: its accuracy)",
-    )
-    zone_confirm_fixes: int = Field(
-        RULES.zone_confirm_fixes, description="fixes whose disc lies inside a danger zone before the alert"
-    )
-    zone_linger_crossings: int = Field(
-        RULES.zone_linger_crossings,
-        description="segments into a zone too thin to be certainly inside, while it stays possible ...",
-    )
-    zone_linger_min_s: float = Field(RULES.zone_linger_min_s, description="... spanning this many seconds")
-    zone_exit_fixes: int = Field(
-        RULES.zone_exit_fixes, description="fixes whose disc lies outside a danger zone before it resolves"
-    )
-    low_battery_pct: int = Field(
-        RULES.low_battery_pct, description="battery level below which 'low battery' is sent, once a day"
-    )
-    max_speed_mps: float = Field(
-        RULES.max_speed_mps, description="a fix implying a faster move is an impossible jump"
-    )
-    signal_lost_s: float = Field(
-        RULES.signal_lost_s, description="no fix for this long inside a commute window: 'signal lost'"
-    )
+    # --- alert rules (their thresholds are the fields of Rules: _RuleSettings) ---------------------
     home_fence_m: float = Field(50.0, description="radius around a route's start (home) for arrival at home")
     tick_s: float = Field(
         5.0, description="how often the clock rules (signal lost, not arrived) and escalation run"
@@ -166,8 +138,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.off_route_min_fixes < 1 or self.zone_confirm_fixes < 1:
-            raise ValueError("dwell fix counts must be at least 1")
+        counts = [f.name for f in dataclasses.fields(Rules) if f.name.endswith("_fixes")]
+        if any(getattr(self, name) < 1 for name in counts):
+            raise ValueError(f"the fix counts of the alert rules ({', '.join(counts)}) must be at least 1")
         if self.tag_rate_per_s <= 0 or self.tag_burst < 1:
             raise ValueError("tag_rate_per_s must be > 0 and tag_burst at least 1")
         if self.batch_max_messages < 1:
@@ -179,6 +152,11 @@ class Settings(BaseSettings):
         if self.sms_provider not in ("stub", "apprise"):
             raise ValueError(f"TRACKER_SMS_PROVIDER must be 'stub' or 'apprise', not {self.sms_provider!r}")
         return self
+
+
+def rules_from(settings: Settings) -> Rules:
+    """The monitor's rules: every field of Rules, from the setting of the same name."""
+    return Rules(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Rules)})
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -6,11 +6,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from tracker.monitor.schedule import Hours, RouteSchedule
+
+_T = TypeVar("_T")
 
 R68_PER_SIGMA = math.sqrt(-2.0 * math.log(1.0 - 0.68))
 """A fix's reported accuracy is the 68 % radius of its error (Android's getAccuracy, the wire
@@ -113,31 +115,66 @@ class ChildContext:
     zone_hours: Mapping[int, Hours] = field(default_factory=dict)  # absent: the zone is always on
 
 
+def _threshold(default: _T, doc: str) -> _T:
+    """A field of `Rules` with its description: tracker.config makes each one a setting
+    (``TRACKER_<NAME>``, the description its doc line), so a threshold is named once, here."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class Rules:
-    """Thresholds of the alert rules (Settings carries them from the environment)."""
+    """Thresholds of the alert rules (tracker.monitor.machine says how each is used). Every field is a
+    setting of the same name (tracker.config.rules_from builds Rules from Settings)."""
 
-    max_accuracy_m: float = 100.0
-    max_speed_mps: float = 25.0  # beyond this (accuracy allowed for) a fix is an impossible jump
-    off_route_sigma: float = 2.0  # a fix is evidence of a departure this many sigmas beyond the corridor
-    off_route_score: float = 4.0  # 'left route' when the evidence adds up to this (a CUSUM) ...
-    off_route_step_cap: float = 3.0  # ... each fix adding at most this (one multipath fix cannot decide)
-    off_route_min_fixes: int = 3  # ... from at least this many fixes of evidence
-    off_route_min_s: float = 20.0  # ... spanning at least this long
-    on_route_min_fixes: int = 2
-    zone_confirm_fixes: int = 2
-    zone_near_m: float = 25.0  # a fix this close to a zone after a fix inside it confirms a short visit
-    zone_confirm_max_acc_m: float = 50.0  # ... if at least this accurate (a vaguer one waits for the next)
-    zone_exit_fixes: int = 2
-    crossing_max_gap_s: float = 60.0  # a crossing counts only between fixes at most this far apart
-    crossing_max_acc_m: float = 25.0  # ... both at least this accurate
-    zone_sigma: float = 2.5  # the disc judged inside / outside a zone, in sigmas (1.51: the accuracy)
-    zone_linger_crossings: int = 3  # segments into a zone while it stays possible: a stay in a thin zone
-    zone_linger_min_s: float = 20.0  # ... spanning at least this long
-    zone_linger_max_acc_m: float = 50.0  # ... each from fixes at least this accurate
-    low_battery_pct: int = 15
-    signal_lost_s: float = 180.0
-    place_confirm_fixes: int = 2  # fixes inside a school's or home's fence before 'arrived'
+    max_accuracy_m: float = _threshold(100.0, "fixes less accurate than this never decide anything")
+    max_speed_mps: float = _threshold(
+        25.0, "a fix implying a faster move (both accuracy radii allowed for) is an impossible jump"
+    )
+    off_route_sigma: float = _threshold(
+        2.0,
+        "a fix is evidence of a departure this many sigmas of its error beyond the corridor"
+        " (sigma = accuracy / 1.51); the evidence adds up what each fix has beyond this",
+    )
+    off_route_score: float = _threshold(
+        4.0, "'left route' when the fixes' evidence adds up to this (a CUSUM) ..."
+    )
+    off_route_step_cap: float = _threshold(
+        3.0, "... each fix adding at most this (one multipath fix cannot decide) ..."
+    )
+    off_route_min_fixes: int = _threshold(3, "... from at least this many fixes of evidence ...")
+    off_route_min_s: float = _threshold(20.0, "... spanning at least this many seconds")
+    on_route_min_fixes: int = _threshold(2, "fixes back inside the corridor before it resolves")
+    zone_confirm_fixes: int = _threshold(2, "fixes whose disc lies inside a danger zone before the alert")
+    zone_near_m: float = _threshold(
+        25.0,
+        "a short visit: after one fix whose disc lies inside a zone, the next fix still within this"
+        " (plus its accuracy) of the zone confirms it ...",
+    )
+    zone_confirm_max_acc_m: float = _threshold(
+        50.0, "... if at least this accurate (a vaguer fix neither confirms nor cancels: the next decides)"
+    )
+    zone_exit_fixes: int = _threshold(2, "fixes whose disc lies outside a danger zone before it resolves")
+    crossing_max_gap_s: float = _threshold(
+        60.0,
+        "a segment between two fixes crosses a zone (a pass-through, a linger) only if they are at most"
+        " this many seconds apart ...",
+    )
+    crossing_max_acc_m: float = _threshold(25.0, "... and, for a pass-through, both at least this accurate")
+    zone_sigma: float = _threshold(
+        2.5, "zones are judged on a disc of this many sigmas round each fix (1.51: its accuracy)"
+    )
+    zone_linger_crossings: int = _threshold(
+        3, "segments into a zone too thin to be certainly inside, while it stays possible ..."
+    )
+    zone_linger_min_s: float = _threshold(20.0, "... spanning this many seconds ...")
+    zone_linger_max_acc_m: float = _threshold(
+        50.0, "... each between fixes at least this accurate, before the alert"
+    )
+    low_battery_pct: int = _threshold(15, "battery level below which 'low battery' is sent, once a day")
+    signal_lost_s: float = _threshold(180.0, "no fix for this long inside a commute window: 'signal lost'")
+    place_confirm_fixes: int = _threshold(
+        2, "fixes inside a school's or home's fence before 'arrived' (as many certainly outside: 'left')"
+    )
 
     def zone_disc_m(self, acc: Any) -> Any:
         """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
