@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,20 @@ class Metrics:
             "ignored": dict(self.ignored),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
+
+
+class StageClock:
+    """Adds the wall-clock time since the last lap to the named stage's total (in ``totals``: the
+    metrics' ``stage_seconds``, or a table of its own that the event loop adds to them later)."""
+
+    def __init__(self, totals: defaultdict[str, float] | None = None) -> None:
+        self.totals: defaultdict[str, float] = defaultdict(float) if totals is None else totals
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        t = time.perf_counter()
+        self.totals[stage] += t - self._t
+        self._t = t
 
 
 @dataclass(eq=False)

@@ -1,8 +1,11 @@
-"""The running service: wires the stages together and keeps them going.
+"""The running service: wires the running parts together and keeps them going; it decides nothing.
 
-MQTT ingestor ──queue──▶ batch loop ──▶ Pipeline.process ──▶ ack + wake ──▶ Dispatcher ──▶ websocket / SMS
+MQTT ingestor ─┐
+HTTP ingest ───┴─queue─▶ BatchLoop ──▶ Pipeline ──▶ ack, answer, wake ──▶ Dispatcher ─▶ websocket SMS webhook
+clock loop ──▶ Pipeline.tick (tracker.clock), then escalations ─────────────▲
 registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
-HTTP (FastAPI on uvicorn): API, /ws, the parent page
+HTTP (FastAPI on uvicorn): API, /ws, the web pages
+retention loop ──▶ purge old positions
 """
 
 from __future__ import annotations
@@ -11,12 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -30,25 +30,24 @@ from tracker.alerts.channels import (
     WebSocketChannel,
 )
 from tracker.alerts.dispatcher import Dispatcher
-from tracker.alerts.escalation import escalate_due
 from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
+from tracker.batch_loop import BatchLoop
 from tracker.config import Settings
-from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.decode import RawMessage
 from tracker.ingest.handoff import Handoff
 from tracker.ingest.http import HttpIngress
 from tracker.ingest.mqtt import MqttIngestor, ingest_topics
 from tracker.metrics import Metrics
-from tracker.pipeline import Pipeline, PreparedBatch
+from tracker.pipeline import Pipeline
 from tracker.registry_view import RegistryView, build_view
+from tracker.store.alert_lifecycle import escalate_due
 from tracker.store.alert_rules import load_alert_rules
 from tracker.store.alerts import release_stuck_deliveries
-from tracker.store.batches import store_dead_letters
 from tracker.store.db import DB_ERRORS, apply_migrations, create_pool
-from tracker.store.registry import load_registry
+from tracker.store.registry_rows import load_registry
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 STOP_TIMEOUT_S = 10.0  # how long a stop waits for tasks and for PostgreSQL connections to close
 
 
@@ -65,9 +64,6 @@ class Service:
         self._registry_changed = asyncio.Event()
         self._view: RegistryView | None = None
         self._reads = self._swapped_read = 0  # registry reads started / the read behind the current view
-        self._pipeline_ok = True
-        self._committing: asyncio.Future[bool] | None = None  # the commit of the batch before
-        self._arriving: asyncio.Future[list[RawMessage]] | None = None  # the next batch
         self._http: uvicorn.Server | None = None
 
     # --- life cycle --------------------------------------------------------------------------------
@@ -108,6 +104,16 @@ class Service:
         self.http_ingress = HttpIngress(
             self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
         )
+        self.batch_loop = BatchLoop(
+            pipeline=self.pipeline,
+            queue=self._queue,
+            settings=s,
+            metrics=self.metrics,
+            pool=self.pool,
+            broker=self.ingestor,
+            http=self.http_ingress,
+            dispatcher=self.dispatcher,
+        )
 
         self.context = AppContext(
             settings=s,
@@ -117,13 +123,13 @@ class Service:
             ingress=self.http_ingress,
             readiness={
                 "mqtt": lambda: self.ingestor.connected,
-                "pipeline": lambda: self._pipeline_ok,
+                "pipeline": lambda: self.batch_loop.healthy,
                 "registry": lambda: self._view is not None,
                 "tasks": lambda: all(not t.done() for t in self._tasks),  # no loop has died
             },
         )
         self.app = create_app(self.context)
-        self._spawn(self._batch_loop(), "batch loop")
+        self._spawn(self.batch_loop.run(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(listener), "registry")
         self._spawn(self._clock_loop(), "clock")
@@ -283,149 +289,6 @@ class Service:
             except DB_ERRORS as e:
                 log.warning("retention purge skipped (%s)", e)
             await asyncio.sleep(self.settings.retention_interval_s)
-
-    # --- ingest ----------------------------------------------------------------------------------------
-    async def _next_batch(self) -> list[RawMessage]:
-        s = self.settings
-        return await self._queue.batch(s.batch_max_messages, s.batch_wait_ms / 1000, s.batch_max_bytes)
-
-    async def _batch_loop(self) -> None:
-        """Batches in order, each prepared (decoded, geofenced, judged) while the one before it commits:
-        PostgreSQL works on one batch while the tracker decides the next. A batch is acknowledged once
-        committed. The loop holds the pipeline's writer role while batches follow each other, and lets
-        it go when it waits for messages or when the clock asks for it (between two batches)."""
-        try:
-            await self._batches()
-        finally:
-            for pending in (self._arriving, self._committing):
-                if pending is not None:
-                    pending.cancel()
-
-    async def _batches(self) -> None:
-        stages = self.metrics.stage_seconds
-        writer = self.pipeline.writer
-        holding = False
-        committing_batch: list[RawMessage] = []
-        while True:
-            t = time.perf_counter()
-            arriving = self._arriving = asyncio.ensure_future(self._next_batch())
-            if self._committing is not None:
-                either: set[asyncio.Future[Any]] = {arriving, self._committing}
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if self._committing.done():
-                    await self._after_commit(committing_batch)
-            if self._committing is None and holding:
-                writer.release()  # idle: the clock may run
-                holding = False
-            batch = await arriving
-            stages["wait_messages"] += time.perf_counter() - t
-            if self._committing is not None and self.pipeline.clock_waiting:
-                await self._after_commit(committing_batch)
-                writer.release()  # the clock runs between two batches (asyncio.Lock: first come first served)
-                holding = False
-            if not holding:
-                await writer.acquire()
-                holding = True
-            prepared = await self._prepare(batch)
-            if self._committing is not None and not await self._after_commit(committing_batch):
-                # the batch before failed and was recovered message by message: prepare this one again,
-                # on the states that came to be
-                prepared = await self._prepare(batch) if prepared is not None else None
-            if prepared is None:  # a bug one of its messages triggers
-                await self._one_by_one(batch)
-                continue
-            self._committing = asyncio.ensure_future(self._commit_and_ack(batch, prepared))
-            committing_batch = batch
-
-    async def _after_commit(self, batch: list[RawMessage]) -> bool:
-        """Wait for the batch being committed; if it could not be (a bug), forget the states prepared on
-        top of it and process its messages one by one. Whether it was committed as a whole."""
-        assert self._committing is not None
-        ok = await self._committing
-        self._committing = None
-        if not ok:
-            self.pipeline.discard_ahead()
-            await self._one_by_one(batch)
-        return ok
-
-    async def _prepare(self, batch: list[RawMessage]) -> PreparedBatch | None:
-        """Prepare a batch (reading states from PostgreSQL again after trouble); None: a bug."""
-        try:
-            prepare = partial(self.pipeline.prepare, batch)
-            return await self._through_db_trouble("prepared", len(batch), prepare)
-        except Exception:
-            log.exception("batch of %d messages failed", len(batch))
-            return None
-
-    async def _commit_and_ack(self, batch: list[RawMessage], prepared: PreparedBatch) -> bool:
-        """Commit a prepared batch (again and again while PostgreSQL is in trouble), then acknowledge
-        its messages and wake the dispatcher. False: a bug; nothing was committed or acknowledged."""
-        try:
-            await self._through_db_trouble("committed", len(batch), partial(self.pipeline.commit, prepared))
-        except Exception:
-            log.exception("batch of %d messages not committed", len(batch))
-            return False
-        self._acknowledge(batch)
-        return True
-
-    def _acknowledge(self, batch: list[RawMessage]) -> None:
-        t = time.perf_counter()
-        self.ingestor.ack(batch)
-        self.http_ingress.committed(batch)
-        self.dispatcher.wake()
-        self.metrics.stage_seconds["ack"] += time.perf_counter() - t
-
-    async def _through_db_trouble(self, what: str, n: int, work: Callable[[], Awaitable[T]]) -> T:
-        """``work`` again, with back-off, while PostgreSQL is in trouble (nothing of a failed attempt
-        was applied); any other error is the caller's."""
-        delay = 0.2
-        while True:
-            try:
-                result = await work()
-            except DB_ERRORS as e:
-                self._pipeline_ok = False
-                self.metrics.commit_retries += 1
-                log.warning("batch of %d messages not %s (%s); retrying in %.1f s", n, what, e, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            self._pipeline_ok = True
-            return result
-
-    async def _one_by_one(self, batch: list[RawMessage]) -> None:
-        """After a bug: each message as a batch of its own, prepared and committed in turn (the caller
-        holds the writer role and nothing else is committing); one that fails alone is dead-lettered as
-        `internal_error`, and the others go through."""
-        for message in batch:
-            try:
-                await self._through_db_trouble("committed", 1, partial(self._alone, message))
-            except Exception as e:
-                self.pipeline.discard_ahead()
-                log.exception("message on %s failed; dead-lettered as internal_error", message.topic)
-                await self._dead_letter_internal(message, f"{type(e).__name__}: {e}")
-            self._acknowledge([message])
-
-    async def _alone(self, message: RawMessage) -> None:
-        self.pipeline.discard_ahead()  # on the committed states: a failed attempt's are not
-        await self.pipeline.commit(await self.pipeline.prepare([message]))
-
-    async def _dead_letter_internal(self, message: RawMessage, detail: str) -> None:
-        record = (
-            datetime.fromtimestamp(message.received_at, UTC),
-            message.topic,
-            message.payload,
-            Reason.INTERNAL_ERROR.value,
-            detail,
-        )
-        while True:
-            try:
-                async with self.pool.acquire() as conn:
-                    await store_dead_letters(conn, [record])
-                self.metrics.rejected[Reason.INTERNAL_ERROR.value] += 1
-                return
-            except DB_ERRORS as e:
-                log.warning("cannot dead-letter (%s); retrying", e)
-                await asyncio.sleep(1)
 
 
 # The cyclic garbage collector's young-generation threshold (CPython's default: 700). Every decided fix

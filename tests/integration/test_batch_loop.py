@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-import tracker.pipeline
+import tracker.stages.commit
+import tracker.stages.monitor
 from tests.helpers import Publisher, build_small_world, fix, wait_until
 
 KIDS = ["Ara", "Bom", "Cho"]
@@ -28,13 +29,18 @@ async def _stored_some(svc: Any) -> None:
     await wait_until(some, 10)
 
 
-async def _stored(svc: Any, n: int) -> None:
-    async def enough() -> bool:
-        return await _count(svc, "SELECT count(*) FROM positions") >= n
+def _taken(svc: Any) -> int:
+    """Messages the service is done with: counted in ``messages_in`` once the batch holding them is
+    committed, or in ``rejected["internal_error"]`` once one is dead-lettered on its own."""
+    return int(svc.metrics.messages_in + svc.metrics.rejected["internal_error"])
 
-    await wait_until(enough, 15)
-    await asyncio.sleep(0.3)  # and no more come
-    assert await _count(svc, "SELECT count(*) FROM positions") == n
+
+async def _stored(svc: Any, before: int, published: int, stored: int) -> None:
+    """Once every published message is taken (``before``: ``_taken`` before publishing), nothing more
+    is on its way: exactly ``stored`` positions are there."""
+    await wait_until(lambda: _taken(svc) >= before + published, 15)
+    assert _taken(svc) == before + published
+    assert await _count(svc, "SELECT count(*) FROM positions") == stored
 
 
 def _walks(svc: Any, world: Any, t0: float, marked: tuple[str, int] | None = None) -> list[tuple[str, dict]]:
@@ -69,18 +75,19 @@ async def test_a_message_that_trips_a_bug_in_deciding_is_dead_lettered_alone(
     async with svc.pool.acquire() as conn:
         world = await build_small_world(conn, KIDS)
     await svc.reload_registry()
-    real_step = tracker.pipeline.step
+    real_step = tracker.stages.monitor.step
 
     def step(state: Any, obs: Any, ctx: Any, rules: Any) -> Any:
         if obs.batt == 13:
             raise RuntimeError("a bug this fix triggers")
         return real_step(state, obs, ctx, rules)
 
-    monkeypatch.setattr(tracker.pipeline, "step", step)
+    monkeypatch.setattr(tracker.stages.monitor, "step", step)
     messages = _walks(svc, world, time.time() - 400, marked=("Bom", 7))
+    before = _taken(svc)
     await _publish(mqtt_url, messages)
 
-    await _stored(svc, len(messages) - 1)
+    await _stored(svc, before, len(messages), stored=len(messages) - 1)
     dead = await svc.pool.fetch("SELECT reason, detail FROM dead_letters")
     assert [(r["reason"], r["detail"]) for r in dead] == [
         ("internal_error", "RuntimeError: a bug this fix triggers")
@@ -101,20 +108,21 @@ async def test_a_message_whose_alert_trips_a_bug_in_committing_is_dead_lettered_
         world = await build_small_world(conn, KIDS)
     await svc.reload_registry()
     cho = world.kids["Cho"].child_id
-    real_apply = tracker.pipeline.apply_events
+    real_apply = tracker.stages.commit.apply_events
 
     async def apply_events(conn: Any, events: list[Any], *args: Any) -> Any:
         if any(e.child_id == cho and e.event.kind.value == "sos" for e in events):
             raise RuntimeError("a bug this alert triggers")
         return await real_apply(conn, events, *args)
 
-    monkeypatch.setattr(tracker.pipeline, "apply_events", apply_events)
+    monkeypatch.setattr(tracker.stages.commit, "apply_events", apply_events)
     messages = _walks(svc, world, time.time() - 400)
     sos = next(i for i, (topic, _) in enumerate(messages) if world.kids["Cho"].tag in topic and i > 30)
     messages[sos][1]["sos"] = True
+    before = _taken(svc)
     await _publish(mqtt_url, messages)
 
-    await _stored(svc, len(messages) - 1)
+    await _stored(svc, before, len(messages), stored=len(messages) - 1)
     dead = await svc.pool.fetch("SELECT reason, payload FROM dead_letters")
     assert [r["reason"] for r in dead] == ["internal_error"]
     assert b'"sos": true' in dead[0]["payload"]

@@ -1,4 +1,4 @@
-"""The clock's pass over the children (pipeline._due_children) finds exactly those for whom tick()
+"""The clock's pass over the children (tracker.clock.due_children) finds exactly those for whom tick()
 changes something: the children never seen are judged a schedule at a time, as tick() judges each."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from tests.unit.test_monitor_rules import ARRIVE_BY, MORNING, RULES, T0
+from tracker.clock import due_children
 from tracker.monitor import ChildContext, ChildState, RouteSchedule, tick
-from tracker.pipeline import _due_children
 
 
 def _state(rng: random.Random, day: str) -> ChildState:
@@ -42,6 +42,6 @@ def test_the_pass_finds_the_children_tick_would_change_and_only_them() -> None:
             and (c in states or ctx.schedule.arrivals)
             and tick(state := states.get(c, ChildState()), now, ctx, RULES)[0] is not state
         )
-        assert sorted(_due_children(states, awaited, view, now, RULES)) == expected, minutes
+        assert sorted(due_children(states, awaited, view, now, RULES)) == expected, minutes
         found.append(len(expected))
     assert min(found) < 400 and max(found) > 2000  # moments with few children due, and with most

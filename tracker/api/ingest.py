@@ -5,15 +5,19 @@ user; OsmAnd: ``id``/``deviceid`` or ``device_id``), the registry maps that iden
 (unknown: 403, counted, nothing stored), and the request proves it speaks for that tag with the tag's
 MQTT password or one of its device tokens (``Authorization: Basic`` with any user name, or ``Bearer``;
 for clients that cannot set a header, a ``token`` query parameter). The message then goes through the
-pipeline like a broker message, and the answer comes once it is committed: 200 with the fix stored,
-or 400 with the reason it was dead-lettered.
+pipeline like a broker message, and the answer comes once it is committed, and is the pipeline's own
+outcome for that message (nothing here decodes or judges it a second time): 200 with the fixes
+stored (a repeat of a stored fix included: retrying is safe), 429 with ``Retry-After`` when the tag is
+over its rate (the fix is dead-lettered as ``rate_limited``: the app keeps it and sends it again
+later), 500 when a bug met the message (kept as an ``internal_error`` dead letter), else 400 with the
+reason it was dead-lettered.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import time
+import math
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -23,10 +27,9 @@ from pydantic import BaseModel
 from tracker.api.auth import context
 from tracker.api.context import AppContext
 from tracker.ingest import osmand, owntracks
-from tracker.ingest.decode import RawMessage, Reason
+from tracker.ingest.decode import Reason
 from tracker.ingest.devices import device_key
-from tracker.ingest.filters import from_the_future
-from tracker.ingest.protocols import decode_device
+from tracker.ingest.http import MessageAnswer
 from tracker.store.devices import device_may_send
 
 router = APIRouter(tags=["ingest"])
@@ -46,6 +49,12 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
     401: {"model": IngestError, "description": "no credentials, or not the tag's password or device token"},
     403: {"model": IngestError, "description": "the device identity is not registered to a tag"},
     413: {"model": IngestError, "description": "the request body is too large"},
+    429: {
+        "model": IngestError,
+        "description": "the tag sent more fixes than its rate allows (dead-lettered as `rate_limited`);"
+        " send the fix again after `Retry-After` seconds",
+    },
+    500: {"model": IngestError, "description": "a bug met the message; it is kept as a dead letter"},
     503: {"model": IngestError, "description": "the fix was not committed in time (retrying is safe)"},
 }
 
@@ -86,7 +95,8 @@ def _basic_user(request: Request) -> str | None:
 async def _ingest(
     ctx: AppContext, request: Request, protocol: str, device: str, topic: str, payload: bytes
 ) -> int:
-    """Authenticate, hand the message to the pipeline, wait for the commit; the number of fixes."""
+    """Authenticate, hand the message to the pipeline, wait for the commit; the number of fixes stored.
+    Raises the HTTP error of a refused message."""
     if ctx.ingress is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "HTTP ingest is not offered by this process")
     tag = ctx.ingress.devices().get(device_key(protocol, device))
@@ -100,26 +110,31 @@ async def _ingest(
             "the tag's MQTT password or a device token of the tag is needed",
             headers=_CHALLENGE,
         )
-    s = ctx.settings
-    message = RawMessage(topic, payload, 0.0)
-    outcome = decode_device(
-        message, prefix=s.topic_prefix, max_bytes=s.max_payload_bytes, devices=ctx.ingress.devices()
-    )
     try:
-        await ctx.ingress.submit(topic, payload)
+        answer = await ctx.ingress.submit(topic, payload)
     except TimeoutError:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, "not committed in time; retrying is safe"
         ) from None
-    if outcome.rejections:
-        r = outcome.rejections[0]
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"{r.reason.value}: {r.detail}")
-    now = time.time()  # the pipeline's admission refuses these the same way (dead-lettered, with the reason)
-    if any(from_the_future(f, now, s.max_future_s) for f in outcome.fixes):
+    _raise_refusal(ctx, answer)
+    return answer.fixes
+
+
+def _raise_refusal(ctx: AppContext, answer: MessageAnswer) -> None:
+    """The HTTP status of a message the pipeline refused (a part of it): the dead letter's reason."""
+    refused = answer.refused
+    if refused is None:
+        return
+    detail = f"{refused.reason.value}: {refused.detail}"
+    if refused.reason == Reason.RATE_LIMITED:
+        # a token comes back every 1 / rate seconds: the earliest moment a retry can be admitted
+        retry_after = max(1, math.ceil(1.0 / ctx.settings.tag_rate_per_s))
         raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, f"{Reason.FUTURE_TIMESTAMP.value}: the fix is stamped in the future"
+            status.HTTP_429_TOO_MANY_REQUESTS, detail, headers={"Retry-After": str(retry_after)}
         )
-    return len(outcome.fixes)
+    if refused.reason == Reason.INTERNAL_ERROR:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail)
+    raise HTTPException(status.HTTP_400_BAD_REQUEST, detail)
 
 
 @router.post(

@@ -42,15 +42,15 @@ _INSERT_MAYBE_STORED = (
 
 
 async def store_positions(
-    conn: asyncpg.Connection, records: Sequence[PositionRecord], *, new: Sequence[PositionRecord] = ()
+    conn: asyncpg.Connection, maybe_stored: Sequence[PositionRecord], *, new: Sequence[PositionRecord] = ()
 ) -> int:
     """Store fixes, idempotent on tag + timestamp; returns how many were not stored before. Must run
     inside a transaction.
 
     ``new``: fixes that should not be stored yet (the monitor decided them: each is later than its
     child's last decided fix), COPYed straight into the table. Should one be there after all (the same
-    tag and time as a fix that decided nothing), raises StoredBefore. ``records``: fixes that may be
-    stored already (a redelivery; a duplicate): one INSERT of arrays that skips those.
+    tag and time as a fix that decided nothing), raises StoredBefore. ``maybe_stored``: fixes that may
+    be stored already (a redelivery; a duplicate): one INSERT of arrays that skips those.
 
     Round trips are what a batch's commit waits for (and, while the next batch is decided in a worker
     thread, each reply waits for the interpreter besides): a savepoint around the COPY and a staging
@@ -62,8 +62,8 @@ async def store_positions(
         except asyncpg.UniqueViolationError as e:
             raise StoredBefore(str(e)) from e
         stored = len(new)
-    if records:
-        columns = [list(column) for column in zip(*records, strict=True)]
+    if maybe_stored:
+        columns = [list(column) for column in zip(*maybe_stored, strict=True)]
         status = await conn.execute(_INSERT_MAYBE_STORED, *columns)
         stored += int(status.split()[-1])
     return stored

@@ -1,0 +1,164 @@
+"""The clock's rules: what time alone decides (signal lost, not arrived), for every child with a
+schedule, every tick.
+
+Which children time may change is found first, on a snapshot of the states, in a worker thread and
+without the writer role: at city scale that is a pass over hundreds of thousands of children, and the
+batches go on meanwhile (holding the role for it stopped every batch for most of a second, every
+tick). Then, holding the role, the rules run again for those children alone, on their states as the
+batches have left them, and what changed is committed. A child the snapshot missed (its state came
+after it) is seen at the next tick: the rules depend only on the state and the moment, and say each
+thing once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from tracker.alerts.escalation import Escalation
+from tracker.alerts.lifecycle import ChildEvent
+from tracker.child_states import ChildStates
+from tracker.metrics import Metrics, StageClock
+from tracker.monitor import ChildContext, ChildState, Event, RouteSchedule, Rules, tick
+from tracker.registry_view import RegistryView
+from tracker.stages.records import recipients, webhook_schools
+from tracker.store.alert_lifecycle import apply_events
+from tracker.store.batches import encode_state, save_child_states
+
+
+class Clock:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        view: Callable[[], RegistryView],
+        states: ChildStates,
+        rules: Rules,
+        escalation: Escalation,
+        metrics: Metrics,
+    ) -> None:
+        self._pool = pool
+        self._view = view
+        self._states = states
+        self._rules = rules
+        self._escalation = escalation
+        self._metrics = metrics
+        # (view version, children whose route expects an arrival, grouped by their schedule)
+        self._awaited: tuple[int, list[tuple[RouteSchedule, list[int]]]] = (-1, [])
+
+    async def tick(self, now: float | None = None) -> list[ChildEvent]:
+        """Let time decide for every child with a schedule; commit what changed. ``now``: the moment to
+        judge (a test's); by default the clock's, read again once the clock has its turn."""
+        view = self._view()
+        states = self._states
+        if not states.all_loaded:
+            await states.load([c for c in view.contexts if c not in states.committed])
+            states.all_loaded = True
+        clock = StageClock(self._metrics.stage_seconds)
+        due = await asyncio.to_thread(
+            due_children,
+            states.committed,
+            self._never_seen_awaited(view),
+            view,
+            time.time() if now is None else now,
+            self._rules,
+        )
+        clock.lap("clock_scan")
+        if not due:
+            return []
+        states.clock_waiting += 1
+        try:
+            await states.writer.acquire()
+        finally:
+            states.clock_waiting -= 1
+        try:
+            clock.lap("clock_waits_for_batches")
+            return await self._decide_and_commit(self._view(), due, time.time() if now is None else now)
+        finally:
+            states.writer.release()
+            clock.lap("clock_commit")
+
+    async def _decide_and_commit(self, view: RegistryView, due: list[int], now: float) -> list[ChildEvent]:
+        """Holding the writer role: the rules for the due children on their newest states (in a worker
+        thread: at an arrival deadline every child of the schedule is due, a city's worth), then one
+        transaction. Nothing is prepared ahead while the clock holds the role: the committed states are
+        the newest, and no batch moves them meanwhile."""
+        changed, events, encoded = await asyncio.to_thread(self._decide_due, view, due, now)
+        if not changed:
+            return []
+        async with self._pool.acquire() as conn, conn.transaction():
+            await apply_events(
+                conn, events, recipients(view, events), webhook_schools(view, events), self._escalation
+            )
+            await save_child_states(conn, encoded)
+        self._states.commit(changed)
+        self._metrics.events.update(e.event.kind.value for e in events)
+        return events
+
+    def _decide_due(
+        self, view: RegistryView, due: list[int], now: float
+    ) -> tuple[dict[int, ChildState], list[ChildEvent], dict[int, str]]:
+        """The rules for the due children, and the checkpoints of the states they change. Children
+        never seen share one default state, so a schedule's answer for them is worked out (and
+        encoded) once and shared: states are never changed in place."""
+        changed: dict[int, ChildState] = {}
+        events: list[ChildEvent] = []
+        encoded: dict[int, str] = {}
+        blank = ChildState()
+        answers: dict[tuple[int, int], tuple[ChildState, list[Event], str]] = {}  # (state, schedule) ids
+        committed = self._states.committed
+        for child in due:
+            ctx = view.context_of_child(child)
+            state = committed.get(child) or blank
+            key = (id(state), id(ctx.schedule))
+            if key not in answers:
+                new, raised = tick(state, now, ctx, self._rules)
+                answers[key] = (new, raised, encode_state(new.to_json()) if new is not state else "")
+            new, raised, checkpoint = answers[key]
+            if new is not state:
+                changed[child], encoded[child] = new, checkpoint
+                events += [ChildEvent(child, e, None, None, None, None) for e in raised]
+        return changed, events, encoded
+
+    def _never_seen_awaited(self, view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
+        """Children whose route has an expected arrival, by schedule: the clock decides for them even
+        if they never sent a fix (they may not arrive). A child never seen on a route without arrivals
+        has nothing to lose a signal from or to miss: the clock's pass is over the children that send,
+        and these (a schedule at a time: most ticks none of its deadlines comes due)."""
+        if self._awaited[0] != view.version:
+            groups: dict[int, tuple[RouteSchedule, list[int]]] = {}
+            for child, ctx in view.contexts.items():
+                if ctx.schedule is not None and ctx.schedule.arrivals:
+                    groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].append(child)
+            self._awaited = (view.version, list(groups.values()))
+        return self._awaited[1]
+
+
+def due_children(
+    states: dict[int, ChildState],
+    awaited: list[tuple[RouteSchedule, list[int]]],
+    view: RegistryView,
+    now: float,
+    rules: Rules,
+) -> list[int]:
+    """The children for whom the clock rules would change something at ``now`` (run in a worker
+    thread: ``states`` is copied first, in one step the event loop cannot interleave with).
+
+    A child never seen has the default state, so its answer is its schedule's: asked once per
+    schedule (children of a school's routes share one schedule object, see build_view), and the
+    children of a schedule with nothing due are not looked at one by one."""
+    snapshot = states.copy()
+    contexts = view.contexts
+    due: list[int] = []
+    for child, state in snapshot.items():
+        ctx = contexts.get(child)
+        if ctx is not None and ctx.schedule is not None and tick(state, now, ctx, rules)[0] is not state:
+            due.append(child)
+    blank = ChildState()
+    for schedule, children in awaited:
+        if tick(blank, now, ChildContext(schedule=schedule), rules)[0] is not blank:
+            due += [c for c in children if c not in snapshot]
+    return due

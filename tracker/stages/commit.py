@@ -1,0 +1,46 @@
+"""Stage 5: the batch's one transaction.
+
+Positions (COPY), dead letters, alerts with their history and outbox rows, the open alerts' last
+positions, and the changed children's state checkpoints, all or nothing: a batch whose transaction
+failed changed nothing and may be written again.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tracker.alerts.escalation import Escalation
+from tracker.metrics import StageClock
+from tracker.stages.records import PreparedBatch
+from tracker.store.alert_lifecycle import apply_events, touch_open_alerts
+from tracker.store.batches import StoredBefore, save_child_states, store_dead_letters, store_positions
+
+
+async def write_batch(
+    pool: asyncpg.Pool, p: PreparedBatch, escalation: Escalation, clock: StageClock
+) -> None:
+    """Write a prepared batch. The fixes that decided are COPYed as new; should one of them be stored
+    already (it almost never is: a fix that decides is later than any stored fix of its child), the
+    transaction is written again with every fix the careful way."""
+    try:
+        await _transaction(pool, p, escalation, clock)
+    except StoredBefore:
+        p.maybe_stored, p.new_positions = [*p.new_positions, *p.maybe_stored], []
+        await _transaction(pool, p, escalation, clock)
+
+
+async def _transaction(
+    pool: asyncpg.Pool, p: PreparedBatch, escalation: Escalation, clock: StageClock
+) -> None:
+    outcome = p.outcome
+    async with pool.acquire() as conn, conn.transaction():
+        outcome.stored = await store_positions(conn, p.maybe_stored, new=p.new_positions)
+        await store_dead_letters(conn, p.dead)
+        clock.lap("commit_positions")
+        outcome.outbox_rows = await apply_events(conn, p.events, p.recipients, p.webhook_schools, escalation)
+        clock.lap("commit_alerts")
+        await touch_open_alerts(conn, p.following)  # type: ignore[arg-type]
+        clock.lap("commit_follow")
+        await save_child_states(conn, p.changed)
+        clock.lap("commit_states")
+    clock.lap("commit_end")

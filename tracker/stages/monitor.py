@@ -1,0 +1,48 @@
+"""Stage 4: the monitor's rules, fix by fix, in time order per child.
+
+Pure: ``states`` (the batch's children's states) is replaced child by child, never changed in place,
+so a batch that is not committed leaves the states it started from as they were.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from tracker.alerts.lifecycle import ChildEvent
+from tracker.ingest.decode import Fix
+from tracker.monitor import ChildState, Observation, Rules, Verdict, gate, step
+from tracker.registry_view import RegistryView
+from tracker.stages.front import at_gate
+
+
+def judge_batch(
+    view: RegistryView,
+    rules: Rules,
+    fixes: Sequence[Fix],
+    children: Sequence[int],
+    observations: Sequence[Observation],
+    states: dict[int, ChildState],
+    verdicts: Counter[str],
+) -> tuple[list[ChildEvent], list[bool]]:
+    """The events of the batch, and for each fix whether it decided (it is later than its child's last
+    decided fix: not stored before). ``verdicts`` counts what the monitor made of each fix."""
+    events: list[ChildEvent] = []
+    decided: list[bool] = []
+    zones = view.rows.zones
+    for fix, child, obs in zip(fixes, children, observations, strict=True):
+        ctx = view.context_of_child(child)
+        states[child], new_events, verdict = step(states[child], obs, ctx, rules)
+        if verdict == Verdict.DECIDED and at_gate(view, fix):
+            states[child], at_the_gate = gate(states[child], fix.ts, ctx, rules)
+            new_events += at_the_gate
+        verdicts[verdict.value] += 1
+        decided.append(verdict == Verdict.DECIDED)
+        for e in new_events:
+            zone = zones.get(e.zone_id) if e.zone_id is not None else None
+            events.append(
+                ChildEvent(
+                    child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None
+                )
+            )
+    return events, decided
