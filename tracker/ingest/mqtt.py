@@ -66,7 +66,11 @@ READ_BURST = 2000  # packets paho reads from the buffer before it looks at its w
 
 class _Client(mqtt.Client):
     """paho's client reading a plain TCP connection through a buffer (tracker.ingest.buffered_socket);
-    TLS and websocket connections are left as paho makes them."""
+    TLS and websocket connections are left as paho makes them.
+
+    It leans on paho's private ``_create_socket`` and ``_sock`` (and MqttIngestor.ack on
+    ``_packet_queue``): pyproject.toml keeps paho-mqtt below its next minor release, and
+    tests/unit/test_private_apis.py says which of them changed before that bound is raised."""
 
     def _create_socket(self) -> Any:
         sock = super()._create_socket()

@@ -9,11 +9,15 @@ from typing import Any
 
 import asyncpg
 
+SCHOOL_FENCE_M = 60.0
+"""Radius of a school's fence when the registry names none: the schools table's default (migration
+0002 writes it in SQL; tests/unit/test_school_fence.py keeps the two equal)."""
+
 
 @dataclass(frozen=True)
 class SchoolRules:
     closed_days: frozenset[date] = frozenset()
-    fence_m: float = 60.0
+    fence_m: float = SCHOOL_FENCE_M
     staff_phone: str | None = None
     webhook_url: str | None = None
     webhook_secret: str | None = None
