@@ -2,7 +2,10 @@
 
 Operators try new danger zones on past fixes before switching them on; tests use it to state what
 the geofence core answers for a file of fixes. Nothing here talks to a server: the index is built
-from the GeoJSON files given, the fixes are checked in one batch, the verdicts written as CSV.
+from the GeoJSON files given, and the fixes go through the pipeline's own stage 3
+(:func:`tracker.stages.geofence.observe`: each fix judged on the disc of ``Rules.zone_sigma`` round it,
+with its previous fix for the crossings), with the rules of the tracker's settings (``TRACKER_*``), so
+that what replay calls "certain" is what the tracker decides on. The verdicts are written as CSV.
 
 Input fixes (CSV with a header; column order free, other columns ignored):
 
@@ -13,12 +16,13 @@ Input fixes (CSV with a header; column order free, other columns ignored):
 * ``route`` (optional): the id of the route this fix is checked against, overriding the routes
   file's children.
 
-Zones: every Polygon / MultiPolygon feature of a GeoJSON FeatureCollection whose ``properties.kind``
-is absent or ``"zone"``; its id is ``properties.id`` (else the feature's ``id``), an integer. Routes:
-every LineString / MultiLineString feature whose ``kind`` is absent or ``"route"``, with ``id`` as
-above, ``properties.corridor_m`` (the corridor's half-width, metres) and ``properties.children``, a
-list of ``{"id": child id, "tag": tag id}`` (the world GeoJSON format of ``GET /api/v1/world``, so one
-world file can be given as both ``--zones`` and ``--routes``).
+Zones and routes: a GeoJSON FeatureCollection read by ``tracker.importers.read_world``, exactly as an
+import reads it (the world format of ``GET /api/v1/world``, so one world file can be given as both
+``--zones`` and ``--routes``): Polygon / MultiPolygon features (or ``properties.kind`` ``"zone"``) are
+zones, LineString / MultiLineString features (or ``kind`` ``"route"``) routes with
+``properties.corridor_m`` (the corridor's half-width, metres) and ``properties.children``, a list of
+``{"id": child id, "tag": tag id}``; every feature has an id (``properties.id``, else the feature's
+``id``); a name or a zone kind may be left out; schools' points are passed over.
 
 Each fix is compared with the previous fix of the same tag (else child) in time, for the zones
 crossed in between. Output columns: see :data:`COLUMNS`; zone lists are space-separated ids.
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import math
 import sys
@@ -39,10 +42,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-import shapely.errors
 import shapely.geometry
 
+from tracker.config import load_settings, rules_from
 from tracker.geofence import GeometryRefused, RouteSpec, ZoneSpec, build_index
+from tracker.importers.features import ImportDefaults, WorldFeatures, read_world, where
+from tracker.importers.models import RouteProps
+from tracker.monitor import Rules
+from tracker.stages.geofence import observe
 
 __all__ = [
     "COLUMNS",
@@ -69,9 +76,9 @@ COLUMNS = (
     "route_distance_m",  # distance to that route (all its parts), metres
     "corridor_m",
     "in_corridor",  # the fix's position lies within the corridor: distance <= corridor_m
-    "off_route",  # certainly outside the corridor: distance - acc > corridor_m (the monitor's rule)
-    "certain_zones",  # zones whose interior holds the whole accuracy circle
-    "possible_zones",  # zones that may hold the fix (within min(acc, search radius))
+    "off_route",  # the accuracy circle is clear of the corridor: distance - acc > corridor_m
+    "certain_zones",  # zones whose interior holds the fix's whole zone disc (Rules.zone_sigma round it)
+    "possible_zones",  # zones the zone disc touches (within min(disc, search radius))
     "crossed_zones",  # zones whose interior the segment from the previous fix crosses
     "nearest_zone_m",  # 0 inside a zone, else distance to the nearest one within the search radius
 )
@@ -96,6 +103,9 @@ class FixRow:
     @property
     def key(self) -> str:
         return f"tag:{self.tag}" if self.tag else f"child:{self.child}"
+
+    batt = None  # a replayed fix has no battery level and raises no SOS (tracker.stages.geofence.Positioned)
+    sos = False
 
 
 @dataclass(frozen=True)
@@ -243,83 +253,36 @@ def _fix_row(source: str, line: int, cell: Any) -> FixRow:
 
 # --- reading zones and routes --------------------------------------------------------------------
 
-
-def _features(doc: Mapping[str, Any], source: str) -> list[Mapping[str, Any]]:
-    if not isinstance(doc, Mapping) or doc.get("type") != "FeatureCollection":
-        raise ReplayError(f"{source}: not a GeoJSON FeatureCollection")
-    features = doc.get("features")
-    if not isinstance(features, list):
-        raise ReplayError(f"{source}: 'features' is not a list")
-    return features
+World = Mapping[str, Any] | bytes  # a parsed GeoJSON document, or its bytes
+DEFAULT_RULES = Rules()
 
 
-def _feature_id(feature: Mapping[str, Any], k: int, source: str) -> int:
-    props = feature.get("properties") or {}
-    raw = props.get("id", feature.get("id"))
-    try:
-        if isinstance(raw, bool):
-            raise TypeError
-        value = int(raw)  # type: ignore[arg-type]
-        if value != raw and str(value) != str(raw).strip():
-            raise ValueError
-        return value
-    except (TypeError, ValueError):
-        raise ReplayError(
-            f"{source}: feature {k}: id {raw!r} is not an integer (properties.id or id)"
-        ) from None
+def _world(doc: World, source: str) -> WorldFeatures:
+    """The routes and zones of a document, read by the importers; the first problem is the error."""
+    data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+    world, problems = read_world(data, ImportDefaults(name="replayed", zone_kind="replayed"))
+    if problems:
+        p = problems[0]
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ReplayError(f"{source}: {where(p.loc)}: {p.msg}{more}")
+    return world
 
 
-def _kind(feature: Mapping[str, Any]) -> str | None:
-    props = feature.get("properties") or {}
-    kind = props.get("kind")
-    return kind if isinstance(kind, str) else None
+def _zone_specs(world: WorldFeatures) -> list[ZoneSpec]:
+    return [ZoneSpec(d.id, shapely.geometry.shape(d.geometry)) for d in world.zones if d.id is not None]
 
 
-def _shape(feature: Mapping[str, Any], k: int, source: str) -> Any:
-    try:
-        return shapely.geometry.shape(feature["geometry"])
-    except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException) as e:
-        raise ReplayError(f"{source}: feature {k}: unreadable geometry ({e})") from None
-
-
-def load_zones(doc: Mapping[str, Any], *, source: str = "zones") -> list[ZoneSpec]:
-    """The zones of a GeoJSON FeatureCollection (see the module docstring)."""
-    zones: list[ZoneSpec] = []
-    for k, feature in enumerate(_features(doc, source)):
-        geometry = feature.get("geometry") or {}
-        if geometry.get("type") not in ("Polygon", "MultiPolygon") or _kind(feature) not in (None, "zone"):
-            continue
-        zones.append(ZoneSpec(_feature_id(feature, k, source), _shape(feature, k, source)))
-    return zones
-
-
-def load_routes(doc: Mapping[str, Any], *, source: str = "routes") -> tuple[list[RouteSpec], dict[str, int]]:
-    """(routes, {"tag:T" / "child:C": route id}) of a GeoJSON FeatureCollection."""
+def _route_specs(world: WorldFeatures) -> tuple[list[RouteSpec], dict[str, int]]:
+    """(routes, {"tag:T" / "child:C": route id})."""
     routes: list[RouteSpec] = []
     walkers: dict[str, int] = {}
-    for k, feature in enumerate(_features(doc, source)):
-        geometry = feature.get("geometry") or {}
-        if geometry.get("type") not in ("LineString", "MultiLineString") or _kind(feature) not in (
-            None,
-            "route",
-        ):
-            continue
-        rid = _feature_id(feature, k, source)
-        props = feature.get("properties") or {}
-        corridor = props.get("corridor_m")
-        if isinstance(corridor, bool) or not isinstance(corridor, int | float):
-            raise ReplayError(f"{source}: route {rid}: properties.corridor_m {corridor!r} is not a number")
-        routes.append(RouteSpec(rid, _shape(feature, k, source), float(corridor)))
-        children = props.get("children") or []
-        if not isinstance(children, list):
-            raise ReplayError(f"{source}: route {rid}: properties.children is not a list")
-        for child in children:
-            if not isinstance(child, Mapping):
-                raise ReplayError(f"{source}: route {rid}: a child is not an object with id and tag")
-            if child.get("tag") not in (None, ""):
-                walkers[f"tag:{child['tag']}"] = rid
-            if child.get("id") is not None:
-                walkers[f"child:{child['id']}"] = rid
+    for d in world.routes:
+        assert d.id is not None and isinstance(d.props, RouteProps)  # read_world names every feature
+        routes.append(RouteSpec(d.id, shapely.geometry.shape(d.geometry), d.props.corridor_m))
+        for child in world.children.get(d.id, []):
+            if child.tag:
+                walkers[f"tag:{child.tag}"] = d.id
+            walkers[f"child:{child.id}"] = d.id
     return routes, walkers
 
 
@@ -328,51 +291,48 @@ def load_routes(doc: Mapping[str, Any], *, source: str = "routes") -> tuple[list
 
 def replay(
     fixes: Sequence[FixRow],
-    zones: Mapping[str, Any],
-    routes: Mapping[str, Any] | None = None,
+    zones: World,
+    routes: World | None = None,
     *,
+    rules: Rules = DEFAULT_RULES,
     search_radius_m: float = 150.0,
 ) -> list[VerdictRow]:
-    """Verdicts for fixes (in their order) against the zones and routes GeoJSON documents.
+    """Verdicts for fixes (in their order) against the zones and routes GeoJSON documents, judged as
+    the tracker's pipeline judges them under ``rules``.
 
     Pure: no I/O. A fix's route is its own ``route`` column, else the route whose children list its
     tag (else its child id); an unknown route id counts as no route.
     """
-    zone_specs = load_zones(zones)
-    route_specs, walkers = load_routes(routes, source="routes") if routes is not None else ([], {})
+    zone_specs = _zone_specs(_world(zones, "zones"))
+    route_specs, walkers = _route_specs(_world(routes, "routes")) if routes is not None else ([], {})
     try:
         index = build_index(route_specs, zone_specs, search_radius_m=search_radius_m)
     except GeometryRefused as e:
         source = "zones" if e.kind == "zone" else "routes"
         raise ReplayError(f"{source}: {e}") from None
-    n = len(fixes)
-    lon = np.fromiter((f.lon for f in fixes), dtype=np.float64, count=n)
-    lat = np.fromiter((f.lat for f in fixes), dtype=np.float64, count=n)
-    acc = np.fromiter((f.acc for f in fixes), dtype=np.float64, count=n)
     route_of = [f.route if f.route is not None else _walker_route(walkers, f) for f in fixes]
-    slots = index.route_slots(np.array([-1 if r is None else r for r in route_of], dtype=np.int64))
-    prev = _previous(fixes)
-    has_prev = prev >= 0
-    prev_lon = np.where(has_prev, lon[prev], np.nan)
-    prev_lat = np.where(has_prev, lat[prev], np.nan)
-    prev_acc = np.where(has_prev, acc[prev], np.nan)
-    v = index.check(lon, lat, acc, slots, prev_lon=prev_lon, prev_lat=prev_lat, prev_acc=prev_acc)
-    out = []
-    for i, f in enumerate(fixes):
-        known = int(slots[i]) >= 0
-        out.append(
-            VerdictRow(
-                fix=f,
-                route=route_of[i] if known else None,
-                route_distance_m=float(v.route_distance_m[i]),
-                corridor_m=float(v.corridor_m[i]),
-                certain=v.certain(i),
-                possible=v.possible(i),
-                crossed=v.crossed(i),
-                nearest_zone_m=float(v.nearest_zone_m[i]),
-            )
+    # the stage wants each walker's fixes in time order, walkers numbered: sort, observe, put back
+    order = sorted(range(len(fixes)), key=lambda i: (fixes[i].key, fixes[i].ts, i))
+    walker_ids = {key: k for k, key in enumerate(dict.fromkeys(fixes[i].key for i in order))}
+    slots = index.route_slots(np.array([-1 if route_of[i] is None else route_of[i] for i in order]))
+    observed = observe(
+        index, rules, [fixes[i] for i in order], [walker_ids[fixes[i].key] for i in order], slots, {}
+    )
+    out: list[VerdictRow | None] = [None] * len(fixes)
+    for j, i in enumerate(order):
+        obs = observed[j]
+        known = int(slots[j]) >= 0
+        out[i] = VerdictRow(
+            fix=fixes[i],
+            route=route_of[i] if known else None,
+            route_distance_m=obs.route_distance_m,
+            corridor_m=obs.corridor_m,
+            certain=tuple(sorted(obs.certain_zones)),
+            possible=tuple(sorted(obs.possible_zones)),
+            crossed=tuple(sorted(obs.crossed_zones)),
+            nearest_zone_m=obs.nearest_zone_m,
         )
-    return out
+    return [row for row in out if row is not None]
 
 
 def _walker_route(walkers: Mapping[str, int], f: FixRow) -> int | None:
@@ -381,17 +341,6 @@ def _walker_route(walkers: Mapping[str, int], f: FixRow) -> int | None:
     if f.child and f"child:{f.child}" in walkers:
         return walkers[f"child:{f.child}"]
     return None
-
-
-def _previous(fixes: Sequence[FixRow]) -> np.ndarray:
-    """Index of each fix's previous fix of the same tag (else child) in time order, -1 for none.
-    Fixes with the same time keep their file order."""
-    order = sorted(range(len(fixes)), key=lambda i: (fixes[i].key, fixes[i].ts, i))
-    prev = np.full(len(fixes), -1, dtype=np.int64)
-    for a, b in itertools.pairwise(order):
-        if fixes[a].key == fixes[b].key:
-            prev[b] = a
-    return prev
 
 
 def write_verdicts(rows: Iterable[VerdictRow], out: TextIO) -> int:
@@ -407,15 +356,17 @@ def write_verdicts(rows: Iterable[VerdictRow], out: TextIO) -> int:
 
 def replay_csv(
     fixes_csv: str,
-    zones: Mapping[str, Any],
-    routes: Mapping[str, Any] | None = None,
+    zones: World,
+    routes: World | None = None,
     *,
+    rules: Rules = DEFAULT_RULES,
     search_radius_m: float = 150.0,
 ) -> str:
     """The whole replay on text: a fixes CSV in, the verdicts CSV out (what ``tracker replay`` writes)."""
     import io
 
-    rows = replay(read_fixes(fixes_csv.splitlines()), zones, routes, search_radius_m=search_radius_m)
+    fixes = read_fixes(fixes_csv.splitlines())
+    rows = replay(fixes, zones, routes, rules=rules, search_radius_m=search_radius_m)
     out = io.StringIO()
     write_verdicts(rows, out)
     return out.getvalue()
@@ -428,7 +379,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``tracker replay``."""
     parser.description = (
         "Run a CSV of past fixes against danger zones (and routes) given as GeoJSON and write one "
-        "verdict row per fix, as the service's geofence core decides it. Nothing is stored."
+        "verdict row per fix, as the tracker's pipeline judges it (the zone disc of TRACKER_ZONE_SIGMA "
+        "round each fix). Nothing is stored."
     )
     parser.add_argument(
         "fixes",
@@ -440,9 +392,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--zones",
         type=Path,
         required=True,
-        help="GeoJSON FeatureCollection: its Polygon/MultiPolygon features are the zones; id from "
-        "properties.id (else the feature's id); features with properties.kind other than 'zone' are "
-        "skipped (a world file from GET /api/v1/world works)",
+        help="GeoJSON FeatureCollection: its Polygon/MultiPolygon features are the zones, read as an import "
+        "reads them; id from properties.id (else the feature's id); routes and schools in it are passed "
+        "over (a world file from GET /api/v1/world works)",
     )
     parser.add_argument(
         "--routes",
@@ -457,29 +409,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _read_json(path: Path, what: str) -> Mapping[str, Any]:
+def _read_file(path: Path, what: str) -> bytes:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return path.read_bytes()
     except OSError as e:
         raise ReplayError(f"{what} {path}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
-        raise ReplayError(f"{what} {path}: not JSON (line {e.lineno}: {e.msg})") from None
-    if not isinstance(doc, Mapping):
-        raise ReplayError(f"{what} {path}: not a GeoJSON FeatureCollection")
-    return doc
 
 
 def run(args: argparse.Namespace) -> int:
     """``tracker replay``: 0 on success, 2 on bad input (the message on standard error)."""
     try:
-        zones = _read_json(args.zones, "zones")
-        routes = _read_json(args.routes, "routes") if args.routes is not None else None
+        zones = _read_file(args.zones, "zones")
+        routes = _read_file(args.routes, "routes") if args.routes is not None else None
         try:
             with args.fixes.open(encoding="utf-8", newline="") as f:
                 fixes = read_fixes(f, source=str(args.fixes))
         except OSError as e:
             raise ReplayError(f"fixes {args.fixes}: {e.strerror or e}") from None
-        rows = replay(fixes, zones, routes, search_radius_m=args.search_radius)
+        rules = rules_from(load_settings())  # the running tracker's thresholds (TRACKER_ZONE_SIGMA ...)
+        rows = replay(fixes, zones, routes, rules=rules, search_radius_m=args.search_radius)
     except ReplayError as e:
         print(f"tracker replay: {e}", file=sys.stderr)
         return 2

@@ -3,11 +3,12 @@
 No servers and no clock: the simulator's core (``FixGenerator``) makes fixes and ground truth, and
 the bench steps it one simulated second at a time. Each batch of fixes goes through
 
-* the pipeline's own logic: one ``GeofenceIndex.check`` per batch (with each child's previous fix,
-  for crossings, when the index takes ``prev_lon``/``prev_lat``), then ``tracker.monitor.step`` per
-  fix, with the child's context (commute windows in Asia/Seoul on school days, school and home
-  fences as the registry view makes them) and default ``Rules``; ``tracker.monitor.tick`` runs for
-  every child every ``tick_s`` simulated seconds, as the service's clock does;
+* the pipeline's own functions: ``tracker.stages.geofence.observe`` per batch (each child's previous
+  fix for the crossings, the zone disc round each fix, the index check: what the pipeline calls for
+  every batch), then ``tracker.monitor.step`` per fix, with the child's context (commute windows
+  in Asia/Seoul on school days, school and home fences as the registry view makes them) and default
+  ``Rules``; ``tracker.monitor.tick`` runs for every child every ``tick_s`` simulated seconds, as the
+  service's clock does;
 * the naive rule of Traccar, AWS Location and Tile38: a fix's centre alone decides; left route when
   it is outside the corridor (in a commute window), back when inside; a zone entered when the
   centre is inside it, left when outside; SOS at once. It has no accuracy, dwell or signal rule.
@@ -66,14 +67,14 @@ from tracker.geofence import GeofenceIndex, RouteSpec, Verdicts, ZoneSpec, build
 from tracker.monitor import (
     ChildContext,
     ChildState,
-    Observation,
     Place,
     RouteSchedule,
     Rules,
-    previous_fixes,
     step,
     tick,
 )
+from tracker.stages.geofence import observe
+from tracker.store.alert_rules import SCHOOL_FENCE_M
 
 TIMEZONE = "Asia/Seoul"
 WINDOWS: tuple[dict[str, Any], ...] = (
@@ -88,7 +89,6 @@ ARRIVALS: tuple[dict[str, Any], ...] = (
 """arrival deadlines ('not arrived'), five minutes before each window ends"""
 FIRST_DAY = date(2026, 4, 6)
 """a Monday; days are the school days from here on (weekdays minus Korean public holidays)"""
-SCHOOL_FENCE_M = 60.0
 HOME_FENCE_M = 50.0
 """the registry view's defaults (tracker.registry_view, Settings.home_fence_m)"""
 SET_OFF_BEFORE_END_S = 45 * 60.0
@@ -388,30 +388,15 @@ class ShardRun:
         n = len(fixes)
         kids = [self.kids[f.tag] for f in fixes]
         pos = [f.position for f in fixes]
+        slots = np.fromiter((k.slot for k in kids), dtype=np.int64, count=n)
+        # the tracker's own stage 3: the same function the pipeline calls for every batch
+        observations = observe(
+            self.index, self.rules, pos, [k.id for k in kids], slots, {k.id: k.state for k in kids}
+        )
         lon = np.fromiter((q.lon for q in pos), dtype=np.float64, count=n)
         lat = np.fromiter((q.lat for q in pos), dtype=np.float64, count=n)
-        acc = np.fromiter((q.acc for q in pos), dtype=np.float64, count=n)
-        slots = np.fromiter((k.slot for k in kids), dtype=np.int64, count=n)
-        prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(
-            [k.id for k in kids], [q.ts for q in pos], lon, lat, acc, {k.id: k.state for k in kids}
-        )
-        disc = self.rules.zone_disc_m  # as the pipeline does
-        v = self.index.check(
-            lon,
-            lat,
-            disc(acc),
-            slots,
-            prev_lon=prev_lon,
-            prev_lat=prev_lat,
-            prev_acc=disc(np.nan_to_num(prev_acc, nan=0.0)),
-        )
         centre = self.index.check(lon, lat, np.zeros(n), slots)  # the naive rule: the centre alone
-        route_m = v.route_distance_m.tolist()
-        corridor = v.corridor_m.tolist()
-        nearest = v.nearest_zone_m.tolist()
-        certain, possible, inside = _csr(v, "certain"), _csr(v, "possible"), _csr(centre, "certain")
-        crossed = _csr(v, "crossed")
-        crossed_fn = getattr(v, "crossed", None) if crossed is None else None
+        inside = _csr(centre, "certain")
         true_v = self._truth_check(fixes, slots)
         true_route = true_v.route_distance_m.tolist()
         true_in = _csr(true_v, "certain")
@@ -419,34 +404,19 @@ class ShardRun:
         notices_m, notices_n = self.out.notices["monitor"], self.out.notices["naive"]
         verdicts = self.out.verdicts
         rules = self.rules
-        for i, (f, k, q) in enumerate(zip(fixes, kids, pos, strict=True)):
-            obs = Observation(
-                ts=q.ts,
-                lon=q.lon,
-                lat=q.lat,
-                acc=q.acc,
-                route_distance_m=route_m[i],
-                corridor_m=corridor[i],
-                certain_zones=_zones_at(certain, i),
-                possible_zones=_zones_at(possible, i),
-                crossed_zones=_zones_at(crossed, i) if crossed_fn is None else frozenset(crossed_fn(i)),
-                crossed_from_ts=None if math.isnan(prev_ts[i]) else float(prev_ts[i]),
-                nearest_zone_m=nearest[i],
-                batt=q.batt,
-                sos=q.sos,
-            )
+        for i, (f, k, q, obs) in enumerate(zip(fixes, kids, pos, observations, strict=True)):
             k.state, events, verdict = step(k.state, obs, k.ctx, rules)
             verdicts[verdict.value] += 1
             k.recent.append(
                 FixRow(
                     q.ts,
                     q.acc,
-                    route_m[i],
-                    corridor[i],
+                    obs.route_distance_m,
+                    obs.corridor_m,
                     obs.certain_zones,
                     obs.possible_zones,
                     obs.crossed_zones,
-                    nearest[i],
+                    obs.nearest_zone_m,
                     verdict.value,
                     tuple(_label(e.kind.value, e.zone_id) for e in events),
                     f.multipath,
@@ -461,7 +431,8 @@ class ShardRun:
                     alerts_m.append(self._alert(k, e.kind.value, e.ts, e.zone_id, e.detail))
                 else:
                     notices_m[e.kind.value] += 1
-            for kind, zone in self._naive(k, q.ts, route_m[i], corridor[i], _zones_at(inside, i), q.sos):
+            naive = self._naive(k, q.ts, obs.route_distance_m, obs.corridor_m, _zones_at(inside, i), q.sos)
+            for kind, zone in naive:
                 if kind in NAIVE_ALERTS:
                     alerts_n.append(Alert(k.id, kind, q.ts, zone))
                 else:

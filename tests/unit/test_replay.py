@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from tracker.geofence import LocalProjection
+from tracker.monitor import Rules
+from tracker.monitor.model import R68_PER_SIGMA
 from tracker.replay import COLUMNS, ReplayError, add_arguments, read_fixes, replay, replay_csv, run
 
 PROJ = LocalProjection(127.0, 37.5)
@@ -149,18 +151,28 @@ def test_bad_zones_and_routes_name_the_feature() -> None:
     bowtie_free = {"type": "FeatureCollection", "features": [WORLD["features"][0]]}
     no_id = json.loads(json.dumps(bowtie_free))
     del no_id["features"][0]["properties"]["id"]
-    with pytest.raises(ReplayError, match="zones: feature 0: id None is not an integer"):
+    with pytest.raises(ReplayError, match=re.escape("zones: features[0].id: zone 'works' has no id")):
         replay_csv(fixes, no_id)
+    bad_id = json.loads(json.dumps(bowtie_free))
+    bad_id["features"][0]["properties"]["id"] = "one"
+    with pytest.raises(ReplayError, match=re.escape("zones: features[0].id: id 'one' is not a zone id")):
+        replay_csv(fixes, bad_id)
     collapsed = json.loads(json.dumps(bowtie_free))
     collapsed["features"][0]["geometry"]["coordinates"] = [[ll(0, 0), ll(10, 0), ll(20, 0), ll(0, 0)]]
     with pytest.raises(ReplayError, match="zones: zone 1 refused: invalid"):
         replay_csv(fixes, collapsed)
     routes = json.loads(json.dumps(WORLD))
     routes["features"][2]["properties"]["corridor_m"] = "wide"
-    with pytest.raises(ReplayError, match=re.escape("routes: route 5: properties.corridor_m 'wide'")):
+    with pytest.raises(ReplayError, match=re.escape("routes: features[2].properties.corridor_m: ")):
         replay_csv(fixes, WORLD, routes)
-    with pytest.raises(ReplayError, match="not a GeoJSON FeatureCollection"):
-        replay_csv(fixes, {"type": "Feature"})
+    walkers = json.loads(json.dumps(WORLD))
+    walkers["features"][2]["properties"]["children"] = [{"tag": "A"}]
+    with pytest.raises(ReplayError, match=re.escape("routes: features[2].properties.children[0].id: ")):
+        replay_csv(fixes, WORLD, walkers)
+    with pytest.raises(ReplayError, match="expected a GeoJSON FeatureCollection or Feature"):
+        replay_csv(fixes, {"type": "Point"})
+    with pytest.raises(ReplayError, match=re.escape("zones: the document: not JSON")):
+        replay_csv(fixes, b"{not json")
 
 
 def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,3 +199,27 @@ def test_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     help_text = parser.format_help()
     for prop in ("properties.id", "corridor_m", "properties.children"):
         assert prop in help_text
+
+
+def test_zones_are_judged_on_the_trackers_disc_not_the_raw_accuracy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(50, 10) is 10 m inside zone 1's edge. With an accuracy of 8 m its accuracy circle lies inside,
+    but the tracker judges zones on a disc of Rules.zone_sigma (2.5 sigma: 13.2 m): not certain."""
+    text = fixes_csv([("A", "", 1000, 50, 10, 8)])
+    row = parse(replay_csv(text, WORLD))[0]
+    assert (row["certain_zones"], row["possible_zones"]) == ("", "1")
+    circle = Rules(zone_sigma=R68_PER_SIGMA)  # a disc as wide as the accuracy circle
+    row = parse(replay_csv(text, WORLD, rules=circle))[0]
+    assert (row["certain_zones"], row["possible_zones"]) == ("1", "1")
+    # the command reads the tracker's own settings
+    parser = argparse.ArgumentParser(prog="tracker replay")
+    add_arguments(parser)
+    (tmp_path / "world.geojson").write_text(json.dumps(WORLD), encoding="utf-8")
+    (tmp_path / "fixes.csv").write_text(text, encoding="utf-8")
+    args = [str(tmp_path / "fixes.csv"), "--zones", str(tmp_path / "world.geojson")]
+    for sigma, certain in (("2.5", ""), (str(R68_PER_SIGMA), "1")):
+        monkeypatch.setenv("TRACKER_ZONE_SIGMA", sigma)
+        out = tmp_path / f"verdicts-{sigma}.csv"
+        assert run(parser.parse_args([*args, "-o", str(out)])) == 0
+        assert parse(out.read_text(encoding="utf-8"))[0]["certain_zones"] == certain, sigma

@@ -16,13 +16,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tracker.importers.geojson import RouteGeometry, ZoneGeometry
 from tracker.importers.gpx import GpxError, read_gpx
 from tracker.importers.models import MAX_ID, RouteProps, ZoneProps
 
-__all__ = ["Draft", "ImportDefaults", "Problem", "pydantic_problems", "read_import", "readable"]
+__all__ = [
+    "Draft",
+    "ImportDefaults",
+    "Problem",
+    "WorldChild",
+    "WorldFeatures",
+    "pydantic_problems",
+    "read_import",
+    "read_world",
+    "readable",
+    "where",
+]
 
 Loc = tuple[str | int, ...]
 _ROUTE_KEYS = ("name", "school_id", "corridor_m", "windows", "arrivals")
@@ -52,6 +63,7 @@ class ImportDefaults:
     school_id: int | None = None
     corridor_m: float | None = None
     zone_kind: str | None = None
+    name: str | None = None  # for a feature without one (a file made for `tracker replay`)
 
 
 @dataclass(frozen=True)
@@ -135,6 +147,8 @@ def _draft(
     problems += geom_problems
     if kind == "route":
         values = {k: props[k] for k in _ROUTE_KEYS if props.get(k) is not None}
+        if "name" not in values and defaults.name is not None:
+            values["name"] = defaults.name
         if "school_id" not in values and defaults.school_id is not None:
             values["school_id"] = defaults.school_id
         if "corridor_m" not in values and defaults.corridor_m is not None:
@@ -142,6 +156,8 @@ def _draft(
         model: type[RouteProps] | type[ZoneProps] = RouteProps
     else:
         values = {k: props[k] for k in _ZONE_KEYS if props.get(k) is not None}
+        if "name" not in values and defaults.name is not None:
+            values["name"] = defaults.name
         zone_kind = props.get("zone_kind")
         if zone_kind is None and declared not in (None, "route", "zone"):
             zone_kind = declared
@@ -159,7 +175,9 @@ def _draft(
     return Draft(loc, kind, feature_id, geom, parsed), []
 
 
-def _read_geojson(data: bytes, defaults: ImportDefaults) -> tuple[list[Draft], list[Problem]]:
+def _geojson_features(data: bytes) -> tuple[list[tuple[Loc, dict[str, Any], dict[str, Any]]], list[Problem]]:
+    """(where, feature, its properties) of each feature of a GeoJSON document, and what is wrong with
+    the document or a feature's frame."""
     try:
         doc = json.loads(data)
     except UnicodeDecodeError as e:
@@ -174,7 +192,7 @@ def _read_geojson(data: bytes, defaults: ImportDefaults) -> tuple[list[Draft], l
         return [], [Problem(("body", "features"), "a FeatureCollection needs a list of features")]
     else:
         items = [(("body", "features", i), f) for i, f in enumerate(doc["features"])]
-    drafts: list[Draft] = []
+    out: list[tuple[Loc, dict[str, Any], dict[str, Any]]] = []
     problems: list[Problem] = []
     for loc, f in items:
         if not isinstance(f, dict) or f.get("type") != "Feature":
@@ -184,6 +202,14 @@ def _read_geojson(data: bytes, defaults: ImportDefaults) -> tuple[list[Draft], l
         if not isinstance(props, dict):
             problems.append(Problem((*loc, "properties"), "properties must be an object"))
             continue
+        out.append((loc, f, props))
+    return out, problems
+
+
+def _read_geojson(data: bytes, defaults: ImportDefaults) -> tuple[list[Draft], list[Problem]]:
+    features, problems = _geojson_features(data)
+    drafts: list[Draft] = []
+    for loc, f, props in features:
         draft, found = _draft(loc, f.get("geometry"), props, f.get("id"), defaults)
         problems += found
         if draft is not None:
@@ -231,3 +257,67 @@ def read_import(
     if not drafts and not problems:
         problems.append(Problem(("body",), "the file holds no route and no danger zone"))
     return drafts, problems
+
+
+class WorldChild(BaseModel):
+    """A child who walks a route, as a world document lists it (``properties.children``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: int = Field(ge=1, le=MAX_ID)
+    tag: str | None = None
+    name: str | None = None
+
+
+_CHILDREN: TypeAdapter[list[WorldChild]] = TypeAdapter(list[WorldChild])
+
+
+@dataclass(frozen=True)
+class WorldFeatures:
+    """The routes and danger zones of a world document, each checked as an import checks it, and who
+    walks each route (route id -> its children)."""
+
+    routes: list[Draft]
+    zones: list[Draft]
+    children: dict[int, list[WorldChild]]
+
+
+def read_world(
+    data: bytes, defaults: ImportDefaults = ImportDefaults()
+) -> tuple[WorldFeatures, list[Problem]]:
+    """A world GeoJSON (``schemas/world.v1.json``, as ``GET /api/v1/world`` writes it; a file of only
+    zones or only routes will do): its routes and zones read exactly as an import reads them, every
+    one with an id (the world's features are named by id), the schools' points passed over."""
+    features, problems = _geojson_features(data)
+    routes: list[Draft] = []
+    zones: list[Draft] = []
+    children: dict[int, list[WorldChild]] = {}
+    for loc, f, props in features:
+        geometry = f.get("geometry")
+        if props.get("kind") == "school" or (isinstance(geometry, dict) and geometry.get("type") == "Point"):
+            continue
+        draft, found = _draft(loc, geometry, props, f.get("id"), defaults)
+        problems += found
+        if draft is None:
+            continue
+        if draft.id is None:
+            problems.append(
+                Problem((*loc, "id"), f"{draft.label} has no id (the feature's id or properties.id)")
+            )
+            continue
+        if draft.kind == "zone":
+            zones.append(draft)
+            continue
+        routes.append(draft)
+        try:
+            children[draft.id] = _CHILDREN.validate_python(props.get("children") or [])
+        except ValidationError as e:
+            problems += pydantic_problems(e, (*loc, "properties", "children"))
+    return WorldFeatures(routes, zones, children), problems
+
+
+def where(loc: Loc) -> str:
+    """A problem's place as a person reads it: ``features[3].properties.corridor_m``."""
+    out = ""
+    for part in loc[1:] if loc[:1] == ("body",) else loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "the document"
