@@ -35,7 +35,7 @@ from tracker.config import Settings, rules_from
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.ratelimit import TagRateLimiter
 from tracker.metrics import Metrics, StageClock
-from tracker.monitor import Verdict
+from tracker.monitor import ChildState, Verdict
 from tracker.registry_view import RegistryView
 from tracker.stages.commit import write_batch
 from tracker.stages.front import Front, front
@@ -109,7 +109,12 @@ class Pipeline:
         return first
 
     def _decide(
-        self, view: RegistryView, first: Front, states: dict, outcome: BatchOutcome, clock: StageClock
+        self,
+        view: RegistryView,
+        first: Front,
+        states: dict[int, ChildState],
+        outcome: BatchOutcome,
+        clock: StageClock,
     ) -> PreparedBatch:
         """Stages 3-4 and the rows of 5 (a worker thread)."""
         admitted = first.admitted
