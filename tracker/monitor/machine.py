@@ -7,7 +7,7 @@
 Pure: no I/O, no clock of its own, and the previous state is never modified, so a batch whose commit
 fails leaves the caller's states as they were.
 
-Rules (DESIGN.md, 'What an alert means'; thresholds in `Rules`):
+Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
 - A fix decides nothing when it is a duplicate, older than the last decided fix, less accurate than
   `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps` from the last decided fix,
   both accuracy radii allowed for). The verdict says which. Only SOS passes these filters.
