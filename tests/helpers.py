@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import websockets
 
 from tracker.ingest.mqtt import BrokerAddress
-from tracker.store import registry
+from tracker.store import seed as registry
 from tracker.store.tokens import issue_token
 
 LON0, LAT0 = 127.0560, 37.4990  # Daechi-dong, Seoul
@@ -96,7 +96,7 @@ async def alert_with_delivery(
 ) -> tuple[int, int]:
     """An alert of the kid's and its outbox row to the kid's guardian, the row written the way the
     pipeline writes them (write_outbox): (alert id, delivery id)."""
-    from tracker.alerts.lifecycle import write_outbox
+    from tracker.store.alert_lifecycle import write_outbox
 
     alert = await conn.fetchval(
         "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at)"

@@ -105,7 +105,7 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
 
 async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str], Path]:
     from tracker.demo.city import load_demo_city
-    from tracker.store.registry import load_registry, world_geojson
+    from tracker.store.registry_rows import load_registry, world_geojson
     from tracker.store.tokens import issue_token
 
     async with service.pool.acquire() as conn:
@@ -210,7 +210,7 @@ async def _migrate(database_url: str, _mqtt: str) -> None:
 async def _demo_load(settings: Settings, database_url: str, world_out: Path | None) -> None:
     from tracker.demo.city import load_demo_city
     from tracker.store.db import apply_migrations, create_pool
-    from tracker.store.registry import load_registry, world_geojson
+    from tracker.store.registry_rows import load_registry, world_geojson
 
     pool = await create_pool(database_url, min_size=1, max_size=1)
     async with pool.acquire() as conn:

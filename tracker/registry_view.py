@@ -17,7 +17,7 @@ import shapely.geometry
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
 from tracker.store.alert_rules import AlertRuleRows, ReaderRow, SchoolRules
-from tracker.store.registry import RegistryRows
+from tracker.store.registry_rows import RegistryRows
 
 log = logging.getLogger(__name__)
 _versions = itertools.count(1)

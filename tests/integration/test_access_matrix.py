@@ -35,7 +35,7 @@ from tests.integration.test_api_support import (
     running_api,
     square,
 )
-from tracker.store import registry
+from tracker.store import seed as registry
 from tracker.store.tokens import create_token
 
 ROLES = ("admin", "school", "guardian", "device")

@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 from tests.helpers import build_small_world
-from tracker.alerts.lifecycle import ChildEvent, Escalation, Recipient, apply_events
+from tracker.alerts.escalation import Escalation
+from tracker.alerts.lifecycle import ChildEvent, Recipient
 from tracker.monitor import Event, EventKind
+from tracker.store.alert_lifecycle import apply_events
 from tracker.store.db import create_pool
 
 T0 = time.time() - 600

@@ -23,7 +23,7 @@ from tests.helpers import ALL_WEEK, LAT0, LON0, line, lonlat, square
 from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.config import Settings
-from tracker.store import registry
+from tracker.store import seed as registry
 from tracker.store.db import create_pool
 from tracker.store.tokens import issue_token
 

@@ -21,7 +21,7 @@ from tests.helpers import Publisher, alert_with_delivery, build_small_world, fix
 from tracker.embedded import free_port
 from tracker.ingest.decode import RawMessage
 from tracker.service import Service
-from tracker.store import registry
+from tracker.store import seed as registry
 from tracker.store.alerts import acknowledge
 
 

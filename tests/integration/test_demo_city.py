@@ -10,7 +10,7 @@ from tracker.demo.city import load_demo_city
 from tracker.geofence import LocalProjection
 from tracker.registry_view import build_view
 from tracker.store.db import connect
-from tracker.store.registry import load_registry
+from tracker.store.registry_rows import load_registry
 
 
 async def test_demo_city_is_sound_and_loads_once(database_url: str) -> None:

@@ -18,7 +18,7 @@ from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
 from tracker.registry_view import build_view
 from tracker.store.db import create_pool
-from tracker.store.registry import load_registry
+from tracker.store.registry_rows import load_registry
 
 T0 = time.time() - 600
 # off the route (150 m north of it, 30 m corridor) for long enough, then back on it

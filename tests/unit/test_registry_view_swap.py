@@ -18,7 +18,7 @@ import pytest
 
 from tracker.geofence import LocalProjection
 from tracker.registry_view import RegistryView, build_view
-from tracker.store.registry import ChildRow, RegistryRows, RouteRow, SchoolRow, ZoneRow
+from tracker.store.registry_rows import ChildRow, RegistryRows, RouteRow, SchoolRow, ZoneRow
 
 PROJ = LocalProjection(127.0, 37.5)
 

@@ -1,65 +1,69 @@
-"""Escalation: an open warning or critical alert that nobody has acknowledged goes, after a set time,
-to the child's next guardian, then to the school (its duty phone and its webhook).
+"""Escalation rules: an open warning or critical alert that nobody has acknowledged goes, after a set
+time, to the child's next guardian, then to the school (its duty phone and its webhook).
 
-Stateless between runs: what is due is read from the alerts table (`next_escalation_at`), so an
-alert opened before a restart still escalates after it, and several trackers can share the work
-(FOR UPDATE SKIP LOCKED).
+Pure: tracker.store.alert_lifecycle.escalate_due reads what is due from the alerts table and writes
+these decisions, so an alert opened before a restart still escalates after it, and several trackers
+can share the work.
 """
 
 from __future__ import annotations
 
-import asyncpg
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
-from tracker.alerts.lifecycle import CHANNELS, Escalation, write_outbox
+from tracker.alerts.lifecycle import CHANNELS, OutboxRow, Recipient
 
 
-async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 200) -> int:
-    """Escalate every alert whose time has come; returns the outbox rows written."""
-    written = 0
-    async with pool.acquire() as conn, conn.transaction():
-        due = await conn.fetch(
-            "SELECT a.id, a.child_id, a.severity, a.escalation_level, c.school_id,"
-            " s.staff_phone, s.webhook_url"
-            " FROM alerts a JOIN children c ON c.id = a.child_id JOIN schools s ON s.id = c.school_id"
-            " WHERE a.state = 'open' AND a.acknowledged_at IS NULL AND a.next_escalation_at <= now()"
-            " ORDER BY a.next_escalation_at FOR UPDATE OF a SKIP LOCKED LIMIT $1",
-            limit,
+@dataclass(frozen=True)
+class Escalation:
+    """After how long an unacknowledged alert of each severity goes to the next person."""
+
+    warning_s: float = 300.0
+    critical_s: float = 120.0
+
+    def after(self, severity: str) -> timedelta | None:
+        seconds = {"warning": self.warning_s, "critical": self.critical_s}.get(severity)
+        return None if seconds is None else timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class School:
+    """Who answers for a child at school when the guardians do not."""
+
+    school_id: int
+    has_staff_phone: bool
+    has_webhook: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step up the ladder: who is told now (``to``, for the alert's history), the messages, and
+    whether a further step follows (the school is the last)."""
+
+    to: dict[str, object]
+    messages: list[OutboxRow]
+    last: bool
+
+
+def next_step(alert_id: int, level: int, guardians: Sequence[Recipient], school: School) -> Step:
+    """Level ``level`` of the ladder: the child's guardians in priority order (level 0 was told when
+    the alert opened), then the school. A guardian is told on each of their channels (SMS only with a
+    phone); the school on its duty phone by SMS and on its webhook, whichever it has."""
+    if level < len(guardians):
+        g = guardians[level]
+        return Step(
+            {"guardian_id": g.guardian_id},
+            [
+                (alert_id, "escalated", g.guardian_id, None, ch)
+                for ch in g.channels
+                if ch in CHANNELS and (ch != "sms" or g.has_phone)
+            ],
+            last=False,
         )
-        for alert in due:
-            guardians = await conn.fetch(
-                "SELECT g.id, g.phone, g.channels"
-                " FROM child_guardians cg JOIN guardians g ON g.id = cg.guardian_id"
-                " WHERE cg.child_id = $1 ORDER BY cg.priority, cg.guardian_id",
-                alert["child_id"],
-            )
-            level = alert["escalation_level"] + 1
-            outbox: list[tuple[int, str, int | None, int | None, str]] = []
-            if level < len(guardians):
-                g = guardians[level]
-                to: dict[str, object] = {"guardian_id": g["id"]}
-                outbox = [
-                    (alert["id"], "escalated", g["id"], None, ch)
-                    for ch in g["channels"]
-                    if ch in CHANNELS and (ch != "sms" or g["phone"])
-                ]
-            else:
-                to = {"school_id": alert["school_id"]}
-                if alert["staff_phone"]:
-                    outbox.append((alert["id"], "escalated", None, alert["school_id"], "sms"))
-                if alert["webhook_url"]:
-                    outbox.append((alert["id"], "escalated", None, alert["school_id"], "webhook"))
-            after = escalation.after(alert["severity"]) if level < len(guardians) else None
-            await conn.execute(
-                "UPDATE alerts SET escalation_level = $2, next_escalation_at = now() + $3::interval"
-                " WHERE id = $1",
-                alert["id"],
-                level,
-                after,
-            )
-            await conn.execute(
-                "INSERT INTO alert_history (alert_id, step, detail) VALUES ($1, 'escalated', $2)",
-                alert["id"],
-                to | {"level": level, "messages": len(outbox)},
-            )
-            written += await write_outbox(conn, outbox)
-    return written
+    messages: list[OutboxRow] = []
+    if school.has_staff_phone:
+        messages.append((alert_id, "escalated", None, school.school_id, "sms"))
+    if school.has_webhook:
+        messages.append((alert_id, "escalated", None, school.school_id, "webhook"))
+    return Step({"school_id": school.school_id}, messages, last=True)

@@ -1,4 +1,4 @@
-"""FastAPI app: registry, auth, websocket endpoint, pages."""
+"""FastAPI app: health, registry, people, alerts, tokens, operators' views, websocket endpoint, pages."""
 
 from tracker.api.app import create_app
 from tracker.api.context import AppContext

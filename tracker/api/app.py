@@ -11,7 +11,21 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import __version__
-from tracker.api import devices, ingest, live, pages, people, registry, routes, tokens, transfer, ws
+from tracker.api import (
+    alerts,
+    devices,
+    health,
+    ingest,
+    live,
+    me,
+    operator,
+    pages,
+    people,
+    registry,
+    tokens,
+    transfer,
+    ws,
+)
 from tracker.api.context import AppContext
 from tracker.importers.features import readable
 
@@ -27,6 +41,10 @@ endpoint gets 403; a resource the caller may not see is 404, exactly as if it di
 `offset` and say their `total`. Bad input gets a 4xx whose `detail` says what is wrong and where
 (`loc`). Every staff read of a child's position is written to an audit log.
 """
+
+# The routers in the order the OpenAPI document lists their paths (and a request goes to the first
+# path that matches it).
+ROUTERS = (health, me, alerts, operator, registry, people, devices, live, tokens, transfer, ws, ingest)
 
 
 class BodyLimit:
@@ -67,7 +85,7 @@ class BodyLimit:
 def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="Child-safety tracker", version=__version__, description=DESCRIPTION)
     app.state.ctx = ctx
-    for module in (routes, registry, people, devices, live, tokens, transfer, ws, ingest):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit,

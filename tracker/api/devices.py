@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from tracker.api.auth import context, require
 from tracker.api.common import READ, WRITE, DeviceIdPath, conflict, invalid, not_found
 from tracker.api.context import AppContext
-from tracker.store import registry
+from tracker.store import registry_crud as registry
 from tracker.store.devices import replace_devices, tag_devices
 from tracker.store.tokens import Principal
 

@@ -48,7 +48,8 @@ from tracker.api.models import (
     TagPatch,
     Track,
 )
-from tracker.store import audit, history, registry
+from tracker.store import audit, history
+from tracker.store import registry_crud as registry
 from tracker.store.tokens import Principal, create_token, mosquitto_hash, new_mqtt_password
 
 router = APIRouter()

@@ -47,7 +47,7 @@ from tracker.api.models import (
 from tracker.importers import GeometryProblem, validate_route_geometry, validate_zone_geometry
 from tracker.importers.geojson import validate_place
 from tracker.importers.models import ZoneKind
-from tracker.store import registry
+from tracker.store import registry_crud as registry
 from tracker.store.tokens import Principal
 
 router = APIRouter()

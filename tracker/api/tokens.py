@@ -17,7 +17,7 @@ from tracker.api.common import CREATE, LIST, READ, IdPath, Limit, Offset, invali
 from tracker.api.context import AppContext
 from tracker.api.models import Page, TokenCreated, TokenIn, TokenOut
 from tracker.api.ws import close_token_sockets
-from tracker.store import registry
+from tracker.store import registry_crud as registry
 from tracker.store.tokens import Principal, create_token, list_tokens, revoke_token_id
 
 router = APIRouter()

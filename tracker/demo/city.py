@@ -19,7 +19,7 @@ import asyncpg
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon, mapping, shape
 
-from tracker.store import registry
+from tracker.store import seed as registry
 
 # The checkout's data/seoul, or ./data/seoul where the package is installed (the Docker image).
 DATA_DIRS = [Path(__file__).resolve().parents[2] / "data" / "seoul", Path.cwd() / "data" / "seoul"]

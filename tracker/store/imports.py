@@ -17,7 +17,7 @@ import asyncpg
 
 from tracker.importers import Draft, GeometryProblem, Problem, validate_route_geometry, validate_zone_geometry
 from tracker.importers.models import RouteProps, ZoneProps
-from tracker.store import registry
+from tracker.store import registry_crud
 from tracker.store.tokens import Principal
 
 Mode = Literal["upsert", "create"]
@@ -65,7 +65,7 @@ async def apply_import(
                 )
                 continue
             seen[key] = Problem(d.loc, "")
-            if not await registry.visible(conn, who, d.kind, d.id, write=True):
+            if not await registry_crud.visible(conn, who, d.kind, d.id, write=True):
                 problems.append(
                     Problem(
                         (*d.loc, "id"),
@@ -85,11 +85,11 @@ async def apply_import(
             problems.append(school)
             continue
         if school not in places:
-            place = await registry.school_place(conn, school)
+            place = await registry_crud.school_place(conn, school)
             assert place is not None
             places[school] = place
         pending.append((d, school, update))
-    every_school = await registry.school_places(conn)
+    every_school = await registry_crud.school_places(conn)
     checked, found = await asyncio.to_thread(_check_shapes, pending, places, every_school, max_distance_m)
     problems += found
     if problems:
@@ -110,14 +110,14 @@ async def apply_import(
             if c.update:
                 assert c.draft.id is not None
                 if c.draft.kind == "route":
-                    await registry.update_route(conn, who, c.draft.id, values)
+                    await registry_crud.update_route(conn, who, c.draft.id, values)
                 else:
-                    await registry.update_zone(conn, who, c.draft.id, values)
+                    await registry_crud.update_zone(conn, who, c.draft.id, values)
                 new_id = c.draft.id
             elif c.draft.kind == "route":
-                new_id = await registry.create_route(conn, values)
+                new_id = await registry_crud.create_route(conn, values)
             else:
-                new_id = await registry.create_zone(conn, values)
+                new_id = await registry_crud.create_zone(conn, values)
             done = {"kind": c.draft.kind, "id": new_id, "name": c.draft.props.name, "loc": list(c.draft.loc)}
             (outcome.updated if c.update else outcome.created).append(done)
     return outcome
@@ -136,7 +136,7 @@ async def _route_school(conn: asyncpg.Connection, who: Principal, d: Draft, upda
             (*d.loc, "properties", "school_id"),
             "a route needs a school_id (in the feature, or as ?school_id=)",
         )
-    if not await registry.visible(conn, who, "school", school_id, write=True):
+    if not await registry_crud.visible(conn, who, "school", school_id, write=True):
         if who.role == "school":
             msg = f"school {school_id} is not your school: you may register routes for school {who.school_id}"
         else:
@@ -204,7 +204,7 @@ async def export_features(
     if kind in (None, "route"):
         offset = 0
         while True:
-            rows, total = await registry.list_routes(
+            rows, total = await registry_crud.list_routes(
                 conn, who, school_id=school_id, limit=page, offset=offset
             )
             features += [_route_feature(r) for r in rows]
@@ -214,7 +214,7 @@ async def export_features(
     if kind in (None, "zone") and school_id is None:
         offset = 0
         while True:
-            rows, total = await registry.list_zones(
+            rows, total = await registry_crud.list_zones(
                 conn, who, kind=None, active=None, limit=page, offset=offset
             )
             features += [_zone_feature(z) for z in rows]

@@ -1,0 +1,228 @@
+"""Alert lifecycle writes: the pipeline's alert transitions (alert rows, history rows and outbox rows,
+inside the batch's transaction), the open incidents following their child, and the escalation of
+what nobody acknowledged.
+
+What an event does to alerts, who is told and who is next are rules of tracker.alerts.lifecycle and
+tracker.alerts.escalation; this module only writes them. One incident is one alert even across
+processes: the unique index alerts_one_open_idx lets an open alert of the same child, kind and zone
+be updated, never duplicated.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from tracker.alerts.escalation import Escalation, School, next_step
+from tracker.alerts.lifecycle import (
+    AlertRule,
+    ChildEvent,
+    OutboxRow,
+    Recipient,
+    guardian_messages,
+    incident_zone,
+    rules_for,
+    school_messages,
+    severity_of,
+)
+
+
+def _ts(unix: float | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
+_RESOLVE = (
+    "UPDATE alerts SET state = 'resolved', resolved_at = $4, updated_at = $4, next_escalation_at = NULL"
+    " WHERE child_id = $1 AND kind = $2 AND coalesce(zone_id, 0) = coalesce($3::bigint, 0)"
+    " AND state = 'open' RETURNING id, escalation_level, child_id"
+)
+_OPEN = (
+    "INSERT INTO alerts (child_id, kind, severity, zone_id, state, opened_at, updated_at,"
+    " resolved_at, last_lon, last_lat, last_acc, last_fix_ts, fix_received_at, detail,"
+    " next_escalation_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10, $6, $11, $12, now() + $13::interval)"
+    " ON CONFLICT (child_id, kind, coalesce(zone_id, 0)) WHERE state = 'open' DO UPDATE SET"
+    " updated_at = EXCLUDED.updated_at, fix_count = alerts.fix_count + 1,"
+    " last_lon = coalesce(EXCLUDED.last_lon, alerts.last_lon),"
+    " last_lat = coalesce(EXCLUDED.last_lat, alerts.last_lat),"
+    " last_acc = coalesce(EXCLUDED.last_acc, alerts.last_acc),"
+    " last_fix_ts = EXCLUDED.last_fix_ts"
+    " RETURNING id, (xmax = 0) AS inserted, child_id"
+)
+
+
+async def apply_events(
+    conn: asyncpg.Connection,
+    events: list[ChildEvent],
+    recipients: dict[int, list[Recipient]],
+    schools: dict[int, int | None],
+    escalation: Escalation,
+) -> int:
+    """Write the alert transitions of `events`, their history and their outbox rows; returns the
+    number of outbox rows. Must run inside the batch's transaction. `recipients`: child id ->
+    guardians in escalation order; `schools`: child id -> school id when the school has a webhook.
+
+    A child's transitions are applied in the order of its events; different children's touch different
+    alerts, so they go in rounds (each child's first transition, then each one's second, ...), each
+    round a pipelined statement per action (`fetchmany`): a few round trips per batch, not one per
+    transition."""
+    outbox: list[OutboxRow] = []
+    history: list[tuple[int, datetime | None, str, dict[str, object]]] = []
+    rounds: list[list[tuple[ChildEvent, AlertRule]]] = []
+    nth: dict[int, int] = {}
+    for ce in events:
+        for rule in rules_for(ce.event):
+            k = nth.get(ce.child_id, 0)
+            nth[ce.child_id] = k + 1
+            if k == len(rounds):
+                rounds.append([])
+            rounds[k].append((ce, rule))
+    for transitions in rounds:  # at most one transition per child in a round
+        resolving = [(ce, rule) for ce, rule in transitions if rule.action == "resolve"]
+        if resolving:
+            by_child = {ce.child_id: (ce, rule) for ce, rule in resolving}
+            rows = await conn.fetchmany(
+                _RESOLVE,
+                [
+                    (ce.child_id, rule.kind, incident_zone(ce, rule), _ts(ce.event.ts))
+                    for ce, rule in resolving
+                ],
+            )
+            for row in rows:
+                ce, rule = by_child[row["child_id"]]
+                at = _ts(ce.event.ts)
+                history.append((row["id"], at, "resolved", {"by": ce.event.kind.value}))
+                told = recipients.get(ce.child_id, [])[: row["escalation_level"] + 1]
+                outbox += guardian_messages(row["id"], "resolved", told, rule.severity)
+                outbox += school_messages(row["id"], "resolved", schools.get(ce.child_id))
+        opening = [(ce, rule) for ce, rule in transitions if rule.action != "resolve"]
+        if not opening:
+            continue
+        severities = [severity_of(ce, rule) for ce, rule in opening]
+        rows = await conn.fetchmany(
+            _OPEN,
+            [
+                (
+                    ce.child_id,
+                    rule.kind,
+                    severity,
+                    incident_zone(ce, rule),
+                    "resolved" if rule.action == "notice" else "open",
+                    _ts(ce.event.ts),
+                    _ts(ce.event.ts) if rule.action == "notice" else None,
+                    ce.lon,
+                    ce.lat,
+                    ce.acc,
+                    _ts(ce.received_at),
+                    {"event": ce.event.kind.value} | ({"place": ce.event.detail} if ce.event.detail else {}),
+                    escalation.after(severity) if rule.action == "open" else None,
+                )
+                for (ce, rule), severity in zip(opening, severities, strict=True)
+            ],
+        )
+        for (ce, _rule), severity, row in zip(opening, severities, rows, strict=True):
+            at = _ts(ce.event.ts)
+            if not row["inserted"]:
+                history.append((row["id"], at, "updated", {"by": ce.event.kind.value}))
+                continue  # an incident already told: updated, not told again
+            history.append((row["id"], at, "opened", {"severity": severity}))
+            first = recipients.get(ce.child_id, [])[:1]
+            outbox += guardian_messages(row["id"], "opened", first, severity)
+            outbox += school_messages(row["id"], "opened", schools.get(ce.child_id))
+    if history or outbox:
+        await conn.execute(_HISTORY_AND_OUTBOX, *_columns(history, 4), *_columns(outbox, 5))
+    return len(outbox)
+
+
+# the order the dispatcher claims deliveries in (migration 0005): critical alerts', warnings', notices'
+_PRIORITY = "CASE alert.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+
+# history rows and outbox rows in one statement of arrays (a batch's were two pipelined statements of
+# a row each: a round trip more for every batch with an alert, and a statement per row)
+_HISTORY_AND_OUTBOX = (
+    "WITH history AS ("
+    " INSERT INTO alert_history (alert_id, at, step, detail)"
+    " SELECT h.alert_id, coalesce(h.at, now()), h.step, h.detail"
+    " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[])"
+    " WITH ORDINALITY AS h(alert_id, at, step, detail, n)"
+    " ORDER BY h.n)"
+    " INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel, priority)"
+    f" SELECT o.*, {_PRIORITY}"
+    " FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])"
+    " AS o(alert_id, transition, guardian_id, school_id, channel)"
+    " JOIN alerts alert ON alert.id = o.alert_id"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (the arrays of an unnest)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+async def write_outbox(conn: asyncpg.Connection, rows: list[OutboxRow]) -> int:
+    """Insert outbox rows (alert, transition, guardian or school, channel); a row already there is kept."""
+    if rows:
+        await conn.execute(_HISTORY_AND_OUTBOX, *_columns([], 4), *_columns(rows, 5))
+    return len(rows)
+
+
+async def touch_open_alerts(
+    conn: asyncpg.Connection, fixes: list[tuple[int, float, float, float, float]]
+) -> None:
+    """An open route or zone incident follows the child: its last position is the child's latest fix
+    (child, ts, lon, lat, acc), so the parent's page shows where the child is now."""
+    if fixes:
+        await conn.executemany(
+            "UPDATE alerts SET last_lon = $3, last_lat = $4, last_acc = $5, last_fix_ts = to_timestamp($2),"
+            " updated_at = greatest(updated_at, to_timestamp($2)), fix_count = fix_count + 1"
+            " WHERE child_id = $1 AND state = 'open' AND kind IN ('left_route', 'danger_zone')"
+            " AND (last_fix_ts IS NULL OR last_fix_ts < to_timestamp($2))",
+            fixes,
+        )
+
+
+async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 200) -> int:
+    """Escalate every alert whose time has come; returns the outbox rows written.
+
+    Stateless between runs: what is due is read from the alerts table (`next_escalation_at`), and
+    FOR UPDATE SKIP LOCKED lets several trackers share the work."""
+    written = 0
+    async with pool.acquire() as conn, conn.transaction():
+        due = await conn.fetch(
+            "SELECT a.id, a.child_id, a.severity, a.escalation_level, c.school_id,"
+            " s.staff_phone, s.webhook_url"
+            " FROM alerts a JOIN children c ON c.id = a.child_id JOIN schools s ON s.id = c.school_id"
+            " WHERE a.state = 'open' AND a.acknowledged_at IS NULL AND a.next_escalation_at <= now()"
+            " ORDER BY a.next_escalation_at FOR UPDATE OF a SKIP LOCKED LIMIT $1",
+            limit,
+        )
+        for alert in due:
+            guardians = [
+                Recipient(g["id"], tuple(g["channels"]), bool(g["phone"]))
+                for g in await conn.fetch(
+                    "SELECT g.id, g.phone, g.channels"
+                    " FROM child_guardians cg JOIN guardians g ON g.id = cg.guardian_id"
+                    " WHERE cg.child_id = $1 ORDER BY cg.priority, cg.guardian_id",
+                    alert["child_id"],
+                )
+            ]
+            level = alert["escalation_level"] + 1
+            school = School(alert["school_id"], bool(alert["staff_phone"]), bool(alert["webhook_url"]))
+            step = next_step(alert["id"], level, guardians, school)
+            await conn.execute(
+                "UPDATE alerts SET escalation_level = $2, next_escalation_at = now() + $3::interval"
+                " WHERE id = $1",
+                alert["id"],
+                level,
+                None if step.last else escalation.after(alert["severity"]),
+            )
+            await conn.execute(
+                "INSERT INTO alert_history (alert_id, step, detail) VALUES ($1, 'escalated', $2)",
+                alert["id"],
+                step.to | {"level": level, "messages": len(step.messages)},
+            )
+            written += await write_outbox(conn, step.messages)
+    return written
