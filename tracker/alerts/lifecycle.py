@@ -31,7 +31,7 @@ class AlertRule:
 
 
 def rules_for(event: Event) -> list[AlertRule]:
-    """What an event does to alerts (DESIGN.md's table of events)."""
+    """What an event does to alerts (the table of events in docs/alert-quality.md)."""
     place = event.detail or "school"
     match event.kind:
         case EventKind.LEFT_ROUTE:

@@ -1,5 +1,5 @@
-"""The demo city: a few Seoul elementary schools on the real neighbourhood boundaries
-(data/seoul, from shared/data/seoul), each with walking routes from children's homes, danger zones
+"""The demo city: a few Seoul elementary schools on the real neighbourhood boundaries (data/seoul,
+whose SOURCE.md names their origin), each with walking routes from children's homes, danger zones
 beside them (a construction site, a two-parcel rebuilding site, a pond bank with its water as a hole,
 an arterial road), children with tags, and their guardians.
 
