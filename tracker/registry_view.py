@@ -16,7 +16,7 @@ import shapely.geometry
 
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
-from tracker.store.alert_rules import AlertRuleRows, ReaderRow, SchoolRules
+from tracker.store.alert_rules import SCHOOL_FENCE_M, AlertRuleRows, ReaderRow, SchoolRules
 from tracker.store.registry_rows import RegistryRows
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,6 @@ class RegistryView:
     readers: dict[str, ReaderRow] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # "route 7" -> why its geometry was left out
     version: int = 0
-
-    def child_of_tag(self, tag: str) -> int | None:
-        return self.rows.tags.get(tag)
 
     def context_of_child(self, child_id: int) -> ChildContext:
         return self.contexts.get(child_id) or _NO_CONTEXT
@@ -150,7 +147,7 @@ def build_view(
         key = (c.school_id, c.route_id)
         if key not in shared:
             s = rows.schools.get(c.school_id)
-            fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else 60.0
+            fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else SCHOOL_FENCE_M
             shared[key] = (
                 index.route_slot(c.route_id) if c.route_id is not None else -1,
                 ChildContext(
