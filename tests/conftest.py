@@ -5,6 +5,13 @@ dropped afterwards), else an embedded PostgreSQL in a temporary directory.
 MQTT: TRACKER_TEST_MQTT_URL, else a broker started here on a free port (mosquitto if installed and
 TRACKER_TEST_BROKER is not "amqtt", else amqtt).
 Each test uses its own topic prefix and client ids, so tests can run twice in a row.
+
+Every skip in this suite is for a missing prerequisite (a `mosquitto` binary for the crash and broker-ACL
+tests, Chromium and playwright for the browser tests, a dev extra such as pyproj): on a developer's machine
+the run goes on without them and `-ra` lists what was skipped and why. In CI (the environment variable CI
+is `true` or `1`, as CI services and `.ci/run` set it) a skip would hide a test that never ran behind a
+green run, so there every skip is reported as a failure, naming the test and the reason. (A test that
+is not meant to run in some setting is left out of the collection there, not skipped.)
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import asyncio
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,6 +32,62 @@ from tracker.config import Settings
 from tracker.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from tracker.ingest.mqtt import BrokerAddress
 from tracker.store.db import apply_migrations
+
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def _skip_reason(longrepr: object) -> str:
+    # A skip's report carries (file, line, "Skipped: <reason>").
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+def _as_ci_failure(report: pytest.TestReport) -> None:
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{_skip_reason(report.longrepr)} [CI: a test that cannot run fails the run; `.ci/run` installs "
+        "the system packages the tests need, `pip install -e '.[dev]'` the Python ones]"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report: pytest.TestReport = yield
+    # An expected failure is reported as skipped too; it carries `wasxfail` and is no missing prerequisite.
+    if IN_CI and report.skipped and not hasattr(report, "wasxfail"):
+        _as_ci_failure(report)
+    return report
+
+
+# Modules skipped whole at collection (a module-level `pytest.importorskip`), with the reason. Turning
+# such a report into a failure would stop the session before any test runs; they are kept as skips,
+# named at the end, and the run's exit status is set to failed.
+_skipped_modules: list[tuple[str, str]] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report: pytest.CollectReport = yield
+    if IN_CI and report.skipped:
+        _skipped_modules.append((report.nodeid, _skip_reason(report.longrepr)))
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _skipped_modules and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _skipped_modules:
+        terminalreporter.section("CI: modules that could not run fail the run", red=True)
+        for nodeid, reason in _skipped_modules:
+            terminalreporter.line(f"{nodeid}: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """A real headless Chromium (Debian's `chromium`, never a downloaded one) driven by Playwright.
 
 The browser tests skip, saying why, when the browser or the `playwright` package is missing
-(`apt-get install chromium`; `pip install -e '.[dev]'`). Screenshots of every page at phone and desktop
+(`apt-get install chromium`; `pip install -e '.[dev]'`); in CI such a skip fails the run
+(tests/conftest.py). Screenshots of every page at phone and desktop
 size go to TRACKER_SCREENSHOT_DIR (default test-artifacts/screenshots, ignored by git) for review.
 """
 
