@@ -3,7 +3,6 @@ websocket and to the SMS stub (issue 2, point 5)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
@@ -24,9 +23,21 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
     walker, stray, risk = world.kids["Minjun"], world.kids["Seoyeon"], world.kids["Doyun"]
     pub = Publisher(mqtt_url)
     t0 = time.time() - 600  # fixes from the last ten minutes, 15 s apart
+    published = svc.metrics.messages_in  # the messages the service has to take, the earlier ones too
 
-    def topic(tag: str) -> str:
-        return f"{prefix}tracker/v1/tags/{tag}/position"
+    def publish(tag: str, payload: bytes | dict[str, object]) -> float:
+        nonlocal published
+        published += 1
+        return pub.publish(f"{prefix}tracker/v1/tags/{tag}/position", payload)
+
+    async def settled() -> bool:
+        """Every published message committed (the pipeline counts a message in ``messages_in`` once
+        the batch holding it is), and every outbox row those commits wrote delivered: none is still
+        pending or being sent."""
+        if svc.metrics.messages_in < published:
+            return False
+        busy = "SELECT count(*) FROM deliveries WHERE state IN ('pending', 'sending')"
+        return bool(await svc.pool.fetchval(busy) == 0)
 
     try:
         async with (
@@ -36,37 +47,38 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
         ):
             # A child walking its route, with GPS jitter inside the corridor: no alert.
             for i in range(12):
-                pub.publish(topic(walker.tag), fix(-600 + i * 50, (-1) ** i * 12, t0 + i * 15, acc=15))
+                publish(walker.tag, fix(-600 + i * 50, (-1) ** i * 12, t0 + i * 15, acc=15))
 
             # A child who walks off: three fixes 150 m off the corridor, 15 s apart, decide;
             # a fourth adds nothing.
             for i in range(4):
-                pub.publish(topic(stray.tag), fix(-600 + i * 50, 0, t0 + i * 15))
-            pub.publish(topic(stray.tag), fix(-400, -150, t0 + 60))
-            pub.publish(topic(stray.tag), fix(-390, -160, t0 + 75))
-            deciding = pub.publish(topic(stray.tag), fix(-380, -170, t0 + 90))
+                publish(stray.tag, fix(-600 + i * 50, 0, t0 + i * 15))
+            publish(stray.tag, fix(-400, -150, t0 + 60))
+            publish(stray.tag, fix(-390, -160, t0 + 75))
+            deciding = publish(stray.tag, fix(-380, -170, t0 + 90))
             _, off = await stray_ws.wait_for(lambda m: m["type"] == "alert", DEADLINE_S + 3)
             off_latency = stray_ws.alerts()[0][0] - deciding
-            pub.publish(topic(stray.tag), fix(-370, -180, t0 + 105))
+            publish(stray.tag, fix(-370, -180, t0 + 105))
 
             # A child who walks into the construction site beside the route: two fixes inside it decide.
             # (Being there is also being off the route: that alert comes too, once.)
-            pub.publish(topic(risk.tag), fix(-300, 0, t0 + 60))
-            pub.publish(topic(risk.tag), fix(-300, 150, t0 + 75, acc=5))
-            deciding_zone = pub.publish(topic(risk.tag), fix(-305, 145, t0 + 90, acc=5))
+            publish(risk.tag, fix(-300, 0, t0 + 60))
+            publish(risk.tag, fix(-300, 150, t0 + 75, acc=5))
+            deciding_zone = publish(risk.tag, fix(-305, 145, t0 + 90, acc=5))
             zone_at, zone = await risk_ws.wait_for(lambda m: m.get("kind") == "danger_zone", DEADLINE_S + 3)
             zone_latency = zone_at - deciding_zone
-            pub.publish(topic(risk.tag), fix(-310, 140, t0 + 105, acc=5))  # a third fix off the route
+            publish(risk.tag, fix(-310, 140, t0 + 105, acc=5))  # a third fix off the route
             # A malformed payload is dead-lettered with its reason, and the service goes on.
-            pub.publish(topic(walker.tag), b'{"ts": 17000, "lat": oops')
-            pub.publish(topic(walker.tag), fix(0, 0, t0 + 200))
+            publish(walker.tag, b'{"ts": 17000, "lat": oops')
+            publish(walker.tag, fix(0, 0, t0 + 200))
 
-            async def walker_done() -> bool:
-                n = await svc.pool.fetchval("SELECT count(*) FROM positions WHERE tag_id = $1", walker.tag)
-                return bool(n == 13)
-
-            await wait_until(walker_done, 10)
-            await asyncio.sleep(0.5)  # room for any wrong extra alert to show up
+            # Nothing more is on its way: every message is committed, every alert it raised sent, and
+            # each socket has received all that was sent to it.
+            await wait_until(settled, 10)
+            for ws in (walker_ws, stray_ws, risk_ws):
+                await _everything_sent_has_arrived(ws)
+            n = await svc.pool.fetchval("SELECT count(*) FROM positions WHERE tag_id = $1", walker.tag)
+            assert n == 13
 
             ms = (round(off_latency * 1000), round(zone_latency * 1000))
             print(f"publish -> websocket: left route {ms[0]} ms, zone {ms[1]} ms")
@@ -94,12 +106,8 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
         ]
     )
 
-    async def sms_recorded() -> list[object]:
-        return list(await svc.pool.fetch("SELECT phone, body FROM sms_messages ORDER BY id"))
-
-    sms = await wait_until(lambda: _at_least(3, sms_recorded), 5)
-    await asyncio.sleep(0.3)
-    sms = await sms_recorded()
+    # every SMS was sent by the time the chain settled (above)
+    sms = await svc.pool.fetch("SELECT phone, body FROM sms_messages ORDER BY id")
     assert sorted(s["phone"] for s in sms) == sorted([stray.phone, risk.phone, risk.phone])
     assert any("left the route" in s["body"] for s in sms)
     assert any("danger zone" in s["body"] for s in sms)
@@ -111,9 +119,14 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
     assert bytes(dead[0]["payload"]) == b'{"ts": 17000, "lat": oops'
 
 
-async def _at_least(n, query):  # type: ignore[no-untyped-def]
-    rows = await query()
-    return rows if len(rows) >= n else None
+async def _everything_sent_has_arrived(ws: GuardianSocket) -> None:
+    """A round trip on the socket: the server answers an acknowledgement (here of an alert that does
+    not exist: it changes nothing) after whatever it sent before on the same socket, and the socket
+    records messages in the order they come; so once the answer is recorded, so is all that came
+    before it."""
+    marker = 2**62
+    await ws.send({"type": "ack", "alert_id": marker})
+    await ws.wait_for(lambda m: m["type"] == "ack" and m["alert_id"] == marker, 5)
 
 
 async def test_websocket_refuses_without_a_valid_guardian_token(service) -> None:  # type: ignore[no-untyped-def]

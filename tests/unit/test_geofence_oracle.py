@@ -178,7 +178,11 @@ def expected_crossings(
         q_certain = shapely.contains_xy(g, qx[idx], qy[idx]) & (dq > qa[idx])
         crossed[j, idx] = meets & ~certain[j, idx] & ~q_certain
         dseg = shapely.distance(g.boundary, s)
-        unsure[idx] |= ((dseg > 0) & (dseg < TOL)) | ((dq > 0) & (dq < TOL)) | (np.abs(dq - qa[idx]) < TOL)
+        # a previous fix exactly on the boundary (a vertex) is well defined, as this fix is: never
+        # certain, whatever its acc; only a distance just off 0, or just at its acc, is rounding
+        unsure[idx] |= (
+            ((dseg > 0) & (dseg < TOL)) | ((dq > 0) & (dq < TOL)) | ((dq > 0) & (np.abs(dq - qa[idx]) < TOL))
+        )
         # a segment that grazes the boundary (runs within TOL of it for longer than a crossing at a
         # fair angle would: nearly along an edge, through a vertex) is a matter of rounding too
         close = np.flatnonzero((dseg < TOL) & ~point[idx])
@@ -344,6 +348,35 @@ def test_agrees_with_shapely_on_random_polygons(
         prev=(fixes["qlon"], fixes["qlat"], prev_acc),
     )
     assert compared > 0.9 * fixes["lon"].size
+
+
+@pytest.mark.parametrize("prev_acc", ["not given", "zero", "some metres"])
+def test_previous_fixes_exactly_on_a_vertex_are_compared(prev_acc: str) -> None:
+    """A previous fix exactly on a zone's vertex has d = 0: never certain, whatever its acc (index.py's
+    semantics), so whether the segment from it crossed a zone has one right answer, shapely's. These
+    fixes are compared, never left out as a matter of rounding."""
+    routes, zones, fixes = make_scene(7, n_zones=4, max_parts=2, max_holes=1, max_k=40, noise=5.0)
+    n = fixes["lon"].size
+    rng = np.random.default_rng(7)
+    vertices = np.concatenate([shapely.get_coordinates(z.geometry) for z in zones])  # lon/lat, as stored
+    q = vertices[rng.integers(0, len(vertices), n)]
+    qacc = {"not given": None, "zero": np.zeros(n), "some metres": rng.uniform(0, 40, n)}[prev_acc]
+    index = build_index(routes, zones)
+    compared = assert_agrees(
+        index,
+        routes,
+        zones,
+        fixes["lon"],
+        fixes["lat"],
+        fixes["acc"],
+        fixes["route_ids"].astype(np.int64),
+        prev=(q[:, 0], q[:, 1], qacc),
+    )
+    assert compared > 0.95 * n
+    kw = {} if qacc is None else {"prev_acc": qacc}
+    slots = index.route_slots(fixes["route_ids"])
+    v = index.check(fixes["lon"], fixes["lat"], fixes["acc"], slots, prev_lon=q[:, 0], prev_lat=q[:, 1], **kw)
+    assert v.crossed_zone_ids.size > 0  # some segments from a vertex do cross a zone
 
 
 # ------------------------------------------------------------------------------------------------
