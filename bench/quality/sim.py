@@ -63,6 +63,7 @@ from simulator import (
     parse_world,
 )
 from simulator.messages import Fix
+from tracker.config import Settings
 from tracker.geofence import GeofenceIndex, RouteSpec, Verdicts, ZoneSpec, build_index
 from tracker.monitor import (
     ChildContext,
@@ -89,7 +90,7 @@ ARRIVALS: tuple[dict[str, Any], ...] = (
 """arrival deadlines ('not arrived'), five minutes before each window ends"""
 FIRST_DAY = date(2026, 4, 6)
 """a Monday; days are the school days from here on (weekdays minus Korean public holidays)"""
-HOME_FENCE_M = 50.0
+HOME_FENCE_M: float = Settings.model_fields["home_fence_m"].default  # the tracker's default
 """the registry view's defaults (tracker.registry_view, Settings.home_fence_m)"""
 SET_OFF_BEFORE_END_S = 45 * 60.0
 BEYOND_M = 60.0
