@@ -1,5 +1,22 @@
 """Delivery channels. A channel either delivers, says the recipient is not reachable on it now
-('offline': final — the websocket catches up on connect), or raises (the dispatcher retries)."""
+('offline': final — the websocket catches up on connect), or raises (the dispatcher retries).
+
+A delivery may be handed to its channel twice: a tracker killed after the channel's call and before
+the dispatcher marked the delivery is given it again when it restarts (a delivery is never missed;
+tracker.store.alerts.release_stuck_deliveries). What a second time does, per channel:
+
+- SMS, the stub: nothing. Its record is its message, and there is one record per delivery by a
+  constraint (migration 0006): exactly once.
+- SMS through a real gateway (apprise): a gateway cannot be told "this is the message you had
+  already", so the provider keeps its own record, written right after the gateway accepted the
+  message and read before every call: a duplicate arises only from a kill (or a lost answer, which
+  the dispatcher retries) between the gateway's acceptance and that record. At least once.
+- webhook: sent again, with the same delivery id in ``Idempotency-Key`` and ``X-Tracker-Delivery``:
+  a school's receiver that keeps the keys it has seen drops the repeat.
+- websocket: sent again to the open pages; a message carries its alert's id, and the parent page
+  keeps one card per alert and announces an alert once (tracker/api/static/parent.js), so a repeat
+  changes nothing a parent sees or hears (an 'escalated' one announces again, as escalations do).
+"""
 
 from __future__ import annotations
 
@@ -35,27 +52,47 @@ class SmsProvider(Protocol):
 
 class RecordingSmsProvider:
     """The stub provider: records every message in PostgreSQL (sms_messages) instead of sending it,
-    so the demo and the tests can read what a parent's phone would have shown."""
+    so the demo and the tests can read what a parent's phone would have shown. The record is the
+    message: a delivery given again after a crash finds its record and adds none (exactly once)."""
 
-    name = "stub"
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, name: str = "stub") -> None:
         self._pool = pool
+        self.name = name
 
     async def send(self, phone: str, body: str, *, delivery_id: int) -> None:
-        await self._pool.execute(
-            "INSERT INTO sms_messages (delivery_id, phone, body, provider) VALUES ($1, $2, $3, $4)",
+        await self.record(phone, body, delivery_id=delivery_id)
+
+    async def record(self, phone: str, body: str, *, delivery_id: int) -> bool:
+        """Record a message of a delivery; False: the delivery had its record already (one per
+        delivery, by the constraint of migration 0006)."""
+        status = await self._pool.execute(
+            "INSERT INTO sms_messages (delivery_id, phone, body, provider) VALUES ($1, $2, $3, $4)"
+            " ON CONFLICT (delivery_id) DO NOTHING",
             delivery_id,
             phone,
             body,
             self.name,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def recorded(self, delivery_id: int) -> bool:
+        """Has the delivery's message been recorded (sent, for a real gateway)?"""
+        return bool(
+            await self._pool.fetchval("SELECT 1 FROM sms_messages WHERE delivery_id = $1", delivery_id)
         )
 
 
 class AppriseSmsProvider:
     """Real gateways through apprise (Twilio, Vonage, AWS SNS, ... — most SMS providers): the URL
     template names the gateway and `{phone}` stands for the recipient, e.g.
-    ``twilio://SID:TOKEN@+15550001111/{phone}``. Every message is also recorded like the stub's."""
+    ``twilio://SID:TOKEN@+15550001111/{phone}``. Every message is also recorded like the stub's.
+
+    At least once, not exactly once: apprise gives a gateway no idempotency key, and most SMS APIs
+    have none. So the record does that work as far as it can: it is written right after the gateway
+    accepted a message (not with the dispatcher's round, later) and read before every call, and a
+    delivery that has it is not sent again. A parent gets a message twice only when the tracker is
+    killed between the gateway's acceptance and the record (a statement's time), or when the gateway's
+    answer is lost after it took the message (a timeout: the dispatcher retries)."""
 
     name = "apprise"
 
@@ -63,21 +100,26 @@ class AppriseSmsProvider:
         if "{phone}" not in url_template:
             raise ValueError("the apprise URL must contain {phone} where the recipient's number goes")
         self._template = url_template
-        self._record = RecordingSmsProvider(pool)
-        self._record.name = self.name
+        self._record = RecordingSmsProvider(pool, name=self.name)
 
     async def send(self, phone: str, body: str, *, delivery_id: int) -> None:
         import apprise
 
+        if await self._record.recorded(delivery_id):
+            return  # the gateway took it for a process that died before marking the delivery sent
         sender = apprise.Apprise()
         if not sender.add(self._template.format(phone=phone)):
             raise ValueError("apprise does not understand the SMS gateway URL")
         if not await sender.async_notify(body=body):
             raise ConnectionError("the SMS gateway refused or could not be reached")
-        await self._record.send(phone, body, delivery_id=delivery_id)
+        # from here until the record is committed, a kill means a second message after the restart
+        await self._record.record(phone, body, delivery_id=delivery_id)
 
 
 class WebSocketChannel:
+    """The parent page's live channel: 'sent' when at least one open page took the message. A
+    message carries its alert's id; the page keeps one card per alert and announces it once."""
+
     name = "websocket"
 
     def __init__(self, hub: WebSocketHub) -> None:
@@ -113,7 +155,12 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 class WebhookChannel:
     """POSTs the alert message to a school's own system, signed: headers X-Tracker-Timestamp (Unix
     seconds) and X-Tracker-Signature: sha256=HMAC(secret, timestamp + "." + body). A receiver checks
-    the signature and refuses old timestamps (replays). Any non-2xx answer is retried."""
+    the signature and refuses old timestamps (replays). Any non-2xx answer is retried.
+
+    A delivery may be POSTed more than once (a retry after a lost answer, a restart after a kill
+    before its outcome was recorded): every attempt carries the delivery's id, the same each time,
+    in ``Idempotency-Key`` and in ``X-Tracker-Delivery``. A receiver that keeps the keys it has seen
+    (for as long as the tracker retries: minutes) acts on a delivery once."""
 
     name = "webhook"
 
@@ -129,6 +176,7 @@ class WebhookChannel:
             "Content-Type": "application/json",
             "X-Tracker-Timestamp": stamp,
             "X-Tracker-Delivery": str(job.delivery_id),
+            "Idempotency-Key": str(job.delivery_id),
         }
         if job.webhook_secret:
             headers["X-Tracker-Signature"] = "sha256=" + signature(job.webhook_secret, stamp, body)

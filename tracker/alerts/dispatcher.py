@@ -3,6 +3,12 @@
 Persist first, then fan out: the pipeline commits alerts and their outbox rows, then wakes the
 dispatcher; the dispatcher also looks at the outbox every `poll_s` for retries that came due and
 for rows another process wrote. A channel failure is logged and retried, never lost, never fatal.
+
+A round's outcomes are written together after its calls (one statement for the round). A tracker
+killed in between leaves the round's rows 'sending', and the next start gives them to their channels
+again: no delivery is missed, and each channel makes the second time harmless as far as it can
+(tracker/alerts/channels.py: exactly once for the stub's SMS, a record written right after each
+gateway call for a real SMS gateway, an idempotency key for a webhook, the alert's id for a page).
 """
 
 from __future__ import annotations

@@ -209,6 +209,8 @@ async def mark_deliveries(pool: asyncpg.Pool, marks: Sequence[DeliveryMark]) -> 
 
 
 async def release_stuck_deliveries(pool: asyncpg.Pool) -> int:
-    """At start: rows left 'sending' by a process that died mid-delivery are due again."""
+    """At start: rows left 'sending' by a process that died mid-delivery are due again. Some of them
+    may have reached their recipient before it died; sending them again is what keeps a message from
+    being missed, and the channels keep the repeat harmless (tracker/alerts/channels.py)."""
     status = await pool.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
     return int(status.split()[-1])
