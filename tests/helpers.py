@@ -192,3 +192,26 @@ async def wait_until(predicate: Any, timeout: float, interval: float = 0.05) -> 
         if time.monotonic() > deadline:
             raise TimeoutError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def table_digests(pool: asyncpg.Pool) -> dict[str, str]:
+    """A digest of the rows of every table in the database's schema, by table name.
+
+    Equal before and after a request means that the request wrote nothing anywhere. The tables are
+    read from the catalog, not listed here, so that a table a later migration adds is covered without
+    anyone remembering to add it. One round trip for all of them (md5 of the rows' JSON in order)."""
+    async with pool.acquire() as conn:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+            )
+        ]
+        digests = ", ".join(
+            f"(SELECT md5(coalesce(string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text), ''))"
+            f' FROM "{table}" t) AS "{table}"'
+            for table in tables
+        )
+        row = await conn.fetchrow(f"SELECT {digests}")
+    assert row is not None
+    return dict(row.items())

@@ -5,12 +5,15 @@ A's tag (device). "Own" is school A's resource, "other" school B's. A role that 
 endpoint at all gets 403 whatever the resource; a resource the caller may not see is 404 exactly as
 if it did not exist (the same answer as for an id nobody has); a reference in a body to something the
 caller may not see is 422 "no ... N", again the same as for an id nobody has. Every refused request
-leaves the registry exactly as it was, and every list holds what is the caller's and nothing else.
+leaves the database exactly as it was (every table of it, the outbox, the alerts' history and the
+position-read audit log included), and every list holds what is the caller's and nothing else, also
+when its filter names the other school's objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import websockets
 
+from tests.helpers import table_digests
 from tests.integration.test_api_support import (
     Api,
     City,
     Side,
     bearer,
     build_city,
-    fingerprint,
     line,
     point,
     running_api,
@@ -60,6 +64,100 @@ def token_of(city: City, role: str) -> str:
 
 def _uid(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# --- "exists but is not yours" must answer as "does not exist" ------------------------------------------
+MISSING_ID = 9_000_000_000  # a valid id (1 .. 2**63 - 1) that no row has
+MISSING_KEY = "ghost-0"  # a valid tag or reader id that no row has
+
+
+def ghost_of(s: Side) -> Side:
+    """The other school's side with every id it names swapped for one that nobody has: a request built
+    from it is the same request about things that do not exist at all."""
+    return dataclasses.replace(
+        s,
+        school_id=MISSING_ID,
+        route_id=MISSING_ID,
+        child_id=MISSING_ID,
+        tag=MISSING_KEY,
+        reader=MISSING_KEY,
+        guardian_id=MISSING_ID,
+        alert_id=MISSING_ID,
+    )
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [leaf for k in sorted(value) for leaf in [("key", k), *_leaves(value[k])]]
+    if isinstance(value, list):
+        return [leaf for v in value for leaf in ["[", *_leaves(v), "]"]]
+    return [value]
+
+
+def swaps_between(seen: tuple[str, Any], missing: tuple[str, Any]) -> dict[str, str]:
+    """What the request that found something (path, body) names where the one about nothing names a
+    missing id: the words that differ between the two requests, position by position."""
+    (path, body), (ghost_path, ghost_body) = seen, missing
+    a = re.split(r"[/?&=]", path) + _leaves(body)
+    b = re.split(r"[/?&=]", ghost_path) + _leaves(ghost_body)
+    assert len(a) == len(b), (seen, missing)
+    return {str(x): str(y) for x, y in zip(a, b, strict=True) if x != y}
+
+
+def alike(seen: httpx.Response, missing: httpx.Response, swaps: dict[str, str]) -> bool:
+    """The same status and the same answer, word for word once the ids the requests named are swapped
+    ("no child 2" against "no child 9000000000"): nothing in it tells "not yours" from "nobody's"."""
+    if not swaps:
+        return seen.status_code == missing.status_code and seen.text == missing.text
+    names = re.compile(r"(?<![\w-])(" + "|".join(re.escape(k) for k in swaps) + r")(?![\w-])")
+
+    def swap(v: Any) -> Any:
+        if isinstance(v, str):
+            return names.sub(lambda m: swaps[m.group(1)], v)
+        if isinstance(v, list):
+            return [swap(x) for x in v]
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        return v
+
+    return seen.status_code == missing.status_code and swap(seen.json()) == missing.json()
+
+
+def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
+
+
+async def furnish(pool: asyncpg.Pool, city: City) -> None:
+    """Give each side a row in every table that a request could write but the city leaves empty (a
+    phone app speaking for the tag, the monitor's state, the alert's history, its delivery and SMS, a
+    dead letter): a refused request that changed or deleted one of them shows in the digests."""
+    async with pool.acquire() as conn:
+        for s in (city.a, city.b):
+            await conn.execute(
+                "INSERT INTO tag_devices (protocol, device, tag_id) VALUES ('osmand', $1, $2)",
+                f"phone-of-{s.tag}",
+                s.tag,
+            )
+            await conn.execute(
+                """INSERT INTO child_state (child_id, state) VALUES ($1, '{"at": "school"}')""", s.child_id
+            )
+            await conn.execute(
+                "INSERT INTO alert_history (alert_id, step, detail) VALUES ($1, 'opened', '{}')", s.alert_id
+            )
+            delivery = await conn.fetchval(
+                "INSERT INTO deliveries (alert_id, transition, guardian_id, channel, state, sent_at)"
+                " VALUES ($1, 'opened', $2, 'sms', 'sent', now()) RETURNING id",
+                s.alert_id,
+                s.guardian_id,
+            )
+            await conn.execute(
+                "INSERT INTO sms_messages (delivery_id, phone, body, provider)"
+                " VALUES ($1, '+821000000001', 'SOS', 'stub')",
+                delivery,
+            )
+        await conn.execute(
+            "INSERT INTO dead_letters (topic, payload, reason) VALUES ('x/y', '\\x00'::bytea, 'bad_json')"
+        )
 
 
 # --- what a request acts on: existing rows of a side, or fresh ones (so that a delete that is allowed
@@ -166,6 +264,15 @@ class Endpoint:
     target: Target | None = None
     body: Callable[[City, Side], Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # a list's filter naming the side's objects: "own" and "other" ask for different things
+    query: Callable[[Side], dict[str, Any]] | None = None
+
+    def request(self, city: City, side: Side, target: Any) -> tuple[str, Any]:
+        """The path (with its query) and the body of this endpoint's request about one side."""
+        path = self.path.format(target) if target is not None else self.path
+        if self.query is not None:
+            path += "?" + "&".join(f"{k}={v}" for k, v in self.query(side).items())
+        return path, None if self.body is None else self.body(city, side)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -219,7 +326,12 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", "/api/v1/schools/{}", roles(admin=204), target=fresh_school),
     # routes
-    Endpoint("GET", "/api/v1/routes", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/routes",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"school_id": s.school_id},
+    ),
     Endpoint(
         "POST",
         "/api/v1/routes",
@@ -257,7 +369,9 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", "/api/v1/zones/{}", roles(admin=204), target=fresh_zone),
     # readers
-    Endpoint("GET", "/api/v1/readers", roles(admin=200, school=200)),
+    Endpoint(
+        "GET", "/api/v1/readers", roles(admin=200, school=200), query=lambda s: {"school_id": s.school_id}
+    ),
     Endpoint(
         "POST",
         "/api/v1/readers",
@@ -277,7 +391,12 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", "/api/v1/readers/{}", roles(admin=204, school=(204, 404)), target=fresh_reader),
     # children and their positions
-    Endpoint("GET", "/api/v1/children", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/children",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"school_id": s.school_id, "route_id": s.route_id},
+    ),
     Endpoint(
         "POST",
         "/api/v1/children",
@@ -320,10 +439,25 @@ ENDPOINTS = [
         roles(admin=200, school=(200, 404), guardian=(200, 404)),
         target=child,
     ),
-    Endpoint("GET", "/api/v1/live", roles(admin=200, school=200, guardian=200)),
-    Endpoint("GET", "/api/v1/audit/position-reads", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/live",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"school_id": s.school_id},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/audit/position-reads",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"child_id": s.child_id},
+    ),
     # tags
-    Endpoint("GET", "/api/v1/tags", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/tags",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"child_id": s.child_id},
+    ),
     Endpoint(
         "POST",
         "/api/v1/tags",
@@ -346,7 +480,12 @@ ENDPOINTS = [
     Endpoint("POST", "/api/v1/tags/{}/credentials", roles(admin=200, school=(200, 404)), target=fresh_tag),
     Endpoint("DELETE", "/api/v1/tags/{}", roles(admin=204, school=(204, 404)), target=fresh_tag),
     # guardians
-    Endpoint("GET", "/api/v1/guardians", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/guardians",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"child_id": s.child_id},
+    ),
     Endpoint(
         "POST",
         "/api/v1/guardians",
@@ -368,7 +507,12 @@ ENDPOINTS = [
     ),
     Endpoint("DELETE", "/api/v1/guardians/{}", roles(admin=204, school=(204, 404)), target=fresh_guardian),
     # alerts
-    Endpoint("GET", "/api/v1/alerts", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/alerts",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"child_id": s.child_id},
+    ),
     Endpoint(
         "GET", "/api/v1/alerts/{}", roles(admin=200, school=(200, 404), guardian=(200, 404)), target=alert
     ),
@@ -390,7 +534,12 @@ ENDPOINTS = [
             ],
         },
     ),
-    Endpoint("GET", "/api/v1/export", roles(admin=200, school=200, guardian=200)),
+    Endpoint(
+        "GET",
+        "/api/v1/export",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"kind": "route", "school_id": s.school_id},
+    ),
     # operators
     Endpoint("GET", "/api/v1/sms", roles(admin=200)),
     Endpoint("GET", "/api/v1/dead-letters", roles(admin=200)),
@@ -432,84 +581,262 @@ def test_the_matrix_covers_every_endpoint_of_the_app(tmp_path: Path) -> None:
     assert len(walked) == len(ENDPOINTS)
 
 
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
-async def test_every_role_on_own_and_other(api: Api, endpoint: Endpoint) -> None:
+async def city_with_everything(api: Api) -> City:
+    """The city, a row of each side's in every table (furnish), and the positions of both children read
+    once by the city's administrator: the audit log has entries of both."""
     city = await build_city(api.pool)
-    # the positions of both children have been read by the city once: the audit log has entries of both
+    await furnish(api.pool, city)
     for s in (city.a, city.b):
         assert (
             await api.http.get(f"/api/v1/children/{s.child_id}/track", headers=bearer(city.admin))
         ).status_code == 200
+    return city
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
+async def test_every_role_on_own_and_other(api: Api, endpoint: Endpoint) -> None:
+    city = await city_with_everything(api)
     failures = []
     for role in ROLES:
+        who = bearer(token_of(city, role))
         for which, side in (("own", city.a), ("other", city.b)):
             expected = endpoint.expect[role][0 if which == "own" else 1]
             async with api.pool.acquire() as conn:
                 target = await endpoint.target(conn, city, side) if endpoint.target else None
-            path = endpoint.path.format(target) if target is not None else endpoint.path
-            before = await fingerprint(api.pool)
-            kwargs: dict[str, Any] = {}
-            if endpoint.body is not None:
-                kwargs["json"] = endpoint.body(city, side)
-            r = await api.http.request(endpoint.method, path, headers=bearer(token_of(city, role)), **kwargs)
+            path, body = endpoint.request(city, side, target)
+            # taken around the refused requests only: an allowed staff read of a position writes the
+            # audit log, and an allowed write writes what it is for
+            before = await table_digests(api.pool)
+            r = await api.http.request(endpoint.method, path, headers=who, json=body)
             if r.status_code != expected:
                 failures.append(f"{role} on {which}: {r.status_code} (expected {expected}): {r.text[:200]}")
                 continue
-            if expected >= 400:
-                if await fingerprint(api.pool) != before:
-                    failures.append(f"{role} on {which}: refused with {expected} but the registry changed")
-                if expected == 404:
-                    # the same answer as for something that does not exist at all
-                    missing = "ghost-0" if isinstance(target, str) else 9_000_000_000
-                    r2 = await api.http.request(
-                        endpoint.method,
-                        endpoint.path.format(missing),
-                        headers=bearer(token_of(city, role)),
-                        **kwargs,
-                    )
-                    same = r.json()["detail"].replace(str(target), "?") == r2.json()["detail"].replace(
-                        str(missing), "?"
-                    )
-                    if r2.status_code != 404 or not same:
-                        failures.append(
-                            f"{role} on {which}: 404 differs from a missing id: {r.text} / {r2.text}"
-                        )
-    assert failures == []
+            if expected < 400:
+                continue
+            if changed := changed_tables(before, await table_digests(api.pool)):
+                failures.append(f"{role} on {which}: refused with {expected} but {changed} changed")
+            if expected not in (404, 422):
+                continue
+            # the same answer as for the same request about things that do not exist at all: the path's
+            # target and every id in the body (or the query) swapped for one that nobody has
+            missing = None if target is None else MISSING_KEY if isinstance(target, str) else MISSING_ID
+            ghost = endpoint.request(city, ghost_of(side), missing)
+            before = await table_digests(api.pool)
+            r2 = await api.http.request(endpoint.method, ghost[0], headers=who, json=ghost[1])
+            if not alike(r, r2, swaps_between((path, body), ghost)):
+                failures.append(
+                    f"{role} on {which}: {expected} differs from a missing id's: {r.text} / {r2.text}"
+                )
+            if changed := changed_tables(before, await table_digests(api.pool)):
+                failures.append(f"{role} on {which}: a missing id's {r2.status_code} but {changed} changed")
+    assert not failures, "\n".join(failures)
 
 
-def _ids(body: Any) -> set[Any]:
-    items = body["features"] if "features" in body else body["items"]
-    return {i["id"] if "id" in i else i["child_id"] for i in items}
+@dataclass(frozen=True)
+class Reference:
+    """A request of school A's staff about A's own resource that names, in its body or its query, an
+    object of the side it is built for: of A it is allowed (`allowed`), of B it is 422 word for word as
+    for an object that does not exist (the matrix's bodies name the side of the resource they act on;
+    these name the other school's object while acting on one's own)."""
+
+    method: str
+    path: Callable[[City, Side], str]
+    body: Callable[[City, Side], Any] | None
+    allowed: int
+
+    def request(self, city: City, side: Side) -> tuple[str, Any]:
+        return self.path(city, side), None if self.body is None else self.body(city, side)
 
 
-@pytest.mark.parametrize("role", ["school", "guardian"])
+def _route_feature_of_a(city: City, **props: Any) -> dict[str, Any]:
+    dx = _near(city.a)
+    return _feature(line((dx - 250, 40), (dx, 0)), name="Imported", corridor_m=20, **props)
+
+
+REFERENCES = {
+    "a device token for their tag": Reference(
+        "POST", lambda c, s: "/api/v1/tokens", lambda c, s: {"role": "device", "tag_id": s.tag}, 201
+    ),
+    "a staff token for their school": Reference(
+        "POST", lambda c, s: "/api/v1/tokens", lambda c, s: {"role": "school", "school_id": s.school_id}, 201
+    ),
+    "a new child on their route": Reference(
+        "POST",
+        lambda c, s: "/api/v1/children",
+        lambda c, s: {"name": "New", "school_id": c.a.school_id, "route_id": s.route_id},
+        201,
+    ),
+    "a new child with their guardian": Reference(
+        "POST",
+        lambda c, s: "/api/v1/children",
+        lambda c, s: {
+            "name": "New",
+            "school_id": c.a.school_id,
+            "guardians": [{"guardian_id": s.guardian_id}],
+        },
+        201,
+    ),
+    "one's child onto their route": Reference(
+        "PATCH", lambda c, s: f"/api/v1/children/{c.a.child_id}", lambda c, s: {"route_id": s.route_id}, 200
+    ),
+    "one's child into their school": Reference(
+        "PATCH", lambda c, s: f"/api/v1/children/{c.a.child_id}", lambda c, s: {"school_id": s.school_id}, 200
+    ),
+    "their guardian for one's child (PATCH)": Reference(
+        "PATCH",
+        lambda c, s: f"/api/v1/children/{c.a.child_id}",
+        lambda c, s: {"guardians": [{"guardian_id": s.guardian_id, "priority": 1}]},
+        200,
+    ),
+    "their guardian for one's child (PUT)": Reference(
+        "PUT",
+        lambda c, s: f"/api/v1/children/{c.a.child_id}/guardians",
+        lambda c, s: [{"guardian_id": s.guardian_id, "priority": 1}],
+        200,
+    ),
+    "one's tag to their child": Reference(
+        "PATCH", lambda c, s: f"/api/v1/tags/{c.a.tag}", lambda c, s: {"child_id": s.child_id}, 200
+    ),
+    "a new guardian of their school": Reference(
+        "POST",
+        lambda c, s: "/api/v1/guardians",
+        lambda c, s: {"name": "Aunt", "phone": "+821033334444", "school_id": s.school_id},
+        201,
+    ),
+    "one's guardian into their school": Reference(
+        "PATCH",
+        lambda c, s: f"/api/v1/guardians/{c.a.guardian_id}",
+        lambda c, s: {"school_id": s.school_id},
+        200,
+    ),
+    "one's route to their school": Reference(
+        "PATCH",
+        lambda c, s: f"/api/v1/routes/{c.a.route_id}",
+        lambda c, s: {"properties": {"school_id": s.school_id}},
+        200,
+    ),
+    "one's reader to their school": Reference(
+        "PATCH",
+        lambda c, s: f"/api/v1/readers/{c.a.reader}",
+        lambda c, s: {"properties": {"school_id": s.school_id}},
+        200,
+    ),
+    "an import updating their route": Reference(
+        "POST",
+        lambda c, s: "/api/v1/import",
+        lambda c, s: {"type": "FeatureCollection", "features": [_route_feature_of_a(c) | {"id": s.route_id}]},
+        200,
+    ),
+    "an import for their school (query)": Reference(
+        "POST",
+        lambda c, s: f"/api/v1/import?school_id={s.school_id}",
+        lambda c, s: {"type": "FeatureCollection", "features": [_route_feature_of_a(c)]},
+        200,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFERENCES)
+async def test_naming_the_other_schools_object_is_422_as_if_it_did_not_exist(api: Api, case: str) -> None:
+    ref = REFERENCES[case]
+    city = await city_with_everything(api)
+    staff = bearer(city.a.staff)
+    theirs, ghost = ref.request(city, city.b), ref.request(city, ghost_of(city.b))
+    before = await table_digests(api.pool)
+    r = await api.http.request(ref.method, theirs[0], headers=staff, json=theirs[1])
+    r2 = await api.http.request(ref.method, ghost[0], headers=staff, json=ghost[1])
+    assert changed_tables(before, await table_digests(api.pool)) == []
+    assert r.status_code == 422, r.text
+    assert alike(r, r2, swaps_between(theirs, ghost)), (r.text, r2.text)
+    # the same request naming one's own object is allowed: it is the reference that is refused
+    mine = ref.request(city, city.a)
+    r3 = await api.http.request(ref.method, mine[0], headers=staff, json=mine[1])
+    assert r3.status_code == ref.allowed, r3.text
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A list, and a filter of it that names one side's objects."""
+
+    path: str
+    item: Callable[[Side], Any]  # the side's object the list holds
+    key: Callable[[dict[str, Any]], Any]  # how an item of the list names it
+    query: Callable[[Side], dict[str, Any]] | None = None  # None: the list has no such filter
+    fixed: dict[str, Any] = field(default_factory=dict)  # the rest of the query
+    roles: tuple[str, ...] = ("admin", "school", "guardian")
+
+
+def _by_id(i: dict[str, Any]) -> Any:
+    return i["id"]
+
+
+def _by_child(i: dict[str, Any]) -> Any:
+    return i["child_id"]
+
+
+LISTS = [
+    Listed("/api/v1/schools", lambda s: s.school_id, _by_id),
+    Listed("/api/v1/routes", lambda s: s.route_id, _by_id, lambda s: {"school_id": s.school_id}),
+    Listed(
+        "/api/v1/readers",
+        lambda s: s.reader,
+        _by_id,
+        lambda s: {"school_id": s.school_id},
+        roles=("admin", "school"),
+    ),
+    Listed("/api/v1/children", lambda s: s.child_id, _by_id, lambda s: {"school_id": s.school_id}),
+    Listed("/api/v1/children", lambda s: s.child_id, _by_id, lambda s: {"route_id": s.route_id}),
+    Listed("/api/v1/tags", lambda s: s.tag, _by_id, lambda s: {"child_id": s.child_id}),
+    Listed("/api/v1/guardians", lambda s: s.guardian_id, _by_id, lambda s: {"child_id": s.child_id}),
+    Listed("/api/v1/alerts", lambda s: s.alert_id, _by_id, lambda s: {"child_id": s.child_id}),
+    # an entry of the audit log names the child whose positions were read (its own id is the entry's)
+    Listed(
+        "/api/v1/audit/position-reads", lambda s: s.child_id, _by_child, lambda s: {"child_id": s.child_id}
+    ),
+    Listed("/api/v1/live", lambda s: s.child_id, _by_child, lambda s: {"school_id": s.school_id}),
+    Listed(
+        "/api/v1/export",
+        lambda s: s.route_id,
+        _by_id,
+        lambda s: {"school_id": s.school_id},
+        fixed={"kind": "route"},
+    ),
+]
+
+
+@pytest.mark.parametrize("role", ["admin", "school", "guardian"])
 async def test_lists_hold_what_is_the_callers_and_nothing_else(api: Api, role: str) -> None:
+    """Unfiltered, and filtered for the caller's own school's objects and for the other's: the first two
+    hold the caller's and nothing else; the third holds nothing (not even a count) but for the city's
+    administrator, for whom it holds the other's and not the caller's (so the filter does filter)."""
     city = await build_city(api.pool)
     for s in (city.a, city.b):
         await api.http.get(f"/api/v1/children/{s.child_id}/position", headers=bearer(city.admin))
     who = bearer(token_of(city, role))
     a, b = city.a, city.b
-    cases: list[tuple[str, Any, Any]] = [
-        ("/api/v1/schools", a.school_id, b.school_id),
-        ("/api/v1/routes", a.route_id, b.route_id),
-        ("/api/v1/children", a.child_id, b.child_id),
-        ("/api/v1/tags", a.tag, b.tag),
-        ("/api/v1/guardians", a.guardian_id, b.guardian_id),
-        ("/api/v1/alerts", a.alert_id, b.alert_id),
-        ("/api/v1/audit/position-reads", a.child_id, b.child_id),
-        ("/api/v1/live", a.child_id, b.child_id),
-        ("/api/v1/export?kind=route", a.route_id, b.route_id),
-    ]
-    if role == "school":
-        cases.append(("/api/v1/readers", a.reader, b.reader))
-    for path, mine, theirs in cases:
-        r = await api.http.get(path, headers=who)
-        assert r.status_code == 200, (path, r.text)
-        ids = _ids(r.json())
-        assert mine in ids and theirs not in ids, (path, ids)
-    # asking for the other school by filter gives nothing, not an error that tells it exists
-    r = await api.http.get(f"/api/v1/children?school_id={b.school_id}", headers=who)
-    assert r.json()["items"] == [] and r.json()["total"] == 0
+    failures = []
+    for listed in (x for x in LISTS if role in x.roles):
+        mine, theirs = listed.item(a), listed.item(b)
+        asks: list[tuple[str, dict[str, Any], bool]] = [("all", {}, role == "admin")]
+        if listed.query is not None:
+            asks += [("own", listed.query(a), False), ("other", listed.query(b), True)]
+        for which, query, holds_theirs in asks:
+            r = await api.http.get(listed.path, params=listed.fixed | query, headers=who)
+            if r.status_code != 200:
+                failures.append(f"{listed.path} {query}: {r.status_code} {r.text[:200]}")
+                continue
+            page = r.json()
+            items = page["features"] if "features" in page else page["items"]
+            keys = [listed.key(i) for i in items]
+            want = {mine: which != "other", theirs: holds_theirs}
+            if which == "other" and role != "admin":
+                ok = items == [] and page.get("total", 0) == 0
+            else:
+                ok = all((k in keys) == held for k, held in want.items())
+            if ok and "total" in page and page["total"] != len(items):
+                ok = False
+            if not ok:
+                failures.append(f"{role}: {listed.path} {which} {query}: {keys}, total {page.get('total')}")
     tokens = (await api.http.get("/api/v1/tokens", headers=who)).json()["items"]
     if role == "school":
         assert {t["role"] for t in tokens} == {"school", "guardian", "device"}
@@ -517,8 +844,9 @@ async def test_lists_hold_what_is_the_callers_and_nothing_else(api: Api, role: s
             t["school_id"] in (None, a.school_id) and t["guardian_id"] in (None, a.guardian_id)
             for t in tokens
         )
-    else:
+    elif role == "guardian":
         assert {(t["role"], t["guardian_id"]) for t in tokens} == {("guardian", a.guardian_id)}
+    assert not failures, "\n".join(failures)
 
 
 async def test_no_token_or_a_bad_one_is_401_everywhere(api: Api) -> None:
