@@ -153,12 +153,6 @@ async def sent_counts(
     return {(r[0], r[1]): int(r[2]) for r in rows}
 
 
-async def add_history(pool: asyncpg.Pool, alert_id: int, step: str, detail: dict[str, object]) -> None:
-    await pool.execute(
-        "INSERT INTO alert_history (alert_id, step, detail) VALUES ($1, $2, $3)", alert_id, step, detail
-    )
-
-
 @dataclass(frozen=True)
 class DeliveryMark:
     """What became of a delivery, and when (unix seconds). state: sent | offline | failed | suppressed |
