@@ -47,7 +47,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
     sys.path.insert(0, str(ROOT))
 
 from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index  # noqa: E402
-from tracker.geofence.index import zone_polygons  # noqa: E402
+from tracker.geofence.build import zone_polygons  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -16,7 +16,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from tracker.geofence.kernels import _NO_NRT
+from tracker.geofence.kernels.jit import _NO_NRT
 from tracker.ingest.buffered_socket import BufferedSocket
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.handoff import Handoff
@@ -145,7 +145,7 @@ def test_numba_compiles_without_nrt_when_told_to() -> None:
         "cannot tell whether _nrt=False works; check whether the geofence kernels still need it"
     )
     assert "NRT_" not in ir_without, (
-        f"{NUMBA}: the private jit option {_NO_NRT} (tracker/geofence/kernels.py: the _hot and _inline "
+        f"{NUMBA}: the private jit option {_NO_NRT} (tracker/geofence/kernels/jit.py: the hot and inline "
         "kernels) no longer compiles without numba's reference-counting runtime; the kernels pay an "
         "atomic increment and decrement per array per call. Check numba's release notes for _nrt, "
         "then move the bound in pyproject.toml"

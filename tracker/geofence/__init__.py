@@ -7,17 +7,13 @@ No I/O and no asyncio here. A batch of fixes goes through one call::
     # with the previous fix of each (nan where none): the zones crossed in between, too
     verdicts = index.check(lon, lat, acc, slots, prev_lon=plon, prev_lat=plat, prev_acc=pacc)
 
-See :mod:`tracker.geofence.index` for the exact semantics of each verdict.
+See :mod:`tracker.geofence.index` for the exact semantics of each verdict. The build side (shapely
+validation, flattening, packing) is :mod:`tracker.geofence.build`; the numba kernels, of both sides,
+are the package :mod:`tracker.geofence.kernels`.
 """
 
-from tracker.geofence.index import (
-    GeofenceIndex,
-    GeometryRefused,
-    RouteSpec,
-    Verdicts,
-    ZoneSpec,
-    build_index,
-)
+from tracker.geofence.build import GeometryRefused, RouteSpec, ZoneSpec
+from tracker.geofence.index import GeofenceIndex, Verdicts, build_index
 from tracker.geofence.projection import LocalProjection
 
 __all__ = [

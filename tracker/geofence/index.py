@@ -1,8 +1,12 @@
-"""Geofence index: validated routes and zones, projected to metres and flattened into numpy arrays.
+"""The query side of the geofence: :class:`GeofenceIndex` checks batches of fixes against the routes
+and zones that :mod:`tracker.geofence.build` validated and packed (:func:`build_index` does both).
 
-Shapely is used only here, at build time: it validates, repairs and decomposes the geometry. The
-checks themselves run in :mod:`tracker.geofence.kernels` over a whole batch of fixes, one call per
-batch (a numba call from Python costs microseconds; a batch amortises it).
+A check runs the kernels' passes (:func:`tracker.geofence.kernels.passes.check_batch`, the one
+orchestration of them) over the whole batch, never Python per fix. How is decided in one place,
+:meth:`GeofenceIndex.check`, by batch size: a small batch in one numba call (a numba call from Python
+costs microseconds; a batch amortises it), a big one pass by pass over numpy's arrays, and from
+:data:`PARALLEL_MIN_FIXES` on each pass over blocks of fixes on every numba thread. The answers are the
+same bit for bit whichever way runs (tests/unit/test_geofence_oracle.py checks the three).
 
 Verdict semantics (all distances in metres in the index's local projection; ``acc`` is the fix's
 accuracy radius, ``R`` the index's ``search_radius_m``):
@@ -41,7 +45,6 @@ checks the batch.
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,16 +52,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import numpy.typing as npt
-import shapely
 
 from tracker.geofence import kernels
-from tracker.geofence.cells import (
-    MIN_EXACT_M,
-    NEAR_M,
-    build_cells,
-    cell_record_sizes,
-    choose_cell,
-    pack_cells,
+from tracker.geofence.build import (
+    GeometryRefused,
+    PackedIndex,
+    RouteSpec,
+    ZoneSpec,
+    pack,
+    zone_polygons,
 )
 from tracker.geofence.projection import LocalProjection
 
@@ -72,12 +74,16 @@ __all__ = [
     "build_index",
     "zone_polygons",
 ]
+# GeometryRefused, RouteSpec, ZoneSpec and zone_polygons live in tracker.geofence.build; they are
+# named here too because callers have imported them from this module.
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
 
-_BIG_BATCH = 20_000  # from here on, a check is a few calls with numpy-allocated outputs (see _check_big)
+_BIG_BATCH = 20_000
+"""From here on, a check runs the passes one numba call at a time, over arrays from numpy's allocator
+(see :func:`~tracker.geofence.kernels.passes.check_batch`)."""
 
 PARALLEL_MIN_FIXES = 50_000
 """``check(parallel=None)`` uses every numba thread from this batch size on (the service's batches,
@@ -86,36 +92,6 @@ up to a few thousand fixes, stay on the calling thread: a parallel launch costs 
 # Only one parallel kernel runs at a time: numba's fallback threading layer (workqueue, when neither
 # TBB nor OpenMP is installed) must not be entered from two threads at once.
 _parallel_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    """A walking route: a polyline in lon/lat and the half-width of its corridor in metres (> 0)."""
-
-    route_id: int
-    geometry: shapely.LineString | shapely.MultiLineString
-    corridor_m: float
-
-
-@dataclass(frozen=True)
-class ZoneSpec:
-    """A (danger) zone: a polygon or multipolygon in lon/lat; holes allowed."""
-
-    zone_id: int
-    geometry: shapely.Polygon | shapely.MultiPolygon
-
-
-class GeometryRefused(ValueError):
-    """A route or zone that cannot be indexed; ``feature_id`` names it, the message says why."""
-
-    def __init__(self, feature_id: int, reason: str, kind: str = "zone") -> None:
-        self.feature_id = int(feature_id)
-        self.reason = reason
-        self.kind = kind
-        super().__init__(f"{kind} {self.feature_id} refused: {reason}")
-
-    def __reduce__(self) -> tuple[type[GeometryRefused], tuple[int, str, str]]:
-        return (type(self), (self.feature_id, self.reason, self.kind))
 
 
 def _csr(offsets: I64, ids: I64, i: int) -> tuple[int, ...]:
@@ -165,48 +141,6 @@ class Verdicts:
         return int(self.route_distance_m.shape[0])
 
 
-@dataclass(frozen=True, eq=False)
-class _Routes:
-    corridor_m: F64  # [n_routes]
-    start: I64  # [n_routes + 1]: where each route's record begins in ``records``
-    records: F64  # chunk boxes and vertices (layout: tracker.geofence.kernels)
-
-    def kernel_args(self) -> tuple[F64, I64, F64]:
-        return (self.corridor_m, self.start, self.records)
-
-
-@dataclass(frozen=True, eq=False)
-class _Zones:
-    box: F64  # [n_zones, 4] minx, miny, maxx, maxy
-    ring_off: I64  # [n_zones + 1] -> rings (every part's shell and holes)
-    vert_off: I64  # [n_rings + 1] -> vertices (closed rings)
-    chunk_off: I64  # [n_rings + 1] -> chunks
-    chunk_v: I64  # [n_chunks, 2] vertex range
-    chunk_box: F64  # [n_chunks, 4]
-    xy: F64  # [n_vertices, 2]
-
-    def kernel_args(self) -> tuple[F64, I64, I64, I64, F64, F64]:
-        return (self.box, self.ring_off, self.chunk_off, self.chunk_v, self.chunk_box, self.xy)
-
-
-@dataclass(frozen=True, eq=False)
-class _Grid:
-    x0: float
-    y0: float
-    cell: float
-    nx: int
-    ny: int
-    exact_m: float
-    cell_off: I64  # [nx * ny + 1] -> entries
-    e_zone: I32  # zone slot per entry, ascending within a cell
-    start: I64  # [nx * ny + 1]: where each cell's records begin in ``records``
-    records: F64  # entry headers and near edges (layout: tracker.geofence.kernels)
-    far: F64  # the entries' far edges
-
-    def kernel_args(self) -> tuple[np.ndarray, ...]:
-        return (self.cell_off, self.e_zone, self.start, self.records, self.far)
-
-
 _version_lock = threading.Lock()
 _versions = itertools.count(1)
 
@@ -250,25 +184,18 @@ class GeofenceIndex:
     route_ids: I64
     zone_ids: I64
 
-    def __init__(
-        self,
-        *,
-        projection: LocalProjection,
-        search_radius_m: float,
-        route_ids: I64,
-        zone_ids: I64,
-        routes: _Routes,
-        zones: _Zones,
-        grid: _Grid,
-    ) -> None:
+    def __init__(self, packed: PackedIndex) -> None:
+        """The index over ``packed`` (use :func:`build_index`); makes its arrays read-only."""
+        projection = packed.projection
+        routes, zones, grid = packed.routes, packed.zones, packed.grid
         self.projection = projection
-        self.search_radius_m = float(search_radius_m)
-        self.route_ids = route_ids
-        self.zone_ids = zone_ids
+        self.search_radius_m = float(packed.search_radius_m)
+        self.route_ids = packed.route_ids
+        self.zone_ids = packed.zone_ids
         self._routes = routes
         self._zones = zones
         self._grid = grid
-        _readonly(route_ids, zone_ids, *_arrays(routes, zones, grid))
+        _readonly(self.route_ids, self.zone_ids, *_arrays(routes, zones, grid))
         params = np.zeros(kernels.P_SIZE, dtype=np.float64)
         params[kernels.P_LON0] = projection.lon0
         params[kernels.P_LAT0] = projection.lat0
@@ -282,7 +209,13 @@ class GeofenceIndex:
         params[kernels.P_RADIUS] = self.search_radius_m
         params[kernels.P_EXACT] = grid.exact_m
         _readonly(params)
-        self._kernel_args = (params, routes.kernel_args(), zones.kernel_args(), grid.kernel_args(), zone_ids)
+        self._kernel_args = (
+            params,
+            routes.kernel_args(),
+            zones.kernel_args(),
+            grid.kernel_args(),
+            self.zone_ids,
+        )
         self.version = _next_version()
 
     def __repr__(self) -> str:
@@ -374,125 +307,29 @@ class GeofenceIndex:
         args = (lon_a, lat_a, acc_a, slot_a, q_lon, q_lat, q_acc, *self._kernel_args)
         if parallel:
             with _parallel_lock:
-                return Verdicts(*_check_big(*args, parallel=True))
+                return Verdicts(*kernels.check_batch(*args, kernels.parallel))
         if n >= _BIG_BATCH:
-            return Verdicts(*_check_big(*args, parallel=False))
-        return Verdicts(*kernels.check_serial(*args))
+            return Verdicts(*kernels.check_batch(*args))
+        return Verdicts(*kernels.check_batch_in_one_call(*args))
 
 
-def _check_big(
-    lon: F64,
-    lat: F64,
-    acc: F64,
-    slot: I32,
-    q_lon: F64,
-    q_lat: F64,
-    q_acc: F64,
-    params: F64,
-    routes: tuple[np.ndarray, ...],
-    zones: tuple[np.ndarray, ...],
-    grid: tuple[np.ndarray, ...],
-    zone_ids: I64,
+def build_index(
+    routes: Sequence[RouteSpec],
+    zones: Sequence[ZoneSpec],
     *,
-    parallel: bool,
-) -> tuple[np.ndarray, ...]:
-    """kernels.check_serial's passes called one by one, on every numba thread or on this one, with
-    arrays from numpy's allocator (huge pages for big ones: fewer page faults than numba's)."""
-    n = lon.shape[0]
-    k = kernels
-    cand_off = np.zeros(n + 1, dtype=np.int64)
-    route_d = np.empty(n)
-    corridor = np.empty(n)
-    nearest = np.empty(n)
-    certain_off = np.zeros(n + 1, dtype=np.int64)
-    possible_off = np.zeros(n + 1, dtype=np.int64)
-    crossed_off = np.zeros(n + 1, dtype=np.int64)
-    no_ids = np.empty(0, dtype=np.int64)
-    if parallel:
-        k.par_locate(lon, lat, params, grid[0], cand_off)
-    else:
-        k._locate(0, n, lon, lat, params, grid[0], cand_off)
-    np.cumsum(cand_off, out=cand_off)
-    flags = np.empty(int(cand_off[-1]), dtype=np.uint8)
-    main_args = (
-        lon,
-        lat,
-        acc,
-        slot,
-        cand_off,
-        flags,
-        params,
-        routes,
-        zones,
-        grid,
-        route_d,
-        corridor,
-        nearest,
-    )
-    if parallel:
-        k.par_main(*main_args, certain_off, possible_off)
-    else:
-        k._main(0, n, *main_args, certain_off, possible_off, np.empty(k.SCRATCH * k.SUB + 1))
-    np.cumsum(certain_off, out=certain_off)
-    np.cumsum(possible_off, out=possible_off)
-    certain_ids = np.empty(int(certain_off[-1]), dtype=np.int64)
-    possible_ids = np.empty(int(possible_off[-1]), dtype=np.int64)
-    fill_args = (
-        lon,
-        lat,
-        params,
-        cand_off,
-        flags,
-        grid,
-        zone_ids,
-        certain_off,
-        certain_ids,
-        possible_off,
-        possible_ids,
-    )
-    if parallel:
-        k.par_fill(*fill_args)
-    else:
-        k._fill(0, n, *fill_args)
-    crossed_ids = no_ids
-    if q_lon.shape[0] == n and n > 0:
-        cross_args = (
-            lon,
-            lat,
-            q_lon,
-            q_lat,
-            q_acc,
-            cand_off,
-            flags,
-            params,
-            grid,
-            zones,
-            zone_ids,
-            crossed_off,
-        )
-        seen = np.full(zone_ids.shape[0], -1, dtype=np.int64)
-        buf = np.empty(zone_ids.shape[0], dtype=np.int64)
-        for ids in (no_ids, None):  # count, then write
-            if ids is None:
-                np.cumsum(crossed_off, out=crossed_off)
-                if not crossed_off[-1]:
-                    break
-                ids = crossed_ids = np.empty(int(crossed_off[-1]), dtype=np.int64)
-            if parallel:
-                k.par_crossed(*cross_args, ids)
-            else:
-                k._crossed(0, n, *cross_args, ids, seen, buf)
-    return (
-        route_d,
-        corridor,
-        certain_off,
-        certain_ids,
-        possible_off,
-        possible_ids,
-        nearest,
-        crossed_off,
-        crossed_ids,
-    )
+    projection: LocalProjection | None = None,
+    search_radius_m: float = 150.0,
+) -> GeofenceIndex:
+    """Validate, repair, project and flatten routes and zones into a :class:`GeofenceIndex`.
+
+    Raises :class:`GeometryRefused` (naming the feature) for an empty geometry, a wrong geometry type,
+    a line with fewer than 2 points, non-finite or out-of-range coordinates, a corridor that is not
+    > 0, a duplicate id, a negative route id, or an invalid polygon that ``make_valid`` cannot turn
+    into a polygonal area. ``projection`` defaults to :meth:`LocalProjection.around` the bounding box of
+    all coordinates. ``search_radius_m`` (>= 0) bounds how far zones are looked for around a fix.
+    The build itself: :func:`tracker.geofence.build.pack`.
+    """
+    return GeofenceIndex(pack(routes, zones, projection=projection, search_radius_m=search_radius_m))
 
 
 def _floats(a: npt.ArrayLike) -> F64:
@@ -512,270 +349,3 @@ def _slots(a: npt.ArrayLike) -> I32:
 
 
 _EMPTY = np.zeros(0, dtype=np.float64)  # writable: numba compiles read-only arrays as another type
-
-
-# ---------------------------------------------------------------------------------------------------
-def _check_lonlat(coords: F64, feature_id: int, kind: str) -> None:
-    if coords.size == 0:
-        return
-    if not np.isfinite(coords).all():
-        raise GeometryRefused(feature_id, "coordinates are not finite", kind)
-    lon, lat = coords[:, 0], coords[:, 1]
-    bad = (np.abs(lon) > 180.0) | (np.abs(lat) > 90.0)
-    if bad.any():
-        k = int(np.argmax(bad))
-        raise GeometryRefused(
-            feature_id,
-            f"coordinates out of range: lon {lon[k]!r}, lat {lat[k]!r} (lon/lat order, degrees)",
-            kind,
-        )
-
-
-def _polygonal_parts(geom: shapely.Geometry) -> list[shapely.Polygon]:
-    """Non-empty polygons of a geometry, collections flattened recursively."""
-    if isinstance(geom, shapely.Polygon):
-        return [] if geom.is_empty else [geom]
-    if isinstance(geom, shapely.MultiPolygon | shapely.GeometryCollection):
-        out: list[shapely.Polygon] = []
-        for part in geom.geoms:
-            out.extend(_polygonal_parts(part))
-        return out
-    return []
-
-
-def zone_polygons(spec: ZoneSpec) -> list[shapely.Polygon]:
-    """The polygons (lon/lat) a zone is indexed as, or :class:`GeometryRefused`.
-
-    Invalid polygons are repaired with ``shapely.make_valid(method="structure")``, which keeps the area
-    enclosed by the rings (overlapping parts are unioned, a bow-tie becomes two triangles); only the
-    polygonal part of the result is kept.
-    """
-    zid = int(spec.zone_id)
-    geom = spec.geometry
-    if not isinstance(geom, shapely.Polygon | shapely.MultiPolygon):
-        raise GeometryRefused(
-            zid, f"wrong geometry type {type(geom).__name__}: expected Polygon or MultiPolygon"
-        )
-    if geom.is_empty:
-        raise GeometryRefused(zid, "empty geometry")
-    _check_lonlat(shapely.get_coordinates(geom), zid, "zone")
-    if geom.is_valid:
-        return _polygonal_parts(geom)
-    why = shapely.is_valid_reason(geom)
-    fixed = shapely.make_valid(geom, method="structure", keep_collapsed=False)
-    polys = [p for p in _polygonal_parts(fixed) if p.area > 0.0]
-    if not polys:
-        raise GeometryRefused(zid, f"invalid ({why}) and not repairable: make_valid leaves nothing polygonal")
-    return polys
-
-
-def _object_array(items: Sequence[object]) -> npt.NDArray[np.object_]:
-    arr = np.empty(len(items), dtype=object)
-    arr[:] = items
-    return arr
-
-
-def _offsets(counts: npt.NDArray[np.integer]) -> I64:
-    off = np.zeros(counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(counts, out=off[1:])
-    return off
-
-
-def _sorted_ids(ids_in: Sequence[int], kind: str) -> tuple[I64, I64]:
-    ids = np.array([int(i) for i in ids_in], dtype=np.int64)
-    order = np.argsort(ids, kind="stable")
-    ids = ids[order]
-    if ids.size > 1:
-        dup = np.flatnonzero(ids[1:] == ids[:-1])
-        if dup.size:
-            raise GeometryRefused(int(ids[dup[0]]), f"duplicate {kind} id", kind)
-    return ids, order.astype(np.int64)
-
-
-@dataclass(frozen=True, eq=False)
-class _Flat:
-    """Validated features in slot order, still in lon/lat."""
-
-    ids: I64
-    part_off: I64  # feature -> parts
-    sub_off: I64  # part -> vertices (routes) or part -> rings (zones)
-    vert_off: I64 | None  # ring -> vertices (zones only)
-    coords: F64  # [n_vertices, 2] lon, lat
-
-
-def _prepare_routes(routes: Sequence[RouteSpec]) -> tuple[_Flat, F64]:
-    for spec in routes:
-        geom = spec.geometry
-        if not isinstance(geom, shapely.LineString | shapely.MultiLineString):
-            raise GeometryRefused(
-                spec.route_id,
-                f"wrong geometry type {type(geom).__name__}: expected LineString or MultiLineString",
-                "route",
-            )
-        c = float(spec.corridor_m)
-        if not (math.isfinite(c) and c > 0.0):
-            raise GeometryRefused(
-                spec.route_id, f"corridor_m must be finite and > 0, got {spec.corridor_m!r}", "route"
-            )
-        if int(spec.route_id) < 0:
-            raise GeometryRefused(spec.route_id, "route id must be >= 0", "route")
-    ids, order = _sorted_ids([s.route_id for s in routes], "route")
-    geoms = _object_array([routes[i].geometry for i in order])
-    corridor = np.array([float(routes[i].corridor_m) for i in order], dtype=np.float64)
-    empty = shapely.is_empty(geoms)
-    if empty.any():
-        raise GeometryRefused(int(ids[np.argmax(empty)]), "empty geometry", "route")
-    parts, part_route = shapely.get_parts(geoms, return_index=True)
-    keep = ~shapely.is_empty(parts)
-    parts, part_route = parts[keep], part_route[keep]
-    n_coords = shapely.get_num_coordinates(parts)
-    short = n_coords < 2
-    if short.any():
-        k = int(np.argmax(short))
-        raise GeometryRefused(
-            int(ids[part_route[k]]), f"too few points: a line needs at least 2, got {n_coords[k]}", "route"
-        )
-    coords, coord_part = shapely.get_coordinates(parts, return_index=True)
-    bad = ~np.isfinite(coords).all(axis=1) | (np.abs(coords[:, 0]) > 180.0) | (np.abs(coords[:, 1]) > 90.0)
-    if bad.any():
-        part = coord_part[int(np.argmax(bad))]
-        _check_lonlat(coords[coord_part == part], int(ids[part_route[part]]), "route")
-    flat_line = np.bincount(part_route, weights=shapely.length(parts), minlength=ids.size) == 0.0
-    if flat_line.any():
-        raise GeometryRefused(
-            int(ids[np.argmax(flat_line)]), "too few points: all points of the line are identical", "route"
-        )
-    flat = _Flat(
-        ids=ids,
-        part_off=_offsets(np.bincount(part_route, minlength=ids.size)),
-        sub_off=_offsets(np.bincount(coord_part, minlength=parts.size)),
-        vert_off=None,
-        coords=coords,
-    )
-    return flat, corridor
-
-
-def _prepare_zones(zones: Sequence[ZoneSpec]) -> _Flat:
-    polys_by_input = [zone_polygons(z) for z in zones]
-    ids, order = _sorted_ids([z.zone_id for z in zones], "zone")
-    polys = [polys_by_input[i] for i in order]
-    parts = _object_array([p for ps in polys for p in ps])
-    rings, ring_part = shapely.get_rings(parts, return_index=True)
-    coords, coord_ring = shapely.get_coordinates(rings, return_index=True)
-    return _Flat(
-        ids=ids,
-        part_off=_offsets(np.array([len(ps) for ps in polys], dtype=np.int64)),
-        sub_off=_offsets(np.bincount(ring_part, minlength=parts.size)),
-        vert_off=_offsets(np.bincount(coord_ring, minlength=rings.size)),
-        coords=coords,
-    )
-
-
-def _boxes(xy: F64, off: I64) -> F64:
-    """Bounding box of each run ``off[k] .. off[k + 1]`` of points (runs are not empty)."""
-    box = np.empty((off.shape[0] - 1, 4), dtype=np.float64)
-    if box.shape[0]:
-        start = off[:-1]
-        box[:, 0] = np.minimum.reduceat(xy[:, 0], start)
-        box[:, 1] = np.minimum.reduceat(xy[:, 1], start)
-        box[:, 2] = np.maximum.reduceat(xy[:, 0], start)
-        box[:, 3] = np.maximum.reduceat(xy[:, 1], start)
-    return box
-
-
-def _project(coords: F64, projection: LocalProjection) -> F64:
-    xy = np.empty_like(coords)
-    xy[:, 0], xy[:, 1] = projection.to_xy(coords[:, 0], coords[:, 1])
-    return xy
-
-
-def _route_arrays(flat: _Flat, corridor: F64, projection: LocalProjection) -> _Routes:
-    xy = _project(flat.coords, projection)
-    part_chunk_off, chunk_v, chunk_box = kernels.build_chunks(flat.sub_off, xy, kernels.CHUNK)
-    route_chunk_off = np.ascontiguousarray(part_chunk_off[flat.part_off])
-    start = kernels.route_record_sizes(route_chunk_off, chunk_v)
-    records = np.empty(int(start[-1]), dtype=np.float64)  # numpy's allocator: huge pages where allowed
-    kernels.pack_routes(route_chunk_off, chunk_v, chunk_box, xy, start, records)
-    return _Routes(corridor_m=corridor, start=start, records=records)
-
-
-def _zone_arrays(flat: _Flat, projection: LocalProjection) -> _Zones:
-    assert flat.vert_off is not None
-    xy = _project(flat.coords, projection)
-    ring_off = np.ascontiguousarray(flat.sub_off[flat.part_off])  # zone -> rings of all its parts
-    vert_off = flat.vert_off
-    box = _boxes(xy, vert_off[ring_off]) if ring_off.shape[0] > 1 else np.zeros((0, 4))
-    chunk_off, chunk_v, chunk_box = kernels.build_chunks(vert_off, xy, kernels.CHUNK)
-    return _Zones(
-        box=box,
-        ring_off=ring_off,
-        vert_off=vert_off,
-        chunk_off=chunk_off,
-        chunk_v=chunk_v,
-        chunk_box=chunk_box,
-        xy=xy,
-    )
-
-
-def _grid_arrays(zones: _Zones, radius: float) -> _Grid:
-    """The cell index (tracker.geofence.cells) over the zones' boxes grown by the exact range."""
-    exact = max(radius, MIN_EXACT_M)
-    box = zones.box
-    if box.shape[0] == 0:
-        zero = np.zeros(1, dtype=np.int64)
-        return _Grid(
-            0.0, 0.0, 1.0, 0, 0, exact, zero, np.zeros(0, np.int32), zero.copy(), np.zeros(0), np.zeros(0)
-        )
-    cell = choose_cell(box, exact)
-    pad = exact + 4 * kernels.MARGIN
-    x0 = float(box[:, 0].min()) - pad
-    y0 = float(box[:, 1].min()) - pad
-    nx = int((float(box[:, 2].max()) + pad - x0) / cell) + 1
-    ny = int((float(box[:, 3].max()) + pad - y0) / cell) + 1
-    cell_off, e_zone, e_flags, e_L, e_doff, d_edge, d_lb, e_poff, p_edge = build_cells(
-        box, zones.ring_off, zones.vert_off, zones.xy, x0, y0, cell, nx, ny, exact
-    )
-    start, n_far = cell_record_sizes(cell_off, e_doff, d_lb, e_poff, NEAR_M)
-    records = np.empty(int(start[-1]), dtype=np.float64)  # numpy's allocator: huge pages where allowed
-    far = np.empty(int(n_far), dtype=np.float64)
-    pack_cells(
-        cell_off, e_zone, e_flags, e_L, e_doff, d_edge, d_lb, e_poff, p_edge, zones.xy, NEAR_M, records, far
-    )
-    return _Grid(x0, y0, cell, nx, ny, exact, cell_off, e_zone, start, records, far)
-
-
-def build_index(
-    routes: Sequence[RouteSpec],
-    zones: Sequence[ZoneSpec],
-    *,
-    projection: LocalProjection | None = None,
-    search_radius_m: float = 150.0,
-) -> GeofenceIndex:
-    """Validate, repair, project and flatten routes and zones into a :class:`GeofenceIndex`.
-
-    Raises :class:`GeometryRefused` (naming the feature) for an empty geometry, a wrong geometry type,
-    a line with fewer than 2 points, non-finite or out-of-range coordinates, a corridor that is not
-    > 0, a duplicate id, a negative route id, or an invalid polygon that ``make_valid`` cannot turn
-    into a polygonal area. ``projection`` defaults to :meth:`LocalProjection.around` the bounding box of
-    all coordinates. ``search_radius_m`` (>= 0) bounds how far zones are looked for around a fix.
-    """
-    radius = float(search_radius_m)
-    if not (math.isfinite(radius) and radius >= 0.0):
-        raise ValueError(f"search_radius_m must be finite and >= 0, got {search_radius_m!r}")
-    zone_flat = _prepare_zones(zones)
-    route_flat, corridor = _prepare_routes(routes)
-    if projection is None:
-        every = np.concatenate([route_flat.coords, zone_flat.coords])
-        projection = (
-            LocalProjection.around(every[:, 0], every[:, 1]) if every.size else LocalProjection(0.0, 0.0)
-        )
-    zone_arrays = _zone_arrays(zone_flat, projection)
-    return GeofenceIndex(
-        projection=projection,
-        search_radius_m=radius,
-        route_ids=route_flat.ids,
-        zone_ids=zone_flat.ids,
-        routes=_route_arrays(route_flat, corridor, projection),
-        zones=zone_arrays,
-        grid=_grid_arrays(zone_arrays, radius),
-    )

@@ -1,8 +1,8 @@
-"""The cell index over the zones (built once per index; see :mod:`tracker.geofence.kernels`).
+"""Build time: the cell index over the zones, which edges each cell lists (layout: :mod:`.layout`).
 
 A uniform grid of square cells covers every zone's bounding box grown by the exact range ``E`` (the
-search radius, at least :data:`MIN_EXACT_M`). For each (cell, zone) pair it keeps only what a fix in
-that cell can need:
+search radius, at least ``MIN_EXACT_M``: :mod:`tracker.geofence.build` chooses the grid). For each
+(cell, zone) pair it keeps only what a fix in that cell can need:
 
 * a cell whose distance to the zone's boundary is above ``E`` is wholly inside the zone (an entry
   with no edges at all: inside, boundary farther than ``E``) or wholly outside (no entry: the zone is
@@ -13,65 +13,27 @@ that cell can need:
   from the cell's row may cross, minus those that cross the whole row to the right of the cell (their
   parity is stored once) and those that meet the cell (already among the distance edges).
 
-:func:`pack_cells` lays the entries out as records, cell after cell (layout: tracker.geofence.kernels):
-the distance edges up to :data:`NEAR_M` from the cell inline, the farther ones in a second array.
-The cell size (:func:`choose_cell`) is about half a typical zone, at least a quarter of ``E``.
+:func:`.records.pack_cells` then lays the entries out as records, cell after cell.
 
-Every bound is computed in float64 and loosened by :data:`~tracker.geofence.kernels.MARGIN` (1 mm),
-orders of magnitude above the rounding of city-sized coordinates, so that the answers are the same as
-an exhaustive scan of every edge.
+Every bound is computed in float64 and loosened by :data:`~.layout.MARGIN` (1 mm), orders of magnitude
+above the rounding of city-sized coordinates, so that the answers are the same as an exhaustive scan of
+every edge.
 """
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from tracker.geofence.kernels import (
-    BOUNDARY,
-    INSIDE,
-    MARGIN,
-    ZD,
-    ZH,
-    ZP,
-    _ray_crosses,
-    _seg_dist2,
-    segment_meets_rect,
-)
+from .geometry import ray_crosses, seg_dist2, segment_meets_rect
+from .jit import jit
+from .layout import BOUNDARY, INSIDE, MARGIN
 
-__all__ = ["MIN_EXACT_M", "NEAR_M", "build_cells", "cell_record_sizes", "choose_cell", "pack_cells"]
-
-MIN_EXACT_M = 100.0
-"""Edges are listed up to this far from a cell even when the search radius is smaller: a fix whose
-accuracy radius is larger than the exact range needs a scan of its zone's whole boundary (the service
-never lets fixes less accurate than 100 m decide anything)."""
+__all__ = ["build_cells"]
 
 
-NEAR_M = 40.0
-"""Edges up to this far from a cell are kept in the cell's record, farther ones (needed for a fix whose
-accuracy radius is larger, or for the nearest zone of a fix that no zone holds) in a second array:
-what a typical fix reads stays within a few cache lines."""
-
-
-def choose_cell(zone_box: np.ndarray, exact_m: float, *, max_cells: int = 1 << 22) -> float:
-    """Cell size in metres: small enough that most fixes are far (relative to their accuracy) from
-    every boundary in their cell, large enough that a cell lists few zones and the grid stays small."""
-    if zone_box.shape[0] == 0:
-        return 1.0
-    w = zone_box[:, 2] - zone_box[:, 0]
-    h = zone_box[:, 3] - zone_box[:, 1]
-    typical = float(np.median(np.maximum(w, h)))
-    cell = min(max(typical / 2.0, 0.25 * exact_m, 25.0), 400.0)
-    width = float(zone_box[:, 2].max() - zone_box[:, 0].min()) + 2 * exact_m
-    height = float(zone_box[:, 3].max() - zone_box[:, 1].min()) + 2 * exact_m
-    while (width / cell + 1) * (height / cell + 1) > max_cells:
-        cell *= 1.5
-    return cell
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def _rect_seg_dist(
     x0: float, y0: float, x1: float, y1: float, ax: float, ay: float, bx: float, by: float
 ) -> float:
@@ -85,14 +47,14 @@ def _rect_seg_dist(
         dx = max(max(x0 - px, px - x1), 0.0)
         dy = max(max(y0 - py, py - y1), 0.0)
         d2 = min(d2, dx * dx + dy * dy)
-    d2 = min(d2, _seg_dist2(x0, y0, ax, ay, bx, by))
-    d2 = min(d2, _seg_dist2(x1, y0, ax, ay, bx, by))
-    d2 = min(d2, _seg_dist2(x0, y1, ax, ay, bx, by))
-    d2 = min(d2, _seg_dist2(x1, y1, ax, ay, bx, by))
+    d2 = min(d2, seg_dist2(x0, y0, ax, ay, bx, by))
+    d2 = min(d2, seg_dist2(x1, y0, ax, ay, bx, by))
+    d2 = min(d2, seg_dist2(x0, y1, ax, ay, bx, by))
+    d2 = min(d2, seg_dist2(x1, y1, ax, ay, bx, by))
     return math.sqrt(d2)
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def _grow_i64(a: np.ndarray, need: int) -> np.ndarray:
     if need <= a.shape[0]:
         return a
@@ -102,7 +64,7 @@ def _grow_i64(a: np.ndarray, need: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def _grow_i32(a: np.ndarray, need: int) -> np.ndarray:
     if need <= a.shape[0]:
         return a
@@ -112,7 +74,7 @@ def _grow_i32(a: np.ndarray, need: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def _grow_f64(a: np.ndarray, need: int) -> np.ndarray:
     if need <= a.shape[0]:
         return a
@@ -122,7 +84,7 @@ def _grow_f64(a: np.ndarray, need: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def _grow_u8(a: np.ndarray, need: int) -> np.ndarray:
     if need <= a.shape[0]:
         return a
@@ -132,7 +94,7 @@ def _grow_u8(a: np.ndarray, need: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@jit
 def build_cells(
     zone_box: np.ndarray,
     zone_ring_off: np.ndarray,
@@ -275,7 +237,7 @@ def build_cells(
                     odd = False
                     for t in range(r0, r1):
                         j = row_edge[t]
-                        if _ray_crosses(xc, yc, xy[j, 0], xy[j, 1], xy[j + 1, 0], xy[j + 1, 1]):
+                        if ray_crosses(xc, yc, xy[j, 0], xy[j, 1], xy[j + 1, 0], xy[j + 1, 1]):
                             odd = not odd
                     if odd:
                         flags |= INSIDE
@@ -352,111 +314,3 @@ def build_cells(
         o_dlb[o_doff[t] : o_doff[t + 1]] = d_lb[d_start[e] : d_start[e] + nd]
         o_pedge[o_poff[t] : o_poff[t + 1]] = p_edge[p_start[e] : p_start[e] + npip]
     return cell_off, o_zone, o_flags, o_L, o_doff, o_dedge, o_dlb, o_poff, o_pedge
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _near_count(d_lb: np.ndarray, d0: int, d1: int, near_m: float) -> int:
-    k = d0
-    while k < d1 and d_lb[k] <= near_m:
-        k += 1
-    return k - d0
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def cell_record_sizes(
-    cell_off: np.ndarray, e_doff: np.ndarray, d_lb: np.ndarray, e_poff: np.ndarray, near_m: float
-) -> tuple[np.ndarray, int]:
-    """(cell_start, far size) for :func:`pack_cells`: where each cell's records begin in the blob, and
-    how long the array of far edges is."""
-    n_cells = cell_off.shape[0] - 1
-    start = np.zeros(n_cells + 1, dtype=np.int64)
-    far = 0
-    for c in range(n_cells):
-        size = 0
-        if cell_off[c + 1] - cell_off[c] > 0xFFFF:
-            raise ValueError("a cell of the zone index lists more than 65535 zones")
-        for e in range(cell_off[c], cell_off[c + 1]):
-            nd = e_doff[e + 1] - e_doff[e]
-            near = _near_count(d_lb, e_doff[e], e_doff[e + 1], near_m)
-            if near > 0xFFFF or e_poff[e + 1] - e_poff[e] > 0xFFFF or nd - near > 0xFFFFF:
-                raise ValueError("a zone has more edges near one cell of the index than it can record")
-            size += ZH + ZP * (e_poff[e + 1] - e_poff[e]) + ZD * near
-            far += ZD * (nd - near)
-        start[c + 1] = start[c] + size
-    return start, far
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def _put_edge(out: np.ndarray, o: int, lb: float, xy: np.ndarray, j: int) -> None:
-    out[o] = lb
-    out[o + 1] = xy[j, 0]
-    out[o + 2] = xy[j, 1]
-    out[o + 3] = xy[j + 1, 0]
-    out[o + 4] = xy[j + 1, 1]
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def pack_cells(
-    cell_off: np.ndarray,
-    e_zone: np.ndarray,
-    e_flags: np.ndarray,
-    e_L: np.ndarray,
-    e_doff: np.ndarray,
-    d_edge: np.ndarray,
-    d_lb: np.ndarray,
-    e_poff: np.ndarray,
-    p_edge: np.ndarray,
-    xy: np.ndarray,
-    near_m: float,
-    zb: np.ndarray,
-    zf: np.ndarray,
-) -> None:
-    """Write every cell's records (layout in tracker.geofence.kernels) into ``zb``: first the entries
-    whose zone may hold a point of the cell (zone order), then the others by ascending ``L``; each
-    with its point-in-polygon edges and its distance edges with a bound up to ``near_m``. The
-    farther distance edges go to ``zf``."""
-    o = 0
-    f = 0
-    for c in range(cell_off.shape[0] - 1):
-        e0 = cell_off[c]
-        e1 = cell_off[c + 1]
-        order = np.empty(e1 - e0, dtype=np.int64)
-        m = 0
-        for e in range(e0, e1):
-            if e_flags[e] & (BOUNDARY | INSIDE):
-                order[m] = e
-                m += 1
-        rest = m
-        for e in range(e0, e1):
-            if not e_flags[e] & (BOUNDARY | INSIDE):
-                u = m - 1
-                while u >= rest and e_L[order[u]] > e_L[e]:
-                    order[u + 1] = order[u]
-                    u -= 1
-                order[u + 1] = e
-                m += 1
-        for t in range(e1 - e0):
-            e = order[t]
-            nd = e_doff[e + 1] - e_doff[e]
-            near = _near_count(d_lb, e_doff[e], e_doff[e + 1], near_m)
-            n_pip = e_poff[e + 1] - e_poff[e]
-            zb[o] = e_L[e]
-            zb[o + 1] = d_lb[e_doff[e] + near] if near < nd else np.inf
-            # small integers packed exactly into doubles (checked by cell_record_sizes)
-            zb[o + 2] = near | (n_pip << 16) | ((e - e0) << 32) | (np.int64(e_flags[e]) << 48)
-            zb[o + 3] = np.int64(e_zone[e]) | ((nd - near) << 32)
-            zb[o + 4] = f
-            o += ZH
-            for u in range(e_poff[e], e_poff[e + 1]):
-                j = p_edge[u]
-                zb[o] = xy[j, 0]
-                zb[o + 1] = xy[j, 1]
-                zb[o + 2] = xy[j + 1, 0]
-                zb[o + 3] = xy[j + 1, 1]
-                o += ZP
-            for u in range(e_doff[e], e_doff[e] + near):
-                _put_edge(zb, o, d_lb[u], xy, d_edge[u])
-                o += ZD
-            for u in range(e_doff[e] + near, e_doff[e + 1]):
-                _put_edge(zf, f, d_lb[u], xy, d_edge[u])
-                f += ZD
