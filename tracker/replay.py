@@ -297,7 +297,7 @@ def replay(
     rules: Rules = DEFAULT_RULES,
     search_radius_m: float = 150.0,
 ) -> list[VerdictRow]:
-    """Verdicts for fixes (in their order) against the zones and routes GeoJSON documents, judged as
+    """GeofenceAnswers for fixes (in their order) against the zones and routes GeoJSON documents, judged as
     the tracker's pipeline judges them under ``rules``.
 
     Pure: no I/O. A fix's route is its own ``route`` column, else the route whose children list its

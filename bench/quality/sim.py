@@ -64,7 +64,7 @@ from simulator import (
 )
 from simulator.messages import Fix
 from tracker.config import Settings
-from tracker.geofence import GeofenceIndex, RouteSpec, Verdicts, ZoneSpec, build_index
+from tracker.geofence import GeofenceAnswers, GeofenceIndex, RouteSpec, ZoneSpec, build_index
 from tracker.monitor import (
     ChildContext,
     ChildState,
@@ -259,7 +259,7 @@ def _index(spec: CitySpec) -> GeofenceIndex:
     return build_index(routes, zones)
 
 
-def _csr(v: Verdicts, name: str) -> tuple[list[int], list[int]] | None:
+def _csr(v: GeofenceAnswers, name: str) -> tuple[list[int], list[int]] | None:
     offsets = getattr(v, f"{name}_offsets", None)
     ids = getattr(v, f"{name}_zone_ids", None)
     if offsets is None or ids is None:
@@ -445,7 +445,7 @@ class ShardRun:
         evidence = tuple(list(k.recent)[-ALERT_EVIDENCE_FIXES:])
         return Alert(k.id, kind, ts, zone, detail, evidence=evidence)
 
-    def _truth_check(self, fixes: list[Fix], slots: np.ndarray) -> Verdicts:
+    def _truth_check(self, fixes: list[Fix], slots: np.ndarray) -> GeofenceAnswers:
         n = len(fixes)
         lon = np.fromiter((f.true_lon for f in fixes), dtype=np.float64, count=n)
         lat = np.fromiter((f.true_lat for f in fixes), dtype=np.float64, count=n)

@@ -30,7 +30,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, Verdicts, ZoneSpec, build_index
+from tracker.geofence import GeofenceAnswers, GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index
 from tracker.geofence.index import zone_polygons
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "seoul"
@@ -48,7 +48,7 @@ def to_lonlat(geom: shapely.Geometry, proj: LocalProjection) -> shapely.Geometry
 
 def check_every_way(
     index: GeofenceIndex, *args: np.ndarray, monkeypatch: pytest.MonkeyPatch | None = None, **kw: np.ndarray
-) -> Verdicts:
+) -> GeofenceAnswers:
     """index.check on the one-call path, the big-batch passes and the parallel passes: the same bits."""
     from tracker.geofence import index as index_module
 

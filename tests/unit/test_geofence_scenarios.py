@@ -15,11 +15,11 @@ import pytest
 import shapely
 
 from tracker.geofence import (
+    GeofenceAnswers,
     GeofenceIndex,
     GeometryRefused,
     LocalProjection,
     RouteSpec,
-    Verdicts,
     ZoneSpec,
     build_index,
 )
@@ -64,7 +64,9 @@ def index() -> GeofenceIndex:
     return build_index(ROUTES, ZONES, projection=PROJ, search_radius_m=RADIUS)
 
 
-def check_one(index: GeofenceIndex, lon: float, lat: float, acc: float, route_id: int = -1) -> Verdicts:
+def check_one(
+    index: GeofenceIndex, lon: float, lat: float, acc: float, route_id: int = -1
+) -> GeofenceAnswers:
     v = index.check(
         np.array([lon]), np.array([lat]), np.array([acc]), index.route_slots(np.array([route_id]))
     )
@@ -372,7 +374,7 @@ def check_segment(
     prev_acc: float | None = None,
     *,
     parallel: bool = False,
-) -> Verdicts:
+) -> GeofenceAnswers:
     qlon, qlat = ll(*prev) if prev is not None else (NAN, NAN)
     lon, lat = ll(*cur)
     extra = {} if prev_acc is None else {"prev_acc": np.array([prev_acc])}
@@ -463,7 +465,7 @@ def _random_batch(n: int, seed: int) -> dict[str, np.ndarray]:
     return {"lon": lon, "lat": lat, "acc": acc, "slot": rng.integers(-1, 3, n), "qlon": qlon, "qlat": qlat}
 
 
-def _all_fields(v: Verdicts) -> list[np.ndarray]:
+def _all_fields(v: GeofenceAnswers) -> list[np.ndarray]:
     return [getattr(v, f.name) for f in dataclasses.fields(v)]
 
 

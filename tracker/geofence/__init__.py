@@ -13,15 +13,15 @@ are the package :mod:`tracker.geofence.kernels`.
 """
 
 from tracker.geofence.build import GeometryRefused, RouteSpec, ZoneSpec
-from tracker.geofence.index import GeofenceIndex, Verdicts, build_index
+from tracker.geofence.index import GeofenceAnswers, GeofenceIndex, build_index
 from tracker.geofence.projection import LocalProjection
 
 __all__ = [
+    "GeofenceAnswers",
     "GeofenceIndex",
     "GeometryRefused",
     "LocalProjection",
     "RouteSpec",
-    "Verdicts",
     "ZoneSpec",
     "build_index",
 ]

@@ -66,10 +66,10 @@ from tracker.geofence.projection import LocalProjection
 
 __all__ = [
     "PARALLEL_MIN_FIXES",
+    "GeofenceAnswers",
     "GeofenceIndex",
     "GeometryRefused",
     "RouteSpec",
-    "Verdicts",
     "ZoneSpec",
     "build_index",
     "zone_polygons",
@@ -99,8 +99,9 @@ def _csr(offsets: I64, ids: I64, i: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True, eq=False)
-class Verdicts:
-    """Answers for one batch of n fixes; zone ids per fix are CSR slices, ascending.
+class GeofenceAnswers:
+    """The index's answers for one batch of n fixes (what the geometry says; what the monitor makes of
+    each fix is its `Verdict`); zone ids per fix are CSR slices, ascending.
 
     See the module docstring for the exact semantics of each field.
     """
@@ -262,8 +263,8 @@ class GeofenceIndex:
         prev_lat: npt.ArrayLike | None = None,
         prev_acc: npt.ArrayLike | None = None,
         parallel: bool | None = None,
-    ) -> Verdicts:
-        """Verdicts for a batch of n fixes (lon/lat degrees, accuracy metres, route slot or -1).
+    ) -> GeofenceAnswers:
+        """The answers for a batch of n fixes (lon/lat degrees, accuracy metres, route slot or -1).
 
         One call per batch: the numba kernel runs over all fixes; no Python per fix. Slots come from
         this index's :meth:`route_slots`; a slot outside the index counts as -1. Semantics: see the
@@ -307,10 +308,10 @@ class GeofenceIndex:
         args = (lon_a, lat_a, acc_a, slot_a, q_lon, q_lat, q_acc, *self._kernel_args)
         if parallel:
             with _parallel_lock:
-                return Verdicts(*kernels.check_batch(*args, kernels.parallel))
+                return GeofenceAnswers(*kernels.check_batch(*args, kernels.parallel))
         if n >= _BIG_BATCH:
-            return Verdicts(*kernels.check_batch(*args))
-        return Verdicts(*kernels.check_batch_in_one_call(*args))
+            return GeofenceAnswers(*kernels.check_batch(*args))
+        return GeofenceAnswers(*kernels.check_batch_in_one_call(*args))
 
 
 def build_index(
