@@ -15,7 +15,7 @@ import paho.mqtt.client as mqtt
 import websockets
 
 from tracker.ingest.mqtt import BrokerAddress
-from tracker.store import seed as registry
+from tracker.store import seeding
 from tracker.store.tokens import issue_token
 
 LON0, LAT0 = 127.0560, 37.4990  # Daechi-dong, Seoul
@@ -60,8 +60,8 @@ class SmallWorld:
 
 
 async def build_small_world(conn: asyncpg.Connection, kid_names: list[str]) -> SmallWorld:
-    school = await registry.add_school(conn, name="Test School", lon=LON0, lat=LAT0)
-    route = await registry.add_route(
+    school = await seeding.add_school(conn, name="Test School", lon=LON0, lat=LAT0)
+    route = await seeding.add_route(
         conn,
         school_id=school,
         name="East walk",
@@ -69,17 +69,17 @@ async def build_small_world(conn: asyncpg.Connection, kid_names: list[str]) -> S
         corridor_m=30,
         windows=ALL_WEEK,
     )
-    zone = await registry.add_zone(
+    zone = await seeding.add_zone(
         conn, name="Construction site", kind="construction", geometry=square(-300, 150, 40)
     )
     world = SmallWorld(school, route, zone)
     for i, name in enumerate(kid_names):
-        child = await registry.add_child(conn, school_id=school, route_id=route, name=name)
+        child = await seeding.add_child(conn, school_id=school, route_id=route, name=name)
         tag = f"tag-{name.lower()}"
-        await registry.add_tag(conn, tag_id=tag, child_id=child)
+        await seeding.add_tag(conn, tag_id=tag, child_id=child)
         phone = f"+82100000{i:04d}"
-        guardian = await registry.add_guardian(conn, name=f"Parent of {name}", phone=phone, language="en")
-        await registry.link_guardian(conn, child_id=child, guardian_id=guardian)
+        guardian = await seeding.add_guardian(conn, name=f"Parent of {name}", phone=phone, language="en")
+        await seeding.link_guardian(conn, child_id=child, guardian_id=guardian)
         token = await issue_token(conn, role="guardian", guardian_id=guardian)
         world.kids[name] = Kid(child, tag, guardian, token, phone)
     return world

@@ -39,7 +39,7 @@ from tests.integration.test_api_support import (
     running_api,
     square,
 )
-from tracker.store import seed as registry
+from tracker.store import seeding
 from tracker.store.tokens import create_token
 
 ROLES = ("admin", "school", "guardian", "device")
@@ -195,17 +195,17 @@ async def alert(_: asyncpg.Connection, __: City, s: Side) -> int:
 
 
 async def fresh_school(conn: asyncpg.Connection, _: City, __: Side) -> int:
-    return await registry.add_school(conn, name="Spare", lon=127.06, lat=37.5)
+    return await seeding.add_school(conn, name="Spare", lon=127.06, lat=37.5)
 
 
 async def fresh_route(conn: asyncpg.Connection, _: City, s: Side) -> int:
-    return await registry.add_route(
+    return await seeding.add_route(
         conn, school_id=s.school_id, name="Spare", geometry=line((0, 10), (50, 10)), corridor_m=20, windows=[]
     )
 
 
 async def fresh_zone(conn: asyncpg.Connection, _: City, __: Side) -> int:
-    return await registry.add_zone(conn, name="Spare", kind="river", geometry=square(100, 100, 10))
+    return await seeding.add_zone(conn, name="Spare", kind="river", geometry=square(100, 100, 10))
 
 
 async def fresh_reader(conn: asyncpg.Connection, _: City, s: Side) -> str:
@@ -220,22 +220,22 @@ async def fresh_reader(conn: asyncpg.Connection, _: City, s: Side) -> str:
 
 
 async def fresh_child(conn: asyncpg.Connection, _: City, s: Side) -> int:
-    child_id = await registry.add_child(conn, school_id=s.school_id, route_id=s.route_id, name="Spare")
-    await registry.link_guardian(conn, child_id=child_id, guardian_id=s.guardian_id)
+    child_id = await seeding.add_child(conn, school_id=s.school_id, route_id=s.route_id, name="Spare")
+    await seeding.link_guardian(conn, child_id=child_id, guardian_id=s.guardian_id)
     return child_id
 
 
 async def fresh_tag(conn: asyncpg.Connection, _: City, s: Side) -> str:
     tid = _uid("tag")
-    await registry.add_tag(conn, tag_id=tid, child_id=s.child_id)
+    await seeding.add_tag(conn, tag_id=tid, child_id=s.child_id)
     return tid
 
 
 async def fresh_guardian(conn: asyncpg.Connection, _: City, s: Side) -> int:
-    gid = await registry.add_guardian(
+    gid = await seeding.add_guardian(
         conn, name="Spare", phone=None, channels=("websocket",), school_id=s.school_id
     )
-    await registry.link_guardian(conn, child_id=s.child_id, guardian_id=gid, priority=5)
+    await seeding.link_guardian(conn, child_id=s.child_id, guardian_id=gid, priority=5)
     return gid
 
 

@@ -23,7 +23,7 @@ from tests.helpers import ALL_WEEK, LAT0, LON0, line, lonlat, square
 from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.config import Settings
-from tracker.store import seed as registry
+from tracker.store import seeding
 from tracker.store.db import create_pool
 from tracker.store.tokens import issue_token
 
@@ -107,8 +107,8 @@ async def running_api(database_url: str, tmp_path: Path, **settings: Any) -> Asy
 
 async def _side(conn: asyncpg.Connection, name: str, dx: float) -> Side:
     lon, lat = lonlat(dx, 0)
-    school = await registry.add_school(conn, name=f"School {name}", lon=lon, lat=lat)
-    route = await registry.add_route(
+    school = await seeding.add_school(conn, name=f"School {name}", lon=lon, lat=lat)
+    route = await seeding.add_route(
         conn,
         school_id=school,
         name=f"Walk {name}",
@@ -116,9 +116,9 @@ async def _side(conn: asyncpg.Connection, name: str, dx: float) -> Side:
         corridor_m=30,
         windows=ALL_WEEK,
     )
-    child = await registry.add_child(conn, school_id=school, route_id=route, name=f"Child {name}")
+    child = await seeding.add_child(conn, school_id=school, route_id=route, name=f"Child {name}")
     tag = f"tag-{name.lower()}"
-    await registry.add_tag(conn, tag_id=tag, child_id=child)
+    await seeding.add_tag(conn, tag_id=tag, child_id=child)
     reader = f"gate-{name.lower()}"
     await conn.execute(
         "INSERT INTO readers (id, school_id, name, role, lon, lat) VALUES ($1, $2, 'Gate', 'gate', $3, $4)",
@@ -127,10 +127,10 @@ async def _side(conn: asyncpg.Connection, name: str, dx: float) -> Side:
         lon,
         lat,
     )
-    guardian = await registry.add_guardian(
+    guardian = await seeding.add_guardian(
         conn, name=f"Parent {name}", phone="+821000000001", language="en", school_id=school
     )
-    await registry.link_guardian(conn, child_id=child, guardian_id=guardian)
+    await seeding.link_guardian(conn, child_id=child, guardian_id=guardian)
     x, y = lonlat(dx - 300, 5)
     await conn.execute(
         "INSERT INTO positions (tag_id, ts, child_id, lon, lat, acc, batt, received_at, route_distance_m)"
@@ -166,7 +166,7 @@ async def build_city(pool: asyncpg.Pool) -> City:
     async with pool.acquire() as conn:
         a = await _side(conn, "A", 0)
         b = await _side(conn, "B", 3000)
-        zone = await registry.add_zone(conn, name="Site", kind="construction", geometry=square(-300, 150, 40))
+        zone = await seeding.add_zone(conn, name="Site", kind="construction", geometry=square(-300, 150, 40))
         admin = await issue_token(conn, role="admin", label="city")
     return City(a, b, zone, admin)
 

@@ -21,7 +21,7 @@ from tests.helpers import Publisher, alert_with_delivery, build_small_world, fix
 from tracker.embedded import free_port
 from tracker.ingest.decode import RawMessage
 from tracker.service import Service
-from tracker.store import seed as registry
+from tracker.store import seeding
 from tracker.store.alerts import acknowledge
 
 
@@ -75,10 +75,10 @@ async def test_an_unacknowledged_alert_goes_to_the_next_guardian_then_the_school
         async with svc.pool.acquire() as conn:
             world = await build_small_world(conn, ["Jia"])
             kid = world.kids["Jia"]
-            second = await registry.add_guardian(
+            second = await seeding.add_guardian(
                 conn, name="Grandmother", phone="+821099990000", language="ko"
             )
-            await registry.link_guardian(conn, child_id=kid.child_id, guardian_id=second, priority=2)
+            await seeding.link_guardian(conn, child_id=kid.child_id, guardian_id=second, priority=2)
             await conn.execute(
                 "UPDATE schools SET staff_phone = '+82200000000', webhook_url = $1, webhook_secret = 's3cret'"
                 " WHERE id = $2",
@@ -131,8 +131,8 @@ async def test_acknowledging_stops_escalation_and_an_open_alert_still_escalates_
         async with svc.pool.acquire() as conn:
             world = await build_small_world(conn, ["Seojun", "Hajun"])
             for name in ("Seojun", "Hajun"):
-                other = await registry.add_guardian(conn, name=f"Father of {name}", phone=None, language="en")
-                await registry.link_guardian(
+                other = await seeding.add_guardian(conn, name=f"Father of {name}", phone=None, language="en")
+                await seeding.link_guardian(
                     conn, child_id=world.kids[name].child_id, guardian_id=other, priority=2
                 )
         await svc.reload_registry()

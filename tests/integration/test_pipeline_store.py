@@ -20,7 +20,7 @@ from tracker.registry_view import build_view
 from tracker.store.alerts import DeliveryJob, DeliveryMark, mark_deliveries
 from tracker.store.db import create_pool
 from tracker.store.registry_rows import load_registry
-from tracker.store.seed import add_zone
+from tracker.store.seeding import add_zone
 
 
 def _messages(tag: str, fixes: list[dict[str, object]]) -> list[RawMessage]:

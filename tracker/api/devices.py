@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from tracker.api.auth import context, require
 from tracker.api.common import READ, WRITE, DeviceIdPath, conflict, invalid, not_found
 from tracker.api.context import AppContext
-from tracker.store import registry_crud as registry
+from tracker.store import registry_crud
 from tracker.store.devices import replace_devices, tag_devices
 from tracker.store.tokens import Principal
 
@@ -42,7 +42,7 @@ async def get_devices(
 ) -> dict[str, Any]:
     """The phone apps registered to speak for this tag."""
     async with ctx.pool.acquire() as conn:
-        if not await registry.visible(conn, who, "tag", tag_id):
+        if not await registry_crud.visible(conn, who, "tag", tag_id):
             not_found("tag", tag_id)
         return {"devices": await tag_devices(conn, tag_id)}
 
@@ -60,7 +60,7 @@ async def put_devices(
             invalid(["body", "devices", i, "device"], "an OwnTracks device is 'user/device'")
     wanted: list[tuple[str, str]] = sorted({(str(d.protocol), d.device) for d in body.devices})
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await registry.visible(conn, who, "tag", tag_id, write=True):
+        if not await registry_crud.visible(conn, who, "tag", tag_id, write=True):
             not_found("tag", tag_id)
         taken = await replace_devices(conn, tag_id, wanted)
         if taken:

@@ -48,8 +48,7 @@ from tracker.api.models import (
     TagPatch,
     Track,
 )
-from tracker.store import audit, history
-from tracker.store import registry_crud as registry
+from tracker.store import audit, history, registry_crud
 from tracker.store.tokens import Principal, create_token, mosquitto_hash, new_mqtt_password
 
 router = APIRouter()
@@ -104,7 +103,7 @@ async def list_children(
 ) -> dict[str, Any]:
     """The children the caller may see, with their last known position and open alerts."""
     async with ctx.pool.acquire() as conn:
-        rows, total = await registry.list_children(
+        rows, total = await registry_crud.list_children(
             conn, who, school_id=school_id, route_id=route_id, limit=limit, offset=offset
         )
         await _audited(conn, who, rows, "GET /api/v1/children")
@@ -122,7 +121,7 @@ async def _check_child_refs(
     if route_id is not None:
         route_school = (
             await conn.fetchval("SELECT school_id FROM routes WHERE id = $1", route_id)
-            if await registry.visible(conn, who, "route", route_id)
+            if await registry_crud.visible(conn, who, "route", route_id)
             else None
         )
         if route_school is None:
@@ -133,7 +132,7 @@ async def _check_child_refs(
                 f"route {route_id} belongs to school {route_school}, not to the child's school {school_id}",
             )
     for i, g in enumerate(guardians or []):
-        if not await registry.visible(conn, who, "guardian", g.guardian_id):
+        if not await registry_crud.visible(conn, who, "guardian", g.guardian_id):
             invalid(["body", "guardians", i, "guardian_id"], f"no guardian {g.guardian_id}")
 
 
@@ -154,18 +153,18 @@ async def create_child(
     if who.role == "school" and school_id != who.school_id:
         invalid(["body", "school_id"], f"school {school_id} is not your school ({who.school_id})")
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await registry.visible(conn, who, "school", school_id, write=True):
+        if not await registry_crud.visible(conn, who, "school", school_id, write=True):
             invalid(["body", "school_id"], f"no school {school_id}")
         await _check_child_refs(
             conn, who, school_id=school_id, route_id=body.route_id, guardians=body.guardians
         )
-        child_id = await registry.create_child(
+        child_id = await registry_crud.create_child(
             conn, {"name": body.name, "school_id": school_id, "route_id": body.route_id}
         )
-        await registry.set_child_guardians(
+        await registry_crud.set_child_guardians(
             conn, child_id, [(g.guardian_id, g.priority) for g in body.guardians]
         )
-        row = await registry.get_child(conn, who, child_id)
+        row = await registry_crud.get_child(conn, who, child_id)
     assert row is not None
     return child_out(row)
 
@@ -175,7 +174,7 @@ async def get_child(
     child_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn:
-        row = await registry.get_child(conn, who, child_id)
+        row = await registry_crud.get_child(conn, who, child_id)
         if row is None:
             not_found("child", child_id)
         await _audited(conn, who, [row], "GET /api/v1/children/{child_id}")
@@ -194,7 +193,7 @@ async def update_child(
     if "guardians" in body.model_fields_set and body.guardians is None:
         invalid(["body", "guardians"], "guardians cannot be null (an empty list removes them all)")
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_child(conn, who, child_id)
+        current = await registry_crud.get_child(conn, who, child_id)
         if current is None:
             not_found("child", child_id)
         school_id = values.get("school_id", current["school_id"])
@@ -203,19 +202,19 @@ async def update_child(
                 invalid(
                     ["body", "school_id"], "only the city's administrators move a child to another school"
                 )
-            if not await registry.visible(conn, who, "school", school_id):
+            if not await registry_crud.visible(conn, who, "school", school_id):
                 invalid(["body", "school_id"], f"no school {school_id}")
             if "route_id" not in values:
                 values["route_id"] = None  # the old school's route is no longer the child's
         await _check_child_refs(
             conn, who, school_id=school_id, route_id=values.get("route_id"), guardians=body.guardians
         )
-        await registry.update_child(conn, who, child_id, values)
+        await registry_crud.update_child(conn, who, child_id, values)
         if body.guardians is not None:
-            await registry.set_child_guardians(
+            await registry_crud.set_child_guardians(
                 conn, child_id, [(g.guardian_id, g.priority) for g in body.guardians]
             )
-        row = await registry.get_child(conn, who, child_id)
+        row = await registry_crud.get_child(conn, who, child_id)
     assert row is not None
     return child_out(row)
 
@@ -240,12 +239,12 @@ async def set_guardians(
     if dup is not None:
         invalid(["body"], f"guardian {dup} is listed twice")
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_child(conn, who, child_id)
-        if current is None or not await registry.visible(conn, who, "child", child_id, write=True):
+        current = await registry_crud.get_child(conn, who, child_id)
+        if current is None or not await registry_crud.visible(conn, who, "child", child_id, write=True):
             not_found("child", child_id)
         await _check_child_refs(conn, who, school_id=current["school_id"], route_id=None, guardians=body)
-        await registry.set_child_guardians(conn, child_id, [(g.guardian_id, g.priority) for g in body])
-        row = await registry.get_child(conn, who, child_id)
+        await registry_crud.set_child_guardians(conn, child_id, [(g.guardian_id, g.priority) for g in body])
+        row = await registry_crud.get_child(conn, who, child_id)
     assert row is not None
     return list(row["guardians"])
 
@@ -257,7 +256,7 @@ async def delete_child(
     child_id: IdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> Response:
     """Delete a child with its tags, alerts and state (positions age out with the retention period)."""
-    if not await registry.delete_child(ctx.pool, who, child_id):
+    if not await registry_crud.delete_child(ctx.pool, who, child_id):
         not_found("child", child_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -289,7 +288,7 @@ async def child_position(
 ) -> dict[str, Any]:
     """The child's last known position (geometry null when none is kept)."""
     async with ctx.pool.acquire() as conn:
-        if not await registry.visible(conn, who, "child", child_id):
+        if not await registry_crud.visible(conn, who, "child", child_id):
             not_found("child", child_id)
         p = await history.last_position(conn, child_id)
         if p is not None:
@@ -312,7 +311,7 @@ async def child_track(
 ) -> dict[str, Any]:
     """The child's fixes of one day, oldest first, as GeoJSON Points."""
     async with ctx.pool.acquire() as conn:
-        if not await registry.visible(conn, who, "child", child_id):
+        if not await registry_crud.visible(conn, who, "child", child_id):
             not_found("child", child_id)
         tz_name = await history.child_timezone(conn, child_id, ctx.settings.default_timezone)
         tz = ZoneInfo(tz_name)
@@ -401,7 +400,7 @@ async def list_tags(
     who: Principal = Depends(require(*READERS)),
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
-    rows, total = await registry.list_tags(ctx.pool, who, child_id=child_id, limit=limit, offset=offset)
+    rows, total = await registry_crud.list_tags(ctx.pool, who, child_id=child_id, limit=limit, offset=offset)
     prefix = ctx.settings.topic_prefix
     return {"items": [tag_out(r, prefix) for r in rows], "total": total, "limit": limit, "offset": offset}
 
@@ -419,13 +418,13 @@ async def create_tag(
     """Give a child a GPS tag or an RFID card. A GPS tag's MQTT password and device token are in the
     answer, once (only their hashes are kept)."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if not await registry.visible(conn, who, "child", body.child_id, write=True):
+        if not await registry_crud.visible(conn, who, "child", body.child_id, write=True):
             invalid(["body", "child_id"], f"no child {body.child_id}")
-        if await registry.tag_exists(conn, body.id):
+        if await registry_crud.tag_exists(conn, body.id):
             conflict(f"tag {body.id!r} is already registered (tag ids are unique in the city)")
-        await registry.create_tag(conn, {"id": body.id, "child_id": body.child_id, "kind": body.kind})
+        await registry_crud.create_tag(conn, {"id": body.id, "child_id": body.child_id, "kind": body.kind})
         credentials = await _new_credentials(conn, body.id, ctx) if body.kind == "gps" else None
-        row = await registry.get_tag(conn, who, body.id)
+        row = await registry_crud.get_tag(conn, who, body.id)
     assert row is not None
     return tag_out(row, ctx.settings.topic_prefix) | {"credentials": credentials}
 
@@ -437,7 +436,7 @@ async def get_tag(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """A tag (a device token: its own tag)."""
-    row = await registry.get_tag(ctx.pool, who, tag_id)
+    row = await registry_crud.get_tag(ctx.pool, who, tag_id)
     if row is None:
         not_found("tag", tag_id)
     return tag_out(row, ctx.settings.topic_prefix)
@@ -453,20 +452,20 @@ async def update_tag(
     """Give the tag to another child (of the caller's school), or change its kind."""
     values = not_null(body.model_dump(exclude_unset=True), (), ["body"])
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_tag(conn, who, tag_id)
+        current = await registry_crud.get_tag(conn, who, tag_id)
         if current is None:
             not_found("tag", tag_id)
-        if "child_id" in values and not await registry.visible(
+        if "child_id" in values and not await registry_crud.visible(
             conn, who, "child", values["child_id"], write=True
         ):
             invalid(["body", "child_id"], f"no child {values['child_id']}")
-        await registry.update_tag(conn, who, tag_id, values)
+        await registry_crud.update_tag(conn, who, tag_id, values)
         if values.get("kind") == "rfid":  # a card has no MQTT credentials
             await conn.execute("UPDATE tags SET mqtt_password_hash = NULL WHERE id = $1", tag_id)
             await conn.execute(
                 "UPDATE api_tokens SET revoked_at = now() WHERE tag_id = $1 AND revoked_at IS NULL", tag_id
             )
-        row = await registry.get_tag(conn, who, tag_id)
+        row = await registry_crud.get_tag(conn, who, tag_id)
     assert row is not None
     return tag_out(row, ctx.settings.topic_prefix)
 
@@ -479,8 +478,8 @@ async def rotate_credentials(
 ) -> dict[str, Any]:
     """New MQTT password and device token for a GPS tag; the old ones stop working."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_tag(conn, who, tag_id)
-        if current is None or not await registry.visible(conn, who, "tag", tag_id, write=True):
+        current = await registry_crud.get_tag(conn, who, tag_id)
+        if current is None or not await registry_crud.visible(conn, who, "tag", tag_id, write=True):
             not_found("tag", tag_id)
         if current["kind"] != "gps":
             invalid(["path", "tag_id"], f"tag {tag_id!r} is an RFID card: it has no credentials")
@@ -492,7 +491,7 @@ async def delete_tag(
     tag_id: DeviceIdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> Response:
     """Delete a tag; its device tokens go with it, and its fixes are refused from then on."""
-    if not await registry.delete_tag(ctx.pool, who, tag_id):
+    if not await registry_crud.delete_tag(ctx.pool, who, tag_id):
         not_found("tag", tag_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -520,7 +519,9 @@ async def list_guardians(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """Guardians the caller may see (a guardian: themselves)."""
-    rows, total = await registry.list_guardians(ctx.pool, who, child_id=child_id, limit=limit, offset=offset)
+    rows, total = await registry_crud.list_guardians(
+        ctx.pool, who, child_id=child_id, limit=limit, offset=offset
+    )
     return {"items": [guardian_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
@@ -541,12 +542,12 @@ async def create_guardian(
             invalid(["body", "school_id"], f"school {school_id} is not your school ({who.school_id})")
         school_id = who.school_id
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if school_id is not None and not await registry.visible(conn, who, "school", school_id):
+        if school_id is not None and not await registry_crud.visible(conn, who, "school", school_id):
             invalid(["body", "school_id"], f"no school {school_id}")
         for i, link in enumerate(body.children):
-            if not await registry.visible(conn, who, "child", link.child_id, write=True):
+            if not await registry_crud.visible(conn, who, "child", link.child_id, write=True):
                 invalid(["body", "children", i, "child_id"], f"no child {link.child_id}")
-        guardian_id = await registry.create_guardian(
+        guardian_id = await registry_crud.create_guardian(
             conn,
             {
                 "name": body.name,
@@ -561,7 +562,7 @@ async def create_guardian(
                 "INSERT INTO child_guardians (child_id, guardian_id, priority) VALUES ($1, $2, $3)",
                 [(link.child_id, guardian_id, link.priority) for link in body.children],
             )
-        row = await registry.get_guardian(conn, who, guardian_id)
+        row = await registry_crud.get_guardian(conn, who, guardian_id)
     assert row is not None
     return guardian_out(row)
 
@@ -570,7 +571,7 @@ async def create_guardian(
 async def get_guardian(
     guardian_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    row = await registry.get_guardian(ctx.pool, who, guardian_id)
+    row = await registry_crud.get_guardian(ctx.pool, who, guardian_id)
     if row is None:
         not_found("guardian", guardian_id)
     return guardian_out(row)
@@ -588,7 +589,7 @@ async def update_guardian(
     """Change a guardian's name, phone, language or channels (a guardian: their own)."""
     values = not_null(body.model_dump(exclude_unset=True), ("phone",), ["body"])
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_guardian(conn, who, guardian_id)
+        current = await registry_crud.get_guardian(conn, who, guardian_id)
         if current is None:
             not_found("guardian", guardian_id)
         if "school_id" in values and values["school_id"] != current["school_id"]:
@@ -596,7 +597,7 @@ async def update_guardian(
                 invalid(
                     ["body", "school_id"], "only the city's administrators change who registered a guardian"
                 )
-            if not await registry.visible(conn, who, "school", values["school_id"]):
+            if not await registry_crud.visible(conn, who, "school", values["school_id"]):
                 invalid(["body", "school_id"], f"no school {values['school_id']}")
         channels = values.get("channels", current["channels"])
         phone = values.get("phone", current["phone"])
@@ -607,8 +608,8 @@ async def update_guardian(
             )
         if "channels" in values:
             values["channels"] = list(values["channels"])
-        await registry.update_guardian(conn, who, guardian_id, values)
-        row = await registry.get_guardian(conn, who, guardian_id)
+        await registry_crud.update_guardian(conn, who, guardian_id, values)
+        row = await registry_crud.get_guardian(conn, who, guardian_id)
     assert row is not None
     return guardian_out(row)
 
@@ -625,9 +626,9 @@ async def delete_guardian(
     """Delete a guardian with their tokens (school staff: the guardians their school registered; others
     they may only unlink from their children)."""
     async with ctx.pool.acquire() as conn:
-        if not await registry.visible(conn, who, "guardian", guardian_id):
+        if not await registry_crud.visible(conn, who, "guardian", guardian_id):
             not_found("guardian", guardian_id)
-        if not await registry.delete_guardian(conn, who, guardian_id):
+        if not await registry_crud.delete_guardian(conn, who, guardian_id):
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
                 f"guardian {guardian_id} was registered by another school or the city: unlink them from"

@@ -47,7 +47,7 @@ from tracker.api.models import (
 from tracker.importers import GeometryProblem, validate_route_geometry, validate_zone_geometry
 from tracker.importers.geojson import validate_place
 from tracker.importers.models import ZoneKind
-from tracker.store import registry_crud as registry
+from tracker.store import registry_crud
 from tracker.store.tokens import Principal
 
 router = APIRouter()
@@ -83,7 +83,7 @@ async def _own_school(
         invalid(
             loc, f"school {school_id} is not your school: you may register only for school {who.school_id}"
         )
-    place = await registry.school_place(conn, school_id)
+    place = await registry_crud.school_place(conn, school_id)
     if place is None:
         invalid(loc, f"no school {school_id}")
     return school_id, place
@@ -113,7 +113,7 @@ async def list_schools(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """Schools the caller may see (school staff: their own; guardians: their children's)."""
-    rows, total = await registry.list_schools(ctx.pool, who, limit=limit, offset=offset)
+    rows, total = await registry_crud.list_schools(ctx.pool, who, limit=limit, offset=offset)
     return {"features": [school_feature(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
@@ -131,7 +131,7 @@ async def create_school(
     p = body.properties
     lon, lat = body.geometry.coordinates[0], body.geometry.coordinates[1]
     async with ctx.pool.acquire() as conn:
-        school_id = await registry.create_school(
+        school_id = await registry_crud.create_school(
             conn,
             {
                 "name": p.name,
@@ -142,7 +142,7 @@ async def create_school(
                 "closed_days": sorted(set(p.closed_days)),
             },
         )
-        row = await registry.get_school(conn, who, school_id)
+        row = await registry_crud.get_school(conn, who, school_id)
     assert row is not None
     return school_feature(row)
 
@@ -151,7 +151,7 @@ async def create_school(
 async def get_school(
     school_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    row = await registry.get_school(ctx.pool, who, school_id)
+    row = await registry_crud.get_school(ctx.pool, who, school_id)
     if row is None:
         not_found("school", school_id)
     return school_feature(row)
@@ -175,9 +175,9 @@ async def update_school(
     if body.geometry is not None:
         values["lon"], values["lat"] = body.geometry.coordinates[0], body.geometry.coordinates[1]
     async with ctx.pool.acquire() as conn, conn.transaction():
-        if await registry.update_school(conn, who, school_id, values) is None:
+        if await registry_crud.update_school(conn, who, school_id, values) is None:
             not_found("school", school_id)
-        row = await registry.get_school(conn, who, school_id)
+        row = await registry_crud.get_school(conn, who, school_id)
     assert row is not None
     return school_feature(row)
 
@@ -189,7 +189,7 @@ async def delete_school(
     school_id: IdPath, who: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
 ) -> Response:
     """Delete a school with its routes, children, tags and readers (city administrators)."""
-    if not await registry.delete_school(ctx.pool, who, school_id):
+    if not await registry_crud.delete_school(ctx.pool, who, school_id):
         not_found("school", school_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -221,7 +221,9 @@ async def list_routes(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """Walking routes the caller may see (school staff: their school's; guardians: their children's)."""
-    rows, total = await registry.list_routes(ctx.pool, who, school_id=school_id, limit=limit, offset=offset)
+    rows, total = await registry_crud.list_routes(
+        ctx.pool, who, school_id=school_id, limit=limit, offset=offset
+    )
     return {"features": [route_feature(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
@@ -248,7 +250,7 @@ async def create_route(
             school=place,
             max_distance_m=ctx.settings.registry_max_distance_m,
         )
-        route_id = await registry.create_route(
+        route_id = await registry_crud.create_route(
             conn,
             {
                 "school_id": school_id,
@@ -259,7 +261,7 @@ async def create_route(
                 "arrivals": _dump(p.arrivals),
             },
         )
-        row = await registry.get_route(conn, who, route_id)
+        row = await registry_crud.get_route(conn, who, route_id)
     assert row is not None
     return route_feature(row)
 
@@ -268,7 +270,7 @@ async def create_route(
 async def get_route(
     route_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    row = await registry.get_route(ctx.pool, who, route_id)
+    row = await registry_crud.get_route(ctx.pool, who, route_id)
     if row is None:
         not_found("route", route_id)
     return route_feature(row)
@@ -283,8 +285,8 @@ async def update_route(
 ) -> dict[str, Any]:
     """Change a route; a new shape, corridor or school is checked like a new route."""
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_route(conn, who, route_id)
-        if current is None or not await registry.visible(conn, who, "route", route_id, write=True):
+        current = await registry_crud.get_route(conn, who, route_id)
+        if current is None or not await registry_crud.visible(conn, who, "route", route_id, write=True):
             not_found("route", route_id)
         values: dict[str, Any] = {}
         if body.properties is not None:
@@ -304,8 +306,8 @@ async def update_route(
                 school=place,
                 max_distance_m=ctx.settings.registry_max_distance_m,
             )
-        await registry.update_route(conn, who, route_id, values)
-        row = await registry.get_route(conn, who, route_id)
+        await registry_crud.update_route(conn, who, route_id, values)
+        row = await registry_crud.get_route(conn, who, route_id)
     assert row is not None
     return route_feature(row)
 
@@ -317,7 +319,7 @@ async def delete_route(
     route_id: IdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> Response:
     """Delete a route; its children keep their registration without a route (not watched off-route)."""
-    if not await registry.delete_route(ctx.pool, who, route_id):
+    if not await registry_crud.delete_route(ctx.pool, who, route_id):
         not_found("route", route_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -349,7 +351,7 @@ async def list_zones(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """The city's danger zones (everyone but devices may read them)."""
-    rows, total = await registry.list_zones(
+    rows, total = await registry_crud.list_zones(
         ctx.pool, who, kind=kind, active=active, limit=limit, offset=offset
     )
     return {"features": [zone_feature(r) for r in rows], "total": total, "limit": limit, "offset": offset}
@@ -372,10 +374,10 @@ async def create_zone(
             ["body", "geometry"],
             validate_zone_geometry,
             body.geometry.geojson(),
-            schools=await registry.school_places(conn),
+            schools=await registry_crud.school_places(conn),
             max_distance_m=ctx.settings.registry_max_distance_m,
         )
-        zone_id = await registry.create_zone(
+        zone_id = await registry_crud.create_zone(
             conn,
             {
                 "name": p.name,
@@ -386,7 +388,7 @@ async def create_zone(
                 "active": p.active,
             },
         )
-        row = await registry.get_zone(conn, who, zone_id)
+        row = await registry_crud.get_zone(conn, who, zone_id)
     assert row is not None
     return zone_feature(row)
 
@@ -395,7 +397,7 @@ async def create_zone(
 async def get_zone(
     zone_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    row = await registry.get_zone(ctx.pool, who, zone_id)
+    row = await registry_crud.get_zone(ctx.pool, who, zone_id)
     if row is None:
         not_found("zone", zone_id)
     return zone_feature(row)
@@ -420,12 +422,12 @@ async def update_zone(
                 ["body", "geometry"],
                 validate_zone_geometry,
                 body.geometry.geojson(),
-                schools=await registry.school_places(conn),
+                schools=await registry_crud.school_places(conn),
                 max_distance_m=ctx.settings.registry_max_distance_m,
             )
-        if await registry.update_zone(conn, who, zone_id, values) is None:
+        if await registry_crud.update_zone(conn, who, zone_id, values) is None:
             not_found("zone", zone_id)
-        row = await registry.get_zone(conn, who, zone_id)
+        row = await registry_crud.get_zone(conn, who, zone_id)
     assert row is not None
     return zone_feature(row)
 
@@ -436,7 +438,7 @@ async def update_zone(
 async def delete_zone(
     zone_id: IdPath, who: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
 ) -> Response:
-    if not await registry.delete_zone(ctx.pool, who, zone_id):
+    if not await registry_crud.delete_zone(ctx.pool, who, zone_id):
         not_found("zone", zone_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -465,7 +467,9 @@ async def list_readers(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """RFID readers at school gates and crossings (school staff: their school's)."""
-    rows, total = await registry.list_readers(ctx.pool, who, school_id=school_id, limit=limit, offset=offset)
+    rows, total = await registry_crud.list_readers(
+        ctx.pool, who, school_id=school_id, limit=limit, offset=offset
+    )
     return {"features": [reader_feature(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
@@ -491,11 +495,11 @@ async def create_reader(
         )
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM readers WHERE id = $1)", body.id):
             conflict(f"reader {body.id!r} is already registered")
-        await registry.create_reader(
+        await registry_crud.create_reader(
             conn,
             {"id": body.id, "school_id": school_id, "name": p.name, "role": p.role, "lon": lon, "lat": lat},
         )
-        row = await registry.get_reader(conn, who, body.id)
+        row = await registry_crud.get_reader(conn, who, body.id)
     assert row is not None
     return reader_feature(row)
 
@@ -504,7 +508,7 @@ async def create_reader(
 async def get_reader(
     reader_id: DeviceIdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    row = await registry.get_reader(ctx.pool, who, reader_id)
+    row = await registry_crud.get_reader(ctx.pool, who, reader_id)
     if row is None:
         not_found("reader", reader_id)
     return reader_feature(row)
@@ -518,7 +522,7 @@ async def update_reader(
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     async with ctx.pool.acquire() as conn, conn.transaction():
-        current = await registry.get_reader(conn, who, reader_id)
+        current = await registry_crud.get_reader(conn, who, reader_id)
         if current is None:
             not_found("reader", reader_id)
         values: dict[str, Any] = {}
@@ -536,8 +540,8 @@ async def update_reader(
             school=place,
             max_distance_m=ctx.settings.registry_max_distance_m,
         )
-        await registry.update_reader(conn, who, reader_id, values)
-        row = await registry.get_reader(conn, who, reader_id)
+        await registry_crud.update_reader(conn, who, reader_id, values)
+        row = await registry_crud.get_reader(conn, who, reader_id)
     assert row is not None
     return reader_feature(row)
 
@@ -548,6 +552,6 @@ async def update_reader(
 async def delete_reader(
     reader_id: DeviceIdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> Response:
-    if not await registry.delete_reader(ctx.pool, who, reader_id):
+    if not await registry_crud.delete_reader(ctx.pool, who, reader_id):
         not_found("reader", reader_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -17,7 +17,7 @@ from tracker.api.common import CREATE, LIST, READ, IdPath, Limit, Offset, invali
 from tracker.api.context import AppContext
 from tracker.api.models import Page, TokenCreated, TokenIn, TokenOut
 from tracker.api.ws import close_token_sockets
-from tracker.store import registry_crud as registry
+from tracker.store import registry_crud
 from tracker.store.tokens import Principal, create_token, list_tokens, revoke_token_id
 
 router = APIRouter()
@@ -68,13 +68,15 @@ async def issue(
                 if school_id != who.school_id:
                     invalid(["body", "school_id"], f"school {school_id} is not your school ({who.school_id})")
             assert school_id is not None
-            if not await registry.visible(conn, who, "school", school_id):
+            if not await registry_crud.visible(conn, who, "school", school_id):
                 invalid(["body", "school_id"], f"no school {school_id}")
-        if body.guardian_id is not None and not await registry.visible(
+        if body.guardian_id is not None and not await registry_crud.visible(
             conn, who, "guardian", body.guardian_id
         ):
             invalid(["body", "guardian_id"], f"no guardian {body.guardian_id}")
-        if body.tag_id is not None and not await registry.visible(conn, who, "tag", body.tag_id, write=True):
+        if body.tag_id is not None and not await registry_crud.visible(
+            conn, who, "tag", body.tag_id, write=True
+        ):
             invalid(["body", "tag_id"], f"no tag {body.tag_id}")
         issued = await create_token(
             conn,

@@ -19,7 +19,7 @@ import asyncpg
 import shapely
 from shapely.geometry import LineString, MultiPolygon, Polygon, mapping, shape
 
-from tracker.store import seed as registry
+from tracker.store import seeding
 
 # The checkout's data/seoul, or ./data/seoul where the package is installed (the Docker image).
 DATA_DIRS = [Path(__file__).resolve().parents[2] / "data" / "seoul", Path.cwd() / "data" / "seoul"]
@@ -196,7 +196,7 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
     areas = _neighbourhoods()
     n_routes = n_zones = 0
     async with conn.transaction():
-        demo_guardian = await registry.add_guardian(
+        demo_guardian = await seeding.add_guardian(
             conn, name=DEMO_GUARDIAN, phone="+821000000000", language="en", channels=("websocket", "sms")
         )
         per_school = [
@@ -207,12 +207,12 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
             site = area.representative_point()
             frame = _Frame(site.x, site.y)
             area_xy = frame.geom_to_xy(area)
-            school_id = await registry.add_school(conn, name=school_name, lon=site.x, lat=site.y)
+            school_id = await seeding.add_school(conn, name=school_name, lon=site.x, lat=site.y)
             lines = [(_route(rng, area_xy), rng.choice((30.0, 30.0, 40.0))) for _ in range(6)]
             route_ids = []
             for r_no, (line, corridor) in enumerate(lines, start=1):
                 route_ids.append(
-                    await registry.add_route(
+                    await seeding.add_route(
                         conn,
                         school_id=school_id,
                         name=f"Route {r_no}",
@@ -222,26 +222,26 @@ async def load_demo_city(conn: asyncpg.Connection, *, children: int = 300, seed:
                     )
                 )
             for zone_name, kind, geom in _zones(rng, lines):
-                await registry.add_zone(
+                await seeding.add_zone(
                     conn, name=zone_name, kind=kind, geometry=mapping(frame.geom_to_lonlat(geom))
                 )
                 n_zones += 1
             n_routes += len(route_ids)
             for c_no in range(n_children):
-                child_id = await registry.add_child(
+                child_id = await seeding.add_child(
                     conn, school_id=school_id, route_id=route_ids[c_no % len(route_ids)], name=_name(rng)
                 )
-                await registry.add_tag(conn, tag_id=f"tag-{s_no + 1}-{c_no + 1:04d}", child_id=child_id)
+                await seeding.add_tag(conn, tag_id=f"tag-{s_no + 1}-{c_no + 1:04d}", child_id=child_id)
                 english = rng.random() < 0.1
-                guardian = await registry.add_guardian(
+                guardian = await seeding.add_guardian(
                     conn,
                     name=f"Guardian {s_no + 1}-{c_no + 1}" if english else f"보호자 {s_no + 1}-{c_no + 1}",
                     phone=f"+8210{rng.randrange(10**7, 10**8)}",
                     language="en" if english else "ko",
                 )
-                await registry.link_guardian(conn, child_id=child_id, guardian_id=guardian, priority=1)
+                await seeding.link_guardian(conn, child_id=child_id, guardian_id=guardian, priority=1)
                 if s_no == 0:  # the demo guardian watches every child of the first school
-                    await registry.link_guardian(
+                    await seeding.link_guardian(
                         conn, child_id=child_id, guardian_id=demo_guardian, priority=2
                     )
     return DemoCity(len(SCHOOLS), n_routes, n_zones, children, demo_guardian, created=True)
