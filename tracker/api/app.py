@@ -6,8 +6,10 @@ from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tracker import __version__
@@ -100,6 +102,17 @@ def create_app(ctx: AppContext) -> FastAPI:
             loc, msg = readable(error)
             detail.append({"loc": list(loc), "msg": msg, "type": str(error.get("type", "value_error"))})
         return JSONResponse({"detail": detail}, 422)
+
+    # A body that is not UTF-8 cannot be JSON (RFC 8259); FastAPI answers it with a bare 400 that no
+    # operation documents and whose detail says neither what is wrong nor where. It is malformed JSON
+    # like any other, so it gets the documented 422 of a syntax error.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> Response:
+        cause = e.__cause__
+        if e.status_code == status.HTTP_400_BAD_REQUEST and isinstance(cause, UnicodeDecodeError):
+            msg = f"the body is not UTF-8 text ({cause.reason} at byte {cause.start})"
+            return JSONResponse({"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}]}, 422)
+        return await http_exception_handler(request, e)
 
     # A write that loses a race with another (the row it refers to was deleted a moment ago, the same
     # id registered twice at once) is the caller's conflict, not a server error.

@@ -16,6 +16,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from tracker.importers.geojson import PointGeometry, RouteGeometry, ZoneGeometry
 from tracker.importers.models import (
+    MAX_CORRIDOR_M,
+    MIN_CORRIDOR_M,
     Arrival,
     Id,
     Name,
@@ -148,7 +150,7 @@ class RouteIn(_FeatureIn):
 class RoutePatchProps(Strict):
     name: Name | None = None
     school_id: Id | None = None
-    corridor_m: float | None = Field(None, gt=0, le=1000)
+    corridor_m: float | None = Field(None, ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M)
     windows: Annotated[list[Window], Field(max_length=20)] | None = None
     arrivals: Annotated[list[Arrival], Field(max_length=20)] | None = None
 

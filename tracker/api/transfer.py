@@ -16,7 +16,7 @@ from tracker.api.common import CREATE, LIST, IdQuery, invalid_many
 from tracker.api.context import AppContext
 from tracker.api.models import Export, ImportResult
 from tracker.importers import ImportDefaults, read_import, write_gpx
-from tracker.importers.models import ZoneKind
+from tracker.importers.models import MAX_CORRIDOR_M, MIN_CORRIDOR_M, ZoneKind
 from tracker.store.imports import ImportOutcome, apply_import, export_features
 from tracker.store.tokens import Principal
 
@@ -49,7 +49,9 @@ async def import_file(
     ),
     dry_run: bool = Query(False, description="check everything, write nothing"),
     school_id: IdQuery = None,
-    corridor_m: float | None = Query(None, gt=0, le=1000, description="for routes that do not say"),
+    corridor_m: float | None = Query(
+        None, ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M, description="for routes that do not say"
+    ),
     zone_kind: ZoneKind | None = Query(None, description="for danger zones that do not say"),
     who: Principal = Depends(require("admin", "school")),
     ctx: AppContext = Depends(context),

@@ -11,7 +11,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from tracker.monitor.schedule import Window as MonitorWindow
 
 __all__ = [
+    "MAX_CORRIDOR_M",
     "MAX_ID",
+    "MIN_CORRIDOR_M",
     "Arrival",
     "Id",
     "Name",
@@ -24,6 +26,11 @@ __all__ = [
 ]
 
 MAX_ID = 2**63 - 1  # bigint
+# A route's corridor (half-width, metres): narrower than a metre is narrower than any GPS fix's error
+# (the school page's form asks for 1 at least), and a PostgreSQL ``real`` rounds a tiny width to 0,
+# which the table's check refuses.
+MIN_CORRIDOR_M = 1.0
+MAX_CORRIDOR_M = 1000.0
 
 
 def checked_text(value: str) -> str:
@@ -90,7 +97,9 @@ class Arrival(_Strict):
 class RouteProps(_Strict):
     name: Name
     school_id: Id | None = Field(None, description="the school the route leads to (school staff: their own)")
-    corridor_m: float = Field(gt=0, le=1000, description="half-width of the route's corridor, metres")
+    corridor_m: float = Field(
+        ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M, description="half-width of the route's corridor, metres"
+    )
     windows: Annotated[list[Window], Field(max_length=20)] = Field(
         default_factory=list,
         description="commute windows in the school's time zone; empty: the school's windows",
