@@ -160,12 +160,12 @@ async def owntracks_http(request: Request, ctx: AppContext = Depends(context)) -
     return []
 
 
-@router.api_route(
-    "/ingest/osmand",
-    methods=["GET", "POST"],
-    response_model=Accepted,
-    responses=_ANSWERS,
-    summary="Traccar Client / OsmAnd",
+_OSMAND: dict[str, Any] = {"response_model": Accepted, "responses": _ANSWERS}
+
+
+@router.get("/ingest/osmand", operation_id="osmand_ingest_get", summary="Traccar Client / OsmAnd", **_OSMAND)
+@router.post(
+    "/ingest/osmand", operation_id="osmand_ingest_post", summary="Traccar Client / OsmAnd", **_OSMAND
 )
 async def osmand_http(request: Request, ctx: AppContext = Depends(context)) -> Any:
     """The OsmAnd protocol of Traccar Client: query or form parameters (`id`, `lat`, `lon`,
