@@ -1,14 +1,20 @@
 """Phone apps as tags, through the running service (real PostgreSQL, real broker): OwnTracks over
 MQTT and in HTTP mode, Traccar Client's OsmAnd protocol over HTTP. An HTTP answer comes only once the
-fix is committed; unknown devices and bad credentials are refused; bad payloads are dead-lettered."""
+fix is committed; unknown devices and bad credentials are refused; bad payloads are dead-lettered.
+Phone apps as they really send (issue 19.3): the OsmAnd app's own URL, fixes without an accuracy,
+the OwnTracks Recorder's ``?u=&d=``, and OwnTracks encrypted payloads."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import time
 
 import httpx
+import nacl.utils
+import pytest
+from nacl.secret import SecretBox
 
 from tests.helpers import Publisher, build_small_world, lonlat, wait_until
 from tracker.store.devices import link_device
@@ -146,7 +152,10 @@ async def test_school_staff_register_a_phone_app_through_the_api(service) -> Non
     watch = {"devices": [{"protocol": "owntracks", "device": "kim/watch"}]}
     async with httpx.AsyncClient(base_url=base, headers=auth) as http:
         r = await http.put(f"/api/v1/tags/{jane.tag}/devices", json=watch)
-        assert (r.status_code, r.json()) == (200, watch)
+        assert (r.status_code, r.json()) == (
+            200,
+            {"devices": [{"protocol": "owntracks", "device": "kim/watch", "encrypted": False}]},
+        )
         taken = await http.put(f"/api/v1/tags/{bob.tag}/devices", json=watch)
         assert taken.status_code == 409 and "kim/watch" in taken.json()["detail"]
         bad = await http.put(
@@ -154,7 +163,7 @@ async def test_school_staff_register_a_phone_app_through_the_api(service) -> Non
         )
         assert bad.status_code == 422
         assert (await http.get(f"/api/v1/tags/{bob.tag}/devices")).json() == {
-            "devices": [{"protocol": "osmand", "device": "48241179"}]
+            "devices": [{"protocol": "osmand", "device": "48241179", "encrypted": False}]
         }
     # the registry listener swaps in a view with the new identity (jane/phone was replaced by kim/watch)
     await wait_until(lambda: service.view().rows.devices.get("owntracks:kim/watch") == jane.tag, 10)
@@ -165,3 +174,140 @@ async def test_school_staff_register_a_phone_app_through_the_api(service) -> Non
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{base}/ingest/owntracks", json=body, headers=headers)
     assert r.status_code == 200 and await _positions(service, jane.tag) == 1
+
+
+# --- phone apps as they really send (issue 19.3) ---------------------------------------------------------
+async def _alerts(service, child_id: int) -> list[str]:  # type: ignore[no-untyped-def]
+    rows = await service.pool.fetch("SELECT kind FROM alerts WHERE child_id = $1 ORDER BY id", child_id)
+    return [r["kind"] for r in rows]
+
+
+async def test_the_osmand_apps_own_url_and_fixes_without_accuracy_deep_in_a_zone(
+    service,
+) -> None:  # type: ignore[no-untyped-def]
+    """The OsmAnd app's template (time in ms, accuracy as `hdop`) is stored; fixes that state no
+    accuracy are stored too, with a null accuracy, and a run of them deep inside the danger zone (and
+    150 m off the route, in its commute window) raises nothing; the same place with an accuracy does."""
+    _, bob, token = await _setup(service)
+    base = f"http://127.0.0.1:{service.settings.http_port}"
+    now = time.time()
+    inside = lonlat(-300, 150)  # the middle of the construction site, 150 m off the east walk
+
+    def osmand_app(t: float, x: float, y: float, hdop: str | None) -> dict[str, object]:
+        lon, lat = lonlat(x, y)
+        q: dict[str, object] = {"id": "48241179", "lat": f"{lat:.6f}", "lon": f"{lon:.6f}"}
+        q["timestamp"] = int(t * 1000)
+        if hdop is not None:
+            q["hdop"] = hdop
+        return {**q, "altitude": "41.0", "speed": "1.25", "token": token}
+
+    async with httpx.AsyncClient(base_url=base) as http:
+        r = await http.get("/ingest/osmand", params=osmand_app(now - 200, -500, 0, "7.0"))
+        assert (r.status_code, r.json()) == (200, {"fixes": 1}), r.text
+        for k in range(6):  # no hdop, then hdop 0 (OsmAnd's "no accuracy"): unknown, every one
+            r = await http.get(
+                "/ingest/osmand",
+                params=osmand_app(now - 150 + 10 * k, *(-300, 150), None if k < 3 else "0.0"),
+            )
+            assert (r.status_code, r.json()) == (200, {"fixes": 1}), r.text
+    rows = await service.pool.fetch("SELECT acc FROM positions WHERE tag_id = $1 ORDER BY ts", bob.tag)
+    assert [r["acc"] for r in rows] == [7.0] + [None] * 6
+    assert await _alerts(service, bob.child_id) == []
+    assert service.metrics.not_deciding["unknown_accuracy"] == 6
+    assert not await service.pool.fetchval("SELECT count(*) FROM dead_letters")
+    async with service.pool.acquire() as conn:
+        admin = await issue_token(conn, role="admin")
+    async with httpx.AsyncClient(base_url=base, headers={"Authorization": f"Bearer {admin}"}) as http:
+        position = (await http.get(f"/api/v1/children/{bob.child_id}/position")).json()
+        assert position["properties"]["acc"] is None
+        assert position["geometry"]["coordinates"] == pytest.approx(list(inside), abs=1e-5)
+        status = (await http.get(f"/api/v1/children/{bob.child_id}/status")).json()
+        assert status["position"]["acc"] is None and status["zones"] == []
+        child = (await http.get(f"/api/v1/children/{bob.child_id}")).json()
+        assert child["last_position"]["acc"] is None
+    # the control: the same place, stated 5 m accurate, is a danger zone
+    async with httpx.AsyncClient(base_url=base) as http:
+        for k in range(2):
+            r = await http.get("/ingest/osmand", params=osmand_app(now - 60 + 10 * k, -300, 150, "5.0"))
+            assert r.status_code == 200
+    assert await _alerts(service, bob.child_id) == ["danger_zone"]
+
+
+async def test_the_owntracks_recorders_u_and_d_name_the_device(service) -> None:  # type: ignore[no-untyped-def]
+    """The Recorder's `/pub?u=user&d=device`: the app's HTTP URL names the device, whatever the
+    Basic user; a location the app sent without `acc` (it was 0) is stored of unknown accuracy."""
+    jane, _, _ = await _setup(service)
+    lon, lat = lonlat(-300, 0)
+    body = {"_type": "location", "lat": lat, "lon": lon, "tst": int(time.time()) - 3, "batt": 80}
+    url = f"http://127.0.0.1:{service.settings.http_port}/ingest/owntracks"
+    async with httpx.AsyncClient() as http:
+        r = await http.post(url, params={"u": "jane", "d": "phone"}, json=body, headers=_basic("x", PASSWORD))
+        assert (r.status_code, r.json()) == (200, []), r.text
+        unnamed = await http.post(url, params={"u": "jane"}, json=body, headers=_basic("x", PASSWORD))
+        assert unnamed.status_code == 400 and "?u=user&d=device" in unnamed.json()["detail"]
+        stranger = await http.post(
+            url, params={"u": "jane", "d": "tablet"}, json=body, headers=_basic("x", PASSWORD)
+        )
+        assert stranger.status_code == 403
+    row = await service.pool.fetchrow("SELECT acc, batt FROM positions WHERE tag_id = $1", jane.tag)
+    assert (row["acc"], row["batt"]) == (None, 80)
+
+
+def _encrypted(body: dict[str, object], secret: str) -> dict[str, str]:
+    """As the OwnTracks app sends a payload with an encryption key set (see test_device_protocols)."""
+    key = secret.encode()[:32].ljust(32, b"\0")
+    sealed = SecretBox(key).encrypt(json.dumps(body).encode(), nacl.utils.random(SecretBox.NONCE_SIZE))
+    return {"_type": "encrypted", "data": base64.b64encode(bytes(sealed)).decode()}
+
+
+async def test_owntracks_encrypted_payloads_with_a_write_only_key(service) -> None:  # type: ignore[no-untyped-def]
+    jane, _, _ = await _setup(service)
+    async with service.pool.acquire() as conn:
+        admin = await issue_token(conn, role="admin")
+    base = f"http://127.0.0.1:{service.settings.http_port}"
+    secret = "jane's payload secret"
+    lon, lat = lonlat(-300, 0)
+    now = int(time.time())
+
+    def location(t: int) -> dict[str, object]:
+        return {"_type": "location", "lat": lat, "lon": lon, "acc": 11, "tst": t}
+
+    app = {"X-Limit-U": "jane", "X-Limit-D": "phone", **_basic("jane", PASSWORD)}
+    async with httpx.AsyncClient(base_url=base) as http:
+        # no key yet: refused with the reason, nothing stored
+        r = await http.post("/ingest/owntracks", json=_encrypted(location(now - 50), secret), headers=app)
+        assert r.status_code == 400 and r.json()["detail"].startswith("encrypted_no_key:"), r.text
+        # the school registers the app's secret: write-only
+        staff = {"Authorization": f"Bearer {admin}"}
+        keyed = {"devices": [{"protocol": "owntracks", "device": "jane/phone", "key": secret}]}
+        put = await http.put(f"/api/v1/tags/{jane.tag}/devices", json=keyed, headers=staff)
+        expected = {"devices": [{"protocol": "owntracks", "device": "jane/phone", "encrypted": True}]}
+        assert (put.status_code, put.json()) == (200, expected)
+        got = await http.get(f"/api/v1/tags/{jane.tag}/devices", headers=staff)
+        assert got.json() == expected and secret not in got.text and secret not in put.text
+        await wait_until(lambda: "owntracks:jane/phone" in service.view().rows.device_keys, 10)
+        r = await http.post("/ingest/owntracks", json=_encrypted(location(now - 40), secret), headers=app)
+        assert (r.status_code, r.json()) == (200, []), r.text
+        wrong = await http.post(
+            "/ingest/owntracks", json=_encrypted(location(now - 30), "guess"), headers=app
+        )
+        assert wrong.status_code == 400 and wrong.json()["detail"].startswith("undecryptable:")
+        # a PUT that names the device without `key` keeps it (a client PUTs back what it read) ...
+        same = {"devices": [{"protocol": "owntracks", "device": "jane/phone"}]}
+        assert (
+            await http.put(f"/api/v1/tags/{jane.tag}/devices", json=same, headers=staff)
+        ).json() == expected
+        # ... null removes it; and an OsmAnd id has no key to set
+        cleared = {"devices": [{"protocol": "owntracks", "device": "jane/phone", "key": None}]}
+        r = await http.put(f"/api/v1/tags/{jane.tag}/devices", json=cleared, headers=staff)
+        assert r.json()["devices"][0]["encrypted"] is False
+        osmand_key = {"devices": [{"protocol": "osmand", "device": "777", "key": "x"}]}
+        assert (
+            await http.put(f"/api/v1/tags/{jane.tag}/devices", json=osmand_key, headers=staff)
+        ).status_code == 422
+    stored = await service.pool.fetch("SELECT acc FROM positions WHERE tag_id = $1", jane.tag)
+    assert [r["acc"] for r in stored] == [11]
+    reasons = [r["reason"] for r in await service.pool.fetch("SELECT reason FROM dead_letters ORDER BY id")]
+    assert reasons == ["encrypted_no_key", "undecryptable"]
+    kept = await service.pool.fetchval("SELECT secret_key FROM tag_devices WHERE device = 'jane/phone'")
+    assert kept is None

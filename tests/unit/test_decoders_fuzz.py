@@ -2,13 +2,15 @@
 oversized, deeply nested, wrongly typed, NaN/inf, out-of-range and replayed payloads.
 
 Every decoder must return (never raise), every refusal must carry a reason and a detail, every fix it
-does return must be on the globe with a finite time and accuracy, and an oversized payload must be
-refused without being parsed (its dead letter keeps the first KiB only). Set TRACKER_FUZZ_EXAMPLES
+does return must be on the globe with a finite time and a finite accuracy or (a phone app's fix,
+which may state none) an unknown one, and an oversized payload must be refused without being parsed
+(its dead letter keeps the first KiB only). Set TRACKER_FUZZ_EXAMPLES
 to run more cases; the number run is printed (FUZZ line) for the issue's note.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nacl.secret import SecretBox
 
 from tracker.ingest import osmand, owntracks
 from tracker.ingest.decode import (
@@ -35,7 +38,8 @@ from tracker.ingest.protocols import decode_device
 
 EXAMPLES = int(os.environ.get("TRACKER_FUZZ_EXAMPLES", "600"))
 MAX_BYTES = 4096
-DEVICES = {"owntracks:jane/phone": "tag-jane", "osmand:48241179": "tag-bob"}
+DEVICES = {"owntracks:jane/phone": "tag-jane", "owntracks:kim/watch": "tag-kim", "osmand:48241179": "tag-bob"}
+KEYS = {"owntracks:kim/watch": owntracks.secret_key("kim's secret")}  # kim's app encrypts
 CASES: Counter[str] = Counter()
 
 Decoder = Callable[[RawMessage], tuple[list[Fix], list[Rejection]]]
@@ -51,7 +55,7 @@ def _sightings(m: RawMessage) -> tuple[list[Fix], list[Rejection]]:
 
 
 def _device(m: RawMessage) -> tuple[list[Fix], list[Rejection]]:
-    d = decode_device(m, prefix="", max_bytes=MAX_BYTES, devices=DEVICES)
+    d = decode_device(m, prefix="", max_bytes=MAX_BYTES, devices=DEVICES, keys=KEYS)
     assert all(isinstance(k, str) for k in d.ignored)
     return d.fixes, d.rejections
 
@@ -63,8 +67,16 @@ DECODERS: dict[str, tuple[str, Decoder]] = {
     "owntracks mqtt": ("owntracks/jane/phone", _device),
     "owntracks transition": ("owntracks/jane/phone/event", _device),
     "owntracks http": (owntracks.http_topic("jane", "phone"), _device),
+    "owntracks encrypted": ("owntracks/kim/watch", _device),
     "osmand": (osmand.HTTP_TOPIC, _device),
 }
+
+
+def sealed(inner: bytes) -> dict[str, str]:
+    """``inner`` as kim's app sends it encrypted (a fixed nonce: the same input, the same payload)."""
+    box = SecretBox(KEYS["owntracks:kim/watch"]).encrypt(inner, b"n" * SecretBox.NONCE_SIZE)
+    return {"_type": "encrypted", "data": base64.b64encode(bytes(box)).decode()}
+
 
 VALID: dict[str, Any] = {
     "native position": {"ts": 1795315393, "lat": 37.5, "lon": 127.05, "acc": 8, "batt": 80, "seq": 1},
@@ -73,6 +85,7 @@ VALID: dict[str, Any] = {
     "owntracks mqtt": {"_type": "location", "lat": 37.5, "lon": 127.05, "acc": 8, "tst": 1795315393},
     "owntracks transition": {"_type": "transition", "lat": 37.5, "lon": 127.05, "acc": 8, "tst": 1795315393},
     "owntracks http": {"_type": "location", "lat": 37.5, "lon": 127.05, "acc": 8, "tst": 1795315393},
+    "owntracks encrypted": sealed(b'{"_type": "location", "lat": 37.5, "lon": 127.05, "tst": 1795315393}'),
     "osmand": {
         "location": {
             "timestamp": "2026-11-22T02:43:13Z",
@@ -93,7 +106,8 @@ def check(name: str, payload: bytes) -> tuple[list[Fix], list[Rejection]]:
         assert isinstance(r.reason, Reason) and r.detail, r
         assert len(r.payload) <= max(len(payload), OVERSIZED_KEEP_BYTES)
     for f in fixes:
-        assert math.isfinite(f.ts) and math.isfinite(f.acc) and f.acc >= 0
+        unknown_acc = math.isnan(f.acc) and decode is _device  # the native formats require it
+        assert math.isfinite(f.ts) and (unknown_acc or (math.isfinite(f.acc) and f.acc >= 0))
         assert -90 <= f.lat <= 90 and -180 <= f.lon <= 180
         assert f.batt is None or 0 <= f.batt <= 100
     if len(payload) > MAX_BYTES:
@@ -157,6 +171,12 @@ def osmand_query(draw: st.DrawFn) -> bytes:
 
 
 def hostile(name: str) -> st.SearchStrategy[bytes]:
+    if name == "owntracks encrypted":  # the outer object broken, or a hostile message inside a good box
+        return st.one_of(_hostile(name), _hostile("owntracks mqtt").map(lambda inner: dumps(sealed(inner))))
+    return _hostile(name)
+
+
+def _hostile(name: str) -> st.SearchStrategy[bytes]:
     return st.one_of(
         st.binary(max_size=300),
         json_values.map(dumps),

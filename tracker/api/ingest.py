@@ -1,7 +1,7 @@
 """HTTP ingest for phone apps: the OwnTracks app in HTTP mode and Traccar Client (the OsmAnd protocol).
 
-The device names itself (OwnTracks: ``X-Limit-U`` / ``X-Limit-D``, the user defaulting to the Basic
-user; OsmAnd: ``id``/``deviceid`` or ``device_id``), the registry maps that identity to a tag
+The device names itself (OwnTracks: ``?u=&d=`` or ``X-Limit-U`` / ``X-Limit-D``, the user defaulting
+to the Basic user; OsmAnd: ``id``/``deviceid`` or ``device_id``), the registry maps that identity to a tag
 (unknown: 403, counted, nothing stored), and the request proves it speaks for that tag with the tag's
 MQTT password or one of its device tokens (``Authorization: Basic`` with any user name, or ``Bearer``;
 for clients that cannot set a header, a ``token`` query parameter). The message then goes through the
@@ -20,7 +20,7 @@ import binascii
 import math
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -143,15 +143,24 @@ def _raise_refusal(ctx: AppContext, answer: MessageAnswer) -> None:
     responses=_ANSWERS,
     summary="OwnTracks app, HTTP mode",
 )
-async def owntracks_http(request: Request, ctx: AppContext = Depends(context)) -> Any:
-    """The OwnTracks app's HTTP mode: one JSON message per POST (`_type` `location`, `transition`; other
-    types are accepted and ignored). The answer is a JSON array of messages for the app (empty)."""
+async def owntracks_http(
+    request: Request,
+    u: str | None = Query(None, description="the user, as the OwnTracks Recorder's `/pub?u=&d=` takes it"),
+    d: str | None = Query(None, description="the device (with `u`); else the X-Limit-U/D headers"),
+    ctx: AppContext = Depends(context),
+) -> Any:
+    """The OwnTracks app's HTTP mode: one JSON message per POST (`_type` `location`, `transition`; an
+    `encrypted` one is opened with the device's key; other types are accepted and ignored). The
+    device is named as the OwnTracks Recorder's `/pub` takes it: `?u=user&d=device` in the URL, else
+    the `X-Limit-U` (or the Basic user) and `X-Limit-D` headers. The answer is a JSON array of
+    messages for the app (empty)."""
     _credentials_given(request)
-    user = request.headers.get("x-limit-u") or _basic_user(request)
-    device = request.headers.get("x-limit-d")
+    user = u or request.headers.get("x-limit-u") or _basic_user(request)
+    device = d or request.headers.get("x-limit-d")
     if not user or not device or "/" in user + device:
         raise HTTPException(
-            status.HTTP_400_BAD_REQUEST, "X-Limit-U (or a Basic user) and X-Limit-D name the device"
+            status.HTTP_400_BAD_REQUEST,
+            "?u=user&d=device, or X-Limit-U (or a Basic user) and X-Limit-D, name the device",
         )
     payload = await request.body()
     await _ingest(

@@ -31,7 +31,7 @@ class LivePosition(BaseModel):
     ts: datetime
     lon: float
     lat: float
-    acc: float
+    acc: float | None = Field(description="metres; null: the app stated none")
     batt: int | None = None
 
 
@@ -66,7 +66,7 @@ def _out(r: dict[str, Any]) -> dict[str, Any]:
             "ts": r["p_ts"],
             "lon": r["p_lon"],
             "lat": r["p_lat"],
-            "acc": float(r["p_acc"]),
+            "acc": None if r["p_acc"] is None else float(r["p_acc"]),
             "batt": r["p_batt"],
         },
         "status_at": r["state_at"],

@@ -33,6 +33,8 @@ class Reason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"
     UNKNOWN_DEVICE = "unknown_device"  # an OwnTracks / OsmAnd identity mapped to no tag
     INVALID_FIX = "invalid_fix"  # the device itself says the position is not valid (OsmAnd valid=false)
+    ENCRYPTED_NO_KEY = "encrypted_no_key"  # an OwnTracks encrypted payload, and no key for the device
+    UNDECRYPTABLE = "undecryptable"  # an OwnTracks encrypted payload the device's key does not open
     RATE_LIMITED = "rate_limited"  # one tag sent more fixes than its token bucket allows
     INTERNAL_ERROR = "internal_error"  # a bug met this message: kept so that nothing is lost
 
@@ -87,13 +89,18 @@ class RawMessage(msgspec.Struct, frozen=True):
 
 
 class Fix(msgspec.Struct, frozen=True):
-    """A decoded position fix of one tag."""
+    """A decoded position fix of one tag.
+
+    ``acc`` is nan when the sender stated no accuracy (a phone app may not: see
+    tracker.ingest.devices); nan rather than None so that a batch's accuracies stay one float array
+    for the geofence, which already reads nan as "unknown" (never certainly in a zone). The native
+    format always states it."""
 
     tag: str
     ts: float
     lat: float
     lon: float
-    acc: float
+    acc: float  # metres, the 68 % radius; nan: not stated
     batt: int | None
     seq: int | None
     sos: bool

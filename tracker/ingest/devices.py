@@ -72,7 +72,15 @@ def checked_fix(
     sos: bool,
 ) -> Fix:
     """A Fix, after the same range checks the native schema makes (finite, lat/lon on the globe,
-    a timestamp between 2000 and 2100, a non-negative accuracy, battery 0..100)."""
+    a timestamp between 2000 and 2100, battery 0..100), except that the accuracy may be unknown.
+
+    A phone app does not always state its accuracy: the OwnTracks app leaves ``acc`` out when it is 0,
+    and Android (``Location.getAccuracy()``) and OsmAnd report 0 for a location that has no accuracy
+    estimate. So ``acc`` None *or 0* means "not stated" here and becomes nan in the Fix: no real fix
+    is exact to the metre, and a 0 taken at its word would make one fix "certainly" inside a zone
+    whose edge it is a metre from. Such a fix is stored and judged as a fix of unknown accuracy
+    (tracker.monitor.machine says what it may decide). A stated accuracy must be within 0..100 km.
+    The native format (schemas/position.v1.json) keeps ``acc`` required, and 0 there is 0."""
     for name, value in (("ts", ts), ("lat", lat), ("lon", lon)):
         if not math.isfinite(value):
             raise Refused(Reason.SCHEMA_VIOLATION, f"{name} is not a finite number")
@@ -82,9 +90,9 @@ def checked_fix(
         raise Refused(Reason.SCHEMA_VIOLATION, f"lat {lat!r} is not within -90..90")
     if not -180 <= lon <= 180:
         raise Refused(Reason.SCHEMA_VIOLATION, f"lon {lon!r} is not within -180..180")
-    if acc is None:
-        raise Refused(Reason.SCHEMA_VIOLATION, "accuracy is missing: a fix without it cannot be judged")
-    if not (math.isfinite(acc) and 0 <= acc <= ACC_MAX):
+    if acc is None or acc == 0:
+        acc = math.nan
+    elif not (math.isfinite(acc) and 0 < acc <= ACC_MAX):
         raise Refused(Reason.SCHEMA_VIOLATION, f"accuracy {acc!r} is not within 0..{ACC_MAX:.0f} m")
     level: int | None = None
     if batt is not None and math.isfinite(batt) and 0 <= batt <= 100:

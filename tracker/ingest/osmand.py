@@ -6,6 +6,12 @@ payload:
 
 - query / form parameters: ``id`` (or ``deviceid``), ``lat`` and ``lon`` (or ``location=lat,lon``),
   ``timestamp``, ``accuracy`` (metres), ``batt`` (percent), ``valid``, ``alarm`` (``sos`` raises SOS);
+  ``hdop`` is the accuracy when ``accuracy`` is absent, and ``altitude``, ``speed``, ``bearing`` are
+  accepted and ignored. The OsmAnd app's own live-tracking URL is a template the user fills in,
+  ``...?id=..&lat={0}&lon={1}&timestamp={2}&hdop={3}&altitude={4}&speed={5}``: the app sends the
+  time in milliseconds and, despite the name, its location's accuracy radius in metres as ``{3}``
+  (OsmAnd's LiveMonitoringData takes ``hdop`` from ``Location.getAccuracy()``), 0 when the location
+  has none. A fix without either is not refused: its accuracy is unknown (tracker.ingest.devices);
 - JSON (Traccar Client 9 and later): ``{"location": {"timestamp", "coords": {"latitude",
   "longitude", "accuracy", ...}, "battery": {"level": 0..1}, "extras": {...}}, "device_id"}``; an
   ``alarm`` of ``sos`` in ``extras`` (or beside ``location``) raises SOS.
@@ -136,10 +142,19 @@ def _decode_query(msg: RawMessage, devices: Mapping[str, str]) -> Any:
         ts=parse_timestamp(p["timestamp"]),
         lat=lat,
         lon=lon,
-        acc=_number(p, "accuracy") if "accuracy" in p else None,
+        acc=_accuracy(p),
         batt=_number(p, "batt") if p.get("batt") else None,
         sos=p.get("alarm", "").lower() == "sos",
     )
+
+
+def _accuracy(p: Mapping[str, str]) -> float | None:
+    """``accuracy`` in metres, else the OsmAnd app's ``hdop`` (its accuracy in metres), else None:
+    not stated. An empty value is not stated either (a template whose placeholder had nothing)."""
+    for name in ("accuracy", "hdop"):
+        if p.get(name):
+            return _number(p, name)
+    return None
 
 
 def _tag(devices: Mapping[str, str], device: str) -> str:

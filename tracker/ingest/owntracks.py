@@ -7,20 +7,35 @@ one endpoint, naming itself in the ``X-Limit-U`` / ``X-Limit-D`` headers; the tr
 messages the topic ``http/owntracks/{user}/{device}``.
 
 ``location`` and ``transition`` become fixes of the tag that ``owntracks:{user}/{device}`` is
-registered for (``tst`` seconds, ``acc`` metres, ``batt`` percent). Every other ``_type`` (``lwt``,
-``card``, ``status``, ``waypoint``, ``encrypted``, ...) and an empty payload (the app sends one when
-a friend is deleted) carry no position: counted, not dead-lettered.
+registered for (``tst`` seconds, ``acc`` metres, ``batt`` percent). The app leaves ``acc`` out when
+it is 0 (the phone had no accuracy estimate): such a fix is kept, of unknown accuracy
+(tracker.ingest.devices). Every other ``_type`` (``lwt``, ``card``, ``status``, ``waypoint``, ...)
+and an empty payload (the app sends one when a friend is deleted) carry no position: counted, not
+dead-lettered.
+
+``_type: encrypted`` (``{"_type": "encrypted", "data": "<base64>"}``) is the app's payload
+encryption (booklet, "Payload encryption"): libsodium's secretbox (XSalsa20-Poly1305) under the
+user's secret as UTF-8, cut to 32 bytes or padded with zero bytes to 32 (`secret_key`), the random
+24-byte nonce before the box. With the device's key registered (``PUT /api/v1/tags/{id}/devices``)
+it is opened with PyNaCl, as the OwnTracks Recorder opens it, and the message inside is decoded as if
+it had come in clear. Without a key it is dead-lettered as ``encrypted_no_key``, and one the key does
+not open (a wrong key, an altered message) as ``undecryptable``: either way a device whose fixes are
+all refused, which the school must hear of, not a type to count and forget.
 """
 
 from __future__ import annotations
 
+import binascii
+from base64 import b64decode
 from collections import Counter
 from collections.abc import Mapping
 
 import msgspec
+from nacl.exceptions import CryptoError
+from nacl.secret import SecretBox
 
 from tracker.ingest.decode import TOO_DEEP, RawMessage, Reason
-from tracker.ingest.devices import Decoded, Refused, checked_fix, oversized, refuse, tag_of
+from tracker.ingest.devices import Decoded, Refused, checked_fix, device_key, oversized, refuse, tag_of
 
 PROTOCOL = "owntracks"
 HTTP_TOPIC = "http/owntracks"
@@ -42,8 +57,40 @@ class _Location(msgspec.Struct):
     batt: float | None = None
 
 
+class _Encrypted(msgspec.Struct):
+    data: str
+
+
 _typed = msgspec.json.Decoder(_Typed)
 _location = msgspec.json.Decoder(_Location)
+_encrypted = msgspec.json.Decoder(_Encrypted)
+KEY_BYTES = SecretBox.KEY_SIZE  # 32
+_BOX_MIN = SecretBox.NONCE_SIZE + SecretBox.MACBYTES  # a nonce and an authenticator, at least
+
+
+def secret_key(secret: str) -> bytes:
+    """The secretbox key the app derives from the user's secret: its UTF-8 bytes, cut to 32 or padded
+    with zero bytes to 32 (the Android app's EncryptionProvider, the iOS app and the Recorder agree)."""
+    return secret.encode()[:KEY_BYTES].ljust(KEY_BYTES, b"\0")
+
+
+def opened(payload: bytes, key: bytes) -> bytes:
+    """The message inside an ``encrypted`` payload, or Refused(undecryptable)."""
+    box = _encrypted.decode(payload)
+    try:
+        sealed = b64decode("".join(box.data.split()), validate=True)  # line breaks, if any, are not data
+    except (binascii.Error, ValueError):
+        raise Refused(Reason.UNDECRYPTABLE, "owntracks: encrypted data is not base64") from None
+    if len(sealed) < _BOX_MIN:
+        raise Refused(Reason.UNDECRYPTABLE, "owntracks: encrypted data is shorter than a nonce and a MAC")
+    try:
+        return SecretBox(key).decrypt(sealed)  # the nonce is the first 24 bytes
+    except CryptoError:
+        raise Refused(
+            Reason.UNDECRYPTABLE,
+            "owntracks: the device's key does not open the encrypted payload (another secret in the app,"
+            " or the message was altered)",
+        ) from None
 
 
 def identity(topic: str, prefix: str) -> tuple[str, str] | None:
@@ -65,8 +112,16 @@ def http_topic(user: str, device: str) -> str:
     return f"{HTTP_TOPIC}/{user}/{device}"
 
 
-def decode(msg: RawMessage, *, prefix: str, max_bytes: int, devices: Mapping[str, str]) -> Decoded:
-    """One OwnTracks message: a fix, a refusal with its reason, or a counted type without position."""
+def decode(
+    msg: RawMessage,
+    *,
+    prefix: str,
+    max_bytes: int,
+    devices: Mapping[str, str],
+    keys: Mapping[str, bytes] | None = None,
+) -> Decoded:
+    """One OwnTracks message: a fix, a refusal with its reason, or a counted type without position.
+    ``keys``: "owntracks:user/device" -> the secretbox key of a device that encrypts its payloads."""
     who = identity(msg.topic, prefix)
     if who is None:
         return refuse(msg, Reason.UNKNOWN_TOPIC, "not an owntracks/{user}/{device} topic")
@@ -74,19 +129,34 @@ def decode(msg: RawMessage, *, prefix: str, max_bytes: int, devices: Mapping[str
         return big
     if not msg.payload.strip():
         return Decoded(ignored=Counter(["owntracks:empty"]))
+    device = f"{who[0]}/{who[1]}"
+    payload, inside = msg.payload, ""
     try:
-        kind = _typed.decode(msg.payload).type
+        kind = _typed.decode(payload).type
+        if kind == "encrypted":
+            tag_of(devices, PROTOCOL, device)  # an unknown device is that first, whatever it sends
+            key = (keys or {}).get(device_key(PROTOCOL, device))
+            if key is None:
+                raise Refused(
+                    Reason.ENCRYPTED_NO_KEY,
+                    f"owntracks: device {device[:200]!r} encrypts its payloads and no key is registered"
+                    " for it (the app's secret, PUT /api/v1/tags/{id}/devices)",
+                )
+            payload, inside = opened(payload, key), "decrypted payload: "
+            kind = _typed.decode(payload).type
+            if kind == "encrypted":
+                raise Refused(Reason.SCHEMA_VIOLATION, "owntracks: an encrypted payload inside another")
         if kind is None:
-            return refuse(msg, Reason.SCHEMA_VIOLATION, "owntracks: the mandatory _type is missing")
+            return refuse(msg, Reason.SCHEMA_VIOLATION, f"owntracks: {inside}the mandatory _type is missing")
         if kind not in POSITION_TYPES:
             return Decoded(ignored=Counter([f"owntracks:{kind if kind in _KNOWN_TYPES else 'other'}"]))
-        p = _location.decode(msg.payload)
-        tag = tag_of(devices, PROTOCOL, f"{who[0]}/{who[1]}")
+        p = _location.decode(payload)
+        tag = tag_of(devices, PROTOCOL, device)
         fix = checked_fix(msg, tag=tag, ts=p.tst, lat=p.lat, lon=p.lon, acc=p.acc, batt=p.batt, sos=False)
     except msgspec.ValidationError as e:
-        return refuse(msg, Reason.SCHEMA_VIOLATION, f"owntracks: {e}")
+        return refuse(msg, Reason.SCHEMA_VIOLATION, f"owntracks: {inside}{e}")
     except msgspec.DecodeError as e:
-        return refuse(msg, Reason.MALFORMED_JSON, str(e))
+        return refuse(msg, Reason.MALFORMED_JSON, f"{inside}{e}")
     except RecursionError:
         return refuse(msg, Reason.MALFORMED_JSON, TOO_DEEP)
     except Refused as e:
@@ -101,7 +171,6 @@ _KNOWN_TYPES = frozenset(
         "card",
         "cmd",
         "configuration",
-        "encrypted",
         "lwt",
         "request",
         "status",

@@ -8,9 +8,22 @@ Pure: no I/O, no clock of its own, and the previous state is never modified, so 
 fails leaves the caller's states as they were.
 
 Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
-- A fix decides nothing when it is a duplicate, older than the last decided fix, less accurate than
-  `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps` from the last decided fix,
-  both accuracy radii allowed for). The verdict says which. Only SOS passes these filters.
+- A fix decides nothing when it is a duplicate, older than the last decided fix, of unknown
+  accuracy, less accurate than `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps`
+  from the last decided fix, both accuracy radii allowed for). The verdict says which. Only SOS
+  passes these filters.
+- A fix of unknown accuracy (a phone app that stated none: `Observation.acc` is nan) is stored, and
+  counted as `unknown_accuracy`. Its position may be good or a kilometre out, and nothing in it says
+  which: taken as the worst admissible accuracy (100 m) it would still be "certainly" inside a large
+  zone, or many sigmas off a route, on a guess. So it is no evidence for or against anything the
+  position decides: it neither raises nor resolves a route departure or a danger zone, nor counts
+  toward or against arrival, and leaves every count where it was (the fixes with an accuracy
+  around it decide as if it were not there); it is not a segment's end for crossings, nor the
+  reference of the next fix's speed. What it does say is not about where the child is: an SOS
+  (never dropped for lack of accuracy), its battery level (low battery), and that the tag is
+  alive: it brings the signal back and keeps 'signal lost' from being raised while such fixes
+  come (`heard_ts`). A child whose phone never states its accuracy is therefore not watched for
+  zones and routes, and its status stays "unknown" rather than looking safe.
 - left route: only while the route's schedule watches it, when the evidence of the fixes outside the
   corridor adds up. Each fix's distance beyond the corridor is measured in sigmas of its own error
   (accuracy is a 68 % radius: sigma = acc / 1.51); a CUSUM adds (sigmas - `off_route_sigma`), at most
@@ -41,8 +54,9 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
 - arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
   certainly outside it. An RFID gate sighting counts as arrival at once (or, when the child has been
   at school for an hour, as leaving).
-- signal lost (tick): inside a commute window, no decided fix for `signal_lost_s` since one earlier
-  the same day, unless the child is at school; back with the next decided fix.
+- signal lost (tick): inside a commute window, no decided fix (nor one of unknown accuracy) for
+  `signal_lost_s` since one earlier the same day, unless the child is at school; back with the next
+  such fix.
 - not arrived (tick): a window's `arrive_by` has passed and the child has neither reached its
   destination since the window began nor is there now.
 """
@@ -79,6 +93,9 @@ def judge(state: ChildState, obs: Observation, rules: Rules) -> Verdict:
         return Verdict.DUPLICATE
     if state.last_ts is not None and obs.ts < state.last_ts:
         return Verdict.STALE
+    if math.isnan(obs.acc):
+        # a repeat of the last fix of unknown accuracy (a redelivery) is a duplicate too
+        return Verdict.DUPLICATE if obs.ts == state.heard_ts else Verdict.UNKNOWN_ACCURACY
     if obs.acc > rules.max_accuracy_m:
         return Verdict.POOR_ACCURACY
     if state.last_ts is not None and state.last_lon is not None and state.last_lat is not None:
@@ -95,6 +112,8 @@ def step(
     if verdict == Verdict.DUPLICATE:
         return state, [], verdict
     events = [Event(EventKind.SOS, obs.ts)] if obs.sos else []
+    if verdict == Verdict.UNKNOWN_ACCURACY:
+        return _heard(state, obs, ctx, rules, events), events, verdict
     if verdict != Verdict.DECIDED:
         return state, events, verdict
 
@@ -102,6 +121,8 @@ def step(
     gap = obs.ts - state.last_ts if state.last_ts is not None else math.inf
     prev_acc = state.last_acc if state.last_acc is not None else math.inf
     new.last_ts, new.last_lon, new.last_lat, new.last_acc = obs.ts, obs.lon, obs.lat, obs.acc
+    if new.heard_ts is not None and new.heard_ts <= obs.ts:
+        new.heard_ts = None  # last_ts says as much now
     if new.signal_lost:
         new.signal_lost = False
         events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
@@ -119,6 +140,22 @@ def step(
     if ctx.schedule is not None:
         _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
     return new, events, verdict
+
+
+def _heard(
+    state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, events: list[Event]
+) -> ChildState:
+    """A fix of unknown accuracy, later than the last decided fix: what it says without a position
+    (see the module's docstring): the tag is alive, and its battery level."""
+    new = state.copy()
+    if new.heard_ts is None or obs.ts > new.heard_ts:
+        new.heard_ts = obs.ts
+    if new.signal_lost:
+        new.signal_lost = False
+        events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
+    if ctx.schedule is not None:
+        _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
+    return new
 
 
 def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events: list[Event]) -> None:
@@ -292,7 +329,9 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
     now_at = schedule.at(now)
     events: list[Event] = []
     new: ChildState | None = None
-    last = state.last_ts
+    last = state.last_ts  # the tag was last heard from: a decided fix, or a later one of unknown accuracy
+    if state.heard_ts is not None and (last is None or state.heard_ts > last):
+        last = state.heard_ts
     if (
         not state.signal_lost
         and last is not None

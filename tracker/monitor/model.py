@@ -40,6 +40,7 @@ class Verdict(StrEnum):
     DECIDED = "decided"
     DUPLICATE = "duplicate"  # same timestamp as the last decided fix
     STALE = "stale"  # older than the child's last decided fix
+    UNKNOWN_ACCURACY = "unknown_accuracy"  # the sender stated no accuracy (a phone app may not)
     POOR_ACCURACY = "poor_accuracy"  # accuracy radius above the limit
     IMPOSSIBLE_JUMP = "impossible_jump"  # faster than a child can move since the last decided fix
 
@@ -54,7 +55,7 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
     ts: float
     lon: float
     lat: float
-    acc: float
+    acc: float  # nan: not stated (the fix decides nothing but SOS, battery and liveness)
     route_distance_m: float  # nan: the child has no route (or it is not in the index)
     corridor_m: float
     certain_zones: frozenset[int]  # zones whose interior holds the whole accuracy circle
@@ -194,6 +195,7 @@ class ChildState:
     last_lon: float | None = None
     last_lat: float | None = None
     last_acc: float | None = None
+    heard_ts: float | None = None  # the latest fix of unknown accuracy, when later than last_ts
     off_route: bool = False  # a 'left route' incident is open
     off_count: int = 0  # fixes of evidence of a departure since the score was last 0
     off_since: float | None = None  # ts of the first of them
@@ -256,6 +258,7 @@ class ChildState:
             last_lon=raw.get("last_lon"),
             last_lat=raw.get("last_lat"),
             last_acc=raw.get("last_acc"),
+            heard_ts=raw.get("heard_ts"),
             off_route=bool(raw.get("off_route", False)),
             off_count=int(raw.get("off_count", 0)),
             off_since=raw.get("off_since"),

@@ -96,7 +96,10 @@ def _decode(
             sightings.extend(seen)
             sighting_origins.extend([origin] * len(seen))
         elif is_device_message(msg.topic, prefix):  # OwnTracks, OsmAnd
-            d = decode_device(msg, prefix=prefix, max_bytes=max_bytes, devices=view.rows.devices)
+            rows = view.rows
+            d = decode_device(
+                msg, prefix=prefix, max_bytes=max_bytes, devices=rows.devices, keys=rows.device_keys
+            )
             fixes.extend(d.fixes)
             fix_origins.extend([origin] * len(d.fixes))
             ignored.update(d.ignored)

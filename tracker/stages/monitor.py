@@ -40,9 +40,8 @@ def judge_batch(
         decided.append(verdict == Verdict.DECIDED)
         for e in new_events:
             zone = zones.get(e.zone_id) if e.zone_id is not None else None
+            acc = None if fix.acc != fix.acc else fix.acc  # nan: not stated (an SOS may come so)
             events.append(
-                ChildEvent(
-                    child, e, fix.lon, fix.lat, fix.acc, fix.received_at, zone.severity if zone else None
-                )
+                ChildEvent(child, e, fix.lon, fix.lat, acc, fix.received_at, zone.severity if zone else None)
             )
     return events, decided

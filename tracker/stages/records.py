@@ -84,7 +84,7 @@ def records(
             children[i],
             f.lon,
             f.lat,
-            f.acc,
+            None if f.acc != f.acc else f.acc,  # nan: not stated, NULL in positions.acc
             f.batt,
             f.seq,
             f.sos,

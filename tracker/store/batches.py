@@ -22,8 +22,8 @@ POSITION_COLUMNS = (
     "received_at",
     "route_distance_m",
 )
-PositionRecord = tuple[
-    str, datetime, int, float, float, float, int | None, int | None, bool, datetime, float | None
+PositionRecord = tuple[  # acc None: not stated (tracker.ingest.devices)
+    str, datetime, int, float, float, float | None, int | None, int | None, bool, datetime, float | None
 ]
 DeadLetterRecord = tuple[datetime, str, bytes, str, str]
 

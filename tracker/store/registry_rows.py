@@ -81,6 +81,8 @@ class RegistryRows:
         default_factory=dict
     )  # child -> guardians by priority
     devices: dict[str, str] = field(default_factory=dict)  # "owntracks:user/device" -> tag id
+    # "owntracks:user/device" -> the secretbox key of a device that encrypts (a secret: not in repr)
+    device_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
@@ -123,12 +125,22 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
             "SELECT child_id, guardian_id FROM child_guardians ORDER BY child_id, priority, guardian_id"
         ):
             links.setdefault(r["child_id"], []).append(r["guardian_id"])
-        devices = {
-            f"{r['protocol']}:{r['device']}": r["tag_id"]
-            for r in await conn.fetch("SELECT protocol, device, tag_id FROM tag_devices")
-        }
+        devices: dict[str, str] = {}
+        device_keys: dict[str, bytes] = {}
+        for r in await conn.fetch("SELECT protocol, device, tag_id, secret_key FROM tag_devices"):
+            devices[f"{r['protocol']}:{r['device']}"] = r["tag_id"]
+            if r["secret_key"] is not None:
+                device_keys[f"{r['protocol']}:{r['device']}"] = bytes(r["secret_key"])
     return RegistryRows(
-        schools, routes, zones, children, tags, guardians, {c: tuple(g) for c, g in links.items()}, devices
+        schools,
+        routes,
+        zones,
+        children,
+        tags,
+        guardians,
+        {c: tuple(g) for c, g in links.items()},
+        devices,
+        device_keys,
     )
 
 
