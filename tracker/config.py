@@ -127,6 +127,12 @@ class Settings(_RuleSettings):
         " close to some school; 0: no limit",
     )
     device_token_days: float = Field(365.0, description="lifetime of the device token a GPS tag is given")
+    enrolment_ttl_h: float = Field(
+        72.0, gt=0, description="an enrolment link (a guardian's first sign-in) expires after this many hours"
+    )
+    guardian_token_days: float = Field(
+        365.0, gt=0, description="lifetime of the guardian token an enrolment link is redeemed for"
+    )
     positions_retention_days: float = Field(
         30.0, description="positions (and dead letters) older than this many days are purged"
     )

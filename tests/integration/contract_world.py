@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -31,7 +32,8 @@ from tests.helpers import ALL_WEEK, lonlat
 from tests.integration.test_api_support import City, build_city, line, point, square
 from tracker.store import seeding
 from tracker.store.devices import link_device
-from tracker.store.tokens import create_token, issue_token
+from tracker.store.enrolments import create_enrolment
+from tracker.store.tokens import Principal, create_token, issue_token
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 
@@ -59,6 +61,9 @@ class ContractWorld:
     ingest: Ingest
     ids: dict[str, list[Any]]  # by parameter name: rows every operation may use
     spares: dict[str, list[Any]] = field(default_factory=dict)  # by parameter name: rows to delete
+    # guardians who have never signed in: one to send an enrolment link, one with a link to redeem
+    to_invite: int = 0
+    enrolment_code: str = ""
 
     def near_a(self, dx: float = 0.0, dy: float = 0.0) -> tuple[float, float]:
         """A place dx, dy metres from school A."""
@@ -129,6 +134,12 @@ async def build_contract_world(pool: asyncpg.Pool) -> ContractWorld:
             for i in range(2)
         ]
 
+        to_invite, invited = [
+            await seeding.add_guardian(conn, name=f"{who} parent", phone=None, channels=("websocket",))
+            for who in ("To invite", "Invited")
+        ]
+        link = await create_enrolment(conn, Principal(0, "admin"), invited, timedelta(hours=1))
+
         await conn.execute("SELECT setval('api_tokens_id_seq', $1)", FAR_TOKEN_IDS)
         admin = await issue_token(conn, role="admin", label="contract")
         guardian = await issue_token(conn, role="guardian", guardian_id=a.guardian_id, label="contract")
@@ -144,7 +155,7 @@ async def build_contract_world(pool: asyncpg.Pool) -> ContractWorld:
         "alert_id": [a.alert_id, city.b.alert_id],
         "token_id": [],  # only DELETE names a token: spares
     }
-    return ContractWorld(city, admin, guardian, device, ingest, ids, spares)
+    return ContractWorld(city, admin, guardian, device, ingest, ids, spares, to_invite, link.code)
 
 
 # --- whose token ---------------------------------------------------------------------------------------
@@ -312,6 +323,9 @@ def valid_requests(world: ContractWorld) -> dict[str, list[Request]]:
             Request(body={"role": "guardian", "guardian_id": a.guardian_id, "label": "phone", "ttl_days": 7})
         ],
         "DELETE /api/v1/tokens/{token_id}": [Request({"token_id": spare["token_id"]})],
+        "POST /api/v1/guardians/{guardian_id}/enrolment": [Request({"guardian_id": world.to_invite})],
+        "POST /api/v1/enrolment": [Request(body={"code": world.enrolment_code})],
+        "GET /api/v1/audit/tokens": [Request(query={"guardian_id": a.guardian_id})],
         "POST /api/v1/import": [
             Request(
                 query={"mode": "create"},

@@ -3,6 +3,10 @@ passwords of tags, kept only as Mosquitto password-file hashes.
 
 Roles: ``admin`` (the city), ``school`` (staff of one school), ``guardian`` (one guardian),
 ``device`` (one tag). Who may see what is written in :mod:`tracker.store.scope`.
+
+Every token issued, by anyone, is written to the ``token_issues`` log in the same statement that
+creates it (:func:`create_token` is the only way a token is made): for whom, and by whom (an
+:class:`Issuer`: an API caller, an enrolment link, the command line, or ``SYSTEM``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,33 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class Issuer:
+    """Who issued a token, as the token-issue log records it. ``via``: ``api`` (a caller of the HTTP
+    API: their token, role, school and label), ``enrolment`` (a guardian redeeming an enrolment link:
+    its id), ``cli`` (``tracker token``, by whoever holds the database URL) or ``system`` (code that
+    issues a token as part of something else it was asked to do: the demo's sign-ins, test fixtures)."""
+
+    via: str
+    token_id: int | None = None
+    role: str | None = None
+    school_id: int | None = None
+    label: str = ""
+    enrolment_id: int | None = None
+
+    @classmethod
+    def caller(cls, who: Principal) -> Issuer:
+        return cls("api", who.token_id, who.role, who.school_id, who.label)
+
+    @classmethod
+    def enrolment(cls, enrolment_id: int) -> Issuer:
+        return cls("enrolment", enrolment_id=enrolment_id)
+
+
+SYSTEM = Issuer("system")
+CLI = Issuer("cli")
+
+
+@dataclass(frozen=True)
 class IssuedToken:
     id: int
     token: str  # the only time its text exists outside the caller
@@ -56,14 +87,24 @@ async def create_token(
     tag_id: str | None = None,
     label: str = "",
     ttl: timedelta | None = timedelta(days=30),
+    issued_by: Issuer = SYSTEM,
 ) -> IssuedToken:
-    """Create a token; ``ttl`` None: it never expires (only revocation ends it)."""
+    """Create a token and its entry in the token-issue log (one statement: both or neither);
+    ``ttl`` None: it never expires (only revocation ends it)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     token = f"{role[:1]}_{secrets.token_urlsafe(24)}"
     row = await conn.fetchrow(
-        "INSERT INTO api_tokens (token_hash, role, guardian_id, school_id, tag_id, label, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, now() + $7) RETURNING id, expires_at",
+        "WITH k AS (INSERT INTO api_tokens"
+        "  (token_hash, role, guardian_id, school_id, tag_id, label, expires_at)"
+        "  VALUES ($1, $2, $3, $4, $5, $6, now() + $7)"
+        "  RETURNING id, role, guardian_id, school_id, tag_id, label, expires_at, created_at),"
+        " logged AS (INSERT INTO token_issues (at, token_id, role, school_id, guardian_id, tag_id, label,"
+        "  expires_at, issued_via, issuer_token_id, issuer_role, issuer_school_id, issuer_label,"
+        "  enrolment_id)"
+        "  SELECT created_at, id, role, school_id, guardian_id, tag_id, label, expires_at,"
+        "   $8, $9, $10, $11, $12, $13 FROM k)"
+        " SELECT id, expires_at FROM k",
         token_hash(token),
         role,
         guardian_id,
@@ -71,6 +112,12 @@ async def create_token(
         tag_id,
         label,
         ttl,
+        issued_by.via,
+        issued_by.token_id,
+        issued_by.role,
+        issued_by.school_id,
+        issued_by.label,
+        issued_by.enrolment_id,
     )
     assert row is not None
     return IssuedToken(row["id"], token, row["expires_at"])
@@ -85,10 +132,18 @@ async def issue_token(
     tag_id: str | None = None,
     label: str = "",
     ttl: timedelta | None = timedelta(days=30),
+    issued_by: Issuer = SYSTEM,
 ) -> str:
     """Create a token and return its text."""
     issued = await create_token(
-        conn, role=role, guardian_id=guardian_id, school_id=school_id, tag_id=tag_id, label=label, ttl=ttl
+        conn,
+        role=role,
+        guardian_id=guardian_id,
+        school_id=school_id,
+        tag_id=tag_id,
+        label=label,
+        ttl=ttl,
+        issued_by=issued_by,
     )
     return issued.token
 

@@ -3,6 +3,23 @@
 "use strict";
 
 const session = new Session("tracker-token");
+
+// An enrolment link (/#enrol=CODE: the school or the city sends it for a guardian's first sign-in) is
+// redeemed once, here, for the guardian's own token, which this browser keeps as it keeps a /#token=
+// link's; nobody else ever holds it. Returns what went wrong, or null.
+async function redeemEnrolment() {
+  if (!location.hash.startsWith("#enrol=")) return null;
+  const code = decodeURIComponent(location.hash.slice(7));
+  history.replaceState(null, "", location.pathname);
+  try {
+    const r = await fetch("/api/v1/enrolment", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ code }),
+    });
+    const data = await r.json().catch(() => null);
+    if (r.ok && data && data.token) { session.set(data.token); return null; }
+    return describeError(data, r.status);
+  } catch (e) { return String(e); }
+}
 const state = {
   children: [], selected: null, alerts: new Map(), zones: null, routes: new Map(),
   socket: null, retry: 1000, timer: null, connectedOnce: false, soundOn: localStorage.getItem("tracker-sound") !== "off",
@@ -309,4 +326,10 @@ $("children").addEventListener("click", (ev) => {
   if (id) { state.selected = Number(id); fitted = null; renderChildren(); drawSelected(); }
 });
 setInterval(() => { if (session.token && !document.hidden) refresh(); }, 10000);
-start();
+redeemEnrolment().then(async (problem) => {
+  await start();
+  if (problem) {  // shown on the sign-in form, where the guardian is left
+    const help = $("signin").querySelector("small");
+    help.textContent = problem; help.setAttribute("role", "alert");
+  }
+});
