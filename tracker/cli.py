@@ -308,8 +308,10 @@ async def _export(database_url: str, args: argparse.Namespace) -> None:
         await asyncio.to_thread(args.output.write_text, text, encoding="utf-8")
 
 
-async def _broker_config(database_url: str, args: argparse.Namespace, settings: Settings) -> None:
-    """`tracker broker-config`: the password file and ACL from the registry (see tracker.broker_config)."""
+async def _broker_config(database_url: str, args: argparse.Namespace, settings: Settings) -> int:
+    """`tracker broker-config`: the password file and ACL from the registry (see tracker.broker_config).
+    Every account that can be written is; each one left out is named on stderr, and their number
+    returned (main exits with EXIT_LEFT_OUT then: the files were written, the broker may start)."""
     from tracker.broker_config import Reader, parse_account, render, write_atomically
     from tracker.ingest.mqtt import BrokerAddress
     from tracker.store.db import connect
@@ -329,16 +331,25 @@ async def _broker_config(database_url: str, args: argparse.Namespace, settings: 
         accounts = await broker_accounts(conn)
     finally:
         await conn.close()
-    files = render(
-        accounts,
-        tracker=Reader(user, password),
-        prefix=settings.topic_prefix,
-        publishers=[parse_account(p) for p in args.publisher],
-    )
+    try:  # the operator's own names (tracker, publishers): without them nothing is worth writing
+        files = render(
+            accounts,
+            tracker=Reader(user, password),
+            prefix=settings.topic_prefix,
+            publishers=[parse_account(p) for p in args.publisher],
+        )
+    except ValueError as e:
+        raise SystemExit(f"broker-config: nothing written: {e}") from None
     mode = int(args.file_mode, 8)
     await asyncio.to_thread(write_atomically, args.password_file, files.passwords, mode)
     await asyncio.to_thread(write_atomically, args.acl_file, files.acl, mode)
-    print(f"{len(accounts)} device account(s) written to {args.password_file} and {args.acl_file}")
+    for left_out in files.left_out:
+        print(f"broker-config: {left_out}", file=sys.stderr)
+    print(
+        f"{len(files.written)} device account(s) written to {args.password_file} and {args.acl_file}"
+        + (f"; {len(files.left_out)} left out (see above)" if files.left_out else "")
+    )
+    return len(files.left_out)
 
 
 async def _device(database_url: str, args: argparse.Namespace) -> None:
@@ -356,9 +367,13 @@ async def _device(database_url: str, args: argparse.Namespace) -> None:
         await conn.close()
 
 
-async def _reader_password(database_url: str, reader: str) -> str:
+async def _reader_password(database_url: str, reader: str, settings: Settings) -> str:
+    from tracker.broker_config import broker_user_refusal
     from tracker.store.db import connect
     from tracker.store.devices import set_reader_password
+
+    if refusal := broker_user_refusal("reader id", reader, settings.mqtt_url):
+        raise SystemExit(f"{refusal}: register the reader again under an id that can be one")
 
     conn = await connect(database_url)
     try:
@@ -461,11 +476,17 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "export":
             _with_servers(settings, lambda db, _m: _export(db, args), mqtt=False)
         elif args.command == "broker-config":
-            _with_servers(settings, lambda db, _m: _broker_config(db, args, settings), mqtt=False)
+            from tracker.broker_config import EXIT_LEFT_OUT
+
+            if _with_servers(settings, lambda db, _m: _broker_config(db, args, settings), mqtt=False):
+                sys.exit(EXIT_LEFT_OUT)
         elif args.command == "device":
             _with_servers(settings, lambda db, _m: _device(db, args), mqtt=False)
         elif args.command == "reader-password":
-            print(_with_servers(settings, lambda db, _m: _reader_password(db, args.reader), mqtt=False))
+            password = _with_servers(
+                settings, lambda db, _m: _reader_password(db, args.reader, settings), mqtt=False
+            )
+            print(password)
         elif args.command == "token":
             print(
                 _with_servers(

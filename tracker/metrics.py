@@ -6,11 +6,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from tracker.broker_config import LeftOutReason
 from tracker.store.gauges import LATENCY_BUCKETS_S, DatabaseGauges
 
 
@@ -136,6 +138,17 @@ class _Scrape(Collector):
             buckets = [(str(b), float(c)) for b, c in zip(LATENCY_BUCKETS_S, cumulative, strict=True)]
             h.add_metric([channel], [*buckets, ("+Inf", float(count))], seconds)
         yield h
+        if db.broker_left_out is not None:
+            g = GaugeMetricFamily(
+                "tracker_broker_accounts_left_out",
+                "GPS tags and readers with an MQTT password that `tracker broker-config` leaves out of the "
+                "broker's files (so they cannot connect), by why: invalid_name, reserved, duplicate, "
+                "invalid_topic, invalid_hash",
+                labels=["reason"],
+            )
+            for reason in get_args(LeftOutReason):
+                g.add_metric([reason], db.broker_left_out.get(reason, 0))
+            yield g
 
 
 def prometheus_text(metrics: Metrics, *, gauges: dict[str, float], database: DatabaseGauges | None) -> bytes:

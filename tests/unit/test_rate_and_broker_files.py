@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tracker.broker_config import Reader, parse_account, render
+from tracker.broker_config import (
+    Reader,
+    broker_user_problem,
+    broker_user_refusal,
+    parse_account,
+    render,
+    reserved_broker_users,
+)
 from tracker.ingest.ratelimit import TagRateLimiter
 from tracker.store.devices import BrokerAccount
 from tracker.store.tokens import mosquitto_check
@@ -53,15 +60,109 @@ def test_the_acl_gives_each_account_its_own_topics_and_only_the_tracker_reads() 
     assert "pattern" not in files.acl.replace("No `pattern` lines", "")
 
 
-@pytest.mark.parametrize("bad", ["with space", "a:b", "plus+", "hash#", ""])
-def test_names_that_would_break_the_files_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
-        render([BrokerAccount(bad, "$7$x", ())], tracker=Reader("tracker", "pw"))
+HASH = "$7$101$c2FsdA==$aGFzaA=="
 
 
-def test_a_name_used_twice_is_refused() -> None:
-    with pytest.raises(ValueError, match="twice"):
-        render([BrokerAccount("tracker", "$7$x", ())], tracker=Reader("tracker", "pw"))
+@pytest.mark.parametrize(
+    ("name", "reserved", "problem"),
+    [
+        ("tag-0042", (), None),
+        ("AB.12_x-9", (), None),
+        ("학교-태그", (), None),  # a printable word in any script
+        ("aa:bb:cc", (), "':' is not allowed"),  # a MAC address: ':' ends the name in the password file
+        ("a/b", (), "'/' is not allowed"),
+        ("plus+", (), "'+' is not allowed"),
+        ("hash#", (), "'#' is not allowed"),
+        ("with space", (), "' ' is not allowed"),
+        ("line\nuser tracker", (), "'\\n' is not allowed"),
+        ("del\x7f", (), "'\\x7f' is not allowed"),
+        ("", (), "it is empty"),
+        ("x" * 65, (), "longer than 64"),
+        ("tracker", (), "reserved"),  # the fixed list ...
+        ("Simulator", (), "reserved"),  # ... without regard to case
+        ("admin", (), "reserved"),
+        ("gateway", (), "reserved"),
+        ("svc-mqtt", ("svc-mqtt",), "reserved"),  # the tracker's own user, a publisher
+        ("svc-mqtt", (), None),
+    ],
+)
+def test_what_can_be_a_broker_user(name: str, reserved: tuple[str, ...], problem: str | None) -> None:
+    found = broker_user_problem(name, reserved)
+    assert found is None if problem is None else (found is not None and problem in found), found
+
+
+def test_the_tracker_user_from_its_url_and_the_publishers_are_reserved() -> None:
+    assert reserved_broker_users("mqtt://svc-mqtt:pw@broker:1883", ["gw-north"]) == {"svc-mqtt", "gw-north"}
+    assert reserved_broker_users(None) == frozenset()
+    assert reserved_broker_users("mqtt://broker:1883") == frozenset()
+
+
+def test_the_api_sentence_names_the_id_and_why() -> None:
+    assert broker_user_refusal("tag id", "aa:bb:cc", None) == (
+        "tag id 'aa:bb:cc' cannot be a broker user name: ':' is not allowed"
+        " (it ends the user name in Mosquitto's password file)"
+    )
+    assert broker_user_refusal("reader id", "gate-1", "mqtt://gate-1:pw@h:1") is not None
+    assert broker_user_refusal("reader id", "gate-1", "mqtt://tracker:pw@h:1") is None
+
+
+def account(
+    name: str, owner: str = "tag", *, topics: tuple[str, ...] = (), hash_: str = HASH
+) -> BrokerAccount:
+    return BrokerAccount(name, hash_, topics or (f"tracker/v1/tags/{name}/position",), owner)
+
+
+@pytest.mark.parametrize(
+    ("accounts", "kept", "left_out"),
+    [
+        ([account("tag-a"), account("gate-1", "reader")], ["tag-a", "gate-1"], []),
+        ([account("aa:bb:cc"), account("tag-a")], ["tag-a"], [("aa:bb:cc", "tag", "invalid_name")]),
+        ([account("tracker"), account("tag-a")], ["tag-a"], [("tracker", "tag", "reserved")]),
+        ([account("sim-2"), account("tag-a")], ["tag-a"], [("sim-2", "tag", "reserved")]),  # a publisher
+        # a reader and a GPS tag of one id: both out, either could be the impostor
+        (
+            [account("x-1"), account("tag-a"), account("x-1", "reader")],
+            ["tag-a"],
+            [("x-1", "tag", "duplicate"), ("x-1", "reader", "duplicate")],
+        ),
+        (
+            [account("tag-a", topics=("tracker/v1/tags/tag-a/position", "owntracks/a/p\nuser tracker"))],
+            [],
+            [("tag-a", "tag", "invalid_topic")],
+        ),
+        ([account("tag-a", topics=("owntracks/+/p",))], [], [("tag-a", "tag", "invalid_topic")]),
+        ([account("tag-a", hash_="$7$x\nuser tracker")], [], [("tag-a", "tag", "invalid_hash")]),
+        ([account("tag-a", hash_="plain-text")], [], [("tag-a", "tag", "invalid_hash")]),
+    ],
+)
+def test_broker_config_writes_everyone_it_can_and_names_whom_it_left_out(
+    accounts: list[BrokerAccount], kept: list[str], left_out: list[tuple[str, str, str]]
+) -> None:
+    files = render(accounts, tracker=Reader("tracker", "pw"), publishers=[parse_account("sim-2:pw")])
+    assert list(files.written) == kept
+    assert [(x.username, x.owner, x.reason) for x in files.left_out] == left_out
+    users = [line.split(":", 1)[0] for line in files.passwords.splitlines()]
+    assert users == ["tracker", "sim-2", *kept]  # the broker's own users always, each name once
+    acl_users = [line.removeprefix("user ") for line in files.acl.splitlines() if line.startswith("user ")]
+    assert acl_users == users
+    assert all(line == "" or line.startswith(("#", "user ", "topic ")) for line in files.acl.splitlines())
+    assert all(str(x).startswith(f"{x.owner} {x.username!r} left out: ") for x in files.left_out)
+
+
+@pytest.mark.parametrize(
+    ("tracker", "publishers"),
+    [("a:b", []), ("with space", []), ("tracker", ["tracker:pw"]), ("tracker", ["sim:pw", "sim:pw2"])],
+)
+def test_without_a_usable_tracker_or_publisher_nothing_is_written(
+    tracker: str, publishers: list[str]
+) -> None:
+    """The operator's own names: a mistake there is the whole broker's, so it stops everything."""
+    with pytest.raises(ValueError, match="broker username"):
+        render(
+            [account("tag-a")],
+            tracker=Reader(tracker, "pw"),
+            publishers=[parse_account(p) for p in publishers],
+        )
 
 
 def test_a_batch_is_charged_only_when_it_commits() -> None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Response, status
 from tracker.api.auth import context
 from tracker.api.context import AppContext
 from tracker.api.models import Health, Ready
+from tracker.broker_config import reserved_broker_users
 from tracker.metrics import prometheus_text
 from tracker.store.gauges import database_gauges
 
@@ -55,7 +56,8 @@ async def metrics(ctx: AppContext = Depends(context)) -> Response:
     """Prometheus text: fixes in, rejected by reason, monitor events and open alerts by kind, delivery
     latency, the outbox queue, websocket connections, database connections."""
     try:
-        db = await asyncio.wait_for(database_gauges(ctx.pool, ctx.started_at), 5)
+        reserved = reserved_broker_users(ctx.settings.mqtt_url)
+        db = await asyncio.wait_for(database_gauges(ctx.pool, ctx.started_at, reserved), 5)
         up = 1.0
     except Exception:
         db, up = None, 0.0

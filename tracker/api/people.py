@@ -48,7 +48,9 @@ from tracker.api.models import (
     TagPatch,
     Track,
 )
+from tracker.broker_config import broker_user_refusal
 from tracker.store import audit, history, registry_crud
+from tracker.store.devices import broker_user_taken
 from tracker.store.tokens import Principal, create_token, mosquitto_hash, new_mqtt_password
 
 router = APIRouter()
@@ -417,11 +419,15 @@ async def create_tag(
 ) -> dict[str, Any]:
     """Give a child a GPS tag or an RFID card. A GPS tag's MQTT password and device token are in the
     answer, once (only their hashes are kept)."""
+    if body.kind == "gps" and (refusal := broker_user_refusal("tag id", body.id, ctx.settings.mqtt_url)):
+        invalid(["body", "id"], f"{refusal}; a GPS tag's id is its MQTT user name (an RFID card may keep it)")
     async with ctx.pool.acquire() as conn, conn.transaction():
         if not await registry_crud.visible(conn, who, "child", body.child_id, write=True):
             invalid(["body", "child_id"], f"no child {body.child_id}")
-        if await registry_crud.tag_exists(conn, body.id):
+        if (taken := await broker_user_taken(conn, body.id)) == "tag":
             conflict(f"tag {body.id!r} is already registered (tag ids are unique in the city)")
+        if taken == "reader":
+            conflict(f"{body.id!r} is a reader's id: tags and readers share one namespace (broker users)")
         await registry_crud.create_tag(conn, {"id": body.id, "child_id": body.child_id, "kind": body.kind})
         credentials = await _new_credentials(conn, body.id, ctx) if body.kind == "gps" else None
         row = await registry_crud.get_tag(conn, who, body.id)
@@ -459,6 +465,10 @@ async def update_tag(
             conn, who, "child", values["child_id"], write=True
         ):
             invalid(["body", "child_id"], f"no child {values['child_id']}")
+        if values.get("kind") == "gps" and (
+            refusal := broker_user_refusal("tag id", tag_id, ctx.settings.mqtt_url)
+        ):
+            invalid(["body", "kind"], f"{refusal}, so the tag cannot be a GPS tag (an RFID card may keep it)")
         await registry_crud.update_tag(conn, who, tag_id, values)
         if values.get("kind") == "rfid":  # a card has no MQTT credentials
             await conn.execute("UPDATE tags SET mqtt_password_hash = NULL WHERE id = $1", tag_id)
@@ -483,6 +493,10 @@ async def rotate_credentials(
             not_found("tag", tag_id)
         if current["kind"] != "gps":
             invalid(["path", "tag_id"], f"tag {tag_id!r} is an RFID card: it has no credentials")
+        if refusal := broker_user_refusal("tag id", tag_id, ctx.settings.mqtt_url):
+            invalid(["path", "tag_id"], refusal)  # a tag registered before the rule: re-register it
+        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM readers WHERE id = $1)", tag_id):
+            conflict(f"{tag_id!r} is also a reader's id: the broker cannot tell the two apart")
         return await _new_credentials(conn, tag_id, ctx)
 
 

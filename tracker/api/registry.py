@@ -44,10 +44,12 @@ from tracker.api.models import (
     ZoneIn,
     ZonePatch,
 )
+from tracker.broker_config import broker_user_refusal
 from tracker.importers import GeometryProblem, validate_route_geometry, validate_zone_geometry
 from tracker.importers.geojson import validate_place
 from tracker.importers.models import ZoneKind
 from tracker.store import registry_crud
+from tracker.store.devices import broker_user_taken
 from tracker.store.tokens import Principal
 
 router = APIRouter()
@@ -484,7 +486,9 @@ async def create_reader(
     body: ReaderIn, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
     p = body.properties
-    async with ctx.pool.acquire() as conn:
+    if refusal := broker_user_refusal("reader id", body.id, ctx.settings.mqtt_url):
+        invalid(["body", "id"], f"{refusal}; a reader's id is its MQTT user name")
+    async with ctx.pool.acquire() as conn, conn.transaction():
         school_id, place = await _own_school(conn, who, p.school_id, ["body", "properties", "school_id"])
         lon, lat = await _check(
             ["body", "geometry"],
@@ -493,8 +497,10 @@ async def create_reader(
             school=place,
             max_distance_m=ctx.settings.registry_max_distance_m,
         )
-        if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM readers WHERE id = $1)", body.id):
+        if (taken := await broker_user_taken(conn, body.id)) == "reader":
             conflict(f"reader {body.id!r} is already registered")
+        if taken == "tag":
+            conflict(f"{body.id!r} is a tag's id: tags and readers share one namespace (broker users)")
         await registry_crud.create_reader(
             conn,
             {"id": body.id, "school_id": school_id, "name": p.name, "role": p.role, "lon": lon, "lat": lat},

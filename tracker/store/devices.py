@@ -20,7 +20,7 @@ async def link_device(
         raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
     if protocol == "owntracks" and (device.count("/") != 1 or "" in device.split("/")):
         raise ValueError(f"an OwnTracks device is 'user/device', not {device!r}")
-    if any(c in device for c in "+#\x00") or not 0 < len(device) <= 200:
+    if any(c in "+#" or ord(c) < 0x20 or ord(c) == 0x7F for c in device) or not 0 < len(device) <= 200:
         raise ValueError(f"not a device identity: {device!r}")
     await conn.execute(
         "INSERT INTO tag_devices (protocol, device, tag_id) VALUES ($1, $2, $3)"
@@ -51,11 +51,13 @@ async def set_reader_password(conn: asyncpg.Connection | asyncpg.Pool, reader_id
 
 @dataclass(frozen=True)
 class BrokerAccount:
-    """A broker user written into the password file, and the topics (under the prefix) it may publish."""
+    """A broker user written into the password file, and the topics (under the prefix) it may publish;
+    ``owner``: what it is in the registry, a (GPS) "tag" or a "reader"."""
 
     username: str
     password_hash: str
     publish: tuple[str, ...]
+    owner: str = "tag"
 
 
 async def broker_accounts(conn: asyncpg.Connection | asyncpg.Pool) -> list[BrokerAccount]:
@@ -76,9 +78,24 @@ async def broker_accounts(conn: asyncpg.Connection | asyncpg.Pool) -> list[Broke
         "SELECT id, mqtt_password_hash FROM readers WHERE mqtt_password_hash IS NOT NULL ORDER BY id"
     ):
         accounts.append(
-            BrokerAccount(r["id"], r["mqtt_password_hash"], (f"tracker/v1/readers/{r['id']}/sightings",))
+            BrokerAccount(
+                r["id"], r["mqtt_password_hash"], (f"tracker/v1/readers/{r['id']}/sightings",), "reader"
+            )
         )
     return accounts
+
+
+async def broker_user_taken(conn: asyncpg.Connection, name: str) -> str | None:
+    """Is ``name`` a tag's or a reader's id already ("tag", "reader"; None: neither)? Tags and readers
+    share one namespace because both become broker users of their id. Inside the caller's
+    transaction, which holds a lock on the name until it commits: two registrations of one name,
+    one a tag and one a reader, cannot both pass this check."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('broker-user:' || $1, 0))", name)
+    return await conn.fetchval(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM tags WHERE id = $1) THEN 'tag'"
+        " WHEN EXISTS (SELECT 1 FROM readers WHERE id = $1) THEN 'reader' END",
+        name,
+    )
 
 
 async def device_may_send(conn: asyncpg.Connection | asyncpg.Pool, tag_id: str, secret: str) -> bool:

@@ -1,7 +1,9 @@
-"""What /metrics asks the database at scrape time: open alerts, the delivery outbox, delivery latency."""
+"""What /metrics asks the database at scrape time: open alerts, the delivery outbox, delivery latency,
+the broker accounts that cannot be written."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,9 +18,13 @@ class DatabaseGauges:
     outbox: dict[tuple[str, str], int] = field(default_factory=dict)  # (channel, state) -> rows
     # channel -> (cumulative count per bucket of LATENCY_BUCKETS_S, count, sum of seconds)
     latency: dict[str, tuple[list[int], int, float]] = field(default_factory=dict)
+    # why -> device accounts `tracker broker-config` leaves out of the broker's files (None: not asked)
+    broker_left_out: dict[str, int] | None = None
 
 
-async def database_gauges(pool: asyncpg.Pool, since: datetime) -> DatabaseGauges:
+async def database_gauges(
+    pool: asyncpg.Pool, since: datetime, broker_reserved: frozenset[str] | None = None
+) -> DatabaseGauges:
     """Open alerts by kind, outbox rows by channel and state (pending and sending are the queue), and
     the latency from a fix reaching the tracker to its alert being sent, for deliveries sent since
     ``since`` (this process's start: Prometheus counters restart with the process)."""
@@ -41,4 +47,13 @@ async def database_gauges(pool: asyncpg.Pool, since: datetime) -> DatabaseGauges
     ):
         counts = [r[f"b{i}"] for i in range(len(LATENCY_BUCKETS_S))]
         out.latency[r["channel"]] = (counts, r["n"], float(r["s"]))
+    if broker_reserved is not None:
+        # the same decider as broker-config (tracker.broker_config.usable_accounts) over the registry
+        # as it is now: what the last run left out, or the next one will, should someone have put a
+        # bad account in since. (The names of --publisher accounts are broker-config's alone.)
+        from tracker.broker_config import usable_accounts
+        from tracker.store.devices import broker_accounts
+
+        _, left_out = usable_accounts(await broker_accounts(pool), broker_reserved)
+        out.broker_left_out = dict(Counter(a.reason for a in left_out))
     return out
