@@ -112,6 +112,13 @@ class Dispatcher:
         self, job: DeliveryJob, facts: AlertFacts | None, sent: dict[tuple[int, str], int]
     ) -> DeliveryMark:
         """Deliver one outbox row; returns what became of it (written with the round's others)."""
+        if not job.linked:
+            # the guardian was unlinked from the child after this was written (the pipeline's registry
+            # view had them still, or a retry was waiting): they are told nothing more of the child
+            self.outcomes[(job.channel, "cancelled")] += 1
+            reason = "guardian no longer linked to the child"
+            history = (job.alert_id, "cancelled", _who(job) | {"reason": reason})
+            return DeliveryMark(job.delivery_id, "cancelled", time.time(), error=reason, history=history)
         channel = self._channels.get(job.channel)
         if facts is None or channel is None:
             why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"

@@ -31,6 +31,10 @@ class WebSocketHub:
     def connections(self, guardian_id: int) -> int:
         return len(self._by_guardian.get(guardian_id, ()))
 
+    def of(self, guardian_id: int) -> list[Connection]:
+        """The guardian's open connections (to close them when the guardian is deleted)."""
+        return list(self._by_guardian.get(guardian_id, ()))
+
     @property
     def total(self) -> int:
         return sum(len(c) for c in self._by_guardian.values())

@@ -295,6 +295,11 @@ class ChildOut(BaseModel):
     id: int
     name: str
     school_id: int
+    school_since: datetime | None = Field(
+        None,
+        description="when the child moved to this school (the start of that day there); null: since"
+        " registered. Its staff see the child's positions, status and alerts from then on only",
+    )
     route_id: int | None
     guardians: list[GuardianLink]
     tags: list[str]
@@ -499,7 +504,8 @@ class Delivery(BaseModel):
 class AlertStep(BaseModel):
     at: datetime
     step: str = Field(
-        description="opened, updated, delivered, unreachable, suppressed, escalated, acknowledged, resolved"
+        description="opened, updated, delivered, unreachable, suppressed, cancelled (a guardian unlinked"
+        " from the child or deleted), escalated, acknowledged, resolved"
     )
     detail: dict[str, Any] = Field(description="who was told on which channel, the escalation level, ...")
 

@@ -48,6 +48,7 @@ from tracker.api.models import (
     TagPatch,
     Track,
 )
+from tracker.api.ws import close_guardian_sockets
 from tracker.broker_config import broker_user_refusal
 from tracker.store import audit, history, registry_crud
 from tracker.store.devices import broker_user_taken
@@ -78,6 +79,7 @@ def child_out(r: dict[str, Any]) -> dict[str, Any]:
         "id": r["id"],
         "name": r["name"],
         "school_id": r["school_id"],
+        "school_since": r["school_since"],
         "route_id": r["route_id"],
         "guardians": r["guardians"],
         "tags": list(r["tags"]),
@@ -190,7 +192,15 @@ async def update_child(
     who: Principal = Depends(require(*STAFF)),
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
-    """Change a child: name, route, guardians (replaced as a whole), school (administrators)."""
+    """Change a child: name, route, guardians (replaced as a whole), school (administrators).
+
+    A move to another school takes effect from the start of today in the receiving school's time zone:
+    from then on the old school's staff see nothing more of the child, and the new school's see the
+    child's positions, status and alerts from then on only (tracker.store.scope, "time-bounded
+    visibility"). Only the city's administrators move a child: the receiving school cannot take a
+    child by itself, and a school cannot hand a child (and their family's contact) to another school
+    on its own. The child's route goes with the old school: the move sets a route of the new school,
+    or none."""
     values = not_null(body.model_dump(exclude_unset=True, exclude={"guardians"}), ("route_id",), ["body"])
     if "guardians" in body.model_fields_set and body.guardians is None:
         invalid(["body", "guardians"], "guardians cannot be null (an empty list removes them all)")
@@ -288,11 +298,12 @@ def fix_feature(child_id: int, p: dict[str, Any] | None) -> dict[str, Any]:
 async def child_position(
     child_id: IdPath, who: Principal = Depends(require(*READERS)), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    """The child's last known position (geometry null when none is kept)."""
+    """The child's last known position (geometry null when none is kept; for the staff of a school the
+    child moved to, none from before the move)."""
     async with ctx.pool.acquire() as conn:
         if not await registry_crud.visible(conn, who, "child", child_id):
             not_found("child", child_id)
-        p = await history.last_position(conn, child_id)
+        p = await history.last_position(conn, who, child_id)
         if p is not None:
             await audit.record_position_reads(
                 conn, who, {child_id: 1}, "GET /api/v1/children/{child_id}/position"
@@ -311,11 +322,13 @@ async def child_track(
     who: Principal = Depends(require(*READERS)),
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
-    """The child's fixes of one day, oldest first, as GeoJSON Points."""
+    """The child's fixes of one day, oldest first, as GeoJSON Points. A school's staff read the fixes
+    of the periods when the child was at their school only: the school a child left keeps its days
+    before the move (its staff's reads audited as any; a day after it is 404, as for any child not
+    theirs), the school the child moved to sees the fixes from the move on; the day is one in the
+    caller's school's time zone."""
     async with ctx.pool.acquire() as conn:
-        if not await registry_crud.visible(conn, who, "child", child_id):
-            not_found("child", child_id)
-        tz_name = await history.child_timezone(conn, child_id, ctx.settings.default_timezone)
+        tz_name = await history.child_timezone(conn, who, child_id, ctx.settings.default_timezone)
         tz = ZoneInfo(tz_name)
         if day is None:
             day = datetime.now(tz).date()
@@ -323,7 +336,11 @@ async def child_track(
             invalid(["query", "date"], f"date {day} is out of range")
         start = datetime.combine(day, time.min, tz).astimezone(UTC)
         end = datetime.combine(day + timedelta(days=1), time.min, tz).astimezone(UTC)
-        rows, total = await history.track(conn, child_id, start=start, end=end, limit=limit, offset=offset)
+        if not await history.track_visible(conn, who, child_id, start=start, end=end):
+            not_found("child", child_id)
+        rows, total = await history.track(
+            conn, who, child_id, start=start, end=end, limit=limit, offset=offset
+        )
         if rows:
             await audit.record_position_reads(
                 conn, who, {child_id: len(rows)}, "GET /api/v1/children/{child_id}/track"
@@ -648,4 +665,5 @@ async def delete_guardian(
                 f"guardian {guardian_id} was registered by another school or the city: unlink them from"
                 " your children (PUT /api/v1/children/{id}/guardians) instead",
             )
+    await close_guardian_sockets(ctx, guardian_id)  # their tokens went with them: closed now
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -27,6 +27,7 @@ from tracker.alerts.lifecycle import (
     school_messages,
     severity_of,
 )
+from tracker.store import scope
 
 
 def _ts(unix: float | None) -> datetime | None:
@@ -192,26 +193,35 @@ async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 
     written = 0
     async with pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
-            "SELECT a.id, a.child_id, a.severity, a.escalation_level, c.school_id,"
+            "SELECT a.id, a.child_id, a.severity, a.escalation_level, s.id AS school_id,"
             " s.staff_phone, s.webhook_url"
-            " FROM alerts a JOIN children c ON c.id = a.child_id JOIN schools s ON s.id = c.school_id"
+            " FROM alerts a JOIN children c ON c.id = a.child_id"
+            f" JOIN schools s ON s.id = {scope.school_at('c', 'a.opened_at')}"
             " WHERE a.state = 'open' AND a.acknowledged_at IS NULL AND a.next_escalation_at <= now()"
             " ORDER BY a.next_escalation_at FOR UPDATE OF a SKIP LOCKED LIMIT $1",
             limit,
         )
         for alert in due:
-            guardians = [
+            # the next rung is the first guardian linked to the child now who has not been told yet:
+            # one unlinked meanwhile is off the ladder, and the ones after them are not skipped
+            untold = [
                 Recipient(g["id"], tuple(g["channels"]), bool(g["phone"]))
                 for g in await conn.fetch(
                     "SELECT g.id, g.phone, g.channels"
                     " FROM child_guardians cg JOIN guardians g ON g.id = cg.guardian_id"
-                    " WHERE cg.child_id = $1 ORDER BY cg.priority, cg.guardian_id",
+                    " WHERE cg.child_id = $1 AND g.id NOT IN ("
+                    "   SELECT d.guardian_id FROM deliveries d"
+                    "   WHERE d.alert_id = $2 AND d.guardian_id IS NOT NULL"
+                    "   UNION SELECT (h.detail->>'guardian_id')::bigint FROM alert_history h"
+                    "   WHERE h.alert_id = $2 AND h.step = 'escalated' AND h.detail ? 'guardian_id')"
+                    " ORDER BY cg.priority, cg.guardian_id",
                     alert["child_id"],
+                    alert["id"],
                 )
             ]
             level = alert["escalation_level"] + 1
             school = School(alert["school_id"], bool(alert["staff_phone"]), bool(alert["webhook_url"]))
-            step = next_step(alert["id"], level, guardians, school)
+            step = next_step(alert["id"], 0, untold, school)
             await conn.execute(
                 "UPDATE alerts SET escalation_level = $2, next_escalation_at = now() + $3::interval"
                 " WHERE id = $1",

@@ -93,6 +93,27 @@ async def acknowledge(conn: asyncpg.Connection | asyncpg.Pool, alert_id: int, gu
     return row is not None
 
 
+async def cancel_deliveries(
+    conn: asyncpg.Connection, child_id: int, guardian_ids: Sequence[int], reason: str
+) -> int:
+    """Cancel what is still to be sent to these guardians about the child's alerts (they were unlinked
+    from the child), each with a 'cancelled' step in its alert's history saying why; returns how many.
+    A delivery a dispatcher holds at this moment ('sending') is already in its channel's hands."""
+    status = await conn.execute(
+        "WITH cancelled AS ("
+        " UPDATE deliveries d SET state = 'cancelled', last_error = $3 FROM alerts a"
+        " WHERE a.id = d.alert_id AND a.child_id = $1 AND d.guardian_id = ANY($2::bigint[])"
+        " AND d.state = 'pending' RETURNING d.id, d.alert_id, d.guardian_id, d.channel, d.transition)"
+        " INSERT INTO alert_history (alert_id, step, detail)"
+        " SELECT alert_id, 'cancelled', jsonb_build_object('guardian_id', guardian_id, 'channel', channel,"
+        " 'transition', transition, 'reason', $3::text) FROM cancelled ORDER BY id",
+        child_id,
+        list(guardian_ids),
+        reason,
+    )
+    return int(status.split()[-1])
+
+
 @dataclass(frozen=True)
 class DeliveryJob:
     delivery_id: int
@@ -107,13 +128,17 @@ class DeliveryJob:
     webhook_url: str | None
     webhook_secret: str | None
     severity: str
+    # False: a delivery to a guardian who is no longer linked to the alert's child (unlinked after it
+    # was written): the dispatcher cancels it instead of sending it
+    linked: bool = True
 
 
 async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[DeliveryJob]:
     """Take due outbox rows (pending, or a retry whose time has come), critical alerts' first, then
     warnings', then notices' (at the start of a commute thousands of 'arrived' notices can wait in
     the outbox: an SOS does not wait behind them), each kind oldest first. SKIP LOCKED lets several
-    dispatchers share one outbox. A claimed row is 'sending' until it is marked."""
+    dispatchers share one outbox. A claimed row is 'sending' until it is marked. Each row says whether
+    its guardian is still linked to the alert's child (``linked``): one who is not gets nothing."""
     rows = await pool.fetch(
         "WITH due AS ("
         "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
@@ -123,7 +148,9 @@ async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[Del
         "   RETURNING d.*)"
         " SELECT c.id, c.alert_id, c.transition, c.channel, c.attempts, c.guardian_id, c.school_id,"
         " coalesce(g.phone, s.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
-        " s.webhook_url, s.webhook_secret, a.severity"
+        " s.webhook_url, s.webhook_secret, a.severity,"
+        " (c.guardian_id IS NULL OR EXISTS (SELECT 1 FROM child_guardians cg"
+        "   WHERE cg.child_id = a.child_id AND cg.guardian_id = c.guardian_id)) AS linked"
         " FROM claimed c JOIN alerts a ON a.id = c.alert_id"
         " LEFT JOIN guardians g ON g.id = c.guardian_id LEFT JOIN schools s ON s.id = c.school_id"
         " ORDER BY c.id",
@@ -156,8 +183,8 @@ async def sent_counts(
 @dataclass(frozen=True)
 class DeliveryMark:
     """What became of a delivery, and when (unix seconds). state: sent | offline | failed | suppressed |
-    pending (a retry after ``retry_in_s``). ``history``: (alert id, step, detail) of the alert_history
-    row it adds."""
+    cancelled | pending (a retry after ``retry_in_s``). ``history``: (alert id, step, detail) of the
+    alert_history row it adds."""
 
     delivery_id: int
     state: str

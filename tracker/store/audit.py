@@ -45,7 +45,13 @@ def _visible(who: Principal) -> str:
     if who.role == "admin":
         return "true"
     if who.role == "school":
-        return "l.child_id IN (SELECT id FROM children WHERE school_id = me.school_id)"
+        # of a child who moved school: each school's own reads, and the city's made while the child
+        # was theirs (another school's reads are that school's, the family's and the city's business)
+        return (
+            "EXISTS (SELECT 1 FROM children c WHERE c.id = l.child_id"
+            f" AND {scope.children_ever(who)} AND (l.school_id = me.school_id"
+            f" OR (l.school_id IS NULL AND {scope.during_callers_school(who, 'c', 'l.at')})))"
+        )
     if who.role == "guardian":
         return "l.child_id IN (SELECT child_id FROM child_guardians WHERE guardian_id = me.guardian_id)"
     return "false"

@@ -1,5 +1,7 @@
 """What parents (and staff) read about what happened: a child's positions and its alert history with
-every delivery and acknowledgement step. Scoped like the registry (tracker.store.scope)."""
+every delivery and acknowledgement step. Scoped like the registry (tracker.store.scope), and bounded in
+time for school staff: of a child who moved school, each school reads what happened while the child
+was theirs (tracker.store.scope.during_callers_school)."""
 
 from __future__ import annotations
 
@@ -12,30 +14,62 @@ from tracker.store import scope
 from tracker.store.tokens import Principal
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
-_POSITION = "ts, lon, lat, acc, batt, tag_id, route_distance_m, received_at"
+_POSITION = "p.ts, p.lon, p.lat, p.acc, p.batt, p.tag_id, p.route_distance_m, p.received_at"
 
 
-async def child_timezone(conn: Conn, child_id: int, default: str) -> str:
-    tz = await conn.fetchval(
-        "SELECT s.timezone FROM children c JOIN schools s ON s.id = c.school_id WHERE c.id = $1", child_id
-    )
+async def child_timezone(conn: Conn, who: Principal, child_id: int, default: str) -> str:
+    """The time zone a caller's days of the child are in: a school's staff's, their school's; anyone
+    else's, the child's school's."""
+    if who.role == "school":
+        tz = await conn.fetchval("SELECT timezone FROM schools WHERE id = $1", who.school_id)
+    else:
+        tz = await conn.fetchval(
+            "SELECT s.timezone FROM children c JOIN schools s ON s.id = c.school_id WHERE c.id = $1", child_id
+        )
     return str(tz or default)
 
 
-async def last_position(conn: Conn, child_id: int) -> dict[str, Any] | None:
+async def last_position(conn: Conn, who: Principal, child_id: int) -> dict[str, Any] | None:
+    """The child's last fix that the caller may read (school staff: of their periods)."""
     row = await conn.fetchrow(
-        f"SELECT {_POSITION} FROM positions WHERE child_id = $1 ORDER BY ts DESC LIMIT 1", child_id
+        f"WITH {scope.ME} SELECT {_POSITION} FROM positions p JOIN children c ON c.id = p.child_id"
+        f" CROSS JOIN me WHERE p.child_id = $4 AND {scope.during_callers_school(who, 'c', 'p.ts')}"
+        " ORDER BY p.ts DESC LIMIT 1",
+        *scope.me_args(who),
+        child_id,
     )
     return None if row is None else dict(row.items())
 
 
+async def track_visible(conn: Conn, who: Principal, child_id: int, *, start: datetime, end: datetime) -> bool:
+    """May the caller read the child's track of [start, end): a child they see, or (school staff) one
+    who was at their school for part of that time."""
+    return (
+        await conn.fetchval(
+            f"WITH {scope.ME} SELECT true FROM children c, me WHERE c.id = $4 AND ({scope.children(who)}"
+            f" OR {scope.children_ever(who)} AND {scope.periods_overlap(who, 'c', '$5', '$6')})"
+            " AND $5::timestamptz < $6::timestamptz",
+            *scope.me_args(who),
+            child_id,
+            start,
+            end,
+        )
+        is not None
+    )
+
+
 async def track(
-    conn: Conn, child_id: int, *, start: datetime, end: datetime, limit: int, offset: int
+    conn: Conn, who: Principal, child_id: int, *, start: datetime, end: datetime, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """The child's fixes in [start, end), oldest first, and how many there are."""
+    """The child's fixes in [start, end) that the caller may read, oldest first, and how many there are."""
+    source = "positions p JOIN children c ON c.id = p.child_id CROSS JOIN me"
+    where = (
+        f"p.child_id = $4 AND p.ts >= $5 AND p.ts < $6 AND {scope.during_callers_school(who, 'c', 'p.ts')}"
+    )
     rows = await conn.fetch(
-        f"SELECT {_POSITION}, count(*) OVER () AS total FROM positions"
-        " WHERE child_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, tag_id LIMIT $4 OFFSET $5",
+        f"WITH {scope.ME} SELECT {_POSITION}, count(*) OVER () AS total FROM {source}"
+        f" WHERE {where} ORDER BY p.ts, p.tag_id LIMIT $7 OFFSET $8",
+        *scope.me_args(who),
         child_id,
         start,
         end,
@@ -46,7 +80,8 @@ async def track(
         total = rows[0]["total"]
     else:
         total = await conn.fetchval(
-            "SELECT count(*) FROM positions WHERE child_id = $1 AND ts >= $2 AND ts < $3",
+            f"WITH {scope.ME} SELECT count(*) FROM {source} WHERE {where}",
+            *scope.me_args(who),
             child_id,
             start,
             end,
@@ -72,6 +107,12 @@ _ALERT_SOURCE = (
 )
 
 
+def _alert_visible(who: Principal) -> str:
+    """An alert belongs to the school the child was at when it opened (its escalation reaches that
+    school too: tracker.store.alert_lifecycle.escalate_due)."""
+    return f"{scope.children_ever(who)} AND {scope.during_callers_school(who, 'c', 'a.opened_at')}"
+
+
 async def list_alerts(
     conn: Conn,
     who: Principal,
@@ -83,9 +124,10 @@ async def list_alerts(
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Alerts of the children the caller may see, newest first."""
+    """Alerts of the children the caller may see, newest first (school staff: the alerts opened while
+    the child was at their school, also of a child who has left it since)."""
     where = (
-        f"{scope.children(who)} AND ($4::text IS NULL OR a.state = $4)"
+        f"{_alert_visible(who)} AND ($4::text IS NULL OR a.state = $4)"
         " AND ($5::bigint IS NULL OR a.child_id = $5) AND ($6::text IS NULL OR a.kind = $6)"
         " AND ($7::timestamptz IS NULL OR a.opened_at >= $7)"
     )
@@ -109,7 +151,7 @@ async def list_alerts(
 
 async def get_alert(conn: Conn, who: Principal, alert_id: int) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        f"WITH {scope.ME} SELECT {_ALERT} FROM {_ALERT_SOURCE} WHERE a.id = $4 AND {scope.children(who)}",
+        f"WITH {scope.ME} SELECT {_ALERT} FROM {_ALERT_SOURCE} WHERE a.id = $4 AND {_alert_visible(who)}",
         *scope.me_args(who),
         alert_id,
     )

@@ -9,16 +9,27 @@ import asyncpg
 from tracker.store import scope
 from tracker.store.tokens import Principal
 
-_SOURCE = (
-    "children c CROSS JOIN me LEFT JOIN child_state cs ON cs.child_id = c.id"
-    " LEFT JOIN LATERAL (SELECT ts, lon, lat, acc, batt FROM positions WHERE child_id = c.id"
-    " ORDER BY ts DESC LIMIT 1) p ON true"
-)
-_COLUMNS = (
-    "c.id, c.name, c.school_id, c.route_id, cs.state, cs.updated_at AS state_at,"
-    " (SELECT count(*) FROM alerts a WHERE a.child_id = c.id AND a.state = 'open') AS open_alerts,"
-    " p.ts AS p_ts, p.lon AS p_lon, p.lat AS p_lat, p.acc AS p_acc, p.batt AS p_batt"
-)
+
+def _source(who: Principal) -> str:
+    """The child, its monitor state and its last fix; for the staff of a school the child moved to,
+    none of them from before the move (tracker.store.scope.during_callers_school): a state last
+    changed before it reads as no state yet."""
+    return (
+        "children c CROSS JOIN me LEFT JOIN child_state cs ON cs.child_id = c.id"
+        f" AND {scope.during_callers_school(who, 'c', 'cs.updated_at')}"
+        " LEFT JOIN LATERAL (SELECT q.ts, q.lon, q.lat, q.acc, q.batt FROM positions q"
+        f" WHERE q.child_id = c.id AND {scope.during_callers_school(who, 'c', 'q.ts')}"
+        " ORDER BY q.ts DESC LIMIT 1) p ON true"
+    )
+
+
+def _columns(who: Principal) -> str:
+    return (
+        "c.id, c.name, c.school_id, c.route_id, cs.state, cs.updated_at AS state_at,"
+        " (SELECT count(*) FROM alerts a WHERE a.child_id = c.id AND a.state = 'open'"
+        f"   AND {scope.during_callers_school(who, 'c', 'a.opened_at')}) AS open_alerts,"
+        " p.ts AS p_ts, p.lon AS p_lon, p.lat AS p_lat, p.acc AS p_acc, p.batt AS p_batt"
+    )
 
 
 async def live_children(
@@ -37,7 +48,7 @@ async def live_children(
     )
     args = (*scope.me_args(who), school_id, child_id)
     rows = await conn.fetch(
-        f"WITH {scope.ME} SELECT {_COLUMNS}, count(*) OVER () AS total__ FROM {_SOURCE}"
+        f"WITH {scope.ME} SELECT {_columns(who)}, count(*) OVER () AS total__ FROM {_source(who)}"
         f" WHERE {where} ORDER BY c.id LIMIT $6 OFFSET $7",
         *args,
         limit,
@@ -47,6 +58,6 @@ async def live_children(
         total = int(rows[0]["total__"])
     else:
         total = int(
-            await conn.fetchval(f"WITH {scope.ME} SELECT count(*) FROM {_SOURCE} WHERE {where}", *args)
+            await conn.fetchval(f"WITH {scope.ME} SELECT count(*) FROM {_source(who)} WHERE {where}", *args)
         )
     return [dict(r) for r in rows], total

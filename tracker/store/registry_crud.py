@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from tracker.store import scope
+from tracker.store.alerts import cancel_deliveries
 from tracker.store.tokens import Principal
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
@@ -355,22 +356,27 @@ async def delete_reader(conn: Conn, who: Principal, reader_id: str) -> bool:
 
 # --- children ------------------------------------------------------------------------------------------
 def _child_columns(who: Principal) -> str:
+    """A child's record; its open alerts and last position only of the caller's periods (school staff
+    of a child who moved school: from the move on, tracker.store.scope.during_callers_school)."""
     return (
-        "c.id, c.name, c.school_id, c.route_id, c.created_at,"
+        "c.id, c.name, c.school_id, c.route_id, c.school_since, c.created_at,"
         " (SELECT coalesce(array_agg(t.id ORDER BY t.id), '{}') FROM tags t WHERE t.child_id = c.id) AS tags,"
         " (SELECT coalesce(jsonb_agg(jsonb_build_object('guardian_id', cg.guardian_id,"
         "   'priority', cg.priority) ORDER BY cg.priority, cg.guardian_id), '[]'::jsonb)"
         "   FROM child_guardians cg WHERE cg.child_id = c.id) AS guardians,"
-        " (SELECT count(*) FROM alerts a WHERE a.child_id = c.id AND a.state = 'open') AS open_alerts,"
+        " (SELECT count(*) FROM alerts a WHERE a.child_id = c.id AND a.state = 'open'"
+        f"   AND {scope.during_callers_school(who, 'c', 'a.opened_at')}) AS open_alerts,"
         " p.ts AS p_ts, p.lon AS p_lon, p.lat AS p_lat, p.acc AS p_acc, p.batt AS p_batt,"
         " p.tag_id AS p_tag, p.route_distance_m AS p_route_distance_m"
     )
 
 
-_CHILD_SOURCE = (
-    "children c CROSS JOIN me LEFT JOIN LATERAL (SELECT ts, lon, lat, acc, batt, tag_id, route_distance_m"
-    " FROM positions WHERE child_id = c.id ORDER BY ts DESC LIMIT 1) p ON true"
-)
+def _child_source(who: Principal) -> str:
+    return (
+        "children c CROSS JOIN me LEFT JOIN LATERAL (SELECT q.ts, q.lon, q.lat, q.acc, q.batt, q.tag_id,"
+        " q.route_distance_m FROM positions q WHERE q.child_id = c.id"
+        f" AND {scope.during_callers_school(who, 'c', 'q.ts')} ORDER BY q.ts DESC LIMIT 1) p ON true"
+    )
 
 
 async def list_children(
@@ -386,7 +392,7 @@ async def list_children(
         conn,
         who,
         columns=_child_columns(who),
-        source=_CHILD_SOURCE,
+        source=_child_source(who),
         where=f"{scope.children(who)} AND ($4::bigint IS NULL OR c.school_id = $4)"
         " AND ($5::bigint IS NULL OR c.route_id = $5)",
         order="c.id",
@@ -401,7 +407,7 @@ async def get_child(conn: Conn, who: Principal, child_id: int) -> dict[str, Any]
         conn,
         who,
         columns=_child_columns(who),
-        source=_CHILD_SOURCE,
+        source=_child_source(who),
         where=f"c.id = $4 AND {scope.children(who)}",
         args=(child_id,),
     )
@@ -431,14 +437,30 @@ async def delete_child(conn: Conn, who: Principal, child_id: int) -> bool:
 
 async def set_child_guardians(
     conn: asyncpg.Connection, child_id: int, links: Sequence[tuple[int, int]]
-) -> None:
-    """Replace the child's guardians by (guardian id, priority) pairs; run it in a transaction."""
-    await conn.execute("DELETE FROM child_guardians WHERE child_id = $1", child_id)
+) -> list[int]:
+    """Replace the child's guardians by (guardian id, priority) pairs; run it in a transaction. Returns
+    the guardians unlinked: from now on they see nothing of the child (tracker.store.scope), and what
+    was still to be sent to them about the child is cancelled (tracker.store.alerts.cancel_deliveries),
+    so their open websockets get nothing more of it either."""
+    kept = [g for g, _ in links]
+    removed = [
+        r["guardian_id"]
+        for r in await conn.fetch(
+            "DELETE FROM child_guardians WHERE child_id = $1 AND NOT (guardian_id = ANY($2::bigint[]))"
+            " RETURNING guardian_id",
+            child_id,
+            kept,
+        )
+    ]
     if links:
         await conn.executemany(
-            "INSERT INTO child_guardians (child_id, guardian_id, priority) VALUES ($1, $2, $3)",
+            "INSERT INTO child_guardians (child_id, guardian_id, priority) VALUES ($1, $2, $3)"
+            " ON CONFLICT (child_id, guardian_id) DO UPDATE SET priority = EXCLUDED.priority",
             [(child_id, g, p) for g, p in links],
         )
+    if removed:
+        await cancel_deliveries(conn, child_id, removed, "guardian unlinked from the child")
+    return sorted(removed)
 
 
 # --- tags ----------------------------------------------------------------------------------------------

@@ -116,3 +116,62 @@ def tokens(who: Principal, k: str = "k") -> str:
     if who.role == "guardian":
         return f"({k}.role = 'guardian' AND {k}.guardian_id = me.guardian_id)"
     return "false"
+
+
+# --- time-bounded visibility: a child moving school ------------------------------------------------------
+# A child's school has periods: the current one from children.school_since (NULL: from the start), the
+# earlier ones in child_school_history [since, until). The rule (docs/design.md, "Children moving
+# school"): a school's staff see what happened to a child while the child was at their school, and
+# nothing else. So the old school keeps read access to the track and the alerts of its periods (read
+# like any staff read: audited), and loses everything from the move on (positions, status, alerts, the
+# child's record); the new school sees the child's record, and of its positions, status and alerts
+# only what is from the move on. Guardians (the family) and the city's administrator see all of it.
+# These conditions are added to the ones above; for the other roles they hold always.
+
+
+def during_callers_school(who: Principal, c: str = "c", at: str = "now()") -> str:
+    """The instant ``at`` falls in a period when the child ``c`` (a children row) was at the caller's
+    school (school staff; any other role: always true)."""
+    if who.role != "school":
+        return "true"
+    return (
+        f"(({c}.school_id = me.school_id AND ({c}.school_since IS NULL OR {at} >= {c}.school_since))"
+        f" OR EXISTS (SELECT 1 FROM child_school_history h_p WHERE h_p.child_id = {c}.id"
+        f" AND h_p.school_id = me.school_id AND (h_p.since IS NULL OR {at} >= h_p.since)"
+        f" AND {at} < h_p.until))"
+    )
+
+
+def children_ever(who: Principal, c: str = "c") -> str:
+    """Children whose history the caller may read (with :func:`during_callers_school` for what of it):
+    those of :func:`children`, and for school staff the children who were once at their school."""
+    if who.role == "school":
+        return (
+            f"({children(who, c)} OR {c}.id IN"
+            " (SELECT h_e.child_id FROM child_school_history h_e WHERE h_e.school_id = me.school_id))"
+        )
+    return children(who, c)
+
+
+def school_at(c: str = "c", at: str = "now()") -> str:
+    """The school the child ``c`` was at at the instant ``at`` (an SQL expression; no caller: what an
+    alert's escalation reaches is the school of the child when the alert opened)."""
+    return (
+        f"coalesce((SELECT h_s.school_id FROM child_school_history h_s WHERE h_s.child_id = {c}.id"
+        f" AND (h_s.since IS NULL OR {at} >= h_s.since) AND {at} < h_s.until"
+        " ORDER BY h_s.until DESC LIMIT 1),"
+        f" {c}.school_id)"
+    )
+
+
+def periods_overlap(who: Principal, c: str, start: str, end: str) -> str:
+    """A period of the child ``c`` at the caller's school overlaps [start, end) (school staff; any other
+    role: always true)."""
+    if who.role != "school":
+        return "true"
+    return (
+        f"(({c}.school_id = me.school_id AND ({c}.school_since IS NULL OR {c}.school_since < {end}))"
+        f" OR EXISTS (SELECT 1 FROM child_school_history h_o WHERE h_o.child_id = {c}.id"
+        f" AND h_o.school_id = me.school_id AND (h_o.since IS NULL OR h_o.since < {end})"
+        f" AND h_o.until > {start} AND h_o.until > coalesce(h_o.since, '-infinity')))"
+    )
