@@ -6,7 +6,7 @@ tracker run [--demo]     the service (embedded PostgreSQL / MQTT unless TRACKER_
 tracker migrate          apply the database migrations
 tracker demo-load        load the demo city and write its world GeoJSON (for the simulator)
 tracker token ROLE       issue an API token (admin; school --school ID; guardian --guardian ID;
-                         device --tag ID)
+                         device --tag ID); recorded in the token-issue log as issued via 'cli'
 tracker import FILE      import routes and danger zones from GeoJSON or GPX (all or nothing)
 tracker export           export routes and danger zones as GeoJSON or GPX
 tracker simulate ...     the device simulator (same as `python -m simulator`)
@@ -232,11 +232,11 @@ async def _token(
     tag: str | None = None,
 ) -> str:
     from tracker.store.db import create_pool
-    from tracker.store.tokens import issue_token
+    from tracker.store.tokens import CLI, issue_token
 
     pool = await create_pool(database_url, min_size=1, max_size=1)
     async with pool.acquire() as conn:
-        token = await issue_token(
+        token = await issue_token(  # in the token-issue log as issued via 'cli'
             conn,
             role=role,
             guardian_id=guardian,
@@ -244,6 +244,7 @@ async def _token(
             tag_id=tag,
             label="cli",
             ttl=timedelta(days=days),
+            issued_by=CLI,
         )
     await pool.close()
     return token

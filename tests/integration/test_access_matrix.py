@@ -299,11 +299,32 @@ ENDPOINTS = [
     Endpoint("GET", "/api/v1/me", _all(200)),
     # tokens
     Endpoint("GET", "/api/v1/tokens", roles(admin=200, school=200, guardian=200)),
+    # a guardian's token is never a school's to issue (it would read the guardian's children at every
+    # school): staff send an enrolment link, which only the guardian redeems (test_guardian_ownership.py)
     Endpoint(
         "POST",
         "/api/v1/tokens",
-        roles(admin=201, school=(201, 422)),
+        roles(admin=201, school=(403, 422)),
         body=lambda c, s: {"role": "guardian", "guardian_id": s.guardian_id},
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/guardians/{}/enrolment",
+        roles(admin=201, school=(201, 404)),
+        target=fresh_guardian,
+    ),
+    # redeeming takes no bearer token (the code is the credential): an unknown code is 404 for anyone
+    Endpoint(
+        "POST",
+        "/api/v1/enrolment",
+        _all(404),
+        body=lambda c, s: {"code": "not-a-code"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/audit/tokens",
+        roles(admin=200, school=200, guardian=200),
+        query=lambda s: {"guardian_id": s.guardian_id},
     ),
     Endpoint(
         "DELETE",
@@ -503,10 +524,12 @@ ENDPOINTS = [
         roles(admin=200, school=(200, 404), guardian=(200, 404)),
         target=guardian,
     ),
+    # the side's guardian has signed in (the city gives them a token): their record is theirs now, no
+    # school's (while a guardian is a school's alone, its staff keep it up: test_guardian_ownership.py)
     Endpoint(
         "PATCH",
         "/api/v1/guardians/{}",
-        roles(admin=200, school=(200, 404), guardian=(200, 404)),
+        roles(admin=200, school=(403, 404), guardian=(200, 404)),
         target=guardian,
         body=lambda c, s: {"language": "ko"},
     ),
@@ -808,6 +831,17 @@ LISTS = [
         "/api/v1/audit/position-reads", lambda s: s.child_id, _by_child, lambda s: {"child_id": s.child_id}
     ),
     Listed("/api/v1/live", lambda s: s.child_id, _by_child, lambda s: {"school_id": s.school_id}),
+    # the token-issue log: a school's staff tokens are the school's; a guardian's tokens are theirs
+    Listed(
+        "/api/v1/audit/tokens", lambda s: s.school_id, lambda i: i["school_id"], roles=("admin", "school")
+    ),
+    Listed(
+        "/api/v1/audit/tokens",
+        lambda s: s.guardian_id,
+        lambda i: i["guardian_id"],
+        lambda s: {"guardian_id": s.guardian_id},
+        roles=("admin", "guardian"),
+    ),
     Listed(
         "/api/v1/export",
         lambda s: s.route_id,
@@ -868,8 +902,9 @@ async def test_no_token_or_a_bad_one_is_401_everywhere(api: Api) -> None:
     async with api.pool.acquire() as conn:
         expired = (await create_token(conn, role="admin", ttl=timedelta(seconds=-1))).token
     for e in ENDPOINTS:
-        if e.expect is PUBLIC or e.path.startswith("/ingest/"):
-            continue  # device ingest: Basic or Bearer with the tag's own secret (test_device_ingest.py)
+        if e.expect is PUBLIC or e.path.startswith("/ingest/") or e.path == "/api/v1/enrolment":
+            continue  # device ingest: Basic or Bearer with the tag's own secret (test_device_ingest.py);
+            # an enrolment code is its own credential
         path = e.path.format("1")
         for headers in ({}, bearer("nonsense"), bearer(expired)):
             r = await api.http.request(e.method, path, headers=headers)

@@ -285,7 +285,7 @@ class PositionOut(BaseModel):
     ts: datetime
     lon: float
     lat: float
-    acc: float
+    acc: float | None = Field(description="metres; null: the app stated none")
     batt: int | None = None
     tag_id: str | None = None
     route_distance_m: float | None = None
@@ -457,6 +457,45 @@ class TokenOut(BaseModel):
 
 class TokenCreated(TokenOut):
     token: str = Field(description="shown once: only its hash is kept")
+
+
+class TokenIssue(BaseModel):
+    """One entry of the token-issue log: a token, for whom, and who issued it."""
+
+    id: int
+    at: datetime
+    token_id: int
+    role: str
+    school_id: int | None
+    guardian_id: int | None
+    tag_id: str | None
+    label: str
+    expires_at: datetime | None
+    issued_via: Literal["api", "enrolment", "cli", "system", "before-audit"]
+    issuer_token_id: int | None = Field(description="'api': the token of the caller who issued it")
+    issuer_role: str | None
+    issuer_school_id: int | None
+    issuer_label: str
+    enrolment_id: int | None = Field(description="'enrolment': the enrolment link redeemed")
+
+
+class EnrolmentCreated(BaseModel):
+    id: int
+    guardian_id: int
+    code: str = Field(description="shown once: only its hash is kept; redeemed once")
+    url: str = Field(description="the link to hand the guardian: the parent page redeems the code")
+    expires_at: datetime
+
+
+class EnrolmentIn(Strict):
+    code: str = Field(min_length=1, max_length=200, description="the code of an enrolment link")
+
+
+class EnrolmentRedeemed(BaseModel):
+    guardian_id: int
+    token_id: int
+    token: str = Field(description="the guardian's token, shown once: only its hash is kept")
+    expires_at: datetime | None
 
 
 class Me(BaseModel):

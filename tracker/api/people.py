@@ -52,7 +52,7 @@ from tracker.api.ws import close_guardian_sockets
 from tracker.broker_config import broker_user_refusal
 from tracker.store import audit, history, registry_crud
 from tracker.store.devices import broker_user_taken
-from tracker.store.tokens import Principal, create_token, mosquitto_hash, new_mqtt_password
+from tracker.store.tokens import Issuer, Principal, create_token, mosquitto_hash, new_mqtt_password
 
 router = APIRouter()
 STAFF = ("admin", "school")
@@ -67,7 +67,7 @@ def _position(r: dict[str, Any]) -> dict[str, Any] | None:
         "ts": r["p_ts"],
         "lon": r["p_lon"],
         "lat": r["p_lat"],
-        "acc": float(r["p_acc"]),
+        "acc": None if r["p_acc"] is None else float(r["p_acc"]),
         "batt": r["p_batt"],
         "tag_id": r["p_tag"],
         "route_distance_m": None if r["p_route_distance_m"] is None else float(r["p_route_distance_m"]),
@@ -243,7 +243,9 @@ async def set_guardians(
     who: Principal = Depends(require(*STAFF)),
     ctx: AppContext = Depends(context),
 ) -> list[dict[str, Any]]:
-    """Replace the child's guardians and their escalation order (priority 1 is told first)."""
+    """Replace the child's guardians and their escalation order (priority 1 is told first). The link rows
+    are the child's school's: linking or unlinking a guardian (any guardian the school sees, a shared
+    one too) changes what they see and receive of this child only, never of another school's child."""
     if len(body) > 10:
         invalid(["body"], f"at most 10 guardians per child, got {len(body)}")
     ids = [g.guardian_id for g in body]
@@ -283,7 +285,7 @@ def fix_feature(child_id: int, p: dict[str, Any] | None) -> dict[str, Any]:
         "properties": {
             "child_id": child_id,
             "ts": p["ts"],
-            "acc": float(p["acc"]),
+            "acc": None if p["acc"] is None else float(p["acc"]),
             "batt": p["batt"],
             "tag_id": p["tag_id"],
             "route_distance_m": None if p["route_distance_m"] is None else float(p["route_distance_m"]),
@@ -385,7 +387,9 @@ def tag_out(r: dict[str, Any], prefix: str) -> dict[str, Any]:
     }
 
 
-async def _new_credentials(conn: asyncpg.Connection, tag_id: str, ctx: AppContext) -> dict[str, Any]:
+async def _new_credentials(
+    conn: asyncpg.Connection, tag_id: str, ctx: AppContext, who: Principal
+) -> dict[str, Any]:
     """A new MQTT password and device token for a GPS tag; the tag's older device tokens are revoked."""
     password = new_mqtt_password()
     await conn.execute(
@@ -400,6 +404,7 @@ async def _new_credentials(conn: asyncpg.Connection, tag_id: str, ctx: AppContex
         tag_id=tag_id,
         label=f"tag {tag_id}",
         ttl=timedelta(days=ctx.settings.device_token_days),
+        issued_by=Issuer.caller(who),
     )
     return {
         "mqtt_username": tag_id,
@@ -446,7 +451,7 @@ async def create_tag(
         if taken == "reader":
             conflict(f"{body.id!r} is a reader's id: tags and readers share one namespace (broker users)")
         await registry_crud.create_tag(conn, {"id": body.id, "child_id": body.child_id, "kind": body.kind})
-        credentials = await _new_credentials(conn, body.id, ctx) if body.kind == "gps" else None
+        credentials = await _new_credentials(conn, body.id, ctx, who) if body.kind == "gps" else None
         row = await registry_crud.get_tag(conn, who, body.id)
     assert row is not None
     return tag_out(row, ctx.settings.topic_prefix) | {"credentials": credentials}
@@ -514,7 +519,7 @@ async def rotate_credentials(
             invalid(["path", "tag_id"], refusal)  # a tag registered before the rule: re-register it
         if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM readers WHERE id = $1)", tag_id):
             conflict(f"{tag_id!r} is also a reader's id: the broker cannot tell the two apart")
-        return await _new_credentials(conn, tag_id, ctx)
+        return await _new_credentials(conn, tag_id, ctx, who)
 
 
 @router.delete("/api/v1/tags/{tag_id}", tags=["tags"], status_code=status.HTTP_204_NO_CONTENT, responses=READ)
@@ -617,12 +622,25 @@ async def update_guardian(
     who: Principal = Depends(require(*READERS)),
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
-    """Change a guardian's name, phone, language or channels (a guardian: their own)."""
+    """Change a guardian's name, phone, language or channels (a guardian: their own; school staff: only
+    while the guardian is theirs alone, tracker.store.scope: every child at their school, never signed
+    in, so that no school redirects the alerts of another school's child)."""
     values = not_null(body.model_dump(exclude_unset=True), ("phone",), ["body"])
     async with ctx.pool.acquire() as conn, conn.transaction():
         current = await registry_crud.get_guardian(conn, who, guardian_id)
         if current is None:
             not_found("guardian", guardian_id)
+        if who.role == "school" and values.keys() & {"name", "phone", "language", "channels"}:
+            standing = await registry_crud.guardian_standing(conn, who, guardian_id)
+            if not standing.theirs_alone:
+                raise HTTPException(
+                    status.HTTP_403_FORBIDDEN,
+                    standing.why_not(
+                        guardian_id,
+                        "change their name, phone, language or channels",
+                        "the guardian changes them, or the city's administrator",
+                    ),
+                )
         if "school_id" in values and values["school_id"] != current["school_id"]:
             if who.role != "admin":
                 invalid(
@@ -654,16 +672,20 @@ async def update_guardian(
 async def delete_guardian(
     guardian_id: IdPath, who: Principal = Depends(require(*STAFF)), ctx: AppContext = Depends(context)
 ) -> Response:
-    """Delete a guardian with their tokens (school staff: the guardians their school registered; others
-    they may only unlink from their children)."""
+    """Delete a guardian with their tokens (school staff: a guardian their school registered, while
+    theirs alone; others they may only unlink from their children)."""
     async with ctx.pool.acquire() as conn:
         if not await registry_crud.visible(conn, who, "guardian", guardian_id):
             not_found("guardian", guardian_id)
         if not await registry_crud.delete_guardian(conn, who, guardian_id):
+            standing = await registry_crud.guardian_standing(conn, who, guardian_id)
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
-                f"guardian {guardian_id} was registered by another school or the city: unlink them from"
-                " your children (PUT /api/v1/children/{id}/guardians) instead",
+                standing.why_not(
+                    guardian_id,
+                    "delete them",
+                    "unlink them from your children (PUT /api/v1/children/{id}/guardians) instead",
+                ),
             )
     await close_guardian_sockets(ctx, guardian_id)  # their tokens went with them: closed now
     return Response(status_code=status.HTTP_204_NO_CONTENT)

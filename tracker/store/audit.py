@@ -1,8 +1,12 @@
-"""The audit log of staff reading children's positions (privacy): who read which child's positions,
-when, through which endpoint, and how many fixes the answer held.
+"""The audit logs: staff reading children's positions (privacy), and every token issued.
 
-Staff are school staff and the city's administrators; a guardian reading their own child's position
-is not logged. The log is written before the answer is sent: a read that cannot be logged fails.
+Position reads: who read which child's positions, when, through which endpoint, and how many fixes the
+answer held. Staff are school staff and the city's administrators; a guardian reading their own
+child's position is not logged (and a staff member cannot read as a guardian: no school's staff can
+get a sign-in for a guardian with a child at another school, tracker.store.scope). The log is written
+before the answer is sent: a read that cannot be logged fails.
+
+Token issues: written by tracker.store.tokens.create_token with the token itself; read here.
 """
 
 from __future__ import annotations
@@ -82,5 +86,40 @@ async def list_position_reads(
             f"WITH {scope.ME} SELECT count(*) FROM position_reads l, me WHERE {where}",
             *scope.me_args(who),
             child_id,
+        )
+    return [{k: v for k, v in r.items() if k != "total"} for r in rows], int(total)
+
+
+_TOKEN_ISSUE_COLUMNS = (
+    "l.id, l.at, l.token_id, l.role, l.school_id, l.guardian_id, l.tag_id, l.label, l.expires_at,"
+    " l.issued_via, l.issuer_token_id, l.issuer_role, l.issuer_school_id, l.issuer_label, l.enrolment_id"
+)
+
+
+async def list_token_issues(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    who: Principal,
+    *,
+    guardian_id: int | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """The token-issue log entries the caller may read (tracker.store.scope.token_issues), newest first."""
+    where = f"{scope.token_issues(who)} AND ($4::bigint IS NULL OR l.guardian_id = $4)"
+    rows = await conn.fetch(
+        f"WITH {scope.ME} SELECT {_TOKEN_ISSUE_COLUMNS}, count(*) OVER () AS total FROM token_issues l, me"
+        f" WHERE {where} ORDER BY l.id DESC LIMIT $5 OFFSET $6",
+        *scope.me_args(who),
+        guardian_id,
+        limit,
+        offset,
+    )
+    if rows:
+        total = rows[0]["total"]
+    else:
+        total = await conn.fetchval(
+            f"WITH {scope.ME} SELECT count(*) FROM token_issues l, me WHERE {where}",
+            *scope.me_args(who),
+            guardian_id,
         )
     return [{k: v for k, v in r.items() if k != "total"} for r in rows], int(total)

@@ -16,6 +16,7 @@ checked before a write (tracker.importers).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -526,8 +527,11 @@ async def list_guardians(
         who,
         columns=_guardian_columns(who),
         source="guardians g, me",
+        # the filter names a child the caller may see, else it finds nothing: a school filtering by
+        # another school's child must not learn which of its own guardians are linked to it
         where=f"{scope.guardians(who)} AND ($4::bigint IS NULL OR g.id IN"
-        " (SELECT guardian_id FROM child_guardians WHERE child_id = $4))",
+        " (SELECT guardian_id FROM child_guardians WHERE child_id = $4"
+        f" AND child_id IN (SELECT c.id FROM children c WHERE {scope.children(who)})))",
         order="g.id",
         args=(child_id,),
         limit=limit,
@@ -563,11 +567,48 @@ async def update_guardian(conn: Conn, who: Principal, guardian_id: int, values: 
 
 
 async def delete_guardian(conn: Conn, who: Principal, guardian_id: int) -> bool:
-    """Admin: any guardian; school staff: the guardians their school registered."""
+    """Admin: any guardian; school staff: a guardian their school registered and who is theirs alone
+    (no child at another school, never signed in: tracker.store.scope)."""
     if who.role == "admin":
         allowed = "true"
     elif who.role == "school":
-        allowed = "g.school_id = me.school_id"
+        allowed = f"g.school_id = me.school_id AND {scope.guardian_theirs_alone('g')}"
     else:
         allowed = "false"
     return await _delete(conn, who, table="guardians", alias="g", allowed=allowed, key=guardian_id)
+
+
+@dataclass(frozen=True)
+class GuardianStanding:
+    """Why a school's staff may or may not change a guardian they see (the reasons of a 403)."""
+
+    registered_here: bool  # the caller's school registered them
+    children_elsewhere: bool  # linked to a child of another school
+    signed_in: bool  # has ever had a guardian token
+
+    @property
+    def theirs_alone(self) -> bool:
+        return not self.children_elsewhere and not self.signed_in
+
+    def why_not(self, guardian_id: int, action: str, who_can: str) -> str:
+        """The reason a staff member may not ``action`` ("change their contact details"), and who can."""
+        if self.children_elsewhere:
+            why = "also has children at another school"
+        elif self.signed_in:
+            why = "has signed in (their record and sign-in are theirs)"
+        else:
+            why = "was registered by another school or the city"
+        return f"guardian {guardian_id} {why}: a school's staff cannot {action}; {who_can}"
+
+
+async def guardian_standing(conn: Conn, who: Principal, guardian_id: int) -> GuardianStanding:
+    """The guardian's standing for the calling school's staff (the caller sees the guardian)."""
+    row = await conn.fetchrow(
+        f"WITH {scope.ME} SELECT g.school_id IS NOT DISTINCT FROM me.school_id AS registered_here,"
+        f" {scope.guardian_children_elsewhere('g')} AS children_elsewhere,"
+        f" {scope.guardian_signed_in('g')} AS signed_in FROM guardians g, me WHERE g.id = $4",
+        *scope.me_args(who),
+        guardian_id,
+    )
+    assert row is not None
+    return GuardianStanding(row["registered_here"], row["children_elsewhere"], row["signed_in"])

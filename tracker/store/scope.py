@@ -2,7 +2,8 @@
 
 Every scoped query starts with ``WITH {ME}`` and passes :func:`me_args` as its first three arguments
 ($1 school, $2 guardian, $3 tag of the caller); the conditions below read them from ``me``. A row the
-caller may not see is simply not found, so the API answers 404 whether it exists or not.
+caller may not see is simply not found, so the API answers 404 whether it exists or not; a forbidden
+action on a row the caller sees is 403 with the reason.
 
 | resource  | admin | school staff                                  | guardian                    | device |
 | --------- | ----- | --------------------------------------------- | --------------------------- | ------ |
@@ -12,9 +13,25 @@ caller may not see is simply not found, so the API answers 404 whether it exists
 | reader    | all   | their school's                                | -                           | -      |
 | child     | all   | their school's                                | their own (read)            | -      |
 | tag       | all   | their school's children's                     | their children's (read)     | own    |
-| guardian  | all   | registered by their school, or a guardian of  | themselves (read, update)   | -      |
-|           |       | one of their school's children                |                             |        |
-| token     | all   | their school's staff, guardians and tags      | their own                   | -      |
+| guardian  | all   | read: registered by their school, or a        | themselves (read, update)   | -      |
+|           |       | guardian of one of their school's children;   |                             |        |
+|           |       | update, delete, enrol: only theirs alone (*)  |                             |        |
+| token     | all   | list, revoke: their school's staff and tags', | their own (list, revoke)    | -      |
+|           |       | and guardians' whose every child is there;    |                             |        |
+|           |       | issue: staff and device, never a guardian's   |                             |        |
+| token log | all   | issued for or by their school, or through     | issued for them             | -      |
+|           |       | their school's enrolment links                |                             |        |
+
+(*) A guardian belongs to the family, not to a school. A school owns its link rows (the
+``child_guardians`` of its children) and may register guardians; the guardian's own record (name,
+phone, language, channels) and their sign-in belong to the guardian and the city's administrator. A
+school's staff may change or delete a guardian's record, or send them an enrolment link (their first
+sign-in), only while the guardian is *theirs alone*: every child of the guardian is at that school
+(deleting: and the school registered them), and the guardian has never signed in (never had a
+guardian token). Once a guardian is linked to children of two schools, or has signed in, no school's
+staff can issue them a token, change where their alerts go, or delete them: only the guardian and the
+city's administrator can, so nothing one school's staff does changes what another school's child's
+guardians see or receive. Staff may still unlink any guardian from their own children.
 """
 
 from __future__ import annotations
@@ -90,31 +107,73 @@ def tags(who: Principal, t: str = "t", *, write: bool = False) -> str:
 
 
 def guardians(who: Principal, g: str = "g", *, write: bool = False) -> str:
+    """Guardians the caller sees; with ``write``, whose record the caller may change (see (*) above)."""
     if who.role == "admin":
         return "true"
     if who.role == "school":
-        return (
+        seen = (
             f"({g}.school_id = me.school_id OR {g}.id IN (SELECT cg.guardian_id FROM child_guardians cg"
             " JOIN children c2 ON c2.id = cg.child_id WHERE c2.school_id = me.school_id))"
         )
+        return f"({seen} AND {guardian_theirs_alone(g)})" if write else seen
     if who.role == "guardian":
         return f"{g}.id = me.guardian_id"
     return "false"
 
 
+def guardian_children_elsewhere(g: str = "g") -> str:
+    """The guardian has a child at a school other than the calling staff member's."""
+    return (
+        "EXISTS (SELECT 1 FROM child_guardians cg_e JOIN children c_e ON c_e.id = cg_e.child_id"
+        f" WHERE cg_e.guardian_id = {g}.id AND c_e.school_id <> me.school_id)"
+    )
+
+
+def guardian_signed_in(g: str = "g") -> str:
+    """The guardian has signed in: has ever had a guardian token (revoked and expired ones count; only
+    deleting the guardian deletes them)."""
+    return f"EXISTS (SELECT 1 FROM api_tokens k_s WHERE k_s.role = 'guardian' AND k_s.guardian_id = {g}.id)"
+
+
+def guardian_theirs_alone(g: str = "g") -> str:
+    """The guardian is the calling school's alone: no child elsewhere, never signed in."""
+    return f"(NOT {guardian_children_elsewhere(g)} AND NOT {guardian_signed_in(g)})"
+
+
 def tokens(who: Principal, k: str = "k") -> str:
-    """Tokens the caller may list and revoke."""
+    """Tokens the caller may list and revoke. School staff: their school's staff tokens, their tags'
+    device tokens, and the tokens of the guardians whose every child is at their school (a lost phone;
+    revoking takes nothing from another school's family). A shared guardian's tokens are theirs and the
+    administrator's."""
     if who.role == "admin":
         return "true"
     if who.role == "school":
         return (
             f"(({k}.role = 'school' AND {k}.school_id = me.school_id)"
             f" OR ({k}.role = 'guardian' AND {k}.guardian_id IN (SELECT g.id FROM guardians g"
-            f"   WHERE {guardians(who, 'g')}))"
+            f"   WHERE {guardians(who, 'g')} AND NOT {guardian_children_elsewhere('g')}))"
             f" OR ({k}.role = 'device' AND {k}.tag_id IN (SELECT t.id FROM tags t WHERE {tags(who, 't')})))"
         )
     if who.role == "guardian":
         return f"({k}.role = 'guardian' AND {k}.guardian_id = me.guardian_id)"
+    return "false"
+
+
+def token_issues(who: Principal, l: str = "l") -> str:  # noqa: E741 (the log's alias, as in audit.py)
+    """Entries of the token-issue log the caller may read: admin all; school staff the tokens issued by
+    their school's staff, for their school (staff tokens, their tags' device tokens) or through an
+    enrolment link their school sent; a guardian the tokens issued in their name."""
+    if who.role == "admin":
+        return "true"
+    if who.role == "school":
+        return (
+            f"({l}.issuer_school_id = me.school_id OR ({l}.role = 'school' AND {l}.school_id = me.school_id)"
+            f" OR {l}.tag_id IN (SELECT t.id FROM tags t WHERE {tags(who, 't')})"
+            f" OR {l}.enrolment_id IN (SELECT e.id FROM guardian_enrolments e"
+            "   WHERE e.created_by_school_id = me.school_id))"
+        )
+    if who.role == "guardian":
+        return f"({l}.role = 'guardian' AND {l}.guardian_id = me.guardian_id)"
     return "false"
 
 
