@@ -399,3 +399,29 @@ async def test_every_token_issued_by_anyone_is_in_the_log(api: Api, database_url
     assert {e["guardian_id"] for e in theirs} == {city.b.guardian_id} and by_admin.json()["id"] in {
         e["token_id"] for e in theirs
     }
+
+
+async def test_a_guardians_list_filtered_by_another_schools_child_finds_nothing(api: Api) -> None:
+    """School A registered the shared parent, who is also the guardian of B's child: A sees the parent,
+    but asking "the guardians of B's child" must not tell A that link (a filter naming a child the
+    caller may not see finds nothing, as for a child that does not exist)."""
+    city = await build_city(api.pool)
+    shared = await _guardian(api, city, registered_by="a", children_at=("a", "b"))
+    # (whose list, filtered by which side's child, the guardian ids found)
+    scenario = [
+        (city.a.staff, city.a.child_id, True),
+        (city.a.staff, city.b.child_id, False),
+        (city.b.staff, city.b.child_id, True),
+        (city.b.staff, city.a.child_id, False),
+        (city.admin, city.a.child_id, True),
+        (city.admin, city.b.child_id, True),
+    ]
+    for token, child_id, finds_shared in scenario:
+        r = await api.http.get(f"/api/v1/guardians?child_id={child_id}", headers=bearer(token))
+        assert r.status_code == 200, r.text
+        ids = [g["id"] for g in r.json()["items"]]
+        assert (shared in ids) == finds_shared, (child_id, ids)
+        if not finds_shared:
+            assert r.json()["total"] == 0 and ids == [], (child_id, ids)
+    missing = await api.http.get("/api/v1/guardians?child_id=999999999", headers=bearer(city.a.staff))
+    assert (missing.status_code, missing.json()["total"]) == (200, 0)
