@@ -425,3 +425,55 @@ async def test_a_guardians_list_filtered_by_another_schools_child_finds_nothing(
             assert r.json()["total"] == 0 and ids == [], (child_id, ids)
     missing = await api.http.get("/api/v1/guardians?child_id=999999999", headers=bearer(city.a.staff))
     assert (missing.status_code, missing.json()["total"]) == (200, 0)
+
+
+# --- two guardians of one child ----------------------------------------------------------------------------
+async def test_two_guardians_of_one_child_each_see_the_child_and_only_their_own_sign_in(api: Api) -> None:
+    """Mother (priority 1) and father (priority 2) of A's child: each sees the child, its position, track
+    and alerts, and may acknowledge its alert; neither sees, changes or signs out the other, and neither
+    sees school B's child. (Read-only probes first, then the one write each may make.)"""
+    city = await build_city(api.pool)
+    mother, child = city.a.guardian_id, city.a.child_id
+    async with api.pool.acquire() as conn:
+        father = await seeding.add_guardian(
+            conn, name="Father", phone="+821055550000", language="ko", school_id=city.a.school_id
+        )
+        await seeding.link_guardian(conn, child_id=child, guardian_id=father, priority=2)
+    father_token = (await api.http.post(
+        "/api/v1/tokens", headers=bearer(city.admin), json={"role": "guardian", "guardian_id": father}
+    )).json()["token"]  # fmt: skip
+    tokens = {"mother": city.a.guardian, "father": father_token}
+    ids = {"mother": mother, "father": father}
+    for me, other in (("mother", "father"), ("father", "mother")):
+        token = tokens[me]
+        # (request, status): the child is theirs; the other guardian and school B's child are not
+        scenario: list[tuple[str, str, int]] = [
+            ("GET", f"/api/v1/children/{child}", 200),
+            ("GET", f"/api/v1/children/{child}/position", 200),
+            ("GET", f"/api/v1/children/{child}/track", 200),
+            ("GET", f"/api/v1/alerts/{city.a.alert_id}", 200),
+            ("GET", f"/api/v1/guardians/{ids[me]}", 200),
+            ("GET", f"/api/v1/guardians/{ids[other]}", 404),
+            ("GET", f"/api/v1/children/{city.b.child_id}", 404),
+            ("GET", f"/api/v1/alerts/{city.b.alert_id}", 404),
+        ]
+        for method, path, status in scenario:
+            r = await api.http.request(method, path, headers=bearer(token))
+            assert r.status_code == status, (me, method, path, r.text)
+        listed = await api.http.get("/api/v1/guardians", headers=bearer(token))
+        assert [g["id"] for g in listed.json()["items"]] == [ids[me]], me
+        mine = await api.http.get("/api/v1/tokens", headers=bearer(token))
+        assert {t["guardian_id"] for t in mine.json()["items"]} == {ids[me]}, me
+        # the other's record and tokens: as if absent, and nothing changes
+        await _refused(api, "PATCH", f"/api/v1/guardians/{ids[other]}", token, {"phone": "+821099999999"})
+        their_tokens = await api.pool.fetch(
+            "SELECT id FROM api_tokens WHERE guardian_id = $1 AND revoked_at IS NULL", ids[other]
+        )
+        for row in their_tokens:
+            refused = await _refused(api, "DELETE", f"/api/v1/tokens/{row['id']}", token)
+            assert refused.status_code == 404, refused.text
+    # either may acknowledge the child's alert; the second keeps the first acknowledgement
+    first = await api.http.post(f"/api/v1/alerts/{city.a.alert_id}/ack", headers=bearer(tokens["father"]))
+    assert (first.status_code, first.json()["acknowledged_by"]) == (200, father), first.text
+    again = await api.http.post(f"/api/v1/alerts/{city.a.alert_id}/ack", headers=bearer(tokens["mother"]))
+    assert (again.status_code, again.json()["acknowledged_by"]) == (200, father), again.text
