@@ -82,7 +82,8 @@ def alert_message(facts: AlertFacts, language: str, transition: str = "opened") 
         position = {
             "lat": facts.lat,
             "lon": facts.lon,
-            "acc": facts.acc or 0.0,
+            # a fix whose app stated no accuracy: null, never 0 (which would read as exact)
+            "acc": facts.acc,
             "ts": facts.fix_ts.timestamp(),
         }
     zone = None

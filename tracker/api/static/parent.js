@@ -210,7 +210,9 @@ async function drawSelected() {
   if (pts.length > 1) childLayer.addLayer(L.polyline(pts, { color: "#111827", weight: 2, opacity: 0.8 }));
   if (c.position) {
     const ll = [c.position.lat, c.position.lon];
-    childLayer.addLayer(L.circle(ll, { radius: c.position.acc, color: STATUS_COLOUR[c.status], weight: 1, fillOpacity: 0.15, interactive: false }));
+    if (c.position.acc != null) {  // null: the phone stated no accuracy; no circle pretends to know it
+      childLayer.addLayer(L.circle(ll, { radius: c.position.acc, color: STATUS_COLOUR[c.status], weight: 1, fillOpacity: 0.15, interactive: false }));
+    }
     childLayer.addLayer(L.circleMarker(ll, { radius: 8, color: "#fff", weight: 2, fillColor: STATUS_COLOUR[c.status], fillOpacity: 1 })
       .bindTooltip(`${esc(c.name)} — ${esc(t("status." + c.status))} (${esc(fmtTime(c.position.ts))})`));
   }
