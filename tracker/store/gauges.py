@@ -3,6 +3,8 @@ the broker accounts that cannot be written."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,6 +12,11 @@ from datetime import datetime
 import asyncpg
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BROKER_CHECK_S = 300.0
+"""How often a scrape looks at the broker accounts again: a city has hundreds of thousands of them, and
+a bad one appears only when someone writes the registry by hand (the API refuses them)."""
+# (id of the pool, the process's start) -> (monotonic time, counts): one entry per running app
+_broker_checked: dict[tuple[int, datetime], tuple[float, dict[str, int]]] = {}
 
 
 @dataclass
@@ -51,9 +58,22 @@ async def database_gauges(
         # the same decider as broker-config (tracker.broker_config.usable_accounts) over the registry
         # as it is now: what the last run left out, or the next one will, should someone have put a
         # bad account in since. (The names of --publisher accounts are broker-config's alone.)
-        from tracker.broker_config import usable_accounts
-        from tracker.store.devices import broker_accounts
-
-        _, left_out = usable_accounts(await broker_accounts(pool), broker_reserved)
-        out.broker_left_out = dict(Counter(a.reason for a in left_out))
+        out.broker_left_out = await _broker_left_out(pool, since, broker_reserved)
     return out
+
+
+async def _broker_left_out(pool: asyncpg.Pool, since: datetime, reserved: frozenset[str]) -> dict[str, int]:
+    """The accounts left out, by reason, at most every BROKER_CHECK_S (the rule runs in a worker thread:
+    a city's accounts would hold the event loop)."""
+    from tracker.broker_config import usable_accounts
+    from tracker.store.devices import broker_accounts
+
+    key = (id(pool), since)
+    checked = _broker_checked.get(key)
+    if checked is not None and time.monotonic() - checked[0] < BROKER_CHECK_S:
+        return checked[1]
+    accounts = await broker_accounts(pool)
+    _, left_out = await asyncio.to_thread(usable_accounts, accounts, reserved)
+    counts: dict[str, int] = dict(Counter(a.reason for a in left_out))
+    _broker_checked[key] = (time.monotonic(), counts)
+    return counts
