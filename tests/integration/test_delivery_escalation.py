@@ -11,7 +11,9 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import uvicorn
@@ -231,6 +233,17 @@ async def test_sms_through_an_apprise_gateway(
         await svc.stop()
 
 
+def _moment_within_one_seoul_day() -> float:
+    """Now, or 15 minutes ago when the clock's moments of these tests (up to now + 405 s) would cross
+    midnight in Seoul, the world's time zone: the clock's rules count a fix "earlier that day", and a run
+    in the last minutes before midnight saw a new day at the tick (the test failed every night then)."""
+    now = time.time()
+    seoul = ZoneInfo("Asia/Seoul")
+    if datetime.fromtimestamp(now - 1, seoul).date() != datetime.fromtimestamp(now + 405, seoul).date():
+        return now - 900
+    return now
+
+
 async def _awaited_at_school_every_day(svc: Service) -> Any:
     """Haeun and Juwon on a route whose children are due at school a second after midnight, every day."""
     async with svc.pool.acquire() as conn:
@@ -249,7 +262,7 @@ async def test_the_clock_raises_signal_lost_and_not_arrived(service) -> None:  #
     world = await _awaited_at_school_every_day(svc)
     quiet, absent = world.kids["Haeun"], world.kids["Juwon"]
     pub = Publisher(svc.mqtt_url)
-    now = time.time()
+    now = _moment_within_one_seoul_day()
     pub.publish(f"{svc.settings.topic_prefix}tracker/v1/tags/{quiet.tag}/position", fix(-500, 0, now - 1))
     pub.close()
     await wait_until(lambda: svc.pool.fetchval("SELECT count(*) FROM positions"), 5)
@@ -284,7 +297,7 @@ async def _clock_between_batches(svc: Service) -> None:
     quiet = world.kids["Haeun"]
     topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{quiet.tag}/position"
     pub = Publisher(svc.mqtt_url)
-    now = time.time()
+    now = _moment_within_one_seoul_day()
     pub.publish(topic, fix(-500, 0, now - 1))
     pub.close()
     await wait_until(lambda: svc.pool.fetchval("SELECT count(*) FROM positions"), 5)
