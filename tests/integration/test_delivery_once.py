@@ -145,7 +145,7 @@ KILL_POINTS = {
     ),
     "between the record and the mark": KillPoint(
         "LOCK TABLE sms_messages IN EXCLUSIVE MODE",
-        "WITH marked AS",
+        "AS m(id, state, error, retry_in_s",
         _let_the_record_through_and_hold_the_mark,
     ),
 }

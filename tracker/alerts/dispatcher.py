@@ -4,6 +4,13 @@ Persist first, then fan out: the pipeline commits alerts and their outbox rows, 
 dispatcher; the dispatcher also looks at the outbox every `poll_s` for retries that came due and
 for rows another process wrote. A channel failure is logged and retried, never lost, never fatal.
 
+It works in two lanes, each a loop of rounds: the websocket (a parent's page: a message on an open
+socket, cheap) and every other channel (SMS gateways, school webhooks: slow, and throttled by their
+providers). A burst of critical alerts goes out on the parents' sockets as soon as the commit wakes
+the dispatcher, and does not wait behind thousands of SMS. A round is sized by time, not by count:
+each lane claims as many rows as it delivered in ``ROUND_S`` the round before (between ``MIN_ROUND``
+and ``MAX_ROUND``), so that a burst is taken in few rounds and a slow channel does not hold a big one.
+
 A round's outcomes are written together after its calls (one statement for the round). A tracker
 killed in between leaves the round's rows 'sending', and the next start gives them to their channels
 again: no delivery is missed, and each channel makes the second time harmless as far as it can
@@ -35,6 +42,26 @@ from tracker.store.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
+ROUND_S = 0.25  # a round should take about this long
+MIN_ROUND, MAX_ROUND = 50, 5000
+FAST_CHANNELS = ("websocket",)  # the lane that never waits behind the others
+
+
+class _Lane:
+    """One loop of rounds over some channels, with the size of its next round."""
+
+    def __init__(self, name: str, channels: tuple[str, ...], other: bool) -> None:
+        self.name = name
+        self.channels = channels
+        self.other = other  # every channel but these
+        self.wake = asyncio.Event()
+        self.limit = 200  # rows the next round claims
+
+    def sized(self, delivered: int, seconds: float) -> None:
+        """The next round: as many rows as this one's pace delivers in ROUND_S."""
+        if delivered >= self.limit and seconds > 0:  # a full round: the backlog may be bigger
+            self.limit = max(MIN_ROUND, min(MAX_ROUND, int(delivered * ROUND_S / seconds)))
+
 
 class Dispatcher:
     def __init__(
@@ -53,27 +80,37 @@ class Dispatcher:
         self._backoff_s = backoff_s
         self._poll_s = poll_s
         self._rate_count, self._rate_window_s = rate_limit
-        self._wake = asyncio.Event()
+        self._lanes = (_Lane("websocket", FAST_CHANNELS, False), _Lane("other", FAST_CHANNELS, True))
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, state) -> count, for metrics
 
     def wake(self) -> None:
-        self._wake.set()
+        for lane in self._lanes:
+            lane.wake.set()
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._run(lane) for lane in self._lanes))
+
+    async def _run(self, lane: _Lane) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            self._wake.clear()
+                await asyncio.wait_for(lane.wake.wait(), self._poll_s)
+            lane.wake.clear()
             try:
-                while await self.deliver_due() > 0:
+                while await self._round(lane) > 0:
                     pass
             except DB_ERRORS as e:
-                log.warning("dispatcher cannot reach PostgreSQL (%s); trying again", e)
+                log.warning("dispatcher (%s) cannot reach PostgreSQL (%s); trying again", lane.name, e)
                 await asyncio.sleep(self._poll_s)
 
     async def deliver_due(self) -> int:
-        """Deliver one round of due outbox rows; returns how many were claimed."""
-        jobs = await claim_due_deliveries(self._pool)
+        """One round of every lane (tests, and a caller that wants the due rows out now); returns how
+        many rows were claimed."""
+        return sum([await self._round(lane) for lane in self._lanes])
+
+    async def _round(self, lane: _Lane) -> int:
+        """Deliver one round of a lane's due outbox rows; returns how many were claimed."""
+        started = time.perf_counter()
+        jobs = await claim_due_deliveries(self._pool, lane.limit, channels=lane.channels, other=lane.other)
         if not jobs:
             return 0
         facts = await alert_facts(self._pool, sorted({j.alert_id for j in jobs}))
@@ -93,6 +130,7 @@ class Dispatcher:
             # the round's outcomes in one statement; those of a round cut short too (the service
             # stopping), so that what went out is not sent again after a restart
             await self._mark(done)
+        lane.sized(len(jobs), time.perf_counter() - started)
         return len(jobs)
 
     async def _mark(self, marks: list[DeliveryMark]) -> None:

@@ -133,15 +133,24 @@ class DeliveryJob:
     linked: bool = True
 
 
-async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[DeliveryJob]:
+async def claim_due_deliveries(
+    pool: asyncpg.Pool, limit: int = 200, *, channels: Sequence[str] | None = None, other: bool = False
+) -> list[DeliveryJob]:
     """Take due outbox rows (pending, or a retry whose time has come), critical alerts' first, then
     warnings', then notices' (at the start of a commute thousands of 'arrived' notices can wait in
     the outbox: an SOS does not wait behind them), each kind oldest first. SKIP LOCKED lets several
     dispatchers share one outbox. A claimed row is 'sending' until it is marked. Each row says whether
-    its guardian is still linked to the alert's child (``linked``): one who is not gets nothing."""
+    its guardian is still linked to the alert's child (``linked``): one who is not gets nothing.
+
+    ``channels``: only rows of those channels; with ``other``, only rows of every other channel (the
+    dispatcher's lanes: the websocket does not wait behind SMS and webhooks)."""
+    if channels is None:
+        where = "true"
+    else:
+        where = "channel <> ALL($2::text[])" if other else "channel = ANY($2::text[])"
     rows = await pool.fetch(
         "WITH due AS ("
-        "   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now()"
+        f"   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now() AND {where}"
         "   ORDER BY priority, next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1),"
         " claimed AS ("
         "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
@@ -155,6 +164,7 @@ async def claim_due_deliveries(pool: asyncpg.Pool, limit: int = 200) -> list[Del
         " LEFT JOIN guardians g ON g.id = c.guardian_id LEFT JOIN schools s ON s.id = c.school_id"
         " ORDER BY c.id",
         limit,
+        *(() if channels is None else (list(channels),)),
     )
     return [DeliveryJob(*r) for r in rows]
 
@@ -194,39 +204,42 @@ class DeliveryMark:
     history: tuple[int, str, dict[str, object]] | None = None
 
 
-# a delivery gone meanwhile (its alert deleted with its child) is marked nowhere and adds no history
+# A round's outcomes, as arrays, in one statement. A delivery gone meanwhile (its alert deleted with its
+# child) is marked nowhere and adds no history row.
 _MARK_AND_TELL_SQL = (
-    "WITH marked AS ("
-    " UPDATE deliveries SET state = $2, last_error = $3,"
-    " sent_at = CASE WHEN $2 IN ('sent', 'offline', 'suppressed') THEN $8 ELSE sent_at END,"
-    " next_attempt_at = $8 + make_interval(secs => $4)"
-    " WHERE id = $1 RETURNING id)"
+    "WITH m AS ("
+    " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::text[],"
+    " $7::jsonb[], $8::timestamptz[]) AS m(id, state, error, retry_in_s, alert_id, step, detail, at)),"
+    " marked AS ("
+    " UPDATE deliveries d SET state = m.state, last_error = m.error,"
+    " sent_at = CASE WHEN m.state IN ('sent', 'offline', 'suppressed') THEN m.at ELSE d.sent_at END,"
+    " next_attempt_at = m.at + make_interval(secs => m.retry_in_s)"
+    " FROM m WHERE d.id = m.id RETURNING d.id)"
     " INSERT INTO alert_history (alert_id, at, step, detail)"
-    " SELECT $5::bigint, $8, $6::text, $7::jsonb FROM marked WHERE $5::bigint IS NOT NULL"
+    " SELECT m.alert_id, m.at, m.step, m.detail FROM m JOIN marked ON marked.id = m.id"
+    " WHERE m.alert_id IS NOT NULL ORDER BY m.id"
 )
 
 
 async def mark_deliveries(pool: asyncpg.Pool, marks: Sequence[DeliveryMark]) -> None:
-    """Write a dispatcher round's outcomes, and their history rows, in one pipelined statement (all
-    of them or none: it may be tried again): a statement per delivery took a pool connection each,
-    and a round trip each on the event loop, which the batches' commits waited behind."""
+    """Write a dispatcher round's outcomes, and their history rows, in one statement of arrays (all of
+    them or none: it may be tried again): a statement per delivery took a pool connection each, and a
+    round trip each on the event loop, which the batches' commits waited behind; pipelined, still a
+    statement each for PostgreSQL to plan and run."""
     if not marks:
         return
-    async with pool.acquire() as conn:
-        await conn.executemany(
-            _MARK_AND_TELL_SQL,
-            [
-                (
-                    m.delivery_id,
-                    m.state,
-                    m.error,
-                    m.retry_in_s,
-                    *(m.history or (None, None, None)),
-                    datetime.fromtimestamp(m.at, UTC),
-                )
-                for m in marks
-            ],
-        )
+    histories = [m.history or (None, None, None) for m in marks]
+    await pool.execute(
+        _MARK_AND_TELL_SQL,
+        [m.delivery_id for m in marks],
+        [m.state for m in marks],
+        [m.error for m in marks],
+        [m.retry_in_s for m in marks],
+        [h[0] for h in histories],
+        [h[1] for h in histories],
+        [h[2] for h in histories],
+        [datetime.fromtimestamp(m.at, UTC) for m in marks],
+    )
 
 
 async def release_stuck_deliveries(pool: asyncpg.Pool) -> int:
