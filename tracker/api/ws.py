@@ -3,8 +3,10 @@
 Authentication: the guardian's token, as `?token=...` (browsers cannot set headers on a websocket)
 or as an `Authorization: Bearer` header. Without a valid guardian token the handshake is refused
 (HTTP 403) before anything is sent. The same tokens as HTTP: an open socket is closed (code 1008)
-when its token expires, at once when it is revoked through this process's API, and within
-`RECHECK_S` when it is revoked elsewhere (another worker, the command line, the guardian deleted).
+within seconds when its token is revoked or deleted by any path (another tracker process, SQL by hand,
+the guardian deleted: a notification, :mod:`tracker.api.ws_tokens`), and when it expires (the
+periodic check of all open sockets' tokens in one query, every `TRACKER_WS_TOKEN_CHECK_S` and at the
+earliest expiry).
 
 Client -> server: {"type": "ack", "alert_id": N}. Server -> client: alert-message.v1 messages,
 {"type": "hello", ...} first, and {"type": "ack", "alert_id": N, "ok": bool} answers.
@@ -12,24 +14,21 @@ Client -> server: {"type": "ack", "alert_id": N}. Server -> client: alert-messag
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from starlette.websockets import WebSocketState
 
 from tracker.alerts.messages import alert_message
 from tracker.api.context import AppContext
+from tracker.api.ws_tokens import CLOSE_REASON
 from tracker.store.alerts import acknowledge, unacknowledged_open_alerts
-from tracker.store.tokens import Principal, resolve_token
+from tracker.store.tokens import resolve_token
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-RECHECK_S = 60.0
-_REVOKED = "token revoked or expired"
 
 
 def _token(ws: WebSocket) -> str | None:
@@ -40,12 +39,9 @@ def _token(ws: WebSocket) -> str | None:
 
 
 async def close_token_sockets(ctx: AppContext, token_id: int) -> int:
-    """Close this process's websockets opened with a token (it was just revoked); returns how many."""
-    sockets = list(ctx.sockets.get(token_id, ()))
-    for ws in sockets:
-        with contextlib.suppress(Exception):
-            await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=_REVOKED)
-    return len(sockets)
+    """Close this process's websockets opened with a token (it was just revoked here: closed before
+    the answer, not when the notification comes back); returns how many."""
+    return await ctx.sockets.close([token_id])
 
 
 async def close_guardian_sockets(ctx: AppContext, guardian_id: int) -> int:
@@ -54,21 +50,8 @@ async def close_guardian_sockets(ctx: AppContext, guardian_id: int) -> int:
     sockets = ctx.hub.of(guardian_id)
     for ws in sockets:
         with contextlib.suppress(Exception):
-            await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=_REVOKED)  # type: ignore[attr-defined]
+            await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=CLOSE_REASON)  # type: ignore[attr-defined]
     return len(sockets)
-
-
-async def _watch_token(ws: WebSocket, ctx: AppContext, token: str, who: Principal) -> None:
-    """Close the socket when its token expires or stops resolving (revoked, guardian deleted)."""
-    while True:
-        wait = RECHECK_S
-        if who.expires_at is not None:
-            wait = min(wait, max(0.0, (who.expires_at - datetime.now(UTC)).total_seconds()))
-        await asyncio.sleep(wait)
-        if await resolve_token(ctx.pool, token) is None:
-            with contextlib.suppress(Exception):
-                await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=_REVOKED)
-            return
 
 
 @router.websocket("/ws")
@@ -83,8 +66,7 @@ async def guardian_socket(ws: WebSocket) -> None:
     language = await ctx.pool.fetchval("SELECT language FROM guardians WHERE id = $1", guardian_id) or "ko"
     await ws.accept()
     ctx.hub.add(guardian_id, ws)
-    ctx.sockets.setdefault(who.token_id, set()).add(ws)
-    watcher = asyncio.create_task(_watch_token(ws, ctx, token, who))
+    ctx.sockets.add(who.token_id, who.expires_at, ws)  # no task of its own: ctx.sockets checks them all
     try:
         await ws.send_text(json.dumps({"type": "hello", "version": 1, "guardian_id": guardian_id}))
         for facts in await unacknowledged_open_alerts(ctx.pool, guardian_id):
@@ -110,10 +92,5 @@ async def guardian_socket(ws: WebSocket) -> None:
             raise
         # closed here (token revoked or expired) while a receive was pending
     finally:
-        watcher.cancel()
         ctx.hub.remove(guardian_id, ws)
-        open_sockets = ctx.sockets.get(who.token_id)
-        if open_sockets is not None:
-            open_sockets.discard(ws)
-            if not open_sockets:
-                del ctx.sockets[who.token_id]
+        ctx.sockets.discard(who.token_id, ws)

@@ -7,6 +7,10 @@ Roles: ``admin`` (the city), ``school`` (staff of one school), ``guardian`` (one
 Every token issued, by anyone, is written to the ``token_issues`` log in the same statement that
 creates it (:func:`create_token` is the only way a token is made): for whom, and by whom (an
 :class:`Issuer`: an API caller, an enrolment link, the command line, or ``SYSTEM``).
+
+A guardian token revoked or deleted, by whatever path (this module, SQL by hand, its guardian
+deleted), is announced on the ``tokens_revoked`` channel by a trigger (migration 0010): every tracker
+process listening closes its own websockets opened with it (:mod:`tracker.api.ws_tokens`).
 """
 
 from __future__ import annotations
@@ -166,6 +170,17 @@ async def resolve_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> 
         row["label"],
         row["expires_at"],
     )
+
+
+async def tokens_ended(conn: asyncpg.Connection | asyncpg.Pool, token_ids: list[int]) -> list[int]:
+    """Which of these tokens no longer resolve (revoked, expired, or gone with their guardian): the
+    same rule as :func:`resolve_token`, for every open websocket's token in one statement."""
+    rows = await conn.fetch(
+        "SELECT t.id FROM unnest($1::bigint[]) AS t(id) WHERE NOT EXISTS (SELECT 1 FROM api_tokens k"
+        " WHERE k.id = t.id AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()))",
+        token_ids,
+    )
+    return [r["id"] for r in rows]
 
 
 async def revoke_token(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> bool:
