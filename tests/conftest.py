@@ -176,6 +176,9 @@ def settings_for(topic_prefix: str, tmp_path: Path):  # type: ignore[no-untyped-
             "http_port": free_port(),
             "data_dir": tmp_path,
             "batch_wait_ms": 5.0,
+            # the shared test broker keeps Mosquitto's defaults: tests/integration/test_broker_settings.py
+            # probes brokers of its own
+            "broker_probe_interval_s": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]

@@ -14,6 +14,11 @@ stop the broker's files being written for the whole city. An account that cannot
 name, a reserved one, a name two accounts share, a topic that cannot be an ACL line) is left out and
 reported; everyone else is written.
 
+With ``--settings-file``, it also writes the broker settings the tracker needs (:func:`render_settings`),
+a file for Mosquitto to include (``include_dir``): the tracker acknowledges a message only after its
+commit, and Mosquitto's defaults would throttle it to 20 unacknowledged messages and drop what it
+queues for it beyond 1000.
+
 Mosquitto is started with ``password_file``, ``acl_file`` and ``allow_anonymous false`` (see
 ``deploy/mosquitto/mosquitto.conf``); after a rewrite, ``kill -HUP`` makes it read both files again,
 and Mosquitto 2 then checks every connected client's password again and disconnects those it no
@@ -228,6 +233,8 @@ def render(
         f"topic read {prefix}tracker/v1/#",
         f"topic read {prefix}owntracks/#",
         "topic read $SYS/#",
+        # the broker probe (tracker.ingest.broker_probe) publishes to itself there
+        f"topic readwrite {prefix}tracker/v1/probe/#",
     ]
     for p in publishers:
         acl += [
@@ -241,6 +248,43 @@ def render(
         acl += ["", f"user {a.username}"] + [f"topic write {prefix}{t}" for t in a.publish]
     return BrokerFiles(
         "\n".join(pw) + "\n", "\n".join(acl) + "\n", tuple(a.username for a in kept), tuple(left_out)
+    )
+
+
+MAX_QUEUED_MESSAGES = 1_000_000  # per client: about 100 s of a city's fixes at 10,000 a second
+AUTOSAVE_INTERVAL_S = 30
+PERSISTENT_CLIENT_EXPIRATION = "14d"
+
+
+def render_settings(*, window: int, max_queued_messages: int = MAX_QUEUED_MESSAGES) -> str:
+    """Mosquitto settings for the tracker, a file to include. ``window``: the unacknowledged messages
+    the tracker can usefully hold (tracker.ingest.mqtt.receive_maximum). Every value is explained
+    where an operator reads it (the file itself)."""
+    if window < 1 or max_queued_messages < 0:
+        raise ValueError("the in-flight window must be at least 1 and the queue not negative")
+    return "\n".join(
+        [
+            "# Written by `tracker broker-config --settings-file`; do not edit (it is rewritten).",
+            '# The broker settings the tracker needs (docs/operations.md, "The broker"): it takes QoS 1',
+            "# messages on a persistent session and acknowledges each only after its commit.",
+            "#",
+            "# Unacknowledged messages the broker sends a client (an MQTT 3.1.1 client; an MQTT 5 client,",
+            "# the tracker where the broker speaks it, gets the Receive Maximum it asks for, the same",
+            "# number). Mosquitto's default, 20, cuts every batch of the tracker to 20 messages.",
+            f"max_inflight_messages {window}",
+            "# QoS 1 messages queued for a client beyond those in flight (while the tracker is busy, or",
+            "# restarting): Mosquitto drops the rest, saying so only in its own log. Its default is 1000.",
+            f"max_queued_messages {max_queued_messages}",
+            "max_queued_bytes 0",
+            "# The tracker's session and what is queued for it survive a broker restart; a broker killed",
+            f"# loses at most the last {AUTOSAVE_INTERVAL_S} s (a clean stop saves everything).",
+            "persistence true",
+            f"autosave_interval {AUTOSAVE_INTERVAL_S}",
+            "# Sessions of clients gone this long are removed (devices that never come back); the",
+            "# tracker's outlives any outage shorter than that.",
+            f"persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}",
+            "",
+        ]
     )
 
 

@@ -313,8 +313,8 @@ async def _broker_config(database_url: str, args: argparse.Namespace, settings: 
     """`tracker broker-config`: the password file and ACL from the registry (see tracker.broker_config).
     Every account that can be written is; each one left out is named on stderr, and their number
     returned (main exits with EXIT_LEFT_OUT then: the files were written, the broker may start)."""
-    from tracker.broker_config import Reader, parse_account, render, write_atomically
-    from tracker.ingest.mqtt import BrokerAddress
+    from tracker.broker_config import Reader, parse_account, render, render_settings, write_atomically
+    from tracker.ingest.mqtt import BrokerAddress, receive_maximum
     from tracker.store.db import connect
     from tracker.store.devices import broker_accounts
 
@@ -344,6 +344,10 @@ async def _broker_config(database_url: str, args: argparse.Namespace, settings: 
     mode = int(args.file_mode, 8)
     await asyncio.to_thread(write_atomically, args.password_file, files.passwords, mode)
     await asyncio.to_thread(write_atomically, args.acl_file, files.acl, mode)
+    if args.settings_file is not None:  # no secret in it: readable by all
+        window = receive_maximum(settings.ingest_queue_max, settings.batch_max_messages)
+        text = render_settings(window=window, max_queued_messages=args.max_queued_messages)
+        await asyncio.to_thread(write_atomically, args.settings_file, text, 0o644)
     for left_out in files.left_out:
         print(f"broker-config: {left_out}", file=sys.stderr)
     print(
@@ -417,7 +421,12 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("--kind", choices=["route", "zone"])
     exp.add_argument("--school-id", type=int, help="only this school's routes")
     exp.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
-    bc = sub.add_parser("broker-config", help="write Mosquitto's password file and ACL from the registry")
+    from tracker.broker_config import MAX_QUEUED_MESSAGES
+
+    bc = sub.add_parser(
+        "broker-config",
+        help="write Mosquitto's password file and ACL from the registry (and the settings the tracker needs)",
+    )
     bc.add_argument("--password-file", type=Path, required=True)
     bc.add_argument("--acl-file", type=Path, required=True)
     bc.add_argument("--tracker-user", help="the tracker's broker user (default: from TRACKER_MQTT_URL)")
@@ -430,6 +439,19 @@ def main(argv: list[str] | None = None) -> None:
         help="a user that may publish to every tag, gateway and reader topic (the simulator, a gateway)",
     )
     bc.add_argument("--file-mode", default="600", help="octal mode of both files (default 600)")
+    bc.add_argument(
+        "--settings-file",
+        type=Path,
+        help="also write the broker settings the tracker needs here (in-flight and queued limits,"
+        " persistence), for Mosquitto's include_dir",
+    )
+    bc.add_argument(
+        "--max-queued-messages",
+        type=int,
+        default=MAX_QUEUED_MESSAGES,
+        help="its max_queued_messages: messages the broker keeps for the tracker while it is busy or"
+        f" away (default {MAX_QUEUED_MESSAGES:,})",
+    )
     dev = sub.add_parser("device", help="register (or --remove) a phone app's device identity for a tag")
     dev.add_argument("tag")
     dev.add_argument("protocol", choices=["owntracks", "osmand"])

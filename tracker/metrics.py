@@ -30,6 +30,10 @@ class Metrics:
     stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     """wall-clock seconds the batch loop spent in each pipeline stage (and waiting for messages):
     where the time of a busy tracker goes"""
+    broker_probes: Counter[str] = field(default_factory=Counter)  # probe outcome -> count
+    broker_probe_failures: Counter[str] = field(default_factory=Counter)  # broker setting -> count
+    """probes of the broker's settings (tracker.ingest.broker_probe) by outcome (ok, failed,
+    inconclusive), and the failed ones by the setting that loses or throttles messages"""
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -43,6 +47,8 @@ class Metrics:
             "commit_retries": self.commit_retries,
             "ignored": dict(self.ignored),
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
+            "broker_probes": dict(self.broker_probes),
+            "broker_probe_failures": dict(self.broker_probe_failures),
         }
 
 
@@ -104,6 +110,20 @@ class _Scrape(Collector):
                 "clock_*: the clock rules' pass over the children, its wait for a turn, its commit",
                 "stage",
                 m.stage_seconds,
+            ),
+            (
+                "tracker_broker_probes",
+                "probes of whether the broker would drop or throttle the tracker's messages, by outcome"
+                " (ok, failed, inconclusive)",
+                "outcome",
+                m.broker_probes,
+            ),
+            (
+                "tracker_broker_probe_failures",
+                "failed broker probes by the broker setting to change (max_queued_messages: it drops;"
+                " max_inflight_messages: it throttles; acl_file: the probe topic is not allowed)",
+                "setting",
+                m.broker_probe_failures,
             ),
         ):
             c = CounterMetricFamily(name, doc, labels=[label])

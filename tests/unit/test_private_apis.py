@@ -59,15 +59,19 @@ def skip_connect_packet(peer: socket.socket) -> None:
     read_exactly(peer, length)
 
 
-@pytest.fixture
-def connected() -> Iterator[tuple[MqttIngestor, socket.socket]]:
+@pytest.fixture(params=[False, True], ids=["mqtt311", "mqtt5"])
+def connected(request: pytest.FixtureRequest) -> Iterator[tuple[MqttIngestor, socket.socket]]:
     """An ingestor whose paho client is connected (no network thread: paho writes as it is called)
-    to a listening socket that reads what it sends, past its CONNECT."""
+    to a listening socket that reads what it sends, past its CONNECT; in MQTT 3.1.1 and in 5."""
     loop = asyncio.new_event_loop()
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         ingestor = MqttIngestor(
-            url=f"mqtt://127.0.0.1:{port}", client_id="private-api-probe", topics=[], queue=Handoff(loop, 1)
+            url=f"mqtt://127.0.0.1:{port}",
+            client_id="private-api-probe",
+            topics=[],
+            queue=Handoff(loop, 1),
+            mqtt5=request.param,
         )
         client = ingestor._client
         client.connect("127.0.0.1", port)
@@ -120,7 +124,8 @@ def test_a_batch_of_pubacks_goes_through_packet_queue_as_the_bytes_paho_sends(
         f"given: {sent.hex(' ')}"
     )
     assert sent[12:] == puback(4) + bytes([mqtt.DISCONNECT, 0]), (
-        f"{PAHO}: Client.ack no longer sends the MQTT 3.1.1 PUBACK MqttIngestor.ack builds by hand: "
+        f"{PAHO}: Client.ack no longer sends the PUBACK MqttIngestor.ack builds by hand"
+        f" ({'MQTT 5' if ingestor.mqtt5 else 'MQTT 3.1.1'}): "
         f"{sent[12:].hex(' ')}"
     )
 

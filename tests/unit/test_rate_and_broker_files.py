@@ -10,8 +10,10 @@ from tracker.broker_config import (
     broker_user_refusal,
     parse_account,
     render,
+    render_settings,
     reserved_broker_users,
 )
+from tracker.ingest.mqtt import receive_maximum
 from tracker.ingest.ratelimit import TagRateLimiter
 from tracker.store.devices import BrokerAccount
 from tracker.store.tokens import mosquitto_check
@@ -198,3 +200,42 @@ def test_a_batch_prepared_while_the_one_before_commits_starts_from_its_charges()
     bucket.discard_ahead()  # its commit failed for good
     fresh = bucket.batch()
     assert [fresh.allow("other", 0.0) for _ in range(6)] == [True] * 5 + [False]  # a full burst again
+
+
+def test_the_tracker_may_publish_and_read_its_probe_topic_and_nobody_else_may() -> None:
+    sim = parse_account("sim:pw")
+    files = render([], tracker=Reader("tracker", "s3cret"), prefix="city/", publishers=[sim])
+    blocks = {b.splitlines()[0]: b.splitlines()[1:] for b in files.acl.split("\n\n") if b.startswith("user ")}
+    assert "topic readwrite city/tracker/v1/probe/#" in blocks["user tracker"]
+    assert not any("probe" in line for line in blocks["user sim"])
+
+
+def test_the_settings_file_holds_the_window_a_large_queue_and_persistence() -> None:
+    settings = dict(
+        line.split(" ", 1)
+        for line in render_settings(window=14000).splitlines()
+        if line and not line.startswith("#")
+    )
+    assert settings == {
+        "max_inflight_messages": "14000",  # the tracker's Receive Maximum: a 3.1.1 tracker gets the same
+        "max_queued_messages": "1000000",  # Mosquitto's default, 1000, drops a burst
+        "max_queued_bytes": "0",  # no byte limit beside the count
+        "persistence": "true",
+        "autosave_interval": "30",
+        "persistent_client_expiration": "14d",
+    }
+    assert "max_queued_messages 0\n" in render_settings(window=1, max_queued_messages=0)
+    with pytest.raises(ValueError, match="at least 1"):
+        render_settings(window=0)
+
+
+@pytest.mark.parametrize(
+    ("ingest_queue_max", "batch_max_messages", "window"),
+    [
+        (10_000, 2000, 14_000),  # the defaults: the queue full, one batch committing, one prepared
+        (100, 100, 300),
+        (64_000, 2000, 65_535),  # MQTT 5's Receive Maximum is a two-byte integer
+    ],
+)
+def test_the_window_the_tracker_asks_for(ingest_queue_max: int, batch_max_messages: int, window: int) -> None:
+    assert receive_maximum(ingest_queue_max, batch_max_messages) == window

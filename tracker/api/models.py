@@ -601,6 +601,9 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool
     components: dict[str, bool]
+    problems: dict[str, str] | None = Field(
+        None, description="what is wrong with a component that is not ready, where it can say (absent: none)"
+    )
 
 
 # --- import / export -----------------------------------------------------------------------------------

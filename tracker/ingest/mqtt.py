@@ -1,8 +1,14 @@
 """The MQTT side of ingest: a paho-mqtt client on its own thread, handing messages to asyncio.
 
-QoS 1 with a persistent session (clean_session=False and a fixed client id), and manual
-acknowledgement: a message is acknowledged only after the fixes and alerts it caused are committed
-(`ack`), so a crash between receipt and commit makes the broker deliver it again.
+QoS 1 with a persistent session and a fixed client id, and manual acknowledgement: a message is
+acknowledged only after the fixes and alerts it caused are committed (`ack`), so a crash between
+receipt and commit makes the broker deliver it again.
+
+MQTT 5 where the broker speaks it (tracker.ingest.broker_probe.negotiate; else 3.1.1): the session is
+kept with clean_start=False and a Session Expiry Interval that never ends (what clean_session=False
+is in 3.1.1), and CONNECT asks for a Receive Maximum, the number of unacknowledged messages the broker
+may send: what the tracker can usefully hold (:func:`receive_maximum`). In 3.1.1 the broker's own
+``max_inflight_messages`` decides that (Mosquitto's default, 20, cuts every batch to 20 messages).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tracker.ingest.buffered_socket import BufferedSocket
 from tracker.ingest.decode import RawMessage
@@ -60,6 +68,14 @@ def ingest_topics(prefix: str) -> list[str]:
         f"{prefix}owntracks/+/+/event",
     ]
 
+
+def receive_maximum(ingest_queue_max: int, batch_max_messages: int) -> int:
+    """The in-flight window the tracker can use: the ingest queue full, one batch committing and the
+    next being prepared (more would only wait in socket buffers); MQTT 5 allows at most 65,535."""
+    return min(65535, ingest_queue_max + 2 * batch_max_messages)
+
+
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5 Session Expiry Interval: the session outlives any outage
 
 READ_BURST = 2000  # packets paho reads from the buffer before it looks at its writes and timers again
 
@@ -103,20 +119,34 @@ class MqttIngestor:
         client_id: str,
         topics: list[str],
         queue: Handoff[RawMessage],
+        mqtt5: bool = False,
+        window: int = 1000,
     ) -> None:
+        """``mqtt5``: speak MQTT 5, asking for ``window`` unacknowledged messages (Receive Maximum);
+        else MQTT 3.1.1 (the broker's max_inflight_messages decides)."""
         self._address = BrokerAddress.parse(url)
         self._topics = topics
         self._queue = queue
         self._session = 0
         self._lock = threading.Lock()
         self._connected = threading.Event()
-        self._client = _Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
-            manual_ack=True,
-        )
+        self.mqtt5 = mqtt5
+        self._connect_properties: Properties | None = None
+        if mqtt5:
+            self._client = _Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+            )
+            self._connect_properties = Properties(PacketTypes.CONNECT)
+            self._connect_properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+            self._connect_properties.ReceiveMaximum = window
+        else:
+            self._client = _Client(
+                mqtt.CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                clean_session=False,
+                protocol=mqtt.MQTTv311,
+                manual_ack=True,
+            )
         if self._address.username:
             self._client.username_pw_set(self._address.username, self._address.password)
         self._client.max_inflight_messages_set(1000)
@@ -130,7 +160,16 @@ class MqttIngestor:
         return self._connected.is_set()
 
     def start(self) -> None:
-        self._client.connect_async(self._address.host, self._address.port, keepalive=30)
+        if self.mqtt5:  # paho sends the same CONNECT (and properties) again on every reconnect
+            self._client.connect_async(
+                self._address.host,
+                self._address.port,
+                keepalive=30,
+                clean_start=False,
+                properties=self._connect_properties,
+            )
+        else:
+            self._client.connect_async(self._address.host, self._address.port, keepalive=30)
         self._client.loop_start()
 
     async def wait_connected(self, timeout: float = 15.0) -> None:
@@ -152,7 +191,8 @@ class MqttIngestor:
 
         A batch's PUBACKs go out as one write: paho's ``ack`` queues one packet per message, and each
         packet costs a wake-up of paho's thread and a send() of 4 bytes (most of the per-message cost
-        of acknowledging after commit). The PUBACKs are the same bytes paho would send (MQTT 3.1.1)."""
+        of acknowledging after commit). The PUBACKs are the same bytes paho would send, in MQTT 3.1.1 and in
+        5 (where a PUBACK of reason Success without properties may omit both)."""
         with self._lock:
             session = self._session
         mids = []
@@ -183,7 +223,11 @@ class MqttIngestor:
         client.subscribe([(t, 1) for t in self._topics])
         self._connected.set()
         log.info(
-            "MQTT connected to %s:%s, subscribed to %s", self._address.host, self._address.port, self._topics
+            "MQTT %s connected to %s:%s, subscribed to %s",
+            "5" if self.mqtt5 else "3.1.1",
+            self._address.host,
+            self._address.port,
+            self._topics,
         )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object) -> None:
