@@ -50,6 +50,7 @@ import pytest
 from tests.helpers import build_small_world, fix, wait_until
 from tests.own_servers import OwnMosquitto
 from tracker.embedded import EmbeddedPostgres, free_port
+from tracker.store.alerts import MARK_STATEMENT
 from tracker.store.db import apply_migrations, connect
 
 pytestmark = [
@@ -453,7 +454,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_alerts_once(
         sent_again = frozenset(r["id"] for r in caught if r["channel"] == "sms")
         assert sent_again
         await sms_lock.execute("ROLLBACK")  # the SMS are recorded; the round's mark waits on the rows
-        await wait_until(partial(_waiting, database_url, "WITH marked AS"), 30)
+        await wait_until(partial(_waiting, database_url, MARK_STATEMENT), 30)
         for share, caught_committing in ((0.3, True), (0.6, False)):
             await _stored_at_least(database_url, int(total * share))
             assert publisher.sent < total  # the stream is still running (it waits at 80 %)
@@ -466,7 +467,7 @@ async def test_sigkill_mid_stream_loses_nothing_and_alerts_once(
                 tracker.kill()
                 # the round's mark was sent whole before the kill and would be written once the rows
                 # are free: it dies with its process (as if killed before sending it)
-                await _end_statements_of_the_dead(database_url, "WITH marked AS")
+                await _end_statements_of_the_dead(database_url, MARK_STATEMENT)
                 await rows_lock.execute("ROLLBACK")
                 await positions_lock.execute("ROLLBACK")
             else:

@@ -36,7 +36,7 @@ from tracker.alerts.channels import (
 )
 from tracker.alerts.dispatcher import Dispatcher
 from tracker.embedded import free_port
-from tracker.store.alerts import release_stuck_deliveries
+from tracker.store.alerts import MARK_STATEMENT, release_stuck_deliveries
 from tracker.store.db import connect, create_pool
 
 KILLED = "tracker-to-be-killed"  # the application_name of the killed dispatcher's connections
@@ -145,7 +145,7 @@ KILL_POINTS = {
     ),
     "between the record and the mark": KillPoint(
         "LOCK TABLE sms_messages IN EXCLUSIVE MODE",
-        "AS m(id, state, error, retry_in_s",
+        MARK_STATEMENT,
         _let_the_record_through_and_hold_the_mark,
     ),
 }

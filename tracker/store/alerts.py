@@ -204,10 +204,13 @@ class DeliveryMark:
     history: tuple[int, str, dict[str, object]] | None = None
 
 
+MARK_STATEMENT = "/* a dispatcher round's outcomes */"
+"""The mark's opening words, as PostgreSQL shows the running statement (the crash tests find it there)."""
+
 # A round's outcomes, as arrays, in one statement. A delivery gone meanwhile (its alert deleted with its
 # child) is marked nowhere and adds no history row.
 _MARK_AND_TELL_SQL = (
-    "WITH m AS ("
+    f"{MARK_STATEMENT} WITH m AS ("
     " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::text[],"
     " $7::jsonb[], $8::timestamptz[]) AS m(id, state, error, retry_in_s, alert_id, step, detail, at)),"
     " marked AS ("
