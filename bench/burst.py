@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import resource
 import shutil
@@ -44,6 +45,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -99,8 +101,9 @@ def raise_fd_limit(want: int = FD_LIMIT) -> int:
 # --- pure parts: what a burst's figures are -------------------------------------------------------------
 
 
-Received = tuple[float, int, str, str]
-"""(arrival time, child id, alert kind, transition) of one alert a socket received"""
+Received = tuple[float, int, str, str, float, float]
+"""(arrival time, child id, alert kind, transition, when the tracker received the fix, when the alert
+was opened) of one alert a socket received; the last two NaN when the message does not say"""
 
 
 @dataclass
@@ -117,7 +120,7 @@ def deliveries(sent_at: dict[int, float], received: Iterable[Received], deadline
     for that child; an alert later than ``deadline_s`` after its publish, or none at all, is lost. Other
     alerts (another kind, a resolution, an SOS of a child not in this burst) are not counted."""
     first: dict[int, float] = {}
-    for arrived, child, kind, transition in received:
+    for arrived, child, kind, transition, *_ in received:
         if kind == "sos" and transition == "opened" and child in sent_at:
             first[child] = min(arrived, first.get(child, arrived))
     latencies: list[float] = []
@@ -132,6 +135,26 @@ def deliveries(sent_at: dict[int, float], received: Iterable[Received], deadline
         (first[c] for c in sent_at if c in first and first[c] - sent_at[c] <= deadline_s), default=None
     )
     return Delivery(latencies, sorted(lost), last)
+
+
+def stages(sent_at: dict[int, float], received: Iterable[Received]) -> dict[str, list[float]]:
+    """Where each SOS's time went (seconds), from its first opening heard: publish → the tracker has the
+    fix (``fix_received_at``), → the alert is opened (``opened_at``: its transaction's start), → the
+    websocket. Clocks of one machine; an alert that does not say is left out."""
+    first: dict[int, Received] = {}
+    for r in received:
+        arrived, child, kind, transition = r[:4]
+        heard_first = child not in first or arrived < first[child][0]
+        if kind == "sos" and transition == "opened" and child in sent_at and heard_first:
+            first[child] = r
+    out: dict[str, list[float]] = {"to_tracker": [], "to_opened": [], "to_websocket": []}
+    for child, (arrived, _, _, _, fix_received, opened) in first.items():
+        if math.isnan(fix_received) or math.isnan(opened):
+            continue
+        out["to_tracker"].append(fix_received - sent_at[child])
+        out["to_opened"].append(opened - fix_received)
+        out["to_websocket"].append(arrived - opened)
+    return out
 
 
 def summary_ms(values_s: Sequence[float]) -> dict[str, float | None]:
@@ -210,7 +233,18 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
                 now = time.time()
                 m = json.loads(raw)
                 if m.get("type") == "alert":
-                    received.append((now, int(m["child"]["id"]), str(m["kind"]), str(m["transition"])))
+                    fix_received = m.get("fix_received_at")
+                    opened = m.get("opened_at")
+                    received.append(
+                        (
+                            now,
+                            int(m["child"]["id"]),
+                            str(m["kind"]),
+                            str(m["transition"]),
+                            float(fix_received) if fix_received is not None else math.nan,
+                            datetime.fromisoformat(opened).timestamp() if opened else math.nan,
+                        )
+                    )
         except websockets.exceptions.WebSocketException:
             pass
         state["closed"] += 1
@@ -354,7 +388,7 @@ async def burst(
         await asyncio.sleep(0.25)
         if not done_alerts:
             received = [r for p in sockets for r in await asyncio.to_thread(p.received)]
-            got = {c for _, c, k, tr in received if k == "sos" and tr == "opened" and c in sent_at}
+            got = {r[1] for r in received if r[2] == "sos" and r[3] == "opened" and r[1] in sent_at}
             if len(got) >= len(sent_at):
                 done_alerts = True
                 cpu1, t_cpu1 = cpu_s(pid), time.time()
@@ -377,6 +411,7 @@ async def burst(
     received = [r for p in sockets for r in await asyncio.to_thread(p.received)]
     delivery = deliveries(sent_at, received, deadline_s)
     lat = summary_ms(delivery.latencies_s)
+    split = {k: summary_ms(v) for k, v in stages(sent_at, received).items()}
     end = max(delivery.last_arrival or t_last, t_last)
     reports = [await asyncio.to_thread(p.lags, t_first, end) for p in sockets]
     lags = [lag for rep in reports for lag in rep["lags"]]
@@ -389,6 +424,8 @@ async def burst(
         "delivered": len(delivery.latencies_s),
         "lost": len(delivery.lost),
         "latency": lat,
+        # where the time went: publish → tracker has the fix → alert opened → websocket
+        "stages": split,
         "last_alert_after_s": round(delivery.last_arrival - t_first, 3) if delivery.last_arrival else None,
         "sms_rows": sms_count,
         "sms_expected": len(phones),
@@ -406,6 +443,12 @@ async def burst(
         f"SMS rows {sms_count:,}/{len(phones):,}, the last {out['sms_last_after_s']} s after the start; "
         f"tracker on {out['tracker_cpu_share']} of a CPU; client loop lag p99 "
         f"{out['client_loop_lag']['p99_ms']} ms, max {out['client_loop_lag']['max_ms']} ms"
+    )
+    log(
+        "    p50 / p99 of publish → tracker has the fix "
+        f"{split['to_tracker']['p50_ms']} / {split['to_tracker']['p99_ms']} ms, → alert opened "
+        f"{split['to_opened']['p50_ms']} / {split['to_opened']['p99_ms']} ms, → websocket "
+        f"{split['to_websocket']['p50_ms']} / {split['to_websocket']['p99_ms']} ms"
     )
     return out
 
