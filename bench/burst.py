@@ -45,7 +45,6 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -101,9 +100,9 @@ def raise_fd_limit(want: int = FD_LIMIT) -> int:
 # --- pure parts: what a burst's figures are -------------------------------------------------------------
 
 
-Received = tuple[float, int, str, str, float, float]
-"""(arrival time, child id, alert kind, transition, when the tracker received the fix, when the alert
-was opened) of one alert a socket received; the last two NaN when the message does not say"""
+Received = tuple[float, int, str, str, float]
+"""(arrival time, child id, alert kind, transition, when the tracker received the deciding fix) of one
+alert a socket received; the last NaN when the message does not say"""
 
 
 @dataclass
@@ -139,21 +138,21 @@ def deliveries(sent_at: dict[int, float], received: Iterable[Received], deadline
 
 def stages(sent_at: dict[int, float], received: Iterable[Received]) -> dict[str, list[float]]:
     """Where each SOS's time went (seconds), from its first opening heard: publish → the tracker has the
-    fix (``fix_received_at``), → the alert is opened (``opened_at``: its transaction's start), → the
-    websocket. Clocks of one machine; an alert that does not say is left out."""
+    fix (the message's ``fix_received_at``), then → the websocket (deciding, committing, dispatching).
+    Clocks of one machine; an alert that does not say is left out. (``opened_at`` is no stage: it is
+    the fix's own time, which the tag set before it published.)"""
     first: dict[int, Received] = {}
     for r in received:
         arrived, child, kind, transition = r[:4]
         heard_first = child not in first or arrived < first[child][0]
         if kind == "sos" and transition == "opened" and child in sent_at and heard_first:
             first[child] = r
-    out: dict[str, list[float]] = {"to_tracker": [], "to_opened": [], "to_websocket": []}
-    for child, (arrived, _, _, _, fix_received, opened) in first.items():
-        if math.isnan(fix_received) or math.isnan(opened):
+    out: dict[str, list[float]] = {"to_tracker": [], "to_websocket": []}
+    for child, (arrived, _, _, _, fix_received) in first.items():
+        if math.isnan(fix_received):
             continue
         out["to_tracker"].append(fix_received - sent_at[child])
-        out["to_opened"].append(opened - fix_received)
-        out["to_websocket"].append(arrived - opened)
+        out["to_websocket"].append(arrived - fix_received)
     return out
 
 
@@ -209,6 +208,7 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
     state = {"opened": 0, "failed": 0, "closed": 0}
     gate = asyncio.Semaphore(concurrency)
     all_tried = asyncio.Event()
+    first_error: list[str] = []
     loop = asyncio.get_running_loop()
 
     async def listen(token: str) -> None:
@@ -223,8 +223,10 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
             state["opened"] += 1
             if state["opened"] + state["failed"] == len(tokens):
                 all_tried.set()
-        except Exception:  # counted and reported: the bench goes on with the rest
+        except Exception as e:  # counted and reported, the first one's reason too
             state["failed"] += 1
+            if not first_error:
+                first_error.append(f"{type(e).__name__}: {e}")
             if state["opened"] + state["failed"] == len(tokens):
                 all_tried.set()
             return
@@ -234,7 +236,6 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
                 m = json.loads(raw)
                 if m.get("type") == "alert":
                     fix_received = m.get("fix_received_at")
-                    opened = m.get("opened_at")
                     received.append(
                         (
                             now,
@@ -242,7 +243,6 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
                             str(m["kind"]),
                             str(m["transition"]),
                             float(fix_received) if fix_received is not None else math.nan,
-                            datetime.fromisoformat(opened).timestamp() if opened else math.nan,
                         )
                     )
         except websockets.exceptions.WebSocketException:
@@ -262,7 +262,14 @@ async def _sockets(base: str, tokens: list[str], conn: Connection, concurrency: 
     ticker = asyncio.create_task(tick())
     if tokens:
         await all_tried.wait()
-    conn.send({"opened": state["opened"], "failed": state["failed"], "seconds": time.time() - t})
+    conn.send(
+        {
+            "opened": state["opened"],
+            "failed": state["failed"],
+            "seconds": time.time() - t,
+            "error": first_error[0] if first_error else None,
+        }
+    )
     while True:
         cmd = await asyncio.to_thread(conn.recv)
         if cmd == "stop":
@@ -328,7 +335,8 @@ async def open_sockets(
     failed = sum(r["failed"] for r in replies)
     log(f"  {opened:,} sockets opened ({failed} failed) in {time.time() - t:.1f} s")
     if failed:
-        raise RuntimeError(f"{failed} of {len(tokens)} websockets did not open")
+        error = next(r["error"] for r in replies if r["error"])
+        raise RuntimeError(f"{failed} of {len(tokens)} websockets did not open; the first: {error}")
     return procs
 
 
@@ -424,7 +432,7 @@ async def burst(
         "delivered": len(delivery.latencies_s),
         "lost": len(delivery.lost),
         "latency": lat,
-        # where the time went: publish → tracker has the fix → alert opened → websocket
+        # where the time went: publish → the tracker has the fix → the websocket
         "stages": split,
         "last_alert_after_s": round(delivery.last_arrival - t_first, 3) if delivery.last_arrival else None,
         "sms_rows": sms_count,
@@ -446,8 +454,7 @@ async def burst(
     )
     log(
         "    p50 / p99 of publish → tracker has the fix "
-        f"{split['to_tracker']['p50_ms']} / {split['to_tracker']['p99_ms']} ms, → alert opened "
-        f"{split['to_opened']['p50_ms']} / {split['to_opened']['p99_ms']} ms, → websocket "
+        f"{split['to_tracker']['p50_ms']} / {split['to_tracker']['p99_ms']} ms, then → websocket "
         f"{split['to_websocket']['p50_ms']} / {split['to_websocket']['p99_ms']} ms"
     )
     return out
