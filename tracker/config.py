@@ -102,6 +102,12 @@ class Settings(_RuleSettings):
     rate_limit_count: int = Field(6, description="most non-critical messages per guardian and channel ...")
     rate_limit_window_s: float = Field(600.0, description="... in this many seconds; more are suppressed")
     webhook_timeout_s: float = Field(5.0, description="how long a school's webhook may take to answer")
+    ws_token_check_s: float = Field(
+        60.0,
+        gt=0,
+        description="how often the tokens of all open websockets are checked (one query): catches expiry"
+        " and revocations missed; a revocation itself closes its sockets at once (NOTIFY tokens_revoked)",
+    )
     delivery_max_attempts: int = Field(
         8, description="attempts per (alert, guardian, channel) before giving up"
     )

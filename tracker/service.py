@@ -5,6 +5,7 @@ HTTP ingest ───┴─queue─▶ BatchLoop ──▶ Pipeline ──▶ ac
 clock loop ──▶ Pipeline.tick (tracker.clock), then escalations ─────────────▲
 registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
 HTTP (FastAPI on uvicorn): API, /ws, the web pages
+tokens_revoked NOTIFY, and a check of all open sockets' tokens ──▶ close /ws sockets on dead tokens
 retention loop ──▶ purge old positions
 """
 
@@ -134,6 +135,8 @@ class Service:
         self._spawn(self._registry_loop(listener), "registry")
         self._spawn(self._clock_loop(), "clock")
         self._spawn(self._retention_loop(), "retention")
+        # one query for all open websockets' tokens, and a NOTIFY closes revoked ones at once
+        self._spawn(self.context.sockets.run(self.database_url, s.ws_token_check_s), "socket tokens")
         if http:
             config = uvicorn.Config(
                 self.app,

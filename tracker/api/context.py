@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 
 from tracker.alerts.hub import WebSocketHub
+from tracker.api.ws_tokens import SocketTokens
 from tracker.config import Settings
 from tracker.metrics import Metrics
 
@@ -25,5 +26,5 @@ class AppContext:
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # HTTP ingest (tracker.ingest.http.HttpIngress): hands requests to the pipeline; None: not offered
     ingress: Any = None
-    # token id -> this process's open websockets on it (closed at once when the token is revoked here)
-    sockets: dict[int, set[Any]] = field(default_factory=dict)
+    # this process's open websockets by token: closed when their token is revoked, deleted or expires
+    sockets: SocketTokens = field(default_factory=SocketTokens)
