@@ -68,6 +68,19 @@ class Settings(_RuleSettings):
         description="most broker messages waiting for the pipeline; when full, the MQTT thread stops "
         "reading and the broker keeps the rest",
     )
+    broker_probe_interval_s: float = Field(
+        300.0,
+        ge=0,
+        description="how often the tracker probes whether the broker would drop or throttle its messages"
+        " (and at start; /readyz fails naming the setting); 0: never",
+    )
+    broker_probe_messages: int = Field(
+        5000,
+        ge=1,
+        le=60000,
+        description="QoS 1 messages each probe has the broker queue for it beyond a batch in flight: a"
+        " broker that drops any of them would drop a burst that size",
+    )
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
     max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
     http_ingest_timeout_s: float = Field(

@@ -7,6 +7,7 @@ registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the n
 HTTP (FastAPI on uvicorn): API, /ws, the web pages
 tokens_revoked NOTIFY, and a check of all open sockets' tokens ──▶ close /ws sockets on dead tokens
 retention loop ──▶ purge old positions
+broker probe (at start, every few minutes) ──▶ /readyz broker_settings: would the broker drop or throttle?
 """
 
 from __future__ import annotations
@@ -35,10 +36,19 @@ from tracker.alerts.hub import WebSocketHub
 from tracker.api import AppContext, create_app
 from tracker.batch_loop import BatchLoop
 from tracker.config import Settings
+from tracker.ingest.broker_probe import (
+    MAX_PROBE,
+    BrokerProbe,
+    Finding,
+    ProbeError,
+    Protocol,
+    negotiate,
+    probe_topic,
+)
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.handoff import Handoff
 from tracker.ingest.http import HttpIngress
-from tracker.ingest.mqtt import MqttIngestor, ingest_topics
+from tracker.ingest.mqtt import BrokerAddress, MqttIngestor, ingest_topics, receive_maximum
 from tracker.metrics import Metrics
 from tracker.pipeline import Pipeline
 from tracker.registry_view import RegistryView, build_view
@@ -94,14 +104,18 @@ class Service:
         self._queue: Handoff[RawMessage] = Handoff(
             asyncio.get_running_loop(), s.ingest_queue_max, size=lambda m: len(m.payload)
         )
+        protocol = await self._broker_protocol()
         self.ingestor = MqttIngestor(
             url=self.mqtt_url,
             client_id=s.mqtt_client_id,
             topics=ingest_topics(s.topic_prefix),
             queue=self._queue,
+            mqtt5=protocol == Protocol.MQTT5,
+            window=receive_maximum(s.ingest_queue_max, s.batch_max_messages),
         )
         self.ingestor.start()
         await self.ingestor.wait_connected()
+        self.broker_probe = self._broker_probe(protocol)
         self.http_ingress = HttpIngress(
             self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
         )
@@ -129,12 +143,18 @@ class Service:
                 "tasks": lambda: all(not t.done() for t in self._tasks),  # no loop has died
             },
         )
+        if self.broker_probe is not None:
+            probe = self.broker_probe
+            self.context.readiness["broker_settings"] = lambda: probe.ready
+            self.context.readiness_problems["broker_settings"] = probe.problem
         self.app = create_app(self.context)
         self._spawn(self.batch_loop.run(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(listener), "registry")
         self._spawn(self._clock_loop(), "clock")
         self._spawn(self._retention_loop(), "retention")
+        if self.broker_probe is not None:
+            self._spawn(self.broker_probe.run(), "broker probe")
         # one query for all open websockets' tokens, and a NOTIFY closes revoked ones at once
         self._spawn(self.context.sockets.run(self.database_url, s.ws_token_check_s), "socket tokens")
         if http:
@@ -180,6 +200,51 @@ class Service:
         task = asyncio.create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         self._tasks.append(task)
+
+    # --- the broker -----------------------------------------------------------------------------------
+    async def _broker_protocol(self) -> Protocol:
+        """MQTT 5 where the broker speaks it (asked once, at start), else 3.1.1."""
+        a = BrokerAddress.parse(self.mqtt_url)
+        try:
+            return await negotiate(
+                host=a.host,
+                port=a.port,
+                username=a.username,
+                password=a.password,
+                client_id=f"{self.settings.mqtt_client_id}-probe",
+            )
+        except ProbeError as e:
+            log.warning("could not ask the broker which MQTT it speaks (%s); trying MQTT 5", e)
+            return Protocol.MQTT5
+
+    def _broker_probe(self, protocol: Protocol) -> BrokerProbe | None:
+        """Whether the broker would drop or throttle the tracker's messages, asked now and every
+        TRACKER_BROKER_PROBE_INTERVAL_S (None: not asked)."""
+        s = self.settings
+        if not s.broker_probe_interval_s:
+            return None
+        a = BrokerAddress.parse(self.mqtt_url)
+        metrics = self.metrics
+
+        def counted(outcome: str, findings: list[Finding]) -> None:
+            metrics.broker_probes[outcome] += 1
+            for f in findings:
+                metrics.broker_probe_failures[f.setting] += 1
+
+        client_id = f"{s.mqtt_client_id}-probe"
+        return BrokerProbe(
+            host=a.host,
+            port=a.port,
+            username=a.username,
+            password=a.password,
+            protocol=protocol,
+            client_id=client_id,
+            topic=probe_topic(s.topic_prefix, s.mqtt_client_id),
+            window=min(s.batch_max_messages, MAX_PROBE - s.broker_probe_messages),
+            burst=s.broker_probe_messages,
+            interval_s=s.broker_probe_interval_s,
+            counted=counted,
+        )
 
     def _sms_provider(self) -> SmsProvider:
         if self.settings.sms_provider == "apprise" and self.settings.sms_apprise_url:

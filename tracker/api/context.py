@@ -23,6 +23,8 @@ class AppContext:
     metrics: Metrics = field(default_factory=Metrics)
     # component name -> is it up (e.g. "mqtt": ingestor.connected); /readyz reports them all
     readiness: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    # component name -> what is wrong with it, said in /readyz while it is not ready (None: nothing)
+    readiness_problems: dict[str, Callable[[], str | None]] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # HTTP ingest (tracker.ingest.http.HttpIngress): hands requests to the pipeline; None: not offered
     ingress: Any = None

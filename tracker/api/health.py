@@ -28,11 +28,13 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     tags=["health"],
     response_model=Ready,
+    response_model_exclude_none=True,
     responses={503: {"model": Ready, "description": "a component is down (it is named)"}},
 )
 async def readyz(response: Response, ctx: AppContext = Depends(context)) -> dict[str, Any]:
     """Every component the service needs is reachable: the database, the broker, the pipeline, the
-    registry (503 otherwise, with which one is not)."""
+    registry, and the broker's settings where they are probed (503 otherwise, with which one is not
+    and, where it can say, in ``problems`` what to change)."""
     components: dict[str, bool] = {}
     try:
         components["database"] = bool(await ctx.pool.fetchval("SELECT true", timeout=2))
@@ -43,7 +45,12 @@ async def readyz(response: Response, ctx: AppContext = Depends(context)) -> dict
     ready = all(components.values())
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return {"ready": ready, "components": components}
+    problems = {
+        name: problem
+        for name, said in ctx.readiness_problems.items()
+        if not components.get(name, True) and (problem := said())
+    }
+    return {"ready": ready, "components": components} | ({"problems": problems} if problems else {})
 
 
 @router.get(
