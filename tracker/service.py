@@ -203,7 +203,12 @@ class Service:
 
     # --- the broker -----------------------------------------------------------------------------------
     async def _broker_protocol(self) -> Protocol:
-        """MQTT 5 where the broker speaks it (asked once, at start), else 3.1.1."""
+        """MQTT 5 where the broker speaks it (asked once, at start), else 3.1.1; or the version
+        TRACKER_MQTT_VERSION names."""
+        if self.settings.mqtt_version == "3.1.1":
+            return Protocol.MQTT311
+        if self.settings.mqtt_version == "5":
+            return Protocol.MQTT5
         a = BrokerAddress.parse(self.mqtt_url)
         try:
             return await negotiate(
