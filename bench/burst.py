@@ -62,16 +62,13 @@ from bench.e2e import (  # noqa: E402
     _LEFT,
     OwnMosquitto,
     TrackerProcess,
-    _drop_database,
-    _pg_answers,
     _undo_left,
-    _with_database,
+    fresh_database,
     log,
 )
 from bench.load.city import register, tag_of  # noqa: E402
 from bench.load.drive import SPAWN, Publishers  # noqa: E402
 from simulator.messages import Position, position_topic  # noqa: E402
-from tracker.embedded import EmbeddedPostgres  # noqa: E402
 from tracker.store.db import apply_migrations  # noqa: E402
 from tracker.store.tokens import issue_token  # noqa: E402
 
@@ -499,24 +496,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         mosq = OwnMosquitto(workdir, args.broker_inflight)
         cleanup.append(mosq.stop)
         broker = f"own mosquitto on port {mosq.port}, max_inflight_messages {args.broker_inflight}"
-        admin_url = args.database_url
-        if not await _pg_answers(admin_url):
-            log(f"no PostgreSQL at {admin_url}: starting an embedded one")
-            pg = EmbeddedPostgres(workdir / "postgres")
-            admin_url = pg.start()
-            cleanup.append(pg.stop)
-        db_name = f"tracker_bench_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-        await admin.close()
-        database_url = _with_database(admin_url, db_name)
-        _LEFT.append((admin_url, db_name))
-
-        async def drop() -> None:
-            await _drop_database(admin_url, db_name)
-            _LEFT.remove((admin_url, db_name))
-
-        cleanup.append(drop)
+        database_url, db_name = await fresh_database(args.database_url, workdir, cleanup)
         log(f"broker: {broker}; database {db_name}; open files limit {fd_limit:,}")
 
         # the city: every child a guardian of its own (guardian c + 1 for child c: city.py with no

@@ -175,6 +175,29 @@ async def _drop_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
+async def fresh_database(admin_url: str, workdir: Path, cleanup: list[Any]) -> tuple[str, str]:
+    """A new database for one bench run on ``admin_url`` (an embedded PostgreSQL in ``workdir`` when
+    that does not answer), dropped by ``cleanup`` (and by ``_undo_left`` if the run is cut short):
+    (its URL, its name)."""
+    if not await _pg_answers(admin_url):
+        log(f"no PostgreSQL at {admin_url}: starting an embedded one")
+        pg = EmbeddedPostgres(workdir / "postgres")
+        admin_url = pg.start()
+        cleanup.append(pg.stop)
+    db_name = f"tracker_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{db_name}"')
+    await admin.close()
+    _LEFT.append((admin_url, db_name))
+
+    async def drop() -> None:
+        await _drop_database(admin_url, db_name)
+        _LEFT.remove((admin_url, db_name))
+
+    cleanup.append(drop)
+    return _with_database(admin_url, db_name), db_name
+
+
 class TrackerProcess:
     """``tracker run`` in its own process, configured by environment variables like a deployment."""
 
@@ -576,25 +599,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             cleanup.append(mosq.stop)
             mqtt_url = mosq.url
             broker = f"own mosquitto on port {mosq.port}, max_inflight_messages {args.broker_inflight}"
-        admin_url = args.database_url
-        if not await _pg_answers(admin_url):
-            log(f"no PostgreSQL at {admin_url}: starting an embedded one")
-            pg = EmbeddedPostgres(workdir / "postgres")
-            admin_url = pg.start()
-            cleanup.append(pg.stop)
-        db_name = f"tracker_bench_{uuid.uuid4().hex[:10]}"
-        admin = await asyncpg.connect(admin_url)
-        await admin.execute(f'CREATE DATABASE "{db_name}"')
-        await admin.close()
-        database_url = _with_database(admin_url, db_name)
-
-        _LEFT.append((admin_url, db_name))
-
-        async def drop() -> None:
-            await _drop_database(admin_url, db_name)
-            _LEFT.remove((admin_url, db_name))
-
-        cleanup.append(drop)
+        database_url, db_name = await fresh_database(args.database_url, workdir, cleanup)
         log(f"broker: {broker}; database {db_name}")
 
         # the city
