@@ -3,18 +3,18 @@ steps, and a guardian's acknowledgement (which stops the escalation)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
 
 from tracker.api.auth import context, require
 from tracker.api.common import LIST, READ, IdPath, IdQuery, Limit, Offset, not_found
 from tracker.api.context import AppContext
-from tracker.api.models import Ack, AlertOut, Page
-from tracker.importers.models import Text
+from tracker.api.models import Ack, AlertKind, AlertOut, AlertSeverity, AlertState, Page
 from tracker.store import audit, history
 from tracker.store.alerts import acknowledge
+from tracker.store.history import AlertFilter
 from tracker.store.tokens import Principal
 
 router = APIRouter()
@@ -62,21 +62,38 @@ async def _audit_alerts(conn: Any, who: Principal, rows: list[dict[str, Any]], e
 
 @router.get("/api/v1/alerts", tags=["alerts"], response_model=Page[AlertOut], responses=LIST)
 async def alerts(
-    state: Literal["open", "resolved"] | None = None,
+    severity: list[AlertSeverity] | None = Query(
+        None,
+        description="only these severities (repeat for several: severity=critical&severity=warning)",
+    ),
+    kind: list[AlertKind] | None = Query(None, description="only these kinds of alert (repeat for several)"),
+    state: AlertState | None = Query(None, description="open: not resolved yet; resolved: over"),
+    acknowledged: bool | None = Query(
+        None, description="true: a guardian has acknowledged it; false: nobody has yet"
+    ),
     child_id: IdQuery = None,
-    kind: Text | None = Query(None, max_length=40),
-    since: datetime | None = Query(None, description="opened at or after (ISO 8601 with a time zone)"),
+    since: AwareDatetime | None = Query(
+        None,
+        description="opened at or after: ISO 8601 with a time zone (2026-03-02T00:00:00+09:00)",
+    ),
     limit: Limit = 100,
     offset: Offset = 0,
     who: Principal = Depends(require(*READERS)),
     ctx: AppContext = Depends(context),
 ) -> dict[str, Any]:
     """Alerts of the children the caller may see, newest first, each with its delivery and
-    acknowledgement steps."""
+    acknowledgement steps. The filters combine (all must hold); ``total`` counts the alerts that pass
+    them, so ``limit`` and ``offset`` page through the filtered list."""
+    wanted = AlertFilter(
+        severities=None if severity is None else tuple(severity),
+        kinds=None if kind is None else tuple(kind),
+        state=state,
+        acknowledged=acknowledged,
+        child_id=child_id,
+        since=since,
+    )
     async with ctx.pool.acquire() as conn:
-        rows, total = await history.list_alerts(
-            conn, who, state=state, child_id=child_id, kind=kind, since=since, limit=limit, offset=offset
-        )
+        rows, total = await history.list_alerts(conn, who, wanted, limit=limit, offset=offset)
         await _audit_alerts(conn, who, rows, "GET /api/v1/alerts")
     return {"items": [alert_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 

@@ -549,11 +549,28 @@ class AlertStep(BaseModel):
     detail: dict[str, Any] = Field(description="who was told on which channel, the escalation level, ...")
 
 
+AlertKind = Literal[
+    "left_route",
+    "danger_zone",
+    "sos",
+    "signal_lost",
+    "not_arrived_school",
+    "not_arrived_home",
+    "arrived_school",
+    "arrived_home",
+    "left_school",
+    "low_battery",
+]
+"""Every kind of alert tracker.alerts.lifecycle.rules_for makes (tests/unit/test_alert_filters.py checks)."""
+AlertSeverity = Literal["critical", "warning", "info"]
+AlertState = Literal["open", "resolved"]
+
+
 class AlertOut(BaseModel):
     id: int
-    kind: str
-    severity: str
-    state: str
+    kind: AlertKind
+    severity: AlertSeverity
+    state: AlertState = Field(description="open until resolved; acknowledged is acknowledged_at, not a state")
     child: Ref
     zone: ZoneRef | None
     opened_at: datetime

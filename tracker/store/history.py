@@ -5,6 +5,7 @@ was theirs (tracker.store.scope.during_callers_school)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -113,28 +114,41 @@ def _alert_visible(who: Principal) -> str:
     return f"{scope.children_ever(who)} AND {scope.during_callers_school(who, 'c', 'a.opened_at')}"
 
 
+@dataclass(frozen=True)
+class AlertFilter:
+    """What GET /api/v1/alerts narrows the list to; None: no condition on that field."""
+
+    severities: tuple[str, ...] | None = None
+    kinds: tuple[str, ...] | None = None
+    state: str | None = None
+    acknowledged: bool | None = None
+    child_id: int | None = None
+    since: datetime | None = None
+
+
 async def list_alerts(
-    conn: Conn,
-    who: Principal,
-    *,
-    state: str | None,
-    child_id: int | None,
-    kind: str | None,
-    since: datetime | None,
-    limit: int,
-    offset: int,
+    conn: Conn, who: Principal, wanted: AlertFilter, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """Alerts of the children the caller may see, newest first (school staff: the alerts opened while
-    the child was at their school, also of a child who has left it since)."""
+    """Alerts of the children the caller may see that pass the filter, newest first, and how many
+    pass it (school staff: the alerts opened while the child was at their school, also of a child who
+    has left it since)."""
     where = (
-        f"{_alert_visible(who)} AND ($4::text IS NULL OR a.state = $4)"
-        " AND ($5::bigint IS NULL OR a.child_id = $5) AND ($6::text IS NULL OR a.kind = $6)"
-        " AND ($7::timestamptz IS NULL OR a.opened_at >= $7)"
+        f"{_alert_visible(who)} AND ($4::text[] IS NULL OR a.severity = ANY($4))"
+        " AND ($5::text[] IS NULL OR a.kind = ANY($5)) AND ($6::text IS NULL OR a.state = $6)"
+        " AND ($7::boolean IS NULL OR (a.acknowledged_at IS NOT NULL) = $7)"
+        " AND ($8::bigint IS NULL OR a.child_id = $8) AND ($9::timestamptz IS NULL OR a.opened_at >= $9)"
     )
-    args = (state, child_id, kind, since)
+    args = (
+        None if wanted.severities is None else list(wanted.severities),
+        None if wanted.kinds is None else list(wanted.kinds),
+        wanted.state,
+        wanted.acknowledged,
+        wanted.child_id,
+        wanted.since,
+    )
     rows = await conn.fetch(
         f"WITH {scope.ME} SELECT {_ALERT}, count(*) OVER () AS total FROM {_ALERT_SOURCE} WHERE {where}"
-        " ORDER BY a.opened_at DESC, a.id DESC LIMIT $8 OFFSET $9",
+        " ORDER BY a.opened_at DESC, a.id DESC LIMIT $10 OFFSET $11",
         *scope.me_args(who),
         *args,
         limit,
