@@ -105,7 +105,7 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
 
 async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str], Path]:
     from tracker.demo.city import load_demo_city
-    from tracker.store.registry_rows import load_registry, world_geojson
+    from tracker.store.registry_rows import load_world
     from tracker.store.tokens import issue_token
 
     async with service.pool.acquire() as conn:
@@ -122,7 +122,7 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
         school = await issue_token(
             conn, role="school", school_id=school_id, label="make run", ttl=timedelta(days=7)
         )
-        world = world_geojson(await load_registry(conn))
+        world = await load_world(conn)
     await service.reload_registry()
     world_path = settings.data_dir / "demo-world.geojson"
     world_path.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
@@ -210,13 +210,13 @@ async def _migrate(database_url: str, _mqtt: str) -> None:
 async def _demo_load(settings: Settings, database_url: str, world_out: Path | None) -> None:
     from tracker.demo.city import load_demo_city
     from tracker.store.db import apply_migrations, create_pool
-    from tracker.store.registry_rows import load_registry, world_geojson
+    from tracker.store.registry_rows import load_world
 
     pool = await create_pool(database_url, min_size=1, max_size=1)
     async with pool.acquire() as conn:
         await apply_migrations(conn)
         city = await load_demo_city(conn, children=settings.demo_children)
-        world = world_geojson(await load_registry(conn))
+        world = await load_world(conn)
     await pool.close()
     print(json.dumps(city.__dict__))
     if world_out is not None:

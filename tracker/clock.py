@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import asyncpg
 
@@ -86,7 +86,9 @@ class Clock:
         thread: at an arrival deadline every child of the schedule is due, a city's worth), then one
         transaction. Nothing is prepared ahead while the clock holds the role: the committed states are
         the newest, and no batch moves them meanwhile."""
-        changed, events, encoded = await asyncio.to_thread(self._decide_due, view, due, now)
+        changed, events, encoded = await asyncio.to_thread(
+            decide_due, view, due, self._states.committed, now, self._rules
+        )
         if not changed:
             return []
         async with self._pool.acquire() as conn, conn.transaction():
@@ -98,43 +100,49 @@ class Clock:
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
 
-    def _decide_due(
-        self, view: RegistryView, due: list[int], now: float
-    ) -> tuple[dict[int, ChildState], list[ChildEvent], dict[int, str]]:
-        """The rules for the due children, and the checkpoints of the states they change. Children
-        never seen share one default state, so a schedule's answer for them is worked out (and
-        encoded) once and shared: states are never changed in place."""
-        changed: dict[int, ChildState] = {}
-        events: list[ChildEvent] = []
-        encoded: dict[int, str] = {}
-        blank = ChildState()
-        answers: dict[tuple[int, int], tuple[ChildState, list[Event], str]] = {}  # (state, schedule) ids
-        committed = self._states.committed
-        for child in due:
-            ctx = view.context_of_child(child)
-            state = committed.get(child) or blank
-            key = (id(state), id(ctx.schedule))
-            if key not in answers:
-                new, raised = tick(state, now, ctx, self._rules)
-                answers[key] = (new, raised, encode_state(new.to_json()) if new is not state else "")
-            new, raised, checkpoint = answers[key]
-            if new is not state:
-                changed[child], encoded[child] = new, checkpoint
-                events += [ChildEvent(child, e, None, None, None, None) for e in raised]
-        return changed, events, encoded
-
     def _never_seen_awaited(self, view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
         """Children whose route has an expected arrival, by schedule: the clock decides for them even
         if they never sent a fix (they may not arrive). A child never seen on a route without arrivals
         has nothing to lose a signal from or to miss: the clock's pass is over the children that send,
         and these (a schedule at a time: most ticks none of its deadlines comes due)."""
         if self._awaited[0] != view.version:
-            groups: dict[int, tuple[RouteSchedule, list[int]]] = {}
-            for child, ctx in view.contexts.items():
-                if ctx.schedule is not None and ctx.schedule.arrivals:
-                    groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].append(child)
-            self._awaited = (view.version, list(groups.values()))
+            self._awaited = (view.version, awaited_by_schedule(view))
         return self._awaited[1]
+
+
+def awaited_by_schedule(view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
+    """The children whose route has an expected arrival, grouped by their (shared) schedule."""
+    groups: dict[int, tuple[RouteSchedule, list[int]]] = {}
+    for child, ctx in view.contexts.items():
+        if ctx.schedule is not None and ctx.schedule.arrivals:
+            groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].append(child)
+    return list(groups.values())
+
+
+def decide_due(
+    view: RegistryView, due: list[int], committed: Mapping[int, ChildState], now: float, rules: Rules
+) -> tuple[dict[int, ChildState], list[ChildEvent], dict[int, str]]:
+    """The rules for the due children at ``now``, and the checkpoints of the states they change
+    (pure: ``tracker replay`` runs the clock's pass with it too). Children never seen share one
+    default state, so a schedule's answer for them is worked out (and encoded) once and shared:
+    states are never changed in place."""
+    changed: dict[int, ChildState] = {}
+    events: list[ChildEvent] = []
+    encoded: dict[int, str] = {}
+    blank = ChildState()
+    answers: dict[tuple[int, int], tuple[ChildState, list[Event], str]] = {}  # (state, schedule) ids
+    for child in due:
+        ctx = view.context_of_child(child)
+        state = committed.get(child) or blank
+        key = (id(state), id(ctx.schedule))
+        if key not in answers:
+            new, raised = tick(state, now, ctx, rules)
+            answers[key] = (new, raised, encode_state(new.to_json()) if new is not state else "")
+        new, raised, checkpoint = answers[key]
+        if new is not state:
+            changed[child], encoded[child] = new, checkpoint
+            events += [ChildEvent(child, e, None, None, None, None) for e in raised]
+    return changed, events, encoded
 
 
 def due_children(

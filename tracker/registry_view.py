@@ -1,6 +1,9 @@
 """The registry as the pipeline sees it: tag -> child, child -> route slot and schedule, the geofence
 index. Built off the hot path (in a worker thread) and swapped in as one object, so a batch that took
 a view keeps it whole even while the next one is being built.
+
+Built from the database's rows (``build_view``), or from a world document exported from it
+(``view_from_world``: what ``tracker replay`` judges past fixes with, the same view the service had).
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import shapely.errors
 import shapely.geometry
 
 from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
+from tracker.importers.features import WorldFeatures
+from tracker.importers.models import RouteProps, ZoneProps
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
 from tracker.store.alert_rules import SCHOOL_FENCE_M, AlertRuleRows, ReaderRow, SchoolRules
-from tracker.store.registry_rows import RegistryRows
+from tracker.store.registry_rows import ChildRow, RegistryRows, RouteRow, SchoolRow, ZoneRow
 
 log = logging.getLogger(__name__)
 _versions = itertools.count(1)
@@ -160,4 +165,69 @@ def build_view(
         slots[c.id], contexts[c.id] = shared[key]
     return RegistryView(
         rows, index, schedules, slots, contexts, school_rules, rules.readers, refused, next(_versions)
+    )
+
+
+def rows_from_world(world: WorldFeatures, *, default_timezone: str) -> tuple[RegistryRows, AlertRuleRows]:
+    """The registry rows and alert rules a world document (``GET /api/v1/world``, read by
+    ``tracker.importers.read_world``) stands for: what ``load_registry`` and ``load_alert_rules`` read
+    from the database it was exported from, less the guardians, devices and RFID readers a world does
+    not carry. A school that names no time zone is in ``default_timezone``; a zone switched off
+    (``active: false``) is left out, as the database's reading leaves it."""
+    schools = {
+        s.id: SchoolRow(s.id, s.name, s.timezone or default_timezone, s.lon, s.lat) for s in world.schools
+    }
+    school_rules = {
+        s.id: SchoolRules(
+            closed_days=frozenset(s.closed_days),
+            fence_m=s.fence_m if s.fence_m is not None else SCHOOL_FENCE_M,
+            windows=[w.model_dump() for w in s.windows],
+        )
+        for s in world.schools
+    }
+    routes: dict[int, RouteRow] = {}
+    arrivals: dict[int, list[dict[str, Any]]] = {}
+    children: dict[int, ChildRow] = {}
+    tags: dict[str, int] = {}
+    for d in world.routes:
+        assert d.id is not None and isinstance(d.props, RouteProps)  # read_world names every feature
+        p = d.props
+        school_id = p.school_id or 0
+        routes[d.id] = RouteRow(
+            d.id, school_id, p.name, d.geometry, p.corridor_m, [w.model_dump() for w in p.windows]
+        )
+        if p.arrivals:
+            arrivals[d.id] = [a.model_dump() for a in p.arrivals]
+        for c in world.children.get(d.id, []):
+            children[c.id] = ChildRow(c.id, school_id, d.id, c.name or f"child {c.id}")
+            if c.tag:
+                tags[c.tag] = c.id
+    for s in world.schools:
+        for c in s.children:
+            children.setdefault(c.id, ChildRow(c.id, s.id, None, c.name or f"child {c.id}"))
+            if c.tag:
+                tags.setdefault(c.tag, c.id)
+    zones: dict[int, ZoneRow] = {}
+    hours: dict[int, list[dict[str, Any]]] = {}
+    for d in world.zones:
+        assert d.id is not None and isinstance(d.props, ZoneProps)
+        if not d.props.active:
+            continue
+        zones[d.id] = ZoneRow(d.id, d.props.name, d.props.kind, d.props.severity, d.geometry)
+        if d.props.hours is not None:
+            hours[d.id] = [w.model_dump() for w in d.props.hours]
+    rows = RegistryRows(schools=schools, routes=routes, zones=zones, children=children, tags=tags)
+    return rows, AlertRuleRows(school_rules, arrivals, hours)
+
+
+def view_from_world(
+    world: WorldFeatures, *, default_timezone: str, all_day: bool = False, home_fence_m: float = 50.0
+) -> RegistryView:
+    """The registry view the pipeline would build from the database a world document was exported
+    from (see :func:`rows_from_world`): the same index, routes' schedules (windows, arrivals, school
+    days, holidays), school and home fences and zone hours. ``tracker replay`` and the tests judge
+    fixes with it."""
+    rows, rules = rows_from_world(world, default_timezone=default_timezone)
+    return build_view(
+        rows, default_timezone=default_timezone, all_day=all_day, rules=rules, home_fence_m=home_fence_m
     )

@@ -35,7 +35,8 @@ import csv
 import json
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,11 +45,14 @@ from typing import Any, TextIO
 import numpy as np
 import shapely.geometry
 
-from tracker.config import load_settings, rules_from
+from tracker.config import Settings, load_settings, rules_from
 from tracker.geofence import GeometryRefused, RouteSpec, ZoneSpec, build_index
-from tracker.importers.features import ImportDefaults, WorldFeatures, read_world, where
+from tracker.importers.features import ImportDefaults, Loc, WorldFeatures, read_world, where
 from tracker.importers.models import RouteProps
+from tracker.ingest.decode import Fix
 from tracker.monitor import Rules
+from tracker.offline import OfflineTracker
+from tracker.registry_view import RegistryView, view_from_world
 from tracker.stages.geofence import observe
 
 __all__ = [
@@ -56,11 +60,16 @@ __all__ = [
     "FixRow",
     "ReplayError",
     "VerdictRow",
+    "WorldRun",
     "add_arguments",
+    "iso_utc",
     "read_fixes",
     "replay",
+    "replay_alerts",
     "replay_csv",
     "run",
+    "world_view",
+    "write_alerts",
     "write_verdicts",
 ]
 
@@ -99,13 +108,17 @@ class FixRow:
     lat: float
     acc: float  # nan: unknown
     route: int | None  # from the fix's own ``route`` column
+    batt: int | None = None  # battery level, per cent (``batt`` column)
+    sos: bool = False  # the SOS button (``sos`` column)
+    received: float | None = None  # when the tracker received it (``received`` column; None: at ``ts``)
 
     @property
     def key(self) -> str:
         return f"tag:{self.tag}" if self.tag else f"child:{self.child}"
 
-    batt = None  # a replayed fix has no battery level and raises no SOS (tracker.stages.geofence.Positioned)
-    sos = False
+    @property
+    def received_at(self) -> float:
+        return self.ts if self.received is None else self.received
 
 
 @dataclass(frozen=True)
@@ -248,7 +261,21 @@ def _fix_row(source: str, line: int, cell: Any) -> FixRow:
             route = int(route_text)
         except ValueError:
             raise ReplayError(f"{where}: route {route_text!r} is not an integer id") from None
-    return FixRow(line, tag, child, ts_text, ts, lon, lat, acc, route)
+    batt = None if not cell("batt") else int(number("batt", 0, 100))
+    sos_text = cell("sos").lower()
+    if sos_text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ReplayError(f"{where}: sos {cell('sos')!r} is not one of true, false, 1, 0, yes, no")
+    received_text = cell("received")
+    received: float | None = None
+    if received_text:
+        try:
+            received = _parse_ts(received_text)
+        except ValueError:
+            raise ReplayError(
+                f"{where}: received {received_text!r} is neither unix seconds nor an ISO 8601 time"
+            ) from None
+    sos = sos_text in ("1", "true", "yes")
+    return FixRow(line, tag, child, ts_text, ts, lon, lat, acc, route, batt, sos, received)
 
 
 # --- reading zones and routes --------------------------------------------------------------------
@@ -372,26 +399,183 @@ def replay_csv(
     return out.getvalue()
 
 
+# --- the whole monitor: alerts -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorldRun:
+    """What ``replay_alerts`` made of a file of fixes: the alerts, and what the fixes came to."""
+
+    alerts: list[dict[str, Any]]
+    fixes: int
+    refused: Counter[str]  # fixes the front refused, by reason (unknown_tag, rate_limited ...)
+    verdicts: Counter[str]  # what the monitor made of the admitted fixes (decided, stale ...)
+
+
+def world_view(doc: World, settings: Settings) -> RegistryView:
+    """The registry view the service would build from the registry a world document was exported
+    from (``GET /api/v1/world``); :class:`ReplayError` names the first feature that is wrong."""
+    world = _world(doc, "world")
+    view = view_from_world(
+        world,
+        default_timezone=settings.default_timezone,
+        all_day=settings.watch_all_day,
+        home_fence_m=settings.home_fence_m,
+    )
+    if view.refused:
+        locs: dict[tuple[str, int | None], Loc] = {
+            (d.kind, d.id): d.loc for d in [*world.routes, *world.zones]
+        }
+        what, why = next(iter(view.refused.items()))
+        kind, _, rest = what.partition(" ")
+        feature_id = rest.split(" ")[0]
+        loc = locs.get((kind, int(feature_id))) if feature_id.isdigit() else None
+        place = f"{where(loc)} ({what})" if loc is not None else what
+        raise ReplayError(f"world: {place}: {why}")
+    return view
+
+
+def replay_alerts(
+    fixes: Sequence[FixRow],
+    world: World,
+    *,
+    settings: Settings,
+    until: float | None = None,
+    source: str = "fixes",
+) -> WorldRun:
+    """The alerts the service would have raised on these fixes with the world's registry and
+    ``settings`` (thresholds, ``TRACKER_TICK_S``, admission): see :mod:`tracker.offline`.
+
+    Pure: no I/O. Each alert as the JSON object ``tracker replay --alerts-out`` writes (see the
+    module's docstring), in the order opened."""
+    view = world_view(world, settings)
+    tag_of_child: dict[int, str] = {}
+    for tag, child in sorted(view.rows.tags.items(), reverse=True):
+        tag_of_child[child] = tag  # the child's first tag, in the order of their ids
+    line_of: dict[int, int] = {}
+    decoded: list[Fix] = []
+    for f in fixes:
+        tag = f.tag
+        if not tag:
+            named = int(f.child) if f.child.isdigit() else None
+            if named is None or named not in tag_of_child:
+                raise ReplayError(f"{source}: line {f.line}: child {f.child!r} has no tag in the world")
+            tag = tag_of_child[named]
+        fix = Fix(
+            tag,
+            f.ts,
+            f.lat,
+            f.lon,
+            f.acc,
+            f.batt,
+            None,
+            f.sos,
+            f.received_at,
+            f"tracker/v1/tags/{tag}/position",
+        )
+        line_of[id(fix)] = f.line
+        decoded.append(fix)
+    offline = OfflineTracker(
+        view,
+        rules_from(settings),
+        tick_s=settings.tick_s,
+        max_future_s=settings.max_future_s,
+        tag_rate_per_s=settings.tag_rate_per_s,
+        tag_burst=settings.tag_burst,
+    )
+    alerts = offline.run(decoded, until=until)
+    last_tag: dict[int, str] = {}
+    for fix in sorted(decoded, key=lambda f: f.received_at):
+        if (sender := view.rows.tags.get(fix.tag)) is not None:
+            last_tag[sender] = fix.tag
+    children = view.rows.children
+    out = []
+    for a in alerts:
+        row = children.get(a.child_id)
+        out.append(
+            {
+                "child_id": a.child_id,
+                "tag": a.fix.tag
+                if a.fix is not None
+                else last_tag.get(a.child_id, tag_of_child.get(a.child_id)),
+                "kind": a.kind,
+                "zone_id": a.zone_id,
+                "route_id": None if a.zone_id is not None or row is None else row.route_id,
+                "severity": a.severity,
+                "opened_at": iso_utc(a.opened_at),
+                "resolved_at": None if a.resolved_at is None else iso_utc(a.resolved_at),
+                "event": a.event,
+                "resolved_by": a.resolved_by,
+                "updates": a.updates,
+                "fix": None
+                if a.fix is None
+                else {
+                    "line": line_of.get(id(a.fix)),
+                    "ts": iso_utc(a.fix.ts),
+                    "lon": a.fix.lon,
+                    "lat": a.fix.lat,
+                    "acc": None if math.isnan(a.fix.acc) else a.fix.acc,
+                },
+            }
+        )
+    refused = Counter(r.reason.value for r in offline.refused)
+    return WorldRun(out, len(decoded), refused, offline.verdicts)
+
+
+def iso_utc(ts: float) -> str:
+    """ISO 8601 in UTC, ``Z`` for the zone (the alert lines' times)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def write_alerts(alerts: Iterable[Mapping[str, Any]], out: TextIO) -> int:
+    """One JSON object per line; returns how many."""
+    n = 0
+    for a in alerts:
+        out.write(json.dumps(a, ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
 # --- command line --------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``tracker replay``."""
     parser.description = (
-        "Run a CSV of past fixes against danger zones (and routes) given as GeoJSON and write one "
-        "verdict row per fix, as the tracker's pipeline judges it (the zone disc of TRACKER_ZONE_SIGMA "
-        "round each fix). Nothing is stored."
+        "Run a CSV of past fixes through the tracker's decisions without storing anything. With "
+        "--world and --alerts-out: the whole monitor (admission, geofence, the per-child rules, the "
+        "clock's signal lost and not arrived in the fixes' time, one alert per incident) and one JSON "
+        "line per alert the service would have raised. Otherwise: one verdict row per fix against "
+        "danger zones (and routes), as the pipeline judges it (the zone disc of TRACKER_ZONE_SIGMA "
+        "round each fix). Thresholds are the TRACKER_* settings of the environment."
     )
     parser.add_argument(
         "fixes",
         type=Path,
         help="CSV of fixes with a header: tag or child, ts (unix seconds or ISO 8601), lon, lat, acc "
-        "(metres, empty = unknown), optional route (route id)",
+        "(metres, empty = unknown); optional: received (when the tracker got it; default ts), sos "
+        "(true/false), batt (per cent), route (route id, verdicts only)",
+    )
+    parser.add_argument(
+        "--world",
+        type=Path,
+        help="world GeoJSON as GET /api/v1/world gives it (schemas/world.v1.json): schools, routes with "
+        "their windows, arrivals and children's tags, zones with their hours; the registry to judge with. "
+        "Without --zones it is also the verdicts' zones and routes",
+    )
+    parser.add_argument(
+        "--alerts-out",
+        type=Path,
+        help="with --world: write the alerts here, one JSON object per line ('-': standard output)",
+    )
+    parser.add_argument(
+        "--until",
+        help="with --alerts-out: run the clock's rules on to this time (unix seconds or ISO 8601; "
+        "default: the last fix received + TRACKER_SIGNAL_LOST_S + TRACKER_TICK_S)",
     )
     parser.add_argument(
         "--zones",
         type=Path,
-        required=True,
         help="GeoJSON FeatureCollection: its Polygon/MultiPolygon features are the zones, read as an import "
         "reads them; id from properties.id (else the feature's id); routes and schools in it are passed "
         "over (a world file from GET /api/v1/world works)",
@@ -419,22 +603,56 @@ def _read_file(path: Path, what: str) -> bytes:
 def run(args: argparse.Namespace) -> int:
     """``tracker replay``: 0 on success, 2 on bad input (the message on standard error)."""
     try:
-        zones = _read_file(args.zones, "zones")
-        routes = _read_file(args.routes, "routes") if args.routes is not None else None
+        if args.alerts_out is not None and args.world is None:
+            raise ReplayError("--alerts-out needs --world (the registry to judge the fixes with)")
+        if args.zones is None and args.world is None:
+            raise ReplayError("give --world (the whole monitor, with --alerts-out) or --zones (verdicts)")
+        if args.until is not None and args.alerts_out is None:
+            raise ReplayError("--until is for --alerts-out (the clock's rules)")
+        try:
+            until = None if args.until is None else _parse_ts(args.until)
+        except ValueError:
+            raise ReplayError(
+                f"--until {args.until!r} is neither unix seconds nor an ISO 8601 time"
+            ) from None
+        world = _read_file(args.world, "world") if args.world is not None else None
+        if args.zones is not None:
+            zones: bytes | None = _read_file(args.zones, "zones")
+            routes = _read_file(args.routes, "routes") if args.routes is not None else None
+        else:
+            zones = routes = world
         try:
             with args.fixes.open(encoding="utf-8", newline="") as f:
                 fixes = read_fixes(f, source=str(args.fixes))
         except OSError as e:
             raise ReplayError(f"fixes {args.fixes}: {e.strerror or e}") from None
-        rules = rules_from(load_settings())  # the running tracker's thresholds (TRACKER_ZONE_SIGMA ...)
+        settings = load_settings()  # the running tracker's thresholds (TRACKER_ZONE_SIGMA ...)
+        if world is not None and args.alerts_out is not None:
+            result = replay_alerts(fixes, world, settings=settings, until=until, source=str(args.fixes))
+            _write(args.alerts_out, lambda out: write_alerts(result.alerts, out))
+            still_open = sum(a["resolved_at"] is None for a in result.alerts)
+            refused = ", ".join(f"{n} {why}" for why, n in sorted(result.refused.items()))
+            print(
+                f"tracker replay: {result.fixes} fixes ({refused or 'none'} refused), "
+                f"{len(result.alerts)} alerts ({still_open} open at the end)",
+                file=sys.stderr,
+            )
+            if args.out is None:
+                return 0
+        assert zones is not None  # --zones, or --world
+        rules = rules_from(settings)
         rows = replay(fixes, zones, routes, rules=rules, search_radius_m=args.search_radius)
     except ReplayError as e:
         print(f"tracker replay: {e}", file=sys.stderr)
         return 2
-    if args.out is None:
-        n = write_verdicts(rows, sys.stdout)
-    else:
-        with args.out.open("w", encoding="utf-8", newline="") as out:
-            n = write_verdicts(rows, out)
+    n = _write(args.out, lambda out: write_verdicts(rows, out))
     print(f"tracker replay: {n} fixes", file=sys.stderr)
     return 0
+
+
+def _write(path: Path | None, write: Callable[[TextIO], int]) -> int:
+    """Write to ``path`` (None or '-': standard output)."""
+    if path is None or str(path) == "-":
+        return write(sys.stdout)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        return write(out)

@@ -94,6 +94,38 @@ def severity_of(ce: ChildEvent, rule: AlertRule) -> str:
     return ce.zone_severity if rule.kind == "danger_zone" and ce.zone_severity else rule.severity
 
 
+IncidentKey: TypeAlias = tuple[int, str, int | None]
+"""(child, alert kind, zone or None): at most one open alert per key (the unique index
+alerts_one_open_idx, migration 0001)."""
+
+Change = Literal["opened", "updated", "resolved", "noticed", "none"]
+
+
+def incident_key(ce: ChildEvent, rule: AlertRule) -> IncidentKey:
+    """The identity of the incident a transition belongs to."""
+    return ce.child_id, rule.kind, incident_zone(ce, rule)
+
+
+def transitions(events: list[ChildEvent]) -> list[tuple[ChildEvent, AlertRule]]:
+    """Every (event, rule) pair of ``events``, in the events' order: what apply_events writes."""
+    return [(ce, rule) for ce in events for rule in rules_for(ce.event)]
+
+
+def change_of(rule: AlertRule, is_open: bool) -> Change:
+    """What a transition does to alerts, given whether an alert of its incident (``incident_key``) is
+    open: an opening rule opens one, or updates the open one (one incident is one alert); a resolving
+    rule resolves the open one, or does nothing; a notice is made resolved (it never stays open).
+
+    tracker.store.alert_lifecycle.apply_events writes exactly this in SQL (INSERT ... ON CONFLICT on
+    the open-alert index, UPDATE ... WHERE state = 'open'); ``tracker replay`` keeps its open alerts
+    with it, in memory."""
+    if rule.action == "resolve":
+        return "resolved" if is_open else "none"
+    if rule.action == "notice":
+        return "noticed"
+    return "updated" if is_open else "opened"
+
+
 def guardian_messages(
     alert_id: int, transition: str, people: list[Recipient], severity: str
 ) -> list[OutboxRow]:

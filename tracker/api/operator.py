@@ -12,7 +12,7 @@ from tracker.api.common import LIST, Limit, Offset
 from tracker.api.context import AppContext
 from tracker.api.models import DeadLetter, Page, Sms
 from tracker.importers.models import Text
-from tracker.store.registry_rows import load_registry, world_geojson
+from tracker.store.registry_rows import load_world
 from tracker.store.tokens import Principal
 
 router = APIRouter()
@@ -94,6 +94,8 @@ async def stats(
 async def world(
     _: Principal = Depends(require("admin")), ctx: AppContext = Depends(context)
 ) -> dict[str, Any]:
-    """The registry as one GeoJSON FeatureCollection (schemas/world.v1.json), for the simulator."""
+    """The registry as one GeoJSON FeatureCollection (schemas/world.v1.json), with what the alert
+    rules read (school calendars, route windows and arrivals, zone hours): for the simulator and for
+    ``tracker replay``."""
     async with ctx.pool.acquire() as conn:
-        return world_geojson(await load_registry(conn))
+        return await load_world(conn)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from tracker.importers.geojson import RouteGeometry, ZoneGeometry
 from tracker.importers.gpx import GpxError, read_gpx
-from tracker.importers.models import MAX_ID, RouteProps, ZoneProps
+from tracker.importers.models import MAX_ID, RouteProps, Window, ZoneProps
 
 __all__ = [
     "Draft",
@@ -28,6 +29,7 @@ __all__ = [
     "Problem",
     "WorldChild",
     "WorldFeatures",
+    "WorldSchool",
     "pydantic_problems",
     "read_import",
     "read_world",
@@ -271,14 +273,31 @@ class WorldChild(BaseModel):
 _CHILDREN: TypeAdapter[list[WorldChild]] = TypeAdapter(list[WorldChild])
 
 
+class WorldSchool(BaseModel):
+    """A school of a world document: its place, and what the alert rules read of it (the world of
+    ``GET /api/v1/world``; a hand-made world may leave all but the id and the point out)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: int = Field(ge=1, le=MAX_ID)
+    name: str = ""
+    lon: float = Field(ge=-180.0, le=180.0)
+    lat: float = Field(ge=-90.0, le=90.0)
+    timezone: str | None = None  # None: the tracker's default time zone
+    windows: list[Window] = Field(default_factory=list)
+    closed_days: list[date] = Field(default_factory=list)
+    fence_m: float | None = Field(None, gt=0)  # None: the schools table's default
+    children: list[WorldChild] = Field(default_factory=list)  # its children without a route
+
+
 @dataclass(frozen=True)
 class WorldFeatures:
-    """The routes and danger zones of a world document, each checked as an import checks it, and who
-    walks each route (route id -> its children)."""
+    """The routes and danger zones of a world document, each checked as an import checks it, who
+    walks each route (route id -> its children), and the schools."""
 
     routes: list[Draft]
     zones: list[Draft]
     children: dict[int, list[WorldChild]]
+    schools: list[WorldSchool] = field(default_factory=list)
 
 
 def read_world(
@@ -286,14 +305,19 @@ def read_world(
 ) -> tuple[WorldFeatures, list[Problem]]:
     """A world GeoJSON (``schemas/world.v1.json``, as ``GET /api/v1/world`` writes it; a file of only
     zones or only routes will do): its routes and zones read exactly as an import reads them, every
-    one with an id (the world's features are named by id), the schools' points passed over."""
+    one with an id (the world's features are named by id); its schools (Points)."""
     features, problems = _geojson_features(data)
     routes: list[Draft] = []
     zones: list[Draft] = []
     children: dict[int, list[WorldChild]] = {}
+    schools: list[WorldSchool] = []
     for loc, f, props in features:
         geometry = f.get("geometry")
         if props.get("kind") == "school" or (isinstance(geometry, dict) and geometry.get("type") == "Point"):
+            school, found = _school(loc, geometry, props, f.get("id"))
+            problems += found
+            if school is not None:
+                schools.append(school)
             continue
         draft, found = _draft(loc, geometry, props, f.get("id"), defaults)
         problems += found
@@ -312,7 +336,32 @@ def read_world(
             children[draft.id] = _CHILDREN.validate_python(props.get("children") or [])
         except ValidationError as e:
             problems += pydantic_problems(e, (*loc, "properties", "children"))
-    return WorldFeatures(routes, zones, children), problems
+    return WorldFeatures(routes, zones, children, schools), problems
+
+
+def _school(
+    loc: Loc, geometry: Any, props: dict[str, Any], feature_id: Any
+) -> tuple[WorldSchool | None, list[Problem]]:
+    coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+    if not (
+        isinstance(geometry, dict)
+        and geometry.get("type") == "Point"
+        and isinstance(coords, list)
+        and len(coords) >= 2
+    ):
+        return None, [
+            Problem((*loc, "geometry"), 'a school is a Point: {"type": "Point", "coordinates": [lon, lat]}')
+        ]
+    values = {k: v for k, v in props.items() if k != "kind" and v is not None}
+    values.setdefault("id", feature_id)
+    try:
+        return WorldSchool.model_validate(values | {"lon": coords[0], "lat": coords[1]}), []
+    except ValidationError as e:
+        found = pydantic_problems(e, (*loc, "properties"))
+        return None, [
+            Problem((*loc, "geometry", "coordinates"), p.msg) if p.loc[-1:] in (("lon",), ("lat",)) else p
+            for p in found
+        ]
 
 
 def where(loc: Loc) -> str:

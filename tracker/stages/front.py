@@ -74,7 +74,7 @@ def front(
         fixes.append(fix)
         fix_origins.append(origin)
     rate = limiter.batch()
-    admitted = _admit(view, fixes, fix_origins, now, settings.max_future_s, rate, limiter, refused)
+    admitted = admit(view, fixes, fix_origins, now, settings.max_future_s, rate, limiter, refused)
     return Front(admitted, Refused(*refused), rate, ignored)
 
 
@@ -138,7 +138,7 @@ def _sightings_as_fixes(
     return out
 
 
-def _admit(
+def admit(
     view: RegistryView,
     fixes: list[Fix],
     origins: list[int],
@@ -148,6 +148,9 @@ def _admit(
     limiter: TagRateLimiter,
     refused: tuple[list[Rejection], list[int]],
 ) -> Admitted:
+    """Stage 2 for decoded fixes: the named filters at ``now``, then the tags' token buckets (at each
+    fix's arrival); what is refused goes to ``refused``. ``tracker replay`` admits past fixes with it,
+    at the moment each batch was received."""
     kept: list[tuple[int, Fix, int]] = []
     tags = view.rows.tags
     for fix, origin in zip(fixes, origins, strict=True):

@@ -1,6 +1,6 @@
 """The registry as the pipeline reads it: its Row types and ``load_registry``, which reads them all in
 one transaction. tracker.registry_view builds the pipeline's index from these rows; ``world_geojson``
-turns them into the world the simulator reads (the CLI and ``GET /api/v1/world``).
+turns them into the world the simulator and ``tracker replay`` read (the CLI and ``GET /api/v1/world``).
 
 What the alert rules read beside these rows (school calendars, arrival times, zone hours, readers) is
 tracker.store.alert_rules; the HTTP API's scoped reads and writes are tracker.store.registry_crud.
@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+
+from tracker.store.alert_rules import AlertRuleRows, load_alert_rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,24 +146,43 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
     )
 
 
-def world_geojson(rows: RegistryRows) -> dict[str, Any]:
-    """The registry as a world.v1 FeatureCollection (schemas/world.v1.json): what the simulator reads."""
+async def load_world(conn: asyncpg.Connection) -> dict[str, Any]:
+    """The registry and its alert rules as one world document (``GET /api/v1/world``)."""
+    return world_geojson(await load_registry(conn), await load_alert_rules(conn))
+
+
+def world_geojson(rows: RegistryRows, rules: AlertRuleRows | None = None) -> dict[str, Any]:
+    """The registry as a world.v1 FeatureCollection (schemas/world.v1.json): what the simulator reads,
+    and, with the alert rules (school calendars and fences, route arrivals, zone hours), all that the
+    monitor decides with, so that ``tracker replay`` judges fixes as the service does."""
     by_route: dict[int, list[dict[str, Any]]] = {}
+    by_school: dict[int, list[dict[str, Any]]] = {}  # the children without a route
     tags_by_child: dict[int, list[str]] = {}
     for tag, child_id in sorted(rows.tags.items()):
         tags_by_child.setdefault(child_id, []).append(tag)
     for child in rows.children.values():
         if child.route_id is None:
-            continue
+            walkers = by_school.setdefault(child.school_id, [])
+        else:
+            walkers = by_route.setdefault(child.route_id, [])
         for tag in tags_by_child.get(child.id, []):
-            by_route.setdefault(child.route_id, []).append({"id": child.id, "name": child.name, "tag": tag})
+            walkers.append({"id": child.id, "name": child.name, "tag": tag})
     features: list[dict[str, Any]] = []
     for s in rows.schools.values():
+        props: dict[str, Any] = {"kind": "school", "id": s.id, "name": s.name, "timezone": s.timezone}
+        if rules is not None and (school := rules.schools.get(s.id)) is not None:
+            props |= {
+                "windows": school.windows,
+                "closed_days": sorted(d.isoformat() for d in school.closed_days),
+                "fence_m": school.fence_m,
+            }
+        if by_school.get(s.id):
+            props["children"] = by_school[s.id]
         features.append(
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": [s.lon, s.lat]},
-                "properties": {"kind": "school", "id": s.id, "name": s.name},
+                "properties": props,
             }
         )
     for r in rows.routes.values():
@@ -175,6 +196,8 @@ def world_geojson(rows: RegistryRows) -> dict[str, Any]:
                     "name": r.name,
                     "school_id": r.school_id,
                     "corridor_m": r.corridor_m,
+                    "windows": r.windows,
+                    "arrivals": [] if rules is None else rules.route_arrivals.get(r.id, []),
                     "children": by_route.get(r.id, []),
                 },
             }
@@ -190,6 +213,7 @@ def world_geojson(rows: RegistryRows) -> dict[str, Any]:
                     "name": z.name,
                     "zone_kind": z.kind,
                     "severity": z.severity,
+                    "hours": None if rules is None else rules.zone_hours.get(z.id),
                 },
             }
         )
