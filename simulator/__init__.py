@@ -7,7 +7,7 @@ paces it with a clock and publishes over MQTT; ``python -m simulator`` is the co
 
 from simulator.core import FixGenerator, SimChild, SimConfig, Step, select_children
 from simulator.gps import GpsConfig
-from simulator.incidents import KINDS, IncidentConfig, TruthRecord, read_truth
+from simulator.incidents import KINDS, IncidentConfig, IncidentSchedule, TruthRecord, read_truth
 from simulator.messages import Fix, Position, encode_batch, encode_position
 from simulator.projection import LocalProjection
 from simulator.runner import SimOptions, Simulator, Summary, run_simulator
@@ -21,6 +21,7 @@ __all__ = [
     "FixGenerator",
     "GpsConfig",
     "IncidentConfig",
+    "IncidentSchedule",
     "LocalProjection",
     "Position",
     "Route",

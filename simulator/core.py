@@ -8,6 +8,7 @@ by its own events (fixes, incidents), so a seed reproduces a run exactly whateve
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 import random
@@ -25,6 +26,7 @@ from simulator.gps import GpsConfig, GpsModel
 from simulator.incidents import (
     IncidentClock,
     IncidentConfig,
+    IncidentSchedule,
     RouteGeometry,
     TruthRecord,
     ZoneSet,
@@ -62,6 +64,8 @@ class SimConfig:
     gap_probability: float = 0.0
     """chance that a due fix starts a gap (subway, tunnel, a building): no fix for gap_s"""
     gap_s: tuple[float, float] = (20.0, 90.0)
+    schedule: IncidentSchedule | None = None
+    """one child's incidents at fixed moments (the demo's), instead of random ones"""
     rfid_gates: bool = False
     """children also carry an RFID card that their school's gate reader ('sim-gate-{school id}') sees
     when they arrive at school and when they leave"""
@@ -185,6 +189,7 @@ class VirtualChild:
         t0: float,
         scripted_incidents: Sequence[float] = (),
         reader: str | None = None,
+        schedule: IncidentSchedule | None = None,
     ) -> None:
         seed = f"{config.seed}:{child.tag}"
         self.child = child
@@ -199,7 +204,13 @@ class VirtualChild:
         self._rng_net = Rng(f"{seed}:network")
         self.walker = Walker(route.path, Rng(f"{seed}:walk"), config.walk, t0)
         self.gps = GpsModel(Rng(f"{seed}:gps"), config.gps, t0)
-        self.clock = IncidentClock(self._rng_inc, config.incidents, t0, scripted_incidents)
+        self.clock = IncidentClock(self._rng_inc, config.incidents, t0, scripted_incidents, schedule)
+        # a scheduled excursion's own stay (IncidentSchedule.stay_s), else the run's
+        self._scheduled_cfg = (
+            config.incidents
+            if schedule is None
+            else dataclasses.replace(config.incidents, stay_s=schedule.stay_s)
+        )
         self.next_fix_t = t0 + self._rng_fix.uniform(0.0, config.interval_s)
         self.seq = 0
         self.last_fix_ts: float | None = None
@@ -294,8 +305,10 @@ class VirtualChild:
         if t < self._busy_until:
             self.clock.postpone(self._busy_until + cfg.gap_s)
             return None
-        self.clock.fired()
-        kind = cfg.choose_kind(self._rng_inc)
+        scheduled = self.clock.fired()
+        if scheduled is not None:
+            cfg = self._scheduled_cfg
+        kind = scheduled or cfg.choose_kind(self._rng_inc)
         base = TruthRecord(
             kind=kind,
             child_id=self.child.spec.id,
@@ -369,6 +382,7 @@ class FixGenerator:
                 start_ts,
                 scripted.get(n, ()),
                 gate_reader_id(world.routes[c.route_index]),
+                config.schedule if config.schedule is not None and config.schedule.tag == c.tag else None,
             )
             for n, c in enumerate(chosen)
         ]

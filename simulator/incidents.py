@@ -91,6 +91,31 @@ class IncidentConfig:
         return rng.choices(kinds, weights=[self.kind_weights[k] for k in kinds])[0]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentSchedule:
+    """One child's incidents at fixed moments, kinds in turn: the first ``first_s`` after the start,
+    then one every ``every_s``. The demo (``make run``) scripts one, so a newcomer sees an alert
+    within a minute, and again every few minutes; that child has no random incidents besides."""
+
+    tag: str
+    first_s: float = 40.0
+    every_s: float = 300.0
+    kinds: tuple[str, ...] = ("sos", "enter_zone", "leave_route")
+    stay_s: tuple[float, float] = (60.0, 90.0)
+    """how long the child stays out or in: shorter than a random incident's, so that an excursion
+    is over before the next one is due (one still going on puts the next off: IncidentConfig.gap_s)"""
+
+    def __post_init__(self) -> None:
+        if not (self.first_s >= 0 and self.every_s > 0 and 0 <= self.stay_s[0] <= self.stay_s[1]):
+            raise ValueError("a schedule needs first_s >= 0, every_s > 0 and a stay_s range")
+        if not self.kinds or set(self.kinds) - set(KINDS):
+            raise ValueError(f"schedule kinds must be some of {', '.join(KINDS)}")
+
+    def moment(self, n: int, t0: float) -> tuple[float, str]:
+        """The n-th incident (0 first): when, and which kind."""
+        return t0 + self.first_s + n * self.every_s, self.kinds[n % len(self.kinds)]
+
+
 class TruthRecord(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One line of the ground-truth JSONL file."""
 
@@ -358,16 +383,36 @@ def plan_enter_zone(
 
 
 class IncidentClock:
-    """When a child's next incident is due: a Poisson process plus scripted moments."""
+    """When a child's next incident is due: a Poisson process plus scripted moments, or (a child with
+    an ``IncidentSchedule``) the schedule's moments alone."""
 
-    __slots__ = ("_poisson_next", "_rate_per_s", "_rng", "_scripted", "next_time")
+    __slots__ = (
+        "_poisson_next",
+        "_rate_per_s",
+        "_rng",
+        "_schedule",
+        "_schedule_n",
+        "_schedule_next",
+        "_scripted",
+        "_t0",
+        "next_time",
+    )
 
     def __init__(
-        self, rng: RandomSource, config: IncidentConfig, t0: float, scripted: Sequence[float]
+        self,
+        rng: RandomSource,
+        config: IncidentConfig,
+        t0: float,
+        scripted: Sequence[float],
+        schedule: IncidentSchedule | None = None,
     ) -> None:
         self._rng = rng
-        self._rate_per_s = config.per_child_per_hour / 3600.0
-        self._scripted = sorted(scripted)
+        self._t0 = t0
+        self._schedule = schedule
+        self._schedule_n = 0
+        self._schedule_next = schedule.moment(0, t0)[0] if schedule is not None else math.inf
+        self._rate_per_s = config.per_child_per_hour / 3600.0 if schedule is None else 0.0
+        self._scripted = sorted(scripted) if schedule is None else []
         self._poisson_next = self._draw(t0 + config.warmup_s)
         self.next_time = self._peek()
 
@@ -375,19 +420,32 @@ class IncidentClock:
         return after + self._rng.expovariate(self._rate_per_s) if self._rate_per_s > 0 else math.inf
 
     def _peek(self) -> float:
-        return min(self._poisson_next, self._scripted[0] if self._scripted else math.inf)
+        return min(self._poisson_next, self._scripted[0] if self._scripted else math.inf, self._schedule_next)
 
-    def fired(self) -> None:
-        """The due incident happened; move on to the next one."""
-        if self._scripted and self._scripted[0] <= self._poisson_next:
+    def _schedule_due(self) -> bool:
+        return self._schedule is not None and self._schedule_next <= self.next_time
+
+    def fired(self) -> str | None:
+        """The due incident happened; move on to the next one. Returns the kind a schedule gives
+        it (None: the caller draws one)."""
+        kind: str | None = None
+        if self._schedule_due():
+            assert self._schedule is not None
+            kind = self._schedule.moment(self._schedule_n, self._t0)[1]
+            self._schedule_n += 1
+            self._schedule_next = self._schedule.moment(self._schedule_n, self._t0)[0]
+        elif self._scripted and self._scripted[0] <= self._poisson_next:
             self._scripted.pop(0)
         else:
             self._poisson_next = self._draw(self._poisson_next)
         self.next_time = self._peek()
+        return kind
 
     def postpone(self, until: float) -> None:
         """The due incident waits until ``until`` (another one is running)."""
-        if self._scripted and self._scripted[0] <= self._poisson_next:
+        if self._schedule_due():
+            self._schedule_next = until
+        elif self._scripted and self._scripted[0] <= self._poisson_next:
             self._scripted[0] = until
             self._scripted.sort()
         else:

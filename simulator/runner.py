@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 from simulator.core import FixGenerator, SimConfig
 from simulator.gps import GpsConfig
-from simulator.incidents import IncidentConfig, TruthWriter
+from simulator.incidents import IncidentConfig, IncidentSchedule, TruthWriter
 from simulator.messages import (
     FORMATS,
     MAX_BATCH,
@@ -72,6 +72,8 @@ class SimOptions:
     """this fraction of the children has exactly one incident, in the first 60 % of the run (or hour)"""
     incident_kinds: Mapping[str, float] | None = None
     """relative weights of leave_route, enter_zone, sos, go_silent; None: the defaults"""
+    schedule: IncidentSchedule | None = None
+    """one child's incidents at fixed moments, kinds in turn (the demo's: tracker.demo.script)"""
     batch: int = 0
     """0: one fix per message; N: gateway batches of up to N fixes (native format only)"""
     format: str = "native"
@@ -144,6 +146,7 @@ class SimOptions:
             duplicate_probability=self.duplicates,
             late_probability=self.late,
             gap_probability=self.gaps,
+            schedule=self.schedule,
             rfid_gates=self.rfid,
         )
 

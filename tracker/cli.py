@@ -29,10 +29,13 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracker.config import Settings, load_settings
 from tracker.embedded import EmbeddedBroker, EmbeddedPostgres
+
+if TYPE_CHECKING:
+    from tracker.demo.script import DemoChild
 
 log = logging.getLogger("tracker")
 T = TypeVar("T")
@@ -91,9 +94,12 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
         await service.start()
         tokens: dict[str, str] = {}
         if demo:
-            tokens, world_path = await _demo_setup(service, settings)
+            tokens, world_path, scripted = await _demo_setup(service, settings)
             if settings.simulate:
-                simulator_stop = _start_simulator(settings, world_path, mqtt_url)
+                from tracker.demo.script import describe
+
+                simulator_stop = _start_simulator(settings, world_path, mqtt_url, scripted)
+                tokens["scripted"] = describe(scripted, settings)
         _banner(settings, database_url, mqtt_url, tokens, demo)
         await stop.wait()
         print("\nstopping ...", flush=True)
@@ -103,13 +109,15 @@ async def _run(settings: Settings, database_url: str, mqtt_url: str, demo: bool)
         await service.stop()
 
 
-async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str], Path]:
+async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str], Path, DemoChild]:
     from tracker.demo.city import load_demo_city
+    from tracker.demo.script import demo_child
     from tracker.store.registry_rows import load_world
     from tracker.store.tokens import issue_token
 
     async with service.pool.acquire() as conn:
         city = await load_demo_city(conn, children=settings.demo_children)
+        scripted = await demo_child(conn, city.demo_guardian_id)
         guardian = await issue_token(
             conn, role="guardian", guardian_id=city.demo_guardian_id, label="make run", ttl=timedelta(days=7)
         )
@@ -132,24 +140,20 @@ async def _demo_setup(service: Any, settings: Settings) -> tuple[dict[str, str],
         f"{city.children} children (world: {world_path})",
         flush=True,
     )
-    return {"guardian": guardian, "admin": admin, "school": school}, world_path
+    return {"guardian": guardian, "admin": admin, "school": school}, world_path, scripted
 
 
-def _start_simulator(settings: Settings, world_path: Path, mqtt_url: str) -> Callable[[], None]:
-    """The device simulator in a thread beside the service, with scripted incidents."""
+def _start_simulator(
+    settings: Settings, world_path: Path, mqtt_url: str, scripted: DemoChild
+) -> Callable[[], None]:
+    """The device simulator in a thread beside the service, with random incidents and the demo
+    child's script (tracker.demo.script)."""
     import threading
 
-    from simulator import SimOptions, Simulator
+    from simulator import Simulator
+    from tracker.demo.script import simulator_options
 
-    options = SimOptions(
-        world=str(world_path),
-        mqtt_url=mqtt_url,
-        prefix=settings.topic_prefix,
-        incident_fraction=0.3,  # 30 % of the children have one scripted incident in the first hour
-        incidents_per_hour=0.2,  # and every child a few more as time goes on
-        truth_path=str(settings.data_dir / "demo-truth.jsonl"),
-        quiet=True,
-    )
+    options = simulator_options(settings, world_path, mqtt_url, scripted.tag)
     simulator = Simulator(options, log=logging.getLogger("simulator").info)
     stop_event = threading.Event()
     thread = threading.Thread(target=simulator.run, args=(stop_event,), name="simulator", daemon=True)
@@ -185,6 +189,11 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
             "                   (paste it into the parent page: the demo guardian watches every child of",
             "                    Daechi Elementary School; the simulator walks the children and scripts",
             "                    incidents)",
+            *(
+                [f"  first alert      {tokens['scripted']}", "                   (watch the parent page)"]
+                if "scripted" in tokens
+                else []
+            ),
             f"  school page, signed in: {url}/school#token={tokens['school']}",
             "                   (staff of the demo guardian's school: children, routes, the live map)",
             f"  city page, signed in:   {url}/city#token={tokens['admin']}",

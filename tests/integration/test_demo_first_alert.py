@@ -1,0 +1,74 @@
+"""`make run`'s first look: the demo city, its simulator with the options `make run` gives it
+(tracker.demo.script.simulator_options) and the real service over MQTT; within the first minute the
+demo guardian (whom `make run`'s parent link signs in as) gets an alert on their websocket, live, and
+the school's staff see it in their day's list."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+
+import httpx
+
+from simulator import run_simulator
+from tests.helpers import GuardianSocket
+from tracker.demo.city import load_demo_city
+from tracker.demo.script import demo_child, simulator_options
+from tracker.store.registry_rows import load_registry, world_geojson
+from tracker.store.tokens import issue_token
+
+
+async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(service, mqtt_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    svc = service
+    async with svc.pool.acquire() as conn:
+        city = await load_demo_city(conn, children=12)
+        child = await demo_child(conn, city.demo_guardian_id)
+        again = await demo_child(conn, city.demo_guardian_id)  # a kept database: the same child, unchanged
+        first_told = await conn.fetchval(
+            "SELECT guardian_id FROM child_guardians WHERE child_id = $1 ORDER BY priority LIMIT 1",
+            child.child_id,
+        )
+        guardian = await issue_token(conn, role="guardian", guardian_id=city.demo_guardian_id)
+        school_id = await conn.fetchval("SELECT school_id FROM children WHERE id = $1", child.child_id)
+        staff = await issue_token(conn, role="school", school_id=school_id)
+        world = world_geojson(await load_registry(conn))
+    assert again == child and first_told == city.demo_guardian_id
+    await svc.reload_registry()
+    world_path = tmp_path / "demo-world.geojson"
+    world_path.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
+    options = simulator_options(svc.settings, world_path, mqtt_url, child.tag)
+    assert options.schedule is not None and options.schedule.first_s < 60  # the defaults make run uses
+
+    base = f"http://127.0.0.1:{svc.settings.http_port}"
+    stop = asyncio.Event()
+    async with GuardianSocket(f"ws://127.0.0.1:{svc.settings.http_port}/ws?token={guardian}") as ws:
+        started = time.time()
+        simulation = asyncio.create_task(run_simulator(options, stop))
+        try:
+            arrived, message = await ws.wait_for(
+                lambda m: m["type"] == "alert"
+                and m["child"]["id"] == child.child_id
+                and m["severity"] != "info",  # not the 'arrived home' notice of the child's first fixes
+                60,
+            )
+        finally:
+            stop.set()
+            summary = await simulation
+    assert arrived - started < 60
+    assert message["kind"] == "sos" and message["severity"] == "critical" and message["transition"] == "opened"
+    assert child.name in message["text"]  # the demo guardian reads English: "SOS from ..."
+    assert summary.incidents.get("sos", 0) >= 1
+
+    # the school page's day list (the server's filters it asks for) holds it too
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    async with httpx.AsyncClient(base_url=base) as http:
+        page = (
+            await http.get(
+                "/api/v1/alerts",
+                params={"since": midnight.isoformat(), "severity": ["critical", "warning"]},
+                headers={"Authorization": f"Bearer {staff}"},
+            )
+        ).json()
+    assert message["alert_id"] in [a["id"] for a in page["items"]]
