@@ -20,7 +20,9 @@ from tracker.store.registry_rows import load_registry, world_geojson
 from tracker.store.tokens import issue_token
 
 
-async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(service, mqtt_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(  # type: ignore[no-untyped-def]
+    service, mqtt_url: str, tmp_path
+) -> None:
     svc = service
     async with svc.pool.acquire() as conn:
         city = await load_demo_city(conn, children=12)
@@ -48,16 +50,16 @@ async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(service, 
         simulation = asyncio.create_task(run_simulator(options, stop))
         try:
             arrived, message = await ws.wait_for(
-                lambda m: m["type"] == "alert"
-                and m["child"]["id"] == child.child_id
-                and m["severity"] != "info",  # not the 'arrived home' notice of the child's first fixes
+                lambda m: (
+                    m["type"] == "alert" and m["child"]["id"] == child.child_id and m["severity"] != "info"
+                ),  # not the 'arrived home' notice of the child's first fixes
                 60,
             )
         finally:
             stop.set()
             summary = await simulation
     assert arrived - started < 60
-    assert message["kind"] == "sos" and message["severity"] == "critical" and message["transition"] == "opened"
+    assert (message["kind"], message["severity"], message["transition"]) == ("sos", "critical", "opened")
     assert child.name in message["text"]  # the demo guardian reads English: "SOS from ..."
     assert summary.incidents.get("sos", 0) >= 1
 
