@@ -24,8 +24,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from tests.helpers import line, lonlat, square
 from tracker.cli import main as tracker_cli
 from tracker.config import Settings
@@ -157,8 +155,8 @@ async def test_replay_raises_the_alerts_the_pipeline_raises(database_url: str, t
                     f"tracker/v1/tags/{tag}/position", json.dumps(payload).encode(), received, n + 1, 1
                 )
             )
-        last_pass = min(batches) - TICK_S
-        for second, messages in sorted(batches.items()):
+        last_pass = fixes[0][2] - TICK_S  # the clock has been running: its last pass before the first fix
+        for _second, messages in sorted(batches.items()):
             for t in clock_passes(last_pass, messages[0].received_at, TICK_S):
                 await pipeline.tick(t)
                 last_pass = t
@@ -231,46 +229,3 @@ async def test_replay_raises_the_alerts_the_pipeline_raises(database_url: str, t
     assert zone_alert["severity"] == "critical" and zone_alert["resolved_by"] == "left_zone"
     lost = by_kind[(dami, "signal_lost")]
     assert lost["fix"] is None and lost["route_id"] == route and lost["resolved_by"] == "signal_back"
-
-
-@pytest.mark.parametrize("columns", ["tag,ts,lon,lat,acc", "child,ts,lon,lat,acc"])
-def test_fix_rows_by_child_or_tag_give_the_same_alerts(columns: str) -> None:
-    """A CSV may name the child instead of the tag: the world's tag of that child sends it."""
-    from tracker.replay import read_fixes, replay_alerts
-
-    world = {
-        "type": "FeatureCollection",
-        "features": [
-            {
-                "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": list(lonlat(0, 0))},
-                "properties": {"kind": "school", "id": 1, "timezone": "Asia/Seoul"},
-            },
-            {
-                "type": "Feature",
-                "geometry": square(-300, 150, 40),
-                "properties": {"kind": "zone", "id": 5, "name": "pit", "zone_kind": "construction"},
-            },
-            {
-                "type": "Feature",
-                "geometry": line((-600, 0), (0, 0)),
-                "properties": {
-                    "kind": "route",
-                    "id": 3,
-                    "name": "walk",
-                    "school_id": 1,
-                    "corridor_m": 30,
-                    "children": [{"id": 7, "tag": "tag-7"}],
-                },
-            },
-        ],
-    }
-    who = "tag-7" if columns.startswith("tag") else "7"
-    rows = [columns] + [
-        f"{who},{1_800_000_000 + 10 * k},{lonlat(-300, 150)[0]!r},{lonlat(-300, 150)[1]!r},5"
-        for k in range(3)
-    ]
-    run = replay_alerts(read_fixes(rows), json.dumps(world).encode(), settings=Settings())  # type: ignore[call-arg]
-    assert [(a["child_id"], a["tag"], a["kind"], a["zone_id"]) for a in run.alerts] == [
-        (7, "tag-7", "danger_zone", 5)
-    ]

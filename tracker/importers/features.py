@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from tracker.importers.geojson import RouteGeometry, ZoneGeometry
 from tracker.importers.gpx import GpxError, read_gpx
@@ -287,6 +288,16 @@ class WorldSchool(BaseModel):
     closed_days: list[date] = Field(default_factory=list)
     fence_m: float | None = Field(None, gt=0)  # None: the schools table's default
     children: list[WorldChild] = Field(default_factory=list)  # its children without a route
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r} (an IANA name such as 'Asia/Seoul')") from None
+        return value
 
 
 @dataclass(frozen=True)
