@@ -33,6 +33,7 @@ from tracker.ingest.handoff import Handoff
 from tracker.ingest.http import HttpIngress, MessageAnswer
 from tracker.metrics import Metrics
 from tracker.pipeline import BatchOutcome, Pipeline, PreparedBatch
+from tracker.store.alerts import AlertFacts, DeliveryJob
 from tracker.store.batches import store_dead_letters
 from tracker.store.db import DB_ERRORS
 
@@ -44,8 +45,11 @@ class Acknowledger(Protocol):
     def ack(self, messages: list[RawMessage]) -> None: ...
 
 
-class Wakeable(Protocol):
+class Dispatching(Protocol):
+    """What the loop asks of the dispatcher (tracker.alerts.dispatcher.Dispatcher)."""
+
     def wake(self) -> None: ...
+    def send_at_once(self, deliveries: list[tuple[DeliveryJob, AlertFacts]]) -> None: ...
 
 
 class BatchLoop:
@@ -59,7 +63,7 @@ class BatchLoop:
         pool: asyncpg.Pool,
         broker: Acknowledger,
         http: HttpIngress,
-        dispatcher: Wakeable,
+        dispatcher: Dispatching,
     ) -> None:
         self._pipeline = pipeline
         self._queue = queue
@@ -151,6 +155,7 @@ class BatchLoop:
         except Exception:
             log.exception("batch of %d messages not committed", len(batch))
             return None
+        self._dispatcher.send_at_once(outcome.at_once)
         self._acknowledge(batch, outcome.answers)
         return outcome
 
@@ -186,6 +191,7 @@ class BatchLoop:
             try:
                 outcome = await self._through_db_trouble("committed", 1, partial(self._alone, message))
                 answers = outcome.answers
+                self._dispatcher.send_at_once(outcome.at_once)
             except Exception as e:
                 self._pipeline.discard_ahead()
                 log.exception("message on %s failed; dead-lettered as internal_error", message.topic)

@@ -48,9 +48,18 @@ __all__ = ["BatchOutcome", "Pipeline", "PreparedBatch"]
 
 class Pipeline:
     def __init__(
-        self, *, pool: asyncpg.Pool, view: Callable[[], RegistryView], settings: Settings, metrics: Metrics
+        self,
+        *,
+        pool: asyncpg.Pool,
+        view: Callable[[], RegistryView],
+        settings: Settings,
+        metrics: Metrics,
+        connected_here: Callable[[int], bool] = lambda guardian_id: False,
     ) -> None:
+        """``connected_here``: whether a guardian has a websocket open on this process (their critical
+        alerts go out on it as soon as the batch is committed: ``BatchOutcome.at_once``)."""
         self._pool = pool
+        self._connected_here = connected_here
         self._view = view
         self._settings = settings
         self._metrics = metrics
@@ -145,7 +154,8 @@ class Pipeline:
         """Stage 5: one transaction. On success the batch's states become the committed ones. On a
         failure nothing is applied and ``p`` may be committed again (PostgreSQL trouble); a batch that
         cannot be committed at all must be followed by ``discard_ahead``."""
-        await write_batch(self._pool, p, self.escalation, StageClock(self._metrics.stage_seconds))
+        clock = StageClock(self._metrics.stage_seconds)
+        await write_batch(self._pool, p, self.escalation, clock, self._connected_here)
         # only now: the commit succeeded
         self.states.commit(p.states)
         p.rate.commit()

@@ -100,7 +100,13 @@ class Service:
             backoff_s=s.delivery_backoff_s,
             rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
         )
-        self.pipeline = Pipeline(pool=self.pool, view=self.view, settings=s, metrics=self.metrics)
+        self.pipeline = Pipeline(
+            pool=self.pool,
+            view=self.view,
+            settings=s,
+            metrics=self.metrics,
+            connected_here=lambda guardian_id: self.hub.connections(guardian_id) > 0,
+        )
         self._queue: Handoff[RawMessage] = Handoff(
             asyncio.get_running_loop(), s.ingest_queue_max, size=lambda m: len(m.payload)
         )

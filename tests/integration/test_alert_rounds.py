@@ -61,4 +61,4 @@ async def test_one_batch_that_opens_resolves_and_opens_again_keeps_each_child_s_
     assert [s for c, s in steps if c == ara.child_id] == ["opened", "resolved", "opened"]
     assert [s for c, s in steps if c == cho.child_id] == ["opened", "updated"]
     # told: Ara's opening, resolution and second opening; Bom's arrival and departure; Cho's SOS once
-    assert outbox == 6
+    assert outbox.rows == 6

@@ -4,10 +4,14 @@ Persist first, then fan out: the pipeline commits alerts and their outbox rows, 
 dispatcher; the dispatcher also looks at the outbox every `poll_s` for retries that came due and
 for rows another process wrote. A channel failure is logged and retried, never lost, never fatal.
 
-It works in two lanes, each a loop of rounds: the websocket (a parent's page: a message on an open
-socket, cheap) and every other channel (SMS gateways, school webhooks: slow, and throttled by their
-providers). A burst of critical alerts goes out on the parents' sockets as soon as the commit wakes
-the dispatcher, and does not wait behind thousands of SMS. A round is sized by time, not by count:
+A critical alert does not wait for a round on the parents' sockets: the commit that opens it claims
+its websocket deliveries to guardians connected to this process (written 'sending' in the alert's
+transaction), and :meth:`Dispatcher.send_at_once` sends them as soon as the transaction is committed
+and marks them after, through the same per-delivery rules as a round (``_deliver``). Everything else
+goes through the outbox, in two lanes, each a loop of rounds: the websocket (a parent's page: a
+message on an open socket, cheap) and every other channel (SMS gateways, school webhooks: slow, and
+throttled by their providers), so that no socket waits behind thousands of SMS. A round is sized by
+time, not by count:
 each lane claims as many rows as it delivered in ``ROUND_S`` the round before (between ``MIN_ROUND``
 and ``MAX_ROUND``), so that a burst is taken in few rounds and a slow channel does not hold a big one.
 
@@ -82,13 +86,37 @@ class Dispatcher:
         self._rate_count, self._rate_window_s = rate_limit
         self._lanes = (_Lane("websocket", FAST_CHANNELS, False), _Lane("other", FAST_CHANNELS, True))
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (channel, state) -> count, for metrics
+        self._sending: set[asyncio.Future[None]] = set()  # send_at_once's tasks
 
     def wake(self) -> None:
         for lane in self._lanes:
             lane.wake.set()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._run(lane) for lane in self._lanes))
+        try:
+            await asyncio.gather(*(self._run(lane) for lane in self._lanes))
+        finally:  # stopping: what is being sent at once is marked before the pool closes
+            if self._sending:
+                await asyncio.wait(self._sending, timeout=5.0)
+
+    def send_at_once(self, deliveries: list[tuple[DeliveryJob, AlertFacts]]) -> None:
+        """Send deliveries that a commit claimed (critical alerts to sockets on this process) now, in
+        a task of their own; their outcomes are written together, as a round's are."""
+        if deliveries:
+            task = asyncio.ensure_future(self._send_at_once(deliveries))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _send_at_once(self, deliveries: list[tuple[DeliveryJob, AlertFacts]]) -> None:
+        done: list[DeliveryMark] = []
+
+        async def deliver(job: DeliveryJob, facts: AlertFacts) -> None:
+            done.append(await self._deliver(job, facts, {}))  # critical: no rate limit to count
+
+        try:
+            await asyncio.gather(*(deliver(job, facts) for job, facts in deliveries))
+        finally:
+            await self._mark(done)
 
     async def _run(self, lane: _Lane) -> None:
         while True:

@@ -16,6 +16,7 @@ from tracker.ingest.ratelimit import RateBatch
 from tracker.monitor import ChildState, Observation
 from tracker.registry_view import RegistryView
 from tracker.stages.front import NO_ANSWER, Admitted, Refused
+from tracker.store.alerts import AlertFacts, DeliveryJob
 from tracker.store.batches import DeadLetterRecord, PositionRecord, encode_state
 
 
@@ -30,6 +31,8 @@ class BatchOutcome:
     outbox_rows: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # valid messages without a position
     answers: dict[int, MessageAnswer] = field(default_factory=dict)  # HTTP message id -> its answer
+    # critical websocket deliveries claimed in the commit, to send at once (tracker.stages.commit)
+    at_once: list[tuple[DeliveryJob, AlertFacts]] = field(default_factory=list)
 
 
 @dataclass

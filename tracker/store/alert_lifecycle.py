@@ -10,6 +10,8 @@ be updated, never duplicated.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +30,7 @@ from tracker.alerts.lifecycle import (
     severity_of,
 )
 from tracker.store import scope
+from tracker.store.alerts import FACTS_COLUMNS, FACTS_JOINS, LINKED, AlertFacts, DeliveryJob, facts_of
 
 
 def _ts(unix: float | None) -> datetime | None:
@@ -54,16 +57,30 @@ _OPEN = (
 )
 
 
+@dataclass
+class OutboxWritten:
+    """What a batch's alert transitions put in the outbox."""
+
+    rows: int = 0
+    # the critical websocket deliveries to guardians connected to this process, claimed in the same
+    # transaction ('sending'): the caller sends them as soon as the transaction is committed, with
+    # what each message says, and marks them (a crash in between: they are due again at the next start)
+    at_once: list[tuple[DeliveryJob, AlertFacts]] = field(default_factory=list)
+
+
 async def apply_events(
     conn: asyncpg.Connection,
     events: list[ChildEvent],
     recipients: dict[int, list[Recipient]],
     schools: dict[int, int | None],
     escalation: Escalation,
-) -> int:
-    """Write the alert transitions of `events`, their history and their outbox rows; returns the
-    number of outbox rows. Must run inside the batch's transaction. `recipients`: child id ->
-    guardians in escalation order; `schools`: child id -> school id when the school has a webhook.
+    at_once: Collection[int] = (),
+) -> OutboxWritten:
+    """Write the alert transitions of `events`, their history and their outbox rows. Must run inside
+    the batch's transaction. `recipients`: child id -> guardians in escalation order; `schools`: child
+    id -> school id when the school has a webhook; `at_once`: guardians whose critical websocket
+    deliveries the caller sends itself right after the commit (they have a socket open on this
+    process), instead of the dispatcher's next round.
 
     A child's transitions are applied in the order of its events; different children's touch different
     alerts, so they go in rounds (each child's first transition, then each one's second, ...), each
@@ -132,29 +149,50 @@ async def apply_events(
             first = recipients.get(ce.child_id, [])[:1]
             outbox += guardian_messages(row["id"], "opened", first, severity)
             outbox += school_messages(row["id"], "opened", schools.get(ce.child_id))
-    if history or outbox:
-        await conn.execute(_HISTORY_AND_OUTBOX, *_columns(history, 4), *_columns(outbox, 5))
-    return len(outbox)
+    if not (history or outbox):
+        return OutboxWritten()
+    rows = await conn.fetch(_HISTORY_AND_OUTBOX, *_columns(history, 4), *_columns(outbox, 5), list(at_once))
+    return OutboxWritten(
+        rows[0]["written"],
+        [facts_of(r) for r in rows if r["delivery_id"] is not None],
+    )
 
 
 # the order the dispatcher claims deliveries in (migration 0005): critical alerts', warnings', notices'
 _PRIORITY = "CASE alert.severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 
+# a delivery sent by the committing process as soon as the transaction is committed (the outbox row
+# is written 'sending', as a dispatcher's claim would leave it)
+_AT_ONCE = "(o.channel = 'websocket' AND alert.severity = 'critical' AND o.guardian_id = ANY($10::bigint[]))"
+
 # history rows and outbox rows in one statement of arrays (a batch's were two pipelined statements of
-# a row each: a round trip more for every batch with an alert, and a statement per row)
+# a row each: a round trip more for every batch with an alert, and a statement per row); it answers
+# with the number of outbox rows written, and the rows claimed at once with what their messages say
+# (one row with nulls when there are none)
 _HISTORY_AND_OUTBOX = (
     "WITH history AS ("
     " INSERT INTO alert_history (alert_id, at, step, detail)"
     " SELECT h.alert_id, coalesce(h.at, now()), h.step, h.detail"
     " FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[])"
     " WITH ORDINALITY AS h(alert_id, at, step, detail, n)"
-    " ORDER BY h.n)"
-    " INSERT INTO deliveries (alert_id, transition, guardian_id, school_id, channel, priority)"
-    f" SELECT o.*, {_PRIORITY}"
+    " ORDER BY h.n),"
+    " written AS ("
+    " INSERT INTO deliveries"
+    " (alert_id, transition, guardian_id, school_id, channel, priority, state, attempts)"
+    f" SELECT o.*, {_PRIORITY},"
+    f" CASE WHEN {_AT_ONCE} THEN 'sending' ELSE 'pending' END, CASE WHEN {_AT_ONCE} THEN 1 ELSE 0 END"
     " FROM unnest($5::bigint[], $6::text[], $7::bigint[], $8::bigint[], $9::text[])"
     " AS o(alert_id, transition, guardian_id, school_id, channel)"
     " JOIN alerts alert ON alert.id = o.alert_id"
     " ON CONFLICT DO NOTHING"
+    " RETURNING id, alert_id, transition, channel, attempts, guardian_id, state)"
+    " SELECT n.written, j.* FROM (SELECT count(*) AS written FROM written) n LEFT JOIN ("
+    "  SELECT w.id AS delivery_id, w.transition, w.channel, w.attempts, w.guardian_id,"
+    "  g.phone, coalesce(g.language, 'ko') AS language,"
+    f" {LINKED.format(delivery='w')} AS linked, {FACTS_COLUMNS}"
+    f"  FROM written w JOIN alerts a ON a.id = w.alert_id {FACTS_JOINS}"
+    "  LEFT JOIN guardians g ON g.id = w.guardian_id"
+    "  WHERE w.state = 'sending') j ON true"
 )
 
 
@@ -166,7 +204,7 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
 async def write_outbox(conn: asyncpg.Connection, rows: list[OutboxRow]) -> int:
     """Insert outbox rows (alert, transition, guardian or school, channel); a row already there is kept."""
     if rows:
-        await conn.execute(_HISTORY_AND_OUTBOX, *_columns([], 4), *_columns(rows, 5))
+        await conn.fetch(_HISTORY_AND_OUTBOX, *_columns([], 4), *_columns(rows, 5), [])
     return len(rows)
 
 

@@ -32,20 +32,23 @@ class AlertFacts:
     timezone: str
 
 
-_FACTS_SQL = """
-SELECT a.id AS alert_id, a.kind, a.severity, a.state, a.child_id, c.name AS child_name,
-       a.zone_id, z.name AS zone_name, z.kind AS zone_kind, a.opened_at, a.resolved_at,
-       a.last_lon AS lon, a.last_lat AS lat, a.last_acc AS acc, a.last_fix_ts AS fix_ts,
-       a.fix_received_at, coalesce(s.timezone, 'Asia/Seoul') AS timezone
-FROM alerts a
+FACTS_COLUMNS = """
+a.id AS alert_id, a.kind, a.severity, a.state, a.child_id, c.name AS child_name,
+a.zone_id, z.name AS zone_name, z.kind AS zone_kind, a.opened_at, a.resolved_at,
+a.last_lon AS lon, a.last_lat AS lat, a.last_acc AS acc, a.last_fix_ts AS fix_ts,
+a.fix_received_at, coalesce(s.timezone, 'Asia/Seoul') AS timezone
+"""
+# an alert (``a``) joined to what its facts name: the child, the child's school, the zone
+FACTS_JOINS = """
 JOIN children c ON c.id = a.child_id
 LEFT JOIN schools s ON s.id = c.school_id
 LEFT JOIN danger_zones z ON z.id = a.zone_id
 """
+_FACTS_SQL = f"SELECT {FACTS_COLUMNS} FROM alerts a {FACTS_JOINS}"
 
 
 def _facts(r: asyncpg.Record) -> AlertFacts:
-    values = dict(r.items())
+    values = {k: r[k] for k in AlertFacts.__dataclass_fields__}
     if values["acc"] is not None:
         values["acc"] = float(values["acc"])
     return AlertFacts(**values)
@@ -133,6 +136,23 @@ class DeliveryJob:
     linked: bool = True
 
 
+# whether a delivery's guardian (if any) is still linked to its alert's child (``a``): one unlinked
+# after the row was written gets nothing; ``{delivery}``: the deliveries row's alias
+LINKED = (
+    "({delivery}.guardian_id IS NULL OR EXISTS (SELECT 1 FROM child_guardians cg"
+    " WHERE cg.child_id = a.child_id AND cg.guardian_id = {delivery}.guardian_id))"
+)
+
+
+def facts_of(r: asyncpg.Record) -> tuple[DeliveryJob, AlertFacts]:
+    """A guardian's delivery and its alert's facts, from a row of the job's columns and FACTS_COLUMNS."""
+    job = DeliveryJob(
+        r["delivery_id"], r["alert_id"], r["transition"], r["channel"], r["attempts"], r["guardian_id"],
+        None, r["phone"], r["language"], None, None, r["severity"], r["linked"],
+    )  # fmt: skip
+    return job, _facts(r)
+
+
 async def claim_due_deliveries(
     pool: asyncpg.Pool, limit: int = 200, *, channels: Sequence[str] | None = None, other: bool = False
 ) -> list[DeliveryJob]:
@@ -158,8 +178,7 @@ async def claim_due_deliveries(
         " SELECT c.id, c.alert_id, c.transition, c.channel, c.attempts, c.guardian_id, c.school_id,"
         " coalesce(g.phone, s.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
         " s.webhook_url, s.webhook_secret, a.severity,"
-        " (c.guardian_id IS NULL OR EXISTS (SELECT 1 FROM child_guardians cg"
-        "   WHERE cg.child_id = a.child_id AND cg.guardian_id = c.guardian_id)) AS linked"
+        f" {LINKED.format(delivery='c')} AS linked"
         " FROM claimed c JOIN alerts a ON a.id = c.alert_id"
         " LEFT JOIN guardians g ON g.id = c.guardian_id LEFT JOIN schools s ON s.id = c.school_id"
         " ORDER BY c.id",
