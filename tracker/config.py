@@ -131,6 +131,24 @@ class Settings(_RuleSettings):
         8, description="attempts per (alert, guardian, channel) before giving up"
     )
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
+    vapid_key_file: Path | None = Field(
+        None,
+        description="file holding the service's VAPID private key (PEM; made, mode 0600, when missing);"
+        " unset: the key pair is kept in PostgreSQL. A new key makes every push subscription useless",
+    )
+    vapid_subject: str = Field(
+        "mailto:tracker@localhost",
+        pattern=r"^(mailto:\S+@\S+|https://\S+)$",
+        description="the contact push services may write to about this sender (VAPID 'sub': a mailto: or"
+        " https: URL); Apple's push service refuses a localhost one",
+    )
+    push_services: str = Field(
+        "https://fcm.googleapis.com https://updates.push.services.mozilla.com https://*.push.apple.com"
+        " https://*.notify.windows.com",
+        description="origins a push subscription's endpoint may have (space-separated, * for one or more"
+        " host labels): the tracker POSTs to them, so no other address is accepted",
+    )
+    push_timeout_s: float = Field(10.0, gt=0, description="how long a push service may take to answer")
     public_url: str = Field("http://127.0.0.1:8000", description="base URL put into SMS texts")
     tile_url: str = Field(
         "",

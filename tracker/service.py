@@ -33,6 +33,7 @@ from tracker.alerts.channels import (
 )
 from tracker.alerts.dispatcher import Dispatcher
 from tracker.alerts.hub import WebSocketHub
+from tracker.alerts.push import PushChannel, load_vapid_keys
 from tracker.api import AppContext, create_app
 from tracker.batch_loop import BatchLoop
 from tracker.config import Settings
@@ -93,9 +94,13 @@ class Service:
 
         sms: SmsProvider = self._sms_provider()
         self._webhook = WebhookChannel(s.webhook_timeout_s)
+        self.vapid_keys = await load_vapid_keys(self.pool, s.vapid_key_file)
+        self._push = PushChannel(
+            self.pool, self.vapid_keys, subject=s.vapid_subject, timeout_s=s.push_timeout_s
+        )
         self.dispatcher = Dispatcher(
             self.pool,
-            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url), self._webhook],
+            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url), self._webhook, self._push],
             max_attempts=s.delivery_max_attempts,
             backoff_s=s.delivery_backoff_s,
             rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
@@ -154,6 +159,7 @@ class Service:
             self.context.readiness["broker_settings"] = lambda: probe.ready
             self.context.readiness_problems["broker_settings"] = probe.problem
         self.app = create_app(self.context)
+        self.app.state.vapid_keys = self.vapid_keys  # the API's GET /api/v1/push/key
         self._spawn(self.batch_loop.run(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(listener), "registry")
@@ -195,6 +201,8 @@ class Service:
             self.ingestor.stop()
         with contextlib.suppress(AttributeError):
             await self._webhook.close()
+        with contextlib.suppress(AttributeError):
+            await self._push.close()
         with contextlib.suppress(AttributeError):
             try:
                 await asyncio.wait_for(self.pool.close(), STOP_TIMEOUT_S)

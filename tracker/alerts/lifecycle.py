@@ -17,7 +17,7 @@ from typing import Literal, TypeAlias
 from tracker.monitor import Event, EventKind
 
 Action = Literal["open", "resolve", "notice"]  # notice: an info alert, resolved as it is made
-CHANNELS = ("websocket", "sms")  # a guardian's channels; a school's are its duty phone and its webhook
+CHANNELS = ("websocket", "sms", "push")  # a guardian's; a school's are its duty phone and its webhook
 
 OutboxRow: TypeAlias = tuple[int, str, int | None, int | None, str]
 """One message to send: (alert id, transition, guardian id or None, school id or None, channel)."""
@@ -130,7 +130,8 @@ def guardian_messages(
     alert_id: int, transition: str, people: list[Recipient], severity: str
 ) -> list[OutboxRow]:
     """Outbox rows for these guardians on their channels. Info notices (arrived, low battery) go on
-    the websocket only: an SMS for every arrival of every child would cost and numb."""
+    the websocket and push only (a push notice is shown silently): an SMS for every arrival of every
+    child would cost and numb."""
     return [
         (alert_id, transition, r.guardian_id, None, channel)
         for r in people

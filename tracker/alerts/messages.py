@@ -48,6 +48,35 @@ _TEXTS: dict[str, dict[tuple[str, str], str]] = {
     },
 }
 _PREFIX = {"en": "[School route]", "ko": "[통학 안전]"}
+# What happened, in a few words: a push notification's title (the parent page's kind.* words)
+_KIND_NAMES = {
+    "en": {
+        "left_route": "Left the route",
+        "danger_zone": "Danger zone",
+        "sos": "SOS",
+        "low_battery": "Low battery",
+        "signal_lost": "Signal lost",
+        "not_arrived_school": "Not at school in time",
+        "not_arrived_home": "Not home in time",
+        "arrived_school": "Arrived at school",
+        "arrived_home": "Arrived home",
+        "left_school": "Left school",
+    },
+    "ko": {
+        "left_route": "통학로 이탈",
+        "danger_zone": "위험 구역",
+        "sos": "긴급 호출(SOS)",
+        "low_battery": "배터리 부족",
+        "signal_lost": "신호 없음",
+        "not_arrived_school": "학교 미도착",
+        "not_arrived_home": "집 미도착",
+        "arrived_school": "학교 도착",
+        "arrived_home": "집 도착",
+        "left_school": "하교",
+    },
+}
+_RESOLVED = {"en": "Resolved", "ko": "해제"}
+_ACKNOWLEDGE = {"en": "Acknowledge", "ko": "확인"}
 _ESCALATED = {"en": "Not acknowledged yet: ", "ko": "아직 확인되지 않은 알림: "}
 
 
@@ -110,3 +139,15 @@ def alert_message(facts: AlertFacts, language: str, transition: str = "opened") 
 def sms_text(facts: AlertFacts, language: str, public_url: str, transition: str = "opened") -> str:
     lang = language if language in _PREFIX else "en"
     return f"{_PREFIX[lang]} {text(facts, language, transition)} {public_url.rstrip('/')}/"
+
+
+def title(facts: AlertFacts, language: str, transition: str = "opened") -> str:
+    """A notification's title: what happened and to whom ("SOS — Minjun"); the text is its body."""
+    lang = language if language in _KIND_NAMES else "en"
+    what = f"{_KIND_NAMES[lang].get(facts.kind, facts.kind)} — {facts.child_name}"
+    return f"{_RESOLVED[lang]}: {what}" if transition == "resolved" else what
+
+
+def acknowledge_word(language: str) -> str:
+    """The label of the button that acknowledges an alert."""
+    return _ACKNOWLEDGE.get(language, _ACKNOWLEDGE["en"])

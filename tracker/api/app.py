@@ -23,6 +23,7 @@ from tracker.api import (
     operator,
     pages,
     people,
+    push,
     registry,
     tokens,
     transfer,
@@ -46,7 +47,7 @@ endpoint gets 403; a resource the caller may not see is 404, exactly as if it di
 
 # The routers in the order the OpenAPI document lists their paths (and a request goes to the first
 # path that matches it).
-ROUTERS = (health, me, alerts, operator, registry, people, devices, live, tokens, transfer, ws, ingest)
+ROUTERS = (health, me, alerts, push, operator, registry, people, devices, live, tokens, transfer, ws, ingest)
 
 
 class BodyLimit:

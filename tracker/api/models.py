@@ -45,7 +45,7 @@ Phone = Annotated[
         pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164: + and country code", examples=["+821012345678"]
     ),
 ]
-Channel = Literal["websocket", "sms"]
+Channel = Literal["websocket", "sms", "push"]
 Language = Literal["ko", "en"]
 Priority = Annotated[int, Field(ge=1, le=100, description="escalation order: 1 is told first")]
 Label = Annotated[str, StringConstraints(max_length=200), AfterValidator(checked_text)]
@@ -395,7 +395,7 @@ def _unique_channels(channels: list[Channel]) -> list[Channel]:
     return channels
 
 
-Channels = Annotated[list[Channel], Field(max_length=2), AfterValidator(_unique_channels)]
+Channels = Annotated[list[Channel], Field(max_length=3), AfterValidator(_unique_channels)]
 _BOTH: list[Channel] = ["websocket", "sms"]
 
 

@@ -69,4 +69,18 @@ def mount(app: FastAPI, settings: Settings) -> None:
         return Response(config_js, media_type="text/javascript", headers=headers)
 
     app.add_api_route("/config.js", page_config, methods=["GET"], include_in_schema=False)
+
+    # The parent page as an installable app (issue 17): its manifest, and its service worker, which
+    # must be served from the root to control "/" (a worker's scope is at most its own directory).
+    worker_js = (STATIC / "sw.js").read_bytes()
+    manifest = (STATIC / "manifest.webmanifest").read_bytes()
+
+    async def service_worker() -> Response:
+        return Response(worker_js, media_type="text/javascript", headers=headers)
+
+    async def web_manifest() -> Response:
+        return Response(manifest, media_type="application/manifest+json", headers=headers)
+
+    app.add_api_route("/sw.js", service_worker, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/manifest.webmanifest", web_manifest, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

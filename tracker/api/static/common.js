@@ -97,6 +97,20 @@ const WORDS = {
   },
 };
 
+// The parent page as an installed app, with push notifications (push.js, sw.js)
+Object.assign(WORDS.en, {
+  "push.on": "Notifications on: alerts reach this device even with the page closed.",
+  "push.pageonly": "Notifications allowed: this browser shows them while the page is open.",
+  "push.failed": "Notifications allowed, but this browser could not subscribe to alerts ({e}); they show while the page is open.",
+  "offline.asof": "No network: the last known statuses, as of {time}.",
+});
+Object.assign(WORDS.ko, {
+  "push.on": "알림 켜짐: 페이지를 닫아도 이 기기로 알림이 옵니다.",
+  "push.pageonly": "알림 허용됨: 이 브라우저는 페이지가 열려 있을 때 알림을 보여 줍니다.",
+  "push.failed": "알림은 허용되었지만 이 브라우저가 알림을 구독하지 못했습니다 ({e}). 페이지가 열려 있을 때만 알림이 옵니다.",
+  "offline.asof": "네트워크 없음: {time} 기준 마지막 상태입니다.",
+});
+
 function browserLang() {
   return (navigator.languages || [navigator.language || "en"]).some((l) => /^ko\b/i.test(l)) ? "ko" : "en";
 }

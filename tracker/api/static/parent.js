@@ -243,6 +243,7 @@ function connect() {
   setConn(state.connectedOnce ? "conn.offline" : "conn.connecting");
   ws.onopen = () => {
     setConn("conn.live");
+    $("stale").classList.add("hidden");
     state.retry = 1000;
     if (state.connectedOnce) catchUp();
     state.connectedOnce = true;
@@ -296,6 +297,7 @@ window.addEventListener("offline", () => setConn("conn.nonetwork"));
 function signOut(refused) {
   if (state.socket) { const ws = state.socket; state.socket = null; ws.close(); }
   clearTimeout(state.timer);
+  if (session.token) Push.forget(session.token);
   session.clear();
   $("app").classList.add("hidden"); $("signin").classList.remove("hidden");
   document.body.classList.add("signed-out");
@@ -306,6 +308,7 @@ function signOut(refused) {
 async function start() {
   applyWords(); renderSoundButtons();
   if (!session.token) { signOut(false); return; }
+  startApp();
   document.body.classList.remove("signed-out");
   $("conn").classList.remove("hidden");
   $("signin").classList.add("hidden"); $("app").classList.remove("hidden");
@@ -313,13 +316,60 @@ async function start() {
   try { await loadAlerts(); } catch (e) { if (e.status === 401) { signOut(true); return; } }
   await refresh();
   connect();
+  if (state.openAlert) { focusAlert(state.openAlert); state.openAlert = null; }
+}
+
+// --- the installed app: its worker, push notifications, the alert a notification opens -------------
+// /#alert=ID: a notification was tapped (tracker/api/static/sw.js opens the page there)
+if (location.hash.startsWith("#alert=")) {
+  state.openAlert = Number(location.hash.slice(7)) || null;
+  history.replaceState(null, "", location.pathname);
+}
+
+function startApp() {
+  Push.register();
+  TokenStore.set(session.token).catch(() => null);  // the worker's copy, for a notification's "Acknowledge"
+  // permission given before: keep this browser subscribed, quietly (the prompt is only ever the button's)
+  if (Push.supported && Notification.permission === "granted") {
+    Push.subscribe(session).catch((e) => console.warn("push subscription:", e.message || e));
+  }
+}
+
+async function turnOnNotifications() {
+  if (!("Notification" in window)) return;
+  const answer = await Notification.requestPermission();
+  renderSoundButtons();
+  if (answer !== "granted") return;
+  if (!Push.supported) { toast(t("push.pageonly")); return; }
+  try { await Push.subscribe(session); toast(t("push.on")); } catch (e) { toast(t("push.failed", { e: e.message || e })); }
+}
+
+function focusAlert(id) {
+  const a = state.alerts.get(id);
+  if (!a) return;
+  if (needsAck(a)) showBanner(a);
+  const card = document.querySelector(`[data-alert="${id}"]`);
+  if (card) { card.classList.add("focus"); card.scrollIntoView({ block: "center" }); }
+}
+
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.addEventListener("message", (ev) => {
+    const m = ev.data || {};
+    if (m.type === "acked") { const a = state.alerts.get(m.alert_id); if (a) a.acknowledged_at = a.acknowledged_at || new Date().toISOString(); if (state.bannerId === m.alert_id) hideBanner(); refreshAlert(m.alert_id); }
+    else if (m.type === "pushed" || m.type === "ack-failed") refreshAlert(m.alert_id);
+    else if (m.type === "open-alert") focusAlert(m.alert_id);
+    else if (m.type === "from-cache" && m.path === "/api/v1/live") {
+      $("stale").textContent = t("offline.asof", { time: m.saved_at ? fmtTime(new Date(m.saved_at).toISOString()) : "?" });
+      $("stale").classList.remove("hidden");
+    }
+  });
 }
 
 setupSignIn(session, "signin", start);
 setupLanguageSwitch($("lang"), () => { renderSoundButtons(); renderChildren(); renderAlerts(); setConn($("conn").dataset.state || "conn.connecting"); });
 $("signout").addEventListener("click", () => signOut(false));
 $("sound").addEventListener("click", () => { state.soundOn = !state.soundOn; localStorage.setItem("tracker-sound", state.soundOn ? "on" : "off"); unlockAudio(); renderSoundButtons(); });
-$("notify").addEventListener("click", async () => { await Notification.requestPermission(); renderSoundButtons(); });
+$("notify").addEventListener("click", turnOnNotifications);
 $("banner-ack").addEventListener("click", () => { if (state.bannerId) acknowledge(state.bannerId); });
 $("banner-close").addEventListener("click", hideBanner);
 $("alerts").addEventListener("click", (ev) => { const id = ev.target.dataset && ev.target.dataset.ack; if (id) acknowledge(Number(id)); });
