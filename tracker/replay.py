@@ -1,11 +1,35 @@
-"""``tracker replay``: run a file of past fixes against zones (and routes), one verdict row per fix.
+"""``tracker replay``: run a file of past fixes through the tracker's decisions, storing nothing.
 
-Operators try new danger zones on past fixes before switching them on; tests use it to state what
-the geofence core answers for a file of fixes. Nothing here talks to a server: the index is built
-from the GeoJSON files given, and the fixes go through the pipeline's own stage 3
-(:func:`tracker.stages.geofence.observe`: each fix judged on the disc of ``Rules.zone_sigma`` round it,
-with its previous fix for the crossings), with the rules of the tracker's settings (``TRACKER_*``), so
-that what replay calls "certain" is what the tracker decides on. The verdicts are written as CSV.
+Two modes:
+
+* **alerts** (``--world WORLD.geojson --alerts-out ALERTS.jsonl``): the whole monitor. The fixes go
+  through the functions the service decides with (:mod:`tracker.offline`: admission, the geofence of
+  a batch, the monitor's rules fix by fix, the clock's pass for signal lost and not arrived with the
+  clock in the fixes' time, one open alert per child, kind and zone), on the registry view the
+  service builds from the world's registry (:func:`tracker.registry_view.view_from_world`). One JSON
+  line per alert the service would have raised, in the order opened. Operators try a new zone,
+  hours or threshold on last week's fixes with it (docs/operations.md); the tests check it against
+  the live pipeline (tests/integration/test_replay_matches_pipeline.py).
+* **verdicts** (``--zones`` [``--routes``], or ``--world`` alone): one CSV row per fix, what the
+  geofence answers for it (stage 3, :func:`tracker.stages.geofence.observe`: each fix judged on the
+  disc of ``Rules.zone_sigma`` round it, with its previous fix for the crossings), so that what
+  replay calls "certain" is what the tracker decides on.
+
+Thresholds are the tracker's settings (``TRACKER_*`` in the environment).
+
+An alert line (ISO 8601 UTC times)::
+
+    {"child_id": 7, "tag": "tag-7", "kind": "danger_zone", "zone_id": 5, "route_id": null,
+     "severity": "critical", "opened_at": "2027-01-15T08:00:10Z", "resolved_at": null,
+     "event": "entered_zone", "resolved_by": null, "updates": 0,
+     "fix": {"line": 3, "ts": "2027-01-15T08:00:10Z", "lon": 127.05, "lat": 37.50, "acc": 5.0}}
+
+``kind`` is the alerts table's (``danger_zone``, ``left_route``, ``sos``, ``signal_lost``,
+``not_arrived_school`` / ``_home``, and the info notices ``arrived_school`` / ``_home``,
+``left_school``, ``low_battery``, resolved as they open); ``zone_id`` for a danger zone, else
+``route_id``: the child's route (null: none); ``resolved_at`` null: still open at the end;
+``resolved_by`` the event that resolved it; ``updates`` the events of the same incident while it was
+open; ``fix`` the fix that decided it (``line`` in the CSV), null when the clock did.
 
 Input fixes (CSV with a header; column order free, other columns ignored):
 
@@ -13,8 +37,14 @@ Input fixes (CSV with a header; column order free, other columns ignored):
 * ``ts``: unix seconds or an ISO 8601 time (with a zone, or UTC assumed);
 * ``lon``, ``lat``: WGS84 degrees;
 * ``acc``: accuracy radius in metres (empty: unknown, never "certainly" anything);
-* ``route`` (optional): the id of the route this fix is checked against, overriding the routes
-  file's children.
+* ``route`` (optional, verdicts): the id of the route this fix is checked against, overriding the
+  routes file's children;
+* ``received`` (optional, alerts): when the tracker received it, unix seconds or ISO 8601 (empty or
+  no column: at ``ts``); fixes are taken in this order, in batches by the second;
+* ``sos`` (optional): true / false (also t / f, 1 / 0, yes / no); ``batt`` (optional): per cent.
+
+In alerts mode a row that names only a child is sent by that child's first tag in the world; a tag
+the world does not know is refused as the service refuses it (counted on standard error).
 
 Zones and routes: a GeoJSON FeatureCollection read by ``tracker.importers.read_world``, exactly as an
 import reads it (the world format of ``GET /api/v1/world``, so one world file can be given as both
@@ -22,9 +52,11 @@ import reads it (the world format of ``GET /api/v1/world``, so one world file ca
 zones, LineString / MultiLineString features (or ``kind`` ``"route"``) routes with
 ``properties.corridor_m`` (the corridor's half-width, metres) and ``properties.children``, a list of
 ``{"id": child id, "tag": tag id}``; every feature has an id (``properties.id``, else the feature's
-``id``); a name or a zone kind may be left out; schools' points are passed over.
+``id``); a name or a zone kind may be left out. For alerts the world also gives the schools (Points:
+``timezone``, ``windows``, ``closed_days``, ``fence_m``, their children without a route), the routes'
+``windows`` and ``arrivals`` and the zones' ``hours`` and ``severity`` (schemas/world.v1.json).
 
-Each fix is compared with the previous fix of the same tag (else child) in time, for the zones
+In verdicts mode each fix is compared with the previous fix of the same tag (else child) in time, for the zones
 crossed in between. Output columns: see :data:`COLUMNS`; zone lists are space-separated ids.
 """
 
@@ -263,8 +295,8 @@ def _fix_row(source: str, line: int, cell: Any) -> FixRow:
             raise ReplayError(f"{where}: route {route_text!r} is not an integer id") from None
     batt = None if not cell("batt") else int(number("batt", 0, 100))
     sos_text = cell("sos").lower()
-    if sos_text not in ("", "0", "1", "true", "false", "yes", "no"):
-        raise ReplayError(f"{where}: sos {cell('sos')!r} is not one of true, false, 1, 0, yes, no")
+    if sos_text not in ("", "0", "1", "t", "f", "true", "false", "yes", "no"):  # t, f: PostgreSQL's CSV
+        raise ReplayError(f"{where}: sos {cell('sos')!r} is not one of true, false, t, f, 1, 0, yes, no")
     received_text = cell("received")
     received: float | None = None
     if received_text:
@@ -274,7 +306,7 @@ def _fix_row(source: str, line: int, cell: Any) -> FixRow:
             raise ReplayError(
                 f"{where}: received {received_text!r} is neither unix seconds nor an ISO 8601 time"
             ) from None
-    sos = sos_text in ("1", "true", "yes")
+    sos = sos_text in ("1", "t", "true", "yes")
     return FixRow(line, tag, child, ts_text, ts, lon, lat, acc, route, batt, sos, received)
 
 
