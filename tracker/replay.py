@@ -56,8 +56,8 @@ zones, LineString / MultiLineString features (or ``kind`` ``"route"``) routes wi
 ``timezone``, ``windows``, ``closed_days``, ``fence_m``, their children without a route), the routes'
 ``windows`` and ``arrivals`` and the zones' ``hours`` and ``severity`` (schemas/world.v1.json).
 
-In verdicts mode each fix is compared with the previous fix of the same tag (else child) in time, for the zones
-crossed in between. Output columns: see :data:`COLUMNS`; zone lists are space-separated ids.
+In verdicts mode each fix is compared with the previous fix of the same tag (else child) in time,
+for the zones crossed in between. Output columns: see :data:`COLUMNS`; zone lists are space-separated ids.
 """
 
 from __future__ import annotations
