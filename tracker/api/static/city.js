@@ -11,7 +11,7 @@ async function loadZones() {
   const fc = await session.api("/api/v1/zones?limit=1000");
   C.zones = fc.features;
   const sel = $("zone-select");
-  sel.innerHTML = C.zones.map((z) => `<option value="${z.id}">${esc(z.properties.name)} · ${esc(z.properties.kind)}${z.properties.active ? "" : " (off)"}</option>`).join("")
+  sel.innerHTML = C.zones.map((z) => `<option value="${z.id}">${esc(z.properties.name)} · ${esc(zoneKind(z.properties.kind))}${z.properties.active ? "" : ` (${esc(t("zone.off"))})`}</option>`).join("")
     + `<option value="">${esc(t("new"))}…</option>`;
   if (C.selected !== null && !C.zones.some((z) => z.id === C.selected)) C.selected = null;
   sel.value = C.selected === null ? "" : String(C.selected);
@@ -34,7 +34,7 @@ function drawZones() {
   for (const z of C.zones) {
     const chosen = z.id === C.selected;
     const style = chosen ? { color: "#b45309", weight: 3, fillColor: "#f59e0b", fillOpacity: 0.45 } : { ...ZONE_STYLE, fillOpacity: z.properties.active ? 0.3 : 0.08, dashArray: z.properties.active ? null : "4 4" };
-    L.geoJSON(z, { style, pmIgnore: true }).bindTooltip(`${esc(z.properties.name)} (${esc(z.properties.kind)})`)
+    L.geoJSON(z, { style, pmIgnore: true }).bindTooltip(`${esc(z.properties.name)} (${esc(zoneKind(z.properties.kind))})`)
       .on("click", () => selectZone(z.id)).addTo(zonesLayer);
   }
 }
@@ -121,8 +121,14 @@ async function upload(ev) {
   } catch (e) { msg("upload-msg", t("error", { e: e.message }), true); }
 }
 
+// the kinds offered for a zone, each with its name in the page's language (the value is the code)
+function renderKinds() {
+  $("z-kinds").innerHTML = ["construction", "rebuilding", "river", "water", "arterial_road", "railway", "industrial"]
+    .map((k) => `<option value="${k}" label="${esc(zoneKind(k))}"></option>`).join("");
+}
+
 async function start() {
-  applyWords();
+  applyWords(); renderKinds();
   if (!session.token) { $("signin").classList.remove("hidden"); return; }
   try { await session.api("/api/v1/me"); } catch (e) { session.clear(); $("signin").classList.remove("hidden"); return; }
   $("signin").classList.add("hidden"); $("app").classList.remove("hidden"); $("signout").classList.remove("hidden");
@@ -143,7 +149,7 @@ async function start() {
 }
 
 setupSignIn(session, "signin", start);
-setupLanguageSwitch($("lang"), () => { if (C.zones.length) loadZones(); });
+setupLanguageSwitch($("lang"), () => { renderKinds(); if (C.zones.length) loadZones(); });
 $("signout").addEventListener("click", () => { session.clear(); location.reload(); });
 $("zone-select").addEventListener("change", (ev) => selectZone(ev.target.value ? Number(ev.target.value) : null));
 $("zone-new").addEventListener("click", startDrawing);

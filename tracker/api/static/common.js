@@ -34,7 +34,7 @@ const WORDS = {
     "route.draw": "Draw a new route", "route.edit": "Edit the shape", "route.corridor": "Corridor width (m)",
     "route.windows": "Commute windows", "route.arrivals": "Expected arrivals",
     "route.windows.help": "One per line: days start-end, e.g. 0-4 07:30-09:00 (0 = Monday)",
-    "route.arrivals.help": "One per line: days time place, e.g. 0-4 08:40 school",
+    "route.arrivals.help": "One per line: days time place (school or home), e.g. 0-4 08:40 school",
     "route.saved": "Route saved.", "route.deleted": "Route deleted.", "route.drawhint":
       "Click on the map to add points; click the last point again to finish.",
     "upload": "Upload GeoJSON or GPX", "upload.file": "File", "upload.submit": "Upload",
@@ -49,6 +49,56 @@ const WORDS = {
     "zone.hours.help": "One per line: days start-end, e.g. 0-6 22:00-24:00", "zone.active": "Active",
     "zone.saved": "Zone saved.", "zone.deleted": "Zone deleted.",
     "zone.drawhint": "Click on the map to add corners; click the first corner to close the shape.",
+    "zone.off": "off",
+    // what the map's own controls say
+    "map.zoomin": "Zoom in", "map.zoomout": "Zoom out", "map.leaflet": "Leaflet, the map library",
+    // kinds of danger zone (a kind the city made up itself is shown as it is)
+    "zkind.construction": "Construction site", "zkind.rebuilding": "Rebuilding site", "zkind.water": "Water",
+    "zkind.river": "River bank", "zkind.arterial_road": "Arterial road", "zkind.railway": "Railway",
+    "zkind.industrial": "Industrial site",
+    "tagkind.gps": "GPS", "tagkind.rfid": "RFID card", "lang.ko": "Korean", "lang.en": "English",
+    "place.school": "school", "place.home": "home",
+    // an alert in a sentence (the page's own words; the server's text is in the guardian's language)
+    "text.left_route.open": "{child} has left the route to school.",
+    "text.left_route.resolved": "{child} is back on the route to school.",
+    "text.danger_zone.open": "{child} is in a danger zone: {zone}.",
+    "text.danger_zone.resolved": "{child} has left the danger zone {zone}.",
+    "text.sos.open": "SOS from {child}. Please call now.", "text.sos.resolved": "The SOS from {child} is closed.",
+    "text.low_battery.open": "{child}'s tag battery is low. Please charge it tonight.",
+    "text.signal_lost.open": "No signal from {child}'s tag during the school commute.",
+    "text.signal_lost.resolved": "{child}'s tag is sending again.",
+    "text.not_arrived_school.open": "{child} has not arrived at school by the expected time.",
+    "text.not_arrived_school.resolved": "{child} has now arrived at school.",
+    "text.not_arrived_home.open": "{child} has not arrived home by the expected time.",
+    "text.not_arrived_home.resolved": "{child} has now arrived home.",
+    "text.arrived_school.open": "{child} arrived at school.", "text.arrived_home.open": "{child} arrived home.",
+    "text.left_school.open": "{child} left school.",
+    // an alert's history: its steps and deliveries
+    "step.opened": "opened", "step.updated": "updated", "step.delivered": "delivered",
+    "step.unreachable": "not delivered", "step.suppressed": "held back (too many messages)",
+    "step.cancelled": "cancelled", "step.escalated": "escalated", "step.acknowledged": "acknowledged",
+    "step.resolved": "resolved", "step.noticed": "noticed",
+    "channel.websocket": "this page", "channel.sms": "SMS", "channel.webhook": "school system",
+    "channel.push": "notification",
+    "transition.opened": "opened", "transition.escalated": "escalated", "transition.resolved": "resolved",
+    "transition.updated": "updated",
+    "dstate.pending": "waiting", "dstate.sending": "sending", "dstate.sent": "sent",
+    "dstate.offline": "not connected", "dstate.failed": "failed", "dstate.suppressed": "held back",
+    "dstate.cancelled": "cancelled",
+    "detail.guardian": "guardian #{n}", "detail.attempt": "attempt {n}", "detail.level": "level {n}",
+    // what went wrong, by the API's answer (the API's own detail is in English: shown on English pages)
+    "err.400": "The request was refused.", "err.401": "The token was refused: sign in again.",
+    "err.403": "Your sign-in may not do this.", "err.404": "Not found (or not yours to see).",
+    "err.409": "This conflicts with what is registered.", "err.410": "This link has been used or has expired.",
+    "err.413": "The file is too large.", "err.422": "Some values are not valid",
+    "err.429": "Too many requests: try again in a moment.", "err.500": "The tracker met an error.",
+    "err.503": "The tracker is not ready: try again in a moment.", "err.http": "The tracker answered {status}.",
+    "err.network": "No connection to the tracker.", "err.days": "Days must be numbers 0-6 (0 = Monday): {part}",
+    "enrol.404": "This sign-in link is not known: ask the school for a new one.",
+    "enrol.410": "This sign-in link has been used or has expired: ask the school for a new one.",
+    "field.name": "name", "field.corridor_m": "corridor width", "field.windows": "commute windows",
+    "field.arrivals": "expected arrivals", "field.kind": "kind", "field.severity": "severity",
+    "field.hours": "hours", "field.geometry": "shape", "field.route_id": "route",
   },
   ko: {
     "lang.switch": "English", "lang.switch.label": "English — 영어로 바꾸기", "app.parent": "통학 안전 알림",
@@ -80,7 +130,7 @@ const WORDS = {
     "route.draw": "새 통학로 그리기", "route.edit": "모양 수정", "route.corridor": "구간 폭 (m)",
     "route.windows": "등하교 시간", "route.arrivals": "도착 예정 시각",
     "route.windows.help": "한 줄에 하나: 요일 시작-끝, 예: 0-4 07:30-09:00 (0 = 월요일)",
-    "route.arrivals.help": "한 줄에 하나: 요일 시각 장소, 예: 0-4 08:40 school",
+    "route.arrivals.help": "한 줄에 하나: 요일 시각 장소 (학교 또는 집), 예: 0-4 08:40 학교",
     "route.saved": "통학로를 저장했습니다.", "route.deleted": "통학로를 삭제했습니다.",
     "route.drawhint": "지도를 눌러 점을 추가하고, 마지막 점을 한 번 더 눌러 마치세요.",
     "upload": "GeoJSON 또는 GPX 올리기", "upload.file": "파일", "upload.submit": "올리기",
@@ -94,6 +144,47 @@ const WORDS = {
     "zone.hours.help": "한 줄에 하나: 요일 시작-끝, 예: 0-6 22:00-24:00", "zone.active": "사용",
     "zone.saved": "위험 구역을 저장했습니다.", "zone.deleted": "위험 구역을 삭제했습니다.",
     "zone.drawhint": "지도를 눌러 꼭짓점을 추가하고, 첫 꼭짓점을 눌러 닫으세요.",
+    "zone.off": "꺼짐",
+    "map.zoomin": "확대", "map.zoomout": "축소", "map.leaflet": "Leaflet 지도 라이브러리",
+    "zkind.construction": "공사장", "zkind.rebuilding": "재건축 현장", "zkind.water": "물가",
+    "zkind.river": "하천변", "zkind.arterial_road": "간선도로", "zkind.railway": "철도",
+    "zkind.industrial": "공업 지역",
+    "tagkind.gps": "GPS", "tagkind.rfid": "RFID 카드", "lang.ko": "한국어", "lang.en": "영어",
+    "place.school": "학교", "place.home": "집",
+    "text.left_route.open": "{child} 학생이 통학로를 벗어났습니다.",
+    "text.left_route.resolved": "{child} 학생이 통학로로 돌아왔습니다.",
+    "text.danger_zone.open": "{child} 학생이 위험 구역에 있습니다: {zone}.",
+    "text.danger_zone.resolved": "{child} 학생이 위험 구역 {zone}에서 벗어났습니다.",
+    "text.sos.open": "{child} 학생의 긴급 호출(SOS)입니다. 바로 연락해 주세요.",
+    "text.sos.resolved": "{child} 학생의 긴급 호출이 종료되었습니다.",
+    "text.low_battery.open": "{child} 학생 단말기의 배터리가 부족합니다. 오늘 밤 충전해 주세요.",
+    "text.signal_lost.open": "등하교 중 {child} 학생 단말기의 신호가 없습니다.",
+    "text.signal_lost.resolved": "{child} 학생 단말기의 신호가 다시 잡힙니다.",
+    "text.not_arrived_school.open": "{child} 학생이 예정 시각까지 학교에 도착하지 않았습니다.",
+    "text.not_arrived_school.resolved": "{child} 학생이 학교에 도착했습니다.",
+    "text.not_arrived_home.open": "{child} 학생이 예정 시각까지 집에 도착하지 않았습니다.",
+    "text.not_arrived_home.resolved": "{child} 학생이 집에 도착했습니다.",
+    "text.arrived_school.open": "{child} 학생이 학교에 도착했습니다.", "text.arrived_home.open": "{child} 학생이 집에 도착했습니다.",
+    "text.left_school.open": "{child} 학생이 학교를 나섰습니다.",
+    "step.opened": "발생", "step.updated": "갱신", "step.delivered": "전송됨", "step.unreachable": "전송 안 됨",
+    "step.suppressed": "보류 (메시지가 너무 많음)", "step.cancelled": "취소됨", "step.escalated": "다음 보호자에게 전달",
+    "step.acknowledged": "확인함", "step.resolved": "해제됨", "step.noticed": "안내됨",
+    "channel.websocket": "이 페이지", "channel.sms": "문자", "channel.webhook": "학교 시스템", "channel.push": "알림",
+    "transition.opened": "발생", "transition.escalated": "전달", "transition.resolved": "해제", "transition.updated": "갱신",
+    "dstate.pending": "대기 중", "dstate.sending": "보내는 중", "dstate.sent": "보냄", "dstate.offline": "연결 안 됨",
+    "dstate.failed": "실패", "dstate.suppressed": "보류", "dstate.cancelled": "취소됨",
+    "detail.guardian": "보호자 #{n}", "detail.attempt": "{n}번째 시도", "detail.level": "{n}단계",
+    "err.400": "요청이 거부되었습니다.", "err.401": "토큰이 거부되었습니다. 다시 로그인하세요.",
+    "err.403": "이 로그인으로는 할 수 없는 작업입니다.", "err.404": "찾을 수 없습니다 (또는 볼 수 없습니다).",
+    "err.409": "이미 등록된 내용과 충돌합니다.", "err.410": "이미 사용되었거나 만료된 링크입니다.",
+    "err.413": "파일이 너무 큽니다.", "err.422": "올바르지 않은 값이 있습니다",
+    "err.429": "요청이 너무 많습니다. 잠시 후 다시 시도하세요.", "err.500": "추적 서버에 오류가 났습니다.",
+    "err.503": "추적 서버가 아직 준비되지 않았습니다. 잠시 후 다시 시도하세요.", "err.http": "추적 서버가 {status} 응답을 보냈습니다.",
+    "err.network": "추적 서버에 연결할 수 없습니다.", "err.days": "요일은 0-6 숫자로 쓰세요 (0 = 월요일): {part}",
+    "enrol.404": "알 수 없는 로그인 링크입니다. 학교에 새 링크를 요청하세요.",
+    "enrol.410": "이미 사용되었거나 만료된 로그인 링크입니다. 학교에 새 링크를 요청하세요.",
+    "field.name": "이름", "field.corridor_m": "구간 폭", "field.windows": "등하교 시간", "field.arrivals": "도착 예정 시각",
+    "field.kind": "종류", "field.severity": "심각도", "field.hours": "시간", "field.geometry": "모양", "field.route_id": "통학로",
   },
 };
 
@@ -121,6 +212,22 @@ function t(key, vars) {
   for (const [k, v] of Object.entries(vars || {})) s = s.replace(`{${k}}`, v);
   return s;
 }
+// A word for a code the server sends (a zone's kind, a delivery's state), or the code itself when the
+// tables have none (a zone kind the city made up: its own name for it).
+function tOr(key, fallback, vars) { return key in WORDS.en ? t(key, vars) : String(fallback ?? ""); }
+function zoneKind(kind) { return tOr(`zkind.${kind}`, kind); }
+
+// An alert in a sentence, in the page's language (the server's text is in the guardian's language,
+// which may not be the one this page shows).
+function alertSentence(a) {
+  const child = a.child ? a.child.name : "";
+  const zone = a.zone ? a.zone.name : "";
+  const state = a.state === "resolved" && a.severity !== "info" ? "resolved" : "open";
+  const key = `text.${a.kind}.${state}`;
+  if (key in WORDS.en) return t(key, { child, zone });
+  if (`text.${a.kind}.open` in WORDS.en) return t(`text.${a.kind}.open`, { child, zone });
+  return `${child}: ${tOr("kind." + a.kind, a.kind)}${zone ? ` — ${zone}` : ""}`;
+}
 
 function applyWords(root) {
   document.documentElement.lang = LANG;
@@ -131,6 +238,10 @@ function applyWords(root) {
   (root || document).querySelectorAll("[data-i18n-title]").forEach((el) => {
     el.title = t(el.dataset.i18nTitle);
   });
+  (root || document).querySelectorAll("[data-i18n-placeholder]").forEach((el) => {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
+  });
+  MAPS.forEach(labelMap);
 }
 
 function setupLanguageSwitch(button, onChange) {
@@ -146,13 +257,24 @@ const $ = (id) => document.getElementById(id);
 function esc(s) {
   return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
+// Dates and times in the page's language ("오후 03:04:05", "3월 2일 오후 03:04"; "03:04:05 PM", "Mar 2, 03:04 PM").
+const FORMATS = {
+  time: { hour: "2-digit", minute: "2-digit", second: "2-digit" },
+  day: { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" },
+};
+const formatters = new Map();
+function dateFormat(kind) {
+  const key = `${LANG}:${kind}`;
+  if (!formatters.has(key)) formatters.set(key, new Intl.DateTimeFormat(LANG, FORMATS[kind]));
+  return formatters.get(key);
+}
 function fmtTime(iso) {
   if (!iso) return "";
   const d = new Date(iso);
   const today = new Date().toDateString() === d.toDateString();
-  return today ? d.toLocaleTimeString(LANG, { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-    : d.toLocaleString(LANG, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+  return dateFormat(today ? "time" : "day").format(d);
 }
+function fmtNow() { return dateFormat("time").format(new Date()); }
 
 // --- sign-in: a token per page (guardian, school staff, administrator), from `#token=` or the form ---
 class Session {
@@ -174,7 +296,10 @@ class Session {
     if (body !== undefined && !(body instanceof FormData) && typeof body !== "string") {
       body = JSON.stringify(body); headers["Content-Type"] = "application/json";
     }
-    const r = await fetch(path, { ...options, headers, body });
+    let r;
+    try { r = await fetch(path, { ...options, headers, body }); } catch (e) {
+      const err = new Error(t("err.network")); err.status = 0; throw err;
+    }
     if (r.status === 204) return null;
     const data = await r.json().catch(() => null);
     if (!r.ok) {
@@ -185,10 +310,19 @@ class Session {
   }
 }
 
-function describeError(data, status) {
+// What went wrong, in the page's language: the API's status says what kind of problem it is; its
+// `detail` (English) is added on an English page only. A 422 names the fields it is about.
+function describeError(data, status, prefix) {
   const d = data && data.detail;
-  if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ");
-  return d ? String(d) : `HTTP ${status}`;
+  const own = (key) => (prefix && `${prefix}.${status}` in WORDS.en ? t(`${prefix}.${status}`) : t(key));
+  if (status === 422 && Array.isArray(d)) {
+    const fields = [...new Set(d.map((e) => (e.loc || []).filter((p) => typeof p === "string" && `field.${p}` in WORDS.en).pop())
+      .filter(Boolean).map((p) => t(`field.${p}`)))];
+    const said = LANG === "en" ? d.map((e) => `${(e.loc || []).join(".")}: ${e.msg}`).join("; ") : fields.join(", ");
+    return said ? `${t("err.422")}: ${said}` : `${t("err.422")}.`;
+  }
+  const generic = `err.${status}` in WORDS.en ? own(`err.${status}`) : t("err.http", { status });
+  return LANG === "en" && d && !Array.isArray(d) ? `${generic} (${String(d)})` : generic;
 }
 
 // Days and times typed one per line ("0-4 07:30-09:00") <-> the API's windows.
@@ -196,7 +330,7 @@ function parseDays(s) {
   const days = new Set();
   for (const part of s.split(",")) {
     const [a, b] = part.split("-").map(Number);
-    if (Number.isNaN(a)) throw new Error(`days: ${part}`);
+    if (Number.isNaN(a)) throw new Error(t("err.days", { part }));
     for (let d = a; d <= (Number.isNaN(b) || b === undefined ? a : b); d++) days.add(d);
   }
   return [...days].sort();
@@ -214,19 +348,36 @@ function parseWindows(text) {
   });
 }
 function windowsText(windows) { return (windows || []).map((w) => `${daysText(w.days)} ${w.start}-${w.end}`).join("\n"); }
+// a place typed in either language ("school", "학교") is the API's "school"
+function placeCode(word) {
+  const w = (word || "school").toLowerCase();
+  for (const code of ["school", "home"]) if (w === code || w === WORDS.ko[`place.${code}`]) return code;
+  return w;
+}
 function parseArrivals(text) {
   return text.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
     const [days, time, to] = line.split(/\s+/);
-    return { days: parseDays(days), time, to: to || "school" };
+    return { days: parseDays(days), time, to: placeCode(to) };
   });
 }
-function arrivalsText(arrivals) { return (arrivals || []).map((a) => `${daysText(a.days)} ${a.time} ${a.to}`).join("\n"); }
+function arrivalsText(arrivals) { return (arrivals || []).map((a) => `${daysText(a.days)} ${a.time} ${tOr(`place.${a.to}`, a.to)}`).join("\n"); }
 
 // --- the map: Seoul's districts as the base layer, tiles only when TRACKER_TILE_URL names some ---
 const CONFIG = window.TRACKER_CONFIG || { tileUrl: "", tileAttribution: "" };
 
+// The maps of the page, relabelled when the language changes (their zoom buttons, the attribution,
+// Leaflet-Geoman's drawing hints).
+const MAPS = [];
+function labelMap(map) {
+  if (map.zoomButtons) map.zoomButtons.remove();
+  map.zoomButtons = L.control.zoom({ zoomInTitle: t("map.zoomin"), zoomOutTitle: t("map.zoomout") }).addTo(map);
+  map.attributionControl.setPrefix(`<a href="https://leafletjs.com" title="${esc(t("map.leaflet"))}">Leaflet</a>`);
+  if (map.pm && map.pm.setLang) map.pm.setLang(LANG);
+}
+
 function makeMap(element) {
-  const map = L.map(element, { zoomSnap: 0.5, preferCanvas: false, keyboard: true }).setView([37.55, 126.99], 11);
+  const map = L.map(element, { zoomSnap: 0.5, preferCanvas: false, keyboard: true, zoomControl: false }).setView([37.55, 126.99], 11);
+  MAPS.push(map); labelMap(map);
   map.createPane("districts").style.zIndex = 250;
   if (CONFIG.tileUrl) {
     L.tileLayer(CONFIG.tileUrl, { maxZoom: 19, attribution: esc(CONFIG.tileAttribution) }).addTo(map);

@@ -17,8 +17,8 @@ async function redeemEnrolment() {
     });
     const data = await r.json().catch(() => null);
     if (r.ok && data && data.token) { session.set(data.token); return null; }
-    return describeError(data, r.status);
-  } catch (e) { return String(e); }
+    return describeError(data, r.status, "enrol");
+  } catch (e) { return t("err.network"); }
 }
 const state = {
   children: [], selected: null, alerts: new Map(), zones: null, routes: new Map(),
@@ -93,11 +93,9 @@ function mergeSocket(m) {
   return !known;
 }
 
-function alertText(a) {
-  if (a.text) return a.text;
-  const who = a.child ? a.child.name : "";
-  return `${who}: ${t("kind." + a.kind)}${a.zone ? ` — ${a.zone.name}` : ""}`;
-}
+// In the page's language: the websocket's `text` is in the guardian's chosen language, which the page
+// may have been switched away from.
+function alertText(a) { return alertSentence(a); }
 
 function needsAck(a) { return a.state === "open" && !a.acknowledged_at && a.severity !== "info"; }
 
@@ -114,14 +112,23 @@ function renderAlerts() {
       ${needsAck(a) ? `<p><button type="button" data-ack="${a.id}">${esc(t("ack"))}</button></p>` : ""}
       ${(a.steps && a.steps.length) || (a.deliveries && a.deliveries.length) ? `
       <details><summary>${esc(t("steps"))}</summary>
-        <ol class="steps">${(a.steps || []).map((s) => `<li>${esc(fmtTime(s.at))} — <strong>${esc(s.step)}</strong> ${esc(stepDetail(s.detail))}</li>`).join("")}</ol>
-        <ul class="steps">${(a.deliveries || []).map((d) => `<li>${esc(d.channel)} · ${esc(d.transition)} · ${esc(d.state)} (${d.attempts})${d.sent_at ? " " + esc(fmtTime(d.sent_at)) : ""}${d.last_error ? " — " + esc(d.last_error) : ""}</li>`).join("")}</ul>
+        <ol class="steps">${(a.steps || []).map((s) => `<li>${esc(fmtTime(s.at))} — <strong>${esc(tOr("step." + s.step, s.step))}</strong> ${esc(stepDetail(s.detail))}</li>`).join("")}</ol>
+        <ul class="steps">${(a.deliveries || []).map((d) => `<li>${esc(tOr("channel." + d.channel, d.channel))} · ${esc(tOr("transition." + d.transition, d.transition))} · ${esc(tOr("dstate." + d.state, d.state))} (${d.attempts})${d.sent_at ? " " + esc(fmtTime(d.sent_at)) : ""}${d.last_error && LANG === "en" ? " — " + esc(d.last_error) : ""}</li>`).join("")}</ul>
       </details>` : ""}
     </article>`).join("") || `<p class="card">${esc(t("alerts.none"))}</p>`;
 }
 
+// A step's detail in words: on which channel, to whom, which attempt or escalation level (the rest of
+// it, the server's own bookkeeping, stays in the API's answer).
 function stepDetail(detail) {
-  return Object.entries(detail || {}).filter(([, v]) => v !== null && typeof v !== "object").map(([k, v]) => `${k}: ${v}`).join(", ");
+  const d = detail || {};
+  return [
+    d.channel ? tOr("channel." + d.channel, d.channel) : "",
+    d.transition ? tOr("transition." + d.transition, d.transition) : "",
+    d.guardian_id != null ? t("detail.guardian", { n: d.guardian_id }) : "",
+    d.attempt > 1 ? t("detail.attempt", { n: d.attempt }) : "",
+    d.level != null ? t("detail.level", { n: d.level }) : "",
+  ].filter(Boolean).join(", ");
 }
 
 function showBanner(a) {
@@ -223,7 +230,7 @@ async function drawSelected() {
     if (focus && !near(focus, z)) continue;
     const inside = c.zones.includes(z.id);
     L.geoJSON(z, { style: { ...ZONE_STYLE, fillOpacity: inside ? 0.5 : 0.25 } })
-      .bindTooltip(`${esc(z.properties.name)} (${esc(z.properties.kind)})`).addTo(zoneLayer);
+      .bindTooltip(`${esc(z.properties.name)} (${esc(zoneKind(z.properties.kind))})`).addTo(zoneLayer);
   }
   if (focus && fitted !== c.child_id) { map.fitBounds(focus.pad(0.2)); fitted = c.child_id; }
 }

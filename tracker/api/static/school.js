@@ -155,7 +155,7 @@ async function loadLive() {
       .bindTooltip(`${esc(c.name)} — ${esc(t("status." + c.status))} (${esc(fmtTime(c.position.ts))})`).addTo(kidsLayer);
   }
   $("live-count").textContent = `· ${t("count.children", { n: shown })}`;
-  $("conn").className = "pill live"; $("conn").textContent = `${t("conn.live")} ${new Date().toLocaleTimeString(LANG)}`;
+  $("conn").className = "pill live"; $("conn").textContent = `${t("conn.live")} ${fmtNow()}`;
   renderChildren();
 }
 
@@ -191,8 +191,8 @@ async function loadTables() {
   const names = new Map(S.children.map((c) => [c.id, c.name]));
   S.guardianNames = new Map(guardians.items.map((g) => [g.id, g.name]));
   renderChildren();
-  table("tags", ["tags", "child", "kind", "has_password"], tags.items.map((g) => `<tr><th scope="row">${esc(g.id)}</th><td>${esc(names.get(g.child_id) || g.child_id)}</td><td>${esc(g.kind)}</td><td>${esc(t(g.has_mqtt_password ? "yes" : "no"))}</td></tr>`));
-  table("guardians", ["name", "phone", "language", "children"], guardians.items.map((g) => `<tr><th scope="row">${esc(g.name)}</th><td>${esc(g.phone)}</td><td>${esc(g.language)}</td><td>${g.children.map((c) => esc(names.get(c.child_id) || c.child_id)).join(", ")}</td></tr>`));
+  table("tags", ["tags", "child", "kind", "has_password"], tags.items.map((g) => `<tr><th scope="row">${esc(g.id)}</th><td>${esc(names.get(g.child_id) || g.child_id)}</td><td>${esc(tOr("tagkind." + g.kind, g.kind))}</td><td>${esc(t(g.has_mqtt_password ? "yes" : "no"))}</td></tr>`));
+  table("guardians", ["name", "phone", "language", "children"], guardians.items.map((g) => `<tr><th scope="row">${esc(g.name)}</th><td>${esc(g.phone)}</td><td>${esc(tOr("lang." + g.language, g.language))}</td><td>${g.children.map((c) => esc(names.get(c.child_id) || c.child_id)).join(", ")}</td></tr>`));
 }
 
 async function loadAlerts() {
@@ -216,7 +216,7 @@ async function loadZones() {
   for (const z of fc.features) {
     if (!near(around, z)) continue;
     const layer = L.geoJSON(z, { style: ZONE_STYLE, pmIgnore: true, interactive: true });
-    layer.bindTooltip(`${esc(z.properties.name)} (${esc(z.properties.kind)})`).addTo(zonesLayer);
+    layer.bindTooltip(`${esc(z.properties.name)} (${esc(zoneKind(z.properties.kind))})`).addTo(zonesLayer);
   }
   zonesLayer.bringToBack();
 }
@@ -239,7 +239,7 @@ async function start() {
   $("signin").classList.add("hidden"); $("app").classList.remove("hidden"); $("signout").classList.remove("hidden");
   S.school = await session.api(`/api/v1/schools/${S.schoolId}`);
   $("title").textContent = `${t("school.title")}: ${S.school.properties.name}`;
-  document.title = S.school.properties.name;
+  document.title = `${t("school.title")}: ${S.school.properties.name}`;
   if (!map) {
     map = makeMap($("map"));
     map.on("pm:create", (e) => { S.drawing = e.layer; showDrawTools(false); $("r-name").focus(); });
