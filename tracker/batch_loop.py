@@ -64,8 +64,11 @@ class BatchLoop:
         broker: Acknowledger,
         http: HttpIngress,
         dispatcher: Dispatching,
+        live: Callable[[BatchOutcome], None] = lambda outcome: None,
     ) -> None:
+        """``live``: told of every batch committed (the schools' live map, tracker.api.live_feed)."""
         self._pipeline = pipeline
+        self._live = live
         self._queue = queue
         self._settings = settings
         self._metrics = metrics
@@ -157,6 +160,7 @@ class BatchLoop:
             return None
         self._dispatcher.send_at_once(outcome.at_once)
         self._acknowledge(batch, outcome.answers)
+        self._live(outcome)
         return outcome
 
     def _acknowledge(self, batch: list[RawMessage], answers: dict[int, MessageAnswer]) -> None:

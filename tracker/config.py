@@ -127,6 +127,12 @@ class Settings(_RuleSettings):
         description="how often the tokens of all open websockets are checked (one query): catches expiry"
         " and revocations missed; a revocation itself closes its sockets at once (NOTIFY tokens_revoked)",
     )
+    school_live_min_interval_s: float = Field(
+        3.0,
+        gt=0,
+        description="the school's live map socket (/ws/school) sends each child's position and status at"
+        " most once per this many seconds (the latest wins); alerts are sent as they open and close",
+    )
     delivery_max_attempts: int = Field(
         8, description="attempts per (alert, guardian, channel) before giving up"
     )

@@ -4,7 +4,8 @@ MQTT ingestor ─┐
 HTTP ingest ───┴─queue─▶ BatchLoop ──▶ Pipeline ──▶ ack, answer, wake ──▶ Dispatcher ─▶ websocket SMS webhook
 clock loop ──▶ Pipeline.tick (tracker.clock), then escalations ─────────────▲
 registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the next batch uses it)
-HTTP (FastAPI on uvicorn): API, /ws, the web pages
+HTTP (FastAPI on uvicorn): API, /ws, /ws/school, the web pages
+BatchLoop and clock ──▶ SchoolLiveFeed (only while a school's live map is open) ──▶ /ws/school
 tokens_revoked NOTIFY, and a check of all open sockets' tokens ──▶ close /ws sockets on dead tokens
 retention loop ──▶ purge old positions
 broker probe (at start, every few minutes) ──▶ /readyz broker_settings: would the broker drop or throttle?
@@ -35,6 +36,7 @@ from tracker.alerts.dispatcher import Dispatcher
 from tracker.alerts.hub import WebSocketHub
 from tracker.alerts.push import PushChannel, load_vapid_keys
 from tracker.api import AppContext, create_app
+from tracker.api.live_feed import SchoolLiveFeed
 from tracker.batch_loop import BatchLoop
 from tracker.config import Settings
 from tracker.ingest.broker_probe import (
@@ -112,6 +114,13 @@ class Service:
             metrics=self.metrics,
             connected_here=lambda guardian_id: self.hub.connections(guardian_id) > 0,
         )
+        # the schools' live map sockets (/ws/school): what each committed batch changed, coalesced
+        self.school_live = SchoolLiveFeed(
+            pool=self.pool,
+            view=self.view,
+            state_of=self.pipeline.states.committed.get,
+            min_interval_s=s.school_live_min_interval_s,
+        )
         self._queue: Handoff[RawMessage] = Handoff(
             asyncio.get_running_loop(), s.ingest_queue_max, size=lambda m: len(m.payload)
         )
@@ -139,6 +148,7 @@ class Service:
             broker=self.ingestor,
             http=self.http_ingress,
             dispatcher=self.dispatcher,
+            live=self.school_live.committed,
         )
 
         self.context = AppContext(
@@ -147,6 +157,7 @@ class Service:
             hub=self.hub,
             metrics=self.metrics,
             ingress=self.http_ingress,
+            school_live=self.school_live,
             readiness={
                 "mqtt": lambda: self.ingestor.connected,
                 "pipeline": lambda: self.batch_loop.healthy,
@@ -355,7 +366,7 @@ class Service:
         while True:
             await asyncio.sleep(self.settings.tick_s)
             try:
-                await self.pipeline.tick()
+                self.school_live.clock_events(await self.pipeline.tick())
                 await escalate_due(self.pool, self.pipeline.escalation)
                 self.dispatcher.wake()
             except DB_ERRORS as e:

@@ -25,6 +25,7 @@ from tracker.api import (
     people,
     push,
     registry,
+    school_ws,
     tokens,
     transfer,
     ws,
@@ -47,7 +48,22 @@ endpoint gets 403; a resource the caller may not see is 404, exactly as if it di
 
 # The routers in the order the OpenAPI document lists their paths (and a request goes to the first
 # path that matches it).
-ROUTERS = (health, me, alerts, push, operator, registry, people, devices, live, tokens, transfer, ws, ingest)
+ROUTERS = (
+    health,
+    me,
+    alerts,
+    push,
+    operator,
+    registry,
+    people,
+    devices,
+    live,
+    tokens,
+    transfer,
+    ws,
+    school_ws,
+    ingest,
+)
 
 
 class BodyLimit:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -13,6 +13,9 @@ from tracker.alerts.hub import WebSocketHub
 from tracker.api.ws_tokens import SocketTokens
 from tracker.config import Settings
 from tracker.metrics import Metrics
+
+if TYPE_CHECKING:
+    from tracker.api.live_feed import SchoolLiveFeed
 
 
 @dataclass
@@ -30,3 +33,5 @@ class AppContext:
     ingress: Any = None
     # this process's open websockets by token: closed when their token is revoked, deleted or expires
     sockets: SocketTokens = field(default_factory=SocketTokens)
+    # what the pipeline commits, for the schools' live map sockets (/ws/school); None: not offered
+    school_live: SchoolLiveFeed | None = None

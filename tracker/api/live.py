@@ -50,7 +50,8 @@ class ChildStatus(BaseModel):
     status_at: datetime | None = Field(description="when the monitor last changed the child's state")
 
 
-def _out(r: dict[str, Any]) -> dict[str, Any]:
+def live_item(r: dict[str, Any]) -> dict[str, Any]:
+    """A row of tracker.store.live as GET /api/v1/live (and /ws/school's snapshot) shows it."""
     state = None if r["state"] is None else ChildState.from_json(r["state"])
     return {
         "child_id": r["id"],
@@ -94,7 +95,7 @@ async def live(
             conn, who, school_id=school_id, child_id=None, limit=limit, offset=offset
         )
         await _audited(conn, who, rows, "GET /api/v1/live")
-    return {"items": [_out(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+    return {"items": [live_item(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get(
@@ -109,4 +110,4 @@ async def status_of_child(
         if not rows:
             not_found("child", child_id)
         await _audited(conn, who, rows, "GET /api/v1/children/{child_id}/status")
-    return _out(rows[0])
+    return live_item(rows[0])

@@ -336,15 +336,23 @@ class Track(BaseModel):
 
 
 class PositionRead(BaseModel):
+    """One staff session's reads of one child's positions through one endpoint on one day."""
+
     id: int
-    at: datetime
+    at: datetime = Field(description="the first of these reads")
+    last_at: datetime = Field(description="the last of these reads")
+    day: date | None = Field(
+        description="the day of the reads, in the time zone of the child's school (null: an entry "
+        "written before entries were kept per day, which stands for one read)"
+    )
+    reads: int = Field(description="how many answers (or socket messages) held the child's positions")
     token_id: int
     role: str
     school_id: int | None
     label: str
     child_id: int
     endpoint: str
-    fixes: int
+    fixes: int = Field(description="how many of the child's positions these reads held in all")
 
 
 # --- tags ----------------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ class BatchOutcome:
     outbox_rows: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # valid messages without a position
     answers: dict[int, MessageAnswer] = field(default_factory=dict)  # HTTP message id -> its answer
+    # every admitted fix as stored (the list the commit writes, not a copy): the school's live map
+    # (tracker.api.live_feed) reads it after the commit, only when someone watches
+    positions: list[PositionRecord] = field(default_factory=list)
     # critical websocket deliveries claimed in the commit, to send at once (tracker.stages.commit)
     at_once: list[tuple[DeliveryJob, AlertFacts]] = field(default_factory=list)
 
@@ -107,6 +110,7 @@ def records(
         if (s.off_route or s.zones_in) and s.last_ts is not None
     ]
     outcome.fixes = len(admitted.fixes)
+    outcome.positions = positions
     outcome.rejected.update(r.reason.value for r in refused.rejections)
     return PreparedBatch(
         outcome=outcome,

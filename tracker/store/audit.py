@@ -1,10 +1,15 @@
 """The audit logs: staff reading children's positions (privacy), and every token issued.
 
-Position reads: who read which child's positions, when, through which endpoint, and how many fixes the
-answer held. Staff are school staff and the city's administrators; a guardian reading their own
-child's position is not logged (and a staff member cannot read as a guardian: no school's staff can
-get a sign-in for a guardian with a child at another school, tracker.store.scope). The log is written
-before the answer is sent: a read that cannot be logged fails.
+Position reads: who read which child's positions, through which endpoint, on which day, how often and
+how many fixes in all. One row per staff session (the token it signed in with), child, day (in the
+time zone of the child's school) and endpoint, with the number of reads, the fixes they held, and the
+first (``at``) and last (``last_at``) read: a live map polled every few seconds, or pushed over
+/ws/school, is one row per child and day, not one per poll (migration 0012; rows written before it
+have no day and stand for one read each). Staff are school staff and the city's administrators; a
+guardian reading their own child's position is not logged (and a staff member cannot read as a
+guardian: no school's staff can get a sign-in for a guardian with a child at another school,
+tracker.store.scope). The log is written before the answer is sent: a read that cannot be logged
+fails.
 
 Token issues: written by tracker.store.tokens.create_token with the token itself; read here.
 """
@@ -12,6 +17,7 @@ Token issues: written by tracker.store.tokens.create_token with the token itself
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -23,15 +29,35 @@ STAFF_ROLES = ("admin", "school")
 
 
 async def record_position_reads(
-    conn: asyncpg.Connection | asyncpg.Pool, who: Principal, fixes_by_child: Mapping[int, int], endpoint: str
+    conn: asyncpg.Connection | asyncpg.Pool,
+    who: Principal,
+    fixes_by_child: Mapping[int, int],
+    endpoint: str,
+    *,
+    day: date | None = None,
+    reads_by_child: Mapping[int, int] | None = None,
 ) -> int:
-    """Log that ``who`` read ``fixes_by_child[c]`` positions of each child c; returns rows written."""
+    """Log that ``who`` read ``fixes_by_child[c]`` positions of each child c, in one read per child
+    (``reads_by_child``: as many reads as it says), on ``day`` (None: today in the time zone of the
+    child's school, else of the reader's, else UTC): added to the day's row of the token, child and
+    endpoint. Returns how many children. The children are written in id order, so that two requests
+    of one token never wait on each other's rows in opposite orders."""
     if who.role not in STAFF_ROLES or not fixes_by_child:
         return 0
-    children = list(fixes_by_child)
+    children = sorted(fixes_by_child)
+    reads = [1 if reads_by_child is None else reads_by_child.get(c, 1) for c in children]
     await conn.execute(
-        "INSERT INTO position_reads (token_id, role, school_id, label, child_id, endpoint, fixes)"
-        " SELECT $1, $2, $3, $4, c, $5, f FROM unnest($6::bigint[], $7::int[]) AS t(c, f)",
+        "INSERT INTO position_reads AS l"
+        " (token_id, role, school_id, label, child_id, endpoint, fixes, reads, day, at, last_at)"
+        " SELECT $1, $2, $3, $4, t.c, $5, t.f, t.r,"
+        "  coalesce($9::date, (now() AT TIME ZONE coalesce(s.timezone, rs.timezone, 'UTC'))::date),"
+        "  now(), now()"
+        " FROM unnest($6::bigint[], $7::int[], $8::int[]) WITH ORDINALITY AS t(c, f, r, n)"
+        " LEFT JOIN children ch ON ch.id = t.c LEFT JOIN schools s ON s.id = ch.school_id"
+        " LEFT JOIN schools rs ON rs.id = $3::bigint"
+        " ORDER BY t.n"
+        " ON CONFLICT (token_id, child_id, day, endpoint) WHERE day IS NOT NULL DO UPDATE SET"
+        " reads = l.reads + EXCLUDED.reads, fixes = l.fixes + EXCLUDED.fixes, last_at = EXCLUDED.last_at",
         who.token_id,
         who.role,
         who.school_id,
@@ -39,6 +65,8 @@ async def record_position_reads(
         endpoint,
         children,
         [fixes_by_child[c] for c in children],
+        reads,
+        day,
     )
     return len(children)
 
@@ -71,8 +99,9 @@ async def list_position_reads(
 ) -> tuple[list[dict[str, Any]], int]:
     where = f"{_visible(who)} AND ($4::bigint IS NULL OR l.child_id = $4)"
     rows = await conn.fetch(
-        f"WITH {scope.ME} SELECT l.id, l.at, l.token_id, l.role, l.school_id, l.label, l.child_id,"
-        f" l.endpoint, l.fixes, count(*) OVER () AS total FROM position_reads l, me WHERE {where}"
+        f"WITH {scope.ME} SELECT l.id, l.at, coalesce(l.last_at, l.at) AS last_at, l.day, l.reads,"
+        " l.token_id, l.role, l.school_id, l.label, l.child_id, l.endpoint, l.fixes,"
+        f" count(*) OVER () AS total FROM position_reads l, me WHERE {where}"
         " ORDER BY l.id DESC LIMIT $5 OFFSET $6",
         *scope.me_args(who),
         child_id,
