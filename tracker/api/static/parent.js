@@ -102,7 +102,7 @@ function needsAck(a) { return a.state === "open" && !a.acknowledged_at && a.seve
 function renderAlerts() {
   const list = [...state.alerts.values()].sort((a, b) => b.id - a.id).slice(0, 100);
   $("alerts").innerHTML = list.map((a) => `
-    <article class="card alert ${esc(a.severity)} ${a.state === "resolved" ? "resolved" : ""}" data-alert="${a.id}" aria-labelledby="al-${a.id}">
+    <article class="card alert ${esc(a.severity)} ${a.state === "resolved" ? "resolved" : ""} ${state.focused === a.id ? "focus" : ""}" data-alert="${a.id}" aria-labelledby="al-${a.id}">
       <div class="head">
         <strong id="al-${a.id}"><span class="sev ${esc(a.severity)}">${esc(t("sev." + a.severity))}</span> · ${esc(t("kind." + a.kind))} · ${esc(a.child && a.child.name)}</strong>
         <span>${esc(t("state." + a.state))}${a.acknowledged_at ? ` · ${esc(t("acked"))}` : ""}</span>
@@ -355,8 +355,9 @@ function focusAlert(id) {
   const a = state.alerts.get(id);
   if (!a) return;
   if (needsAck(a)) showBanner(a);
+  state.focused = id; renderAlerts();
   const card = document.querySelector(`[data-alert="${id}"]`);
-  if (card) { card.classList.add("focus"); card.scrollIntoView({ block: "center" }); }
+  if (card) card.scrollIntoView({ block: "center" });
 }
 
 if ("serviceWorker" in navigator) {
