@@ -3,6 +3,8 @@
 
 const WORDS = {
   en: {
+    // the school's live map: pushed over its socket, or polled while that is down (school.js)
+    "live.pushed": "Live: changes shown as they happen", "live.polling": "Live link down: checking every 5 s",
     "lang.switch": "한국어", "lang.switch.label": "한국어 — Switch language to Korean", "app.parent": "School route alerts",
     "signin.title": "Sign in", "signin.token": "Access token", "signin.submit": "Sign in",
     "signin.help": "Paste the token you were given, or open the sign-in link.",
@@ -101,6 +103,7 @@ const WORDS = {
     "field.hours": "hours", "field.geometry": "shape", "field.route_id": "route",
   },
   ko: {
+    "live.pushed": "실시간: 변경 즉시 표시", "live.polling": "실시간 연결 끊김: 5초마다 확인",
     "lang.switch": "English", "lang.switch.label": "English — 영어로 바꾸기", "app.parent": "통학 안전 알림",
     "signin.title": "로그인", "signin.token": "접근 토큰", "signin.submit": "로그인",
     "signin.help": "받은 토큰을 붙여 넣거나 로그인 링크를 여세요.",
