@@ -160,8 +160,8 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
     # the corners are where they were clicked (within a few metres: a pixel at zoom 16 is ~2 m)
     lon, lat = lonlat(-100, -100)
     assert min(math.dist((lon, lat), tuple(c)) for c in ring) < 5e-5
-    # an existing zone edited: only at night, a warning
-    await page.get_by_label("구역 선택").select_option(label="Construction site · construction")
+    # an existing zone edited: only at night, a warning (its kind in the page's words)
+    await page.get_by_label("구역 선택").select_option(label="Construction site · 공사장")
     await expect(page.get_by_label("이름")).to_have_value("Construction site")
     await page.get_by_label("심각도").select_option("warning")
     await page.get_by_label("시간 (비우면 항상)").fill("0-6 20:00-24:00")
