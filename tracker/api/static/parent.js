@@ -374,7 +374,10 @@ if ("serviceWorker" in navigator) {
 }
 
 setupSignIn(session, "signin", start);
-setupLanguageSwitch($("lang"), () => { renderSoundButtons(); renderChildren(); renderAlerts(); setConn($("conn").dataset.state || "conn.connecting"); });
+setupLanguageSwitch($("lang"), () => {
+  renderSoundButtons(); renderChildren(); renderAlerts(); setConn($("conn").dataset.state || "conn.connecting");
+  if (state.bannerId) showBanner(state.alerts.get(state.bannerId));  // the banner's sentence too
+});
 $("signout").addEventListener("click", () => signOut(false));
 $("sound").addEventListener("click", () => { state.soundOn = !state.soundOn; localStorage.setItem("tracker-sound", state.soundOn ? "on" : "off"); unlockAudio(); renderSoundButtons(); });
 $("notify").addEventListener("click", turnOnNotifications);
