@@ -190,6 +190,18 @@ class Settings(_RuleSettings):
     # --- demo (make run) ----------------------------------------------------------------------------
     demo_children: int = Field(300, description="simulated children in the demo city")
     simulate: bool = Field(True, description="with --demo: run the device simulator beside the service")
+    demo_first_incident_s: float = Field(
+        40.0,
+        ge=0,
+        description="with --demo: the demo guardian's first child presses SOS this many seconds after the"
+        " simulator starts ...",
+    )
+    demo_incident_every_s: float = Field(
+        300.0,
+        gt=0,
+        description="... and then has an incident this often (a danger zone, leaving the route, SOS, in"
+        " turn; later while it is still out on the last one)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -214,18 +226,6 @@ def rules_from(settings: Settings) -> Rules:
     return Rules(**{f.name: getattr(settings, f.name) for f in dataclasses.fields(Rules)})
 
 
-    demo_first_incident_s: float = Field(
-        40.0,
-        ge=0,
-        description="with --demo: the demo guardian's first child presses SOS this many seconds after the"
-        " simulator starts ...",
-    )
-    demo_incident_every_s: float = Field(
-        300.0,
-        gt=0,
-        description="... and then has an incident this often (a danger zone, leaving the route, SOS, in"
-        " turn; later while it is still out on the last one)",
-    )
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with explicit overrides (tests, the CLI) on top."""
     return Settings(**overrides)  # type: ignore[arg-type]
