@@ -155,3 +155,57 @@ def test_numba_compiles_without_nrt_when_told_to() -> None:
         "atomic increment and decrement per array per call. Check numba's release notes for _nrt, "
         "then move the bound in pyproject.toml"
     )
+
+
+def _publish(topic: bytes, payload: bytes, qos: int, mid: int, properties: bytes | None) -> tuple[int, bytes]:
+    """A PUBLISH's fixed header's first byte and the rest after the remaining length (paho's
+    ``_in_packet`` command and packet); ``properties``: MQTT 5's, with their length byte(s)."""
+    header = mqtt.PUBLISH | (qos << 1) | 0x08 * (qos > 0) | 0x01 * (payload == b"retained")
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"")
+    return header, body + (properties or b"") + payload
+
+
+# (what, protocol 5?, topic, payload, qos, properties): each read by _Client and by paho itself
+PUBLISHES = [
+    ("3.1.1, QoS 1", False, b"tracker/v1/tags/a/position", b'{"ts": 1}', 1, None),
+    ("3.1.1, QoS 0, retained", False, b"t/x", b"retained", 0, None),
+    ("3.1.1, empty payload", False, b"t/x", b"", 1, None),
+    ("5, QoS 1, no properties", True, b"tracker/v1/tags/a/position", b'{"ts": 1}', 1, b"\x00"),
+    ("5, QoS 0, no properties", True, b"t/x", b"retained", 0, b"\x00"),
+    ("5, empty payload", True, b"t/x", b"", 1, b"\x00"),
+    ("5, a user property (paho reads it)", True, b"t/x", b"p", 1, b"\x07\x26\x00\x01k\x00\x01v"),
+    ("5, QoS 2 (paho reads it)", True, b"t/x", b"p", 2, b"\x00"),
+]
+
+
+@pytest.mark.parametrize("what, v5, topic, payload, qos, props", PUBLISHES, ids=[p[0] for p in PUBLISHES])
+def test_the_ingestor_reads_a_publish_as_paho_does(
+    what: str, v5: bool, topic: bytes, payload: bytes, qos: int, props: bytes | None
+) -> None:
+    """tracker/ingest/mqtt.py's _Client._handle_publish reads the PUBLISH packets devices send
+    (QoS 0 or 1, in MQTT 5 without properties) itself, the rest through paho's: the same message
+    either way, from paho's private ``_in_packet`` and ``_handle_on_message``."""
+    loop = asyncio.new_event_loop()
+    try:
+        ingestor = MqttIngestor(
+            url="mqtt://127.0.0.1:1", client_id="p", topics=[], queue=Handoff(loop, 1), mqtt5=v5
+        )
+        client = ingestor._client
+        got: list[mqtt.MQTTMessage] = []
+        client.on_message = lambda _c, _u, m: got.append(m)
+        command, packet = _publish(topic, payload, qos, 513, props)
+        client._in_packet = {"command": command, "packet": packet}
+        for read in (type(client)._handle_publish, mqtt.Client._handle_publish):
+            read(client)
+    finally:
+        loop.close()
+    if qos == 2:  # paho holds a QoS 2 message until PUBREL: neither path hands it on yet
+        assert got == [], what
+        return
+    ours, paho = got
+    fields = ("mid", "topic", "payload", "qos", "retain", "dup")
+    assert [getattr(ours, f) for f in fields] == [getattr(paho, f) for f in fields], (
+        f"{PAHO}: {what}: _Client._handle_publish read {[getattr(ours, f) for f in fields]}, paho "
+        f"{[getattr(paho, f) for f in fields]}; check paho's PUBLISH reading (_packet.decode_publish)"
+    )
+    assert (ours.mid, ours.topic, ours.payload) == (513 if qos else 0, topic.decode(), payload), what
