@@ -527,6 +527,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             workdir=workdir,
             prefix=prefix,
             extra={k: v for k, v in (kv.split("=", 1) for kv in args.tracker_env)},
+            profile=Path(args.out) / "tracker-profile.txt" if args.profile else None,
         )
         cleanup.append(tracker.stop)
         await tracker.wait_ready(args.start_timeout)
@@ -664,7 +665,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(ROOT / "bench" / "out"), help="where burst.json goes")
     p.add_argument("--keep-workdir", action="store_true", help="keep the logs (tracker, mosquitto)")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the tracker under py-spy (pip install py-spy); its stacks, collapsed, in --out",
+    )
     args = p.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)
     if shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed")
     workdir = Path(tempfile.mkdtemp(prefix="tracker-burst-"))

@@ -230,7 +230,8 @@ class TrackerProcess:
         cmd = [sys.executable, "-c", "from tracker.cli import main; main(['run'])"]
         if profile is not None:  # py-spy runs the tracker as its child and writes a flame graph at exit
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-            cmd = [py_spy, "record", "--subprocesses", "--rate", "50", "-o", str(profile), "--", *cmd]
+            fmt = ["--format", "raw"] if profile.suffix == ".txt" else []  # collapsed stacks, to filter
+            cmd = [py_spy, "record", "--subprocesses", "--rate", "50", *fmt, "-o", str(profile), "--", *cmd]
         self.proc = _popen(
             cmd,
             env=env,
