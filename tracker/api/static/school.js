@@ -141,22 +141,94 @@ async function upload(ev) {
   } catch (e) { msg("upload-msg", t("error", { e: e.message }), true); }
 }
 
-// --- the live map --------------------------------------------------------------------------------
+// --- the live map: pushed over /ws/school; polled only while that socket is down ------------------
+// The socket sends a snapshot of the school's children, then each child's changes (at most one every
+// few seconds, the latest position winning) and a word when an alert opens or resolves. While it is
+// down the page polls GET /api/v1/live every 5 s, and tries the socket again with a growing wait.
+const LIVE = { socket: null, up: false, retry: 0, reconnect: null, alerts: null, markers: new Map() };
+
+function drawLive() {
+  if (!kidsLayer) kidsLayer = L.featureGroup().addTo(map);
+  const shown = new Set();
+  for (const c of S.live) {
+    if (!c.position) continue;
+    shown.add(c.child_id);
+    const at = [c.position.lat, c.position.lon];
+    const tip = `${esc(c.name)} — ${esc(t("status." + c.status))} (${esc(fmtTime(c.position.ts))})`;
+    const marker = LIVE.markers.get(c.child_id);
+    if (marker) {
+      marker.setLatLng(at); marker.setStyle({ fillColor: STATUS_COLOUR[c.status] }); marker.setTooltipContent(tip);
+    } else {
+      LIVE.markers.set(c.child_id, L.circleMarker(at, { radius: 7, color: "#fff", weight: 2, fillColor: STATUS_COLOUR[c.status], fillOpacity: 1, pmIgnore: true })
+        .bindTooltip(tip).addTo(kidsLayer));
+    }
+  }
+  for (const [id, marker] of LIVE.markers) if (!shown.has(id)) { marker.remove(); LIVE.markers.delete(id); }
+  $("live-count").textContent = `· ${t("count.children", { n: shown.size })}`;
+  renderChildren();
+}
+
+function showLink() {
+  $("conn").className = LIVE.up ? "pill live" : "pill offline";
+  $("conn").textContent = LIVE.up ? t("live.pushed") : `${t("live.polling")} · ${fmtNow()}`;
+}
+
 async function loadLive() {
   const page = await session.api(`/api/v1/live?school_id=${S.schoolId}&limit=1000`);
   S.live = page.items;
-  if (kidsLayer) kidsLayer.remove();
-  kidsLayer = L.featureGroup().addTo(map);
-  let shown = 0;
-  for (const c of S.live) {
-    if (!c.position) continue;
-    shown += 1;
-    L.circleMarker([c.position.lat, c.position.lon], { radius: 7, color: "#fff", weight: 2, fillColor: STATUS_COLOUR[c.status], fillOpacity: 1, pmIgnore: true })
-      .bindTooltip(`${esc(c.name)} — ${esc(t("status." + c.status))} (${esc(fmtTime(c.position.ts))})`).addTo(kidsLayer);
+  drawLive(); showLink();
+}
+
+function applyChanges(changes) {
+  const byId = new Map(S.live.map((c) => [c.child_id, c]));
+  for (const u of changes) {
+    const c = byId.get(u.child_id);
+    if (!c) continue;  // a child the page has not seen yet: the next snapshot has it
+    c.status = u.status; c.zones = u.zones;
+    if (u.position && (!c.position || new Date(u.position.ts) >= new Date(c.position.ts))) c.position = u.position;
   }
-  $("live-count").textContent = `· ${t("count.children", { n: shown })}`;
-  $("conn").className = "pill live"; $("conn").textContent = `${t("conn.live")} ${fmtNow()}`;
-  renderChildren();
+  drawLive();
+}
+
+function alertsChanged() {  // the day's table is read again once, however many alerts came at once
+  clearTimeout(LIVE.alerts);
+  LIVE.alerts = setTimeout(() => loadAlerts().catch(() => {}), 300);
+}
+
+function startPolling() {
+  if (S.timer) return;
+  poll();
+  S.timer = setInterval(() => { if (!document.hidden) poll(); }, 5000);
+}
+function stopPolling() { clearInterval(S.timer); S.timer = null; }
+
+function connectLive() {
+  if (LIVE.socket && LIVE.socket.readyState <= WebSocket.OPEN) return;  // connecting or open already
+  clearTimeout(LIVE.reconnect);
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/ws/school?token=${encodeURIComponent(session.token)}&school_id=${S.schoolId}`);
+  LIVE.socket = ws;
+  if (!S.timer) { $("conn").className = "pill"; $("conn").textContent = t("conn.connecting"); }
+  ws.onmessage = (ev) => {
+    const m = JSON.parse(ev.data);
+    if (m.type === "hello") { LIVE.up = true; LIVE.retry = 0; stopPolling(); showLink(); }
+    else if (m.type === "snapshot") { S.live = m.children; drawLive(); }
+    else if (m.type === "children") applyChanges(m.children);
+    else if (m.type === "alerts" || m.type === "alert") alertsChanged();
+  };
+  ws.onclose = async (ev) => {
+    if (LIVE.socket !== ws) return;
+    LIVE.socket = null; LIVE.up = false;
+    if (ev.code === 1008) {  // refused or closed for its token: signed out if the token is gone
+      try { await session.api("/api/v1/me"); } catch (e) {
+        if (e.status === 401) { session.clear(); stopPolling(); $("conn").className = "pill out"; $("conn").textContent = t("conn.signedout"); return; }
+      }
+    }
+    startPolling(); showLink();
+    const wait = Math.min(30000, 1000 * 2 ** LIVE.retry) * (0.5 + Math.random() / 2);
+    LIVE.retry += 1;
+    LIVE.reconnect = setTimeout(connectLive, wait);
+  };
 }
 
 function renderLegend() {
@@ -222,7 +294,7 @@ async function loadZones() {
 }
 
 // --- start ---------------------------------------------------------------------------------------
-async function poll() {
+async function poll() {  // only while the live socket is down
   try { await loadLive(); await loadAlerts(); }
   catch (e) { $("conn").className = "pill offline"; $("conn").textContent = t("conn.offline"); }
 }
@@ -252,13 +324,14 @@ async function start() {
   await loadRoutes();
   if (routesLayer.getBounds().isValid()) map.fitBounds(routesLayer.getBounds().pad(0.1));
   await loadChildren();
-  await Promise.all([poll(), loadTables(), loadZones()]);
-  clearInterval(S.timer);
-  S.timer = setInterval(() => { if (!document.hidden) poll(); }, 5000);
+  connectLive();
+  await Promise.all([loadTables(), loadZones()]);
+  // a socket that neither opens nor fails (a proxy holding it): the map is polled meanwhile
+  setTimeout(() => { if (!LIVE.up) { startPolling(); showLink(); } }, 5000);
 }
 
 setupSignIn(session, "signin", start);
-setupLanguageSwitch($("lang"), () => { renderLegend(); if (S.school) { $("title").textContent = `${t("school.title")}: ${S.school.properties.name}`; loadRoutes(); renderChildren(); loadAlerts(); loadTables(); } });
+setupLanguageSwitch($("lang"), () => { renderLegend(); if (S.school) { drawLive(); showLink(); $("title").textContent = `${t("school.title")}: ${S.school.properties.name}`; loadRoutes(); renderChildren(); loadAlerts(); loadTables(); } });
 $("signout").addEventListener("click", () => { session.clear(); location.reload(); });
 $("route-select").addEventListener("change", (ev) => selectRoute(ev.target.value ? Number(ev.target.value) : null));
 $("route-new").addEventListener("click", startDrawing);
