@@ -73,6 +73,30 @@ async def _deliveries(svc: Service) -> list[dict[str, Any]]:
     return [dict(r.items()) for r in rows]
 
 
+async def _settled(svc: Service) -> None:
+    """Deliver what is due and wait until no push delivery is waiting or being sent (the running
+    service's own dispatcher lanes may be the ones that deliver it)."""
+    await svc.dispatcher.deliver_due()
+
+    async def settled() -> bool:
+        return all(d["state"] not in ("pending", "sending") for d in await _deliveries(svc))
+
+    await wait_until(settled, 5)
+
+
+async def _after_attempt(svc: Service, attempts: int) -> dict[str, Any]:
+    """Deliver what is due and wait for the (only) push delivery's outcome of that attempt: the running
+    service's own dispatcher lanes may be the ones that take it."""
+    await svc.dispatcher.deliver_due()
+
+    async def done() -> dict[str, Any] | None:
+        [d] = await _deliveries(svc)
+        return d if d["attempts"] >= attempts and d["state"] != "sending" else None
+
+    result: dict[str, Any] = await wait_until(done, 5)
+    return result
+
+
 async def test_an_sos_reaches_a_subscribed_phone_encrypted_signed_and_in_the_guardians_language(
     database_url: str, mqtt_url: str, settings_for, push_service: PushService
 ) -> None:  # type: ignore[no-untyped-def]
@@ -138,7 +162,7 @@ async def test_a_subscription_the_push_service_says_is_gone_is_removed(
         assert (await _subscribe(svc, kid.token, gone.subscription())).status_code == 201
         async with svc.pool.acquire() as conn:
             alert, _ = await alert_with_delivery(conn, kid, "sos", "critical", channel="push")
-        await svc.dispatcher.deliver_due()
+        await _settled(svc)
         assert gone.requests == 1 and gone.refused == []
         assert await svc.pool.fetchval("SELECT count(*) FROM push_subscriptions") == 0
         [d] = await _deliveries(svc)
@@ -170,8 +194,7 @@ async def test_a_push_service_that_fails_now_gets_the_message_again_with_back_of
         async with svc.pool.acquire() as conn:
             await alert_with_delivery(conn, kid, "left_route", "warning", channel="push")
 
-        await svc.dispatcher.deliver_due()
-        [d] = await _deliveries(svc)
+        d = await _after_attempt(svc, 1)
         assert (d["state"], d["attempts"]) == ("pending", 1) and "500" in d["last_error"]
         assert d["next_attempt_at"].timestamp() - time.time() <= 0.3  # the first back-off
         row = await svc.pool.fetchrow(
@@ -180,16 +203,14 @@ async def test_a_push_service_that_fails_now_gets_the_message_again_with_back_of
         assert row["last_failure_at"] is not None and "500" in row["last_error"]
 
         await wait_until(lambda: time.time() >= d["next_attempt_at"].timestamp(), 5)
-        await svc.dispatcher.deliver_due()
-        [d2] = await _deliveries(svc)
+        d2 = await _after_attempt(svc, 2)
         assert (d2["state"], d2["attempts"]) == ("pending", 2) and "503" in d2["last_error"]
         # back-off doubles: the second wait is twice the first
         gap = (d2["next_attempt_at"] - d["next_attempt_at"]).total_seconds()
         assert gap >= 0.6
 
         await wait_until(lambda: time.time() >= d2["next_attempt_at"].timestamp(), 5)
-        await svc.dispatcher.deliver_due()
-        [d3] = await _deliveries(svc)
+        d3 = await _after_attempt(svc, 3)
         assert (d3["state"], d3["attempts"]) == ("sent", 3)
         # the laptop took it the first time and was not sent it again; the phone got it on the third
         assert (laptop.requests, len(laptop.received)) == (1, 1)
@@ -214,7 +235,7 @@ async def test_the_rate_limit_holds_back_warnings_on_push_but_never_a_critical_a
         for kind, severity in [("left_route", "warning")] * 4 + [("sos", "critical")]:
             async with svc.pool.acquire() as conn:
                 await alert_with_delivery(conn, kid, kind, severity, state="resolved", channel="push")
-            await svc.dispatcher.deliver_due()
+            await _settled(svc)
         assert [(d["severity"], d["state"]) for d in await _deliveries(svc)] == [
             ("warning", "sent"),
             ("warning", "sent"),
@@ -367,7 +388,7 @@ async def test_a_revoked_sign_in_silences_its_browser(
         )
         async with svc.pool.acquire() as conn:
             await alert_with_delivery(conn, kid, "sos", "critical", channel="push")
-        await svc.dispatcher.deliver_due()
+        await _settled(svc)
         assert (lost.requests, len(kept.received)) == (0, 1)
     finally:
         await svc.stop()
