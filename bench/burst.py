@@ -38,6 +38,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -366,14 +367,26 @@ async def burst(
     tracker: TrackerProcess,
     database_url: str,
     deadline_s: float,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
-    """One SOS per child, published within ``window_s``; wait for every alert and SMS (or the deadline)."""
+    """One SOS per child, published within ``window_s``; wait for every alert and SMS (or the deadline).
+    ``profile``: py-spy samples the tracker from just before the burst until its last alert is heard,
+    and writes the stacks there (collapsed, a line per stack)."""
     conn = await asyncpg.connect(database_url)
     sms_before = await conn.fetchval("SELECT coalesce(max(id), 0) FROM sms_messages")
     phones = [f"+8210{c:08d}" for c in children]  # bench/load/city.py's phone of child c's guardian
     now = time.time()
     messages = [sos_message(prefix, c, *positions[c], now) for c in children]
     pid = tracker.pid()
+    spy = None
+    if profile is not None:
+        py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, not waited on here
+            [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil", "--format", "raw", "-o", str(profile)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        await asyncio.sleep(0.5)
     cpu0, t_cpu0 = cpu_s(pid), time.time()
     rate = len(messages) / window_s if window_s > 0 else None
     results, times = await asyncio.to_thread(publishers.run, messages, rate=rate, start_in=1.0)
@@ -397,6 +410,8 @@ async def burst(
             if len(got) >= len(sent_at):
                 done_alerts = True
                 cpu1, t_cpu1 = cpu_s(pid), time.time()
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
         row = await conn.fetchrow(
             "SELECT count(DISTINCT phone) AS n, extract(epoch FROM max(created_at)) AS last"
             " FROM sms_messages WHERE id > $1 AND phone = ANY($2::text[])",
@@ -413,6 +428,9 @@ async def burst(
                 cpu1, t_cpu1 = cpu_s(pid), time.time()
             break
     await conn.close()
+    if spy is not None:
+        spy.send_signal(signal.SIGINT)
+        await asyncio.to_thread(spy.wait, 30)
     received = [r for p in sockets for r in await asyncio.to_thread(p.received)]
     delivery = deliveries(sent_at, received, deadline_s)
     lat = summary_ms(delivery.latencies_s)
@@ -438,6 +456,8 @@ async def burst(
         "sms_last_after_s": round(sms_s, 2) if sms_s is not None else None,
         "sms_seen_after_s": round(sms_seen_at - t_first, 2) if sms_seen_at is not None else None,
         "tracker_cpu_share": round((cpu1 - cpu0) / (t_cpu1 - t_cpu0), 2) if t_cpu1 > t_cpu0 else None,
+        # CPU seconds the tracker spent until the last alert was heard: what a busy machine inflates less
+        "tracker_cpu_s": round(cpu1 - cpu0, 2),
         # the client's own delay: how late its event loops' 10 ms ticks came during the burst
         "client_loop_lag": summary_ms(lags),
         "sockets_closed": sum(rep["closed"] for rep in reports),
@@ -446,7 +466,7 @@ async def burst(
         f"  {name}: publish → websocket p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, "
         f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; {out['lost']} lost; "
         f"SMS rows {sms_count:,}/{len(phones):,}, the last {out['sms_last_after_s']} s after the start; "
-        f"tracker on {out['tracker_cpu_share']} of a CPU; client loop lag p99 "
+        f"tracker on {out['tracker_cpu_share']} of a CPU ({out['tracker_cpu_s']} CPU-s); client loop lag p99 "
         f"{out['client_loop_lag']['p99_ms']} ms, max {out['client_loop_lag']['max_ms']} ms"
     )
     log(
@@ -527,7 +547,6 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             workdir=workdir,
             prefix=prefix,
             extra={k: v for k, v in (kv.split("=", 1) for kv in args.tracker_env)},
-            profile=Path(args.out) / "tracker-profile.txt" if args.profile else None,
         )
         cleanup.append(tracker.stop)
         await tracker.wait_ready(args.start_timeout)
@@ -559,6 +578,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             tracker,
             database_url,
             args.deadline,
+            Path(args.out) / "tracker-burst-1.txt" if args.profile else None,
         )
 
         # burst 2: every socket open; the next n_sos children's guardians hear it, the rest nothing
@@ -578,6 +598,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             tracker,
             database_url,
             args.deadline,
+            Path(args.out) / "tracker-burst-2.txt" if args.profile else None,
         )
         _, rss_peak = tracker.rss_mb()
         tracker.stop()
@@ -668,7 +689,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="run the tracker under py-spy (pip install py-spy); its stacks, collapsed, in --out",
+        help="sample the tracker with py-spy during each burst (pip install py-spy); its stacks, "
+        "collapsed, in --out as tracker-burst-N.txt",
     )
     args = p.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)

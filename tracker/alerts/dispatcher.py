@@ -10,8 +10,9 @@ transaction), and :meth:`Dispatcher.send_at_once` sends them as soon as the tran
 and marks them after, through the same per-delivery rules as a round (``_deliver``). Everything else
 goes through the outbox, in two lanes, each a loop of rounds: the websocket (a parent's page: a
 message on an open socket, cheap) and every other channel (SMS gateways, school webhooks: slow, and
-throttled by their providers), so that no socket waits behind thousands of SMS. A round is sized by
-time, not by count:
+throttled by their providers), so that no socket waits behind thousands of SMS; and while critical
+alerts are going out at once, the slow lane waits for them (they share one event loop; an SMS may
+take seconds anyway). A round is sized by time, not by count:
 each lane claims as many rows as it delivered in ``ROUND_S`` the round before (between ``MIN_ROUND``
 and ``MAX_ROUND``), so that a burst is taken in few rounds and a slow channel does not hold a big one.
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 ROUND_S = 0.25  # a round should take about this long
 MIN_ROUND, MAX_ROUND = 50, 5000
 FAST_CHANNELS = ("websocket",)  # the lane that never waits behind the others
+SOCKETS_FIRST_S = 1.0  # longest the other lane's round waits for critical alerts going out on sockets
 
 
 class _Lane:
@@ -124,11 +126,20 @@ class Dispatcher:
                 await asyncio.wait_for(lane.wake.wait(), self._poll_s)
             lane.wake.clear()
             try:
-                while await self._round(lane) > 0:
-                    pass
+                while True:
+                    if lane.other:
+                        await self._after_sockets()
+                    if await self._round(lane) == 0:
+                        break
             except DB_ERRORS as e:
                 log.warning("dispatcher (%s) cannot reach PostgreSQL (%s); trying again", lane.name, e)
                 await asyncio.sleep(self._poll_s)
+
+    async def _after_sockets(self) -> None:
+        """The slow channels' rounds wait while critical alerts are going out on sockets (they share
+        this event loop, and an SMS may take seconds anyway), for at most SOCKETS_FIRST_S."""
+        if self._sending:
+            await asyncio.wait(list(self._sending), timeout=SOCKETS_FIRST_S)
 
     async def deliver_due(self) -> int:
         """One round of every lane (tests, and a caller that wants the due rows out now); returns how

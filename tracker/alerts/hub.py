@@ -40,21 +40,20 @@ class WebSocketHub:
         return sum(len(c) for c in self._by_guardian.values())
 
     async def send(self, guardian_id: int, text: str) -> int:
-        """Send to all of the guardian's open connections; returns how many took it."""
+        """Send to all of the guardian's open connections; returns how many took it. A connection that
+        fails, or takes longer than the send timeout (a stalled peer), is dropped."""
         conns = list(self._by_guardian.get(guardian_id, ()))
-        if not conns:
+        if len(conns) == 1:  # the usual case: no task of its own (a burst sends thousands at once)
+            return await self._send_one(guardian_id, conns[0], text)
+        taken = await asyncio.gather(*(self._send_one(guardian_id, c, text) for c in conns))
+        return sum(taken)
+
+    async def _send_one(self, guardian_id: int, conn: Connection, text: str) -> int:
+        try:
+            async with asyncio.timeout(self._send_timeout_s):
+                await conn.send_text(text)
+            return 1
+        except Exception as e:  # a closed or stalled socket: its page reconnects and catches up
+            log.info("websocket send to guardian %s failed (%r); dropping that connection", guardian_id, e)
+            self.remove(guardian_id, conn)
             return 0
-        results = await asyncio.gather(
-            *(asyncio.wait_for(c.send_text(text), self._send_timeout_s) for c in conns),
-            return_exceptions=True,
-        )
-        delivered = 0
-        for conn, result in zip(conns, results, strict=True):
-            if isinstance(result, BaseException):
-                log.info(
-                    "websocket send to guardian %s failed (%r); dropping that connection", guardian_id, result
-                )
-                self.remove(guardian_id, conn)
-            else:
-                delivered += 1
-        return delivered
