@@ -17,9 +17,11 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import websockets
 
@@ -29,6 +31,10 @@ from tests.integration.test_api_support import Side, bearer, build_city
 from tracker.service import Service
 from tracker.store.tokens import issue_token
 
+SCHEMA = jsonschema.Draft202012Validator(
+    json.loads((Path(__file__).resolve().parents[2] / "schemas" / "school-live.v1.json").read_text("utf-8")),
+    format_checker=jsonschema.FormatChecker(),
+)
 INTERVAL_S = 1.0  # TRACKER_SCHOOL_LIVE_MIN_INTERVAL_S for these tests
 SLACK_S = 0.15  # timer and scheduling slack when measuring gaps between two updates
 
@@ -54,6 +60,7 @@ class SchoolSocket:
     def __init__(self, svc: Service, token: str, query: str = "") -> None:
         self.url = f"ws://127.0.0.1:{svc.settings.http_port}/ws/school?token={token}{query}"
         self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.invalid: list[str] = []  # messages that are not what the schema says
         self.ws: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -67,11 +74,15 @@ class SchoolSocket:
         await self.ws.close()
         if self._task is not None:
             self._task.cancel()
+        assert self.invalid == []
 
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self.ws:
-                self.messages.append((time.monotonic(), json.loads(raw)))
+                message = json.loads(raw)
+                # every message is schemas/school-live.v1.json
+                self.invalid.extend(f"{e.message} in {message}" for e in SCHEMA.iter_errors(message))
+                self.messages.append((time.monotonic(), message))
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
         return [m for _, m in self.messages if m["type"] == kind]
@@ -179,7 +190,7 @@ async def test_alerts_arrive_as_they_open_and_resolve(
         pub = Publisher(mqtt_url)
         try:
             async with SchoolSocket(svc, a.staff) as live:
-                t0 = time.time() - 120
+                t0 = time.time() - 180
                 for i in range(3):  # on the route
                     pub.publish(topic(svc, a), fix(-500 + i * 40, 0, t0 + i * 15))
                 for i in range(3):  # 150 m off it: decided
@@ -196,8 +207,8 @@ async def test_alerts_arrive_as_they_open_and_resolve(
                     (caught_up,) = late.of_type("alerts")
                     assert {x["id"] for x in caught_up["alerts"]} == {a.alert_id, alert["id"]}
 
-                for i in range(3):  # back inside the corridor: resolved
-                    pub.publish(topic(svc, a), fix(-340 + i * 20, 2, t0 + 90 + i * 10))
+                for i in range(4):  # back inside the corridor, walking on: resolved
+                    pub.publish(topic(svc, a), fix(-340 + i * 18, 2, t0 + 90 + i * 15))
                 resolved = await live.wait_for(
                     lambda m: (
                         m["type"] == "alert"
