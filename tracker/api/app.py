@@ -43,7 +43,13 @@ endpoint gets 403; a resource the caller may not see is 404, exactly as if it di
 
 **GeoJSON** (RFC 7946, `[lon, lat]`) for everything with a shape; lists are paged with `limit` and
 `offset` and say their `total`. Bad input gets a 4xx whose `detail` says what is wrong and where
-(`loc`). Every staff read of a child's position is written to an audit log.
+(`loc`). Every staff read of a child's position is written to an audit log (one entry per staff
+session, child, day and endpoint, with counts).
+
+**Websockets** (not among the paths below): `/ws?token=` carries a guardian's alerts
+(schemas/alert-message.v1.json); `/ws/school?token=` a school's live map, pushed
+(schemas/school-live.v1.json): a snapshot of the school's children and open alerts on connect, then
+each child's position and status at most once every few seconds and alerts as they open and resolve.
 """
 
 # The routers in the order the OpenAPI document lists their paths (and a request goes to the first
