@@ -88,7 +88,11 @@ class Settings(_RuleSettings):
         " broker that drops any of them would drop a burst that size",
     )
     max_payload_bytes: int = Field(64 * 1024, description="larger payloads are dead-lettered as oversized")
-    max_future_s: float = Field(60.0, description="fixes stamped further than this in the future are refused")
+    max_future_s: float = Field(
+        300.0,
+        description="fixes stamped further than this in the future are refused (a cheap watch's clock may"
+        " be a minute or two fast; an SOS is stamped at receipt instead)",
+    )
     http_ingest_timeout_s: float = Field(
         20.0, description="an OwnTracks / OsmAnd HTTP request waits this long for its fix to be committed"
     )

@@ -135,7 +135,7 @@ class OfflineTracker:
         rules: Rules,
         *,
         tick_s: float = 5.0,
-        max_future_s: float = 60.0,
+        max_future_s: float = 300.0,
         tag_rate_per_s: float = 5.0,
         tag_burst: int = 300,
     ) -> None:

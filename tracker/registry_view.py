@@ -160,6 +160,7 @@ def build_view(
                     school=Place(s.lon, s.lat, fence) if s is not None else None,
                     home=homes.get(c.route_id) if c.route_id is not None else None,
                     zone_hours=hours,
+                    mode=route.mode if (route := rows.routes.get(c.route_id or -1)) is not None else "walk",
                 ),
             )
         slots[c.id], contexts[c.id] = shared[key]
@@ -194,7 +195,7 @@ def rows_from_world(world: WorldFeatures, *, default_timezone: str) -> tuple[Reg
         p = d.props
         school_id = p.school_id or 0
         routes[d.id] = RouteRow(
-            d.id, school_id, p.name, d.geometry, p.corridor_m, [w.model_dump() for w in p.windows]
+            d.id, school_id, p.name, d.geometry, p.corridor_m, [w.model_dump() for w in p.windows], p.mode
         )
         if p.arrivals:
             arrivals[d.id] = [a.model_dump() for a in p.arrivals]

@@ -63,6 +63,8 @@ async def test_a_school_registers_a_route_child_tag_and_guardian_and_reads_them_
         "name": "Walk",
         "school_id": city.a.school_id,  # school staff register for their own school by default
         "corridor_m": 25.0,
+        "mode": "walk",
+        "meets_zones": [],
         "windows": windows,
         "arrivals": arrivals,
         "children": [],
@@ -395,6 +397,44 @@ async def test_bad_input_gets_a_4xx_saying_what_and_where_and_nothing_is_written
     problems = r.json()["detail"]
     assert any(p["loc"][: len(loc)] == loc and says in p["msg"] for p in problems), problems
     assert await fingerprint(api.pool) == before
+
+
+async def test_a_route_has_a_mode_and_says_where_it_meets_a_zone(api: Api) -> None:
+    """Issue 15.3: a route's mode (its speeds), and where it runs beside or across a danger zone."""
+    city = await build_city(api.pool)
+    admin, staff = bearer(city.admin), bearer(city.a.staff)
+    road = square(-200, 60, 20)
+    r = await api.http.post(
+        "/api/v1/zones", headers=admin, json=zone_body(road, name="Road", kind="arterial_road")
+    )
+    assert r.status_code == 201, r.text
+    zone_id = r.json()["id"]
+    # east along y = 30 (10 m from the zone's edge at y = 40), then north over it at x = -200
+    r = await api.http.post(
+        "/api/v1/routes",
+        headers=staff,
+        json=route_body((-400, 30), (-200, 30), (-200, 100), (0, 100), (0, 0), corridor=20, mode="shuttle"),
+    )
+    assert r.status_code == 201, r.text
+    props = r.json()["properties"]
+    assert props["mode"] == "shuttle"
+    assert [(m["zone_id"], m["how"]) for m in props["meets_zones"]] == [
+        (zone_id, "across"),
+        (zone_id, "beside"),
+    ]
+    across, beside = props["meets_zones"]
+    assert across["length_m"] == pytest.approx(40, abs=1) and beside["length_m"] > 20
+    route_id = r.json()["id"]
+    r = await api.http.patch(
+        f"/api/v1/routes/{route_id}", headers=staff, json={"properties": {"mode": "bus"}}
+    )
+    assert r.status_code == 200 and r.json()["properties"]["mode"] == "bus"
+    listed = (await api.http.get("/api/v1/routes", headers=staff)).json()["features"]
+    assert [f["properties"]["meets_zones"] for f in listed if f["id"] == route_id] == [props["meets_zones"]]
+    r = await api.http.patch(
+        f"/api/v1/routes/{route_id}", headers=staff, json={"properties": {"mode": "car"}}
+    )
+    assert r.status_code == 422
 
 
 async def test_a_route_far_from_its_school_or_with_swapped_coordinates_is_refused(api: Api) -> None:

@@ -37,6 +37,7 @@ ROUTE = {
         "corridor_m": 35.0,
         "windows": [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}],
         "arrivals": [{"days": [0, 1, 2, 3, 4], "time": "08:40", "to": "school"}],
+        "mode": "bicycle",
     },
 }
 # two islands, the first with a hole that has an island of its own (depth 0, 1, 2)

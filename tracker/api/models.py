@@ -21,6 +21,7 @@ from tracker.importers.models import (
     Arrival,
     Id,
     Name,
+    RouteMode,
     RouteProps,
     Window,
     ZoneKind,
@@ -153,6 +154,7 @@ class RoutePatchProps(Strict):
     corridor_m: float | None = Field(None, ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M)
     windows: Annotated[list[Window], Field(max_length=20)] | None = None
     arrivals: Annotated[list[Arrival], Field(max_length=20)] | None = None
+    mode: RouteMode | None = None
 
 
 class RoutePatch(_FeaturePatch):
@@ -160,10 +162,25 @@ class RoutePatch(_FeaturePatch):
     properties: RoutePatchProps | None = None
 
 
+class ZoneMeeting(BaseModel):
+    zone_id: int
+    how: Literal["beside", "across"]
+    length_m: float = Field(
+        description="across: the line's length inside the zone; beside: within the corridor of it"
+    )
+
+
 class RouteOutProps(BaseModel):
     name: str
     school_id: int
     corridor_m: float
+    mode: RouteMode = Field(description="walk, bicycle, shuttle or bus: the speeds a child on it may go")
+    meets_zones: list[ZoneMeeting] = Field(
+        default_factory=list,
+        description="where the route's corridor overlaps a danger zone: across it (the line enters the"
+        " zone: a crosswalk) or beside it (a sidewalk by a road zone); there the zone minus the corridor"
+        " is what counts for the route's children in its windows",
+    )
     windows: list[Window] = Field(description="the route's own windows (empty: its school's apply)")
     arrivals: list[Arrival]
     children: list[int] = Field(description="children who walk it (those the caller may see)")

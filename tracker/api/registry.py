@@ -10,6 +10,9 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import shapely
+import shapely.errors
+import shapely.geometry
 from fastapi import APIRouter, Depends, Response, status
 
 from tracker.api.auth import context, require
@@ -45,6 +48,7 @@ from tracker.api.models import (
     ZonePatch,
 )
 from tracker.broker_config import broker_user_refusal
+from tracker.geofence import RouteSpec, ZoneSpec, route_meets_zones
 from tracker.importers import GeometryProblem, validate_route_geometry, validate_zone_geometry
 from tracker.importers.geojson import validate_place
 from tracker.importers.models import ZoneKind
@@ -206,12 +210,36 @@ def route_feature(r: dict[str, Any]) -> dict[str, Any]:
             "name": r["name"],
             "school_id": r["school_id"],
             "corridor_m": round(float(r["corridor_m"]), 3),
+            "mode": r["mode"],
+            "meets_zones": r.get("meets_zones", []),
             "windows": r["windows"],
             "arrivals": r["arrivals"],
             "children": list(r["children"]),
             "created_at": r["created_at"],
         },
     }
+
+
+async def with_meetings(conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The routes' rows with where each meets a zone (``meets_zones``), worked out against the zones
+    that are on (shapely: tracker.geofence.route_meets_zones)."""
+    if not rows:
+        return rows
+    zones = []
+    for zone_id, geometry in await registry_crud.active_zone_geometries(conn):
+        try:
+            zones.append(ZoneSpec(zone_id, shapely.geometry.shape(geometry)))
+        except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError):
+            continue  # a zone the index leaves out meets nothing
+    out = []
+    for r in rows:
+        try:
+            route = RouteSpec(r["id"], shapely.geometry.shape(r["geometry"]), float(r["corridor_m"]))
+            meets = [m.as_json() for m in route_meets_zones(route, zones)]
+        except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError):
+            meets = []
+        out.append(dict(r) | {"meets_zones": meets})
+    return out
 
 
 @router.get("/api/v1/routes", tags=["routes"], response_model=FeaturePage[RouteFeature], responses=LIST)
@@ -226,6 +254,7 @@ async def list_routes(
     rows, total = await registry_crud.list_routes(
         ctx.pool, who, school_id=school_id, limit=limit, offset=offset
     )
+    rows = await with_meetings(ctx.pool, rows)
     return {"features": [route_feature(r) for r in rows], "total": total, "limit": limit, "offset": offset}
 
 
@@ -259,12 +288,14 @@ async def create_route(
                 "name": p.name,
                 "geometry": geometry,
                 "corridor_m": p.corridor_m,
+                "mode": p.mode,
                 "windows": _dump(p.windows),
                 "arrivals": _dump(p.arrivals),
             },
         )
         row = await registry_crud.get_route(conn, who, route_id)
-    assert row is not None
+        assert row is not None
+        (row,) = await with_meetings(conn, [row])
     return route_feature(row)
 
 
@@ -275,6 +306,7 @@ async def get_route(
     row = await registry_crud.get_route(ctx.pool, who, route_id)
     if row is None:
         not_found("route", route_id)
+    (row,) = await with_meetings(ctx.pool, [row])
     return route_feature(row)
 
 
@@ -310,7 +342,8 @@ async def update_route(
             )
         await registry_crud.update_route(conn, who, route_id, values)
         row = await registry_crud.get_route(conn, who, route_id)
-    assert row is not None
+        assert row is not None
+        (row,) = await with_meetings(conn, [row])
     return route_feature(row)
 
 

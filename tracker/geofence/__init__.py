@@ -12,7 +12,7 @@ validation, flattening, packing) is :mod:`tracker.geofence.build`; the numba ker
 are the package :mod:`tracker.geofence.kernels`.
 """
 
-from tracker.geofence.build import GeometryRefused, RouteSpec, ZoneSpec
+from tracker.geofence.build import GeometryRefused, RouteSpec, ZoneMeeting, ZoneSpec, route_meets_zones
 from tracker.geofence.index import GeofenceAnswers, GeofenceIndex, build_index
 from tracker.geofence.projection import LocalProjection
 
@@ -22,6 +22,8 @@ __all__ = [
     "GeometryRefused",
     "LocalProjection",
     "RouteSpec",
+    "ZoneMeeting",
     "ZoneSpec",
     "build_index",
+    "route_meets_zones",
 ]

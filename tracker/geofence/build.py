@@ -431,3 +431,65 @@ def pack(
         zones=zone_arrays,
         grid=_grid_arrays(zone_arrays, radius),
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# where a route meets a zone (shapely, at registration: the school page shows it)
+
+
+@dataclass(frozen=True)
+class ZoneMeeting:
+    """Where a route's corridor overlaps a danger zone. ``how``: "across" when the route's line enters
+    the zone (a crosswalk over a road, a path through a park drawn as a zone), ``length_m`` the line's
+    length inside it; "beside" when only the corridor reaches in (a sidewalk by a road zone, a
+    hoarding by a building site), ``length_m`` the line's length within the corridor of the zone.
+    There, for the route's children in its commute windows, the zone minus the corridor is what
+    counts (tracker.monitor.machine)."""
+
+    zone_id: int
+    how: str
+    length_m: float
+
+    def as_json(self) -> dict[str, object]:
+        return {"zone_id": self.zone_id, "how": self.how, "length_m": round(self.length_m, 1)}
+
+
+def route_meets_zones(route: RouteSpec, zones: Sequence[ZoneSpec]) -> list[ZoneMeeting]:
+    """The zones whose interior the route's corridor overlaps, by zone id (see :class:`ZoneMeeting`):
+    across it, beside it, or both (a sidewalk along a road, then its crosswalk). A zone the index
+    would refuse is left out."""
+    coords = shapely.get_coordinates(route.geometry)
+    if coords.size == 0:
+        return []
+    projection = LocalProjection.around(coords[:, 0], coords[:, 1])
+
+    def metric(geom: shapely.Geometry) -> shapely.Geometry:
+        return shapely.transform(geom, lambda xy: np.column_stack(projection.to_xy(xy[:, 0], xy[:, 1])))
+
+    line = metric(route.geometry)
+    corridor_m = float(route.corridor_m)
+    corridor = line.buffer(corridor_m)
+    polygons: list[shapely.Geometry] = []
+    ids: list[int] = []
+    for spec in zones:
+        try:
+            parts = zone_polygons(spec)
+        except GeometryRefused:
+            continue
+        polygons.append(metric(shapely.union_all(parts)))
+        ids.append(int(spec.zone_id))
+    if not polygons:
+        return []
+    tree = shapely.STRtree(polygons)
+    out = []
+    for k in sorted(tree.query(corridor, predicate="intersects").tolist(), key=lambda k: ids[k]):
+        zone = polygons[k]
+        if shapely.intersection(corridor, zone).area <= 0.0:
+            continue  # touching is not overlapping
+        inside = shapely.intersection(line, zone).length
+        if inside > 0.0:
+            out.append(ZoneMeeting(ids[k], "across", float(inside)))
+        beside = shapely.intersection(shapely.difference(line, zone), zone.buffer(corridor_m)).length
+        if beside > 0.0:
+            out.append(ZoneMeeting(ids[k], "beside", float(beside)))
+    return out

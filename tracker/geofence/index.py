@@ -58,8 +58,10 @@ from tracker.geofence.build import (
     GeometryRefused,
     PackedIndex,
     RouteSpec,
+    ZoneMeeting,
     ZoneSpec,
     pack,
+    route_meets_zones,
     zone_polygons,
 )
 from tracker.geofence.projection import LocalProjection
@@ -70,8 +72,10 @@ __all__ = [
     "GeofenceIndex",
     "GeometryRefused",
     "RouteSpec",
+    "ZoneMeeting",
     "ZoneSpec",
     "build_index",
+    "route_meets_zones",
     "zone_polygons",
 ]
 # GeometryRefused, RouteSpec, ZoneSpec and zone_polygons live in tracker.geofence.build; they are

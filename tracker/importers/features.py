@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
-_ROUTE_KEYS = ("name", "school_id", "corridor_m", "windows", "arrivals")
+_ROUTE_KEYS = ("name", "school_id", "corridor_m", "windows", "arrivals", "mode")
 _ZONE_KEYS = ("name", "severity", "hours", "active")
 _ROUTE_GEOMETRY: TypeAdapter[Any] = TypeAdapter(RouteGeometry)
 _ZONE_GEOMETRY: TypeAdapter[Any] = TypeAdapter(ZoneGeometry)

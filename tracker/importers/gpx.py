@@ -197,7 +197,7 @@ def write_gpx(features: Iterable[dict[str, Any]]) -> str:
             lines = _rings(f["geometry"])  # the reader finds holes by nesting, not by winding
         else:
             trk.type = "route"  # type: ignore[assignment]
-            keys = ("id", "school_id", "corridor_m", "windows", "arrivals")
+            keys = ("id", "school_id", "corridor_m", "windows", "arrivals", "mode")
             g = f["geometry"]
             lines = [g["coordinates"]] if g["type"] == "LineString" else g["coordinates"]
         for key in keys:

@@ -94,6 +94,9 @@ class Arrival(_Strict):
     to: Literal["school", "home"] = "school"
 
 
+RouteMode = Literal["walk", "bicycle", "shuttle", "bus"]
+
+
 class RouteProps(_Strict):
     name: Name
     school_id: Id | None = Field(None, description="the school the route leads to (school staff: their own)")
@@ -105,6 +108,9 @@ class RouteProps(_Strict):
         description="commute windows in the school's time zone; empty: the school's windows",
     )
     arrivals: Annotated[list[Arrival], Field(max_length=20)] = Field(default_factory=list)
+    mode: RouteMode = Field(
+        "walk", description="how the route is travelled: its speeds (a child faster is not on it)"
+    )
 
 
 class ZoneProps(_Strict):

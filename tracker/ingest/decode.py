@@ -106,6 +106,7 @@ class Fix(msgspec.Struct, frozen=True):
     sos: bool
     received_at: float
     topic: str
+    stamped_at_receipt: bool = False  # an SOS stamped out of range: admission set ts to received_at
 
 
 class Sighting(msgspec.Struct, frozen=True):

@@ -64,6 +64,7 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from tracker.monitor.model import (
     ChildContext,
@@ -77,6 +78,7 @@ from tracker.monitor.model import (
 )
 
 GATE_LEAVE_AFTER_S = 3600.0
+_ROUNDING = 1e-9  # weighted evidence is a sum of fractions: three fixes 5 s apart make one whole
 
 
 def metres(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -111,7 +113,7 @@ def step(
     verdict = judge(state, obs, rules)
     if verdict == Verdict.DUPLICATE:
         return state, [], verdict
-    events = [Event(EventKind.SOS, obs.ts)] if obs.sos else []
+    events = [Event(EventKind.SOS, obs.ts, detail=_stamp(obs))] if obs.sos else []
     if verdict == Verdict.UNKNOWN_ACCURACY:
         return _heard(state, obs, ctx, rules, events), events, verdict
     if verdict != Verdict.DECIDED:
@@ -119,21 +121,35 @@ def step(
 
     new = state.copy()
     gap = obs.ts - state.last_ts if state.last_ts is not None else math.inf
+    weight = rules.weight(gap)
     prev_acc = state.last_acc if state.last_acc is not None else math.inf
     new.last_ts, new.last_lon, new.last_lat, new.last_acc = obs.ts, obs.lon, obs.lat, obs.acc
+    _clock(new, obs)
     if new.heard_ts is not None and new.heard_ts <= obs.ts:
         new.heard_ts = None  # last_ts says as much now
     if new.signal_lost:
         new.signal_lost = False
         events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
+    _pace(new, obs, ctx.mode, rules)
     walking = False  # the child walks its route and this fix may be on it
+    on_its_route = False  # a commute window, and the child has a route: judged by its corridor
     if obs.has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
-        _route(new, obs, watched, rules, events)
+        _route(new, obs, watched, weight, rules, events)
         walking = watched and obs.may_be_on_route
+        on_its_route = watched
     from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == state.last_ts
     segment = (gap, max(obs.acc, prev_acc)) if from_last else None
-    _zones(new, obs, ctx, segment, walking, rules, events)
+    riding = new.speed_mps > rules.ride_min_mps
+    _zones(
+        new,
+        obs,
+        ctx,
+        _Judged(segment, walking, on_its_route, state.in_corridor, riding, weight),
+        rules,
+        events,
+    )
+    new.in_corridor = obs.has_route and obs.on_route
     for name, place in (("school", ctx.school), ("home", ctx.home)):
         if place is not None:
             _place(new, name, place, obs, rules, events)
@@ -142,12 +158,61 @@ def step(
     return new, events, verdict
 
 
+STAMPED_AT_RECEIPT = "stamped at receipt"
+CLOCK_BUCKET_S = 300.0
+"""The tag's clock offset is the least receipt delay of the fixes received in the current bucket (of
+this many seconds of receipt time) and the one before it: a late fix only makes a delay longer (a
+burst of buffered fixes after a silence is judged beside the last bucket before it), and a clock that
+is set is followed at once when it goes forward, within two buckets of reports when it goes back."""
+
+
+def _stamp(obs: Observation) -> str | None:
+    return STAMPED_AT_RECEIPT if obs.stamped_at_receipt else None
+
+
+def _clock(s: ChildState, obs: Observation) -> None:
+    """Learn the tag's clock offset from a fix's receipt time (see ChildState.clock_offset)."""
+    received = obs.received_at
+    if received != received or obs.stamped_at_receipt:  # nan: not known; a restamped SOS says nothing
+        return
+    delay = received - obs.ts
+    c = s.clock
+    if c is None:
+        s.clock = [received, delay, delay]
+    elif received >= c[0] + CLOCK_BUCKET_S:
+        s.clock = [received, delay, c[1]]
+    elif delay < c[1]:
+        s.clock = [c[0], delay, c[2]]
+
+
+def _pace(s: ChildState, obs: Observation, mode: str, rules: Rules) -> None:
+    """The child's speed, at least: over evidence_s or more (both accuracy radii taken off the
+    distance, so GPS jitter never makes a child fast), and since when it has gone faster than its
+    route's mode allows."""
+    p = s.pace
+    if p is None:
+        s.pace = [obs.ts, obs.lon, obs.lat, obs.acc]
+        return
+    dt = obs.ts - p[0]
+    if dt < rules.evidence_s:
+        return
+    moved = metres(p[1], p[2], obs.lon, obs.lat) - obs.acc - p[3]
+    s.speed_mps = max(0.0, moved / dt)
+    s.pace = [obs.ts, obs.lon, obs.lat, obs.acc]
+    if s.speed_mps > rules.mode_max_mps(mode):
+        if s.fast_since is None:
+            s.fast_since = p[0]
+    else:
+        s.fast_since = None
+
+
 def _heard(
     state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, events: list[Event]
 ) -> ChildState:
     """A fix of unknown accuracy, later than the last decided fix: what it says without a position
     (see the module's docstring): the tag is alive, and its battery level."""
     new = state.copy()
+    _clock(new, obs)
     if new.heard_ts is None or obs.ts > new.heard_ts:
         new.heard_ts = obs.ts
     if new.signal_lost:
@@ -158,22 +223,31 @@ def _heard(
     return new
 
 
-def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events: list[Event]) -> None:
+def _route(
+    s: ChildState, obs: Observation, watched: bool, weight: float, rules: Rules, events: list[Event]
+) -> None:
+    fast = s.fast_since is not None and obs.ts - s.fast_since >= rules.fast_min_s
     if s.off_route:
-        if obs.on_route:
-            s.on_count += 1
-            if s.on_count >= rules.on_route_min_fixes:
-                s.off_route, s.on_count = False, 0
+        if obs.on_route and s.fast_since is None:
+            s.on_count += weight if s.on_count else 1.0
+            if s.on_count >= rules.on_route_min_fixes - _ROUNDING:
+                s.off_route, s.on_count = False, 0.0
                 events.append(Event(EventKind.BACK_ON_ROUTE, obs.ts))
-        elif obs.off_route_sigmas >= rules.off_route_sigma:
-            s.on_count = 0
+        elif obs.off_route_sigmas >= rules.off_route_sigma or s.fast_since is not None:
+            s.on_count = 0.0
         return
-    if obs.on_route or not watched:
+    if not watched or (obs.on_route and not fast):
         s.off_count, s.off_since, s.off_score = 0, None, 0.0
         return
-    # a CUSUM: each fix adds how far beyond the reference it is (less: it takes away), capped
+    if fast:  # faster than its route's mode for long enough: not going its way, wherever it is
+        s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0.0
+        events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
+        return
+    # a CUSUM: each fix adds how far beyond the reference it is (less: it takes away), capped, in
+    # proportion to the time it covers (evidence per second, not per fix)
     x = obs.off_route_sigmas
-    s.off_score = max(0.0, s.off_score + min(x - rules.off_route_sigma, rules.off_route_step_cap))
+    step_score = min(x - rules.off_route_sigma, rules.off_route_step_cap) * weight
+    s.off_score = max(0.0, s.off_score + step_score)
     if s.off_score == 0.0:
         s.off_count, s.off_since = 0, None
         return
@@ -187,27 +261,35 @@ def _route(s: ChildState, obs: Observation, watched: bool, rules: Rules, events:
         and s.off_since is not None
         and obs.ts - s.off_since >= rules.off_route_min_s
     ):
-        s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0
+        s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0.0
         events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
 
 
-def _zones(
-    s: ChildState,
-    obs: Observation,
-    ctx: ChildContext,
-    segment: tuple[float, float] | None,
-    walking: bool,
-    rules: Rules,
-    events: list[Event],
-) -> None:
-    """Danger zones: entered by one of four kinds of evidence, left when certainly outside.
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """What the zone rules need to know of a fix besides its observation.
 
-    ``segment`` is (gap in seconds, worse accuracy of its two ends) of the segment from the last
-    decided fix to this one, whose crossed zones the observation holds; None when they are of
-    another segment (the geofence saw a previous fix that did not decide) or of none. ``walking``:
-    the child walks its route (a commute window) and this fix may be on it: its segment into a zone
-    is no evidence of lingering there (the route explains the fix).
-    """
+    ``segment``: (gap in seconds, worse accuracy of its two ends) of the segment from the last decided
+    fix to this one, whose crossed zones the observation holds; None when they are of another segment
+    (the geofence saw a previous fix that did not decide) or of none. ``walking``: the child walks its
+    route (a commute window) and this fix may be on it: its segment into a zone is no evidence of
+    lingering there. ``on_its_route``: a commute window of a child with a route: the zone minus the
+    corridor is what counts. ``was_in_corridor``: the last decided fix lay inside the corridor.
+    ``riding``: the child moves faster than anyone on foot or a bicycle: no evidence of entering.
+    ``weight``: the part of one fix's evidence this fix carries (Rules.weight)."""
+
+    segment: tuple[float, float] | None
+    walking: bool
+    on_its_route: bool
+    was_in_corridor: bool
+    riding: bool
+    weight: float
+
+
+def _zones(
+    s: ChildState, obs: Observation, ctx: ChildContext, j: _Judged, rules: Rules, events: list[Event]
+) -> None:
+    """Danger zones: entered by one of four kinds of evidence, left when certainly outside."""
 
     if not (
         obs.certain_zones
@@ -225,50 +307,70 @@ def _zones(
         hours = ctx.zone_hours.get(zone)
         return hours is None or hours.active(obs.ts)
 
+    segment, w = j.segment, j.weight
     certain = {z for z in obs.certain_zones if on(z)}
     possible = {z for z in obs.possible_zones if on(z)}
     crossed = {z for z in obs.crossed_zones if on(z)} if segment is not None else set()
+    near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
+    if j.on_its_route:
+        # the zone minus the corridor is what counts: certainly in it when the disc lies in the zone
+        # and clear of the corridor (exact); possibly, when the disc reaches beyond the corridor
+        disc = float(rules.zone_disc_m(obs.acc))
+        beyond = obs.beyond_corridor_m
+        if not beyond > disc:
+            certain = set()
+        if not beyond > -disc:
+            possible, near = set(), False
+        if obs.on_route and j.was_in_corridor:
+            crossed = set()  # from the corridor to the corridor: its crosswalk, its sidewalk
+    evidence = not j.riding  # a child in a vehicle on a road is not a child in the road
     gap, worse_acc = segment if segment is not None else (math.inf, math.inf)
     short = gap <= rules.crossing_max_gap_s
-    passes = crossed if short and worse_acc <= rules.crossing_max_acc_m else set()
-    lingers = crossed if short and worse_acc <= rules.zone_linger_max_acc_m and not walking else set()
-    near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
+    passes = crossed if evidence and short and worse_acc <= rules.crossing_max_acc_m else set()
+    linger_acc = worse_acc <= rules.zone_linger_max_acc_m
+    lingers = crossed if evidence and short and linger_acc and not j.walking else set()
     entered: set[int] = set()
-    # 1. certainly inside on zone_confirm_fixes fixes in a row
-    counts: dict[int, int] = {}
-    for z in certain - s.zones_in:
-        counts[z] = s.zone_counts.get(z, 0) + 1
-        if counts[z] >= rules.zone_confirm_fixes:
-            entered.add(z)
-    # 2. a short visit: certainly inside once, and this fix still by the zone (not a jump come back);
-    #    a fix too inaccurate to tell (its disc touches every zone near) waits for the next one
+    # 1-2. certainly inside once, then still in it or by it (not a jump come back) for long enough:
+    #      the first fix counts whole, each later one the part of the error's correlation time it
+    #      covers; a fix too inaccurate to tell (its disc touches every zone near) waits for the next
     vague = obs.acc > rules.zone_confirm_max_acc_m
-    for z in set(s.zone_counts) - certain - s.zones_in:
-        if vague:
-            counts.setdefault(z, s.zone_counts[z])
-        elif on(z) and (z in possible or near):
+    counts: dict[int, float] = {}
+    for z in (certain | set(s.zone_counts)) - s.zones_in:
+        n = s.zone_counts.get(z, 0.0)
+        if evidence and z in certain:
+            n += w if n else 1.0
+        elif vague and n:
+            pass
+        elif evidence and n and on(z) and (z in possible or near):
+            n += w
+        else:
+            continue
+        if n >= rules.zone_confirm_fixes - _ROUNDING:
             entered.add(z)
+        else:
+            counts[z] = n
     # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
     #    (a multipath fix thrown across a zone comes back across it)
-    for z in s.zone_passes - s.zones_in:
-        if not (z in crossed and z not in possible):
-            entered.add(z)
+    if evidence:
+        for z in s.zone_passes - s.zones_in:
+            if not (z in crossed and z not in possible):
+                entered.add(z)
     outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
     s.zone_passes = outside - s.zones_in - entered - s.zone_passes
     s.zones_possible = possible
     # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays possible
-    lingering: dict[int, tuple[int, float]] = {}
+    lingering: dict[int, tuple[float, float]] = {}
     for z in possible - s.zones_in - entered:
-        n, since = s.zone_lingers.get(z, (0, obs.ts))
+        n, since = s.zone_lingers.get(z, (0.0, obs.ts))
         if z in lingers:
-            n += 1
-            if n >= rules.zone_linger_crossings and obs.ts - since >= rules.zone_linger_min_s:
+            n += w if n else 1.0
+            if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
                 entered.add(z)
                 continue
         if n:
             lingering[z] = (n, since)
     s.zone_lingers = lingering
-    s.zone_counts = {z: n for z, n in counts.items() if z not in entered}
+    s.zone_counts = counts
     for zone in sorted(entered):
         s.zones_in.add(zone)
         events.append(Event(EventKind.ENTERED_ZONE, obs.ts, zone))
@@ -276,8 +378,9 @@ def _zones(
         if zone in possible:
             s.zone_exit_counts.pop(zone, None)
             continue
-        s.zone_exit_counts[zone] = s.zone_exit_counts.get(zone, 0) + 1
-        if s.zone_exit_counts[zone] >= rules.zone_exit_fixes:
+        n = s.zone_exit_counts.get(zone, 0.0)
+        s.zone_exit_counts[zone] = n + (w if n else 1.0)
+        if s.zone_exit_counts[zone] >= rules.zone_exit_fixes - _ROUNDING:
             s.zones_in.discard(zone)
             del s.zone_exit_counts[zone]
             events.append(Event(EventKind.LEFT_ZONE, obs.ts, zone))
@@ -301,17 +404,19 @@ def _place(
     if d <= place.radius_m:
         s.place_counts[name] = s.place_counts.get(name, 0) + 1
         if s.place_counts[name] >= rules.place_confirm_fixes:
-            _arrive(s, name, obs.ts, events)
+            _arrive(s, name, obs.ts, events, at=obs.ts + s.clock_offset)
     else:
         s.place_counts.pop(name, None)
 
 
-def _arrive(s: ChildState, name: str, ts: float, events: list[Event]) -> None:
+def _arrive(s: ChildState, name: str, ts: float, events: list[Event], *, at: float | None = None) -> None:
+    """Arrived at ``ts`` (the fix's time); ``at``: the same moment in the tracker's time (the clock's
+    rules compare it with theirs), by default ``ts``."""
     s.place_counts.pop(name, None)
     if s.at is not None and s.at != name:
         events.append(Event(EventKind.LEFT_PLACE, ts, detail=s.at))
     s.at = name
-    s.arrived[name] = ts
+    s.arrived[name] = ts if at is None else at
     events.append(Event(EventKind.ARRIVED, ts, detail=name))
 
 
@@ -332,6 +437,8 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
     last = state.last_ts  # the tag was last heard from: a decided fix, or a later one of unknown accuracy
     if state.heard_ts is not None and (last is None or state.heard_ts > last):
         last = state.heard_ts
+    if last is not None:
+        last += state.clock_offset  # in the tracker's time: a tag's clock may be minutes off
     if (
         not state.signal_lost
         and last is not None

@@ -65,6 +65,8 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
     nearest_zone_m: float = math.inf  # distance to the nearest zone (0 inside one)
     batt: int | None = None
     sos: bool = False
+    received_at: float = math.nan  # when the tracker received it (nan: not known); for the tag's clock
+    stamped_at_receipt: bool = False  # an SOS whose own timestamp was out of range: ts is received_at
 
     @property
     def has_route(self) -> bool:
@@ -91,6 +93,11 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
         return self.route_distance_m - self.acc <= self.corridor_m
 
     @property
+    def beyond_corridor_m(self) -> float:
+        """How far the fix is outside its corridor (negative inside; nan: no route)."""
+        return self.route_distance_m - self.corridor_m
+
+    @property
     def on_route(self) -> bool:
         """The reported position is inside the corridor (outside it lies the hysteresis band: a fix
         there never resolves a departure)."""
@@ -114,6 +121,10 @@ class ChildContext:
     school: Place | None = None
     home: Place | None = None
     zone_hours: Mapping[int, Hours] = field(default_factory=dict)  # absent: the zone is always on
+    mode: str = "walk"  # how the child goes along its route: walk, bicycle, shuttle or bus
+
+
+ROUTE_MODES = ("walk", "bicycle", "shuttle", "bus")
 
 
 def _threshold(default: _T, doc: str) -> _T:
@@ -145,6 +156,28 @@ class Rules:
     off_route_min_fixes: int = _threshold(3, "... from at least this many fixes of evidence ...")
     off_route_min_s: float = _threshold(20.0, "... spanning at least this many seconds")
     on_route_min_fixes: int = _threshold(2, "fixes back inside the corridor before it resolves")
+    evidence_s: float = _threshold(
+        15.0,
+        "the GPS error's correlation time: a fix's evidence (beyond the corridor, in or out of a zone)"
+        " counts for the part of this it covers since the last decided fix, so that 1 s and 30 s fixes"
+        " decide alike (the first fix of a run counts whole)",
+    )
+    walk_max_mps: float = _threshold(
+        5.0,
+        "a child on a walking route moving faster than this (a lower bound over the last"
+        " evidence_s or more) is not walking it: 'left route' once sustained ...",
+    )
+    bicycle_max_mps: float = _threshold(
+        10.0, "... the same for a bicycle route (shuttle and bus: max_speed_mps) ..."
+    )
+    fast_min_s: float = _threshold(
+        40.0, "... for this many seconds (one fix thrown far makes two measures fast, not three)"
+    )
+    ride_min_mps: float = _threshold(
+        8.0,
+        "a child moving faster than this (the same lower bound) rides a vehicle: its fixes are no"
+        " evidence of entering a danger zone (a bus on a road is not a child in it)",
+    )
     zone_confirm_fixes: int = _threshold(2, "fixes whose disc lies inside a danger zone before the alert")
     zone_near_m: float = _threshold(
         25.0,
@@ -177,6 +210,22 @@ class Rules:
         2, "fixes inside a school's or home's fence before 'arrived' (as many certainly outside: 'left')"
     )
 
+    def mode_max_mps(self, mode: str) -> float:
+        """The fastest a child goes along a route of this mode (above: not on it)."""
+        if mode == "walk":
+            return self.walk_max_mps
+        if mode == "bicycle":
+            return self.bicycle_max_mps
+        return self.max_speed_mps
+
+    def weight(self, gap_s: float) -> float:
+        """How much of one fix's evidence a fix ``gap_s`` after the last decided one carries: GPS error
+        stays correlated for about ``evidence_s``, so ten fixes in that time say little more than one
+        (the evidence is per second, not per fix). A first fix (gap inf) counts whole."""
+        if not gap_s < self.evidence_s:
+            return 1.0
+        return max(gap_s, 0.0) / self.evidence_s
+
     def zone_disc_m(self, acc: Any) -> Any:
         """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
         it touches), from its accuracy (a float or an array of them)."""
@@ -200,19 +249,33 @@ class ChildState:
     off_count: int = 0  # fixes of evidence of a departure since the score was last 0
     off_since: float | None = None  # ts of the first of them
     off_score: float = 0.0  # the departure's evidence (CUSUM of sigmas beyond the reference)
-    on_count: int = 0  # consecutive fixes back inside, while off route
-    zone_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive certain fixes
+    on_count: float = 0.0  # evidence of fixes back inside, in a row, while off route (weighted)
+    zone_counts: dict[int, float] = field(default_factory=dict)  # zone -> evidence of being in it (weighted)
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
-    zone_exit_counts: dict[int, int] = field(default_factory=dict)  # zone -> consecutive fixes outside
+    zone_exit_counts: dict[int, float] = field(default_factory=dict)  # zone -> evidence outside (weighted)
     zone_passes: set[int] = field(default_factory=set)  # zones passed through, for the next fix to confirm
-    zone_lingers: dict[int, tuple[int, float]] = field(default_factory=dict)  # zone -> (crossings, since)
+    zone_lingers: dict[int, tuple[float, float]] = field(default_factory=dict)  # zone -> (crossings, since)
     zones_possible: set[int] = field(default_factory=set)  # zones the last decided fix may have been in
     low_battery_day: str | None = None  # local date of the last low-battery notice
     signal_lost: bool = False
     at: str | None = None  # "school" or "home" while inside its fence
     place_counts: dict[str, int] = field(default_factory=dict)  # place -> consecutive fixes inside
-    arrived: dict[str, float] = field(default_factory=dict)  # place -> last arrival ts
+    arrived: dict[str, float] = field(default_factory=dict)  # place -> last arrival (tracker's time)
     not_arrived: list[str] = field(default_factory=list)  # deadline keys already raised
+    in_corridor: bool = False  # the last decided fix lay inside its route's corridor
+    pace: list[float] | None = None  # [ts, lon, lat, acc] of the fix the speed is measured from
+    speed_mps: float = 0.0  # the child's speed at least (a lower bound over evidence_s or more)
+    fast_since: float | None = None  # since when the child has gone faster than its route's mode
+    clock: list[float] | None = None  # [bucket start, its min, the previous bucket's min] of receipt - ts
+
+    @property
+    def clock_offset(self) -> float:
+        """The tag's clock's offset: the tracker's time minus the tag's (0 while unknown), the least
+        receipt delay of the last two buckets of reports (tracker.monitor.machine.CLOCK_BUCKET_S; a
+        late fix only makes a delay longer)."""
+        if self.clock is None:
+            return 0.0
+        return min(self.clock[1], self.clock[2])
 
     def copy(self) -> ChildState:
         """A copy whose containers are new too (the per-fix path: one for every decided fix).
@@ -229,6 +292,7 @@ class ChildState:
         d["place_counts"] = dict(self.place_counts)
         d["arrived"] = dict(self.arrived)
         d["not_arrived"] = list(self.not_arrived)
+        # pace and clock are replaced whole when they change, never changed in place
         new = object.__new__(ChildState)
         new.__dict__ = d
         return new
@@ -263,12 +327,12 @@ class ChildState:
             off_count=int(raw.get("off_count", 0)),
             off_since=raw.get("off_since"),
             off_score=float(raw.get("off_score", 0.0)),
-            on_count=int(raw.get("on_count", 0)),
-            zone_counts={int(k): int(v) for k, v in raw.get("zone_counts", {}).items()},
+            on_count=float(raw.get("on_count", 0)),
+            zone_counts={int(k): float(v) for k, v in raw.get("zone_counts", {}).items()},
             zones_in={int(z) for z in raw.get("zones_in", [])},
-            zone_exit_counts={int(k): int(v) for k, v in raw.get("zone_exit_counts", {}).items()},
+            zone_exit_counts={int(k): float(v) for k, v in raw.get("zone_exit_counts", {}).items()},
             zone_passes={int(z) for z in raw.get("zone_passes", [])},
-            zone_lingers={int(k): (int(v[0]), float(v[1])) for k, v in raw.get("zone_lingers", {}).items()},
+            zone_lingers={int(k): (float(v[0]), float(v[1])) for k, v in raw.get("zone_lingers", {}).items()},
             zones_possible={int(z) for z in raw.get("zones_possible", [])},
             low_battery_day=raw.get("low_battery_day"),
             signal_lost=bool(raw.get("signal_lost", False)),
@@ -276,6 +340,11 @@ class ChildState:
             place_counts={str(k): int(v) for k, v in raw.get("place_counts", {}).items()},
             arrived={str(k): float(v) for k, v in raw.get("arrived", {}).items()},
             not_arrived=[str(k) for k in raw.get("not_arrived", [])],
+            in_corridor=bool(raw.get("in_corridor", False)),
+            pace=[float(v) for v in raw["pace"]] if raw.get("pace") else None,
+            speed_mps=float(raw.get("speed_mps", 0.0)),
+            fast_since=raw.get("fast_since"),
+            clock=[float(v) for v in raw["clock"]] if raw.get("clock") else None,
         )
 
 

@@ -149,12 +149,17 @@ def admit(
     refused: tuple[list[Rejection], list[int]],
 ) -> Admitted:
     """Stage 2 for decoded fixes: the named filters at ``now``, then the tags' token buckets (at each
-    fix's arrival); what is refused goes to ``refused``. ``tracker replay`` admits past fixes with it,
-    at the moment each batch was received."""
+    fix's arrival); what is refused goes to ``refused``. An SOS stamped too far ahead is not refused:
+    it is stamped at its receipt (``Fix.stamped_at_receipt``; the alert says so). ``tracker replay``
+    admits past fixes with it, at the moment each batch was received."""
     kept: list[tuple[int, Fix, int]] = []
     tags = view.rows.tags
     for fix, origin in zip(fixes, origins, strict=True):
         why = refusal(fix, tags=tags, now=now, max_future_s=max_future_s)
+        if why is not None and fix.sos and why[0] == Reason.FUTURE_TIMESTAMP:
+            # an SOS is never refused for its time: a press is real whatever the tag's clock says
+            fix = msgspec.structs.replace(fix, ts=fix.received_at, stamped_at_receipt=True)
+            why = refusal(fix, tags=tags, now=now, max_future_s=max_future_s)
         if why is None and not rate.allow(fix.tag, fix.received_at):
             why = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {limiter.rate_per_s:g} fixes/s")
         if why is None:

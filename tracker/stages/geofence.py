@@ -16,6 +16,7 @@ Pure: no I/O, no state kept.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from itertools import pairwise
 from typing import Protocol
@@ -80,6 +81,7 @@ def observe(
     # the batch's arrays as Python lists once (indexing a numpy array per fix costs more than the rules)
     route_m, corridor_m = v.route_distance_m.tolist(), v.corridor_m.tolist()
     nearest_m, from_ts = v.nearest_zone_m.tolist(), prev_ts.tolist()
+    received = [getattr(f, "received_at", math.nan) for f in fixes]  # a bench's fix may not say
     certain = _zone_sets(v.certain_offsets, v.certain_zone_ids)
     possible = _zone_sets(v.possible_offsets, v.possible_zone_ids)
     crossed = _zone_sets(v.crossed_offsets, v.crossed_zone_ids)
@@ -98,6 +100,8 @@ def observe(
             nearest_zone_m=nearest_m[i],
             batt=f.batt,
             sos=f.sos,
+            received_at=received[i],
+            stamped_at_receipt=getattr(f, "stamped_at_receipt", False),
         )
         for i, f in enumerate(fixes)
     ]

@@ -29,6 +29,7 @@ from tracker.alerts.lifecycle import (
     school_messages,
     severity_of,
 )
+from tracker.monitor import Event, EventKind
 from tracker.store import scope
 from tracker.store.alerts import FACTS_COLUMNS, FACTS_JOINS, LINKED, AlertFacts, DeliveryJob, facts_of
 
@@ -134,7 +135,7 @@ async def apply_events(
                     ce.lat,
                     ce.acc,
                     _ts(ce.received_at),
-                    {"event": ce.event.kind.value} | ({"place": ce.event.detail} if ce.event.detail else {}),
+                    {"event": ce.event.kind.value} | _detail(ce.event),
                     escalation.after(severity) if rule.action == "open" else None,
                 )
                 for (ce, rule), severity in zip(opening, severities, strict=True)
@@ -188,7 +189,8 @@ _HISTORY_AND_OUTBOX = (
     " RETURNING id, alert_id, transition, channel, attempts, guardian_id, state)"
     " SELECT n.written, j.* FROM (SELECT count(*) AS written FROM written) n LEFT JOIN ("
     "  SELECT w.id AS delivery_id, w.transition, w.channel, w.attempts, w.guardian_id,"
-    "  g.phone, coalesce(g.language, 'ko') AS language,"
+    "  NULL::bigint AS school_id, g.phone, coalesce(g.language, 'ko') AS language,"
+    "  NULL AS webhook_url, NULL AS webhook_secret,"
     f" {LINKED.format(delivery='w')} AS linked, {FACTS_COLUMNS}"
     f"  FROM written w JOIN alerts a ON a.id = w.alert_id {FACTS_JOINS}"
     "  LEFT JOIN guardians g ON g.id = w.guardian_id"
@@ -274,3 +276,11 @@ async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 
             )
             written += await write_outbox(conn, step.messages)
     return written
+
+
+def _detail(event: Event) -> dict[str, str]:
+    """What the alert's detail says besides the event: the place (arrived, not arrived, left), or of
+    an SOS that its time is the tracker's ("clock": "stamped at receipt", the tag's was out of range)."""
+    if not event.detail:
+        return {}
+    return {"clock" if event.kind == EventKind.SOS else "place": event.detail}

@@ -177,6 +177,7 @@ def _values(c: _Checked) -> dict[str, Any]:
             "name": p.name,
             "geometry": c.geometry,
             "corridor_m": p.corridor_m,
+            "mode": p.mode,
             "windows": [w.model_dump() for w in p.windows],
             "arrivals": [a.model_dump() for a in p.arrivals],
         }
@@ -235,6 +236,7 @@ def _route_feature(r: dict[str, Any]) -> dict[str, Any]:
             "name": r["name"],
             "school_id": r["school_id"],
             "corridor_m": float(r["corridor_m"]),
+            "mode": r["mode"],
             "windows": r["windows"],
             "arrivals": r["arrivals"],
         },

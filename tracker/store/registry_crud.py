@@ -193,7 +193,7 @@ async def delete_school(conn: Conn, who: Principal, school_id: int) -> bool:
 # --- routes --------------------------------------------------------------------------------------------
 def _route_columns(who: Principal) -> str:
     return (
-        "r.id, r.school_id, r.name, r.geometry, r.corridor_m, r.windows, r.arrivals, r.created_at,"
+        "r.id, r.school_id, r.name, r.geometry, r.corridor_m, r.mode, r.windows, r.arrivals, r.created_at,"
         " (SELECT coalesce(array_agg(c.id ORDER BY c.id), '{}') FROM children c"
         f"  WHERE c.route_id = r.id AND {scope.children(who)}) AS children"
     )
@@ -246,6 +246,12 @@ async def delete_route(conn: Conn, who: Principal, route_id: int) -> bool:
     return await _delete(
         conn, who, table="routes", alias="r", allowed=scope.routes(who, write=True), key=route_id
     )
+
+
+async def active_zone_geometries(conn: Conn) -> list[tuple[int, dict[str, Any]]]:
+    """Every zone that is on (id, GeoJSON): where routes meet zones is worked out against them."""
+    rows = await conn.fetch("SELECT id, geometry FROM danger_zones WHERE active ORDER BY id")
+    return [(r["id"], r["geometry"]) for r in rows]
 
 
 # --- danger zones --------------------------------------------------------------------------------------

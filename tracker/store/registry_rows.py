@@ -37,6 +37,7 @@ class RouteRow:
     lists: at city scale the routes' vertices are the registry's largest part); see ``geojson``"""
     corridor_m: float
     windows: list[dict[str, Any]]
+    mode: str = "walk"  # walk, bicycle, shuttle or bus (tracker.monitor.ROUTE_MODES)
 
     @property
     def geojson(self) -> dict[str, Any]:
@@ -95,10 +96,17 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
         }
         routes = {
             r["id"]: RouteRow(
-                r["id"], r["school_id"], r["name"], r["geometry"], float(r["corridor_m"]), r["windows"]
+                r["id"],
+                r["school_id"],
+                r["name"],
+                r["geometry"],
+                float(r["corridor_m"]),
+                r["windows"],
+                r["mode"],
             )
             for r in await conn.fetch(
-                "SELECT id, school_id, name, geometry::text AS geometry, corridor_m, windows FROM routes"
+                "SELECT id, school_id, name, geometry::text AS geometry, corridor_m, windows, mode"
+                " FROM routes"
             )
         }
         zones = {
@@ -196,6 +204,7 @@ def world_geojson(rows: RegistryRows, rules: AlertRuleRows | None = None) -> dic
                     "name": r.name,
                     "school_id": r.school_id,
                     "corridor_m": r.corridor_m,
+                    "mode": r.mode,
                     "windows": r.windows,
                     "arrivals": [] if rules is None else rules.route_arrivals.get(r.id, []),
                     "children": by_route.get(r.id, []),
