@@ -25,6 +25,8 @@ function fillForm() {
   const r = S.routes.find((x) => x.id === S.selected);
   $("r-name").value = r ? r.properties.name : "";
   $("r-corridor").value = r ? r.properties.corridor_m : 30;
+  $("r-mode").value = r ? r.properties.mode || "walk" : "walk";
+  showMeets();
   $("r-windows").value = r ? windowsText(r.properties.windows) : windowsText(S.school ? S.school.properties.windows : []);
   $("r-arrivals").value = r ? arrivalsText(r.properties.arrivals) : "";
   $("route-delete").disabled = !r; $("route-redraw").disabled = !r;
@@ -98,7 +100,7 @@ async function saveRoute(ev) {
   let props;
   try {
     props = {
-      name: $("r-name").value.trim(), corridor_m: Number($("r-corridor").value),
+      name: $("r-name").value.trim(), corridor_m: Number($("r-corridor").value), mode: $("r-mode").value,
       windows: parseWindows($("r-windows").value), arrivals: parseArrivals($("r-arrivals").value),
     };
   } catch (e) { msg("route-msg", t("error", { e: e.message }), true); return; }
@@ -280,8 +282,21 @@ async function loadAlerts() {
     <td>${esc(t("state." + a.state))}${a.acknowledged_at ? ` · ${esc(t("acked"))} ${esc(fmtTime(a.acknowledged_at))}` : ""}${a.escalation_level ? ` · ↑${a.escalation_level}` : ""}</td></tr>`));
 }
 
+const zoneNames = new Map();
+function zoneName(id) { return zoneNames.get(id) || `#${id}`; }
+
+// Where the chosen route runs beside or across a danger zone (the registry works it out): there the
+// zone minus the corridor is what counts for its children.
+function showMeets() {
+  const r = S.routes.find((x) => x.id === S.selected);
+  const meets = r ? r.properties.meets_zones || [] : [];
+  $("r-meets").innerHTML = meets.map((m) => `<li>${esc(t(`meets.${m.how}`, { zone: zoneName(m.zone_id), m: Math.round(m.length_m) }))}</li>`).join("");
+}
+
 async function loadZones() {
   const fc = await session.api("/api/v1/zones?limit=1000");
+  for (const z of fc.features) zoneNames.set(z.id, z.properties.name);
+  showMeets();
   if (zonesLayer) zonesLayer.remove();
   const around = routesLayer.getBounds().isValid() ? routesLayer.getBounds() : schoolMarker.getLatLng().toBounds(1000);
   zonesLayer = L.featureGroup().addTo(map);
