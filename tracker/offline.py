@@ -45,13 +45,13 @@ from tracker.alerts.lifecycle import (
 from tracker.clock import awaited_by_schedule, decide_due, due_children
 from tracker.ingest.decode import Fix, Rejection
 from tracker.ingest.ratelimit import TagRateLimiter
-from tracker.monitor import ChildState, Rules
+from tracker.monitor import ChildState, Observation, Rules
 from tracker.registry_view import RegistryView
 from tracker.stages.front import NO_ANSWER, admit
 from tracker.stages.geofence import observe
 from tracker.stages.monitor import judge_batch
 
-__all__ = ["Alert", "AlertLedger", "OfflineTracker", "clock_passes"]
+__all__ = ["Alert", "AlertLedger", "JudgedBatch", "OfflineTracker", "clock_passes"]
 
 
 @dataclass
@@ -114,6 +114,17 @@ class AlertLedger:
                     self._open[key] = alert
 
 
+@dataclass(frozen=True)
+class JudgedBatch:
+    """The last batch as the monitor saw it, fix by fix in the order judged: for a caller that
+    explains the decisions (the quality bench keeps each child's recent fixes with them)."""
+
+    fixes: list[Fix]
+    children: list[int]
+    observations: Sequence[Observation]
+    decided: list[bool]
+
+
 def clock_passes(after: float, before: float, tick_s: float) -> list[float]:
     """The clock's passes in (after, before): the multiples of ``tick_s``."""
     first = math.floor(after / tick_s) + 1
@@ -150,6 +161,7 @@ class OfflineTracker:
         self.last_pass: float | None = None
         self._limiter = TagRateLimiter(rate_per_s=tag_rate_per_s, burst=tag_burst)
         self._awaited = awaited_by_schedule(view)
+        self.last_batch: JudgedBatch | None = None
 
     def batch(self, fixes: list[Fix], now: float) -> list[ChildEvent]:
         """One batch received by ``now``: stages 2-4 of the pipeline, then its alerts."""
@@ -165,9 +177,10 @@ class OfflineTracker:
         states = {c: self.states.get(c) or ChildState() for c in children}
         slots = view.route_slots(admitted.child_ids)
         observations = observe(view.index, rules, admitted.fixes, admitted.child_ids, slots, states)
-        events, _decided = judge_batch(
+        events, decided = judge_batch(
             view, rules, admitted.fixes, children, observations, states, self.verdicts
         )
+        self.last_batch = JudgedBatch(admitted.fixes, children, observations, decided)
         self.states.update(states)
         # an event of a fix carries the fix's time and place: find the fix behind each event
         fix_of: dict[tuple[int, float, float | None, float | None], Fix] = {

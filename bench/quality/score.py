@@ -246,3 +246,104 @@ def targets(monitor: Mapping[str, Any], naive: Mapping[str, Any]) -> dict[str, A
     }
     out["all"] = all(out.values())
     return out
+
+
+# --- 95 % confidence intervals ---------------------------------------------------------------------
+# Exact intervals by bisection on the distributions' own CDFs (no scipy in the environment): what a
+# run of this size can and cannot tell apart.
+
+
+def _binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X <= k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n or p <= 0.0:
+        return 1.0
+    if p >= 1.0:
+        return 0.0
+    lp, lq = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lp + (n - i) * lq
+        for i in range(k + 1)
+    ]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def _poisson_cdf(k: int, mu: float) -> float:
+    """P(X <= k) for X ~ Poisson(mu)."""
+    if k < 0:
+        return 0.0
+    if mu <= 0.0:
+        return 1.0
+    terms = [-mu + i * math.log(mu) - math.lgamma(i + 1) for i in range(k + 1)]
+    top = max(terms)
+    return min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms))
+
+
+def _solve(f: Any, target: float, lo: float, hi: float, iters: int = 80) -> float:
+    """x in [lo, hi] with f(x) = target, f decreasing."""
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if f(mid) > target:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """The exact (Clopper-Pearson) interval of a proportion k of n; None for n = 0."""
+    if n <= 0:
+        return None
+    a = (1.0 - level) / 2.0
+    lo = 0.0 if k == 0 else _solve(lambda p: _binom_cdf(k - 1, n, p), 1.0 - a, 0.0, 1.0)
+    hi = 1.0 if k == n else _solve(lambda p: _binom_cdf(k, n, p), a, 0.0, 1.0)
+    return lo, hi
+
+
+def poisson_interval(k: int, level: float = 0.95) -> tuple[float, float]:
+    """The exact (Garwood) interval of a Poisson mean from k events."""
+    a = (1.0 - level) / 2.0
+    hi_bound = 10.0 + 3.0 * k + 10.0 * math.sqrt(k + 1)
+    lo = 0.0 if k == 0 else _solve(lambda mu: _poisson_cdf(k - 1, mu), 1.0 - a, 0.0, hi_bound)
+    hi = _solve(lambda mu: _poisson_cdf(k, mu), a, 0.0, hi_bound)
+    return lo, hi
+
+
+def proportion(k: int, n: int) -> dict[str, Any]:
+    """k of n with its 95 % Clopper-Pearson interval (None where there is nothing to count)."""
+    ci = clopper_pearson(k, n)
+    return {
+        "k": k,
+        "n": n,
+        "value": _r(k / n) if n else None,
+        "ci95": None if ci is None else [_r(ci[0]), _r(ci[1])],
+    }
+
+
+def rate(k: int, exposure: float, per: float) -> dict[str, Any]:
+    """k events in ``exposure`` units, as a rate per ``per`` units with its exact 95 % interval."""
+    lo, hi = poisson_interval(k)
+    scale = per / exposure if exposure > 0 else None
+    return {
+        "k": k,
+        "exposure": round(exposure, 2),
+        "value": None if scale is None else _r(k * scale, 4),
+        "ci95": None if scale is None else [_r(lo * scale, 4), _r(hi * scale, 4)],
+    }
+
+
+def quantile_interval(values: Sequence[float], q: float, level: float = 0.95) -> dict[str, Any]:
+    """The q-quantile with its distribution-free interval (order statistics whose ranks the binomial
+    (n, q) puts round it); the bounds are None where the sample is too small to give one."""
+    xs = sorted(values)
+    n = len(xs)
+    if not n:
+        return {"value": None, "n": 0, "ci95": None}
+    a = (1.0 - level) / 2.0
+    lo_rank = next((j for j in range(n, -1, -1) if _binom_cdf(j - 1, n, q) <= a), 0)  # P(X < j) <= a
+    hi_rank = next((j for j in range(n + 1) if _binom_cdf(j - 1, n, q) >= 1.0 - a), n + 1)
+    lo = xs[lo_rank - 1] if lo_rank >= 1 else None
+    hi = xs[hi_rank - 1] if hi_rank <= n else None
+    return {"value": _r(quantile(xs, q), 1), "n": n, "ci95": [lo and round(lo, 1), hi and round(hi, 1)]}

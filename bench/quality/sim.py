@@ -1,14 +1,17 @@
-"""The simulated school days: every fix through the real monitor and through the naive rule.
+"""The simulated school days: every fix through the tracker's own decisions and through the naive rule.
 
 No servers and no clock: the simulator's core (``FixGenerator``) makes fixes and ground truth, and
-the bench steps it one simulated second at a time. Each batch of fixes goes through
+the bench steps it one simulated second at a time. Each second's fixes are one batch received at that
+second and go through
 
-* the pipeline's own functions: ``tracker.stages.geofence.observe`` per batch (each child's previous
-  fix for the crossings, the zone disc round each fix, the index check: what the pipeline calls for
-  every batch), then ``tracker.monitor.step`` per fix, with the child's context (commute windows
-  in Asia/Seoul on school days, school and home fences as the registry view makes them) and default
-  ``Rules``; ``tracker.monitor.tick`` runs for every child every ``tick_s`` simulated seconds, as the
-  service's clock does;
+* the tracker's decisions on past fixes, :class:`tracker.offline.OfflineTracker` (what ``tracker
+  replay --world --alerts-out`` runs): admission, ``tracker.stages.geofence.observe`` (each child's
+  previous fix for the crossings, the zone disc round each fix), the monitor's ``judge_batch``, and
+  the alert ledger of ``tracker.alerts.lifecycle`` (one open alert per child, kind and zone), on the
+  registry view the service would build from the bench's world (``view_from_world``: commute windows
+  in Asia/Seoul on school days, arrivals, school and home fences, default ``Rules``); the clock's
+  pass (signal lost, not arrived) runs every ``tick_s`` simulated seconds, after that second's batch,
+  as the service's clock does; an alert is what the ledger opened (one incident, one alert);
 * the naive rule of Traccar, AWS Location and Tile38: a fix's centre alone decides; left route when
   it is outside the corridor (in a commute window), back when inside; a zone entered when the
   centre is inside it, left when outside; SOS at once. It has no accuracy, dwell or signal rule.
@@ -64,18 +67,12 @@ from simulator import (
 )
 from simulator.messages import Fix
 from tracker.config import Settings
-from tracker.geofence import GeofenceAnswers, GeofenceIndex, RouteSpec, ZoneSpec, build_index
-from tracker.monitor import (
-    ChildContext,
-    ChildState,
-    Place,
-    RouteSchedule,
-    Rules,
-    step,
-    tick,
-)
-from tracker.stages.geofence import observe
-from tracker.store.alert_rules import SCHOOL_FENCE_M
+from tracker.geofence import GeofenceAnswers
+from tracker.ingest.decode import Fix as TrackerFix
+from tracker.monitor import ChildContext, ChildState, RouteSchedule, Rules, judge
+from tracker.offline import Alert as LedgerAlert
+from tracker.offline import OfflineTracker
+from tracker.replay import world_view
 
 TIMEZONE = "Asia/Seoul"
 WINDOWS: tuple[dict[str, Any], ...] = (
@@ -105,6 +102,12 @@ RECENT_FIXES = 100
 EVIDENCE_BEFORE_S = 45.0
 ALERT_EVIDENCE_FIXES = 6
 MONITOR_ALERTS = frozenset({"left_route", "entered_zone", "sos", "signal_lost", "not_arrived"})
+SCORE_KIND = {
+    "danger_zone": "entered_zone",
+    "not_arrived_school": "not_arrived",
+    "not_arrived_home": "not_arrived",
+}
+"""the alerts table's kind -> the kind the score speaks of"""
 NAIVE_ALERTS = frozenset({"left_route", "entered_zone", "sos"})
 
 
@@ -237,26 +240,47 @@ def child_tag(k: int) -> str:
 
 
 class _Kid:
-    __slots__ = ("ctx", "id", "naive_out", "naive_zones", "recent", "slot", "state", "tag")
+    __slots__ = ("ctx", "id", "naive_out", "naive_zones", "recent", "slot", "tag")
 
     def __init__(self, child_id: int, tag: str, slot: int, ctx: ChildContext) -> None:
         self.id = child_id
         self.tag = tag
         self.slot = slot
         self.ctx = ctx
-        self.state = ChildState()
         self.naive_out = False
         self.naive_zones: frozenset[int] = EMPTY
         self.recent: deque[FixRow] = deque(maxlen=RECENT_FIXES)
 
 
-def _index(spec: CitySpec) -> GeofenceIndex:
-    routes = [
-        RouteSpec(r["properties"]["id"], shape(r["geometry"]), r["properties"]["corridor_m"])
-        for r in spec.routes
-    ]
-    zones = [ZoneSpec(z["properties"]["id"], shape(z["geometry"])) for z in spec.zones]
-    return build_index(routes, zones)
+def registry_doc(spec: CitySpec, children: list[list[dict[str, Any]]], params: Params) -> dict[str, Any]:
+    """The bench's world as the registry holds it (``GET /api/v1/world``): the routes walked home ->
+    school with the commute windows and arrivals, the schools in Asia/Seoul."""
+    doc = world_doc(spec, children)
+    for f in doc["features"]:
+        props = f["properties"]
+        if props["kind"] == "school":
+            props["timezone"] = TIMEZONE
+        elif props["kind"] == "route":
+            props["windows"] = [dict(w) for w in params.windows]
+            props["arrivals"] = [dict(a) for a in params.arrivals]
+    return doc
+
+
+def tracker_fix(f: Fix, received_at: float) -> TrackerFix:
+    """A simulator fix as the tracker decodes it, received at ``received_at``."""
+    q = f.position
+    return TrackerFix(
+        f.tag,
+        q.ts,
+        q.lat,
+        q.lon,
+        q.acc,
+        q.batt,
+        q.seq,
+        q.sos,
+        received_at,
+        f"tracker/v1/tags/{f.tag}/position",
+    )
 
 
 def _csr(v: GeofenceAnswers, name: str) -> tuple[list[int], list[int]] | None:
@@ -285,27 +309,20 @@ class ShardRun:
     def __init__(self, params: Params, children: Sequence[int]) -> None:
         self.p = params
         self.spec = build_city(params.schools)
-        self.index = _index(self.spec)
         self.rules = replace(Rules(), **dict(params.rules))
         self.out = Outcome()
         n_routes = len(self.spec.routes)
         by_route: list[list[dict[str, Any]]] = [[] for _ in range(n_routes)]
-        self.kids: dict[str, _Kid] = {}
-        schedule = schedule_of(params)
-        schools = {s["properties"]["id"]: s["geometry"]["coordinates"] for s in self.spec.schools}
         for k in children:
-            route = self.spec.routes[(k - 1) % n_routes]
-            props = route["properties"]
+            by_route[(k - 1) % n_routes].append({"id": k, "name": f"Child {k}", "tag": child_tag(k)})
+        view = world_view(registry_doc(self.spec, by_route, params), Settings())
+        self.index = view.index
+        self.offline = OfflineTracker(view, self.rules, tick_s=params.tick_s)
+        self.kids: dict[str, _Kid] = {}
+        for k in children:
             tag = child_tag(k)
-            by_route[(k - 1) % n_routes].append({"id": k, "name": f"Child {k}", "tag": tag})
-            home = route["geometry"]["coordinates"][0]
-            school = schools[props["school_id"]]
-            ctx = ChildContext(
-                schedule=schedule,
-                school=Place(float(school[0]), float(school[1]), SCHOOL_FENCE_M),
-                home=Place(float(home[0]), float(home[1]), HOME_FENCE_M),
-            )
-            self.kids[tag] = _Kid(k, tag, self.index.route_slot(props["id"]), ctx)
+            self.kids[tag] = _Kid(k, tag, view.route_slot_of_child.get(k, -1), view.context_of_child(k))
+        self._by_id = {k.id: k for k in self.kids.values()}
         self.worlds: list[World] = [
             parse_world(world_doc(self.spec, by_route, reverse=w == 1)) for w in range(len(params.windows))
         ]
@@ -315,6 +332,7 @@ class ShardRun:
         for day_no, day in enumerate(school_days(self.p)):
             for w, raw in enumerate(self.p.windows):
                 self._window(day_no, w, window_times(day, raw))
+        self.out.verdicts.update(self.offline.verdicts)
         return self.out
 
     def _window(self, day_no: int, w: int, times: WindowTimes) -> None:
@@ -349,7 +367,7 @@ class ShardRun:
             t = min(t + 1.0, t_end)
             st = gen.advance(t)
             if st.fixes:
-                self._batch(st.fixes)
+                self._batch(st.fixes, t)
             for r in st.truth:
                 seen[(r.tag, r.start_ts)] = self._seen(r)
             truth += st.truth
@@ -382,68 +400,88 @@ class ShardRun:
         since = (r.excursion_start_ts or r.start_ts) - EVIDENCE_BEFORE_S
         rows = tuple(row for row in kid.recent if row.ts >= since)
         before = [row for row in rows if row.ts <= r.start_ts]
-        return (before[-1].at if before else kid.state.at), rows
+        return (before[-1].at if before else (self.offline.states.get(kid.id) or ChildState()).at), rows
 
     # ---------------------------------------------------------------------------------------------
-    def _batch(self, fixes: list[Fix]) -> None:
+    def _batch(self, fixes: list[Fix], now: float) -> None:
+        """One second's fixes, received at ``now``, through the tracker's decisions; the naive rule
+        and the truth beside them."""
         n = len(fixes)
+        offline = self.offline
         kids = [self.kids[f.tag] for f in fixes]
-        pos = [f.position for f in fixes]
+        before = {k.id: offline.states.get(k.id) or ChildState() for k in kids}
+        decoded = [tracker_fix(f, now) for f in fixes]
+        row_of = {id(d): i for i, d in enumerate(decoded)}
+        opened = len(offline.ledger.alerts)
+        events = offline.batch(decoded, now)
+        judged = offline.last_batch
+        assert judged is not None
         slots = np.fromiter((k.slot for k in kids), dtype=np.int64, count=n)
-        # the tracker's own stage 3: the same function the pipeline calls for every batch
-        observations = observe(
-            self.index, self.rules, pos, [k.id for k in kids], slots, {k.id: k.state for k in kids}
-        )
-        lon = np.fromiter((q.lon for q in pos), dtype=np.float64, count=n)
-        lat = np.fromiter((q.lat for q in pos), dtype=np.float64, count=n)
+        lon = np.fromiter((d.lon for d in decoded), dtype=np.float64, count=n)
+        lat = np.fromiter((d.lat for d in decoded), dtype=np.float64, count=n)
         centre = self.index.check(lon, lat, np.zeros(n), slots)  # the naive rule: the centre alone
         inside = _csr(centre, "certain")
         true_v = self._truth_check(fixes, slots)
         true_route = true_v.route_distance_m.tolist()
         true_in = _csr(true_v, "certain")
-        alerts_m, alerts_n = self.out.alerts["monitor"], self.out.alerts["naive"]
-        notices_m, notices_n = self.out.notices["monitor"], self.out.notices["naive"]
-        verdicts = self.out.verdicts
+        labels: dict[int, list[str]] = defaultdict(list)
+        for ce in events:
+            labels[ce.child_id].append(_label(ce.event.kind.value, ce.event.zone_id))
         rules = self.rules
-        for i, (f, k, q, obs) in enumerate(zip(fixes, kids, pos, observations, strict=True)):
-            k.state, events, verdict = step(k.state, obs, k.ctx, rules)
-            verdicts[verdict.value] += 1
+        for d, obs, decided in zip(judged.fixes, judged.observations, judged.decided, strict=True):
+            i = row_of[id(d)]
+            k = kids[i]
+            # the verdict of a fix that did not decide, asked of the monitor with the state the batch
+            # started from (one fix per child per batch here)
+            verdict = "decided" if decided else judge(before[k.id], obs, rules).value
             k.recent.append(
                 FixRow(
-                    q.ts,
-                    q.acc,
+                    d.ts,
+                    d.acc,
                     obs.route_distance_m,
                     obs.corridor_m,
                     obs.certain_zones,
                     obs.possible_zones,
                     obs.crossed_zones,
                     obs.nearest_zone_m,
-                    verdict.value,
-                    tuple(_label(e.kind.value, e.zone_id) for e in events),
-                    f.multipath,
+                    verdict,
+                    tuple(labels.pop(k.id, ())),
+                    fixes[i].multipath,
                     true_route[i],
                     _zones_at(true_in, i),
-                    q.sos,
-                    k.state.at,
+                    d.sos,
+                    (offline.states.get(k.id) or ChildState()).at,
                 )
             )
-            for e in events:
-                if e.kind.value in MONITOR_ALERTS:
-                    alerts_m.append(self._alert(k, e.kind.value, e.ts, e.zone_id, e.detail))
-                else:
-                    notices_m[e.kind.value] += 1
-            naive = self._naive(k, q.ts, obs.route_distance_m, obs.corridor_m, _zones_at(inside, i), q.sos)
+        self._collect(events, opened)
+        alerts_n, notices_n = self.out.alerts["naive"], self.out.notices["naive"]
+        for i, (d, k) in enumerate(zip(decoded, kids, strict=True)):
+            obs_m = centre.route_distance_m[i], centre.corridor_m[i]
+            naive = self._naive(k, d.ts, float(obs_m[0]), float(obs_m[1]), _zones_at(inside, i), d.sos)
             for kind, zone in naive:
                 if kind in NAIVE_ALERTS:
-                    alerts_n.append(Alert(k.id, kind, q.ts, zone))
+                    alerts_n.append(Alert(k.id, kind, d.ts, zone))
                 else:
                     notices_n[kind] += 1
         self.out.fixes += n
 
+    def _collect(self, events: Sequence[Any], opened: int) -> None:
+        """The alerts the ledger opened since ``opened`` (the parent hears these), and the events
+        that are no alert (resolutions, notices) counted by kind."""
+        alerts, notices = self.out.alerts["monitor"], self.out.notices["monitor"]
+        for a in self.offline.ledger.alerts[opened:]:
+            kind = SCORE_KIND.get(a.kind, a.kind)
+            if kind in MONITOR_ALERTS:
+                alerts.append(self._alert(self._by_id[a.child_id], kind, a, a.opened_at))
+        for ce in events:
+            if ce.event.kind.value not in MONITOR_ALERTS:
+                notices[ce.event.kind.value] += 1
+
     @staticmethod
-    def _alert(k: _Kid, kind: str, ts: float, zone: int | None, detail: str | None) -> Alert:
+    def _alert(k: _Kid, kind: str, a: LedgerAlert, ts: float) -> Alert:
         evidence = tuple(list(k.recent)[-ALERT_EVIDENCE_FIXES:])
-        return Alert(k.id, kind, ts, zone, detail, evidence=evidence)
+        detail = a.kind.rsplit("_", 1)[1] if kind == "not_arrived" else None
+        return Alert(k.id, kind, ts, a.zone_id, detail, evidence=evidence)
 
     def _truth_check(self, fixes: list[Fix], slots: np.ndarray) -> GeofenceAnswers:
         n = len(fixes)
@@ -474,15 +512,9 @@ class ShardRun:
         return out
 
     def _tick(self, now: float) -> None:
-        alerts, notices = self.out.alerts["monitor"], self.out.notices["monitor"]
-        rules = self.rules
-        for k in self.kids.values():
-            k.state, events = tick(k.state, now, k.ctx, rules)
-            for e in events:
-                if e.kind.value in MONITOR_ALERTS:
-                    alerts.append(self._alert(k, e.kind.value, e.ts, e.zone_id, e.detail))
-                else:
-                    notices[e.kind.value] += 1
+        """The clock's pass at ``now`` (signal lost, not arrived), as the service's clock runs it."""
+        opened = len(self.offline.ledger.alerts)
+        self._collect(self.offline.clock(now), opened)
 
     def _sample(
         self,

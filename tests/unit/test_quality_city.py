@@ -1,0 +1,231 @@
+"""The city-like world's generator (bench/quality/city.py, city_sim.py) on its hard cases, and its
+score (city_score.py) on a hand-built day whose counts are known."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.quality import score  # noqa: E402
+from bench.quality.city import build_blocks, sidewalk_distances, world_doc  # noqa: E402
+from bench.quality.city_score import ceiling, score_city  # noqa: E402
+from bench.quality.city_sim import (  # noqa: E402
+    ChildDay,
+    CityOutcome,
+    CityParams,
+    RaisedAlert,
+    Tag,
+    fixes_of_day,
+    make_tag,
+    plan_day,
+    unit_noise,
+)
+from tracker.config import Settings  # noqa: E402
+from tracker.replay import world_view  # noqa: E402
+
+BLOCKS = build_blocks(4)
+
+
+def _days(n: int = 30, p: CityParams | None = None):
+    p = p or CityParams()
+    for b in BLOCKS:
+        for r in b.routes:
+            for i in range(n):
+                yield b, r, plan_day(b, r, random.Random(i * 31 + r.id), p)
+
+
+def test_sidewalks_run_3_to_8_m_from_the_road_zone_and_cross_it_on_the_line() -> None:
+    for b in BLOCKS:
+        assert 30.0 <= b.road_w <= 50.0
+        for route_id, dist in sidewalk_distances(b).items():
+            assert 3.0 <= dist <= 8.0, (route_id, dist)
+        for r in b.routes:
+            assert r.crosswalk is not None
+            (xa, ya), (xb, yb) = r.crosswalk
+            assert xa == xb and ya == b.road_w / 2 and yb == -b.road_w / 2  # kerb to kerb
+            assert any(abs(x - xa) < 1e-9 for x, _ in r.line)  # the crossing is a leg of the line
+        site_gap = b.site[2] - b.y_north
+        assert 5.0 <= site_gap <= 15.0
+        assert 20.0 <= b.zone_distance(*b.academy) <= 40.0
+        for r in b.routes:
+            if r.kind.startswith("walk"):
+                assert 20.0 <= b.zone_distance(*r.home) <= 40.0
+
+
+def test_the_world_is_a_registry_world_with_route_modes() -> None:
+    doc = world_doc(BLOCKS[:2], {BLOCKS[0].routes[0].id: [{"id": 1, "name": "A", "tag": "t-1"}]})
+    view = world_view(doc, Settings())
+    assert not view.refused
+    modes = {
+        f["properties"]["id"]: f["properties"].get("mode")
+        for f in doc["features"]
+        if f["properties"]["kind"] == "route"
+    }
+    assert set(modes.values()) == {"walk", "shuttle"}
+    assert view.route_slot_of_child[1] >= 0
+
+
+def test_crosswalk_waits_are_30_to_90_s_at_the_kerb() -> None:
+    waits = [c - a for _, _, d in _days(5) for k, a, c, _ in d.acts if k == "kerb_wait"]
+    assert len(waits) > 50
+    assert min(waits) >= 30.0 and max(waits) <= 90.0
+
+
+def test_shuttles_drive_8_to_15_m_per_s_inside_the_road_zone() -> None:
+    seen = 0
+    for b, _r, d in _days(10):
+        for kind, a, c, _ in d.acts:
+            if not kind.startswith("ride_"):
+                continue
+            pts = [q for q in d.pts if a <= q[0] <= c]
+            for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(pts):
+                if t1 > t0 and (x0, y0) != (x1, y1):
+                    v = math.hypot(x1 - x0, y1 - y0) / (t1 - t0)
+                    assert 8.0 - 1e-6 <= v <= 15.0 + 1e-6
+                    seen += 1
+            lanes = [q for q in pts if abs(q[2]) < b.road_w / 2]
+            assert lanes, "a ride runs in the road's lanes"
+    assert seen > 10
+
+
+def test_clock_offsets_and_store_and_forward_in_range() -> None:
+    p = CityParams()
+    tags = [make_tag(random.Random(k), p) for k in range(4000)]
+    skewed = [t.clock_offset_s for t in tags if t.clock_offset_s != 0.0]
+    assert 0.03 < len(skewed) / len(tags) < 0.07
+    assert all(-240.0 <= s <= 90.0 for s in skewed)
+    assert 0.01 < sum(t.store_forward for t in tags) / len(tags) < 0.03
+    # a store-and-forward tag's fixes arrive in bursts 1-5 minutes apart, never before they are taken
+    b = BLOCKS[0]
+    r = b.routes[0]
+    d = plan_day(b, r, random.Random(5), p)
+    noise = unit_noise(1, p, np.random.default_rng(1))
+    f = fixes_of_day(d, Tag(10.0, 1.0, 0.0, True), p, np.random.default_rng(2), noise[:, 0, :])
+    late = f.received - f.t
+    assert late.min() >= 0.0 and late.max() <= 302.0
+    assert len(np.unique(np.round(f.received))) < len(f.t) / 3  # bursts
+
+
+def test_subway_gaps_are_dark_and_its_station_fixes_arrive_late() -> None:
+    p = CityParams()
+    b = BLOCKS[0]
+    r = next(r for r in b.routes if r.kind == "subway")
+    d = plan_day(b, r, random.Random(3), p)
+    assert len(d.dark) == 2
+    for a, c in d.dark:
+        assert 300.0 - 1e-6 <= c - a <= 1200.0 + 1e-6
+    noise = unit_noise(1, p, np.random.default_rng(1))
+    f = fixes_of_day(d, Tag(10.0, 1.0, 0.0, False), p, np.random.default_rng(2), noise[:, 0, :])
+    for a, c in d.dark:
+        assert not ((f.t >= a) & (f.t < c)).any()
+    for a, c, at in d.buffered:
+        w = (f.t >= a) & (f.t < c)
+        assert w.any() and (f.received[w] >= at).all()
+
+
+def test_stays_fill_every_depth_and_time_bin() -> None:
+    p = CityParams(stays_per_day=3.0)
+    depths, times = [], []
+    for _, _, d in _days(20, p):
+        for inc in d.incidents:
+            if inc["kind"] == "enter_zone":
+                depths.append(inc["depth_m"])
+                times.append(inc["inside_s"])
+    assert min(depths) < 10 and max(depths) > 40 and max(depths) <= 60
+    assert min(times) < 30 and max(times) > 300
+    for lo, hi in ((0, 10), (10, 20), (20, 40), (40, 60)):
+        assert any(lo <= x < hi for x in depths)
+
+
+# --- the score on a hand-built day ----------------------------------------------------------------
+
+
+def _stay(start: float, end: float, zone: int = 7) -> dict:
+    return {
+        "kind": "enter_zone",
+        "zone_id": zone,
+        "start": start,
+        "end": end,
+        "depth_m": 25.0,
+        "inside_s": end - start,
+        "deep_at": start + 20,
+        "at30": None,
+        "acc_median": 8.0,
+        "fix_t": [start + 15 * i for i in range(int((end - start) // 15) + 1)],
+        "sigma": [5.0] * (int((end - start) // 15) + 1),
+        "depth_at_fix": [25.0] * (int((end - start) // 15) + 1),
+    }
+
+
+def test_score_counts_a_hand_built_day() -> None:
+    day = ChildDay(
+        child=1,
+        route_kind="walk_west",
+        tag=Tag(10.0, 1.0, 0.0, False),
+        day_start=0.0,
+        acts=[
+            ("home", 0.0, 7200.0, {"zone_m": 30.0}),  # 2 h at 15-50 m
+            ("kerb_wait", 7200.0, 7260.0, {"zone_m": 0.7}),
+            ("crossing", 7260.0, 7290.0, {}),
+            ("stand_near", 8000.0, 11600.0, {"zone_m": 10.0}),  # 1 h at 5-15 m
+            ("ride_registered", 20000.0, 20100.0, {}),
+        ],
+        incidents=[_stay(1000.0, 1100.0), {"kind": "sos", "start": 5000.0, "end": 5000.0}],
+        fixes=100,
+    )
+    out = CityOutcome(days=[day], fixes=100, sos_received={(1, 5000.0): 5001.0})
+    out.alerts = [
+        RaisedAlert(1, "entered_zone", 7, 1040.0, 1040.0, 1040.0),  # hit of the stay
+        RaisedAlert(1, "entered_zone", 7, 1090.0, 1090.0, 1090.0),  # a repeat
+        RaisedAlert(1, "sos", None, 5001.5, 5000.0, 5001.0),  # SOS 0.5 s after receipt
+        RaisedAlert(1, "entered_zone", 9, 3000.0, 3000.0, 3000.0),  # at home: 15-50 m
+        RaisedAlert(1, "entered_zone", 9, 7270.0, 7270.0, 7270.0),  # crossing
+        RaisedAlert(1, "entered_zone", 9, 9000.0, 9000.0, 9000.0),  # standing 10 m out
+        RaisedAlert(1, "entered_zone", 9, 20050.0, 20050.0, 20050.0),  # on the registered shuttle
+    ]
+    r = score_city(out, interval_s=15.0)
+    fa = r["false_alarms"]
+    assert fa["per_1000_child_days"]["k"] == 4
+    assert fa["per_1000_h_standing_15_50_m"]["k"] == 1
+    assert fa["per_1000_h_standing_15_50_m"]["exposure"] == pytest.approx(2.0)
+    assert fa["per_100_h_standing_5_15_m"]["k"] == 1
+    assert fa["per_100_h_standing_5_15_m"]["exposure"] == pytest.approx(1.0)
+    assert fa["per_1000_crosswalk_crossings"] == score.rate(1, 1, 1000.0)
+    assert fa["registered_shuttle_rides"] == {"rides": 1, "alerts": 1}
+    assert fa["repeated_per_100_incidents"]["k"] == 1
+    assert r["stays"]["count"] == 1
+    (cell,) = r["stays"]["grid"].values()
+    assert cell["k"] == 1 and cell["n"] == 1
+    assert r["clocks"]["sos"]["k"] == 1
+    assert r["clocks"]["sos_delay_after_receipt_max_s"] == pytest.approx(0.5)
+
+
+def test_the_ceiling_is_the_neyman_pearson_bound() -> None:
+    inc = _stay(0.0, 60.0)
+    # one fix: Phi(d / sigma - z(1 - alpha)) with d = 25 + 10 m, sigma 5 m, alpha = 60 s / 100 h
+    one = dict(inc, fix_t=[0.0], sigma=[5.0], depth_at_fix=[25.0])
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(1 - 60.0 / 360000.0)
+    assert ceiling(one) == pytest.approx(NormalDist().cdf(35.0 / 5.0 - z))
+    # more fixes and a worse error: more and less
+    assert ceiling(inc) > ceiling(one)
+    assert ceiling(dict(one, sigma=[30.0])) < ceiling(one)
+
+
+def test_intervals() -> None:
+    lo, hi = score.clopper_pearson(718, 734)
+    assert lo == pytest.approx(0.9648, abs=1e-3) and hi == pytest.approx(0.9875, abs=1e-3)
+    lo, hi = score.poisson_interval(3)
+    assert lo == pytest.approx(0.619, abs=1e-3) and hi == pytest.approx(8.767, abs=1e-3)
+    assert score.poisson_interval(0)[1] == pytest.approx(3.689, abs=1e-3)
