@@ -157,6 +157,8 @@ class SchoolLiveFeed:
             if school.task is not None:
                 school.task.cancel()
             self._stale = True
+            if not self._schools:  # hold no registry view (a GB at city scale) while nobody watches
+                self._seen_view, self._child_school, self._not_before = None, {}, {}
 
     @property
     def watched(self) -> int:
@@ -165,9 +167,16 @@ class SchoolLiveFeed:
 
     # --- what the pipeline committed ----------------------------------------------------------------
     def committed(self, outcome: BatchOutcome) -> None:
-        """A batch was committed: its watched children's latest fixes, status and alert events."""
+        """A batch was committed: its watched children's latest fixes, status and alert events. Never
+        raises: the live map is not worth a batch (a bug here is logged, and the map misses a beat)."""
         if not self._schools:
             return
+        try:
+            self._committed(outcome)
+        except Exception:
+            log.exception("school live map: a committed batch was not taken in")
+
+    def _committed(self, outcome: BatchOutcome) -> None:
         watched = self._children()
         if not watched:
             return
@@ -192,10 +201,14 @@ class SchoolLiveFeed:
         self._events(outcome.events, watched)
 
     def clock_events(self, events: list[ChildEvent]) -> None:
-        """The clock's rules committed these events (signal lost, not arrived): statuses and alerts."""
+        """The clock's rules committed these events (signal lost, not arrived): statuses and alerts.
+        Never raises, as :meth:`committed`."""
         if not self._schools or not events:
             return
-        self._events(events, self._children())
+        try:
+            self._events(events, self._children())
+        except Exception:
+            log.exception("school live map: the clock's events were not taken in")
 
     def _events(self, events: list[ChildEvent], watched: dict[int, int]) -> None:
         for ce in events:
@@ -211,19 +224,22 @@ class SchoolLiveFeed:
 
     def _children(self) -> dict[int, int]:
         """The watched schools' children, as the current registry view has them (rebuilt when the view
-        or the watched schools change). A child who moved between two watched views gets a
-        ``not before``: the new school is sent none of its fixes timed before the move was seen."""
+        or the watched schools change). A child whose school is not the one the previous view said
+        gets a ``not before``: the new school is sent none of its fixes timed before the move was
+        seen. Only the current view is held, and none once nobody watches."""
         view = self._view()
         if view is self._seen_view and not self._stale:
             return self._child_school
-        before = self._child_school
+        before, previous = self._child_school, self._seen_view
         now = datetime.now(UTC)
         schools = self._schools
         after = {c.id: c.school_id for c in view.rows.children.values() if c.school_id in schools}
-        for c, school_id in after.items():
-            old = before.get(c)
-            if old is not None and old != school_id:
-                self._not_before[c] = now
+        if previous is not None and previous is not view:
+            was = previous.rows.children
+            for c, school_id in after.items():
+                row = was.get(c)
+                if row is not None and row.school_id != school_id:
+                    self._not_before[c] = now
         for c, old in before.items():
             if after.get(c) != old and old in schools:
                 gone = schools[old]
@@ -241,13 +257,20 @@ class SchoolLiveFeed:
         while True:
             school.wake.clear()
             if school.alert_keys:
-                await self._alerts(school)
+                try:
+                    await self._alerts(school)
+                except Exception:  # a bug: logged, and the school's map goes on
+                    log.exception("school live map: alerts of school %s not sent", school.school_id)
                 continue
             wait: float | None = None
             if school.dirty:
                 wait = school.last_flush + self._interval - loop.time()
                 if wait <= 0:
-                    self._flush(school, loop.time())
+                    try:
+                        self._flush(school, loop.time())
+                    except Exception:  # a bug: logged, those changes lost, the map goes on
+                        log.exception("school live map: changes of school %s not sent", school.school_id)
+                        school.dirty.clear()
                     continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(school.wake.wait(), wait)
