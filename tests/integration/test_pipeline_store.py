@@ -292,9 +292,9 @@ async def test_the_dispatcher_takes_critical_alerts_before_the_notices_queued_ah
             warning = await delivery_of("left_route", "warning")
             sos = await delivery_of("sos", "critical")
         first = await claim_due_deliveries(pool, limit=2)
-        assert [j.delivery_id for j in first] == sorted([sos, warning])
+        assert [j.delivery_id for j, _ in first] == sorted([sos, warning])
         rest = await claim_due_deliveries(pool, limit=10)
-        assert [j.delivery_id for j in rest] == notices  # then the notices, oldest first
+        assert [j.delivery_id for j, _ in rest] == notices  # then the notices, oldest first
     finally:
         await pool.close()
 

@@ -28,6 +28,7 @@ from typing import Literal, Protocol
 
 import asyncpg
 import httpx
+import msgspec
 
 from tracker.alerts.hub import WebSocketHub
 from tracker.alerts.messages import alert_message, sms_text
@@ -116,6 +117,9 @@ class AppriseSmsProvider:
         await self._record.record(phone, body, delivery_id=delivery_id)
 
 
+_JSON = msgspec.json.Encoder()
+
+
 class WebSocketChannel:
     """The parent page's live channel: 'sent' when at least one open page took the message. A
     message carries its alert's id; the page keeps one card per alert and announces it once."""
@@ -128,7 +132,8 @@ class WebSocketChannel:
     async def deliver(self, job: DeliveryJob, facts: AlertFacts) -> Outcome:
         if job.guardian_id is None:
             return "offline"
-        message = json.dumps(alert_message(facts, job.language, job.transition), ensure_ascii=False)
+        # msgspec: a fifth of json.dumps's time, and a burst encodes thousands of these at once
+        message = _JSON.encode(alert_message(facts, job.language, job.transition)).decode()
         return "sent" if await self._hub.send(job.guardian_id, message) else "offline"
 
 

@@ -38,7 +38,6 @@ from tracker.store.alerts import (
     AlertFacts,
     DeliveryJob,
     DeliveryMark,
-    alert_facts,
     claim_due_deliveries,
     mark_deliveries,
     sent_counts,
@@ -149,10 +148,10 @@ class Dispatcher:
     async def _round(self, lane: _Lane) -> int:
         """Deliver one round of a lane's due outbox rows; returns how many were claimed."""
         started = time.perf_counter()
-        jobs = await claim_due_deliveries(self._pool, lane.limit, channels=lane.channels, other=lane.other)
-        if not jobs:
+        claimed = await claim_due_deliveries(self._pool, lane.limit, channels=lane.channels, other=lane.other)
+        if not claimed:
             return 0
-        facts = await alert_facts(self._pool, sorted({j.alert_id for j in jobs}))
+        jobs = [job for job, _ in claimed]
         # the rate limit's counts for the whole round in one query, as the round starts (the round's
         # deliveries run concurrently, so each of them saw the counts from before the round anyway)
         sent = await sent_counts(
@@ -160,11 +159,11 @@ class Dispatcher:
         )
         done: list[DeliveryMark] = []
 
-        async def deliver(job: DeliveryJob) -> None:
-            done.append(await self._deliver(job, facts.get(job.alert_id), sent))
+        async def deliver(job: DeliveryJob, facts: AlertFacts) -> None:
+            done.append(await self._deliver(job, facts, sent))
 
         try:
-            await asyncio.gather(*(deliver(j) for j in jobs))
+            await asyncio.gather(*(deliver(job, facts) for job, facts in claimed))
         finally:
             # the round's outcomes in one statement; those of a round cut short too (the service
             # stopping), so that what went out is not sent again after a restart
@@ -186,7 +185,7 @@ class Dispatcher:
                 delay = min(2 * delay, 30.0)
 
     async def _deliver(
-        self, job: DeliveryJob, facts: AlertFacts | None, sent: dict[tuple[int, str], int]
+        self, job: DeliveryJob, facts: AlertFacts, sent: dict[tuple[int, str], int]
     ) -> DeliveryMark:
         """Deliver one outbox row; returns what became of it (written with the round's others)."""
         if not job.linked:
@@ -197,8 +196,8 @@ class Dispatcher:
             history = (job.alert_id, "cancelled", _who(job) | {"reason": reason})
             return DeliveryMark(job.delivery_id, "cancelled", time.time(), error=reason, history=history)
         channel = self._channels.get(job.channel)
-        if facts is None or channel is None:
-            why = "alert deleted" if facts is None else f"no channel {job.channel!r} configured"
+        if channel is None:
+            why = f"no channel {job.channel!r} configured"
             self.outcomes[(job.channel, "failed")] += 1
             return DeliveryMark(job.delivery_id, "failed", time.time(), error=why)
         if self._over_limit(job, sent):

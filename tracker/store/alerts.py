@@ -54,11 +54,6 @@ def _facts(r: asyncpg.Record) -> AlertFacts:
     return AlertFacts(**values)
 
 
-async def alert_facts(conn: asyncpg.Connection | asyncpg.Pool, alert_ids: list[int]) -> dict[int, AlertFacts]:
-    rows = await conn.fetch(_FACTS_SQL + " WHERE a.id = ANY($1::bigint[])", alert_ids)
-    return {r["alert_id"]: _facts(r) for r in rows}
-
-
 async def unacknowledged_open_alerts(
     conn: asyncpg.Connection | asyncpg.Pool, guardian_id: int
 ) -> list[AlertFacts]:
@@ -145,22 +140,25 @@ LINKED = (
 
 
 def facts_of(r: asyncpg.Record) -> tuple[DeliveryJob, AlertFacts]:
-    """A guardian's delivery and its alert's facts, from a row of the job's columns and FACTS_COLUMNS."""
+    """A delivery and its alert's facts, from a row of the job's columns and FACTS_COLUMNS (a school's
+    delivery: with its webhook; a guardian's: without)."""
     job = DeliveryJob(
         r["delivery_id"], r["alert_id"], r["transition"], r["channel"], r["attempts"], r["guardian_id"],
-        None, r["phone"], r["language"], None, None, r["severity"], r["linked"],
+        r["school_id"], r["phone"], r["language"], r["webhook_url"], r["webhook_secret"], r["severity"],
+        r["linked"],
     )  # fmt: skip
     return job, _facts(r)
 
 
 async def claim_due_deliveries(
     pool: asyncpg.Pool, limit: int = 200, *, channels: Sequence[str] | None = None, other: bool = False
-) -> list[DeliveryJob]:
+) -> list[tuple[DeliveryJob, AlertFacts]]:
     """Take due outbox rows (pending, or a retry whose time has come), critical alerts' first, then
     warnings', then notices' (at the start of a commute thousands of 'arrived' notices can wait in
-    the outbox: an SOS does not wait behind them), each kind oldest first. SKIP LOCKED lets several
-    dispatchers share one outbox. A claimed row is 'sending' until it is marked. Each row says whether
-    its guardian is still linked to the alert's child (``linked``): one who is not gets nothing.
+    the outbox: an SOS does not wait behind them), each kind oldest first, with what their messages
+    say (the alert's facts), in one statement. SKIP LOCKED lets several dispatchers share one outbox.
+    A claimed row is 'sending' until it is marked. Each row says whether its guardian is still linked
+    to the alert's child (``linked``): one who is not gets nothing.
 
     ``channels``: only rows of those channels; with ``other``, only rows of every other channel (the
     dispatcher's lanes: the websocket does not wait behind SMS and webhooks)."""
@@ -175,17 +173,17 @@ async def claim_due_deliveries(
         " claimed AS ("
         "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
         "   RETURNING d.*)"
-        " SELECT c.id, c.alert_id, c.transition, c.channel, c.attempts, c.guardian_id, c.school_id,"
-        " coalesce(g.phone, s.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
-        " s.webhook_url, s.webhook_secret, a.severity,"
-        f" {LINKED.format(delivery='c')} AS linked"
-        " FROM claimed c JOIN alerts a ON a.id = c.alert_id"
-        " LEFT JOIN guardians g ON g.id = c.guardian_id LEFT JOIN schools s ON s.id = c.school_id"
-        " ORDER BY c.id",
+        " SELECT w.id AS delivery_id, w.transition, w.channel, w.attempts, w.guardian_id, w.school_id,"
+        " coalesce(g.phone, ws.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
+        " ws.webhook_url, ws.webhook_secret,"
+        f" {LINKED.format(delivery='w')} AS linked, {FACTS_COLUMNS}"
+        f" FROM claimed w JOIN alerts a ON a.id = w.alert_id {FACTS_JOINS}"
+        " LEFT JOIN guardians g ON g.id = w.guardian_id LEFT JOIN schools ws ON ws.id = w.school_id"
+        " ORDER BY w.id",
         limit,
         *(() if channels is None else (list(channels),)),
     )
-    return [DeliveryJob(*r) for r in rows]
+    return [facts_of(r) for r in rows]
 
 
 async def sent_counts(
