@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/alert_quality.py
 	$(BIN)/python bench/positions_copy.py
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/mqtt_receive.py
 	$(BIN)/python bench/burst.py
 
 ## vendor: refresh the map libraries (Leaflet, Leaflet-Geoman) in tracker/api/static/vendor from npm
