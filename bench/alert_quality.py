@@ -38,7 +38,7 @@ from tracker.monitor import Rules  # noqa: E402
 CITY_CHILD_DAYS = {15.0: 10_000, 1.0: 100, 5.0: 500, 30.0: 2_500, 60.0: 2_500}
 """child-days of the city-like world per fix interval (15 s: the issue's 10,000; the others what the
 hour allows: 1 s is 15x the fixes of 15 s, and its 100 child-days decide only a target it misses)"""
-CITY_QUICK = {15.0: 200, 1.0: 4, 5.0: 20, 30.0: 100, 60.0: 100}
+CITY_QUICK = {15.0: 60, 1.0: 2, 5.0: 10, 30.0: 40, 60.0: 40}
 
 
 def report(

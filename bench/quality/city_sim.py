@@ -625,8 +625,8 @@ def school_days(n: int) -> list[date]:
 def child_route(p: CityParams, k: int, blocks: list[Block]) -> tuple[Block, RouteGeom]:
     """Child k's block and route: round the blocks, two children of five on the west and east walk
     routes, one of ten on the shuttle, one of ten on the subway."""
-    b = blocks[(k - 1) % len(blocks)]
-    slot = ((k - 1) // len(blocks)) % 10
+    b = blocks[((k - 1) // 10) % len(blocks)]
+    slot = (k - 1) % 10
     number = [1, 2, 3, 4, 1, 2, 3, 4, 5, 6][slot]
     return b, next(r for r in b.routes if r.number == number)
 
@@ -765,8 +765,14 @@ def _drive(offline: OfflineTracker, arr: dict[str, np.ndarray], order: np.ndarra
             for i in range(a, c)
         ]
         now = float(recv[c - 1])
-        offline.batch(batch, now)
+        events = offline.batch(batch, now)
         _stamp(offline, n0, now, out)
+        for ce in events:  # every press is heard: a second one updates the open SOS alert
+            if ce.event.kind.value == "sos":
+                fix = next((f for f in batch if f.sos and tag_of.get(ce.child_id) == f.tag), None)
+                out.alerts.append(
+                    RaisedAlert(ce.child_id, "sos", None, now, ce.event.ts, fix.received_at if fix else None)
+                )
         out.fixes += c - a
 
 
@@ -778,7 +784,7 @@ def _passes(after: float, before: float, tick: float) -> list[float]:
 def _stamp(offline: OfflineTracker, n0: int, now: float, out: CityOutcome) -> None:
     for al in offline.ledger.alerts[n0:]:
         kind = SCORE_KIND.get(al.kind, al.kind)
-        if kind in ALERT_KINDS:
+        if kind in ALERT_KINDS and kind != "sos":
             out.alerts.append(
                 RaisedAlert(
                     al.child_id, kind, al.zone_id, now, al.opened_at, al.fix.received_at if al.fix else None

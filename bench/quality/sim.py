@@ -471,10 +471,15 @@ class ShardRun:
         alerts, notices = self.out.alerts["monitor"], self.out.notices["monitor"]
         for a in self.offline.ledger.alerts[opened:]:
             kind = SCORE_KIND.get(a.kind, a.kind)
-            if kind in MONITOR_ALERTS:
+            if kind in MONITOR_ALERTS and kind != "sos":
                 alerts.append(self._alert(self._by_id[a.child_id], kind, a, a.opened_at))
         for ce in events:
-            if ce.event.kind.value not in MONITOR_ALERTS:
+            if ce.event.kind.value == "sos":
+                # every press is heard: a second one while the first is unacknowledged updates the
+                # open alert (the ledger's one alert per incident) and is delivered as such
+                k = self._by_id[ce.child_id]
+                alerts.append(Alert(k.id, "sos", ce.event.ts, None, evidence=tuple(list(k.recent)[-6:])))
+            elif ce.event.kind.value not in MONITOR_ALERTS:
                 notices[ce.event.kind.value] += 1
 
     @staticmethod
