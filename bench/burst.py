@@ -55,6 +55,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
     sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402
+import httpx  # noqa: E402
 import msgspec  # noqa: E402
 import numpy as np  # noqa: E402
 import websockets  # noqa: E402
@@ -356,6 +357,14 @@ async def settled_rss(tracker: TrackerProcess, seconds: float = 3.0) -> float:
     return min(readings)
 
 
+async def stage_seconds(tracker: TrackerProcess, admin_token: str) -> dict[str, float]:
+    """The tracker's batch-loop seconds per pipeline stage so far (``/api/v1/stats``)."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(base_url=tracker.base, headers=headers, timeout=10) as http:
+        stats = (await http.get("/api/v1/stats")).json()
+    return {k: float(v) for k, v in stats.get("stage_seconds", {}).items()}
+
+
 async def burst(
     name: str,
     children: range,
@@ -367,6 +376,7 @@ async def burst(
     tracker: TrackerProcess,
     database_url: str,
     deadline_s: float,
+    admin_token: str,
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """One SOS per child, published within ``window_s``; wait for every alert and SMS (or the deadline).
@@ -382,11 +392,25 @@ async def burst(
     if profile is not None:
         py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         spy = subprocess.Popen(  # noqa: ASYNC220 - started once, not waited on here
-            [py_spy, "record", "--pid", str(pid), "--rate", "200", "--gil", "--format", "raw", "-o", str(profile)],
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "200",
+                "--gil",
+                "--format",
+                "raw",
+                "-o",
+                str(profile),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         await asyncio.sleep(0.5)
+    stages0 = await stage_seconds(tracker, admin_token)
+    stages1 = stages0
     cpu0, t_cpu0 = cpu_s(pid), time.time()
     rate = len(messages) / window_s if window_s > 0 else None
     results, times = await asyncio.to_thread(publishers.run, messages, rate=rate, start_in=1.0)
@@ -410,6 +434,7 @@ async def burst(
             if len(got) >= len(sent_at):
                 done_alerts = True
                 cpu1, t_cpu1 = cpu_s(pid), time.time()
+                stages1 = await stage_seconds(tracker, admin_token)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
         row = await conn.fetchrow(
@@ -426,6 +451,7 @@ async def burst(
             log(f"  {name}: deadline of {deadline_s:.0f} s after the last publish passed")
             if not done_alerts:
                 cpu1, t_cpu1 = cpu_s(pid), time.time()
+                stages1 = await stage_seconds(tracker, admin_token)
             break
     await conn.close()
     if spy is not None:
@@ -458,6 +484,12 @@ async def burst(
         "tracker_cpu_share": round((cpu1 - cpu0) / (t_cpu1 - t_cpu0), 2) if t_cpu1 > t_cpu0 else None,
         # CPU seconds the tracker spent until the last alert was heard: what a busy machine inflates less
         "tracker_cpu_s": round(cpu1 - cpu0, 2),
+        # the batch loop's seconds per stage until the last alert was heard (tracker_pipeline_stage_seconds)
+        "stage_seconds": {
+            k: round(v - stages0.get(k, 0.0), 2)
+            for k, v in sorted(stages1.items())
+            if v - stages0.get(k, 0.0) >= 0.005
+        },
         # the client's own delay: how late its event loops' 10 ms ticks came during the burst
         "client_loop_lag": summary_ms(lags),
         "sockets_closed": sum(rep["closed"] for rep in reports),
@@ -474,6 +506,7 @@ async def burst(
         f"{split['to_tracker']['p50_ms']} / {split['to_tracker']['p99_ms']} ms, then → websocket "
         f"{split['to_websocket']['p50_ms']} / {split['to_websocket']['p99_ms']} ms"
     )
+    log("    batch loop seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in out["stage_seconds"].items()))
     return out
 
 
@@ -533,6 +566,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             2 * n_sos,
         )
         positions = {r["id"]: mid_vertex(json.loads(r["g"])) for r in rows}
+        admin_token = await issue_token(conn, role="admin", label="bench-burst")
         await conn.close()
         tokens = await issue_guardian_tokens(database_url, [c + 1 for c in range(1, n_sockets + 1)])
         log(
@@ -578,6 +612,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             tracker,
             database_url,
             args.deadline,
+            admin_token,
             Path(args.out) / "tracker-burst-1.txt" if args.profile else None,
         )
 
@@ -598,6 +633,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             tracker,
             database_url,
             args.deadline,
+            admin_token,
             Path(args.out) / "tracker-burst-2.txt" if args.profile else None,
         )
         _, rss_peak = tracker.rss_mb()
