@@ -31,7 +31,8 @@ check: $(STAMP)
 ## bench: benchmarks that print figures and ratios against a baseline measured in the same run
 bench: $(STAMP)
 	$(BIN)/python bench/geofence.py
-	$(BIN)/python bench/alert_quality.py
+	$(BIN)/python bench/alert_quality.py --world today
+	$(BIN)/python bench/alert_quality.py --world city --quick
 	$(BIN)/python bench/positions_copy.py
 	$(BIN)/python bench/e2e.py
 	$(BIN)/python bench/mqtt_receive.py
