@@ -71,8 +71,7 @@ class Settings(_RuleSettings):
     mqtt_version: Literal["auto", "5", "3.1.1"] = Field(
         "auto",
         description="MQTT version of the ingest: 'auto' speaks 5 where the broker does (asking for its"
-        " in-flight window), else 3.1.1; '3.1.1' costs paho about a fifth less CPU per message"
-        " (docs/performance.md) where broker-config has set the window",
+        " in-flight window), else 3.1.1; '5' or '3.1.1' to insist (both cost the same per message)",
     )
     broker_probe_interval_s: float = Field(
         300.0,
