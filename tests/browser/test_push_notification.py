@@ -198,6 +198,10 @@ async def test_a_push_notification_shows_on_the_installed_page_and_acknowledges_
         await tab.shoot("parent-offline-installed")
         await page.set_viewport_size({"width": 390, "height": 844})
         await page.wait_for_timeout(1000)
+        # the map stays in its box on the phone though the page was opened at desktop width (where the
+        # box is sticky): its panes and controls were drawn over the page's top when the box lost its
+        # positioning at the narrower width
+        assert await _map_outside_its_box(page) == []
         await page.screenshot(
             path=str(SHOTS / "parent-offline-installed-viewport.png")
         )  # no full-page stitching
@@ -212,8 +216,30 @@ async def test_a_push_notification_shows_on_the_installed_page_and_acknowledges_
     ):
         print("screenshot:", SHOTS / name)
     await asyncio.to_thread(
-        _copy_to_notes, ("push-notification.png", "parent-offline-installed-viewport.png")
+        _copy_to_notes,
+        ("push-notification.png", "parent-offline-installed-viewport.png", "parent-installed-phone.png"),
     )
+
+
+async def _map_outside_its_box(page: Any) -> list[str]:
+    """What of the map is not drawn in the #map box (as a map drawn over the top of the page is): its
+    panes placed against another box, its zoom buttons outside it."""
+    outside: list[str] = await page.evaluate(
+        """() => {
+             const map = document.getElementById("map");
+             const box = map.getBoundingClientRect();
+             const problems = [];
+             const pane = map.querySelector(".leaflet-map-pane");
+             const holder = pane.offsetParent;
+             if (holder !== map) problems.push(`panes placed against ${holder && holder.tagName}`);
+             const zoom = map.querySelector(".leaflet-control-zoom").getBoundingClientRect();
+             if (zoom.top < box.top || zoom.bottom > box.bottom
+                 || zoom.left < box.left || zoom.right > box.right)
+               problems.push(`zoom buttons at ${Math.round(zoom.top)}, the box at ${Math.round(box.top)}`);
+             return problems;
+           }"""
+    )
+    return outside
 
 
 def _copy_to_notes(names: tuple[str, ...]) -> None:
