@@ -61,8 +61,9 @@ async def test_walking_off_route_and_into_a_zone_alert_once_each(service, mqtt_u
             publish(stray.tag, fix(-370, -180, t0 + 105))
 
             # A child who walks into the construction site beside the route: two fixes inside it decide.
-            # (Being there is also being off the route: that alert comes too, once.)
-            publish(risk.tag, fix(-300, 0, t0 + 60))
+            # (Being there is also being off the route: that alert comes too, once.) It walks there:
+            # a child 150 m further 15 s later would be riding something, and a ride is no evidence.
+            publish(risk.tag, fix(-300, 100, t0 + 60))
             publish(risk.tag, fix(-300, 150, t0 + 75, acc=5))
             deciding_zone = publish(risk.tag, fix(-305, 145, t0 + 90, acc=5))
             zone_at, zone = await risk_ws.wait_for(lambda m: m.get("kind") == "danger_zone", DEADLINE_S + 3)

@@ -63,7 +63,7 @@ EXPECTED_ALERTS = {"sos": 1, "left_route": 2, "danger_zone": 1}
 
 
 def walk() -> list[tuple[float, float]]:
-    """A child's path in metres (see tests.helpers.SmallWorld), 10 m per second: along the route, 80 m
+    """A child's path in metres (see tests.helpers.SmallWorld), 10 m per fix: along the route, 80 m
     north of it and back, along again, north into the construction site (x -340..-260, y 110..190),
     a few seconds inside, back, and on along the route."""
     pts: list[tuple[float, float]] = []
@@ -83,14 +83,17 @@ def walk() -> list[tuple[float, float]]:
     return pts
 
 
+STAMP_S = 5.0  # 10 m per fix: 2 m/s (the monitor knows a walking child from a ride, tracker.monitor)
+
+
 def stream(tags: list[str], t0: float) -> list[tuple[str, bytes]]:
-    """Every child's fixes, one second apart, the children interleaved; the 6th fix carries SOS.
+    """Every child's fixes, STAMP_S apart, the children interleaved; the 6th fix carries SOS.
     (A dwell repeats a place, never a timestamp.)"""
     path = walk()
     out = []
     for i, (x, y) in enumerate(path):
         for tag in tags:
-            body = fix(x, y, t0 + i, acc=8, sos=(i == 5))
+            body = fix(x, y, t0 + STAMP_S * i, acc=8, sos=(i == 5))
             out.append((f"tracker/v1/tags/{tag}/position", json.dumps(body).encode()))
     return out
 
@@ -284,7 +287,7 @@ async def _scenario(
     env.pop("TRACKER_TOPIC_PREFIX", None)
     tracker = TrackerProcess(env, tmp_path / "tracker.log")
     tags = [world.kids[k].tag for k in KIDS]
-    messages = stream(tags, time.time() - len(walk()) - 5)
+    messages = stream(tags, time.time() - STAMP_S * len(walk()) - 5)
     publisher = StreamPublisher(broker.port, messages, pace_s=0.01)
     return world, tracker, publisher
 

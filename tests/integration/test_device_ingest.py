@@ -228,7 +228,7 @@ async def test_the_osmand_apps_own_url_and_fixes_without_accuracy_deep_in_a_zone
     # the control: the same place, stated 5 m accurate, is a danger zone
     async with httpx.AsyncClient(base_url=base) as http:
         for k in range(2):
-            r = await http.get("/ingest/osmand", params=osmand_app(now - 60 + 10 * k, -300, 150, "5.0"))
+            r = await http.get("/ingest/osmand", params=osmand_app(now - 60 + 15 * k, -300, 150, "5.0"))
             assert r.status_code == 200
     assert await _alerts(service, bob.child_id) == ["danger_zone"]
 

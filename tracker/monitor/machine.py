@@ -228,12 +228,12 @@ def _route(
 ) -> None:
     fast = s.fast_since is not None and obs.ts - s.fast_since >= rules.fast_min_s
     if s.off_route:
-        if obs.on_route and s.fast_since is None:
+        if obs.on_route and not fast:
             s.on_count += weight if s.on_count else 1.0
             if s.on_count >= rules.on_route_min_fixes - _ROUNDING:
                 s.off_route, s.on_count = False, 0.0
                 events.append(Event(EventKind.BACK_ON_ROUTE, obs.ts))
-        elif obs.off_route_sigmas >= rules.off_route_sigma or s.fast_since is not None:
+        elif obs.off_route_sigmas >= rules.off_route_sigma or fast:
             s.on_count = 0.0
         return
     if not watched or (obs.on_route and not fast):
@@ -275,7 +275,8 @@ class _Judged:
     route (a commute window) and this fix may be on it: its segment into a zone is no evidence of
     lingering there. ``on_its_route``: a commute window of a child with a route: the zone minus the
     corridor is what counts. ``was_in_corridor``: the last decided fix lay inside the corridor.
-    ``riding``: the child moves faster than anyone on foot or a bicycle: no evidence of entering.
+    ``riding``: the child moves faster than anyone on foot or a bicycle: no evidence of entering
+    (one fix thrown far makes a measure or two fast: a fix or two that decide nothing).
     ``weight``: the part of one fix's evidence this fix carries (Rules.weight)."""
 
     segment: tuple[float, float] | None
