@@ -367,7 +367,7 @@ class Service:
             await asyncio.sleep(self.settings.tick_s)
             try:
                 self.school_live.clock_events(await self.pipeline.tick())
-                await escalate_due(self.pool, self.pipeline.escalation)
+                self.school_live.alerts_changed(await escalate_due(self.pool, self.pipeline.escalation))
                 self.dispatcher.wake()
             except DB_ERRORS as e:
                 log.warning("clock rules skipped a tick (%s)", e)

@@ -40,9 +40,13 @@ SLACK_S = 0.15  # timer and scheduling slack when measuring gaps between two upd
 
 
 @contextlib.asynccontextmanager
-async def running(settings_for: Any, database_url: str, mqtt_url: str) -> AsyncIterator[Service]:
+async def running(
+    settings_for: Any, database_url: str, mqtt_url: str, **overrides: Any
+) -> AsyncIterator[Service]:
     settings = settings_for(
-        database_url, mqtt_url, school_live_min_interval_s=INTERVAL_S, ws_token_check_s=3600.0
+        database_url,
+        mqtt_url,
+        **{"school_live_min_interval_s": INTERVAL_S, "ws_token_check_s": 3600.0} | overrides,
     )
     svc = Service(settings, database_url, mqtt_url)
     await svc.start()
@@ -226,6 +230,73 @@ async def test_alerts_arrive_as_they_open_and_resolve(
                     5,
                 )
                 assert any(c["status"] == "off_route" for _, c in live.updates_of(a.child_id))
+        finally:
+            pub.close()
+
+
+async def test_escalations_and_acknowledgements_arrive_without_a_fix(
+    database_url: str, mqtt_url: str, settings_for: Any
+) -> None:
+    """An alert changes without a fix too: the clock escalates it, a guardian acknowledges it (on the
+    API or on the parents' socket). The school's socket hears of each at once, not at its next reload."""
+    async with running(settings_for, database_url, mqtt_url, tick_s=0.2, escalate_warning_s=1.0) as svc:
+        city = await build_city(svc.pool)
+        await svc.reload_registry()
+        a = city.a
+        pub = Publisher(mqtt_url)
+        base = f"http://127.0.0.1:{svc.settings.http_port}"
+        try:
+            async with SchoolSocket(svc, a.staff) as live:
+                t0 = time.time() - 180
+                for i in range(3):  # on the route, then 150 m off it: a warning opens
+                    pub.publish(topic(svc, a), fix(-500 + i * 40, 0, t0 + i * 15))
+                for i in range(3):
+                    pub.publish(topic(svc, a), fix(-380 + i * 10, -150, t0 + 45 + i * 15))
+                opened = await live.wait_for(
+                    lambda m: m["type"] == "alert" and m["alert"]["kind"] == "left_route", 10
+                )
+                warning = opened["alert"]["id"]
+                assert opened["alert"]["escalation_level"] == 0
+
+                # nobody acknowledges it for a second: the clock escalates it, and says so on the socket
+                escalated = await live.wait_for(
+                    lambda m: (
+                        m["type"] == "alert"
+                        and m["alert"]["id"] == warning
+                        and m["alert"]["escalation_level"] >= 1
+                    ),
+                    10,
+                )
+                assert escalated["alert"]["acknowledged_at"] is None
+                assert escalated["alert"]["state"] == "open"
+
+                # the guardian acknowledges it on the API: the school sees who and when, at once
+                async with httpx.AsyncClient(base_url=base) as http:
+                    r = await http.post(f"/api/v1/alerts/{warning}/ack", headers=bearer(a.guardian))
+                    assert r.status_code == 200, r.text
+                    assert set(r.json()) == {"alert_id", "acknowledged", "acknowledged_at", "acknowledged_by"}
+                acked = await live.wait_for(
+                    lambda m: (
+                        m["type"] == "alert"
+                        and m["alert"]["id"] == warning
+                        and m["alert"]["acknowledged_at"] is not None
+                    ),
+                    5,
+                )
+                assert acked["alert"]["acknowledged_by"] == a.guardian_id
+
+                # ... and the SOS on the parents' socket: acknowledged, it is closed
+                url = f"ws://127.0.0.1:{svc.settings.http_port}/ws?token={a.guardian}"
+                async with websockets.connect(url) as parent:
+                    await parent.send(json.dumps({"type": "ack", "alert_id": a.alert_id}))
+                    while (answer := json.loads(await parent.recv()))["type"] != "ack":
+                        pass
+                    assert answer["ok"] is True
+                closed = await live.wait_for(
+                    lambda m: m["type"] == "alert" and m["alert"]["id"] == a.alert_id, 5
+                )
+                assert closed["alert"]["state"] == "resolved"
+                assert closed["alert"]["acknowledged_by"] == a.guardian_id
         finally:
             pub.close()
 

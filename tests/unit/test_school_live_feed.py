@@ -101,10 +101,12 @@ async def test_nobody_watching_costs_nothing_and_a_bug_never_reaches_the_pipelin
 
     feed = SchoolLiveFeed(pool=None, view=broken_view, state_of={}.get, min_interval_s=INTERVAL_S)  # type: ignore[arg-type]
     feed.committed(fixes((1, 1)))  # nobody watches: the view is not even asked for
+    feed.alerts_changed([(7, 1)])  # an acknowledgement or escalation: nor here
     sub = feed.subscribe(1)
     try:
         feed.committed(fixes((1, 2)))  # logged, not raised into the batch loop
         feed.clock_events([])
+        feed.alerts_changed([(7, 1)])  # nor into the API's acknowledgement or the clock
     finally:
         feed.unsubscribe(sub)
     assert feed.watched == 0 and feed.sent == 0

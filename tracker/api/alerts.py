@@ -14,6 +14,7 @@ from tracker.api.context import AppContext
 from tracker.api.models import Ack, AlertKind, AlertOut, AlertSeverity, AlertState, Page
 from tracker.store import audit, history
 from tracker.store.alerts import acknowledge
+from tracker.store.db import DB_ERRORS
 from tracker.store.history import AlertFilter
 from tracker.store.tokens import Principal
 
@@ -120,7 +121,30 @@ async def ack_alert(
     if not await acknowledge(ctx.pool, alert_id, who.guardian_id):
         not_found("alert", f"{alert_id} among your children's alerts")
     row = await ctx.pool.fetchrow(
-        "SELECT acknowledged_at, acknowledged_by FROM alerts WHERE id = $1", alert_id
+        "SELECT acknowledged_at, acknowledged_by, child_id FROM alerts WHERE id = $1", alert_id
     )
     assert row is not None
-    return {"alert_id": alert_id, "acknowledged": True, **dict(row.items())}
+    await tell_school_live(ctx, alert_id, row["child_id"])
+    return {
+        "alert_id": alert_id,
+        "acknowledged": True,
+        "acknowledged_at": row["acknowledged_at"],
+        "acknowledged_by": row["acknowledged_by"],
+    }
+
+
+async def tell_school_live(ctx: AppContext, alert_id: int, child_id: int | None = None) -> None:
+    """An alert was acknowledged here (this API, or the parents' socket): the school's live map hears
+    of it at once (an acknowledgement is no event of the pipeline, which tells it the rest). Its child
+    is read only while some school watches; if it cannot be, the map misses this beat (the
+    acknowledgement is done)."""
+    feed = ctx.school_live
+    if feed is None or not feed.watched:
+        return
+    if child_id is None:
+        try:
+            child_id = await ctx.pool.fetchval("SELECT child_id FROM alerts WHERE id = $1", alert_id)
+        except DB_ERRORS:
+            return
+    if child_id is not None:
+        feed.alerts_changed([(alert_id, child_id)])

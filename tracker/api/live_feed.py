@@ -9,7 +9,9 @@ which of them changed; one task per watched school sends the changed children at
 as the monitor's committed state says (tracker.monitor.status, the one place it is derived), so a
 child's intermediate positions are dropped, never queued. An event that opens or resolves an alert
 of a watched child is looked up in PostgreSQL (under the school's access rules, tracker.store.history)
-and sent at once.
+and sent at once; so is an alert that changed without an event, told by id
+(:meth:`SchoolLiveFeed.alerts_changed`): acknowledged by a guardian (tracker.api.alerts, tracker.api.ws)
+or escalated by the clock (tracker.service, from what escalate_due returns).
 
 Each socket has a mailbox (:class:`Subscriber`): the latest item per child and the alerts not sent
 yet, bounded by the school's children; the socket's own task sends it (tracker.api.school_ws), so a
@@ -30,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +46,7 @@ from tracker.registry_view import RegistryView
 from tracker.stages.records import BatchOutcome
 from tracker.store.batches import PositionRecord
 from tracker.store.db import DB_ERRORS
-from tracker.store.history import AlertFilter, list_alerts
+from tracker.store.history import AlertFilter, get_alert, list_alerts
 from tracker.store.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -104,6 +106,7 @@ class _School:
         self.positions: dict[int, PositionRecord] = {}  # child -> its latest fix seen while watched
         self.dirty: set[int] = set()  # children whose position or status changed since the last send
         self.alert_keys: dict[int, set[AlertKey]] = {}  # child -> incidents an event touched
+        self.alert_ids: set[int] = set()  # alerts changed without an event (acknowledged, escalated)
         self.wake = asyncio.Event()
         self.last_flush = -1e18
         self.task: asyncio.Task[None] | None = None
@@ -210,6 +213,23 @@ class SchoolLiveFeed:
         except Exception:
             log.exception("school live map: the clock's events were not taken in")
 
+    def alerts_changed(self, alerts: Iterable[tuple[int, int]]) -> None:
+        """These alerts (id, child id) changed without an event of the pipeline: a guardian
+        acknowledged one, the clock escalated one. Each is sent at once, as it is now, to its child's
+        school's sockets. Never raises, as :meth:`committed`."""
+        if not self._schools:
+            return
+        try:
+            watched = self._children()
+            for alert_id, child_id in alerts:
+                school_id = watched.get(child_id)
+                if school_id is not None:
+                    school = self._schools[school_id]
+                    school.alert_ids.add(alert_id)
+                    school.wake.set()
+        except Exception:
+            log.exception("school live map: changed alerts were not taken in")
+
     def _events(self, events: list[ChildEvent], watched: dict[int, int]) -> None:
         for ce in events:
             school_id = watched.get(ce.child_id)
@@ -256,7 +276,7 @@ class SchoolLiveFeed:
         loop = asyncio.get_running_loop()
         while True:
             school.wake.clear()
-            if school.alert_keys:
+            if school.alert_keys or school.alert_ids:
                 try:
                     await self._alerts(school)
                 except Exception:  # a bug: logged, and the school's map goes on
@@ -297,8 +317,10 @@ class SchoolLiveFeed:
 
     async def _alerts(self, school: _School) -> None:
         """The alerts the events touched, each as it is now (opened, resolved, a notice), to every
-        socket of the school. On PostgreSQL trouble they are looked up again a second later."""
+        socket of the school, then the alerts told by id. On PostgreSQL trouble they are looked up
+        again a second later."""
         keys, school.alert_keys = school.alert_keys, {}
+        ids, school.alert_ids = school.alert_ids, set()
         try:
             async with self._pool.acquire() as conn:
                 for child, wanted in keys.items():
@@ -317,8 +339,15 @@ class SchoolLiveFeed:
                             alert = alert_out(r)
                             for sub in school.subscribers:
                                 sub.put_alert(alert)
+                for alert_id in sorted(ids):
+                    row = await get_alert(conn, school.principal, alert_id)
+                    if row is not None:  # None: not the school's (the child's school then was another)
+                        alert = alert_out(row)
+                        for sub in school.subscribers:
+                            sub.put_alert(alert)
         except DB_ERRORS as e:
             log.warning("school live map: alerts of school %s not read (%s); again", school.school_id, e)
             for child, wanted in keys.items():
                 school.alert_keys.setdefault(child, set()).update(wanted)
+            school.alert_ids |= ids
             await asyncio.sleep(1.0)

@@ -22,6 +22,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
 from starlette.websockets import WebSocketState
 
 from tracker.alerts.messages import alert_message
+from tracker.api.alerts import tell_school_live
 from tracker.api.context import AppContext
 from tracker.api.ws_tokens import CLOSE_REASON
 from tracker.store.alerts import acknowledge, unacknowledged_open_alerts
@@ -85,6 +86,8 @@ async def guardian_socket(ws: WebSocket) -> None:
                 continue
             ok = await acknowledge(ctx.pool, alert_id, guardian_id)
             await ws.send_text(json.dumps({"type": "ack", "alert_id": alert_id, "ok": ok}))
+            if ok:
+                await tell_school_live(ctx, alert_id)
     except WebSocketDisconnect:
         pass
     except RuntimeError:

@@ -225,12 +225,15 @@ async def touch_open_alerts(
         )
 
 
-async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 200) -> int:
-    """Escalate every alert whose time has come; returns the outbox rows written.
+async def escalate_due(
+    pool: asyncpg.Pool, escalation: Escalation, limit: int = 200
+) -> list[tuple[int, int]]:
+    """Escalate every alert whose time has come; returns each escalated alert's id and child id (the
+    caller tells the schools' live maps: tracker.service).
 
     Stateless between runs: what is due is read from the alerts table (`next_escalation_at`), and
     FOR UPDATE SKIP LOCKED lets several trackers share the work."""
-    written = 0
+    escalated: list[tuple[int, int]] = []
     async with pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
             "SELECT a.id, a.child_id, a.severity, a.escalation_level, s.id AS school_id,"
@@ -274,8 +277,9 @@ async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 
                 alert["id"],
                 step.to | {"level": level, "messages": len(step.messages)},
             )
-            written += await write_outbox(conn, step.messages)
-    return written
+            await write_outbox(conn, step.messages)
+            escalated.append((alert["id"], alert["child_id"]))
+    return escalated
 
 
 def _detail(event: Event) -> dict[str, str]:
