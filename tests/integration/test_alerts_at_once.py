@@ -37,7 +37,9 @@ class Socket:
 
 
 def _message(tag: str, body: dict[str, object], mid: int) -> RawMessage:
-    return RawMessage(f"tracker/v1/tags/{tag}/position", json.dumps(body).encode(), time.time(), mid=mid, qos=1)
+    return RawMessage(
+        f"tracker/v1/tags/{tag}/position", json.dumps(body).encode(), time.time(), mid=mid, qos=1
+    )
 
 
 # (what, the kid's fix, whether the kid's guardian has a socket here, websocket row's state after the
