@@ -86,8 +86,8 @@ class Tab:
 async def open_tab(browser: Any) -> AsyncIterator[Any]:
     contexts: list[Any] = []
 
-    async def make(size: dict[str, int] = PHONE, locale: str = "en-US") -> Tab:
-        context = await browser.new_context(viewport=size, locale=locale, timezone_id="Asia/Seoul")
+    async def make(size: dict[str, int] = PHONE, locale: str = "en-US", timezone: str = "Asia/Seoul") -> Tab:
+        context = await browser.new_context(viewport=size, locale=locale, timezone_id=timezone)
         contexts.append(context)
         page = await context.new_page()
         tab = Tab(page, context)

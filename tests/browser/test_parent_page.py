@@ -5,7 +5,9 @@ database); the page says when its websocket is down and catches up after."""
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -158,3 +160,50 @@ async def test_sign_in_by_the_form_refuses_a_wrong_token(service, open_tab) -> N
     assert await page.evaluate("localStorage.getItem('tracker-token')") is None
     assert tab.errors == []
     assert await tab.accessibility_problems() == []
+
+
+async def test_the_pages_alert_sentence_says_when_and_where_in_the_schools_time(
+    service, mqtt_url: str, open_tab
+) -> None:  # type: ignore[no-untyped-def]
+    """The page writes an alert's sentence in its own language (the server's text is in the guardian's),
+    with what the server's text says besides: the time of the fix, in the school's time zone (a parent
+    travelling abroad reads the school's clock, as the SMS says it), and where."""
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Minjun"])  # a school in Asia/Seoul
+    await svc.reload_registry()
+    kid = world.kids["Minjun"]
+    topic = f"{svc.settings.topic_prefix}tracker/v1/tags/{kid.tag}/position"
+    pub = Publisher(mqtt_url)
+    try:
+        t0 = time.time() - 60
+        pub.publish(topic, fix(-500, 0, t0))
+        pub.publish(topic, fix(-460, 0, t0 + 15, sos=True))
+
+        async def sos() -> Any:
+            return await svc.pool.fetchrow(
+                "SELECT id, last_lat, last_lon, last_fix_ts FROM alerts"
+                " WHERE kind = 'sos' AND last_lat IS NOT NULL"
+            )
+
+        alert = await wait_until(sos, 10)
+        when = alert["last_fix_ts"].astimezone(ZoneInfo("Asia/Seoul"))
+        where = f"{alert['last_lat']:.5f},{alert['last_lon']:.5f}"
+        assert when.hour != datetime.now(ZoneInfo("Europe/London")).hour  # two clocks that differ
+
+        tab = await open_tab(timezone="Europe/London")
+        page = tab.page
+        await page.goto(f"http://127.0.0.1:{svc.settings.http_port}/#token={kid.token}")
+        english = (
+            f"SOS from Minjun ({when:%I:%M} {'AM' if when.hour < 12 else 'PM'}, {where}). Please call now."
+        )
+        await expect(page.locator("#banner-text")).to_have_text(english)
+        await expect(page.locator(f'[data-alert="{alert["id"]}"]')).to_contain_text(english)
+
+        await page.get_by_role("button", name="Switch language to Korean").click()
+        noon = "오전" if when.hour < 12 else "오후"
+        korean = f"Minjun 학생의 긴급 호출(SOS)입니다 ({noon} {when:%I:%M}, {where}). 바로 연락해 주세요."
+        await expect(page.locator("#banner-text")).to_have_text(korean)
+        assert tab.errors == []
+    finally:
+        pub.close()

@@ -63,21 +63,22 @@ const WORDS = {
     "zkind.industrial": "Industrial site",
     "tagkind.gps": "GPS", "tagkind.rfid": "RFID card", "lang.ko": "Korean", "lang.en": "English",
     "place.school": "school", "place.home": "home",
-    // an alert in a sentence (the page's own words; the server's text is in the guardian's language)
-    "text.left_route.open": "{child} has left the route to school.",
+    // an alert in a sentence (the page's own words; the server's text is in the guardian's language):
+    // {place} is the time and where, {time} and {last} the time (alertSentence)
+    "text.left_route.open": "{child} has left the route to school ({place}).",
     "text.left_route.resolved": "{child} is back on the route to school.",
-    "text.danger_zone.open": "{child} is in a danger zone: {zone}.",
+    "text.danger_zone.open": "{child} is in a danger zone: {zone} ({place}).",
     "text.danger_zone.resolved": "{child} has left the danger zone {zone}.",
-    "text.sos.open": "SOS from {child}. Please call now.", "text.sos.resolved": "The SOS from {child} is closed.",
+    "text.sos.open": "SOS from {child} ({place}). Please call now.", "text.sos.resolved": "The SOS from {child} is closed.",
     "text.low_battery.open": "{child}'s tag battery is low. Please charge it tonight.",
-    "text.signal_lost.open": "No signal from {child}'s tag during the school commute.",
-    "text.signal_lost.resolved": "{child}'s tag is sending again.",
+    "text.signal_lost.open": "No signal from {child}'s tag since {last} during the school commute.",
+    "text.signal_lost.resolved": "{child}'s tag is sending again ({place}).",
     "text.not_arrived_school.open": "{child} has not arrived at school by the expected time.",
     "text.not_arrived_school.resolved": "{child} has now arrived at school.",
     "text.not_arrived_home.open": "{child} has not arrived home by the expected time.",
     "text.not_arrived_home.resolved": "{child} has now arrived home.",
-    "text.arrived_school.open": "{child} arrived at school.", "text.arrived_home.open": "{child} arrived home.",
-    "text.left_school.open": "{child} left school.",
+    "text.arrived_school.open": "{child} arrived at school ({time}).", "text.arrived_home.open": "{child} arrived home ({time}).",
+    "text.left_school.open": "{child} left school ({time}).",
     // an alert's history: its steps and deliveries
     "step.opened": "opened", "step.updated": "updated", "step.delivered": "delivered",
     "step.unreachable": "not delivered", "step.suppressed": "held back (too many messages)",
@@ -160,21 +161,21 @@ const WORDS = {
     "zkind.industrial": "공업 지역",
     "tagkind.gps": "GPS", "tagkind.rfid": "RFID 카드", "lang.ko": "한국어", "lang.en": "영어",
     "place.school": "학교", "place.home": "집",
-    "text.left_route.open": "{child} 학생이 통학로를 벗어났습니다.",
+    "text.left_route.open": "{child} 학생이 통학로를 벗어났습니다 ({place}).",
     "text.left_route.resolved": "{child} 학생이 통학로로 돌아왔습니다.",
-    "text.danger_zone.open": "{child} 학생이 위험 구역에 있습니다: {zone}.",
+    "text.danger_zone.open": "{child} 학생이 위험 구역에 있습니다: {zone} ({place}).",
     "text.danger_zone.resolved": "{child} 학생이 위험 구역 {zone}에서 벗어났습니다.",
-    "text.sos.open": "{child} 학생의 긴급 호출(SOS)입니다. 바로 연락해 주세요.",
+    "text.sos.open": "{child} 학생의 긴급 호출(SOS)입니다 ({place}). 바로 연락해 주세요.",
     "text.sos.resolved": "{child} 학생의 긴급 호출이 종료되었습니다.",
     "text.low_battery.open": "{child} 학생 단말기의 배터리가 부족합니다. 오늘 밤 충전해 주세요.",
-    "text.signal_lost.open": "등하교 중 {child} 학생 단말기의 신호가 없습니다.",
-    "text.signal_lost.resolved": "{child} 학생 단말기의 신호가 다시 잡힙니다.",
+    "text.signal_lost.open": "등하교 중 {last} 이후 {child} 학생 단말기의 신호가 없습니다.",
+    "text.signal_lost.resolved": "{child} 학생 단말기의 신호가 다시 잡힙니다 ({place}).",
     "text.not_arrived_school.open": "{child} 학생이 예정 시각까지 학교에 도착하지 않았습니다.",
     "text.not_arrived_school.resolved": "{child} 학생이 학교에 도착했습니다.",
     "text.not_arrived_home.open": "{child} 학생이 예정 시각까지 집에 도착하지 않았습니다.",
     "text.not_arrived_home.resolved": "{child} 학생이 집에 도착했습니다.",
-    "text.arrived_school.open": "{child} 학생이 학교에 도착했습니다.", "text.arrived_home.open": "{child} 학생이 집에 도착했습니다.",
-    "text.left_school.open": "{child} 학생이 학교를 나섰습니다.",
+    "text.arrived_school.open": "{child} 학생이 학교에 도착했습니다 ({time}).", "text.arrived_home.open": "{child} 학생이 집에 도착했습니다 ({time}).",
+    "text.left_school.open": "{child} 학생이 학교를 나섰습니다 ({time}).",
     "step.opened": "발생", "step.updated": "갱신", "step.delivered": "전송됨", "step.unreachable": "전송 안 됨",
     "step.suppressed": "보류 (메시지가 너무 많음)", "step.cancelled": "취소됨", "step.escalated": "다음 보호자에게 전달",
     "step.acknowledged": "확인함", "step.resolved": "해제됨", "step.noticed": "안내됨",
@@ -227,15 +228,22 @@ function tOr(key, fallback, vars) { return key in WORDS.en ? t(key, vars) : Stri
 function zoneKind(kind) { return tOr(`zkind.${kind}`, kind); }
 
 // An alert in a sentence, in the page's language (the server's text is in the guardian's language,
-// which may not be the one this page shows).
-function alertSentence(a) {
+// which may not be the one this page shows), saying what the server's text says (tracker/alerts/
+// messages.py): the time of the alert's last fix (else of its opening) in `timeZone`, the school's when
+// the page knows it (else the browser's), and where, as latitude,longitude to 5 decimals.
+function alertSentence(a, timeZone) {
   const child = a.child ? a.child.name : "";
-  const zone = a.zone ? a.zone.name : "";
+  const zone = a.zone ? a.zone.name : "?";
+  const at = (a.position && a.position.ts) || a.opened_at;
+  const time = at ? clockTime(at, timeZone) : "";
+  const p = a.position;
+  const place = p && p.lat != null && p.lon != null ? `${time}, ${p.lat.toFixed(5)},${p.lon.toFixed(5)}` : time;
+  const vars = { child, zone, place, time, last: time };
   const state = a.state === "resolved" && a.severity !== "info" ? "resolved" : "open";
   const key = `text.${a.kind}.${state}`;
-  if (key in WORDS.en) return t(key, { child, zone });
-  if (`text.${a.kind}.open` in WORDS.en) return t(`text.${a.kind}.open`, { child, zone });
-  return `${child}: ${tOr("kind." + a.kind, a.kind)}${zone ? ` — ${zone}` : ""}`;
+  if (key in WORDS.en) return t(key, vars);
+  if (`text.${a.kind}.open` in WORDS.en) return t(`text.${a.kind}.open`, vars);
+  return `${child}: ${tOr("kind." + a.kind, a.kind)}${a.zone ? ` — ${zone}` : ""}`;
 }
 
 function applyWords(root) {
@@ -284,6 +292,18 @@ function fmtTime(iso) {
   return dateFormat(today ? "time" : "day").format(d);
 }
 function fmtNow() { return dateFormat("time").format(new Date()); }
+// Hours and minutes in the page's language ("오후 03:04", "03:04 PM") in a time zone (an IANA name; none
+// or one the browser does not know: the browser's own).
+function clockTime(iso, timeZone) {
+  const key = `${LANG}:clock:${timeZone || ""}`;
+  if (!formatters.has(key)) {
+    const options = { hour: "2-digit", minute: "2-digit" };
+    let f;
+    try { f = new Intl.DateTimeFormat(LANG, { ...options, timeZone: timeZone || undefined }); } catch (e) { f = new Intl.DateTimeFormat(LANG, options); }
+    formatters.set(key, f);
+  }
+  return formatters.get(key).format(new Date(iso));
+}
 
 // --- sign-in: a token per page (guardian, school staff, administrator), from `#token=` or the form ---
 class Session {

@@ -24,6 +24,7 @@ const state = {
   children: [], selected: null, alerts: new Map(), zones: null, routes: new Map(),
   socket: null, retry: 1000, timer: null, connectedOnce: false, soundOn: localStorage.getItem("tracker-sound") !== "off",
   bannerId: null, audio: null, beeps: 0, announced: new Set(),
+  schoolZones: new Map(),  // school id -> its time zone (an alert's time is told on the school's clock)
 };
 let map = null, childLayer = null, zoneLayer = null, fitted = null;
 
@@ -94,8 +95,18 @@ function mergeSocket(m) {
 }
 
 // In the page's language: the websocket's `text` is in the guardian's chosen language, which the page
-// may have been switched away from.
-function alertText(a) { return alertSentence(a); }
+// may have been switched away from. Its time is on the child's school's clock, as the SMS tells it.
+function alertText(a) {
+  const child = a.child && state.children.find((c) => c.child_id === a.child.id);
+  return alertSentence(a, child ? state.schoolZones.get(child.school_id) : undefined);
+}
+
+async function loadSchoolZones() {
+  try {
+    const page = await session.api("/api/v1/schools?limit=100");  // the guardian's children's schools
+    for (const f of page.features) state.schoolZones.set(f.id, f.properties.timezone);
+  } catch (e) { /* the browser's clock, then */ }
+}
 
 function needsAck(a) { return a.state === "open" && !a.acknowledged_at && a.severity !== "info"; }
 
@@ -320,6 +331,8 @@ async function start() {
   $("conn").classList.remove("hidden");
   $("signin").classList.add("hidden"); $("app").classList.remove("hidden");
   if (!map) { map = makeMap($("map")); }
+  // the children's schools' clocks first: the alerts' sentences (and the banner) tell their time
+  await Promise.all([loadSchoolZones(), loadChildren().catch(() => null)]);
   try { await loadAlerts(); } catch (e) { if (e.status === 401) { signOut(true); return; } }
   await refresh();
   connect();
