@@ -277,3 +277,62 @@ async def _shoot_notification(context: Any, n: dict[str, Any]) -> None:
     os.makedirs(SHOTS, exist_ok=True)
     await page.screenshot(path=str(SHOTS / "push-notification.png"))
     await page.close()
+
+
+# A browser whose push service refuses, or never answers: subscribe() fails with the browser's own error
+FAILING_PUSH_REGISTRATION = """
+(() => {
+  PushManager.prototype.getSubscription = async function () { return null; };
+  PushManager.prototype.subscribe = function () {
+    const name = window.__FAIL_WITH__;
+    if (name === "never") return new Promise(() => {});
+    return Promise.reject(new DOMException("Registration failed - push service error " + name, name));
+  };
+})();
+"""
+WHY = {  # the browser's error -> what the toast says of it, in English and in Korean
+    "NotAllowedError": ("this browser's settings do not allow it", "브라우저 설정에서 허용되지 않습니다"),
+    "AbortError": (
+        "the browser's push service refused or could not be reached",
+        "브라우저의 푸시 서비스가 거부했거나 연결할 수 없습니다",
+    ),
+    "never": ("the browser's push service did not answer", "브라우저의 푸시 서비스가 응답하지 않았습니다"),
+    "QuotaExceededError": (
+        "an unexpected error in the browser",
+        "브라우저에서 예기치 않은 오류가 났습니다",
+    ),
+}
+
+
+@pytest.mark.parametrize("lang", ["en", "ko"])
+async def test_a_failed_subscription_is_said_in_the_pages_words(
+    push_tracker: Service, open_tab, lang: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The browser's error (English whatever the page's language) is never shown: its kind is, in the
+    page's words; a kind the page does not know is an unexpected error."""
+    svc = push_tracker
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Minjun"])
+    kid = world.kids["Minjun"]
+    base = f"http://127.0.0.1:{svc.settings.http_port}"
+    tab = await open_tab()
+    page, context = tab.page, tab.context
+    await context.add_init_script(FAILING_PUSH_REGISTRATION)
+    await context.add_init_script(f"localStorage.setItem('tracker-lang', {lang!r});")
+    await context.grant_permissions(["notifications"], origin=base)
+    await page.goto(f"{base}/#token={kid.token}")
+    await expect(page.locator("#children")).to_contain_text("Minjun")
+    for name, words in WHY.items():
+        await page.evaluate(
+            "([name]) => { window.__FAIL_WITH__ = name; Push.SUBSCRIBE_MS = 200;"
+            " document.querySelectorAll('.toast').forEach((el) => el.remove()); }",
+            [name],
+        )
+        await page.evaluate("turnOnNotifications()")
+        toast = page.locator(".toast")
+        await expect(toast).to_contain_text(words[0] if lang == "en" else words[1])
+        said = await toast.inner_text()
+        assert "Registration failed" not in said, said  # the browser's own words
+        if lang == "ko":
+            assert re.findall(r"[A-Za-z]{2,}", said) == [], said
+    assert tab.errors == []

@@ -204,12 +204,21 @@ Object.assign(WORDS.en, {
   "push.pageonly": "Notifications allowed: this browser shows them while the page is open.",
   "push.failed": "Notifications allowed, but this browser could not subscribe to alerts ({e}); they show while the page is open.",
   "offline.asof": "No network: the last known statuses, as of {time}.",
+  // why the browser could not subscribe (push.js pushFailure: by the browser's error's kind)
+  "push.why.NotAllowedError": "this browser's settings do not allow it",
+  "push.why.AbortError": "the browser's push service refused or could not be reached",
+  "push.why.TimeoutError": "the browser's push service did not answer",
+  "push.why.other": "an unexpected error in the browser",
 });
 Object.assign(WORDS.ko, {
   "push.on": "알림 켜짐: 페이지를 닫아도 이 기기로 알림이 옵니다.",
   "push.pageonly": "알림 허용됨: 이 브라우저는 페이지가 열려 있을 때 알림을 보여 줍니다.",
   "push.failed": "알림은 허용되었지만 이 브라우저가 알림을 구독하지 못했습니다 ({e}). 페이지가 열려 있을 때만 알림이 옵니다.",
   "offline.asof": "네트워크 없음: {time} 기준 마지막 상태입니다.",
+  "push.why.NotAllowedError": "브라우저 설정에서 허용되지 않습니다",
+  "push.why.AbortError": "브라우저의 푸시 서비스가 거부했거나 연결할 수 없습니다",
+  "push.why.TimeoutError": "브라우저의 푸시 서비스가 응답하지 않았습니다",
+  "push.why.other": "브라우저에서 예기치 않은 오류가 났습니다",
 });
 
 function browserLang() {

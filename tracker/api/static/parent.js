@@ -361,7 +361,7 @@ async function turnOnNotifications() {
   renderSoundButtons();
   if (answer !== "granted") return;
   if (!Push.supported) { toast(t("push.pageonly")); return; }
-  try { await Push.subscribe(session); toast(t("push.on")); } catch (e) { toast(t("push.failed", { e: e.message || e })); }
+  try { await Push.subscribe(session); toast(t("push.on")); } catch (e) { toast(t("push.failed", { e: pushFailure(e) })); }
 }
 
 function focusAlert(id) {

@@ -27,7 +27,7 @@ const Push = {
     if (!sub) {
       sub = await Promise.race([
         registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: fromBase64url(key) }),
-        new Promise((_, reject) => setTimeout(() => reject(new Error("the browser's push service did not answer")), this.SUBSCRIBE_MS)),
+        new Promise((_, reject) => setTimeout(() => reject(new DOMException("the browser's push service did not answer", "TimeoutError")), this.SUBSCRIBE_MS)),
       ]);
     }
     await session.api("/api/v1/me/push-subscriptions", { method: "POST", body: sub.toJSON() });
@@ -49,6 +49,16 @@ const Push = {
     await sub.unsubscribe().catch(() => null);
   },
 };
+
+// Why subscribing failed, in the page's words. The browser's own message is in the browser's language
+// (English, mostly) and for developers: only its kind is told (DOMException names; TimeoutError: the
+// browser's push service never answered); a kind not known here is an unexpected error. A failure of
+// the tracker's API is already in the page's words (Session.api).
+function pushFailure(e) {
+  if (e && typeof e.status === "number") return e.message;
+  const key = `push.why.${e && e.name}`;
+  return t(key in WORDS.en ? key : "push.why.other");
+}
 
 function base64url(buffer) {
   if (!buffer) return "";
