@@ -91,7 +91,10 @@ async def test_a_zone_added_to_the_registry_is_used_without_a_restart(service, m
     async with svc.pool.acquire() as conn:
         new_zone = await add_zone(
             # beside the route, not on it: on its route a child is judged by the zone minus its corridor
-            conn, name="New excavation", kind="construction", geometry=square(-100, 100, 40)
+            conn,
+            name="New excavation",
+            kind="construction",
+            geometry=square(-100, 100, 40),
         )
     await wait_until(lambda: svc.view().version > version and new_zone in svc.view().rows.zones, 3)
 
