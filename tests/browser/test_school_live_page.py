@@ -8,7 +8,9 @@ polls (and says so), reconnects by itself, and stops polling once it is back.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -84,3 +86,51 @@ async def test_the_school_map_follows_the_socket_and_polls_only_while_it_is_down
         await tab.shoot("school-live")
     finally:
         pub.close()
+
+
+async def test_todays_alerts_are_the_schools_day_and_say_when_there_are_more(service, open_tab) -> None:  # type: ignore[no-untyped-def]
+    """ "Today" is the school's day (Seoul's), not the browser's (Honolulu's, 19 hours behind): an alert
+    a minute after the school's midnight is listed, one a minute before is not. A day with more alerts
+    than the list shows says how many there are."""
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Minjun"])  # a school in Asia/Seoul
+        token = await issue_token(conn, role="school", school_id=world.school_id, label="browser test")
+    await svc.reload_registry()
+    kid = world.kids["Minjun"]
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.astimezone(ZoneInfo("Asia/Seoul")).date(), datetime.min.time())
+    midnight = midnight.replace(tzinfo=ZoneInfo("Asia/Seoul"))
+    after = min(midnight + timedelta(minutes=1), now - timedelta(seconds=1))
+    before = midnight - timedelta(minutes=1)
+    insert = (
+        "INSERT INTO alerts (child_id, kind, severity, state, opened_at, updated_at, resolved_at)"
+        " SELECT $1, $2, 'warning', 'resolved', $3::timestamptz + i * interval '1 ms', $3, $3"
+        " FROM generate_series(0, $4 - 1) AS i RETURNING id"
+    )
+    await svc.pool.fetch(insert, kid.child_id, "left_route", after, 1)
+    await svc.pool.fetch(insert, kid.child_id, "danger_zone", before, 1)
+
+    tab = await open_tab(size={"width": 1366, "height": 768}, timezone="Pacific/Honolulu")
+    page = tab.page
+    await page.goto(f"http://127.0.0.1:{svc.settings.http_port}/school#token={token}")
+    rows = page.locator("#alerts tbody tr")
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_contain_text("Left the route")
+    await expect(page.locator("#alerts")).not_to_contain_text("Danger zone")  # the school's yesterday
+    await expect(page.locator("#alerts-more")).to_be_hidden()
+
+    # a busy day: more than the list shows, and it says so
+    more = await svc.pool.fetch(insert, kid.child_id, "left_route", after, 202)
+    await page.locator("#with-info").check()  # the list is read again
+    await expect(rows).to_have_count(200)
+    await expect(page.locator("#alerts-more")).to_have_text("Showing 200 of 203.")
+    await page.get_by_role("button", name="Switch language to Korean").click()
+    await expect(page.locator("#alerts-more")).to_have_text("203건 중 200건을 보여 줍니다.")
+
+    # within the list's size again, nothing more is said
+    await svc.pool.execute("DELETE FROM alerts WHERE id = ANY($1::bigint[])", [r["id"] for r in more[:3]])
+    await page.locator("#with-info").uncheck()
+    await expect(rows).to_have_count(200)
+    await expect(page.locator("#alerts-more")).to_be_hidden()
+    assert tab.errors == []

@@ -48,6 +48,7 @@ const WORDS = {
     "priority": "Priority", "kind": "Kind", "has_password": "MQTT password", "yes": "yes", "no": "no",
     "count.children": "{n} on the map", "zone.choose": "Choose a zone", "route.choose": "Choose a route", "error": "Error: {e}", "draw.finish": "Finish drawing", "alerts.withinfo": "Include notices (arrivals, battery)", "selected": "Selected",
     "col.time": "Time", "col.severity": "Severity", "col.state": "State",
+    "alerts.more": "Showing {n} of {total}.",
     // city page
     "city.title": "City: danger zones", "zones": "Danger zones", "zone.draw": "Draw a new zone",
     "zone.kind": "Kind", "zone.severity": "Severity", "zone.hours": "Hours (empty: always)",
@@ -149,6 +150,7 @@ const WORDS = {
     "priority": "순서", "kind": "종류", "has_password": "MQTT 비밀번호", "yes": "있음", "no": "없음",
     "count.children": "지도에 {n}명", "zone.choose": "구역 선택", "route.choose": "통학로 선택", "error": "오류: {e}", "draw.finish": "그리기 마치기", "alerts.withinfo": "알림성 안내 포함 (도착, 배터리)", "selected": "선택됨",
     "col.time": "시각", "col.severity": "심각도", "col.state": "상태",
+    "alerts.more": "{total}건 중 {n}건을 보여 줍니다.",
     "city.title": "시: 위험 구역", "zones": "위험 구역", "zone.draw": "새 위험 구역 그리기",
     "zone.kind": "종류", "zone.severity": "심각도", "zone.hours": "시간 (비우면 항상)",
     "zone.hours.help": "한 줄에 하나: 요일 시작-끝, 예: 0-6 22:00-24:00", "zone.active": "사용",
@@ -301,6 +303,23 @@ function fmtTime(iso) {
   return dateFormat(today ? "time" : "day").format(d);
 }
 function fmtNow() { return dateFormat("time").format(new Date()); }
+// The last midnight in a time zone (an IANA name; none, or one the browser does not know: the
+// browser's own), as an instant: the wall clock there is read with Intl, and the zone's offset at
+// that midnight found by two guesses (a day whose offset changes at night still gets its midnight).
+function midnightIn(timeZone) {
+  let f;
+  try { f = new Intl.DateTimeFormat("en-US", { timeZone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" }); }
+  catch (e) { const d = new Date(); d.setHours(0, 0, 0, 0); return d; }
+  const wall = (at) => {  // the wall clock there at an instant, read as if it were UTC
+    const p = Object.fromEntries(f.formatToParts(at).map((x) => [x.type, Number(x.value)]));
+    return Date.UTC(p.year, p.month - 1, p.day, p.hour, p.minute, p.second);
+  };
+  const now = new Date(Math.floor(Date.now() / 1000) * 1000);  // whole seconds, as the wall clock
+  const today = new Date(wall(now)); today.setUTCHours(0, 0, 0, 0);  // that day's 00:00, as UTC
+  let at = today.getTime() - (wall(now) - now.getTime());  // with today's offset now
+  at = today.getTime() - (wall(new Date(at)) - at);  // with the offset at that midnight
+  return new Date(at);
+}
 // Hours and minutes in the page's language ("오후 03:04", "03:04 PM") in a time zone (an IANA name; none
 // or one the browser does not know: the browser's own).
 function clockTime(iso, timeZone) {

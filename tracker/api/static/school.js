@@ -269,12 +269,17 @@ async function loadTables() {
   table("guardians", ["name", "phone", "language", "children"], guardians.items.map((g) => `<tr><th scope="row">${esc(g.name)}</th><td>${esc(g.phone)}</td><td>${esc(tOr("lang." + g.language, g.language))}</td><td>${g.children.map((c) => esc(names.get(c.child_id) || c.child_id)).join(", ")}</td></tr>`));
 }
 
+const TODAY_SHOWN = 200;  // the day's list shows the newest this many; it says when there are more
+
 async function loadAlerts() {
-  const midnight = new Date(); midnight.setHours(0, 0, 0, 0);
-  // the server filters (today, and without notices unless asked): the page never sees a day's
-  // thousands of arrivals only to drop them
+  // the server filters (the school's today, and without notices unless asked): the page never sees a
+  // day's thousands of arrivals only to drop them
+  const midnight = midnightIn(S.school && S.school.properties.timezone);
   const severities = $("with-info").checked ? "" : "&severity=critical&severity=warning";
-  const page = await session.api(`/api/v1/alerts?since=${encodeURIComponent(midnight.toISOString())}${severities}&limit=200`);
+  const page = await session.api(`/api/v1/alerts?since=${encodeURIComponent(midnight.toISOString())}${severities}&limit=${TODAY_SHOWN}`);
+  const more = $("alerts-more");
+  more.textContent = page.total > page.items.length ? t("alerts.more", { n: page.items.length, total: page.total }) : "";
+  more.classList.toggle("hidden", page.total <= page.items.length);
   table("alerts", ["col.time", "child", "kind", "col.severity", "col.state"], page.items.map((a) => `<tr>
     <td>${esc(fmtTime(a.opened_at))}</td><th scope="row">${esc(a.child.name)}</th>
     <td>${esc(t("kind." + a.kind))}${a.zone ? ` · ${esc(a.zone.name)}` : ""}</td>
