@@ -209,5 +209,6 @@ def test_a_checkpoint_from_before_weights_and_clocks_loads() -> None:
 
 def test_weights_follow_the_time_a_fix_covers() -> None:
     rules = Rules()
-    assert rules.weight(math.inf) == 1.0 and rules.weight(30.0) == 1.0 and rules.weight(15.0) == 1.0
-    assert rules.weight(1.0) == pytest.approx(1 / 15) and rules.weight(0.0) == 0.0
+    assert rules.weight(math.inf) == 1.0 and rules.weight(30.0) == 1.0 and rules.weight(10.0) == 1.0
+    assert rules.weight(1.0) == pytest.approx(1 / 10) and rules.weight(5.0) == pytest.approx(0.5)
+    assert rules.weight(0.0) == 0.0

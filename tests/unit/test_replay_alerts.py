@@ -69,9 +69,8 @@ def test_a_fix_row_may_name_the_child_instead_of_the_tag(header: str, who: str) 
         (7, "tag-7", "danger_zone", 5, None)
     ]
     alert = result.alerts[0]
-    # fixes 10 s apart: the second adds two thirds of a fix's evidence (Rules.evidence_s), the third decides
-    assert alert["opened_at"] == "2027-01-15T08:00:20Z" and alert["resolved_at"] is None
-    assert alert["fix"]["line"] == 4 and alert["updates"] == 0
+    assert alert["opened_at"] == "2027-01-15T08:00:10Z" and alert["resolved_at"] is None
+    assert alert["fix"]["line"] == 3 and alert["updates"] == 0
 
 
 def test_unknown_tags_are_refused_as_the_front_refuses_them() -> None:

@@ -159,6 +159,7 @@ def step(
 
 
 STAMPED_AT_RECEIPT = "stamped at receipt"
+FAST_MEASURES = 3
 CLOCK_BUCKET_S = 300.0
 """The tag's clock offset is the least receipt delay of the fixes received in the current bucket (of
 this many seconds of receipt time) and the one before it: a late fix only makes a delay longer (a
@@ -202,8 +203,9 @@ def _pace(s: ChildState, obs: Observation, mode: str, rules: Rules) -> None:
     if s.speed_mps > rules.mode_max_mps(mode):
         if s.fast_since is None:
             s.fast_since = p[0]
+        s.fast_measures += 1
     else:
-        s.fast_since = None
+        s.fast_since, s.fast_measures = None, 0
 
 
 def _heard(
@@ -226,7 +228,12 @@ def _heard(
 def _route(
     s: ChildState, obs: Observation, watched: bool, weight: float, rules: Rules, events: list[Event]
 ) -> None:
-    fast = s.fast_since is not None and obs.ts - s.fast_since >= rules.fast_min_s
+    # three measures in a row: one fix thrown far makes two fast (as the end of one, the start of the next)
+    fast = (
+        s.fast_since is not None
+        and s.fast_measures >= FAST_MEASURES
+        and obs.ts - s.fast_since >= rules.fast_min_s
+    )
     if s.off_route:
         if obs.on_route and not fast:
             s.on_count += weight if s.on_count else 1.0

@@ -157,7 +157,7 @@ class Rules:
     off_route_min_s: float = _threshold(20.0, "... spanning at least this many seconds")
     on_route_min_fixes: int = _threshold(2, "fixes back inside the corridor before it resolves")
     evidence_s: float = _threshold(
-        15.0,
+        10.0,
         "the GPS error's correlation time: a fix's evidence (beyond the corridor, in or out of a zone)"
         " counts for the part of this it covers since the last decided fix, so that 1 s and 30 s fixes"
         " decide alike (the first fix of a run counts whole)",
@@ -171,7 +171,7 @@ class Rules:
         10.0, "... the same for a bicycle route (shuttle and bus: max_speed_mps) ..."
     )
     fast_min_s: float = _threshold(
-        40.0, "... for this many seconds (one fix thrown far makes two measures fast, not three)"
+        40.0, "... for this many seconds and three measures (one fix thrown far makes two fast, not three)"
     )
     ride_min_mps: float = _threshold(
         8.0,
@@ -266,6 +266,7 @@ class ChildState:
     pace: list[float] | None = None  # [ts, lon, lat, acc] of the fix the speed is measured from
     speed_mps: float = 0.0  # the child's speed at least (a lower bound over evidence_s or more)
     fast_since: float | None = None  # since when the child has gone faster than its route's mode
+    fast_measures: int = 0  # measures of its speed in a row that said so
     clock: list[float] | None = None  # [bucket start, its min, the previous bucket's min] of receipt - ts
 
     @property
@@ -344,6 +345,7 @@ class ChildState:
             pace=[float(v) for v in raw["pace"]] if raw.get("pace") else None,
             speed_mps=float(raw.get("speed_mps", 0.0)),
             fast_since=raw.get("fast_since"),
+            fast_measures=int(raw.get("fast_measures", 0)),
             clock=[float(v) for v in raw["clock"]] if raw.get("clock") else None,
         )
 
