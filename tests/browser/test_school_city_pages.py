@@ -148,7 +148,8 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
     square = [(-200, -200), (-100, -200), (-100, -100), (-200, -100), (-200, -200)]
     await click_on_map(page, square)
     await page.get_by_label("이름").fill("River bank")
-    await page.get_by_label("종류").fill("river")
+    await expect(page.get_by_label("종류")).to_have_value("공사장")  # a new zone's kind, in words
+    await page.get_by_label("종류").fill("하천변")  # a kind typed in the page's words is its code
     await page.get_by_label("시간 (비우면 항상)").fill("0-6 06:00-20:00")
     await page.get_by_role("button", name="저장").click()
     await expect(page.locator("#zone-msg")).to_have_text("위험 구역을 저장했습니다.")
@@ -163,13 +164,35 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
     # an existing zone edited: only at night, a warning (its kind in the page's words)
     await page.get_by_label("구역 선택").select_option(label="Construction site · 공사장")
     await expect(page.get_by_label("이름")).to_have_value("Construction site")
+    await expect(page.get_by_label("종류")).to_have_value("공사장")  # not its code, construction
     await page.get_by_label("심각도").select_option("warning")
     await page.get_by_label("시간 (비우면 항상)").fill("0-6 20:00-24:00")
     await page.get_by_role("button", name="저장").click()
     await expect(page.locator("#zone-msg")).to_have_text("위험 구역을 저장했습니다.")
-    edited = await svc.pool.fetchrow("SELECT severity, hours FROM danger_zones WHERE id = $1", world.zone_id)
-    assert edited["severity"] == "warning"
+    edited = await svc.pool.fetchrow(
+        "SELECT kind, severity, hours FROM danger_zones WHERE id = $1", world.zone_id
+    )
+    assert edited["kind"] == "construction" and edited["severity"] == "warning"
     assert edited["hours"] == [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "20:00", "end": "24:00"}]
+
+    # a kind the city makes up is a code of its own (as the API takes it); words that are neither: said so
+    async def kind() -> Any:
+        return await svc.pool.fetchval("SELECT kind FROM danger_zones WHERE id = $1", world.zone_id)
+
+    async def kind_is(code: str) -> bool:
+        return bool(await kind() == code)
+
+    await page.get_by_label("종류").fill("school_gate")
+    await page.get_by_role("button", name="저장").click()
+    await wait_until(lambda: kind_is("school_gate"), 10)
+    await expect(page.get_by_label("종류")).to_have_value("school_gate")
+    await page.get_by_label("종류").fill("놀이터 앞")
+    await page.get_by_role("button", name="저장").click()
+    await expect(page.locator("#zone-msg.error")).to_contain_text("종류")
+    assert await kind() == "school_gate"
+    await page.get_by_label("종류").fill("공사장")
+    await page.get_by_role("button", name="저장").click()
+    await wait_until(lambda: kind_is("construction"), 10)
     await tab.shoot("city")
     assert await tab.accessibility_problems() == []
     assert tab.errors == []

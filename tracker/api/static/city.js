@@ -21,7 +21,7 @@ async function loadZones() {
 function fillForm() {
   const z = C.zones.find((x) => x.id === C.selected);
   $("z-name").value = z ? z.properties.name : "";
-  $("z-kind").value = z ? z.properties.kind : "construction";
+  $("z-kind").value = zoneKind(z ? z.properties.kind : "construction");  // in words; saved as its code
   $("z-severity").value = z ? z.properties.severity : "critical";
   $("z-hours").value = z ? windowsText(z.properties.hours || []) : "";
   $("z-active").checked = z ? z.properties.active : true;
@@ -86,7 +86,9 @@ async function saveZone(ev) {
   let props;
   try {
     const hours = parseWindows($("z-hours").value);
-    props = { name: $("z-name").value.trim(), kind: $("z-kind").value.trim(), severity: $("z-severity").value, hours: hours.length ? hours : null, active: $("z-active").checked };
+    const kind = zoneKindCode($("z-kind").value);
+    if (!kind) throw new Error(t("zone.kind.bad", { word: $("z-kind").value.trim() }));
+    props = { name: $("z-name").value.trim(), kind, severity: $("z-severity").value, hours: hours.length ? hours : null, active: $("z-active").checked };
   } catch (e) { msg("zone-msg", t("error", { e: e.message }), true); return; }
   const geometry = pendingGeometry();
   try {
@@ -121,10 +123,10 @@ async function upload(ev) {
   } catch (e) { msg("upload-msg", t("error", { e: e.message }), true); }
 }
 
-// the kinds offered for a zone, each with its name in the page's language (the value is the code)
+// the kinds offered for a zone, by their names in the page's language (zoneKindCode turns the name
+// back into the code when the zone is saved)
 function renderKinds() {
-  $("z-kinds").innerHTML = ["construction", "rebuilding", "river", "water", "arterial_road", "railway", "industrial"]
-    .map((k) => `<option value="${k}" label="${esc(zoneKind(k))}"></option>`).join("");
+  $("z-kinds").innerHTML = ZONE_KINDS.map((k) => `<option value="${esc(zoneKind(k))}"></option>`).join("");
 }
 
 async function start() {

@@ -55,7 +55,7 @@ const WORDS = {
     "zone.hours.help": "One per line: days start-end, e.g. 0-6 22:00-24:00", "zone.active": "Active",
     "zone.saved": "Zone saved.", "zone.deleted": "Zone deleted.",
     "zone.drawhint": "Click on the map to add corners; click the first corner to close the shape.",
-    "zone.off": "off",
+    "zone.off": "off", "zone.kind.bad": "A kind is one of the list, or a code of lowercase letters, digits and _: {word}",
     // what the map's own controls say
     "map.zoomin": "Zoom in", "map.zoomout": "Zoom out", "map.leaflet": "Leaflet, the map library",
     // kinds of danger zone (a kind the city made up itself is shown as it is)
@@ -156,7 +156,7 @@ const WORDS = {
     "zone.hours.help": "한 줄에 하나: 요일 시작-끝, 예: 0-6 22:00-24:00", "zone.active": "사용",
     "zone.saved": "위험 구역을 저장했습니다.", "zone.deleted": "위험 구역을 삭제했습니다.",
     "zone.drawhint": "지도를 눌러 꼭짓점을 추가하고, 첫 꼭짓점을 눌러 닫으세요.",
-    "zone.off": "꺼짐",
+    "zone.off": "꺼짐", "zone.kind.bad": "종류는 목록에서 고르거나 영문 소문자, 숫자, _ 로 된 코드로 쓰세요: {word}",
     "map.zoomin": "확대", "map.zoomout": "축소", "map.leaflet": "Leaflet 지도 라이브러리",
     "zkind.construction": "공사장", "zkind.rebuilding": "재건축 현장", "zkind.water": "물가",
     "zkind.river": "하천변", "zkind.arterial_road": "간선도로", "zkind.railway": "철도",
@@ -237,6 +237,17 @@ function t(key, vars) {
 // tables have none (a zone kind the city made up: its own name for it).
 function tOr(key, fallback, vars) { return key in WORDS.en ? t(key, vars) : String(fallback ?? ""); }
 function zoneKind(kind) { return tOr(`zkind.${kind}`, kind); }
+// The kinds of danger zone the tables have words for (their codes), and the code of a kind as a person
+// types it: a known kind's code or its name in either language, or a code of the city's own making
+// (what the API takes: a-z, 0-9, _); null for anything else.
+const ZONE_KINDS = Object.keys(WORDS.en).filter((k) => k.startsWith("zkind.")).map((k) => k.slice(6));
+function zoneKindCode(word) {
+  const w = String(word || "").trim();
+  for (const code of ZONE_KINDS) {
+    if ([code, WORDS.en[`zkind.${code}`], WORDS.ko[`zkind.${code}`]].some((x) => x.toLowerCase() === w.toLowerCase())) return code;
+  }
+  return /^[a-z][a-z0-9_]{0,39}$/.test(w) ? w : null;
+}
 
 // An alert in a sentence, in the page's language (the server's text is in the guardian's language,
 // which may not be the one this page shows), saying what the server's text says (tracker/alerts/
