@@ -190,7 +190,10 @@ def _banner(settings: Settings, database_url: str, mqtt_url: str, tokens: dict[s
             "                    Daechi Elementary School; the simulator walks the children and scripts",
             "                    incidents)",
             *(
-                [f"  first alert      {tokens['scripted']}", "                   (watch the parent page)"]
+                [
+                    f"  first alert      {tokens['scripted']}",
+                    "                   (watch the parent page and the school page below)",
+                ]
                 if "scripted" in tokens
                 else []
             ),

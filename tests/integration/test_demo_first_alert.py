@@ -1,14 +1,17 @@
 """`make run`'s first look: the demo city, its simulator with the options `make run` gives it
 (tracker.demo.script.simulator_options) and the real service over MQTT; within the first minute the
 demo guardian (whom `make run`'s parent link signs in as) gets an alert on their websocket, live, and
-the school's staff see it in their day's list."""
+the school page's socket (/ws/school, with the token of `make run`'s school link: staff of the demo
+guardian's school) gets it too, live, and it is in the school's day's list (today in the school's time
+zone, as the school page asks for it)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -33,10 +36,17 @@ async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(  # type:
             child.child_id,
         )
         guardian = await issue_token(conn, role="guardian", guardian_id=city.demo_guardian_id)
-        school_id = await conn.fetchval("SELECT school_id FROM children WHERE id = $1", child.child_id)
+        school_id = await conn.fetchval(  # the school of make run's school link (tracker.cli)
+            "SELECT min(school_id) FROM children c JOIN child_guardians g ON g.child_id = c.id"
+            " WHERE g.guardian_id = $1",
+            city.demo_guardian_id,
+        )
+        child_school = await conn.fetchval("SELECT school_id FROM children WHERE id = $1", child.child_id)
+        timezone = await conn.fetchval("SELECT timezone FROM schools WHERE id = $1", school_id)
         staff = await issue_token(conn, role="school", school_id=school_id)
         world = world_geojson(await load_registry(conn))
     assert again == child and first_told == city.demo_guardian_id
+    assert school_id == child_school  # the school link's page is the scripted child's school's
     await svc.reload_registry()
     world_path = tmp_path / "demo-world.geojson"
     world_path.write_text(json.dumps(world, ensure_ascii=False), encoding="utf-8")
@@ -45,7 +55,11 @@ async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(  # type:
 
     base = f"http://127.0.0.1:{svc.settings.http_port}"
     stop = asyncio.Event()
-    async with GuardianSocket(f"ws://127.0.0.1:{svc.settings.http_port}/ws?token={guardian}") as ws:
+    sockets = f"ws://127.0.0.1:{svc.settings.http_port}"
+    async with (
+        GuardianSocket(f"{sockets}/ws?token={guardian}") as ws,
+        GuardianSocket(f"{sockets}/ws/school?token={staff}") as school,  # hello first, as /ws
+    ):
         started = time.time()
         simulation = asyncio.create_task(run_simulator(options, stop))
         try:
@@ -55,16 +69,22 @@ async def test_the_demo_guardian_sees_an_alert_within_the_first_minute(  # type:
                 ),  # not the 'arrived home' notice of the child's first fixes
                 60,
             )
+            at_school, pushed = await school.wait_for(
+                lambda m: m["type"] == "alert" and m["alert"]["id"] == message["alert_id"],
+                max(1.0, started + 60 - time.time()),
+            )
         finally:
             stop.set()
             summary = await simulation
-    assert arrived - started < 60
+    assert arrived - started < 60 and at_school - started < 60
+    assert (pushed["alert"]["kind"], pushed["alert"]["state"]) == ("sos", "open")
+    assert pushed["alert"]["child"]["id"] == child.child_id
     assert (message["kind"], message["severity"], message["transition"]) == ("sos", "critical", "opened")
     assert child.name in message["text"]  # the demo guardian reads English: "SOS from ..."
     assert summary.incidents.get("sos", 0) >= 1
 
     # the school page's day list (the server's filters it asks for) holds it too
-    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = datetime.now(ZoneInfo(timezone)).replace(hour=0, minute=0, second=0, microsecond=0)
     async with httpx.AsyncClient(base_url=base) as http:
         page = (
             await http.get(
