@@ -104,6 +104,14 @@ SCENARIOS = [
         [(12, "left_route", None)],
     ),
     (
+        "two fixes thrown 110-125 m with a small accuracy, one between: no speed, no departure (before: one)",
+        [
+            fix(11, 13 * k, -380 + 16 * k, -10 - (110 if k == 3 else 125 if k == 5 else 3), 14)
+            for k in range(8)
+        ],
+        NOTHING,
+    ),
+    (
         "a 24 s error episode at 2.6 sigma beyond the corridor, 1 s fixes (before: 'left route')",
         _episode(1),
         NOTHING,

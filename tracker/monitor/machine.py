@@ -135,7 +135,7 @@ def step(
     on_its_route = False  # a commute window, and the child has a route: judged by its corridor
     if obs.has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
-        _route(new, obs, watched, weight, rules, events)
+        _route(new, obs, watched, weight, rules.mode_max_mps(ctx.mode), rules, events)
         walking = watched and obs.may_be_on_route
         on_its_route = watched
     from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == state.last_ts
@@ -201,11 +201,11 @@ def _pace(s: ChildState, obs: Observation, mode: str, rules: Rules) -> None:
     s.speed_mps = max(0.0, moved / dt)
     s.pace = [obs.ts, obs.lon, obs.lat, obs.acc]
     if s.speed_mps > rules.mode_max_mps(mode):
-        if s.fast_since is None:
-            s.fast_since = p[0]
+        if s.fast_from is None:
+            s.fast_from = p  # the measure's start: the whole stretch is judged from there too
         s.fast_measures += 1
     else:
-        s.fast_since, s.fast_measures = None, 0
+        s.fast_from, s.fast_measures = None, 0
 
 
 def _heard(
@@ -225,15 +225,27 @@ def _heard(
     return new
 
 
+def _too_fast(s: ChildState, obs: Observation, mode_max_mps: float, rules: Rules) -> bool:
+    """Faster than its route's mode for long enough: three measures in a row (one fix thrown far makes
+    two fast: as the end of one and the start of the next), over fast_min_s, and over the whole stretch
+    from the first measure's start to this fix (two fixes thrown far, one between them, make three)."""
+    f = s.fast_from
+    if f is None or s.fast_measures < FAST_MEASURES or obs.ts - f[0] < rules.fast_min_s:
+        return False
+    moved = metres(f[1], f[2], obs.lon, obs.lat) - obs.acc - f[3]
+    return moved > mode_max_mps * (obs.ts - f[0])
+
+
 def _route(
-    s: ChildState, obs: Observation, watched: bool, weight: float, rules: Rules, events: list[Event]
+    s: ChildState,
+    obs: Observation,
+    watched: bool,
+    weight: float,
+    mode_max_mps: float,
+    rules: Rules,
+    events: list[Event],
 ) -> None:
-    # three measures in a row: one fix thrown far makes two fast (as the end of one, the start of the next)
-    fast = (
-        s.fast_since is not None
-        and s.fast_measures >= FAST_MEASURES
-        and obs.ts - s.fast_since >= rules.fast_min_s
-    )
+    fast = _too_fast(s, obs, mode_max_mps, rules)
     if s.off_route:
         if obs.on_route and not fast:
             s.on_count += weight if s.on_count else 1.0

@@ -265,7 +265,7 @@ class ChildState:
     in_corridor: bool = False  # the last decided fix lay inside its route's corridor
     pace: list[float] | None = None  # [ts, lon, lat, acc] of the fix the speed is measured from
     speed_mps: float = 0.0  # the child's speed at least (a lower bound over evidence_s or more)
-    fast_since: float | None = None  # since when the child has gone faster than its route's mode
+    fast_from: list[float] | None = None  # [ts, lon, lat, acc] whence it has gone faster than its mode
     fast_measures: int = 0  # measures of its speed in a row that said so
     clock: list[float] | None = None  # [bucket start, its min, the previous bucket's min] of receipt - ts
 
@@ -344,7 +344,7 @@ class ChildState:
             in_corridor=bool(raw.get("in_corridor", False)),
             pace=[float(v) for v in raw["pace"]] if raw.get("pace") else None,
             speed_mps=float(raw.get("speed_mps", 0.0)),
-            fast_since=raw.get("fast_since"),
+            fast_from=[float(v) for v in raw["fast_from"]] if raw.get("fast_from") else None,
             fast_measures=int(raw.get("fast_measures", 0)),
             clock=[float(v) for v in raw["clock"]] if raw.get("clock") else None,
         )
