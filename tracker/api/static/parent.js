@@ -243,7 +243,7 @@ async function drawSelected() {
     L.geoJSON(z, { style: { ...ZONE_STYLE, fillOpacity: inside ? 0.5 : 0.25 } })
       .bindTooltip(`${esc(z.properties.name)} (${esc(zoneKind(z.properties.kind))})`).addTo(zoneLayer);
   }
-  if (focus && fitted !== c.child_id) { map.fitBounds(focus.pad(0.2)); fitted = c.child_id; }
+  if (focus && fitted !== c.child_id) { state.fitBounds = focus.pad(0.2); map.fitBounds(state.fitBounds); fitted = c.child_id; }
 }
 
 async function refresh() {
@@ -330,7 +330,14 @@ async function start() {
   document.body.classList.remove("signed-out");
   $("conn").classList.remove("hidden");
   $("signin").classList.add("hidden"); $("app").classList.remove("hidden");
-  if (!map) { map = makeMap($("map")); }
+  if (!map) {
+    map = makeMap($("map"));
+    // the map's box much wider or narrower (a phone turned, the layout switched at 900 px): the child's
+    // surroundings fitted again, else a fit made for a wide box leaves the child outside a narrow one
+    map.on("resize", (e) => {
+      if (state.fitBounds && Math.abs(e.newSize.x - e.oldSize.x) > 0.25 * e.oldSize.x) map.fitBounds(state.fitBounds, { animate: false });
+    });
+  }
   // the children's schools' clocks first: the alerts' sentences (and the banner) tell their time
   await Promise.all([loadSchoolZones(), loadChildren().catch(() => null)]);
   try { await loadAlerts(); } catch (e) { if (e.status === 401) { signOut(true); return; } }
