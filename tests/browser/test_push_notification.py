@@ -189,11 +189,17 @@ async def test_a_push_notification_shows_on_the_installed_page_and_acknowledges_
         # the app is opened once more first, as a parent opens it again and again)
         await page.reload()
         await expect(page.locator("#alerts")).to_contain_text("SOS")
+        # ... and has read all it shows (the child's route and the zones come last): gone offline
+        # before, the offline page had no copy of them and drew the map without the route
+        await page.wait_for_function(
+            "() => state.zones !== null && state.routes.size > 0 && zoneLayer !== null"
+        )
         await context.set_offline(True)
         await page.reload()
         await expect(page.locator("#children")).to_contain_text("Minjun")
         await expect(page.locator("#stale")).to_contain_text("No network: the last known statuses")
         await expect(page.locator("#alerts")).to_contain_text("SOS")
+        await page.wait_for_function("() => childLayer !== null && childLayer.corridor !== undefined")
         await page.wait_for_timeout(1000)  # the map's fit to the child's track, animated, has ended
         await tab.shoot("parent-offline-installed")
         await page.set_viewport_size({"width": 390, "height": 844})
