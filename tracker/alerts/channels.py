@@ -20,6 +20,7 @@ tracker.store.alerts.release_stuck_deliveries). What a second time does, per cha
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -54,11 +55,17 @@ class SmsProvider(Protocol):
 class RecordingSmsProvider:
     """The stub provider: records every message in PostgreSQL (sms_messages) instead of sending it,
     so the demo and the tests can read what a parent's phone would have shown. The record is the
-    message: a delivery given again after a crash finds its record and adds none (exactly once)."""
+    message: a delivery given again after a crash finds its record and adds none (exactly once).
+
+    Records asked for together (a dispatcher round's SMS go out concurrently) are written in one
+    statement, each caller returning once its own record is committed: a statement per message was
+    a transaction and a WAL flush each, thousands of them beside a burst's alert commits."""
 
     def __init__(self, pool: asyncpg.Pool, name: str = "stub") -> None:
         self._pool = pool
         self.name = name
+        self._asked: list[tuple[int, str, str, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Future[None] | None = None
 
     async def send(self, phone: str, body: str, *, delivery_id: int) -> None:
         await self.record(phone, body, delivery_id=delivery_id)
@@ -66,15 +73,40 @@ class RecordingSmsProvider:
     async def record(self, phone: str, body: str, *, delivery_id: int) -> bool:
         """Record a message of a delivery; False: the delivery had its record already (one per
         delivery, by the constraint of migration 0006)."""
-        status = await self._pool.execute(
-            "INSERT INTO sms_messages (delivery_id, phone, body, provider) VALUES ($1, $2, $3, $4)"
-            " ON CONFLICT (delivery_id) DO NOTHING",
-            delivery_id,
-            phone,
-            body,
-            self.name,
-        )
-        return bool(status == "INSERT 0 1")
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._asked.append((delivery_id, phone, body, done))
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        """Write what has been asked for, a statement at a time, until nothing waits."""
+        try:
+            while self._asked:
+                await asyncio.sleep(0)  # the round's other deliveries ask for theirs meanwhile
+                asked, self._asked = self._asked, []
+                try:
+                    rows = await self._pool.fetch(
+                        "INSERT INTO sms_messages (delivery_id, phone, body, provider)"
+                        " SELECT r.delivery_id, r.phone, r.body, $4"
+                        " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS r(delivery_id, phone, body)"
+                        " ON CONFLICT (delivery_id) DO NOTHING RETURNING delivery_id",
+                        [a[0] for a in asked],
+                        [a[1] for a in asked],
+                        [a[2] for a in asked],
+                        self.name,
+                    )
+                except Exception as e:  # each caller's delivery fails, and is retried, as before
+                    for *_, done in asked:
+                        if not done.done():
+                            done.set_exception(e)
+                    continue
+                new = {r["delivery_id"] for r in rows}
+                for delivery_id, _, _, done in asked:
+                    if not done.done():
+                        done.set_result(delivery_id in new)
+        finally:
+            self._writer = None
 
     async def recorded(self, delivery_id: int) -> bool:
         """Has the delivery's message been recorded (sent, for a real gateway)?"""
