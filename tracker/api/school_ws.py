@@ -10,7 +10,8 @@ Server -> client, in this order on connect: ``hello``; ``snapshot`` (every child
 /api/v1/live shows it); ``alerts`` (the school's open alerts, as GET /api/v1/alerts shows them).
 Then ``children`` (the children whose position or status changed: each at most once per
 TRACKER_SCHOOL_LIVE_MIN_INTERVAL_S, the latest wins) and ``alert`` (an alert opened, resolved,
-acknowledged or escalated, or a notice), as they come (tracker.api.live_feed). The client sends nothing; what it sends is ignored.
+acknowledged or escalated, or a notice), as they come (tracker.api.live_feed). The client sends
+nothing; what it sends is ignored.
 
 Every position sent is a staff read of it, audited (tracker.store.audit) as one row per token, child,
 day and endpoint (``WS /ws/school``): the first of a child's reads in a day is written before it is
