@@ -437,9 +437,12 @@ async def burst(
                 stages1 = await stage_seconds(tracker, admin_token)
                 if spy is not None:
                     spy.send_signal(signal.SIGINT)
+        # (a join, not `phone = ANY($2)`: that compared each row with all 5,000 phones, every 0.25 s,
+        # on the PostgreSQL the tracker was committing the burst to)
         row = await conn.fetchrow(
-            "SELECT count(DISTINCT phone) AS n, extract(epoch FROM max(created_at)) AS last"
-            " FROM sms_messages WHERE id > $1 AND phone = ANY($2::text[])",
+            "SELECT count(DISTINCT s.phone) AS n, extract(epoch FROM max(s.created_at)) AS last"
+            " FROM sms_messages s JOIN unnest($2::text[]) AS p(phone) ON p.phone = s.phone"
+            " WHERE s.id > $1",
             sms_before,
             phones,
         )
