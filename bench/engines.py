@@ -226,6 +226,8 @@ class Engine:
         raise NotImplementedError
 
     def start(self, timeout: float = 90) -> float:
+        if self.ready():  # a previous process of this engine still answers: the figures would be its
+            raise RuntimeError(f"{self.name}'s ports are still open before its start")
         cmd, env = self.command()
         t0 = time.monotonic()
         self._log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - closed in stop()/kill()
@@ -249,8 +251,10 @@ class Engine:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
-        deadline = time.monotonic() + 30
-        while group_alive(self.proc.pid) and time.monotonic() < deadline:  # beam.smp outlives its script
+        deadline = time.monotonic() + 60
+        while group_alive(self.proc.pid) or self.ready():  # beam.smp outlives its script, may sit in fsync
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} still holds its ports a minute after SIGKILL")
             time.sleep(0.05)
         self._log.close()
 
@@ -587,6 +591,8 @@ async def run_engine(engine: Engine, args: argparse.Namespace) -> dict[str, Any]
     engine.kill()
     restart_s = engine.start()
     survived = await engine.stored(KILL_SEQ)
+    if engine.proc.poll() is not None:
+        raise RuntimeError(f"{engine.name} restarted and then exited: what it held was not counted")
     result["kill"] = {
         "acked_before_kill": pub["acked"],
         "held_after_restart": survived,
