@@ -281,8 +281,9 @@ def seg(t: float, since: float, crossed: tuple[int, ...], acc: float = 8.0, **kw
 
 
 NOON = 4 * 3600.0  # 12:00, after the morning window
-# Lingering: 65 m from the route with 30 m accuracy the circle clears the 30 m corridor (too little
-# for a departure); 50 m from it, the circle reaches the corridor: the fix may be on the route.
+# Lingering: 55 m from the route with 20 m accuracy the circle clears the 30 m corridor (too little
+# for a departure: 1.9 sigma beyond it); 45 m from it, the circle reaches the corridor: the fix may be
+# on the route. Lingering reads fixes of at most 20 m (zone_linger_max_acc_m).
 SHORT_VISITS = [
     (
         "in the zone once, next fix just outside it: a short visit counts",
@@ -343,36 +344,73 @@ SHORT_VISITS = [
         [[], [], []],
     ),
     (
-        "a thin zone never certainly inside: three segments into it over 20 s while it stays possible",
-        [obs(0, 65, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (15, 30, 45)],
+        "a thin zone never certainly inside: three segments into it, to fixes in it, over 20 s while it"
+        " stays possible",
+        [obs(0, 55, acc=20)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (15, 30, 45)],
         [[], [], [], [E]],
     ),
     (
         "lingering counts only while the zone stays possible",
-        [obs(0, 65, acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (15, 30)]
-        + [seg(45, 30, (), acc=30, dist=65)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (60, 75)],
+        [obs(0, 55, acc=20)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (15, 30)]
+        + [seg(45, 30, (), acc=20, dist=55)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (60, 75)],
         [[], [], [], [], [], []],
     ),
     (
         "walking its route (the fixes may be on it) by a zone: segments into it are no lingering",
-        # 50 m from the route with 30 m accuracy: its circle reaches 20 m from the route, in the corridor
-        [obs(0, 50, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=50) for t in (15, 30, 45)],
+        # 45 m from the route with 20 m accuracy: its circle reaches 25 m from the route, in the corridor
+        [obs(0, 45, acc=20)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=45) for t in (15, 30, 45)],
         [[], [], [], []],
     ),
     (
         "... a fix that may be on the route neither counts nor starts the lingering over",
-        [obs(0, 65, acc=30)]
-        + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=d) for t, d in ((15, 65), (30, 50), (45, 65))]
-        + [seg(60, 45, (7,), acc=30, possible=(7,), dist=65)],
+        [obs(0, 55, acc=20)]
+        + [
+            seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=d)
+            for t, d in ((15, 55), (30, 45), (45, 55))
+        ]
+        + [seg(60, 45, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55)],
         [[], [], [], [], [E]],
     ),
     (
         "... outside the commute windows the route explains nothing: lingering counts",
-        [obs(NOON, 50, acc=30)]
-        + [seg(NOON + t, NOON + t - 15, (7,), acc=30, possible=(7,), dist=50) for t in (15, 30, 45)],
+        [obs(NOON, 45, acc=20)]
+        + [
+            seg(NOON + t, NOON + t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=45)
+            for t in (15, 30, 45)
+        ],
         [[], [], [], [E]],
+    ),
+    (
+        "lingering is segments into the zone in a row: one that misses it starts over (issue 15: a child"
+        " standing by a zone whose discs always touch it crosses it now and then, not in a run)",
+        [obs(0, 55, acc=20)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (15, 30)]
+        + [seg(45, 30, (), acc=20, possible=(7,), dist=55)]
+        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (60, 75)],
+        [[], [], [], [], [], []],
+    ),
+    (
+        "... and reads fixes of at most 20 m: at 30 m a child indoors 20-40 m from a road crosses it"
+        " several times an hour",
+        [obs(0, 65, acc=30)]
+        + [
+            seg(t, t - 15, (7,), acc=30, possible=(7,), nearest_zone_m=0.0, dist=65) for t in (15, 30, 45, 60)
+        ],
+        [[], [], [], [], []],
+    ),
+    (
+        "... segments into it to fixes reported just outside it (3 m): no lingering (a child standing by"
+        " a zone whose error drifts over its edge)",
+        [obs(0, 55, acc=20)]
+        + [
+            seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0 if t == 30 else 3.0, dist=55)
+            for t in (15, 30, 45, 60, 75)
+        ],
+        [[], [], [], [], [], []],
     ),
 ]
 

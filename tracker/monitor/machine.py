@@ -41,13 +41,18 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
   3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
      fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
      confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
-  4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
-     spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
-     `zone_linger_max_acc_m` accurate). In a commute window a segment to a fix that may still be on
-     the child's route (distance - accuracy within the corridor) is not counted (nor does it start
-     over): the route explains it. The weakest evidence is the one GPS noise by a zone's edge fakes
-     (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few metres outside it
-     give fixes no rule can tell apart); a child on its way to school is not standing there.
+  4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it
+     in a row, each to a fix whose reported position lies in a zone, spanning `zone_linger_min_s`,
+     while every fix keeps it possible (fixes at least `zone_linger_max_acc_m`, 20 m, accurate); a
+     segment that misses the zone or ends outside it starts over. (Issue 15: a child indoors at home
+     20-40 m from a road zone reports 20-60 m of accuracy; its discs always touch the road and its
+     drifting error crosses the edge now and then: counted over hours, or from such vague fixes,
+     those crossings alerted it 1.7 times an hour.) In a commute window a segment to a fix that may
+     still be on the child's route (distance - accuracy within the corridor) is not counted (nor
+     does it start over): the route explains it. The weakest evidence is the one GPS noise by a
+     zone's edge fakes (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few
+     metres outside it give fixes no rule can tell apart); a child on its way to school is not
+     standing there.
   left: `zone_exit_fixes` consecutive fixes certainly outside (the zone is not even possible).
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
@@ -378,15 +383,23 @@ def _zones(
     outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
     s.zone_passes = outside - s.zones_in - entered - s.zone_passes
     s.zones_possible = possible
-    # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays possible
+    # 4. lingering in a zone too thin to be certainly inside: segments into it to fixes whose reported
+    #    position is inside a zone, in a row, while it stays possible; a segment that misses it or
+    #    ends outside starts over (a child standing 20-40 m by a zone, whose discs always touch it and
+    #    whose error now and then drifts a few metres over the edge, makes a crossing now and then,
+    #    not a run of fixes inside it)
     lingering: dict[int, tuple[float, float]] = {}
+    judged = segment is not None and not j.walking  # a segment this rule may read
+    inside = obs.nearest_zone_m <= 0.0  # the reported position lies in a zone
     for z in possible - s.zones_in - entered:
         n, since = s.zone_lingers.get(z, (0.0, obs.ts))
-        if z in lingers:
+        if z in lingers and inside:
             n += w if n else 1.0
             if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
                 entered.add(z)
                 continue
+        elif judged and (z not in crossed or not inside):
+            continue
         if n:
             lingering[z] = (n, since)
     s.zone_lingers = lingering
