@@ -394,6 +394,7 @@ def _add_stays(d: Day, b: Block, r: RouteGeom, rng: random.Random, p: CityParams
             seg.append((tt, *q))
             prev = q
         _insert(d, seg)
+        _go_outdoors(d, start, tt)
         d.acts.append(("stay_trip", start, tt, {}))
         d.incidents.append(
             {
@@ -408,6 +409,23 @@ def _add_stays(d: Day, b: Block, r: RouteGeom, rng: random.Random, p: CityParams
                 "place": kind,
             }
         )
+
+
+def _go_outdoors(d: Day, a: float, c: float) -> None:
+    """The child is outdoors from ``a`` to ``c`` (a trip out of a place it stayed in indoors): the
+    indoor intervals lose that span. A child in the road or at a hoarding has a sky view; its fixes
+    there are outdoor fixes (without this, every stay from home, school or academy was drawn with
+    indoor accuracy and error, 2.5x, as if the child had taken the building with it)."""
+    out: list[tuple[float, float]] = []
+    for u, w in d.indoor:
+        if w <= a or u >= c:
+            out.append((u, w))
+            continue
+        if u < a:
+            out.append((u, a))
+        if w > c:
+            out.append((c, w))
+    d.indoor = out
 
 
 def _insert(d: Day, seg: list[tuple[float, float, float]]) -> None:

@@ -147,6 +147,23 @@ def test_stays_fill_every_depth_and_time_bin() -> None:
         assert any(lo <= x < hi for x in depths)
 
 
+def test_a_stay_in_a_zone_is_outdoors_while_home_school_and_academy_are_indoors() -> None:
+    """A trip from home into the road has a sky view: its fixes are outdoor fixes, not indoor ones (the
+    stays were drawn with indoor accuracy and error, 2.5x, before issue 15's check of the model)."""
+    p = CityParams(stays_per_day=3.0)
+    trips = 0
+    for _, _, d in _days(10, p):
+        trips_of_day = [(a, c) for k, a, c, _ in d.acts if k == "stay_trip"]
+        trips += len(trips_of_day)
+        for a, c in trips_of_day:
+            assert not any(u < c and w > a for u, w in d.indoor), (a, c, d.indoor)
+        for k, a, c, _ in d.acts:
+            if k in ("home", "school", "academy") and c - a > 3600:
+                # the rest of the stay stays indoors
+                assert any(u <= a + 1.0 and w > a + 1.0 for u, w in d.indoor)
+    assert trips > 50
+
+
 # --- the score on a hand-built day ----------------------------------------------------------------
 
 
