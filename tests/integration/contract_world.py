@@ -18,6 +18,7 @@ valid request, one for the generated ones, so they never remove what the other o
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
 
@@ -164,7 +167,7 @@ def caller(key: str, world: ContractWorld, role: str) -> str:
     the guardian where only a guardian may call (acknowledging), the device for the phone apps' ingest."""
     if role == "guardian":
         return world.guardian
-    if key == "POST /api/v1/alerts/{alert_id}/ack":
+    if key == "POST /api/v1/alerts/{alert_id}/ack" or key.endswith(" /api/v1/me/push-subscriptions"):
         return world.guardian
     if key.split(" ")[1].startswith("/ingest/"):
         return world.device
@@ -181,6 +184,18 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+def _push_subscription() -> dict[str, Any]:
+    """A browser's push subscription, on a push service the tracker takes (a fresh key each time)."""
+    public = ec.generate_private_key(ec.SECP256R1()).public_key()
+    raw = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    endpoint = f"https://fcm.googleapis.com/fcm/send/contract-{time.time_ns()}"
+    return {"endpoint": endpoint, "keys": {"p256dh": b64(raw), "auth": b64(b"0123456789abcdef")}}
+
+
 def _feature(geometry: dict[str, Any], properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "Feature", **extra, "geometry": geometry, "properties": properties}
 
@@ -193,8 +208,13 @@ def valid_requests(world: ContractWorld) -> dict[str, list[Request]]:
     now = int(time.time())
     lon, lat = world.near_a(-300, 5)
     windows = [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}]
+    browser = _push_subscription()
     return {
         "GET /healthz": [Request()],
+        "GET /api/v1/push/key": [Request()],
+        "GET /api/v1/me/push-subscriptions": [Request()],
+        "POST /api/v1/me/push-subscriptions": [Request(body=browser)],
+        "DELETE /api/v1/me/push-subscriptions": [Request(query={"endpoint": browser["endpoint"]})],
         "GET /readyz": [Request()],
         "GET /metrics": [Request()],
         "GET /api/v1/me": [Request()],
