@@ -385,32 +385,50 @@ SHORT_VISITS = [
         [[], [], [], [E]],
     ),
     (
-        "lingering is segments into the zone in a row: one that misses it starts over (issue 15: a child"
-        " standing by a zone whose discs always touch it crosses it now and then, not in a run)",
-        [obs(0, 55, acc=20)]
-        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (15, 30)]
-        + [seg(45, 30, (), acc=20, possible=(7,), dist=55)]
-        + [seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55) for t in (60, 75)],
+        "outside the commute windows (idle: at home, indoors) lingering is a run: a segment that misses"
+        " the zone starts over (issue 15: a child by a zone crosses it now and then, not in a run)",
+        [obs(NOON, 55, acc=20)]
+        + [
+            seg(NOON + t, NOON + t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55)
+            for t in (15, 30)
+        ]
+        + [seg(NOON + 45, NOON + 30, (), acc=20, possible=(7,), dist=55)]
+        + [
+            seg(NOON + t, NOON + t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55)
+            for t in (60, 75)
+        ],
         [[], [], [], [], [], []],
     ),
     (
-        "... and reads fixes of at most 20 m: at 30 m a child indoors 20-40 m from a road crosses it"
-        " several times an hour",
-        [obs(0, 65, acc=30)]
+        "... of segments to fixes reported inside the zone (3 m outside it: no lingering)",
+        [obs(NOON, 55, acc=20)]
         + [
-            seg(t, t - 15, (7,), acc=30, possible=(7,), nearest_zone_m=0.0, dist=65) for t in (15, 30, 45, 60)
+            seg(
+                NOON + t,
+                NOON + t - 15,
+                (7,),
+                acc=20,
+                possible=(7,),
+                nearest_zone_m=0.0 if t == 30 else 3.0,
+                dist=55,
+            )
+            for t in (15, 30, 45, 60, 75)
+        ],
+        [[], [], [], [], [], []],
+    ),
+    (
+        "... from fixes of at most 20 m (zone_linger_idle_max_acc_m): at 30 m, nothing",
+        [obs(NOON, 65, acc=30)]
+        + [
+            seg(NOON + t, NOON + t - 15, (7,), acc=30, possible=(7,), nearest_zone_m=0.0, dist=65)
+            for t in (15, 30, 45, 60)
         ],
         [[], [], [], [], []],
     ),
     (
-        "... segments into it to fixes reported just outside it (3 m): no lingering (a child standing by"
-        " a zone whose error drifts over its edge)",
-        [obs(0, 55, acc=20)]
-        + [
-            seg(t, t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0 if t == 30 else 3.0, dist=55)
-            for t in (15, 30, 45, 60, 75)
-        ],
-        [[], [], [], [], [], []],
+        "... in a commute window, off its route, 30 m fixes' segments into it still count (today's bench)",
+        [obs(0, 65, acc=30)] + [seg(t, t - 15, (7,), acc=30, possible=(7,), dist=65) for t in (15, 30, 45)],
+        [[], [], [], [E]],
     ),
 ]
 

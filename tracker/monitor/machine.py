@@ -41,13 +41,14 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
   3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
      fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
      confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
-  4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it
-     in a row, each to a fix whose reported position lies in a zone, spanning `zone_linger_min_s`,
-     while every fix keeps it possible (fixes at least `zone_linger_max_acc_m`, 20 m, accurate); a
-     segment that misses the zone or ends outside it starts over. (Issue 15: a child indoors at home
-     20-40 m from a road zone reports 20-60 m of accuracy; its discs always touch the road and its
-     drifting error crosses the edge now and then: counted over hours, or from such vague fixes,
-     those crossings alerted it 1.7 times an hour.) In a commute window a segment to a fix that may
+  4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
+     spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
+     `zone_linger_max_acc_m` accurate). Outside the child's commute windows (or with no route) only
+     from fixes at least `zone_linger_idle_max_acc_m` (20 m) accurate, each reported inside a zone,
+     in a row: a segment that misses the zone or ends outside it starts over. (Issue 15: a child
+     indoors at home 20-40 m from a road zone reports 20-60 m of accuracy; its discs always touch
+     the road and its drifting error crosses the edge now and then: counted over hours, those
+     crossings alerted it 1.7 times an hour.) In a commute window a segment to a fix that may
      still be on the child's route (distance - accuracy within the corridor) is not counted (nor
      does it start over): the route explains it. The weakest evidence is the one GPS noise by a
      zone's edge fakes (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few
@@ -352,7 +353,11 @@ def _zones(
     gap, worse_acc = segment if segment is not None else (math.inf, math.inf)
     short = gap <= rules.crossing_max_gap_s
     passes = crossed if evidence and short and worse_acc <= rules.crossing_max_acc_m else set()
-    linger_acc = worse_acc <= rules.zone_linger_max_acc_m
+    # outside its commute windows a child is mostly somewhere for hours, indoors: lingering there
+    # reads only accurate fixes, and only a run of them reported inside the zone (issue 15)
+    idle = not j.on_its_route
+    linger_max_acc = rules.zone_linger_idle_max_acc_m if idle else rules.zone_linger_max_acc_m
+    linger_acc = worse_acc <= linger_max_acc
     lingers = crossed if evidence and short and linger_acc and not j.walking else set()
     entered: set[int] = set()
     # 1-2. certainly inside once, then still in it or by it (not a jump come back) for long enough:
@@ -383,14 +388,14 @@ def _zones(
     outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
     s.zone_passes = outside - s.zones_in - entered - s.zone_passes
     s.zones_possible = possible
-    # 4. lingering in a zone too thin to be certainly inside: segments into it to fixes whose reported
-    #    position is inside a zone, in a row, while it stays possible; a segment that misses it or
-    #    ends outside starts over (a child standing 20-40 m by a zone, whose discs always touch it and
-    #    whose error now and then drifts a few metres over the edge, makes a crossing now and then,
-    #    not a run of fixes inside it)
+    # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays
+    #    possible; outside the commute windows (idle) only from fixes of zone_linger_idle_max_acc_m,
+    #    each reported inside a zone, in a row: a segment that misses the zone or ends outside it
+    #    starts over (a child at home 20-40 m from a road zone, whose indoor discs always touch it and
+    #    whose error now and then drifts over the edge, crosses it now and then, not in a run)
     lingering: dict[int, tuple[float, float]] = {}
     judged = segment is not None and not j.walking  # a segment this rule may read
-    inside = obs.nearest_zone_m <= 0.0  # the reported position lies in a zone
+    inside = obs.nearest_zone_m <= 0.0 or not idle  # idle: the reported position lies in a zone
     for z in possible - s.zones_in - entered:
         n, since = s.zone_lingers.get(z, (0.0, obs.ts))
         if z in lingers and inside:
@@ -398,7 +403,7 @@ def _zones(
             if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
                 entered.add(z)
                 continue
-        elif judged and (z not in crossed or not inside):
+        elif idle and judged and (z not in crossed or not inside):
             continue
         if n:
             lingering[z] = (n, since)

@@ -198,15 +198,17 @@ class Rules:
         2.5, "zones are judged on a disc of this many sigmas round each fix (1.51: its accuracy)"
     )
     zone_linger_crossings: int = _threshold(
-        3,
-        "segments into a zone too thin to be certainly inside, in a row, each to a fix reported inside"
-        " a zone, while it stays possible ...",
+        3, "segments into a zone too thin to be certainly inside, while it stays possible ..."
     )
     zone_linger_min_s: float = _threshold(20.0, "... spanning this many seconds ...")
     zone_linger_max_acc_m: float = _threshold(
+        50.0, "... each between fixes at least this accurate, before the alert"
+    )
+    zone_linger_idle_max_acc_m: float = _threshold(
         20.0,
-        "... each between fixes at least this accurate, before the alert (vaguer fixes of a child"
-        " standing 20-40 m from a zone, indoors, cross it now and then: docs/alert-quality.md)",
+        "outside the child's commute windows (or with no route) lingering reads only fixes this"
+        " accurate, and only a run of segments to fixes reported inside the zone: a child at home,"
+        " indoors, 20-40 m from a road zone crosses it now and then (docs/alert-quality.md)",
     )
     low_battery_pct: int = _threshold(15, "battery level below which 'low battery' is sent, once a day")
     signal_lost_s: float = _threshold(180.0, "no fix for this long inside a commute window: 'signal lost'")
