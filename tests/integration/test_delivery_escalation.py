@@ -306,7 +306,9 @@ async def _clock_between_batches(svc: Service) -> None:
         ticking = asyncio.create_task(pipeline.tick(now + 400))
         await wait_until(lambda: pipeline.clock_waiting == 1, 5)  # looked, found Haeun due: waits
         # Haeun's next fix, committed meanwhile by the writer (the batch loop, here the test)
-        late = RawMessage(topic, json.dumps(fix(-480, 0, now + 399)).encode(), time.time())
+        # (received when it was sent, in the test's time: the tracker judges a tag's silence on its own
+        # clock, from receipt times, so a fix stamped 399 s ahead and received now is a fast clock)
+        late = RawMessage(topic, json.dumps(fix(-480, 0, now + 399)).encode(), now + 399)
         outcome = await pipeline.commit(await pipeline.prepare([late]))
         assert outcome.stored == 1
         # still waiting for the role, which the writer holds: nothing it decides can have happened
