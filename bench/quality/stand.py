@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import time
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -81,8 +81,6 @@ def run(children: int, interval_s: float, rules: Rules, seed: int = 1) -> dict[s
         by_route.setdefault(r.id, []).append({"id": k, "tag": f"home-{k}"})
     view = world_view(world_doc(blocks, by_route), Settings())
     day = school_days(1)[0]
-    from datetime import datetime
-
     day_start = datetime(day.year, day.month, day.day, tzinfo=TZ).timestamp()
     noise = unit_noise(children, p, np.random.default_rng([seed, 0]))
     fixes: list[Fix] = []
@@ -159,4 +157,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(math.floor(main()))
+    raise SystemExit(main())
