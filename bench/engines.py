@@ -52,6 +52,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -132,8 +133,9 @@ def payload(seq: int) -> bytes:
 # --- publishers (device-like: one MQTT connection each, owning its tags) ----------------------------
 
 
-def _publisher(url: str, tags: list[str], count: int, start_seq: int, out: Any) -> None:
+def _publisher(url: str, tags: list[str], count: int, start_seq: int, out: Any, ready: Any) -> None:
     pub = RawPublisher(url, qos=1, window=2000)
+    ready.put(1)
     t0 = time.time()
 
     def messages() -> Any:
@@ -141,24 +143,37 @@ def _publisher(url: str, tags: list[str], count: int, start_seq: int, out: Any) 
             tag = tags[i % len(tags)]
             yield TOPIC.format(tag=tag), payload(start_seq + i // len(tags))
 
-    pub.publish_many(messages())
-    pub.drain(120)
-    out.put((t0, time.time(), pub.published, pub.acked))
-    pub.close()
+    dropped = False
+    try:
+        pub.publish_many(messages())
+        pub.drain(120)
+    except OSError:  # the broker closed the connection: count what was acknowledged until then
+        dropped = True
+    out.put((t0, time.time(), pub.published, pub.acked, dropped))
+    with contextlib.suppress(OSError):
+        pub.close()
 
 
-def publish(url: str, n: int, publishers: int, n_tags: int, start_seq: int) -> dict[str, float]:
+def publish(
+    url: str, n: int, publishers: int, n_tags: int, start_seq: int, connected: threading.Event | None = None
+) -> dict[str, float]:
     """``n`` QoS 1 messages over ``n_tags`` tags from ``publishers`` processes; waits until each
-    publisher has every PUBACK (or gave up after 120 s)."""
+    publisher has every PUBACK (or gave up after 120 s). ``connected`` is set once every publisher has
+    its CONNACK."""
     tags = tags_of(n_tags)
     out: Any = mp.get_context("fork").Queue()
+    ready: Any = mp.get_context("fork").Queue()
     procs = []
     for k in range(publishers):
         own = tags[k::publishers]
         count = n // publishers + (1 if k < n % publishers else 0)
-        p = mp.get_context("fork").Process(target=_publisher, args=(url, own, count, start_seq, out))
+        p = mp.get_context("fork").Process(target=_publisher, args=(url, own, count, start_seq, out, ready))
         p.start()
         procs.append(p)
+    for _ in procs:
+        ready.get(timeout=60)
+    if connected is not None:
+        connected.set()
     results = [out.get(timeout=300) for _ in procs]
     for p in procs:
         p.join(30)
@@ -167,6 +182,7 @@ def publish(url: str, n: int, publishers: int, n_tags: int, start_seq: int) -> d
         "t_acked": max(r[1] for r in results),
         "published": sum(r[2] for r in results),
         "acked": sum(r[3] for r in results),
+        "connections_dropped": sum(r[4] for r in results),
     }
 
 
@@ -242,6 +258,9 @@ class Engine:
 
     def ready(self) -> bool:
         return port_open("127.0.0.1", self.mqtt_port)
+
+    def proc_alive(self) -> bool:
+        return hasattr(self, "proc") and self.proc.poll() is None
 
     def cpu(self) -> float:
         return tree_cpu(self.proc.pid)
@@ -366,6 +385,7 @@ mappings = {{
 class Nats(Engine):
     name = "nats"
     stream = "POSITIONS"
+    replicas = 1
 
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
@@ -394,7 +414,11 @@ class Nats(Engine):
 
         nc = await self._connect()
         js = nc.jetstream()
-        await js.add_stream(StreamConfig(name=self.stream, subjects=["tp.*.*"], storage=StorageType.FILE))
+        await js.add_stream(
+            StreamConfig(
+                name=self.stream, subjects=["tp.*.*"], storage=StorageType.FILE, num_replicas=self.replicas
+            )
+        )
         for p in range(PARTITIONS):
             await js.add_consumer(
                 self.stream,
@@ -433,6 +457,111 @@ class Nats(Engine):
             await asyncio.gather(*tasks, return_exceptions=True)
             await nc.flush()
             await nc.close()
+
+
+CLUSTER_BLOCK = """
+cluster {{
+  name: bench
+  listen: 127.0.0.1:{cport}
+  routes: [{routes}]
+}}
+"""
+
+
+class NatsNode(Nats):
+    """One server of a three-node NATS cluster (``--nats-cluster``)."""
+
+    def __init__(self, workdir: Path, index: int) -> None:
+        self.name = f"nats-n{index}"
+        super().__init__(workdir)
+        self.cport = free_port()
+        self.routes: list[int] = []
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        conf = self.dir / "nats.conf"
+        text = conf.read_text().replace(f"server_name: bench_{self.port}", f"server_name: {self.name}")
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+        conf.write_text(text + CLUSTER_BLOCK.format(cport=self.cport, routes=routes))
+        return cmd, env
+
+
+class NatsCluster(Nats):
+    """Three nats-server processes with routes between them, an R3 stream and R3 consumers; devices
+    publish to the first node's MQTT listener, the worker side may use any node."""
+
+    name = "nats-cluster"
+    replicas = 3
+
+    def __init__(self, workdir: Path) -> None:
+        self.nodes = [NatsNode(workdir, i) for i in range(3)]
+        for node in self.nodes:
+            node.routes = [other.cport for other in self.nodes if other is not node]
+        self.mqtt_port = self.nodes[0].mqtt_port
+        self.port = self.nodes[0].port
+
+    def start(self, timeout: float = 90) -> float:
+        t0 = time.monotonic()
+        for node in self.nodes:
+            if node.proc_alive():
+                continue
+            node.start(timeout)
+        self.proc = self.nodes[0].proc
+        return time.monotonic() - t0
+
+    def cpu(self) -> float:
+        return sum(node.cpu() for node in self.nodes if node.proc_alive())
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            if node.proc_alive():
+                node.stop()
+
+    async def _connect(self) -> Any:
+        import nats
+
+        servers = [f"nats://127.0.0.1:{node.port}" for node in self.nodes if node.proc_alive()]
+        return await nats.connect(servers=servers, max_reconnect_attempts=5, reconnect_time_wait=0.2)
+
+    async def setup(self) -> None:
+        deadline = time.monotonic() + 60
+        while True:  # the meta group elects its leader a few seconds after the routes connect
+            try:
+                await super().setup()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1)
+
+    async def stream_leader(self) -> str:
+        nc = await self._connect()
+        try:
+            info = await nc.jetstream().stream_info(self.stream)
+            return str(info.cluster.leader) if info.cluster else ""
+        finally:
+            await nc.close()
+
+    async def stream_messages(self) -> int:
+        nc = await self._connect()
+        try:
+            return int((await nc.jetstream().stream_info(self.stream)).state.messages)
+        finally:
+            await nc.close()
+
+    async def leader_not_on_first(self) -> NatsNode:
+        """The stream's leader, moved off the devices' node (a step-down) if it is there: the kill must
+        not cut the publishers' own connections."""
+        for _ in range(20):
+            leader = await self.stream_leader()
+            if leader and leader != self.nodes[0].name:
+                return next(node for node in self.nodes if node.name == leader)
+            nc = await self._connect()
+            with contextlib.suppress(Exception):
+                await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{self.stream}", b"", timeout=5)
+            await nc.close()
+            await asyncio.sleep(1)
+        raise RuntimeError("the stream's leader stayed on the devices' node")
 
 
 RABBIT_CONF = """\
@@ -607,6 +736,75 @@ async def run_engine(engine: Engine, args: argparse.Namespace) -> dict[str, Any]
     return result
 
 
+async def run_nats_cluster(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Three NATS nodes, an R3 stream: the throughput phase as for one node, then the seam of the MQTT
+    listener — ``--kill-messages`` published to the first node while the stream's leader (on another
+    node) is killed with SIGKILL a moment after the first PUBACKs; how many PUBACKed messages the
+    stream does not have once the cluster has a leader again (the killed node left down)."""
+    cluster = NatsCluster(workdir)
+    try:
+        started_s = cluster.start()
+        await cluster.setup()
+        log(f"nats-cluster: 3 nodes started in {started_s:.1f} s, R3 stream and consumers ready")
+        seen = Seen()
+        consumer = asyncio.create_task(cluster.consume(seen, args.messages, timeout=30))
+        await asyncio.sleep(1.0)
+        cpu0, srv0 = cpu_self(), cluster.cpu()
+        pub = await asyncio.to_thread(publish, cluster.mqtt_url, args.messages, args.publishers, args.tags, 0)
+        await consumer
+        cpu1, srv1 = cpu_self(), cluster.cpu()
+        elapsed = max(seen.last_at, pub["t_acked"]) - pub["t_start"]
+        result: dict[str, Any] = {
+            "published": pub["published"],
+            "acked": pub["acked"],
+            "received": seen.received,
+            "out_of_order": seen.out_of_order,
+            "tags_in_two_partitions": seen.tags_in_two_partitions,
+            "msgs_per_s": round(seen.received / elapsed) if elapsed > 0 else 0,
+            "consumer_cpu_us_per_msg": round((cpu1 - cpu0) / max(seen.received, 1) * 1e6, 1),
+            "engine_cpu_us_per_msg": round((srv1 - srv0) / max(seen.received, 1) * 1e6, 1),
+        }
+        log(
+            f"nats-cluster: {seen.received}/{args.messages} received, {result['msgs_per_s']} msg/s, consumer "
+            f"{result['consumer_cpu_us_per_msg']} µs CPU/msg, 3 servers {result['engine_cpu_us_per_msg']} "
+            f"µs CPU/msg"
+        )
+        result["leader_kills"] = []
+        for trial in range(args.cluster_trials):
+            mark = KILL_SEQ * (trial + 1)
+            victim = await cluster.leader_not_on_first()
+            before = await cluster.stream_messages()
+            connected = threading.Event()
+            publishing = asyncio.create_task(
+                asyncio.to_thread(
+                    publish, cluster.mqtt_url, args.kill_messages, args.publishers, args.tags, mark, connected
+                )
+            )
+            await asyncio.to_thread(connected.wait, 60)
+            await asyncio.sleep(0.3)  # PUBACKs flowing
+            victim.kill()
+            pub = await publishing
+            await asyncio.sleep(5)  # new leaders for the stream and its consumers
+            in_stream = await cluster.stream_messages() - before
+            held = await cluster.stored(mark)
+            kill = {
+                "killed": victim.name,
+                "published": pub["published"],
+                "acked": pub["acked"],
+                "publisher_connections_dropped": pub["connections_dropped"],
+                "in_stream": in_stream,
+                "received_by_worker": held,
+                "acked_lost": max(pub["acked"] - max(held, in_stream), 0),
+            }
+            result["leader_kills"].append(kill)
+            log(f"nats-cluster: stream leader killed mid-stream (trial {trial + 1}): {kill}")
+            victim.start()
+            await asyncio.sleep(5)  # the node back and caught up before the next trial
+        return result
+    finally:
+        cluster.stop()
+
+
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-engines-"))
     results: dict[str, Any] = {}
@@ -616,6 +814,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             engine = ENGINES[name](workdir)
             started.append(engine)
             results[name] = await run_engine(engine, args)
+        if args.nats_cluster:
+            results["nats-cluster"] = await run_nats_cluster(workdir, args)
     finally:
         for engine in started:
             with contextlib.suppress(Exception):
@@ -625,6 +825,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     base = results.get("mosquitto")
     if base:
         for name, r in results.items():
+            if "kill" not in r:
+                continue
             r["vs_baseline"] = {
                 "msgs_per_s": round(r["msgs_per_s"] / max(base["msgs_per_s"], 1), 2),
                 "consumer_cpu_per_msg": round(
@@ -647,6 +849,12 @@ def main() -> None:
     ap.add_argument(
         "--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES), help="baseline first"
     )
+    ap.add_argument(
+        "--nats-cluster",
+        action="store_true",
+        help="also three NATS nodes with an R3 stream: throughput, and the stream leader killed mid-stream",
+    )
+    ap.add_argument("--cluster-trials", type=int, default=3, help="stream-leader kills in --nats-cluster")
     ap.add_argument("--quick", action="store_true", help="10,000 messages, 2,000 for the kill")
     args = ap.parse_args()
     if args.quick:
