@@ -40,8 +40,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -64,9 +62,9 @@ from bench.e2e import (  # noqa: E402
     _LEFT,
     OwnMosquitto,
     TrackerProcess,
-    _undo_left,
     fresh_database,
     log,
+    run_and_clean_up,
 )
 from bench.load.city import register, tag_of  # noqa: E402
 from bench.load.drive import SPAWN, Publishers  # noqa: E402
@@ -604,20 +602,25 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         rss1 = await settled_rss(tracker)
         kib1 = per_socket_kib(rss0, rss1, n_sos)
         log(f"  tracker RSS {rss1:,.0f} MiB: {kib1} KiB per socket")
-        b1 = await burst(
-            f"burst with {n_sos:,} sockets",
-            range(1, n_sos + 1),
-            positions,
-            prefix,
-            publishers,
-            args.window,
-            sockets,
-            tracker,
-            database_url,
-            args.deadline,
-            admin_token,
-            Path(args.out) / "tracker-burst-1.txt" if args.profile else None,
-        )
+
+        async def burst_of(name: str, children: range, n: int) -> dict[str, Any]:
+            profile = Path(args.out) / f"tracker-burst-{n}.txt" if args.profile else None
+            return await burst(
+                name,
+                children,
+                positions,
+                prefix,
+                publishers,
+                args.window,
+                sockets,
+                tracker,
+                database_url,
+                args.deadline,
+                admin_token,
+                profile,
+            )
+
+        b1 = await burst_of(f"burst with {n_sos:,} sockets", range(1, n_sos + 1), 1)
 
         # burst 2: every socket open; the next n_sos children's guardians hear it, the rest nothing
         log(f"opening {n_sockets - n_sos:,} more websockets")
@@ -625,20 +628,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         rss2 = await settled_rss(tracker)
         kib2 = per_socket_kib(rss0, rss2, n_sockets)
         log(f"  tracker RSS {rss2:,.0f} MiB with {n_sockets:,} sockets: {kib2} KiB per socket")
-        b2 = await burst(
-            f"burst with {n_sockets:,} sockets",
-            range(n_sos + 1, 2 * n_sos + 1),
-            positions,
-            prefix,
-            publishers,
-            args.window,
-            sockets,
-            tracker,
-            database_url,
-            args.deadline,
-            admin_token,
-            Path(args.out) / "tracker-burst-2.txt" if args.profile else None,
-        )
+        b2 = await burst_of(f"burst with {n_sockets:,} sockets", range(n_sos + 1, 2 * n_sos + 1), 2)
         _, rss_peak = tracker.rss_mb()
         tracker.stop()
 
@@ -732,31 +722,10 @@ def main(argv: list[str] | None = None) -> int:
         "collapsed, in --out as tracker-burst-N.txt",
     )
     args = p.parse_args(argv)
-    Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)
     if shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed")
-    workdir = Path(tempfile.mkdtemp(prefix="tracker-burst-"))
-
-    def interrupted(signum: int, _frame: object) -> None:
-        """Ctrl-C or SIGTERM: stop what the run started, drop its database, and go."""
-        log(f"interrupted ({signal.Signals(signum).name}): stopping the tracker, the broker, the sockets")
-        undo = threading.Thread(target=_undo_left)  # a thread of its own: it runs an event loop
-        undo.start()
-        undo.join(90)
-        if not args.keep_workdir:
-            shutil.rmtree(workdir, ignore_errors=True)
-        os._exit(130)
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
-    try:
-        report = asyncio.run(run(args, workdir))
-    finally:
-        _undo_left()
-        if args.keep_workdir:
-            log(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # (--profile writes each burst's stacks there)
+    report = run_and_clean_up(run, args, "tracker-burst-")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "burst.json").write_text(json.dumps(report, indent=2))

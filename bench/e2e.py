@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -882,12 +882,24 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.mqtt_url and shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed: install it or pass --mqtt-url")
-    workdir = Path(tempfile.mkdtemp(prefix="tracker-e2e-"))
     Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)
+    report = run_and_clean_up(run, args, "tracker-e2e-")
+    print(json.dumps(report, separators=(",", ":")))
+    return 0
+
+
+def run_and_clean_up(
+    run: Callable[[argparse.Namespace, Path], Awaitable[dict[str, Any]]],
+    args: argparse.Namespace,
+    prefix: str,
+) -> dict[str, Any]:
+    """A bench's run in a work directory of its own; whatever it started (tracker, broker, publishers,
+    sockets, its database) is stopped and dropped afterwards, and on Ctrl-C or SIGTERM too. The work
+    directory goes with it unless ``args.keep_workdir``."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
 
     def interrupted(signum: int, _frame: object) -> None:
-        """Ctrl-C or SIGTERM: stop what the run started, drop its database, and go."""
-        log(f"interrupted ({signal.Signals(signum).name}): stopping the tracker, the broker, the publishers")
+        log(f"interrupted ({signal.Signals(signum).name}): stopping what the run started")
         undo = threading.Thread(target=_undo_left)  # a thread of its own: it runs an event loop
         undo.start()
         undo.join(90)
@@ -898,15 +910,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, interrupted)
     signal.signal(signal.SIGTERM, interrupted)
     try:
-        report = asyncio.run(run(args, workdir))
+        return asyncio.run(run(args, workdir))
     finally:
         _undo_left()
         if args.keep_workdir:
             log(f"logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps(report, separators=(",", ":")))
-    return 0
 
 
 if __name__ == "__main__":

@@ -138,6 +138,12 @@ class Browser:
         }
 
 
+def subscription_at(endpoint: str) -> dict[str, Any]:
+    """A browser's subscription (fresh keys) to a push service no test reaches: for requests whose
+    subscription the API keeps but never pushes to."""
+    return Browser(endpoint, "", ec.generate_private_key(ec.SECP256R1()), os.urandom(16)).subscription()
+
+
 class PushService:
     def __init__(self, port: int) -> None:
         self.port = port

@@ -18,7 +18,6 @@ valid request, one for the generated ones, so they never remove what the other o
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,13 +25,12 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import strategies as st
 from schemathesis.core import NOT_SET
 
 from tests.helpers import ALL_WEEK, lonlat
 from tests.integration.test_api_support import City, build_city, line, point, square
+from tests.push_service import subscription_at
 from tracker.store import seeding
 from tracker.store.devices import link_device
 from tracker.store.enrolments import create_enrolment
@@ -184,18 +182,6 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def _push_subscription() -> dict[str, Any]:
-    """A browser's push subscription, on a push service the tracker takes (a fresh key each time)."""
-    public = ec.generate_private_key(ec.SECP256R1()).public_key()
-    raw = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-    def b64(b: bytes) -> str:
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-    endpoint = f"https://fcm.googleapis.com/fcm/send/contract-{time.time_ns()}"
-    return {"endpoint": endpoint, "keys": {"p256dh": b64(raw), "auth": b64(b"0123456789abcdef")}}
-
-
 def _feature(geometry: dict[str, Any], properties: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"type": "Feature", **extra, "geometry": geometry, "properties": properties}
 
@@ -208,7 +194,7 @@ def valid_requests(world: ContractWorld) -> dict[str, list[Request]]:
     now = int(time.time())
     lon, lat = world.near_a(-300, 5)
     windows = [{"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00"}]
-    browser = _push_subscription()
+    browser = subscription_at(f"https://fcm.googleapis.com/fcm/send/contract-{time.time_ns()}")
     return {
         "GET /healthz": [Request()],
         "GET /api/v1/push/key": [Request()],

@@ -13,7 +13,6 @@ when its filter names the other school's objects.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import re
 import uuid
@@ -27,8 +26,6 @@ import asyncpg
 import httpx
 import pytest
 import websockets
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.helpers import table_digests
 from tests.integration.test_api_support import (
@@ -42,6 +39,7 @@ from tests.integration.test_api_support import (
     running_api,
     square,
 )
+from tests.push_service import subscription_at
 from tracker.store import seeding
 from tracker.store.tokens import create_token
 
@@ -295,20 +293,6 @@ def _near(s: Side) -> float:
     return s.dx
 
 
-def _subscription() -> dict[str, Any]:
-    """A browser's push subscription (a fresh endpoint each time, on a push service the tracker takes)."""
-    public = ec.generate_private_key(ec.SECP256R1()).public_key()
-    raw = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-
-    def b64(b: bytes) -> str:
-        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-    return {
-        "endpoint": f"https://fcm.googleapis.com/fcm/send/{_uid('browser')}",
-        "keys": {"p256dh": b64(raw), "auth": b64(b"0123456789abcdef")},
-    }
-
-
 ENDPOINTS = [
     Endpoint("GET", "/healthz", PUBLIC),
     Endpoint("GET", "/readyz", PUBLIC),
@@ -318,7 +302,12 @@ ENDPOINTS = [
     # is no other side to reach: each side's request is about the caller's own browsers)
     Endpoint("GET", "/api/v1/push/key", PUBLIC),
     Endpoint("GET", "/api/v1/me/push-subscriptions", roles(guardian=200)),
-    Endpoint("POST", "/api/v1/me/push-subscriptions", roles(guardian=201), body=lambda c, s: _subscription()),
+    Endpoint(
+        "POST",
+        "/api/v1/me/push-subscriptions",
+        roles(guardian=201),
+        body=lambda c, s: subscription_at(f"https://fcm.googleapis.com/fcm/send/{_uid('browser')}"),
+    ),
     Endpoint(
         "DELETE",
         "/api/v1/me/push-subscriptions",
