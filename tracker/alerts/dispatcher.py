@@ -109,13 +109,21 @@ class Dispatcher:
             task.add_done_callback(self._sending.discard)
 
     async def _send_at_once(self, deliveries: list[tuple[DeliveryJob, AlertFacts]]) -> None:
+        await self._deliver_all(deliveries, {})  # critical alerts: no rate limit to count
+
+    async def _deliver_all(
+        self, claimed: list[tuple[DeliveryJob, AlertFacts]], sent: dict[tuple[int, str], int]
+    ) -> None:
+        """Deliver claimed rows concurrently, then write their outcomes in one statement; those of a
+        delivery cut short too (the service stopping), so that what went out is not sent again after
+        a restart."""
         done: list[DeliveryMark] = []
 
         async def deliver(job: DeliveryJob, facts: AlertFacts) -> None:
-            done.append(await self._deliver(job, facts, {}))  # critical: no rate limit to count
+            done.append(await self._deliver(job, facts, sent))
 
         try:
-            await asyncio.gather(*(deliver(job, facts) for job, facts in deliveries))
+            await asyncio.gather(*(deliver(job, facts) for job, facts in claimed))
         finally:
             await self._mark(done)
 
@@ -157,17 +165,7 @@ class Dispatcher:
         sent = await sent_counts(
             self._pool, [(g, j.channel) for j in jobs if (g := _limited(j)) is not None], self._rate_window_s
         )
-        done: list[DeliveryMark] = []
-
-        async def deliver(job: DeliveryJob, facts: AlertFacts) -> None:
-            done.append(await self._deliver(job, facts, sent))
-
-        try:
-            await asyncio.gather(*(deliver(job, facts) for job, facts in claimed))
-        finally:
-            # the round's outcomes in one statement; those of a round cut short too (the service
-            # stopping), so that what went out is not sent again after a restart
-            await self._mark(done)
+        await self._deliver_all(claimed, sent)
         lane.sized(len(jobs), time.perf_counter() - started)
         return len(jobs)
 
