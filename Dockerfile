@@ -8,7 +8,13 @@ COPY tracker ./tracker
 COPY simulator ./simulator
 COPY schemas ./schemas
 COPY data ./data
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 tracker
+# The geofence kernels compiled ahead of time (make kernels; docs/operations.md): a worker then never
+# loads numba (~115 MiB less RSS). gcc only for the build; should the build fail, numba's JIT runs.
+# Built from / so that it compiles the installed package (the one `tracker run` imports), not /app's copy.
+RUN pip install --no-cache-dir . && useradd --system --uid 10001 tracker \
+ && apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && (cd / && python -m tracker.geofence.kernels || true) \
+ && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* /tmp/numba-cache
 USER tracker
 
 EXPOSE 8000

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -32,12 +33,15 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 
 from bench.quality import score  # noqa: E402
 from bench.quality.explain import analyse, counts, explain  # noqa: E402
+from bench.quality.plan import city_targets, decide, today_targets  # noqa: E402
 from bench.quality.sim import Outcome, Params, city_size, simulate, zone_depths  # noqa: E402
 from tracker.monitor import Rules  # noqa: E402
 
 CITY_CHILD_DAYS = {15.0: 10_000, 1.0: 100, 5.0: 500, 30.0: 2_500, 60.0: 2_500}
 """child-days of the city-like world per fix interval (15 s: the issue's 10,000; the others what the
-hour allows: 1 s is 15x the fixes of 15 s, and its 100 child-days decide only a target it misses)"""
+hour allows: 1 s is 15x the fixes of 15 s, and its 100 child-days decide only a target it misses).
+Not `make bench`'s: it runs ``--quick``; this full plan is ``make bench-quality`` (see
+docs/alert-quality.md for how long it takes and how many child-days each target needs)"""
 CITY_QUICK = {15.0: 60, 1.0: 2, 5.0: 10, 30.0: 40, 60.0: 40}
 
 
@@ -92,11 +96,22 @@ def _today_intervals(out: Outcome, m: score.Matching, child_days: int) -> dict[s
     scoped = [i for i, inc in enumerate(out.incidents) if inc.in_scope and inc.target]
     deps = [i for i in scoped if out.incidents[i].kind in score.DEPARTURES]
     zones = [i for i in scoped if out.incidents[i].kind in score.ZONE_ENTRIES]
+    dep_delay = [m.hit_by[i].ts - _since(out.incidents[i]) for i in deps if i in m.hit_by]
+    zone_delay = [m.hit_by[i].ts - _since(out.incidents[i]) for i in zones if i in m.hit_by]
     return {
         "recall_departures_target": score.proportion(sum(i in m.hit_by for i in deps), len(deps)),
         "recall_zone_entries_target": score.proportion(sum(i in m.hit_by for i in zones), len(zones)),
         "false_alarms_per_1000_child_days": score.rate(len(m.false_alarms), child_days, 1000.0),
+        "repeated_per_100_incidents": score.rate(len(m.duplicates), len(out.incidents), 100.0),
+        "delay_departures_from_60m_median_s": score.quantile_interval(dep_delay, 0.5),
+        "delay_departures_from_60m_p95_s": score.quantile_interval(dep_delay, 0.95),
+        "delay_zone_entries_median_s": score.quantile_interval(zone_delay, 0.5),
     }
+
+
+def _since(inc: score.Incident) -> float:
+    """What the delay of a target incident is measured from (as ``score.summarize``)."""
+    return inc.qualified_at if inc.qualified_at is not None else inc.start
 
 
 def _hm(hhmm: str) -> float:
@@ -216,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--examples", type=int, default=1, help="misses / false alarms shown fix by fix, per cause"
     )
-    ap.add_argument("--interval", type=float, default=15.0, help="each tag's fix interval, seconds")
+    ap.add_argument(
+        "--interval", type=float, default=None, help="one fix interval, seconds (as --intervals S)"
+    )
     ap.add_argument(
         "--rule",
         action="append",
@@ -233,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--intervals",
         default="1,5,15,30,60",
-        help="the city-like world's fix intervals, seconds, comma-separated",
+        help="fix intervals, seconds, comma-separated: each world is run at each (a JSON line each)",
     )
     ap.add_argument(
         "--city-child-days",
@@ -242,66 +259,136 @@ def main(argv: list[str] | None = None) -> int:
         help="child-days of the city-like world at every interval (0: the plan in CITY_CHILD_DAYS)",
     )
     ap.add_argument("--quick", action="store_true", help="a few minutes: small runs of both worlds")
+    ap.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="the city-like world's plan (CITY_CHILD_DAYS, or CITY_QUICK) times this (0.2: a fifth)",
+    )
+    ap.add_argument(
+        "--city-stays-per-day",
+        type=float,
+        default=None,
+        help="zone stays per child-day of the city-like world (0.4): more decide the stay cells in fewer"
+        " child-days (a stay's recall does not depend on how many others the day holds)",
+    )
+    ap.add_argument(
+        "--why",
+        action="store_true",
+        help="city-like world: name the rule behind each alert (bench.quality.stand.RuleWatch)",
+    )
+    ap.add_argument("--plot", type=Path, help="write a figure of every run's figures to this path (PNG)")
     args = ap.parse_args(argv)
     if args.quick:
         args.children, args.days = min(args.children, 200), 1
+    intervals = (
+        [args.interval] if args.interval is not None else [float(x) for x in args.intervals.split(",") if x]
+    )
+    results: list[dict[str, Any]] = []
     if args.world in ("today", "both"):
-        _today(args)
+        for interval in intervals:
+            results.append(_today(args, interval))
     if args.world in ("city", "both"):
-        _city(args)
+        for interval in intervals:
+            results.append(_city(args, interval))
+    if args.plot:
+        from bench.quality.plot import plot
+
+        plot(results, args.plot)
+        print(f"plot written to {args.plot}")
     return 0
 
 
-def _city(args: argparse.Namespace) -> None:
-    from bench.quality.city_report import city_lines
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its workers that have ended (a pool's, once shut down): what
+    a run costs whatever else the machine was doing (its wall time depends on that)."""
+    own, ended = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + ended.ru_utime + ended.ru_stime
+
+
+def today_children(children: int, interval_s: float) -> int:
+    """Children of today's world at a fix interval: at 15 s and slower as asked; faster, as many
+    fewer as the interval is shorter (a 1 s child-day is 15x the fixes of a 15 s one), at least 10."""
+    return max(10, round(children * min(1.0, interval_s / 15.0)))
+
+
+def _city(args: argparse.Namespace, interval: float) -> dict[str, Any]:
+    from bench.quality.city_report import city_lines, plan_lines
     from bench.quality.city_score import score_city
     from bench.quality.city_sim import CityParams, simulate_city
 
     plan = CITY_QUICK if args.quick else CITY_CHILD_DAYS
-    for interval in [float(x) for x in args.intervals.split(",") if x]:
-        child_days = args.city_child_days or plan.get(interval, 500)
-        days = min(10, max(1, child_days // 20))
-        p = CityParams(
-            child_days=child_days,
-            days=days,
-            interval_s=interval,
-            seed=args.seed,
-            workers=args.workers,
-            rules=tuple(_rule(text) for text in args.rule),
-        )
-        out, elapsed = simulate_city(p)
-        figures = score_city(out, interval_s=interval)
-        result = {
-            "bench": "alert_quality",
-            "world": "city",
-            "seed": args.seed,
-            "elapsed_s": round(elapsed, 1),
-            **figures,
-        }
-        print("\n".join(city_lines(result)))
-        print(json.dumps(result, separators=(",", ":")))
+    child_days = args.city_child_days or max(1, round(args.scale * plan.get(interval, 500)))
+    days = min(10, max(1, child_days // 20))
+    p = CityParams(
+        child_days=child_days,
+        days=days,
+        interval_s=interval,
+        seed=args.seed,
+        workers=args.workers,
+        rules=tuple(_rule(text) for text in args.rule),
+        why=args.why,
+        **({} if args.city_stays_per_day is None else {"stays_per_day": args.city_stays_per_day}),
+    )
+    cpu0 = cpu_seconds()
+    out, elapsed = simulate_city(p)
+    cpu = cpu_seconds() - cpu0
+    figures = score_city(out, interval_s=interval)
+    speed = figures["fixes"] / elapsed if elapsed > 0 else 0.0
+    result = {
+        "bench": "alert_quality",
+        "world": "city",
+        "seed": args.seed,
+        "elapsed_s": round(elapsed, 1),
+        "fixes_per_s": round(speed),
+        "cpu_s": round(cpu, 1),
+        "fixes_per_cpu_s": round(figures["fixes"] / cpu) if cpu > 0 else None,
+        **figures,
+        "decide": decide(city_targets(figures), 86400.0 / interval, speed),
+    }
+    print("\n".join(city_lines(result)))
+    print("\n".join(plan_lines(result)))
+    print(json.dumps(result, separators=(",", ":")))
+    return result
 
 
-def _today(args: argparse.Namespace) -> None:
+def _today(args: argparse.Namespace, interval: float) -> dict[str, Any]:
     params = Params(
         rules=tuple(_rule(text) for text in args.rule),
-        interval_s=args.interval,
-        children=args.children,
+        interval_s=interval,
+        children=today_children(args.children, interval),
         days=args.days,
         seed=args.seed,
         schools=args.schools,
         incidents_per_hour=args.incidents_per_hour,
         workers=args.workers,
     )
+    from bench.quality.city_report import plan_lines
+
     workers = max(1, min(params.workers or os.cpu_count() or 1, params.children))
+    cpu0 = cpu_seconds()
     out, elapsed = simulate(params)
+    cpu = cpu_seconds() - cpu0
     matchings = {rule: score.match(out.incidents, out.alerts[rule]) for rule in ("monitor", "naive")}
     result = report(params, out, matchings, elapsed, workers)
+    child_days = params.children * params.days
+    speed = out.fixes / elapsed if elapsed > 0 else 0.0
+    result = {
+        "world": "today",
+        "fix_interval_s": interval,
+        "fixes_per_s": round(speed),
+        "cpu_s": round(cpu, 1),
+        "fixes_per_cpu_s": round(out.fixes / cpu) if cpu > 0 else None,
+        **result,
+        "decide": decide(today_targets(result), out.fixes / child_days, speed),
+    }
     print("\n".join(lines(result)))
     print(
         "\n".join(explain(out.incidents, matchings["monitor"], zone_depths(params), examples=args.examples))
     )
-    print(json.dumps({"world": "today", **result}, separators=(",", ":")))
+    print("\n".join(plan_lines(result)))
+    print(json.dumps(result, separators=(",", ":")))
+    return result
 
 
 if __name__ == "__main__":

@@ -65,6 +65,7 @@ from bench.e2e import (  # noqa: E402
     fresh_database,
     log,
     run_and_clean_up,
+    unwind,
 )
 from bench.load.city import register, tag_of  # noqa: E402
 from bench.load.drive import SPAWN, Publishers  # noqa: E402
@@ -670,11 +671,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "seconds": round(time.time() - started, 1),
         }
     finally:
-        for stop in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                r = stop()
-                if asyncio.iscoroutine(r):
-                    await r
+        await unwind(cleanup)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -198,6 +198,14 @@ async def fresh_database(admin_url: str, workdir: Path, cleanup: list[Any]) -> t
     return _with_database(admin_url, db_name), db_name
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds a process has used (user + system, all its threads), from /proc; 0 once it is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 class TrackerProcess:
     """``tracker run`` in its own process, configured by environment variables like a deployment."""
 
@@ -210,7 +218,11 @@ class TrackerProcess:
         prefix: str,
         extra: dict[str, str],
         profile: Path | None = None,
+        name: str = "tracker",
     ) -> None:
+        """``name``: its log (``<name>.log``) and data directory in ``workdir`` (several workers of a
+        cluster run side by side)."""
+        self.name = name
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
@@ -220,13 +232,14 @@ class TrackerProcess:
             TRACKER_HTTP_PORT=str(self.port),
             TRACKER_TOPIC_PREFIX=prefix,
             TRACKER_MQTT_CLIENT_ID=f"bench-tracker-{prefix.strip('/')}",
-            TRACKER_DATA_DIR=str(workdir / "tracker-data"),
+            TRACKER_DATA_DIR=str(workdir / ("tracker-data" if name == "tracker" else f"{name}-data")),
             TRACKER_WATCH_ALL_DAY="true",
             TRACKER_SIGNAL_LOST_S="86400",
             TRACKER_RATE_LIMIT_COUNT="1000000000",
         )
         env.update(extra)
-        self._log = open(workdir / "tracker.log", "wb")  # noqa: SIM115 - closed in stop()
+        self.log_path = workdir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, "-c", "from tracker.cli import main; main(['run'])"]
         if profile is not None:  # py-spy runs the tracker as its child and writes a flame graph at exit
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -239,7 +252,6 @@ class TrackerProcess:
             stderr=self._log,
             cwd=workdir,
         )
-        self.log_path = workdir / "tracker.log"
 
     def pid(self) -> int:
         """The tracker's own process (under py-spy: its child)."""
@@ -251,10 +263,7 @@ class TrackerProcess:
 
     def cpu_s(self) -> float:
         """CPU seconds the tracker process has used (user + system, all its threads)."""
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = Path(f"/proc/{self.pid()}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return 0.0
+        return cpu_seconds(self.pid())
 
     def rss_mb(self) -> tuple[float, float]:
         """(current RSS, peak RSS) in MiB, from /proc."""
@@ -278,6 +287,12 @@ class TrackerProcess:
                         return
                 await asyncio.sleep(0.5)
         raise TimeoutError(f"the tracker was not ready within {timeout:.0f} s; see {self.log_path}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing committed, acknowledged or released on the way out."""
+        if self.proc.poll() is None:
+            os.kill(self.pid(), signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -304,36 +319,80 @@ class Sample:
     batches: int
     cpu_s: float
     stages: dict[str, float] = field(default_factory=dict)  # the batch loop's seconds per stage
+    by_worker: tuple[tuple[int, float], ...] = ()  # several workers: each one's (fixes handled, CPU s)
+    engine_cpu_s: float = 0.0  # CPU seconds of the engine's processes (Watch.engine_cpu), if watched
+
+
+def _sum_samples(t: float, parts: Sequence[Sample]) -> Sample:
+    stages: dict[str, float] = {}
+    for p in parts:
+        for k, v in p.stages.items():
+            stages[k] = stages.get(k, 0.0) + v
+    return Sample(
+        t,
+        sum(p.messages_in for p in parts),
+        sum(p.fixes_in for p in parts),
+        sum(p.fixes_stored for p in parts),
+        sum(p.rejected for p in parts),
+        sum(p.rss_mb for p in parts),
+        sum(p.batches for p in parts),
+        sum(p.cpu_s for p in parts),
+        stages,
+        tuple((p.fixes_in + p.rejected, p.cpu_s) for p in parts),
+    )
 
 
 @dataclass
 class Watch:
-    """Polls the tracker's counters and RSS; keeps the samples (for the plot) and the latest one."""
+    """Polls the trackers' counters and RSS; keeps the samples (for the plot) and the latest one. With
+    several trackers (a cluster's workers) a sample is their sum, each one's share in ``by_worker``; a
+    worker that does not answer (killed) counts with its last answer."""
 
-    tracker: TrackerProcess
+    trackers: Sequence[TrackerProcess]
     admin_token: str
     samples: list[Sample] = field(default_factory=list)
     every_s: float = 0.25
+    per_worker: bool = False  # each tracker's share in Sample.by_worker (also with one)
+    engine_cpu: Callable[[], float] | None = None  # the broker's CPU seconds, sampled with the counters
+    cpu_from_first_publish: bool = False
+    """a phase's CPU counted from the sample before its first publish (not from its start: the
+    publishers' processes take seconds to start on a loaded machine, and several workers' and a
+    cluster's idle costs over those seconds weighed on the per-fix figures)"""
+
+    async def _one(self, http: httpx.AsyncClient, tracker: TrackerProcess) -> Sample:
+        s = (await http.get(tracker.base + "/api/v1/stats")).json()
+        return Sample(
+            time.time(),
+            s["messages_in"],
+            s["fixes_in"],
+            s["fixes_stored"],
+            sum(s["rejected"].values()),
+            tracker.rss_mb()[0],
+            s["batches"],
+            tracker.cpu_s(),
+            s.get("stage_seconds", {}),
+        )
 
     async def run(self) -> None:
         headers = {"Authorization": f"Bearer {self.admin_token}"}
-        async with httpx.AsyncClient(base_url=self.tracker.base, headers=headers, timeout=10) as http:
+        last: dict[int, Sample] = {}
+        async with httpx.AsyncClient(headers=headers, timeout=10) as http:
             while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    s = (await http.get("/api/v1/stats")).json()
-                    self.samples.append(
-                        Sample(
-                            time.time(),
-                            s["messages_in"],
-                            s["fixes_in"],
-                            s["fixes_stored"],
-                            sum(s["rejected"].values()),
-                            self.tracker.rss_mb()[0],
-                            s["batches"],
-                            self.tracker.cpu_s(),
-                            s.get("stage_seconds", {}),
-                        )
-                    )
+                answers = await asyncio.gather(
+                    *(self._one(http, t) for t in self.trackers), return_exceptions=True
+                )
+                for i, a in enumerate(answers):
+                    if isinstance(a, Sample):
+                        last[i] = a
+                    elif not isinstance(a, httpx.HTTPError | ValueError):
+                        raise a
+                if len(last) == len(self.trackers):
+                    parts = [last[i] for i in range(len(self.trackers))]
+                    one = len(parts) == 1 and not self.per_worker
+                    sample = parts[0] if one else _sum_samples(time.time(), parts)
+                    if self.engine_cpu is not None:
+                        sample.engine_cpu_s = self.engine_cpu()
+                    self.samples.append(sample)
                 await asyncio.sleep(self.every_s)
 
     async def fresh(self) -> Sample:
@@ -433,13 +492,15 @@ async def tracker_phase(
             break
     done = last
     t_first = min(r.t_first for r in results)
+    if watch.cpu_from_first_publish:
+        before = next((s for s in reversed(watch.samples) if s.t <= t_first), before)
     t_pub = max(r.t_last for r in results)
     received = (done.fixes_in - before.fixes_in) + (done.rejected - before.rejected)
     stored = done.fixes_stored - before.fixes_stored
     dead = done.rejected - before.rejected
     duplicates = (done.fixes_in - before.fixes_in) - stored
     phases.append(Phase(name, t0, done.t))
-    out = {
+    out: dict[str, Any] = {
         "messages": len(messages),
         "fixes_sent": sent,
         "fixes_received": received,
@@ -470,6 +531,21 @@ async def tracker_phase(
             if v - before.stages.get(k, 0.0) >= 0.005
         },
     }
+    if done.by_worker and len(done.by_worker) == len(before.by_worker):
+        # several workers: what each one handled (as the owner of its partitions) and its own CPU
+        out["per_worker"] = [
+            {
+                "fixes": n1 - n0,
+                "cpu_s": round(c1 - c0, 2),
+                "wall_s": round(done.t - before.t, 2),
+                "fixes_per_cpu_s": round((n1 - n0) / (c1 - c0)) if c1 > c0 else None,
+            }
+            for (n0, c0), (n1, c1) in zip(before.by_worker, done.by_worker, strict=True)
+        ]
+    if watch.engine_cpu is not None:
+        engine = done.engine_cpu_s - before.engine_cpu_s
+        out["engine_cpu_s"] = round(engine, 2)
+        out["engine_cpu_us_per_fix"] = round(engine / max(sent, 1) * 1e6, 1)
     log(
         f"  {name}: {out['fixes_per_s']:,.0f} fixes/s sustained (offered {out['offered_fixes_per_s']:,.0f}; "
         f"tracker on {out['tracker_cpu_share']:.0%} of a CPU, "
@@ -587,6 +663,59 @@ def plan_from(args: argparse.Namespace) -> Plan:
     )
 
 
+@dataclass
+class CitySetup:
+    """A fresh database with the city registered, the tokens the bench uses, and the simulator."""
+
+    database_url: str
+    db_name: str
+    city: City
+    admin_token: str
+    watch_tokens: list[str]
+    generator: FixGenerator
+
+
+async def setup_city(args: argparse.Namespace, plan: Plan, workdir: Path, cleanup: list[Any]) -> CitySetup:
+    """The database (dropped by ``cleanup``), the city of ``plan`` registered in it, an admin token and
+    the watch guardians' tokens, and the simulator started three hours ago (fixes must not come from
+    the future)."""
+    database_url, db_name = await fresh_database(args.database_url, workdir, cleanup)
+    log(f"database {db_name}")
+
+    # the city
+    t = time.time()
+    conn = await asyncpg.connect(database_url)
+    await apply_migrations(conn)
+    city: City = await register(
+        conn, children=plan.children, routes=plan.routes, driven=plan.driven, seed=args.seed
+    )
+    admin_token = await issue_token(conn, role="admin", label="bench")
+    watch_tokens = [
+        await issue_token(conn, role="guardian", guardian_id=g, label="bench") for g in city.watch_guardians
+    ]
+    await conn.close()
+    log(
+        f"city: {city.schools} schools, {city.routes} routes, {city.zones} danger zones, "
+        f"{city.children:,} children ({city.driven:,} driven) registered in {time.time() - t:.1f} s"
+    )
+
+    # the simulator, from three hours ago (fixes must not come from the future)
+    t = time.time()
+    incidents = IncidentConfig(
+        per_child_per_hour=args.incidents_per_hour or (6.0 if getattr(args, "workers", None) else 0.5),
+        kind_weights={"leave_route": 0.4, "enter_zone": 0.4, "sos": 0.2},
+    )
+    config = SimConfig(
+        seed=args.seed,
+        incidents=incidents,
+        duplicate_probability=args.duplicates,
+        late_probability=args.late,
+    )
+    generator = FixGenerator(city.world, config, time.time() - 3 * 3600)
+    log(f"simulator: {len(generator.children):,} virtual children ready in {time.time() - t:.1f} s")
+    return CitySetup(database_url, db_name, city, admin_token, watch_tokens, generator)
+
+
 async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     plan = plan_from(args)
     started = time.time()
@@ -600,41 +729,15 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             cleanup.append(mosq.stop)
             mqtt_url = mosq.url
             broker = f"own mosquitto on port {mosq.port}, max_inflight_messages {args.broker_inflight}"
-        database_url, db_name = await fresh_database(args.database_url, workdir, cleanup)
-        log(f"broker: {broker}; database {db_name}")
-
-        # the city
-        t = time.time()
-        conn = await asyncpg.connect(database_url)
-        await apply_migrations(conn)
-        city: City = await register(
-            conn, children=plan.children, routes=plan.routes, driven=plan.driven, seed=args.seed
+        log(f"broker: {broker}")
+        setup = await setup_city(args, plan, workdir, cleanup)
+        city, admin_token, watch_tokens, generator = (
+            setup.city,
+            setup.admin_token,
+            setup.watch_tokens,
+            setup.generator,
         )
-        admin_token = await issue_token(conn, role="admin", label="bench")
-        watch_tokens = [
-            await issue_token(conn, role="guardian", guardian_id=g, label="bench")
-            for g in city.watch_guardians
-        ]
-        await conn.close()
-        log(
-            f"city: {city.schools} schools, {city.routes} routes, {city.zones} danger zones, "
-            f"{city.children:,} children ({city.driven:,} driven) registered in {time.time() - t:.1f} s"
-        )
-
-        # the simulator, from three hours ago (fixes must not come from the future)
-        t = time.time()
-        incidents = IncidentConfig(
-            per_child_per_hour=args.incidents_per_hour,
-            kind_weights={"leave_route": 0.4, "enter_zone": 0.4, "sos": 0.2},
-        )
-        config = SimConfig(
-            seed=args.seed,
-            incidents=incidents,
-            duplicate_probability=args.duplicates,
-            late_probability=args.late,
-        )
-        generator = FixGenerator(city.world, config, time.time() - 3 * 3600)
-        log(f"simulator: {len(generator.children):,} virtual children ready in {time.time() - t:.1f} s")
+        database_url = setup.database_url
         publishers = Publishers(mqtt_url, 1, workdir, args.publishers)
         prefix = f"bench-{uuid.uuid4().hex[:8]}/"
         single_fixes = take(generator, plan.single_fixes)
@@ -666,7 +769,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         await tracker.wait_ready(args.start_timeout)
         t_ready = time.time() - t
         log(f"tracker ready in {t_ready:.1f} s, RSS {tracker.rss_mb()[0]:,.0f} MiB")
-        watch = Watch(tracker, admin_token)
+        watch = Watch([tracker], admin_token)
         tasks = [asyncio.create_task(watch.run())]
         sockets = Sockets(tracker.base, watch_tokens)
         tasks += sockets.start()
@@ -816,11 +919,16 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         log(f"wrote {out / 'e2e.json'} and {out / 'e2e.png'}")
         return report
     finally:
-        for stop in reversed(cleanup):
-            with contextlib.suppress(Exception):
-                r = stop()
-                if asyncio.iscoroutine(r):
-                    await r
+        await unwind(cleanup)
+
+
+async def unwind(cleanup: list[Any]) -> None:
+    """Undo a run's set-up, last first (a step that fails does not keep the others from running)."""
+    for stop in reversed(cleanup):
+        with contextlib.suppress(Exception):
+            r = stop()
+            if asyncio.iscoroutine(r):
+                await r
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:
@@ -855,7 +963,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--latency-seconds", type=float, help="length of the latency phase (default 30; quick 8)")
     p.add_argument("--latency-batch", type=int, default=0, help="0: single-fix messages; N: batches of N")
-    p.add_argument("--incidents-per-hour", type=float, default=0.5, help="per driven child, simulated time")
+    p.add_argument(
+        "--incidents-per-hour",
+        type=float,
+        help="per driven child, simulated time (default 0.5; with --workers 6: its rates are lower, and the "
+        "latency phase needs incidents)",
+    )
     p.add_argument(
         "--duplicates", type=float, default=0.005, help="fraction of fixes the simulator sends twice"
     )
@@ -879,10 +992,25 @@ def main(argv: list[str] | None = None) -> int:
         help="run the tracker under py-spy (pip install py-spy); flame graph in --out",
     )
     p.add_argument("--keep-workdir", action="store_true", help="keep the logs (tracker, mosquitto)")
+    p.add_argument(
+        "--workers",
+        help="N[,N...]: the phases on a NATS cluster with N tracker workers, each N in turn "
+        "(bench/e2e_workers.py) instead of one tracker on Mosquitto",
+    )
+    p.add_argument("--nats-nodes", type=int, default=3, help="nats-server nodes with --workers (3: R3)")
+    p.add_argument(
+        "--takeover-seconds", type=float, help="with --workers: the stream one worker is killed in"
+    )
     args = p.parse_args(argv)
-    if not args.mqtt_url and shutil.which("mosquitto") is None:
+    if not args.workers and not args.mqtt_url and shutil.which("mosquitto") is None:
         p.error("mosquitto is not installed: install it or pass --mqtt-url")
     Path(args.out).mkdir(parents=True, exist_ok=True)  # (py-spy writes its flame graph there first)
+    if args.workers:  # a cluster of workers on NATS instead of one tracker on Mosquitto
+        from bench.e2e_workers import run_workers
+
+        report = run_and_clean_up(run_workers, args, "tracker-e2e-workers-")
+        print(json.dumps(report, separators=(",", ":")))
+        return 0
     report = run_and_clean_up(run, args, "tracker-e2e-")
     print(json.dumps(report, separators=(",", ":")))
     return 0

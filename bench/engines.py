@@ -542,12 +542,20 @@ class NatsCluster(Nats):
         finally:
             await nc.close()
 
-    async def stream_messages(self) -> int:
-        nc = await self._connect()
-        try:
-            return int((await nc.jetstream().stream_info(self.stream)).state.messages)
-        finally:
-            await nc.close()
+    async def stream_messages(self, timeout: float = 60) -> int:
+        """The stream's message count, asked until its (new) leader answers: after a node's loss the
+        stream's RAFT group elects a leader, and the API answers nothing until it has one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            nc = await self._connect()
+            try:
+                return int((await nc.jetstream().stream_info(self.stream)).state.messages)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+            finally:
+                await nc.close()
+            await asyncio.sleep(1)
 
     async def leader_not_on_first(self) -> NatsNode:
         """The stream's leader, moved off the devices' node (a step-down) if it is there: the kill must

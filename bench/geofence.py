@@ -37,7 +37,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numba
 import numpy as np
 import numpy.typing as npt
 import shapely
@@ -46,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip install -e .`
     sys.path.insert(0, str(ROOT))
 
-from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index  # noqa: E402
+from tracker.geofence import GeofenceIndex, LocalProjection, RouteSpec, ZoneSpec, build_index, kernels  # noqa: E402
 from tracker.geofence.build import zone_polygons  # noqa: E402
 
 F64 = npt.NDArray[np.float64]
@@ -434,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     n_fixes = args.fixes or (200_000 if args.quick else 1_000_000)
     n_routes = args.routes or (20_000 if args.quick else 400_000)
     n_zones = args.zones if args.zones is not None else (2_000 if args.quick else 10_000)
+    import numba  # here, not at the top: bench.load.city imports this module into workers measured without it
+
     threads = numba.get_num_threads()
 
     rng = np.random.default_rng(args.seed)
@@ -503,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{n_fixes} fixes; generated in {t_data:.1f} s; {os.cpu_count()} CPUs, {threads} numba threads"
     )
     print(f"index: {index!r}")
+    print(f"kernels: {kernels.IN_USE}")
     print(f"build: {t_build:.2f} s (kernels loaded/compiled in {t_jit:.2f} s); shapely tree {t_tree:.2f} s")
     print(
         f"answers per fix: {a['possible'].size / n_fixes:.2f} possible zones, "
@@ -529,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "routes": len(routes),
         "zones": len(zones),
         "threads": threads,
+        "kernels": kernels.IN_USE,
         "runs": args.runs,
         "shapely_runs": args.shapely_runs,
         "kernel_fixes_per_s_1_thread": round(rate["k1"]),

@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from statistics import NormalDist
 
 import numpy as np
 
@@ -50,12 +51,43 @@ R68 = 1.5096
 DT, TAU = 15.0, 45.0
 DISC = 2.5  # Rules.zone_sigma
 WALK = 1.4
-Z99 = 2.3263  # the standard normal's 99 % quantile
 
 
 def norm_sf(z: float) -> float:
     """P(Z > z) for a standard normal."""
     return 0.5 * math.erfc(z / math.sqrt(2.0))
+
+
+def ar1_mahalanobis(t: Sequence[float], x: Sequence[float], tau: float = TAU) -> float:
+    """Q = x' R^-1 x: how far apart two known paths are, seen through fixes at times ``t`` whose
+    error drifts (Ornstein-Uhlenbeck, time constant ``tau``: an AR(1) between fixes, correlation
+    exp(-dt / tau)); ``x`` is the paths' difference at each fix in sigmas of that fix's error. The
+    likelihood-ratio test between the two paths sees sqrt(Q) standard deviations between them
+    (exact for a Gauss-Markov error; summed as the innovations: the first fix whole, each later one
+    what the previous fix did not already predict)."""
+    q = 0.0
+    prev_t: float | None = None
+    prev_x = 0.0
+    for ti, xi in zip(t, x, strict=True):
+        if prev_t is None:
+            q += xi * xi
+        else:
+            rho = math.exp(-(ti - prev_t) / tau)
+            q += (xi - rho * prev_x) ** 2 / max(1e-12, 1.0 - rho * rho)
+        prev_t, prev_x = ti, xi
+    return q
+
+
+def np_false_alarm(q: float, detect: float = 0.99) -> float:
+    """The false-alarm probability of the best test (Neyman-Pearson) that detects ``detect`` of the
+    cases, between two paths ``sqrt(q)`` standard deviations apart (:func:`ar1_mahalanobis`)."""
+    return norm_sf(math.sqrt(q) - NormalDist().inv_cdf(detect))
+
+
+def np_detection(q: float, false_alarm: float) -> float:
+    """The detection probability of the best test whose false-alarm probability is ``false_alarm``,
+    between two paths ``sqrt(q)`` standard deviations apart (:func:`ar1_mahalanobis`)."""
+    return 1.0 - norm_sf(math.sqrt(q) - NormalDist().inv_cdf(1.0 - false_alarm))
 
 
 class Fixes:
@@ -211,14 +243,12 @@ def main() -> None:
         " one standing g m outside, positions with the drifting error and no multipath;"
         " false-alarm probability of the best test that catches 99 % of the stays"
     )
-    rho = np.exp(-DT / TAU)
     for g in (0.0, 10.0):
         for a in (8.0, 14.0, 20.0, 25.0, 30.0):
             row = []
             for nf in (1, 2, 4, 8):
-                ones = (2 + (nf - 2) * (1 - rho)) / (1 + rho) if nf > 1 else 1.0  # 1' R^-1 1, AR(1)
-                d = (10.0 + g) / (a / R68) * np.sqrt(ones)
-                row.append(f"{nf} fixes {100 * norm_sf(d - Z99):5.1f} %")
+                q = ar1_mahalanobis([i * DT for i in range(nf)], [(10.0 + g) / (a / R68)] * nf)
+                row.append(f"{nf} fixes {100 * np_false_alarm(q):5.1f} %")
             print(f"  g {g:2.0f} m, accuracy {a:4.0f} m: " + "  ".join(row))
 
 

@@ -20,6 +20,7 @@ import asyncio
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -28,8 +29,9 @@ import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
 
+from tests.helpers import CLUSTER_PARTITIONS
 from tracker.config import Settings
-from tracker.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from tracker.embedded import EmbeddedBroker, EmbeddedNats, EmbeddedPostgres, free_port
 from tracker.ingest.mqtt import BrokerAddress
 from tracker.store.db import apply_migrations
 
@@ -123,27 +125,93 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+@pytest.fixture(scope="session")
+async def _databases(pg_admin_url: str) -> AsyncIterator[_Databases]:
+    """The session's migrated template and the drops of the tests' databases (see database_url)."""
+    databases = _Databases(pg_admin_url)
+    await databases.make_template()
+    try:
+        yield databases
+    finally:
+        await databases.close()
+
+
+class _Databases:
+    """Every test's database is a copy of one migrated template (CREATE DATABASE ... TEMPLATE: the
+    migrations run once a session, not once a test), and is dropped in a task of its own while the next
+    tests run (a DROP DATABASE waits on PostgreSQL's disk for up to a second or more); the session's end
+    waits for every drop and the template's."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.template = f"tracker_test_template_{uuid.uuid4().hex[:8]}"
+        self._drops: set[asyncio.Task[None]] = set()
+
+    async def make_template(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.template}"')
+        conn = await asyncpg.connect(_with_database(self.admin_url, self.template))
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    async def copy(self) -> str:
+        name = f"tracker_test_{uuid.uuid4().hex[:12]}"
+        await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return name
+
+    def drop_soon(self, name: str) -> None:
+        task = asyncio.ensure_future(self._drop(name))
+        self._drops.add(task)
+        task.add_done_callback(self._drops.discard)
+
+    async def _drop(self, name: str, tries: int = 3) -> None:
+        """Drop a test's database, tried again if PostgreSQL does not answer in time (a loaded CI
+        machine: a connect once timed out after the whole suite had passed); one left behind after
+        that is warned of, and fails nothing."""
+        for attempt in range(1, tries + 1):
+            try:
+                await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+                if attempt == tries:
+                    warnings.warn(f"test database {name} left behind: {type(e).__name__}: {e}", stacklevel=1)
+                    return
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        try:
+            if self._drops:  # (a drop that failed leaves one database behind, never the template)
+                await asyncio.gather(*self._drops, return_exceptions=True)
+        finally:
+            await self._admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+    async def _admin(self, sql: str) -> None:
+        admin = await asyncpg.connect(self.admin_url)
+        try:
+            await admin.execute(sql)
+        finally:
+            await admin.close()
+
+
 @pytest.fixture
-async def database_url(pg_admin_url: str) -> AsyncIterator[str]:
+async def database_url(_databases: _Databases) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
-    name = f"tracker_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(pg_admin_url, name)
-    conn = await asyncpg.connect(url)
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
-    yield url
-    admin = await asyncpg.connect(pg_admin_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    name = await _databases.copy()
+    yield _with_database(_databases.admin_url, name)
+    _databases.drop_soon(name)
+
+
+@pytest.fixture
+def nats_nodes(tmp_path: Path) -> Iterator[list[EmbeddedNats]]:
+    """Three nats-server processes of the test's own, routed to each other, with the subject mappings
+    for the cluster tests' partitions (tests.helpers.CLUSTER_PARTITIONS)."""
+    nodes = EmbeddedNats.cluster(3, tmp_path / "nats", partitions=CLUSTER_PARTITIONS)
+    for node in nodes:
+        node.start()
+    yield nodes
+    for node in nodes:
+        node.stop()
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +86,11 @@ async def build_small_world(conn: asyncpg.Connection, kid_names: list[str]) -> S
     return world
 
 
+# the cluster tests' partitions (64 in production: the same code; a worker's start makes each
+# partition's consumers), with five to eight children: every worker of three owns some of them
+CLUSTER_PARTITIONS = 8
+
+
 async def alert_with_delivery(
     conn: asyncpg.Connection,
     kid: Kid,
@@ -119,8 +125,11 @@ class Publisher:
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         if a.username:
             self._client.username_pw_set(a.username, a.password)
+        connected = threading.Event()
+        self._client.on_connect = lambda *_: connected.set()
         self._client.connect(a.host, a.port)
         self._client.loop_start()
+        connected.wait(10)  # a broker may take a moment to set a session up (nats-server's MQTT)
 
     def publish(self, topic: str, payload: bytes | str | dict[str, Any]) -> float:
         """Publish and return the time it was sent."""

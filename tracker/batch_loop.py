@@ -13,6 +13,14 @@ others go through; the batch prepared on top of it is prepared again.
 
 After the commit: the broker's messages are acknowledged, the HTTP requests among them answered with
 their own outcome, and the dispatcher woken.
+
+With workers (issue 16), a commit may be fenced (tracker.cluster.fencing: a partition of the batch
+changed hands since it was prepared). Nothing of it was written, and nothing of it is acknowledged
+or dead-lettered: the engine delivers its messages again, to the partition's new owner, and the
+messages of partitions this worker still owns are read again at once (``not_committed``; the engine
+would give them again only after its ack wait, two minutes, and after what came later). The states
+prepared on top of it are discarded, the batch after it is prepared again, the lease keeper is told,
+and the loop goes on.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
+from tracker.cluster.fencing import Fenced
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage, Reason
 from tracker.ingest.handoff import Handoff
@@ -43,6 +52,16 @@ T = TypeVar("T")
 
 class Acknowledger(Protocol):
     def ack(self, messages: list[RawMessage]) -> None: ...
+
+    def not_committed(self, messages: list[RawMessage]) -> None:
+        """A fenced batch's messages: never acknowledged by this batch; those this worker still owns
+        are to be delivered again now, in order."""
+        ...
+
+    def current(self, messages: list[RawMessage]) -> list[RawMessage]:
+        """The messages still to be processed: without those read before their partition was given up
+        or read again (they come again, in order, or go to the partition's new owner)."""
+        ...
 
 
 class Dispatching(Protocol):
@@ -77,7 +96,8 @@ class BatchLoop:
         self._http = http
         self._dispatcher = dispatcher
         self.healthy = True  # false while PostgreSQL keeps a batch from being prepared or committed
-        self._committing: asyncio.Future[BatchOutcome | None] | None = None  # the commit of the batch before
+        # the commit of the batch before (None: a bug; Fenced: its partitions changed hands)
+        self._committing: asyncio.Future[BatchOutcome | Fenced | None] | None = None
         self._arriving: asyncio.Future[list[RawMessage]] | None = None  # the next batch
 
     async def run(self) -> None:
@@ -109,8 +129,10 @@ class BatchLoop:
             if self._committing is None and holding:
                 writer.release()  # idle: the clock may run
                 holding = False
-            batch = await arriving
+            batch = self._broker.current(await arriving)
             stages["wait_messages"] += time.perf_counter() - t
+            if not batch:
+                continue
             if self._committing is not None and pipeline.clock_waiting:
                 await self._after_commit(committing_batch)
                 writer.release()  # the clock runs between two batches (asyncio.Lock: first come first served)
@@ -120,8 +142,12 @@ class BatchLoop:
                 holding = True
             prepared = await self._prepare(batch)
             if self._committing is not None and not await self._after_commit(committing_batch):
-                # the batch before failed and was recovered message by message: prepare this one again,
-                # on the states that came to be
+                # the batch before failed and was recovered message by message, or was fenced (its
+                # partitions still owned are read again from there: this batch's later messages of them
+                # come again after it, in order): prepare this one again, on the states that came to be
+                batch = self._broker.current(batch)
+                if not batch:
+                    continue
                 prepared = await self._prepare(batch) if prepared is not None else None
             if prepared is None:  # a bug one of its messages triggers
                 await self._one_by_one(batch)
@@ -131,10 +157,14 @@ class BatchLoop:
 
     async def _after_commit(self, batch: list[RawMessage]) -> bool:
         """Wait for the batch being committed; if it could not be (a bug), forget the states prepared on
-        top of it and process its messages one by one. Whether it was committed as a whole."""
+        top of it and process its messages one by one; if it was fenced, forget them and drop the batch
+        (not acknowledged). Whether it was committed as a whole."""
         assert self._committing is not None
         outcome = await self._committing
         self._committing = None
+        if isinstance(outcome, Fenced):
+            self._pipeline.discard_ahead()
+            return False
         if outcome is None:
             self._pipeline.discard_ahead()
             await self._one_by_one(batch)
@@ -149,12 +179,20 @@ class BatchLoop:
             log.exception("batch of %d messages failed", len(batch))
             return None
 
-    async def _commit_and_ack(self, batch: list[RawMessage], prepared: PreparedBatch) -> BatchOutcome | None:
+    async def _commit_and_ack(
+        self, batch: list[RawMessage], prepared: PreparedBatch
+    ) -> BatchOutcome | Fenced | None:
         """Commit a prepared batch (again and again while PostgreSQL is in trouble), then acknowledge
-        its messages and wake the dispatcher. None: a bug; nothing was committed or acknowledged."""
+        its messages and wake the dispatcher. None: a bug, Fenced: its partitions changed hands;
+        either way nothing was committed or acknowledged."""
         try:
             commit = partial(self._pipeline.commit, prepared)
             outcome = await self._through_db_trouble("committed", len(batch), commit)
+        except Fenced as e:
+            log.warning("batch of %d messages not committed: %s", len(batch), e)
+            self._pipeline.fenced(e)
+            self._broker.not_committed(batch)
+            return e
         except Exception:
             log.exception("batch of %d messages not committed", len(batch))
             return None
@@ -196,6 +234,12 @@ class BatchLoop:
                 outcome = await self._through_db_trouble("committed", 1, partial(self._alone, message))
                 answers = outcome.answers
                 self._dispatcher.send_at_once(outcome.at_once)
+            except Fenced as e:  # not this worker's any more: neither acknowledged nor dead-lettered
+                self._pipeline.discard_ahead()
+                log.warning("message on %s not committed: %s", message.topic, e)
+                self._pipeline.fenced(e)
+                self._broker.not_committed([message])
+                continue
             except Exception as e:
                 self._pipeline.discard_ahead()
                 log.exception("message on %s failed; dead-lettered as internal_error", message.topic)

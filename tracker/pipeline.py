@@ -17,13 +17,18 @@ commit of the batch before (its round trips to PostgreSQL), the websockets and t
 the commit succeeded, so a batch can be committed again after a failed attempt, and a redelivered
 message changes nothing (positions are idempotent on tag + timestamp, and a state refuses a fix it has
 already decided). The clock's rules (``tracker.clock``) move the same states, never at the same time.
+
+With workers (issue 16, ``ownership``: tracker.cluster), a batch is prepared under the fencing tokens
+its worker holds for its children's partitions, and its commit checks them first (``Fenced``: nothing
+written); ``forget_partitions`` drops the states of a partition that changed hands. Without it (one
+process, ``make run``) nothing of that runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import asyncpg
 
@@ -31,6 +36,8 @@ from tracker.alerts.escalation import Escalation
 from tracker.alerts.lifecycle import ChildEvent
 from tracker.child_states import ChildStates
 from tracker.clock import Clock
+from tracker.cluster.fencing import Fenced
+from tracker.cluster.partitions import Ownership
 from tracker.config import Settings, rules_from
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.ratelimit import TagRateLimiter
@@ -55,10 +62,14 @@ class Pipeline:
         settings: Settings,
         metrics: Metrics,
         connected_here: Callable[[int], bool] = lambda guardian_id: False,
+        ownership: Ownership | None = None,
     ) -> None:
         """``connected_here``: whether a guardian has a websocket open on this process (their critical
-        alerts go out on it as soon as the batch is committed: ``BatchOutcome.at_once``)."""
+        alerts go out on it as soon as the batch is committed: ``BatchOutcome.at_once``).
+        ``ownership``: a worker's lease keeper (tracker.cluster.leases.LeaseKeeper); None: one process,
+        owning every child, no fencing."""
         self._pool = pool
+        self.ownership = ownership
         self._connected_here = connected_here
         self._view = view
         self._settings = settings
@@ -73,6 +84,7 @@ class Pipeline:
             rules=self.rules,
             escalation=self.escalation,
             metrics=metrics,
+            ownership=ownership,
         )
         self._rate = TagRateLimiter(rate_per_s=settings.tag_rate_per_s, burst=settings.tag_burst)
 
@@ -95,12 +107,15 @@ class Pipeline:
         are those of the batches prepared before it, committed or not: the batch loop prepares a batch
         while the one before it commits, and commits them in order."""
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
+        share = None if self.ownership is None else self.ownership.share()  # before any state is read
         clock = StageClock()
         outcome = BatchOutcome(messages=len(messages))
         first = await asyncio.to_thread(self._front, view, messages, outcome, clock)
         states = await self.states.of_batch(first.admitted.child_ids.tolist())
         clock.lap("load_states")
         prepared = await asyncio.to_thread(self._decide, view, first, states, outcome, clock)
+        if share is not None:
+            prepared.tokens = share.tokens_for(first.admitted.child_ids)
         self.states.hold(states)
         first.rate.hold()
         for stage, seconds in clock.totals.items():
@@ -172,6 +187,21 @@ class Pipeline:
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
         m.events.update(e.event.kind.value for e in p.events)
         return outcome
+
+    def fenced(self, e: Fenced) -> None:
+        """A commit was fenced: the lease keeper is told (it loses the partitions still held under the
+        tokens the batch was prepared with)."""
+        if self.ownership is not None:
+            self.ownership.fenced(e.stale)
+
+    def forget_partitions(self, partitions: Collection[int]) -> None:
+        """Forget the states (committed and ahead) of the children of these partitions: gained ones are
+        read from their PostgreSQL checkpoints, after the token bump, when next needed; lost ones are
+        not ours to keep. (The lease keeper's on_gained and on_lost.)"""
+        if self.ownership is None or not partitions:
+            return
+        count, which = self.ownership.share().partitions, frozenset(partitions)
+        self.states.forget(lambda child: child % count in which)
 
     def discard_ahead(self) -> None:
         """Forget the states of batches prepared and not committed (a commit failed for good: the

@@ -4,16 +4,28 @@ a view keeps it whole even while the next one is being built.
 
 Built from the database's rows (``build_view``), or from a world document exported from it
 (``view_from_world``: what ``tracker replay`` judges past fixes with, the same view the service had).
+
+The children's lookups (child -> route slot and context) are arrays, not dicts (``ChildLookup``):
+children of one school on one route share their context and slot, so a child is an id and the
+number of its (school, route) group. A worker that owns only some children (a cluster's worker,
+tracker.cluster.partitions) builds its view with ``owned``: the lookups, the routes in the index
+and the schedules are then its children's alone (and so are the states the clock loads: those of
+the view's children), while ``rows`` stays the whole registry (the API, the schools' pages and the
+front stage read every child and tag).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import shapely.errors
 import shapely.geometry
 
@@ -23,33 +35,129 @@ from tracker.importers.models import RouteProps, ZoneProps
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
 from tracker.store.alert_rules import SCHOOL_FENCE_M, AlertRuleRows, ReaderRow, SchoolRules
 from tracker.store.registry_rows import ChildRow, RegistryRows, RouteRow, SchoolRow, ZoneRow
+from tracker.store.registry_tables import ChildTable, Ids, find_id, find_ids
 
 log = logging.getLogger(__name__)
 _versions = itertools.count(1)
+I64 = npt.NDArray[np.int64]
+
+
+class ChildLookup:
+    """The view's children: ids ascending, each with the number of its group; a group (the children
+    of one school on one route) has one route slot and one context."""
+
+    __slots__ = ("contexts", "group", "ids", "slots")
+
+    def __init__(
+        self, ids: Ids, group: npt.NDArray[np.int32], slots: list[int], contexts: list[ChildContext]
+    ):
+        self.ids = ids
+        self.group = group
+        self.slots = np.array(slots, dtype=np.int32)
+        self.contexts = contexts
+        for a in (self.ids, self.group, self.slots):
+            a.flags.writeable = False
+
+    def position(self, child_id: object) -> int:
+        return find_id(self.ids, child_id)
+
+    def positions(self, child_ids: npt.ArrayLike) -> I64:
+        return find_ids(self.ids, child_ids)
+
+    @property
+    def nbytes(self) -> int:
+        return self.ids.nbytes + self.group.nbytes + self.slots.nbytes
+
+
+class _ByChild(Mapping[int, Any]):
+    """child id -> its group's slot or context (the view's ``route_slot_of_child`` and ``contexts``)."""
+
+    __slots__ = ("_lookup", "_values")
+
+    def __init__(self, lookup: ChildLookup, values: Any) -> None:
+        self._lookup = lookup
+        self._values = values
+
+    def __getitem__(self, child_id: int) -> Any:
+        i = self._lookup.position(child_id)
+        if i < 0:
+            raise KeyError(child_id)
+        value = self._values[int(self._lookup.group[i])]
+        return int(value) if isinstance(value, np.integer) else value
+
+    def __contains__(self, child_id: object) -> bool:
+        return self._lookup.position(child_id) >= 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._lookup.ids.tolist())
+
+    def __len__(self) -> int:
+        return int(self._lookup.ids.size)
 
 
 @dataclass(frozen=True)
 class RegistryView:
     rows: RegistryRows
     index: GeofenceIndex
-    schedules: dict[int, RouteSchedule]  # route id -> schedule
-    route_slot_of_child: dict[int, int]  # child id -> route slot in the index (-1: none)
-    contexts: dict[int, ChildContext] = field(default_factory=dict)  # child id -> what the monitor needs
+    schedules: dict[int, RouteSchedule]  # route id -> schedule (the routes of the view's children)
+    children: ChildLookup  # the view's children (all, or those the worker owns): route slot, context
     school_rules: dict[int, SchoolRules] = field(default_factory=dict)
     readers: dict[str, ReaderRow] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # "route 7" -> why its geometry was left out
     version: int = 0
 
+    @property
+    def route_slot_of_child(self) -> Mapping[int, int]:
+        """child id -> route slot in the index (-1: none), for the view's children."""
+        return _ByChild(self.children, self.children.slots)
+
+    @property
+    def contexts(self) -> Mapping[int, ChildContext]:
+        """child id -> what the monitor needs, for the view's children."""
+        return _ByChild(self.children, self.children.contexts)
+
     def context_of_child(self, child_id: int) -> ChildContext:
-        return self.contexts.get(child_id) or _NO_CONTEXT
+        i = self.children.position(child_id)
+        return _NO_CONTEXT if i < 0 else self.children.contexts[int(self.children.group[i])]
 
     def route_slots(self, child_ids: np.ndarray) -> np.ndarray:
-        get = self.route_slot_of_child.get
-        return np.fromiter((get(int(c), -1) for c in child_ids), dtype=np.int32, count=len(child_ids))
+        """The route slot of each child (-1: none, or not a child of this view)."""
+        pos = self.children.positions(child_ids)
+        slots = self.children.slots[self.children.group[np.maximum(pos, 0)]] if pos.size else pos
+        return np.where(pos >= 0, slots, -1).astype(np.int32)
+
+    @functools.cached_property
+    def context_groups(self) -> list[tuple[ChildContext, Ids]]:
+        """Each distinct context with its children's ids (ascending); worked out once per view."""
+        c = self.children
+        order = np.argsort(c.group, kind="stable")
+        bounds = np.searchsorted(c.group[order], np.arange(len(c.contexts) + 1))
+        return [(ctx, c.ids[order[bounds[g] : bounds[g + 1]]]) for g, ctx in enumerate(c.contexts)]
 
 
 def _shape(geojson: dict[str, Any]) -> Any:
+    """The shapely geometry of a GeoJSON geometry, as ``shapely.geometry.shape`` makes it. A route's
+    (Multi)LineString is given to the same constructor with its coordinates as a float array: shape()
+    passes them as lists, which shapely converts a coordinate at a time in Python (``float(c)`` for
+    each), then makes the same array: 1.3 s of a city's build of 40,000 routes (py-spy of a starting
+    tracker), the same doubles. Coordinates that make no (n, 2|3) float array go through shape()."""
+    kind = geojson.get("type") if isinstance(geojson, dict) else None
+    if kind in ("LineString", "MultiLineString"):
+        try:
+            coords = geojson["coordinates"]
+            if kind == "LineString":
+                return shapely.geometry.LineString(_coordinates(coords))
+            return shapely.geometry.MultiLineString([_coordinates(part) for part in coords])
+        except (ValueError, TypeError, KeyError):
+            pass  # as shape() would refuse it (or make it), with its own words
     return shapely.geometry.shape(geojson)
+
+
+def _coordinates(line: Any) -> npt.NDArray[np.float64]:
+    xy = np.asarray(line, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] not in (2, 3) or xy.shape[0] < 2 or np.isnan(xy).any():
+        raise ValueError("not a line's coordinates")  # (None becomes nan here, where float() refuses it)
+    return xy
 
 
 def _warm_up(index: GeofenceIndex) -> None:
@@ -80,13 +188,29 @@ def build_view(
     all_day: bool = False,
     rules: AlertRuleRows | None = None,
     home_fence_m: float = 50.0,
+    owned: Callable[[Ids], npt.NDArray[np.bool_]] | None = None,
 ) -> RegistryView:
     """Build a view from registry rows. A stored geometry the index refuses is left out and logged
-    (the API refuses such geometry before it is stored; this guards against rows written by hand)."""
+    (the API refuses such geometry before it is stored; this guards against rows written by hand).
+
+    ``owned``: which children this worker owns (child ids -> a mask, e.g. tracker.cluster.partitions'
+    ``Share.owned_mask``); the view then holds those children and their routes alone. ``None``: all."""
+    if any(r.geometry is None for r in rows.routes.values()) or any(
+        z.geometry is None for z in rows.zones.values()
+    ):
+        raise ValueError("build_view: these rows are a view's, without their geometry: read them anew")
     refused: dict[str, str] = {}
+    ids, school_of, route_of = _children_arrays(rows.children)
+    if owned is not None:
+        mine = np.asarray(owned(ids), dtype=bool)
+        ids, school_of, route_of = ids[mine], school_of[mine], route_of[mine]
+        wanted = set(np.unique(route_of[route_of >= 0]).tolist())
+        view_routes = [r for r in rows.routes.values() if r.id in wanted]
+    else:
+        view_routes = list(rows.routes.values())
     routes: list[RouteSpec] = []
     homes: dict[int, Place | None] = {}
-    for r in rows.routes.values():
+    for r in view_routes:
         try:
             geojson = r.geojson
             homes[r.id] = _home(geojson, home_fence_m)
@@ -96,7 +220,7 @@ def build_view(
     zones: list[ZoneSpec] = []
     for z in rows.zones.values():
         try:
-            zones.append(ZoneSpec(z.id, _shape(z.geometry)))
+            zones.append(ZoneSpec(z.id, _shape(z.geojson)))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"zone {z.id}"] = str(e)
     while True:
@@ -111,6 +235,10 @@ def build_view(
                 zones = [z for z in zones if z.zone_id != e.feature_id]
     for what, why in refused.items():
         log.error("registry: %s left out of the geofence index: %s", what, why)
+    # the specs and their shapely geometry let go as soon as the index holds them, before what the view
+    # keeps (contexts, places, rows) is made: made after, the kept objects fill the specs' freed blocks
+    # where they would otherwise sit beside them in Python's small-object heap (bench/worker_memory.py)
+    del routes, zones
     _warm_up(index)
 
     rules = rules or AlertRuleRows({}, {}, {})
@@ -119,7 +247,7 @@ def build_view(
     # equal schedules are one object (a school's routes share its windows): a schedule remembers its
     # last answers, and the clock asks every child's at the same moment
     distinct: dict[RouteSchedule, RouteSchedule] = {}
-    for r in rows.routes.values():
+    for r in view_routes:
         school = rows.schools.get(r.school_id)
         tz = school.timezone if school else default_timezone
         of_school = school_rules.get(r.school_id, SchoolRules())
@@ -143,29 +271,70 @@ def build_view(
         except (ValueError, KeyError, TypeError) as e:
             refused[f"zone {zone_id} hours"] = str(e)
             log.error("registry: zone %s has unusable hours (always on): %s", zone_id, e)
-    slots: dict[int, int] = {}
-    contexts: dict[int, ChildContext] = {}
     # children of one school on one route share their context (and their route slot): one object per
-    # (school, route), not per child, which is most of the view's memory at city scale
-    shared: dict[tuple[int, int | None], tuple[int, ChildContext]] = {}
-    for c in rows.children.values():
-        key = (c.school_id, c.route_id)
-        if key not in shared:
-            s = rows.schools.get(c.school_id)
-            fence = school_rules[c.school_id].fence_m if c.school_id in school_rules else SCHOOL_FENCE_M
-            shared[key] = (
-                index.route_slot(c.route_id) if c.route_id is not None else -1,
-                ChildContext(
-                    schedule=schedules.get(c.route_id) if c.route_id is not None else None,
-                    school=Place(s.lon, s.lat, fence) if s is not None else None,
-                    home=homes.get(c.route_id) if c.route_id is not None else None,
-                    zone_hours=hours,
-                    mode=route.mode if (route := rows.routes.get(c.route_id or -1)) is not None else "walk",
-                ),
+    # (school, route), not per child, which was most of the view's memory at city scale
+    width = int(route_of.max(initial=-1)) + 2  # (school, route or -1) as one integer key (int64: the
+    # ids may be int32, their product not)
+    keys, group = np.unique(
+        school_of.astype(np.int64) * width + (route_of.astype(np.int64) + 1), return_inverse=True
+    )
+    group_routes = keys % width - 1
+    group_slots = index.route_slots(group_routes).tolist()
+    slots: list[int] = []
+    contexts: list[ChildContext] = []
+    school_places: dict[int, Place | None] = {}  # one per school, not per group (the same value)
+    for key, route, slot in zip(keys.tolist(), group_routes.tolist(), group_slots, strict=True):
+        school_id = key // width
+        route_id = route if route >= 0 else None
+        if school_id not in school_places:
+            s = rows.schools.get(school_id)
+            fence = school_rules[school_id].fence_m if school_id in school_rules else SCHOOL_FENCE_M
+            school_places[school_id] = Place(s.lon, s.lat, fence) if s is not None else None
+        slots.append(slot if route_id is not None else -1)
+        contexts.append(
+            ChildContext(
+                schedule=schedules.get(route_id) if route_id is not None else None,
+                school=school_places[school_id],
+                home=homes.get(route_id) if route_id is not None else None,
+                zone_hours=hours,
+                mode=route_row.mode if (route_row := rows.routes.get(route or -1)) is not None else "walk",
             )
-        slots[c.id], contexts[c.id] = shared[key]
+        )
+    lookup = ChildLookup(ids, group.reshape(-1).astype(np.int32), slots, contexts)
     return RegistryView(
-        rows, index, schedules, slots, contexts, school_rules, rules.readers, refused, next(_versions)
+        _without_geometry(rows),
+        index,
+        schedules,
+        lookup,
+        school_rules,
+        rules.readers,
+        refused,
+        next(_versions),
+    )
+
+
+def _without_geometry(rows: RegistryRows) -> RegistryRows:
+    """The rows a view keeps: the routes' and zones' geometry let go once the index holds them. At city
+    scale the routes' GeoJSON text was the largest part of the rows (41 MiB of a worker's RSS at
+    400,000 children and 40,000 routes, bench/worker_memory.py), and nothing reads it from a view:
+    every view is built from rows read anew (``load_registry``, a world document), and the world the
+    API exports is read from PostgreSQL. (``RouteRow.geojson`` says so if something asks.)"""
+    return dataclasses.replace(
+        rows,
+        routes={i: dataclasses.replace(r, geometry=None) for i, r in rows.routes.items()},
+        zones={i: dataclasses.replace(z, geometry=None) for i, z in rows.zones.items()},
+    )
+
+
+def _children_arrays(children: Mapping[int, ChildRow]) -> tuple[Ids, Ids, Ids]:
+    """(child ids ascending, their schools, their routes or -1) from the registry's children."""
+    if isinstance(children, ChildTable):
+        return children.ids, children.school_ids, children.route_ids
+    rows = sorted(children.values(), key=lambda c: c.id)
+    return (
+        np.array([c.id for c in rows], dtype=np.int64),
+        np.array([c.school_id for c in rows], dtype=np.int64),
+        np.array([-1 if c.route_id is None else c.route_id for c in rows], dtype=np.int64),
     )
 
 

@@ -7,6 +7,7 @@ registry NOTIFY ──▶ rebuild RegistryView in a thread ──▶ swap (the n
 HTTP (FastAPI on uvicorn): API, /ws, /ws/school, the web pages
 BatchLoop and clock ──▶ SchoolLiveFeed (only while a school's live map is open) ──▶ /ws/school
 tokens_revoked NOTIFY, and a check of all open sockets' tokens ──▶ close /ws sockets on dead tokens
+alert_sockets NOTIFY (a websocket delivery another process claimed) ──▶ SocketRelay ──▶ this process's /ws
 retention loop ──▶ purge old positions
 broker probe (at start, every few minutes) ──▶ /readyz broker_settings: would the broker drop or throttle?
 """
@@ -17,13 +18,15 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import Coroutine, Iterator
+import time
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import uvicorn
 
+from tracker import heap
 from tracker.alerts.channels import (
     AppriseSmsProvider,
     RecordingSmsProvider,
@@ -35,10 +38,15 @@ from tracker.alerts.channels import (
 from tracker.alerts.dispatcher import Dispatcher
 from tracker.alerts.hub import WebSocketHub
 from tracker.alerts.push import PushChannel, load_vapid_keys
+from tracker.alerts.relay import SocketRelay
 from tracker.api import AppContext, create_app
 from tracker.api.live_feed import SchoolLiveFeed
-from tracker.batch_loop import BatchLoop
+from tracker.batch_loop import Acknowledger, BatchLoop
+from tracker.cluster.keeper_thread import ThreadedLeaseKeeper
+from tracker.cluster.partitions import default_worker_id
 from tracker.config import Settings
+from tracker.geofence import kernels as geofence_kernels
+from tracker.ingest import jetstream
 from tracker.ingest.broker_probe import (
     MAX_PROBE,
     BrokerProbe,
@@ -72,9 +80,21 @@ class Service:
     mqtt_url: str
     metrics: Metrics = field(default_factory=Metrics)
     hub: WebSocketHub = field(default_factory=WebSocketHub)
+    # this process's name among the tracker processes on one PostgreSQL: the claimer recorded on the
+    # deliveries it claims (tracker.store.alerts: at start it releases its own earlier claims at once,
+    # other processes' only when stale), so it must be its own and is best stable across restarts.
+    # By default TRACKER_WORKER_ID; else one tracker on MQTT: its MQTT client id (a broker holds one
+    # session per client id, so two never share it); else hostname-pid (a new name each start: its
+    # own claims of before a restart are released when stale, after the claim timeout)
+    worker_id: str = ""
 
     def __post_init__(self) -> None:
+        s = self.settings
+        self.worker_id = self.worker_id or s.worker_id
+        if not self.worker_id:
+            self.worker_id = s.mqtt_client_id if s.engine == "mqtt" else default_worker_id()
         self._tasks: list[asyncio.Task[None]] = []
+        self._errands: set[asyncio.Task[None]] = set()
         self._registry_changed = asyncio.Event()
         self._view: RegistryView | None = None
         self._reads = self._swapped_read = 0  # registry reads started / the read behind the current view
@@ -83,17 +103,20 @@ class Service:
     # --- life cycle --------------------------------------------------------------------------------
     async def start(self, *, http: bool = True) -> None:
         s = self.settings
-        self.pool = await create_pool(self.database_url)
+        self.pool = await create_pool(self.database_url, worker_id=self.worker_id)
         async with self.pool.acquire() as conn:
             applied = await apply_migrations(conn)
         if applied:
             log.info("applied migrations %s", ", ".join(applied))
-        await release_stuck_deliveries(self.pool)
+        log.info("geofence kernels: %s", geofence_kernels.IN_USE)
+        await release_stuck_deliveries(self.pool, s.delivery_claim_timeout_s)
         # listen before the first read, so that the registry loop need not read it all again (which
         # would hold two views at once: most of the memory peak at city scale)
         listener = await self._listen()
         await self.reload_registry()
 
+        # a websocket delivery claimed here reaches the guardian's sockets on the other processes too
+        self.relay = SocketRelay(self.hub, self.pool, self.worker_id)
         sms: SmsProvider = self._sms_provider()
         self._webhook = WebhookChannel(s.webhook_timeout_s)
         self.vapid_keys = await load_vapid_keys(self.pool, s.vapid_key_file)
@@ -102,17 +125,30 @@ class Service:
         )
         self.dispatcher = Dispatcher(
             self.pool,
-            [WebSocketChannel(self.hub), SmsChannel(sms, s.public_url), self._webhook, self._push],
+            [
+                WebSocketChannel(self.hub, self.relay),
+                SmsChannel(sms, s.public_url),
+                self._webhook,
+                self._push,
+            ],
             max_attempts=s.delivery_max_attempts,
             backoff_s=s.delivery_backoff_s,
             rate_limit=(s.rate_limit_count, s.rate_limit_window_s),
+            claim_timeout_s=s.delivery_claim_timeout_s,
         )
+        # a worker of a cluster owns some partitions of the children by its leases; one process, all
+        self.keeper: ThreadedLeaseKeeper | None = self._lease_keeper() if s.engine == "nats" else None
         self.pipeline = Pipeline(
+            ownership=self.keeper,
             pool=self.pool,
             view=self.view,
             settings=s,
             metrics=self.metrics,
-            connected_here=lambda guardian_id: self.hub.connections(guardian_id) > 0,
+            # a critical alert's websocket deliveries are claimed in its commit and sent at once
+            # whether or not the guardian has a socket here: their sockets may be on another process,
+            # which the relay tells as soon as the commit is done (a guardian with none anywhere: the
+            # delivery is marked 'offline' at once, as a round would)
+            connected_here=lambda guardian_id: True,
         )
         # the schools' live map sockets (/ws/school): what each committed batch changed, coalesced
         self.school_live = SchoolLiveFeed(
@@ -124,28 +160,34 @@ class Service:
         self._queue: Handoff[RawMessage] = Handoff(
             asyncio.get_running_loop(), s.ingest_queue_max, size=lambda m: len(m.payload)
         )
-        protocol = await self._broker_protocol()
-        self.ingestor = MqttIngestor(
-            url=self.mqtt_url,
-            client_id=s.mqtt_client_id,
-            topics=ingest_topics(s.topic_prefix),
-            queue=self._queue,
-            mqtt5=protocol == Protocol.MQTT5,
-            window=receive_maximum(s.ingest_queue_max, s.batch_max_messages),
-        )
-        self.ingestor.start()
-        await self.ingestor.wait_connected()
-        self.broker_probe = self._broker_probe(protocol)
-        self.http_ingress = HttpIngress(
-            self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
-        )
+        broker: Acknowledger
+        if s.engine == "nats":
+            broker, engine_ready = await self._start_worker()
+            self.broker_probe = None
+        else:
+            protocol = await self._broker_protocol()
+            self.ingestor = MqttIngestor(
+                url=self.mqtt_url,
+                client_id=s.mqtt_client_id,
+                topics=ingest_topics(s.topic_prefix),
+                queue=self._queue,
+                mqtt5=protocol == Protocol.MQTT5,
+                window=receive_maximum(s.ingest_queue_max, s.batch_max_messages),
+            )
+            self.ingestor.start()
+            await self.ingestor.wait_connected()
+            broker, engine_ready = self.ingestor, ("mqtt", lambda: self.ingestor.connected)
+            self.broker_probe = self._broker_probe(protocol)
+            self.http_ingress = HttpIngress(
+                self._queue, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
+            )
         self.batch_loop = BatchLoop(
             pipeline=self.pipeline,
             queue=self._queue,
             settings=s,
             metrics=self.metrics,
             pool=self.pool,
-            broker=self.ingestor,
+            broker=broker,
             http=self.http_ingress,
             dispatcher=self.dispatcher,
             live=self.school_live.committed,
@@ -159,7 +201,7 @@ class Service:
             ingress=self.http_ingress,
             school_live=self.school_live,
             readiness={
-                "mqtt": lambda: self.ingestor.connected,
+                engine_ready[0]: engine_ready[1],
                 "pipeline": lambda: self.batch_loop.healthy,
                 "registry": lambda: self._view is not None,
                 "tasks": lambda: all(not t.done() for t in self._tasks),  # no loop has died
@@ -174,6 +216,7 @@ class Service:
         self._spawn(self.batch_loop.run(), "batch loop")
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self._registry_loop(listener), "registry")
+        self._spawn(self.relay.run(self.database_url), "socket relay")
         self._spawn(self._clock_loop(), "clock")
         self._spawn(self._retention_loop(), "retention")
         if self.broker_probe is not None:
@@ -197,6 +240,13 @@ class Service:
                 await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
+        # a worker hands its partitions over while its batch loop still commits what it read
+        keeper: ThreadedLeaseKeeper | None = getattr(self, "keeper", None)
+        if keeper is not None and hasattr(self, "partition_ingest"):
+            try:
+                await asyncio.wait_for(keeper.stop(), STOP_TIMEOUT_S)
+            except (TimeoutError, *DB_ERRORS) as e:
+                log.warning("stopping: partitions not handed over (%s); they lapse after the lease", e)
         if self._http is not None:
             self._http.should_exit = True
             await asyncio.sleep(0.1)
@@ -211,6 +261,12 @@ class Service:
         with contextlib.suppress(AttributeError):
             self.ingestor.stop()
         with contextlib.suppress(AttributeError):
+            await self.front.stop()
+        with contextlib.suppress(AttributeError):
+            await self.partition_ingest.stop()
+        with contextlib.suppress(AttributeError):
+            await self._nats.close()
+        with contextlib.suppress(AttributeError):
             await self._webhook.close()
         with contextlib.suppress(AttributeError):
             await self._push.close()
@@ -220,6 +276,13 @@ class Service:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                 log.warning("stopping: PostgreSQL connections did not close; terminated")
                 self.pool.terminate()
+
+    def _errand(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """A short task (not one of the loops /readyz watches); a crash is logged like a loop's."""
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        self._errands.add(task)
+        task.add_done_callback(self._errands.discard)
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -275,6 +338,75 @@ class Service:
             interval_s=s.broker_probe_interval_s,
             counted=counted,
         )
+
+    # --- a worker of a cluster (TRACKER_ENGINE=nats) ---------------------------------------------------
+    async def _start_worker(self) -> tuple[Acknowledger, tuple[str, Callable[[], bool]]]:
+        """The engine's front stage, the partitions this worker owns by its leases, and the HTTP ingest
+        through the front (tracker.ingest.jetstream, tracker.cluster). Returns what acknowledges the
+        batch loop's messages, and the engine's readiness."""
+        s = self.settings
+        keeper = self.keeper
+        assert keeper is not None
+        self._nats = await jetstream.connect(s.nats_url, keeper.worker_id)
+        js = self._nats.jetstream()
+        await jetstream.ensure_streams(js, topic_prefix=s.topic_prefix, replicas=s.nats_replicas)
+        self.front = jetstream.FrontStage(js, self.pool, self.view, s, s.partitions, owns=keeper.owns)
+        self.partition_ingest = jetstream.PartitionIngest(
+            js,
+            self._queue,
+            self.pool,
+            topic_prefix=s.topic_prefix,
+            replicas=s.nats_replicas,
+            batch=s.batch_max_messages,
+            owns=keeper.owns,
+        )
+        self.http_ingress = jetstream.ClusterHttpIngress(
+            self.front, lambda: self.view().rows.devices, timeout_s=s.http_ingest_timeout_s
+        )
+        self._spawn(self.front.run(), "front")
+        self._spawn(keeper.run(), "leases")
+        return self.partition_ingest, ("engine", lambda: self._nats.is_connected)
+
+    def _lease_keeper(self) -> ThreadedLeaseKeeper:
+        """The partitions' leases, renewed on a thread and connections of their own: a worker whose
+        event loop is busy is alive, and keeps its partitions (tracker.cluster.keeper_thread)."""
+        s = self.settings
+        return ThreadedLeaseKeeper(
+            self.database_url,
+            self.worker_id,
+            s.partitions,
+            s.lease_ttl_s,
+            on_gained=lambda ps: self._errand(self._gained(ps), f"take {ps}"),
+            on_lost=lambda ps: self._errand(self._lost(ps), f"lose {ps}"),
+            before_release=self._release,
+        )
+
+    async def _gained(self, partitions: list[int]) -> None:
+        """Partitions this worker took (their tokens are new): forget what it may hold of their
+        children from an earlier ownership (their checkpoints are read again), then read them."""
+        self.pipeline.forget_partitions(partitions)
+        await asyncio.gather(
+            *(self.partition_ingest.take(p) for p in partitions), *(self.front.take(p) for p in partitions)
+        )
+
+    async def _lost(self, partitions: list[int]) -> None:
+        """Partitions taken over, lapsed or given up: stop reading them; their children's states go."""
+        for p in partitions:
+            self.front.give_up(p)
+            await self.partition_ingest.give_up(p)
+        self.pipeline.forget_partitions(partitions)
+
+    async def _release(self, partitions: list[int]) -> None:
+        """A graceful hand-over: stop reading, let what was read be committed and acknowledged (at most
+        half a lease's time), then the keeper lets the partitions go."""
+        for p in partitions:
+            self.front.give_up(p)  # what it fetched and did not forward goes to the next front, first
+            self.partition_ingest.stop_reading(p)
+        deadline = time.monotonic() + self.settings.lease_ttl_s / 2
+        while any(self.partition_ingest.pending(p) for p in partitions) and time.monotonic() < deadline:  # noqa: ASYNC110 (acks come from the batch loop: no event)
+            await asyncio.sleep(0.05)
+        for p in partitions:
+            await self.partition_ingest.give_up(p)
 
     def _sms_provider(self) -> SmsProvider:
         if self.settings.sms_provider == "apprise" and self.settings.sms_apprise_url:
@@ -367,13 +499,20 @@ class Service:
             await asyncio.sleep(self.settings.tick_s)
             try:
                 self.school_live.clock_events(await self.pipeline.tick())
-                self.school_live.alerts_changed(await escalate_due(self.pool, self.pipeline.escalation))
+                self.school_live.alerts_changed(
+                    await escalate_due(
+                        self.pool,
+                        self.pipeline.escalation,
+                        share=self.keeper.share() if self.keeper is not None else None,
+                    )
+                )
                 self.dispatcher.wake()
             except DB_ERRORS as e:
                 log.warning("clock rules skipped a tick (%s)", e)
 
     async def _retention_loop(self) -> None:
-        """Privacy: purge positions (and dead letters) older than the retention period, now and then."""
+        """Privacy: purge positions (and dead letters) older than the retention period, now and then; and
+        make the day partitions of positions ahead (tracker.store.retention), the first time at start."""
         from datetime import timedelta
 
         from tracker.store.retention import purge_old_positions
@@ -382,7 +521,7 @@ class Service:
         while True:
             try:
                 purged = await purge_old_positions(self.pool, keep=keep)
-                if purged.positions or purged.dead_letters:
+                if purged:  # anything purged, or partitions made or dropped
                     log.info("retention: %s", purged)
             except DB_ERRORS as e:
                 log.warning("retention purge skipped (%s)", e)
@@ -404,6 +543,7 @@ def settle_heap() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    heap.trim()  # the build's garbage is free now: its pages back to the system, not kept as RSS
 
 
 class _HttpServer(uvicorn.Server):

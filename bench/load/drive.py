@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,9 +68,10 @@ def publisher_main(url: str, qos: int, path: str, rate: float | None, start_at: 
 
 @dataclass
 class Publishers:
-    """P publisher processes, each with every P-th message (so a paced run stays in time order)."""
+    """P publisher processes, each with every P-th message (so a paced run stays in time order).
+    ``url``: the broker, or several (a cluster's nodes): publisher k connects to the k-th, round robin."""
 
-    url: str
+    url: str | Sequence[str]
     qos: int
     workdir: Path
     count: int = 2
@@ -87,7 +89,14 @@ class Publishers:
             Path(result).unlink(missing_ok=True)
             p = SPAWN.Process(
                 target=publisher_main,
-                args=(self.url, self.qos, str(path), rate / self.count if rate else None, start_at, result),
+                args=(
+                    self._url(k),
+                    self.qos,
+                    str(path),
+                    rate / self.count if rate else None,
+                    start_at,
+                    result,
+                ),
                 daemon=True,
             )
             p.start()
@@ -103,6 +112,9 @@ class Publishers:
             times[k :: self.count] = np.load(result + ".times.npy")
             path.unlink(missing_ok=True)
         return results, times
+
+    def _url(self, k: int) -> str:
+        return self.url if isinstance(self.url, str) else self.url[k % len(self.url)]
 
 
 class SubscriberResult(msgspec.Struct):

@@ -92,3 +92,66 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_workers(path: Path, report: dict[str, Any]) -> None:
+    """``bench/e2e.py --workers``: each figure against the number of workers (one group of bars per N)."""
+    rows = report.get("per_workers", [])
+    if not rows:
+        return
+    ns = [r["workers"] for r in rows]
+    xs = list(range(len(ns)))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 8))
+    (ax_rate, ax_cpu, ax_engine), (ax_lat, ax_take, ax_rss) = axes
+    w = 0.38
+    for off, key, label in (
+        (-w / 2, "single_qos1", "single fixes, QoS 1"),
+        (w / 2, "batch100", "batches of 100"),
+    ):
+        ax_rate.bar([x + off for x in xs], [r[key]["fixes_per_s"] for r in rows], w, label=label)
+        ax_engine.bar([x + off for x in xs], [r[key]["engine_cpu_us_per_fix"] for r in rows], w, label=label)
+        alls = [r["fixes_per_tracker_cpu_s"][key]["all"] or 0 for r in rows]
+        ax_cpu.bar([x + off for x in xs], alls, w, alpha=0.45, label=f"{label}: all workers")
+        for x, r in zip(xs, rows, strict=True):
+            each = [v for v in r["fixes_per_tracker_cpu_s"][key]["each"] if v]
+            ax_cpu.scatter([x + off] * len(each), each, color="black", s=14, zorder=3)
+    if rows[0]["workers"] == 1:
+        one = rows[0]["fixes_per_tracker_cpu_s"]["single_qos1"]["all"] or 0
+        ax_cpu.axhline(0.9 * one, color="tab:red", ls=":", lw=1, label="90 % of one worker (single fixes)")
+    ax_rate.set_title("fixes / s sustained (all workers)")
+    ax_cpu.set_title("fixes per tracker CPU-second (dots: each worker)")
+    ax_engine.set_title("engine CPU per fix, µs (all nats-server nodes)")
+    p50 = [r["latency"]["p50_ms"] for r in rows]
+    p99 = [r["latency"]["p99_ms"] for r in rows]
+    ax_lat.bar([x - w / 2 for x in xs], p50, w, label="p50")
+    ax_lat.bar([x + w / 2 for x in xs], p99, w, label="p99")
+    for x, r in zip(xs, rows, strict=True):
+        ax_lat.text(
+            x, 0, f"{r['latency']['offered_fixes_per_s']:,.0f}/s", ha="center", va="bottom", fontsize=8
+        )
+    ax_lat.axhline(250, color="tab:red", ls=":", lw=1, label="target p99 250 ms")
+    ax_lat.set_title("publish → websocket, ms (offered load at the foot)")
+    owned = [(r.get("takeover") or {}).get("all_partitions_owned_after_s") or 0 for r in rows]
+    done = [(r.get("takeover") or {}).get("stream_stored_after_s") or 0 for r in rows]
+    ax_take.bar([x - w / 2 for x in xs], owned, w, label="every partition owned again")
+    ax_take.bar([x + w / 2 for x in xs], done, w, label="the stream stored")
+    ax_take.axhline(15, color="tab:red", ls=":", lw=1, label="target 15 s")
+    ax_take.set_title("after SIGKILL of one worker, s (N ≥ 2)")
+    for x, r in zip(xs, rows, strict=True):
+        peaks = list(r["rss_peak_mb"].values())
+        ax_rss.scatter([x] * len(peaks), peaks, color="tab:green", s=18)
+    ax_rss.set_title("peak RSS of each worker, MiB")
+    ax_rss.set_ylim(bottom=0)
+    for ax in axes.flat:
+        ax.set_xticks(xs, [f"{n} worker{'s' if n > 1 else ''}" for n in ns])
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    load = report.get("machine", {}).get("load_at_end")
+    fig.suptitle(
+        f"tracker workers on NATS ({report.get('nats_nodes')} node(s)): "
+        f"{report.get('children_registered', 0):,} children, {report.get('machine', {}).get('cpus')} CPUs"
+        + (f", load {load[0]:.1f} at the end" if load else "")
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -35,6 +35,11 @@ def city_lines(r: dict[str, Any]) -> list[str]:
     for name, x in st["targets"].items():
         out.append(f"  stays {name}: recall {_p(x)}")
     out.append(f"  stays reaching 30 m: median delay after {_q(st['delay_after_30m_deep_median_s'])}")
+    if st.get("in_own_corridor_in_a_window"):
+        out.append(
+            "  stays in a commute window inside the child's own corridor (not judged: the zone minus the"
+            f" corridor counts there), caught anyway: {_p(st['in_own_corridor_in_a_window'])}"
+        )
     out += [
         f"  false alarms per 1,000 child-days (24 h): {_p(fa['per_1000_child_days'])};"
         f" by kind {fa['by_kind']}",
@@ -48,9 +53,48 @@ def city_lines(r: dict[str, Any]) -> list[str]:
         f"  unregistered shuttle rides alerted: {_p(r['unregistered_rides'])}",
         f"  clocks: signal lost (not underground) {ck['signal_lost_not_underground']},"
         f" child-days with it repeated {ck['child_days_with_repeated_signal_lost']};"
-        f" SOS alerted {_p(ck['sos'])}, delay after receipt max {ck['sos_delay_after_receipt_max_s']} s",
-        "  stays: depth | time inside | accuracy -> recall (95 % CI) beside the Neyman-Pearson ceiling",
+        f" SOS alerted {_p(ck['sos'])}, delay after receipt max {ck['sos_delay_after_receipt_max_s']} s,"
+        f" within 5 s {_p(ck.get('sos_within_5_s'))}",
     ]
+    for cls, x in ck.get("by_clock", {}).items():
+        out.append(
+            f"    {cls:14s} {x['child_days']:6d} child-days: signal lost {x['signal_lost']};"
+            f" SOS {_p(x['sos'])}, delay after receipt max {x['sos_delay_after_receipt_max_s']} s"
+        )
+    if fa.get("by_rule_and_place"):
+        out.append("  false alarms by kind, the rule behind them (--why) and where the child was:")
+        out += [f"    {n:6d}  {what}" for what, n in fa["by_rule_and_place"].items()]
+    out.append(
+        "  stays: depth | time inside | accuracy -> recall (95 % CI) beside the Neyman-Pearson ceiling"
+        " (<< : more than 10 points below it; !! : even the interval's upper end is)"
+    )
     for cell, x in st["grid"].items():
-        out.append(f"    {cell:36s} {_p(x):44s} ceiling {100 * x['ceiling']:5.1f} %")
+        flag = "!!" if x.get("flag_sure") else "<<" if x.get("flag") else ""
+        out.append(f"    {cell:36s} {_p(x):44s} ceiling {100 * x['ceiling']:5.1f} % {flag}")
+    return out
+
+
+def _n(x: object) -> str:
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if isinstance(x, (int, float)) and x >= 10 else f"{x:g}"
+
+
+def plan_lines(r: dict[str, Any]) -> list[str]:
+    """How many child-days each target needs at this interval, and the hours (bench/quality/plan.py)."""
+    out = [
+        f"  child-days to decide each target at {r['fix_interval_s']:g} s ({r.get('fixes_per_s', 0):,}"
+        f" fixes/s measured in this run; {r.get('fixes_per_cpu_s') or 0:,} per CPU-second):"
+        " nothing missed or raised / the truth at the target / to refute the measured rate;"
+        " child-days (hours at this run's speed)",
+    ]
+    for name, row in r.get("decide", {}).items():
+        cells = []
+        for key in ("all_right", "at_target", "refute"):
+            x = row.get(key)
+            if not x or x.get("child_days") is None:
+                cells.append("-")
+                continue
+            cells.append(f"{_n(x['child_days'])} ({_n(x['hours'])} h)")
+        out.append(f"    {name:46s} " + " / ".join(cells))
     return out

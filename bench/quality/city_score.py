@@ -13,6 +13,12 @@ crossing), on a registered shuttle (or waiting for it), standing 5-15 m or 15-50
 elsewhere. Two are explained and counted apart: "signal lost" while underground (or in the minute
 after), and "left route" on the way to or from a zone stay.
 
+A stay taken in a commute window whose deepest point is still inside the child's own corridor (the
+route runs on the sidewalk 3-8 m from a road zone, the corridor is 30 m) is not judged: on its route
+a child is judged by the zone minus its corridor (issue 15.3), so the rules raise nothing there by
+design; those stays are counted apart (``in_own_corridor_in_a_window``: how many, and how many an
+alert caught anyway), out of the grid and the targets.
+
 The ceiling of a stay: the best any test could do on the same fixes. The likelihood-ratio test
 between "the child follows its true path into the zone" and "the child stands 10 m outside the
 edge" (the middle of the 5-15 m band), both known exactly, on the fixes taken while it is inside,
@@ -31,11 +37,12 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from statistics import NormalDist
 from typing import Any
 
+from bench.quality.city import CORRIDOR_M
 from bench.quality.city_sim import ChildDay, CityOutcome, RaisedAlert
 from bench.quality.score import proportion, quantile_interval, rate
+from bench.zone_rule_mc import ar1_mahalanobis, np_detection
 
 DEPTHS = ((0.0, 10.0, "0-10"), (10.0, 20.0, "10-20"), (20.0, 40.0, "20-40"), (40.0, math.inf, ">40"))
 STAYS = ((10.0, 30.0, "10-30"), (30.0, 120.0, "30-120"), (120.0, 300.0, "120-300"), (300.0, math.inf, ">300"))
@@ -56,6 +63,10 @@ H0_BUDGET_S = 100 * 3600.0
 TAU_S = 45.0
 WINDOWS = ((7.5 * 3600, (9 + 10 / 60) * 3600), (12.5 * 3600, 16.5 * 3600))
 GRACE_S = 60.0
+CEILING_POINTS = 10.0
+"""issue 15.5: every cell of the grid within this many points of its Neyman-Pearson ceiling"""
+SOS_WITHIN_S = 5.0
+"""issue 15.5: every SOS alerts within 5 s of its receipt"""
 STATIONARY = ("home", "school", "academy", "stand_near", "kerb_wait", "board_wait")
 
 
@@ -64,23 +75,14 @@ def _bin(x: float, bins: Sequence[tuple[float, float, str]]) -> str:
 
 
 def ceiling(inc: dict[str, Any]) -> float:
-    """The Neyman-Pearson detection probability of one stay (see the module's docstring)."""
+    """The Neyman-Pearson detection probability of one stay (see the module's docstring), by the
+    bound of ``bench/zone_rule_mc.py`` (:func:`ar1_mahalanobis`, :func:`np_detection`)."""
     ts, sig, depth = inc.get("fix_t", []), inc.get("sigma", []), inc.get("depth_at_fix", [])
     if not ts:
         return 0.0
-    q = 0.0
-    prev_t, prev_x = None, 0.0
-    for t, s, dep in zip(ts, sig, depth, strict=True):
-        x = (dep + H0_OUTSIDE_M) / s  # the two paths' difference, in this fix's sigmas
-        if prev_t is None:
-            q += x * x
-        else:
-            rho = math.exp(-(t - prev_t) / TAU_S)
-            q += (x - rho * prev_x) ** 2 / max(1e-12, 1.0 - rho * rho)
-        prev_t, prev_x = t, x
+    x = [(dep + H0_OUTSIDE_M) / s for dep, s in zip(depth, sig, strict=True)]
     alpha = min(0.5, max(1e-12, inc["inside_s"] / H0_BUDGET_S))
-    z = NormalDist().inv_cdf(1.0 - alpha)
-    return NormalDist().cdf(math.sqrt(q) - z)
+    return np_detection(ar1_mahalanobis(ts, x, TAU_S), alpha)
 
 
 def _in_window(day: ChildDay, t: float) -> bool:
@@ -132,6 +134,35 @@ def _where(day: ChildDay, t: float) -> tuple[str, dict[str, Any]]:
     return "other", {}
 
 
+def below_ceiling(cell: dict[str, Any], ceiling_p: float) -> dict[str, Any]:
+    """A cell's recall beside its ceiling: how many points below it, and the flag of the target
+    ("each cell within 10 points of its ceiling"): ``flag`` when the recall is more than
+    ``CEILING_POINTS`` below, ``flag_sure`` when even the upper end of its 95 % interval is."""
+    out = {**cell, "ceiling": round(ceiling_p, 4)}
+    if cell.get("value") is None:
+        return out | {"below_ceiling_points": None, "flag": False, "flag_sure": False}
+    gap = 100.0 * (ceiling_p - cell["value"])
+    hi = cell["ci95"][1] if cell.get("ci95") else cell["value"]
+    return out | {
+        "below_ceiling_points": round(gap, 1),
+        "flag": gap > CEILING_POINTS,
+        "flag_sure": 100.0 * (ceiling_p - hi) > CEILING_POINTS,
+    }
+
+
+def clock_class(tag: Any) -> str:
+    """A tag's clock as the clock figures group it: store-and-forward first (its fixes arrive
+    minutes late whatever its clock), then slow (stamps behind the true time: negative offset),
+    fast, or in time."""
+    if tag.store_forward:
+        return "store_forward"
+    if tag.clock_offset_s < 0:
+        return "slow"
+    if tag.clock_offset_s > 0:
+        return "fast"
+    return "in_time"
+
+
 def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
     """Every figure of the city-like world for one fix interval."""
     day_of: dict[int, list[ChildDay]] = defaultdict(list)
@@ -147,6 +178,7 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
     fa_band: Counter[str] = Counter()
     explained: Counter[str] = Counter()
     signal_lost_days: Counter[tuple[int, float]] = Counter()
+    fa_rule: Counter[str] = Counter()
     for a in sorted(out.alerts, key=lambda x: x.raised_at):
         cands = [n for n in by_child.get(a.child, []) if _fits(incidents[n][1], a)]
         if cands:
@@ -167,6 +199,9 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
         if a.kind == "signal_lost" and day is not None:
             signal_lost_days[(a.child, day.day_start)] += 1
         fa[a.kind] += 1
+        device = ", 1.5x device" if day is not None and day.tag.error_factor > 1.0 else ""
+        window = ", in a window" if day is not None and _in_window(day, a.raised_at) else ""
+        fa_rule[f"{a.kind} by {a.rule or '?'} | {where}{window}{device}"] += 1
         if where in ("crossing", "kerb_wait"):
             fa_band["crosswalk"] += 1
         elif where in ("ride_registered", "board_wait"):
@@ -209,8 +244,14 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
     targets: dict[str, list[bool]] = defaultdict(list)
     at30: list[float] = []
     stays = 0
-    for n, (_, i) in enumerate(incidents):
+    exempt: list[bool] = []
+    for n, (d, i) in enumerate(incidents):
         if i["kind"] != "enter_zone" or i.get("acc_median") is None:
+            continue
+        if _in_window(d, i["start"]) and i.get("route_m", math.inf) <= CORRIDOR_M:
+            # in a commute window and still inside its own route's corridor: the zone minus the
+            # corridor is what counts (issue 15.3), so the rules raise nothing by design
+            exempt.append(n in hit)
             continue
         stays += 1
         key = (_bin(i["depth_m"], DEPTHS), _bin(i["inside_s"], STAYS), _bin(i["acc_median"], ACCS))
@@ -222,10 +263,9 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
             at30.append(hit[n].raised_at - i["at30"])
     for (dep, st, ac), rows in sorted(cells.items()):
         k = sum(h for h, _ in rows)
-        grid[f"{dep} m | {st} s | acc {ac} m"] = {
-            **proportion(k, len(rows)),
-            "ceiling": round(sum(c for _, c in rows) / len(rows), 4),
-        }
+        grid[f"{dep} m | {st} s | acc {ac} m"] = below_ceiling(
+            proportion(k, len(rows)), sum(c for _, c in rows) / len(rows)
+        )
     # sos
     sos = [(n, d, i) for n, (d, i) in enumerate(incidents) if i["kind"] == "sos"]
     sos_delay = [
@@ -233,6 +273,23 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
         for n, d, i in sos
         if n in hit and (d.child, i["start"]) in out.sos_received
     ]
+    tag_of = {d.child: d.tag for d in out.days}
+    by_clock: dict[str, dict[str, Any]] = {}
+    for cls in ("in_time", "slow", "fast", "store_forward"):
+        mine = [(n, d, i) for n, d, i in sos if clock_class(d.tag) == cls]
+        delays = [
+            hit[n].raised_at - out.sos_received[(d.child, i["start"])]
+            for n, d, i in mine
+            if n in hit and (d.child, i["start"]) in out.sos_received
+        ]
+        lost = sum(v for (c, _), v in signal_lost_days.items() if clock_class(tag_of[c]) == cls)
+        by_clock[cls] = {
+            "child_days": sum(1 for d in out.days if clock_class(d.tag) == cls),
+            "signal_lost": lost,
+            "sos": proportion(len(delays), len(mine)),
+            "sos_delay_after_receipt_max_s": round(max(delays), 2) if delays else None,
+            "sos_within_5_s": proportion(sum(x <= SOS_WITHIN_S for x in delays), len(mine)),
+        }
     rides_unreg = [n for n, (_, i) in enumerate(incidents) if i["kind"] == "unregistered_ride"]
     keeps = sum(1 for v in signal_lost_days.values() if v >= 2)
     return {
@@ -248,6 +305,7 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
         },
         "stays": {
             "count": stays,
+            "in_own_corridor_in_a_window": proportion(sum(exempt), len(exempt)),
             "targets": {name: proportion(sum(v), len(v)) for name, v in targets.items()},
             "delay_after_30m_deep_median_s": quantile_interval(at30, 0.5),
             "grid": grid,
@@ -262,6 +320,7 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
             "registered_shuttle_rides": {"rides": rides, "alerts": fa_band["registered_shuttle"]},
             "repeated_per_100_incidents": rate(repeats, len(incidents), 100.0),
             "explained_apart": dict(explained),
+            "by_rule_and_place": dict(fa_rule.most_common()),
         },
         "unregistered_rides": proportion(sum(n in hit for n in rides_unreg), len(rides_unreg)),
         "clocks": {
@@ -271,5 +330,7 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
             "sos": proportion(len(sos_delay), len(sos)),
             "sos_delay_after_receipt_max_s": round(max(sos_delay), 2) if sos_delay else None,
             "sos_delay_after_receipt_median_s": quantile_interval(sos_delay, 0.5),
+            "sos_within_5_s": proportion(sum(x <= SOS_WITHIN_S for x in sos_delay), len(sos)),
+            "by_clock": by_clock,
         },
     }

@@ -40,6 +40,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from shapely.geometry import LineString, Point
 
 from bench.quality.city import (
     CORRIDOR_M,
@@ -87,6 +88,8 @@ class CityParams:
     store_forward_share: float = 0.02
     big_error_share: float = 0.2
     rules: tuple[tuple[str, float], ...] = ()
+    why: bool = False
+    """name the rule behind each alert (bench.quality.stand.RuleWatch watches the monitor's steps)"""
 
     @property
     def children(self) -> int:
@@ -407,6 +410,7 @@ def _add_stays(d: Day, b: Block, r: RouteGeom, rng: random.Random, p: CityParams
                 "deep_at": t_deep,
                 "at30": None if depth < 30.0 else t_edge + 30.0 / v_in,
                 "place": kind,
+                "route_m": LineString(r.line).distance(Point(deep)),
             }
         )
 
@@ -596,6 +600,8 @@ class RaisedAlert:
     opened_at: float
     received_at: float | None
     """the receive time of the fix that opened it (None: the clock)"""
+    rule: str | None = None
+    """the rule behind it, with ``CityParams.why`` (bench.quality.stand.RuleWatch)"""
 
 
 @dataclass
@@ -660,6 +666,14 @@ def run_group(p: CityParams, children: list[int]) -> CityOutcome:
     rules = Rules(**dict(p.rules)) if p.rules else Rules()
     offline = OfflineTracker(view, rules, tick_s=p.tick_s)
     out = CityOutcome()
+    watch = None
+    if p.why:
+        from bench.quality.stand import RuleWatch  # it imports this module
+
+        try:
+            watch = RuleWatch()
+        except AttributeError:  # the monitor's steps renamed: alerts are counted, their rules not named
+            watch = None
     tags = {k: make_tag(random.Random(p.seed * 7_000_003 + k), p) for k in children}
     previous: date | None = None
     for day_no, day in enumerate(school_days(p.days)):
@@ -705,7 +719,9 @@ def run_group(p: CityParams, children: list[int]) -> CityOutcome:
             )
         arr = {k: np.concatenate(v) for k, v in cols.items()}
         order = np.argsort(arr["recv"], kind="stable")
-        _drive(offline, arr, order, out)
+        _drive(offline, arr, order, out, watch.rule_of if watch else None)
+    if watch:
+        watch.close()
     out.refused.update(Counter(r.reason.value for r in offline.refused))
     return out
 
@@ -741,7 +757,13 @@ def _depth_profile(inc: dict[str, Any], t: np.ndarray) -> np.ndarray:
     return np.interp(t, [a, deep, out_start, c], [0.0, d, d, 0.0])
 
 
-def _drive(offline: OfflineTracker, arr: dict[str, np.ndarray], order: np.ndarray, out: CityOutcome) -> None:
+def _drive(
+    offline: OfflineTracker,
+    arr: dict[str, np.ndarray],
+    order: np.ndarray,
+    out: CityOutcome,
+    rule_of: dict[tuple[float, float, float, int | None], str] | None = None,
+) -> None:
     """The fixes in the order received, the clock's passes in between (``OfflineTracker.run``'s
     order), each new alert stamped with when it was raised. A batch is what was received between two
     passes of the clock (``tick_s``; the service's batches are shorter, ``OfflineTracker.run``'s one
@@ -765,7 +787,7 @@ def _drive(offline: OfflineTracker, arr: dict[str, np.ndarray], order: np.ndarra
         after = offline.last_pass if offline.last_pass is not None else first - offline.tick_s
         for tp in _passes(after, first, offline.tick_s):
             offline.clock(tp)
-            _stamp(offline, n0, tp, out)
+            _stamp(offline, n0, tp, out, rule_of)
             n0 = len(ledger.alerts)
         batch = [
             TrackerFix(
@@ -784,7 +806,7 @@ def _drive(offline: OfflineTracker, arr: dict[str, np.ndarray], order: np.ndarra
         ]
         now = float(recv[c - 1])
         events = offline.batch(batch, now)
-        _stamp(offline, n0, now, out)
+        _stamp(offline, n0, now, out, rule_of)
         for ce in events:  # every press is heard: a second one updates the open SOS alert
             if ce.event.kind.value == "sos":
                 fix = next((f for f in batch if f.sos and tag_of.get(ce.child_id) == f.tag), None)
@@ -799,13 +821,30 @@ def _passes(after: float, before: float, tick: float) -> list[float]:
     return [j * tick for j in range(k, math.ceil(before / tick) + 1) if j * tick < before]
 
 
-def _stamp(offline: OfflineTracker, n0: int, now: float, out: CityOutcome) -> None:
+def _stamp(
+    offline: OfflineTracker,
+    n0: int,
+    now: float,
+    out: CityOutcome,
+    rule_of: dict[tuple[float, float, float, int | None], str] | None = None,
+) -> None:
     for al in offline.ledger.alerts[n0:]:
         kind = SCORE_KIND.get(al.kind, al.kind)
         if kind in ALERT_KINDS and kind != "sos":
+            rule = None
+            if rule_of is not None:
+                f = al.fix
+                key = None if f is None else (f.ts, f.lon, f.lat, al.zone_id)
+                rule = "clock" if f is None else rule_of.get(key, "?") if key else None
             out.alerts.append(
                 RaisedAlert(
-                    al.child_id, kind, al.zone_id, now, al.opened_at, al.fix.received_at if al.fix else None
+                    al.child_id,
+                    kind,
+                    al.zone_id,
+                    now,
+                    al.opened_at,
+                    al.fix.received_at if al.fix else None,
+                    rule,
                 )
             )
 

@@ -37,12 +37,37 @@ from tracker.replay import world_view
 
 
 class RuleWatch:
-    """Wraps the monitor's zone step to name the rule behind each entry (restored by ``close``)."""
+    """Wraps the monitor's zone step to name the rule behind each entry (restored by ``close``), and
+    its route step to tell a 'left route' of the evidence (the CUSUM) from one of going faster than
+    the route's mode allows. ``rule_of[(ts, lon, lat, zone)]``: the rule behind the event its fix
+    raised (zone None: left route), for an alert to be put down to its rule by the fix that opened it.
+    It watches, never decides: the monitor's own functions run unchanged."""
 
     def __init__(self) -> None:
         self.by_rule: Counter[str] = Counter()
         self.entry_acc: list[float] = []
+        self.rule_of: dict[tuple[float, float, float, int | None], str] = {}
         self._orig = machine._zones
+        self._orig_route = machine._route
+
+        def route(
+            s: Any,
+            obs: Any,
+            watched: Any,
+            weight: float,
+            mode_max: Any,
+            rules: Any,
+            events: list[Any],
+            **kw: Any,
+        ) -> None:
+            before = s.off_score
+            n = len(events)
+            self._orig_route(s, obs, watched, weight, mode_max, rules, events, **kw)
+            for e in events[n:]:
+                if e.kind == EventKind.LEFT_ROUTE:
+                    step = min(obs.off_route_sigmas - rules.off_route_sigma, rules.off_route_step_cap)
+                    cusum = before + step * weight >= rules.off_route_score
+                    self.rule_of[(obs.ts, obs.lon, obs.lat, None)] = "evidence" if cusum else "too fast"
 
         def zones(s: Any, obs: Any, ctx: Any, j: Any, rules: Any, events: list[Any]) -> None:
             counts, passes, lingers = dict(s.zone_counts), set(s.zone_passes), dict(s.zone_lingers)
@@ -62,11 +87,14 @@ class RuleWatch:
                     rule = "?"
                 self.by_rule[rule] += 1
                 self.entry_acc.append(obs.acc)
+                self.rule_of[(obs.ts, obs.lon, obs.lat, z)] = rule
 
         machine._zones = zones  # type: ignore[assignment]
+        machine._route = route  # type: ignore[assignment]
 
     def close(self) -> None:
         machine._zones = self._orig  # type: ignore[assignment]
+        machine._route = self._orig_route  # type: ignore[assignment]
 
 
 def run(children: int, interval_s: float, rules: Rules, seed: int = 1) -> dict[str, Any]:

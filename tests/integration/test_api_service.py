@@ -14,6 +14,7 @@ import numpy as np
 
 from tests.helpers import Publisher, fix, lonlat, wait_until
 from tests.integration.test_api_support import bearer, build_city, line, square
+from tracker.geofence import kernels as geofence_kernels
 
 
 def _zone_body(cx: float, cy: float) -> dict[str, object]:
@@ -102,6 +103,9 @@ async def test_metrics_count_the_chain_and_readiness_reflects_the_servers(servic
         assert re.search(r"^tracker_mqtt_up 1\.0$", text, re.M) and re.search(
             r"^tracker_database_up 1\.0$", text, re.M
         )
+        # which geofence kernels run: compiled ahead of time (1) or numba's JIT (0)
+        aot = "1.0" if geofence_kernels.AHEAD_OF_TIME is not None else "0.0"
+        assert re.search(rf"^tracker_geofence_kernels_ahead_of_time {aot}$", text, re.M), text
         ready = await http.get("/readyz")
         assert ready.status_code == 200 and ready.json()["components"]["mqtt"] is True
 

@@ -77,10 +77,10 @@ async def test_a_message_that_trips_a_bug_in_deciding_is_dead_lettered_alone(
     await svc.reload_registry()
     real_step = tracker.stages.monitor.step
 
-    def step(state: Any, obs: Any, ctx: Any, rules: Any) -> Any:
+    def step(state: Any, obs: Any, ctx: Any, rules: Any, **kw: Any) -> Any:
         if obs.batt == 13:
             raise RuntimeError("a bug this fix triggers")
-        return real_step(state, obs, ctx, rules)
+        return real_step(state, obs, ctx, rules, **kw)
 
     monkeypatch.setattr(tracker.stages.monitor, "step", step)
     messages = _walks(svc, world, time.time() - 400, marked=("Bom", 7))

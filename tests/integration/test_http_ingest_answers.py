@@ -104,10 +104,10 @@ async def test_a_message_a_bug_meets_is_answered_500_and_kept(
     _, token = await _bob(service)
     real_step = tracker.stages.monitor.step
 
-    def step(state: Any, obs: Any, ctx: Any, rules: Any) -> Any:
+    def step(state: Any, obs: Any, ctx: Any, rules: Any, **kw: Any) -> Any:
         if obs.acc == 13:
             raise RuntimeError("a bug this fix triggers")
-        return real_step(state, obs, ctx, rules)
+        return real_step(state, obs, ctx, rules, **kw)
 
     monkeypatch.setattr(tracker.stages.monitor, "step", step)
     url = f"http://127.0.0.1:{service.settings.http_port}/ingest/osmand"

@@ -10,10 +10,10 @@ import math
 
 import pytest
 
-from tests.unit.city_world import ROAD, T0, fix, path, run, street_view
+from tests.unit.city_world import ROAD, SITE, T0, fix, path, run, street_view
 from tracker.ingest.decode import Fix
 from tracker.monitor import ChildState, Rules
-from tracker.monitor.machine import STAMPED_AT_RECEIPT
+from tracker.monitor.machine import STAMPED_AT_RECEIPT, _uplink
 from tracker.offline import Alert, OfflineTracker
 
 SIGMA35 = 35 / 1.5096
@@ -52,6 +52,32 @@ def _episode(every_s: float) -> list[Fix]:
 def _departure(every_s: float) -> list[Fix]:
     """On the sidewalk for a minute, then 80 m south of it (60 m beyond the corridor) from t = 60 s."""
     return path(11, [(0, -380, -10), (60, -308, -10), (75, -300, -90), (240, -300, -90)], every_s, 8.0)
+
+
+def _kerb_walk(
+    every_s: float, seconds: float, period_s: float, in_road_s: float, in_road_y: float
+) -> list[Fix]:
+    """Child 41 (no route: idle, as any child outside its commute windows) walking east on a sidewalk
+    5 m south of the road zone at 1 m/s with 15 m accuracy, its error drifting north for the first
+    ``in_road_s`` of every ``period_s``: its fixes lie at ``in_road_y`` (the road's edge is y 0) then."""
+    out = []
+    t = 0.0
+    while t <= seconds:
+        y = in_road_y if t % period_s < in_road_s else -5.0
+        out.append(fix(41, t, -450 + 1.0 * t, y, 15.0))
+        t += every_s
+    return out
+
+
+def _kerb_drift(every_s: float) -> list[Fix]:
+    """Fixes 4 m in the road half the time, in runs of 45 s (the error drifting 9 m north)."""
+    return _kerb_walk(every_s, 900.0, 90.0, 45.0, 4.0)
+
+
+def _kerb_graze(every_s: float) -> list[Fix]:
+    """Fixes 5 m in the road (half a sigma) for two minutes of every three (the error drifting 10 m
+    north)."""
+    return _kerb_walk(every_s, 600.0, 180.0, 120.0, 5.0)
 
 
 NOTHING: list[tuple[int, str, int | None]] = []
@@ -118,6 +144,37 @@ SCENARIOS = [
     ),
     ("... the same at 15 s fixes", _episode(15), NOTHING),
     ("... the same at 30 s fixes", _episode(30), NOTHING),
+    (
+        "outside any window, a sidewalk 5 m from a road zone, fixes in the road in runs of 45 s (15 s"
+        " fixes; before: three in a row, 'entered danger zone')",
+        _kerb_drift(15),
+        NOTHING,
+    ),
+    ("... the same walk at 1 s fixes", _kerb_drift(1), NOTHING),
+    (
+        "... the child who does stand 15 m into the road for two minutes, outside any window: alerted"
+        " (at 12 m accuracy never certainly inside: lingering)",
+        path(41, [(0, -300, -5), (15, -300, 15), (135, -300, 15), (150, -300, -5)], 15, 12),
+        [(41, "danger_zone", ROAD)],
+    ),
+    (
+        "outside any window, the sidewalk 5 m from the road zone, fixes 5 m in the road for two minutes"
+        " at a time (15 s fixes): a graze, no stay (before: a run of 90 s, 'entered danger zone')",
+        _kerb_graze(15),
+        NOTHING,
+    ),
+    ("... the same graze at 1 s fixes", _kerb_graze(1), NOTHING),
+    (
+        "a child 25 m deep in the building site for two minutes at 20 m accuracy (never certainly"
+        " inside: lingering), outside any window: alerted",
+        path(41, [(0, 100, -80), (15, 100, -125), (135, 100, -125), (150, 100, -80)], 15, 20),
+        [(41, "danger_zone", SITE)],
+    ),
+    (
+        "... the same at 1 s fixes",
+        path(41, [(0, 100, -80), (15, 100, -125), (135, 100, -125), (150, 100, -80)], 1, 20),
+        [(41, "danger_zone", SITE)],
+    ),
 ]
 
 
@@ -160,6 +217,85 @@ def test_a_slow_tag_that_goes_silent_loses_its_signal_once_on_the_trackers_time(
     lost = [a for a in alerts if a.kind == "signal_lost"]
     assert len(lost) == 1
     assert 180 <= lost[0].opened_at - (T0 + 300.5) <= 185  # after the last receipt, not its stamp
+
+
+UPLOADS = [60.0, 200.0, 340.0, 580.0, 700.0, 940.0, 1180.0, 1320.0]  # every 2-4 minutes
+
+
+def _store_and_forward(until: float) -> list[Fix]:
+    """Child 11 on its sidewalk, a fix every 15 s, each received at the tag's next upload."""
+    out = []
+    for t in range(0, int(until) + 1, 15):
+        upload = next(u for u in UPLOADS if u >= t)
+        out.append(fix(11, t, -400 + 0.3 * t, -10, 5, late_s=upload - t + 0.5))
+    return out
+
+
+def test_a_tag_that_stores_and_forwards_keeps_its_signal_between_uploads() -> None:
+    """Before: 'signal lost' after every upload gap over 180 s, 'back' with the next burst. The tag is
+    known to buffer from its second buffered gap (here two of 140 s: a gap over 180 s before that
+    is still 'signal lost', once)."""
+    _, alerts = run(_store_and_forward(1320), until=T0 + 1320 + 1)
+    assert [a.kind for a in alerts if a.kind == "signal_lost"] == []
+
+
+def test_a_tag_that_stores_and_forwards_and_stops_loses_its_signal_once_after_its_upload_gap() -> None:
+    tracker, alerts = run(_store_and_forward(1320), until=T0 + 1320 + 900)
+    assert tracker.states[11].upload_gap_s == pytest.approx(240.0, abs=1.0)  # its longest gap
+    lost = [a for a in alerts if a.kind == "signal_lost"]
+    assert len(lost) == 1
+    silent = lost[0].opened_at - (T0 + 1320.5)  # after its last upload
+    assert 180 + 240 <= silent <= 180 + 240 + 5
+
+
+def test_a_buffered_subway_ride_once_is_not_an_upload_pattern() -> None:
+    """Fixes taken at a station before going down, delivered 10 minutes later on coming up: one
+    buffered silence; the tag then reports live, and a silence of 180 s is 'signal lost' as before."""
+    live = [fix(11, t, -400, -10, 5) for t in range(0, 300, 15)]
+    station = [fix(11, t, -390, -10, 5, late_s=900 - t) for t in range(300, 330, 15)]
+    after = [fix(11, t, -380, -10, 5) for t in range(900, 1200, 15)]
+    tracker, alerts = run(live + station + after, until=T0 + 1500)
+    assert tracker.states[11].upload_gap_s == 0.0
+    lost = [a.opened_at - T0 for a in alerts if a.kind == "signal_lost"]
+    assert len(lost) == 2  # underground (counted apart by the bench), and after the last fix
+    assert 1185 + 180 <= lost[1] <= 1185 + 185
+
+
+def _uploads(start: float, gaps: list[float]) -> list[tuple[float, float]]:
+    """(taken, received) of a tag that buffers: each upload brings a fix taken just after the one before."""
+    out, last = [], start
+    for gap in gaps:
+        out.append((last + 1, last + gap))
+        last += gap
+    return out
+
+
+# (what, the tag's receipts as (taken, received) on the tracker's time, the upload gap learnt)
+UPLINK_CASES = [
+    ("uploads every 140 and 240 s", [(0.0, 0.0), *_uploads(0, [140, 240])], 240.0),
+    (
+        "a fix of the evening sent in the morning (11 h), then uploads every 140 and 240 s",
+        [(0.0, 0.0), (1.0, 39_600.0), *_uploads(39_600, [140, 240])],
+        240.0,
+    ),
+    (
+        "one buffered ride of 300 s a day, two days running",
+        [(0.0, 0.0), (10.0, 300.0), (400.0, 400.0), (86_400.0, 86_400.0), (86_410.0, 86_700.0)],
+        0.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("what", "receipts", "gap"), UPLINK_CASES, ids=[c[0] for c in UPLINK_CASES])
+def test_the_upload_gap_learnt_is_a_rhythm_of_minutes_never_hours(
+    what: str, receipts: list[tuple[float, float]], gap: float
+) -> None:
+    """What store-and-forward teaches delays 'signal lost': an overnight silence or yesterday's ride
+    must not (before: 39,600 s and 300 s learnt, 'signal lost' muted for 11 hours)."""
+    state = ChildState()
+    for taken, received in receipts:
+        _uplink(state, taken, received)
+    assert state.upload_gap_s == gap, what
 
 
 def test_the_clock_offset_is_not_fooled_by_fixes_that_arrive_late() -> None:

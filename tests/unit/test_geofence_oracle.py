@@ -3,6 +3,7 @@
 certain  = contains_xy(zone) and distance(zone.boundary) > acc
 possible = contains_xy(zone) or distance(zone.boundary) <= min(acc, R)
 nearest  = min over zones of distance(zone) (0 inside), when <= R; else inf
+depth    = per possible zone, clip(+-distance(zone.boundary), -min(acc, R), min(acc, R)) (+ inside)
 route    = distance(route polyline)
 crossed  = intersects(segment, zone) and not touches(segment, zone) (the segment from the previous
            fix meets the interior), and neither end certain (the previous one with prev_acc)
@@ -12,11 +13,13 @@ or of R, but not exactly 0; a segment passing within 1e-7 m of a boundary withou
 grazing it: within 1e-7 m of it over more than 0.1 mm) are left out of the exact comparison: there,
 which side of the line a point is on is a matter of the last bit, for shapely as much as for the
 kernels. Every comparison runs the three execution paths (one call, the big-batch passes, the
-parallel passes), which must agree bit for bit.
+parallel passes), and the one call both compiled ahead of time and by numba's JIT, which must agree
+bit for bit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -49,11 +52,22 @@ def to_lonlat(geom: shapely.Geometry, proj: LocalProjection) -> shapely.Geometry
 def check_every_way(
     index: GeofenceIndex, *args: np.ndarray, monkeypatch: pytest.MonkeyPatch | None = None, **kw: np.ndarray
 ) -> GeofenceAnswers:
-    """index.check on the one-call path, the big-batch passes and the parallel passes: the same bits."""
+    """index.check on the one-call path, the big-batch passes and the parallel passes: the same bits;
+    the one call both as compiled ahead of time (when the module is built) and by numba's JIT."""
+    from unittest import mock
+
     from tracker.geofence import index as index_module
+    from tracker.geofence import kernels
+    from tracker.geofence.kernels import compiled
 
     v = index.check(*args, parallel=False, **kw)
     others = [index.check(*args, parallel=True, **kw)]
+    one_calls = [compiled.jit_entry_points()["check_batch_in_one_call"]]
+    with contextlib.suppress(ImportError):  # tests/unit/test_geofence_compiled.py says when it is missing
+        one_calls.append(compiled.ahead_of_time().check_batch_in_one_call)
+    for one_call in one_calls:
+        with mock.patch.object(kernels, "check_batch_in_one_call", one_call):
+            others.append(index.check(*args, parallel=False, **kw))
     if monkeypatch is not None:
         with monkeypatch.context() as m:
             m.setattr(index_module, "_BIG_BATCH", 0)
@@ -130,9 +144,15 @@ def assert_agrees(
     ok = ~ambiguous
     got_certain = [set(v.certain(i)) for i in range(n)]
     got_possible = [set(v.possible(i)) for i in range(n)]
+    depth = np.clip(np.where(inside, d, -d), -acc_m, acc_m)
+    slot_of = {int(z): j for j, z in enumerate(ids)}
     for i in np.flatnonzero(ok):
         assert got_certain[i] == set(ids[certain[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
         assert got_possible[i] == set(ids[possible[:, i]].tolist()), (i, lon[i], lat[i], acc[i])
+        got_depth = v.depths(i)
+        assert list(got_depth) == list(v.possible(i))  # beside the ids, in their order
+        for z, dep in got_depth.items():
+            assert dep == pytest.approx(depth[slot_of[z], i], rel=1e-9, abs=1e-9), (i, z, acc[i])
     np.testing.assert_allclose(v.nearest_zone_m[ok], nearest[ok], rtol=1e-9, atol=1e-9)
     if prev is not None:
         for i in np.flatnonzero(ok):
@@ -441,5 +461,6 @@ def test_chunk_size_does_not_change_answers(chunk: int, monkeypatch: pytest.Monk
     small = build_index(routes, zones, projection=SEOUL).check(pick[:, 0], pick[:, 1], acc, slots)
     for field in ("certain_offsets", "certain_zone_ids", "possible_offsets", "possible_zone_ids"):
         np.testing.assert_array_equal(getattr(small, field), getattr(default, field))
+    np.testing.assert_allclose(small.possible_depth_m, default.possible_depth_m, rtol=1e-12, atol=0)
     np.testing.assert_allclose(small.route_distance_m, default.route_distance_m, rtol=1e-12, atol=0)
     np.testing.assert_allclose(small.nearest_zone_m, default.nearest_zone_m, rtol=1e-12, atol=0)

@@ -82,24 +82,18 @@ def _y(f: Fix) -> float:
     return (f.lat - LAT0) * MY
 
 
-# (name, seed, fix interval, depth into the road from the north kerb, seconds at that depth, accuracy)
+# (name, seed, fix interval, depth into the road from the north kerb, seconds at that depth, accuracy);
+# the road is 40 m wide: 20 m in is its middle, the deepest a child can be
 WALK_IN = [
-    ("30 m into the road for 60 s at 10 m accuracy, 15 s fixes", 11, 15.0, 30.0, 60.0, 10.0),
-    ("... seed 2", 12, 15.0, 30.0, 60.0, 10.0),
-    ("... seed 3", 13, 15.0, 30.0, 60.0, 10.0),
-    ("... 5 s fixes", 14, 5.0, 30.0, 60.0, 10.0),
-    ("... 1 s fixes", 15, 1.0, 30.0, 60.0, 10.0),
+    ("the road's middle (20 m in) for 120 s at 10 m accuracy, 1 s fixes", 15, 1.0, 20.0, 120.0, 10.0),
     ("20 m in for 60 s at 8 m accuracy", 16, 15.0, 20.0, 60.0, 8.0),
     ("20 m in for 300 s at 15 m accuracy", 17, 15.0, 20.0, 300.0, 15.0),
 ]
 
 
-@pytest.mark.parametrize(
-    ("name", "seed", "every_s", "depth_m", "stay_s", "acc"), WALK_IN, ids=[r[0] for r in WALK_IN]
-)
-def test_a_child_who_walks_into_the_road_is_still_alerted(
-    name: str, seed: int, every_s: float, depth_m: float, stay_s: float, acc: float
-) -> None:
+def _walk_in(seed: int, every_s: float, depth_m: float, stay_s: float, acc: float) -> bool:
+    """Child 41 walks from 30 m north of the road to ``depth_m`` into it at 1.4 m/s, stays ``stay_s``,
+    walks back: alerted (once, for the road) by 60 s after it starts back?"""
     out, kerb, deep = (-300.0, 70.0), (-300.0, 40.0), (-300.0, 40.0 - depth_m)
     walk_in = 1.4
     t1 = 120.0
@@ -111,6 +105,42 @@ def test_a_child_who_walks_into_the_road_is_still_alerted(
     where = [(0.0, *out), (t1, *out), (t2, *kerb), (t3, *deep), (t4, *deep), (t5, *kerb), (t6, *out)]
     fixes = _noisy(seed, every_s, t6, where, acc)
     _, alerts = run(fixes, until=fixes[-1].received_at)
-    zone = [a for a in alerts if a.kind == "danger_zone"]
-    assert [(a.kind, a.zone_id) for a in zone] == [("danger_zone", ROAD)]
-    assert zone[0].opened_at <= fixes[0].received_at + t4 + 60.0
+    zone = [(a.kind, a.zone_id, a.opened_at) for a in alerts if a.kind == "danger_zone"]
+    return [z[:2] for z in zone] == [("danger_zone", ROAD)] and zone[0][2] <= fixes[0].received_at + t4 + 60.0
+
+
+@pytest.mark.parametrize(
+    ("name", "seed", "every_s", "depth_m", "stay_s", "acc"), WALK_IN, ids=[r[0] for r in WALK_IN]
+)
+def test_a_child_who_walks_into_the_road_is_still_alerted(
+    name: str, seed: int, every_s: float, depth_m: float, stay_s: float, acc: float
+) -> None:
+    assert _walk_in(seed, every_s, depth_m, stay_s, acc)
+
+
+# (name, fix interval, depth into the road from the north kerb, seconds there, typical accuracy, of 40
+# seeds at least this many alerted). The fixes report 7-16 m (10 m typical) and their error drifts:
+# 10 m from a kerb is about one sigma deep, where a stay and a graze from the sidewalk give fixes
+# alike (bench/zone_rule_mc.py's bound). Rule 4 weighs each fix by its depth outside the commute
+# windows (issue 15): a child in the road's middle is alerted as often as before or more often, one
+# 10 m from the far kerb about as often (before, when every fix reported inside counted whole, in
+# parentheses).
+WALK_IN_RECALL = [
+    ("the road's middle (20 m in) for 120 s, 15 s fixes (40)", 15.0, 20.0, 120.0, 10.0, 40),
+    ("... for 60 s (33)", 15.0, 20.0, 60.0, 10.0, 36),
+    ("30 m in (10 m from the far kerb) for 120 s, 15 s fixes (38)", 15.0, 30.0, 120.0, 10.0, 36),
+    ("... for 60 s (35)", 15.0, 30.0, 60.0, 10.0, 36),
+    ("... for 120 s at 5 s fixes (40)", 5.0, 30.0, 120.0, 10.0, 39),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "every_s", "depth_m", "stay_s", "acc", "at_least"),
+    WALK_IN_RECALL,
+    ids=[r[0] for r in WALK_IN_RECALL],
+)
+def test_walks_into_the_road_are_alerted_as_often_as_the_noise_allows(
+    name: str, every_s: float, depth_m: float, stay_s: float, acc: float, at_least: int
+) -> None:
+    alerted = sum(_walk_in(seed, every_s, depth_m, stay_s, acc) for seed in range(100, 140))
+    assert alerted >= at_least, f"{alerted} of 40"

@@ -5,6 +5,7 @@ Corridor 30 m everywhere; positions in metres east/north of a point in Daechi-do
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -97,7 +98,8 @@ def run(steps: list[Observation], ctx: ChildContext = CTX) -> list[list[EventKin
 
 # (name, [observations], [events per step])
 # Accuracy 10 m is sigma 6.6 m; the corridor is 30 m. Each fix adds (sigmas beyond the corridor - 2),
-# at most 3: 100 m out adds 3; "left route" at 4, from 3 fixes of evidence spanning 20 s.
+# at most 3: 100 m out adds 3; "left route" at 4, from 3 fixes of evidence spanning 20 s, or from 2 when
+# each came at a walk from the fix before it (at most 2 m/s, both accuracies taken off).
 SIGMA10 = 10 / 1.5096
 ROUTE_SCENARIOS = [
     (
@@ -136,6 +138,27 @@ ROUTE_SCENARIOS = [
         [[], [], [L]],
     ),
     (
+        "30 s fixes walking away: the second fix out decides (20 s of evidence, each fix a walk from the"
+        " one before; before: the third, a minute after the first)",
+        [obs(0, 0, at=(0, 0)), obs(30, 60, at=(0, 60)), obs(60, 100, at=(0, 100)), obs(90, 140, at=(0, 140))],
+        [[], [], [L], []],
+    ),
+    (
+        "... two fixes thrown 90-110 m in two directions at 30 s (a receiver's lies): the third decides",
+        [
+            obs(0, 0, at=(0, 0)),
+            obs(30, 90, at=(0, 90)),
+            obs(60, 110, at=(10, -110)),
+            obs(90, 120, at=(0, 120)),
+        ],
+        [[], [], [], [L]],
+    ),
+    (
+        "... and one thrown fix, the next back on the route: nothing",
+        [obs(0, 0, at=(0, 0)), obs(30, 100, at=(0, 100)), obs(60, 0, at=(0, 0)), obs(90, 0, at=(0, 0))],
+        [[], [], [], []],
+    ),
+    (
         "a fix inside the corridor starts over",
         [obs(0, 100), obs(15, 100), obs(30, 10), obs(45, 100)],
         [[], [], [], []],
@@ -146,9 +169,10 @@ ROUTE_SCENARIOS = [
         [[], [], [], [L]],
     ),
     (
-        "a fix in the band outside the corridor takes some evidence away but does not start over",
+        "a fix in the band outside the corridor takes some evidence away but does not start over (had it"
+        " started over, the fourth fix would not be enough either)",
         [obs(0, 100), obs(15, 35, acc=10), obs(30, 100), obs(45, 100)],
-        [[], [], [], [L]],
+        [[], [], [L], []],
     ),
     (
         "back on route needs two fixes inside",
@@ -246,7 +270,10 @@ def test_sos_is_immediate_and_survives_a_late_fix_but_not_a_duplicate() -> None:
 def test_fixes_that_must_not_decide(name: str, second: Observation, verdict: Verdict) -> None:
     state, _, _ = step(ChildState(), obs(15, 100), CTX, RULES)
     new, events, got = step(state, second, CTX, RULES)
-    assert got == verdict and events == [] and new == state
+    assert got == verdict and events == []
+    # a fix too vague to decide is still news that the tag is alive (signal lost); the others are not
+    heard = second.ts if verdict == Verdict.POOR_ACCURACY else None
+    assert new == dataclasses.replace(state, heard_ts=heard)
 
 
 def test_low_battery_once_per_local_day() -> None:
@@ -281,6 +308,23 @@ def seg(t: float, since: float, crossed: tuple[int, ...], acc: float = 8.0, **kw
 
 
 NOON = 4 * 3600.0  # 12:00, after the morning window
+
+
+def idle(t: float, depth: float, acc: float, dist: float = 55.0, every: float = 15.0) -> Observation:
+    """Outside the commute windows, t s after noon: a fix ``depth`` m inside zone 7 (negative: outside
+    it, within its disc: still possible), from the fix ``every`` s before."""
+    return seg(
+        NOON + t,
+        NOON + t - every,
+        (7,) if depth > 0 else (),
+        acc=acc,
+        possible=(7,),
+        nearest_zone_m=max(0.0, -depth),
+        dist=dist,
+        zone_depths_m={7: depth},
+    )
+
+
 # Lingering: 55 m from the route with 20 m accuracy the circle clears the 30 m corridor (too little
 # for a departure: 1.9 sigma beyond it); 45 m from it, the circle reaches the corridor: the fix may be
 # on the route. Lingering reads fixes of at most 20 m (zone_linger_max_acc_m).
@@ -376,17 +420,44 @@ SHORT_VISITS = [
         [[], [], [], [], [E]],
     ),
     (
-        "... outside the commute windows the route explains nothing: lingering counts",
-        [obs(NOON, 45, acc=20)]
-        + [
-            seg(NOON + t, NOON + t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=45)
-            for t in (15, 30, 45)
-        ],
-        [[], [], [], [E]],
+        "... outside the commute windows the route explains nothing: 25 m deep at 20 m accuracy (1.9"
+        " sigmas) for a run of 90 s (zone_linger_idle_min_s): a stay",
+        [obs(NOON, 45, acc=20)] + [idle(t, 25.0, 20, dist=45) for t in range(15, 106, 15)],
+        [[], [], [], [], [], [], [], [E]],
     ),
     (
-        "outside the commute windows (idle: at home, indoors) lingering is a run: a segment that misses"
-        " the zone starts over (issue 15: a child by a zone crosses it now and then, not in a run)",
+        "... the same stay at 1 s fixes: alerted as soon (the evidence is per second, not per fix; the"
+        " run spans 90 s from its first fix, 1 s in, not 15)",
+        [obs(NOON, 45, acc=20)] + [idle(t, 25.0, 20, dist=45, every=1) for t in range(1, 106)],
+        [[E] if t == 91 else [] for t in range(106)],
+    ),
+    (
+        "outside the commute windows, a sidewalk 5 m beside a road zone, every fix for two minutes"
+        " grazing 4 m into the road (0.4 sigmas at 15 m): no stay (before: a run of 90 s, 'entered')",
+        [obs(NOON, 55, acc=15)] + [idle(t, 4.0, 15) for t in range(15, 121, 15)],
+        [[]] * 9,
+    ),
+    (
+        "... nor with one fix thrown 30 m deep among them (a fix adds at most 1.5)",
+        [obs(NOON, 55, acc=15)] + [idle(t, 30.0 if t == 60 else 4.0, 15) for t in range(15, 121, 15)],
+        [[]] * 9,
+    ),
+    (
+        "... reported in the road for 45 s, then just outside: not yet a stay, however deep",
+        [obs(NOON, 55, acc=15)]
+        + [idle(t, 20.0, 15) for t in (15, 30, 45, 60)]
+        + [idle(75, -2.0, 15), idle(90, -4.0, 15)],
+        [[], [], [], [], [], [], []],
+    ),
+    (
+        "... 15 m deep at 10 m accuracy (2.3 sigmas) for 90 s, one fix of them just outside: a stay (a"
+        " fix outside takes back some evidence, it does not start the run over)",
+        [obs(NOON, 55, acc=10)] + [idle(t, -1.0 if t == 45 else 15.0, 10) for t in range(15, 121, 15)],
+        [[], [], [], [], [], [], [], [E], []],
+    ),
+    (
+        "outside the commute windows (idle: at home, indoors) lingering is a run: segments that miss"
+        " the zone take it back (issue 15: a child by a zone crosses it now and then, not in a run)",
         [obs(NOON, 55, acc=20)]
         + [
             seg(NOON + t, NOON + t - 15, (7,), acc=20, possible=(7,), nearest_zone_m=0.0, dist=55)
@@ -452,7 +523,8 @@ def test_a_zone_with_hours_is_only_dangerous_during_them() -> None:
 def test_an_impossible_jump_decides_nothing_and_the_next_plausible_fix_does() -> None:
     state, _, _ = step(ChildState(), obs(0, at=(0, 0)), CTX, RULES)
     jumped, events, verdict = step(state, obs(15, 500, at=(3000, 0), certain=(7,)), CTX, RULES)
-    assert verdict == Verdict.IMPOSSIBLE_JUMP and events == [] and jumped == state
+    assert verdict == Verdict.IMPOSSIBLE_JUMP and events == []
+    assert jumped == dataclasses.replace(state, heard_ts=T0 + 15)  # heard: the tag is alive
     _, _, verdict = step(state, obs(30, at=(20, 0)), CTX, RULES)
     assert verdict == Verdict.DECIDED
 
@@ -493,6 +565,51 @@ def test_an_rfid_gate_sighting_is_arrival_at_once_and_leaving_after_an_hour() ->
     assert events == []  # the same child passing the gate again at once is not leaving
     state, events = gate(state, T0 + 5 * 3600, PLACES, RULES)
     assert [(e.kind, e.detail) for e in events] == [(LEFT, "school")]
+
+
+# A child at home (its route's start, 800 m west of the school) in the morning window: arrived on two
+# fixes inside the 50 m fence; `dist` is the fix's distance from the route's line (the route starts at
+# home, so beside it the two are alike). At 30 m accuracy the zone disc is 50 m: a fix up to 100 m from
+# home may still be there; at 10 m accuracy, up to 67 m.
+def _home(t: float, d: float, acc: float = 10.0, dist: float | None = None) -> Observation:
+    return obs(t, d if dist is None else dist, acc=acc, at=(-800 + d, 0))
+
+
+AT_HOME = [
+    (
+        "indoors at home, fixes 80-95 m away at 30 m accuracy (four sigmas of excess added up): no"
+        " 'left route', and not left home (before: 'left route' on the fourth)",
+        [_home(0, 0), _home(15, 5)] + [_home(t, 80 + t / 8, acc=30, dist=95) for t in range(30, 150, 15)],
+        [[], [ARR]] + [[]] * 8,
+    ),
+    (
+        "walking away from home: the evidence adds up while it may still be there, 'left route' at the"
+        " first fix certainly away from it (one fix later than without the place)",
+        [_home(t, d) for t, d in ((0, 0), (15, 5), (30, 64), (45, 66), (60, 66), (75, 100), (90, 130))],
+        [[], [ARR], [], [], [], [L], [LEFT]],
+    ),
+    (
+        "a child who has left home (two fixes certainly away) is judged as anywhere",
+        [_home(0, 0), _home(15, 5), _home(30, 120, dist=35), _home(45, 140, dist=35)]
+        + [_home(t, 160, dist=90) for t in (60, 75, 90)],
+        [[], [ARR], [], [LEFT], [], [], [L]],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "steps", "expected"), AT_HOME, ids=[s[0] for s in AT_HOME])
+def test_left_route_from_home(name: str, steps: list[Observation], expected: list[list[EventKind]]) -> None:
+    assert run(steps, PLACES) == expected
+
+
+def test_a_tag_whose_fixes_keep_arriving_too_vague_to_decide_is_not_lost() -> None:
+    """Indoors a tag's fixes may come at 120 m for minutes: they decide nothing, but it is heard."""
+    state, _, _ = step(ChildState(), obs(0, at=(-500, 0)), PLACES, RULES)
+    for t in range(15, 300, 15):
+        state, events, verdict = step(state, obs(t, acc=120, at=(-500, 0)), PLACES, RULES)
+        assert verdict == Verdict.POOR_ACCURACY and events == []
+    assert _ticks(state, PLACES, [300, 400]) == [[], []]
+    assert _ticks(state, PLACES, [285 + 181]) == [[LOST]]  # and lost once they stop
 
 
 def _ticks(state: ChildState, ctx: ChildContext, seconds: list[float]) -> list[list[EventKind]]:
@@ -592,16 +709,69 @@ def test_schedule_refuses_a_window_that_ends_before_it_starts() -> None:
         Window.parse({"start": "09:00", "end": "07:00"})
 
 
-def test_a_state_copy_shares_no_container_with_the_original() -> None:
-    import dataclasses
+def _a_day_of_steps() -> list[Observation | float]:
+    """Fixes (and clock passes: a float) through every container a state has: home, a zone entered
+    and left, school arrived at and left, a deadline, a low battery, a fix of unknown accuracy."""
+    nan = math.nan
+    return [
+        obs(-3000, at=(-800, 0)),
+        obs(-2985, at=(-795, 0)),  # arrived home
+        obs(-2970, at=(-600, 0)),
+        obs(-2955, at=(-500, 0)),  # left home
+        obs(-2940, dist=nan, certain=(7,), at=(-400, 0)),
+        obs(-2925, dist=nan, certain=(7,), at=(-400, 5)),  # entered zone 7
+        obs(-2910, dist=nan, possible=(7,), at=(-380, 0)),
+        obs(-2895, dist=nan, at=(-300, 0)),
+        obs(-2880, dist=nan, at=(-250, 0)),  # left zone 7
+        obs(-2865, acc=nan, batt=10, at=(-240, 0)),  # unknown accuracy, low battery
+        obs(-2850, at=(-30, 0)),
+        obs(-2835, at=(-10, 0)),  # arrived at school
+        T0 - 2400.0,  # a clock pass: the deadline (08:40) has not come
+        obs(-2820, at=(-200, 0)),
+        obs(-2805, at=(-210, 0)),  # left school
+        T0 + 3600.0,  # a clock pass after the deadline: not arrived
+    ]
 
+
+def _walk(owned: bool) -> tuple[list[ChildState], list[list[EventKind]]]:
+    state, states, events = ChildState(), [], []
+    for s in _a_day_of_steps():
+        if isinstance(s, float):
+            state, new = tick(state, s, ON_TIME, RULES)
+        else:
+            state, new, _ = step(state, s, ON_TIME, RULES, owned=owned and bool(states))
+        states.append(state)
+        events.append([e.kind for e in new])
+    state, new = gate(state, T0 + 4000, ON_TIME, RULES)
+    return [*states, state], [*events, [e.kind for e in new]]
+
+
+def test_no_state_is_changed_by_the_steps_after_it() -> None:
+    """A copy shares the state's containers (ChildState.copy): the monitor replaces a container whole,
+    never changes one in place. Every state of a day through all of them is compared at the end with
+    a deep copy taken when it was made."""
+    states, events = [], []
     state = ChildState()
-    copied = state.copy()
-    for f in dataclasses.fields(ChildState):
-        value = getattr(state, f.name)
-        if isinstance(value, dict | set | list):
-            assert getattr(copied, f.name) is not value, f.name
-    assert copied == state
+    for s in _a_day_of_steps():
+        if isinstance(s, float):
+            state, new = tick(state, s, ON_TIME, RULES)
+        else:
+            state, new, _ = step(state, s, ON_TIME, RULES)
+        states.append((state, copy.deepcopy(state)))
+        events += [e.kind for e in new]
+    state, _ = gate(state, T0 + 4000, ON_TIME, RULES)
+    states.append((state, copy.deepcopy(state)))
+    assert events == [ARR, LEFT, E, LZ, LOW, ARR, LEFT, NOT]  # the day went through every container
+    assert all(s == frozen for s, frozen in states)
+
+
+def test_a_state_moved_in_place_ends_as_the_copies_do() -> None:
+    """``step(..., owned=True)`` (a batch's own copy, moved in place for the child's later fixes)
+    decides as the step that copies."""
+    copied, events_copied = _walk(owned=False)
+    in_place, events_in_place = _walk(owned=True)
+    assert events_in_place == events_copied
+    assert in_place[-1] == copied[-1]
 
 
 def test_a_deadline_met_before_the_window_stays_met_after_the_child_leaves() -> None:

@@ -246,3 +246,136 @@ def test_intervals() -> None:
     lo, hi = score.poisson_interval(3)
     assert lo == pytest.approx(0.619, abs=1e-3) and hi == pytest.approx(8.767, abs=1e-3)
     assert score.poisson_interval(0)[1] == pytest.approx(3.689, abs=1e-3)
+
+
+# --- the grid beside its ceiling, the clocks, the rule behind each alert ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "ceil", "points", "flag", "sure"),
+    [
+        (9, 10, 0.95, 5.0, False, False),  # within 10 points
+        (7, 10, 0.95, 25.0, True, False),  # 25 points below, but the interval reaches 93 %
+        (10, 100, 0.95, 85.0, True, True),  # far below, the whole interval too
+        (10, 10, 0.20, -80.0, False, False),  # above its ceiling (bought with false alarms)
+        (0, 0, 0.50, None, False, False),  # an empty cell: nothing to flag
+    ],
+)
+def test_a_cell_is_flagged_more_than_10_points_below_its_ceiling(
+    k: int, n: int, ceil: float, points: float | None, flag: bool, sure: bool
+) -> None:
+    from bench.quality.city_score import below_ceiling
+
+    cell = below_ceiling(score.proportion(k, n), ceil)
+    assert cell["ceiling"] == ceil
+    assert cell["below_ceiling_points"] == (None if points is None else pytest.approx(points, abs=0.1))
+    assert (cell["flag"], cell["flag_sure"]) == (flag, sure)
+
+
+@pytest.mark.parametrize(
+    ("offset", "store_forward", "cls"),
+    [(0.0, False, "in_time"), (-240.0, False, "slow"), (90.0, False, "fast"), (-30.0, True, "store_forward")],
+)
+def test_clock_classes(offset: float, store_forward: bool, cls: str) -> None:
+    from bench.quality.city_score import clock_class
+
+    assert clock_class(Tag(10.0, 1.0, offset, store_forward)) == cls
+
+
+def test_the_ceiling_uses_zone_rule_mcs_bound() -> None:
+    from bench.zone_rule_mc import DT, TAU, ar1_mahalanobis, np_detection, np_false_alarm
+
+    rho = math.exp(-DT / TAU)
+    for n in (1, 2, 4, 8):  # a constant difference: the closed form 1' R^-1 1 of an AR(1)
+        ones = (2 + (n - 2) * (1 - rho)) / (1 + rho) if n > 1 else 1.0
+        assert ar1_mahalanobis([i * DT for i in range(n)], [2.0] * n) == pytest.approx(4.0 * ones)
+    # fixes far apart in time are independent: Q adds up
+    assert ar1_mahalanobis([0.0, 1e6], [3.0, 4.0]) == pytest.approx(25.0)
+    # detection and false alarm are the same test read from either end
+    q = 9.0
+    assert np_detection(q, np_false_alarm(q, 0.99)) == pytest.approx(0.99)
+    inc = dict(_stay(0.0, 60.0), fix_t=[0.0, 15.0], sigma=[5.0, 5.0], depth_at_fix=[25.0, 25.0])
+    assert ceiling(inc) == pytest.approx(np_detection(ar1_mahalanobis([0.0, 15.0], [7.0, 7.0]), 60 / 360000))
+
+
+def test_score_reports_rules_sos_within_5_s_and_clock_classes() -> None:
+    slow = Tag(10.0, 1.0, -200.0, False)
+    day = ChildDay(1, "walk_west", slow, 0.0, [("home", 0.0, 86400.0, {"zone_m": 30.0})], [], 10)
+    day.incidents = [
+        {"kind": "sos", "start": 100.0, "end": 100.0},
+        {"kind": "sos", "start": 900.0, "end": 900.0},
+    ]
+    out = CityOutcome(days=[day], fixes=10, sos_received={(1, 100.0): 101.0, (1, 900.0): 901.0})
+    out.alerts = [
+        RaisedAlert(1, "sos", None, 102.0, 100.0, 101.0),  # 1 s after receipt
+        RaisedAlert(1, "sos", None, 908.0, 900.0, 901.0),  # 7 s after: later than the target's 5 s
+        RaisedAlert(1, "entered_zone", 9, 3000.0, 3000.0, 3000.0, "4 linger"),
+        RaisedAlert(1, "signal_lost", None, 5000.0, 5000.0, None, "clock"),
+    ]
+    r = score_city(out, interval_s=15.0)
+    ck = r["clocks"]
+    assert ck["sos_within_5_s"]["k"] == 1 and ck["sos_within_5_s"]["n"] == 2
+    assert ck["by_clock"]["slow"]["sos"]["k"] == 2
+    assert ck["by_clock"]["slow"]["signal_lost"] == 1
+    assert ck["by_clock"]["in_time"]["child_days"] == 0
+    assert r["false_alarms"]["by_rule_and_place"] == {
+        "entered_zone by 4 linger | home": 1,
+        "signal_lost by clock | home": 1,
+    }
+
+
+def test_the_rule_watch_names_rules_and_changes_no_decision() -> None:
+    from bench.quality.city_sim import run_group
+    from tracker.monitor import machine
+
+    zones, route = machine._zones, machine._route
+    p = CityParams(child_days=30, days=1, interval_s=60.0, seed=3)
+    children = list(range(1, 31))
+    plain = run_group(p, children)
+    watched = run_group(CityParams(child_days=30, days=1, interval_s=60.0, seed=3, why=True), children)
+    assert (machine._zones, machine._route) == (zones, route)  # put back
+    key = [(a.child, a.kind, a.zone_id, a.raised_at) for a in plain.alerts]
+    assert key == [(a.child, a.kind, a.zone_id, a.raised_at) for a in watched.alerts]
+    named = [a for a in watched.alerts if a.kind in ("entered_zone", "left_route")]
+    assert named, "the 30 child-days raised no zone or route alert to name"
+    assert all(a.rule not in (None, "?") for a in named)
+    assert all(a.rule is None for a in plain.alerts)
+
+
+@pytest.mark.parametrize(
+    ("start", "route_m", "judged"),
+    [
+        (1000.0, 20.0, True),  # 00:16, no commute window: judged wherever it is
+        (8 * 3600.0, 40.0, True),  # 08:00, in a window, beyond its corridor (30 m): judged
+        (8 * 3600.0, 20.0, False),  # in a window, inside its own corridor: the zone minus the corridor
+        (13 * 3600.0, 29.9, False),  # the afternoon window, just inside
+        (17 * 3600.0, 5.0, True),  # 17:00: after the windows
+    ],
+)
+def test_a_stay_inside_its_own_corridor_in_a_window_is_counted_apart(
+    start: float, route_m: float, judged: bool
+) -> None:
+    day = ChildDay(1, "walk_west", Tag(10.0, 1.0, 0.0, False), 0.0, [], [], 10)
+    day.incidents = [dict(_stay(start, start + 100.0), route_m=route_m)]
+    out = CityOutcome(days=[day], fixes=10)
+    out.alerts = [RaisedAlert(1, "entered_zone", 7, start + 40.0, start + 40.0, start + 40.0)]
+    st = score_city(out, interval_s=15.0)["stays"]
+    assert st["count"] == (1 if judged else 0)
+    apart = st["in_own_corridor_in_a_window"]
+    assert (apart["n"], apart["k"]) == ((0, 0) if judged else (1, 1))
+    assert sum(c["n"] for c in st["grid"].values()) == (1 if judged else 0)
+
+
+def test_each_stay_knows_how_far_its_deepest_point_is_from_the_childs_route() -> None:
+    seen = 0
+    for b, r, d in _days(10):
+        for inc in d.incidents:
+            if inc["kind"] == "enter_zone":
+                seen += 1
+                # the deepest point is in a zone; the route runs beside it or crosses it
+                assert 0.0 <= inc["route_m"] <= inc["depth_m"] + 3000.0
+                if r.kind.startswith("walk") and inc["zone_id"] == b.road_id and inc["place"] == "home":
+                    # from home to the nearest kerb (up to 20 m along it): the sidewalk (3-8 m from the
+                    # kerb) plus the depth, beside the route's sidewalk leg or its end
+                    assert inc["route_m"] <= math.hypot(20.0, b.sidewalk + inc["depth_m"]) + 1e-6
+    assert seen > 0

@@ -99,9 +99,10 @@ def test_build_view_warms_the_kernels_and_leaves_out_refused_geometry() -> None:
     rows = _rows(zone_x=300)
     line = {"type": "LineString", "coordinates": [_ll(0, 0), _ll(10, 0)]}  # not a polygon: refused
     bad = ZoneRow(8, "broken", "construction", "critical", line)
-    view = _build(dataclasses.replace(rows, zones={**rows.zones, 8: bad}))
+    empty = ZoneRow(9, "null by hand", "construction", "critical", {})  # load_registry's JSON null
+    view = _build(dataclasses.replace(rows, zones={**rows.zones, 8: bad, 9: empty}))
     assert view.index.zone_ids.tolist() == [7]
-    assert "zone 8" in view.refused
+    assert "zone 8" in view.refused and "zone 9" in view.refused
     t0 = time.perf_counter()
     _answers(view)  # compiled (or loaded) by build_view: no stall here
     assert time.perf_counter() - t0 < 1.0

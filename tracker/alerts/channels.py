@@ -152,21 +152,44 @@ class AppriseSmsProvider:
 _JSON = msgspec.json.Encoder()
 
 
+def socket_text(facts: AlertFacts, language: str, transition: str) -> str:
+    """An alert's message as a parent's socket gets it."""
+    # msgspec: a fifth of json.dumps's time, and a burst encodes thousands of these at once
+    return _JSON.encode(alert_message(facts, language, transition)).decode()
+
+
+class Teller(Protocol):
+    """Tells the other tracker processes that a websocket delivery is going out, for their sockets of
+    the guardian (tracker.alerts.relay.SocketRelay); raises when it cannot."""
+
+    async def tell(self, delivery_id: int, guardian_id: int) -> None: ...
+
+
 class WebSocketChannel:
-    """The parent page's live channel: 'sent' when at least one open page took the message. A
-    message carries its alert's id; the page keeps one card per alert and announces it once."""
+    """The parent page's live channel: 'sent' when at least one open page on this process took the
+    message. A message carries its alert's id; the page keeps one card per alert and announces it
+    once. ``others``: the guardian's pages on other tracker processes are told too, before the
+    delivery is answered (tracker.alerts.relay); what they took is not part of the outcome."""
 
     name = "websocket"
 
-    def __init__(self, hub: WebSocketHub) -> None:
+    def __init__(self, hub: WebSocketHub, others: Teller | None = None) -> None:
         self._hub = hub
+        self._others = others
 
     async def deliver(self, job: DeliveryJob, facts: AlertFacts) -> Outcome:
         if job.guardian_id is None:
             return "offline"
-        # msgspec: a fifth of json.dumps's time, and a burst encodes thousands of these at once
-        message = _JSON.encode(alert_message(facts, job.language, job.transition)).decode()
-        return "sent" if await self._hub.send(job.guardian_id, message) else "offline"
+        message = socket_text(facts, job.language, job.transition)
+        if self._others is None:
+            taken = await self._hub.send(job.guardian_id, message)
+        else:
+            told = asyncio.ensure_future(self._others.tell(job.delivery_id, job.guardian_id))
+            try:
+                taken = await self._hub.send(job.guardian_id, message)
+            finally:
+                await told  # a failure to tell is the delivery's: retried (a repeat here is harmless)
+        return "sent" if taken else "offline"
 
 
 class SmsChannel:

@@ -21,6 +21,15 @@ killed in between leaves the round's rows 'sending', and the next start gives th
 again: no delivery is missed, and each channel makes the second time harmless as far as it can
 (tracker/alerts/channels.py: exactly once for the stub's SMS, a record written right after each
 gateway call for a real SMS gateway, an idempotency key for a webhook, the alert's id for a page).
+
+Several tracker processes on one PostgreSQL (issue 16) each run a dispatcher over the one outbox: a
+row is claimed by one of them (SKIP LOCKED), with the claimer's worker id and the time (migration
+0016), and only its claimer writes its outcome. A starting process releases only its own earlier
+claims and those older than the claim timeout; so that a live process's slow deliveries are not
+taken for a dead one's, each dispatcher refreshes the claims it holds every third of the timeout
+(the heartbeat), and now and then releases other processes' claims that nobody has refreshed for
+the whole timeout (a process that died and has not come back). A websocket delivery reaches the
+guardian's sockets on the other processes through tracker.alerts.relay.
 """
 
 from __future__ import annotations
@@ -35,11 +44,14 @@ import asyncpg
 
 from tracker.alerts.channels import Channel
 from tracker.store.alerts import (
+    CLAIM_TIMEOUT_S,
     AlertFacts,
     DeliveryJob,
     DeliveryMark,
     claim_due_deliveries,
     mark_deliveries,
+    refresh_claims,
+    release_abandoned_deliveries,
     sent_counts,
 )
 from tracker.store.db import DB_ERRORS
@@ -78,8 +90,13 @@ class Dispatcher:
         backoff_s: float = 2.0,
         poll_s: float = 1.0,
         rate_limit: tuple[int, float] = (6, 600.0),
+        claim_timeout_s: float = CLAIM_TIMEOUT_S,
     ) -> None:
+        """``claim_timeout_s``: how long an unrefreshed claim of another process stands before its rows
+        are released (tracker.store.alerts.release_stuck_deliveries)."""
         self._pool = pool
+        self._claim_timeout_s = claim_timeout_s
+        self._holding: Counter[int] = Counter()  # delivery ids claimed and not marked yet (the heartbeat's)
         self._channels = {c.name: c for c in channels}
         self._max_attempts = max_attempts
         self._backoff_s = backoff_s
@@ -95,7 +112,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(*(self._run(lane) for lane in self._lanes))
+            await asyncio.gather(*(self._run(lane) for lane in self._lanes), self._claims())
         finally:  # stopping: what is being sent at once is marked before the pool closes
             if self._sending:
                 await asyncio.wait(self._sending, timeout=5.0)
@@ -122,10 +139,29 @@ class Dispatcher:
         async def deliver(job: DeliveryJob, facts: AlertFacts) -> None:
             done.append(await self._deliver(job, facts, sent))
 
+        ids = [job.delivery_id for job, _ in claimed]
+        self._holding.update(ids)
         try:
             await asyncio.gather(*(deliver(job, facts) for job, facts in claimed))
         finally:
-            await self._mark(done)
+            try:
+                await self._mark(done)
+            finally:
+                self._holding.subtract(ids)
+                self._holding += Counter()  # drops the ids no longer held
+
+    async def _claims(self) -> None:
+        """The heartbeat of this process's claims, and the release of other processes' abandoned
+        ones, every third of the claim timeout."""
+        while True:
+            await asyncio.sleep(self._claim_timeout_s / 3)
+            try:
+                await refresh_claims(self._pool, list(self._holding))
+                if released := await release_abandoned_deliveries(self._pool, self._claim_timeout_s):
+                    log.warning("released %d deliveries claimed by a process gone for good", released)
+                    self.wake()
+            except DB_ERRORS as e:
+                log.warning("dispatcher cannot refresh its claims (%s); trying again", e)
 
     async def _run(self, lane: _Lane) -> None:
         while True:
@@ -225,9 +261,17 @@ class Dispatcher:
         return DeliveryMark(job.delivery_id, outcome, time.time(), history=history)
 
     def _over_limit(self, job: DeliveryJob, sent: dict[tuple[int, str], int]) -> bool:
-        """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back."""
+        """A per-guardian, per-channel rate limit stops storms; critical alerts are never held back.
+        The limit is decided at a delivery's first attempt only: a later one follows a channel's
+        failure or a claim released from a process that died while sending, whose message may have gone
+        out (the channels make the repeat harmless), and such a message is never marked 'suppressed'
+        because the guardian has been sent others since."""
         guardian = _limited(job)
-        return guardian is not None and sent.get((guardian, job.channel), 0) >= self._rate_count
+        return (
+            job.attempts <= 1
+            and guardian is not None
+            and sent.get((guardian, job.channel), 0) >= self._rate_count
+        )
 
 
 def _limited(job: DeliveryJob) -> int | None:

@@ -26,23 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import importlib
 import json
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 from py_vapid.utils import b64urlencode
-from pywebpush import WebPushException, webpush_async
+
+if TYPE_CHECKING:
+    import aiohttp
 
 from tracker.alerts.channels import Outcome
 from tracker.alerts.messages import acknowledge_word, text, title
@@ -199,7 +202,9 @@ class PushChannel:
         self._pool = pool
         self._keys = keys
         self._subject = subject
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
+        # pywebpush and aiohttp are imported at the first push (about 25 MiB of a worker's memory, and
+        # a quarter of a second of its start, where no guardian has subscribed to push)
         self._session: aiohttp.ClientSession | None = None
         self._took: dict[int, set[int]] = {}  # delivery id -> subscriptions whose push service took it
 
@@ -216,6 +221,8 @@ class PushChannel:
             self._took.pop(job.delivery_id, None)
             return "sent" if took else "offline"
         body = json.dumps(push_message(facts, job.language, job.transition), ensure_ascii=False)
+        if "pywebpush" not in sys.modules:  # the first push: imported off the event loop (~0.25 s)
+            await asyncio.to_thread(importlib.import_module, "pywebpush")
         results = await asyncio.gather(*(self._send(s, body, facts.severity) for s in todo))
 
         gone = [s.id for s, r in zip(todo, results, strict=True) if r == "gone"]
@@ -236,8 +243,12 @@ class PushChannel:
 
     async def _send(self, s: PushSubscription, body: str, severity: str) -> str | BaseException:
         """'accepted', 'gone', or the exception that says why the push service did not take it."""
+        import aiohttp
+        from pywebpush import WebPushException, webpush_async
+
+        timeout = aiohttp.ClientTimeout(total=self._timeout_s)
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession(timeout=timeout)
         try:
             await webpush_async(
                 {"endpoint": s.endpoint, "keys": {"p256dh": s.p256dh, "auth": s.auth}},
@@ -246,7 +257,7 @@ class PushChannel:
                 vapid_claims={"sub": self._subject},  # a new dict each time: pywebpush adds aud and exp to it
                 ttl=TTL_S.get(severity, 3600),
                 headers={"Urgency": URGENCY.get(severity, "normal")},
-                timeout=self._timeout,
+                timeout=timeout,
                 aiohttp_session=self._session,
             )
         except WebPushException as e:
@@ -272,6 +283,8 @@ class PushChannel:
 
 
 def _error(e: BaseException) -> str:
+    from pywebpush import WebPushException  # (imported by _send already)
+
     if isinstance(e, WebPushException) and e.status_code is not None:
         return f"the push service answered {e.status_code}"
     return f"{type(e).__name__}: {e}".split("\n")[0]

@@ -12,6 +12,7 @@ from tracker.api.auth import context
 from tracker.api.context import AppContext
 from tracker.api.models import Health, Ready
 from tracker.broker_config import reserved_broker_users
+from tracker.geofence import kernels as geofence_kernels
 from tracker.metrics import prometheus_text
 from tracker.store.gauges import database_gauges
 
@@ -73,6 +74,8 @@ async def metrics(ctx: AppContext = Depends(context)) -> Response:
         "tracker_websocket_connections": float(ctx.hub.total),
         "tracker_db_pool_connections": float(ctx.pool.get_size()),
         "tracker_db_pool_idle_connections": float(ctx.pool.get_idle_size()),
+        # 1: the geofence kernels compiled ahead of time run (no numba in the process); 0: numba's JIT
+        "tracker_geofence_kernels_ahead_of_time": 0.0 if geofence_kernels.AHEAD_OF_TIME is None else 1.0,
     }
     for name, check in ctx.readiness.items():
         gauges[f"tracker_{name}_up"] = 1.0 if check() else 0.0

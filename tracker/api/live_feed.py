@@ -47,6 +47,7 @@ from tracker.stages.records import BatchOutcome
 from tracker.store.batches import PositionRecord
 from tracker.store.db import DB_ERRORS
 from tracker.store.history import AlertFilter, get_alert, list_alerts
+from tracker.store.registry_tables import children_at
 from tracker.store.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class SchoolLiveFeed:
         before, previous = self._child_school, self._seen_view
         now = datetime.now(UTC)
         schools = self._schools
-        after = {c.id: c.school_id for c in view.rows.children.values() if c.school_id in schools}
+        after = children_at(view.rows.children, schools)
         if previous is not None and previous is not view:
             was = previous.rows.children
             for c, school_id in after.items():

@@ -51,7 +51,7 @@ async def close_guardian_sockets(ctx: AppContext, guardian_id: int) -> int:
     sockets = ctx.hub.of(guardian_id)
     for ws in sockets:
         with contextlib.suppress(Exception):
-            await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=CLOSE_REASON)  # type: ignore[attr-defined]
+            await ws.close(code=status.WS_1008_POLICY_VIOLATION, reason=CLOSE_REASON)
     return len(sockets)
 
 

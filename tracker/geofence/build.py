@@ -389,7 +389,11 @@ def _grid_arrays(zones: PackedZones, radius: float) -> PackedGrid:
     )
     start, n_far = kernels.cell_record_sizes(cell_off, e_doff, d_lb, e_poff, NEAR_M)
     records = np.empty(int(start[-1]), dtype=np.float64)  # numpy's allocator: huge pages where allowed
-    far = np.empty(int(n_far), dtype=np.float64)
+    # the far edges (a bound and a vertex number each), then the zones' xy they point into: zf[0] says where
+    base = 1 + int(n_far)
+    far = np.empty(base + zones.xy.size, dtype=np.float64)
+    far[0] = base
+    far[base:] = zones.xy.reshape(-1)
     kernels.pack_cells(
         cell_off, e_zone, e_flags, e_L, e_doff, d_edge, d_lb, e_poff, p_edge, zones.xy, NEAR_M, records, far
     )

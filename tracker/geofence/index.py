@@ -6,7 +6,10 @@ orchestration of them) over the whole batch, never Python per fix. How is decide
 :meth:`GeofenceIndex.check`, by batch size: a small batch in one numba call (a numba call from Python
 costs microseconds; a batch amortises it), a big one pass by pass over numpy's arrays, and from
 :data:`PARALLEL_MIN_FIXES` on each pass over blocks of fixes on every numba thread. The answers are the
-same bit for bit whichever way runs (tests/unit/test_geofence_oracle.py checks the three).
+same bit for bit whichever way runs (tests/unit/test_geofence_oracle.py checks the three). When the
+kernels were compiled ahead of time (:mod:`tracker.geofence.kernels.compiled`: a worker without numba),
+every batch runs in one call of the compiled module unless ``parallel=True`` asks for numba's threads
+(the pass-by-pass and parallel passes are the JIT's; the answers are the same bits).
 
 Verdict semantics (all distances in metres in the index's local projection; ``acc`` is the fix's
 accuracy radius, ``R`` the index's ``search_radius_m``):
@@ -28,6 +31,12 @@ accuracy radius, ``R`` the index's ``search_radius_m``):
   within ``R``.
 * **nearest_zone_m**: 0 when inside (or on the boundary of) a zone, otherwise the distance to the
   closest zone that is within ``R``, otherwise inf.
+* **depth** (per possible zone, beside its id): the fix's signed distance to the zone's boundary,
+  positive inside (``d``) and negative outside (``-d``), clipped to ``+-min(acc, R)``: exact wherever
+  the zone is possible but not certain; a certain zone is ``min(acc, R)`` deep. In sigmas of the fix's
+  error it is what the monitor's lingering rule weighs (how deep, not only whether, a fix lies in a
+  zone); computed where the verdict computes the boundary distance, so a fix with no possible zone
+  costs nothing more.
 * **crossed** (only when the previous fix's position is given): the zones whose *interior* the
   straight segment from the previous fix to this one meets, while neither end is certainly inside
   (this fix with its ``acc``; the previous one with ``prev_acc``, 0 when not given: as a point).
@@ -49,7 +58,6 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -129,6 +137,9 @@ class GeofenceAnswers:
     """int64 [n+1]: CSR offsets into ``crossed_zone_ids`` (all 0 when no previous fixes were given)."""
     crossed_zone_ids: I64
     """Zones whose interior the segment from the previous fix meets, neither end certainly inside."""
+    possible_depth_m: F64
+    """float64, beside ``possible_zone_ids``: how deep in that zone the fix lies, clipped to
+    +-min(acc, R) (positive inside; -d outside, d <= min(acc, R) since the zone is possible)."""
 
     def certain(self, i: int) -> tuple[int, ...]:
         """Zone ids certainly holding fix i (ascending)."""
@@ -137,6 +148,13 @@ class GeofenceAnswers:
     def possible(self, i: int) -> tuple[int, ...]:
         """Zone ids possibly holding fix i (ascending)."""
         return _csr(self.possible_offsets, self.possible_zone_ids, i)
+
+    def depths(self, i: int) -> dict[int, float]:
+        """Zone id -> depth of fix i, for its possible zones (see ``possible_depth_m``)."""
+        j0, j1 = int(self.possible_offsets[i]), int(self.possible_offsets[i + 1])
+        return dict(
+            zip(self.possible_zone_ids[j0:j1].tolist(), self.possible_depth_m[j0:j1].tolist(), strict=True)
+        )
 
     def crossed(self, i: int) -> tuple[int, ...]:
         """Zone ids crossed between fix i's previous fix and fix i (ascending)."""
@@ -308,12 +326,12 @@ class GeofenceIndex:
                     f"{q_lon.shape[0]}, {q_lat.shape[0]}, {q_acc.shape[0]}"
                 )
         if parallel is None:
-            parallel = n >= PARALLEL_MIN_FIXES and numba.get_num_threads() > 1
+            parallel = n >= PARALLEL_MIN_FIXES and kernels.default_threads() > 1
         args = (lon_a, lat_a, acc_a, slot_a, q_lon, q_lat, q_acc, *self._kernel_args)
         if parallel:
             with _parallel_lock:
                 return GeofenceAnswers(*kernels.check_batch(*args, kernels.parallel))
-        if n >= _BIG_BATCH:
+        if n >= _BIG_BATCH and kernels.AHEAD_OF_TIME is None:
             return GeofenceAnswers(*kernels.check_batch(*args))
         return GeofenceAnswers(*kernels.check_batch_in_one_call(*args))
 

@@ -134,9 +134,29 @@ _gateway_whole_decoder = msgspec.json.Decoder(list[GatewayItemV1])
 _sighting_decoder = msgspec.json.Decoder(SightingV1)
 
 
+_TOPICS_KEPT = 200_000
+_topics: dict[tuple[str, str], tuple[str, str] | None] = {}
+
+
 def parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
     """('tag', tag_id), ('gateway', gateway_id) or ('reader', reader_id) for a topic this decoder
-    knows, else None."""
+    knows, else None. (Each tag publishes on its own topic, again and again: the answers are kept,
+    up to ``_TOPICS_KEPT`` topics, then forgotten all at once.)"""
+    key = (topic, prefix)
+    known = _topics.get(key, _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known  # type: ignore[return-value]
+    route = _parse_topic(topic, prefix)
+    if len(_topics) >= _TOPICS_KEPT:
+        _topics.clear()
+    _topics[key] = route
+    return route
+
+
+_UNKNOWN = object()
+
+
+def _parse_topic(topic: str, prefix: str) -> tuple[str, str] | None:
     if not topic.startswith(prefix):
         return None
     parts = topic[len(prefix) :].split("/")
@@ -238,15 +258,17 @@ def _why(payload: bytes, e: msgspec.DecodeError) -> tuple[Reason, str]:
 
 
 def _fix(tag: str, p: PositionV1, msg: RawMessage) -> Fix:
+    # (positional, in Fix's order: tag, ts, lat, lon, acc, batt, seq, sos, received_at, topic)
+    batt, seq = p.batt, p.seq
     return Fix(
-        tag=tag,
-        ts=p.ts,
-        lat=p.lat,
-        lon=p.lon,
-        acc=p.acc,
-        batt=None if p.batt is msgspec.UNSET else p.batt,
-        seq=None if p.seq is msgspec.UNSET else p.seq,
-        sos=p.sos,
-        received_at=msg.received_at,
-        topic=msg.topic,
+        tag,
+        p.ts,
+        p.lat,
+        p.lon,
+        p.acc,
+        None if batt is msgspec.UNSET else batt,
+        None if seq is msgspec.UNSET else seq,
+        p.sos,
+        msg.received_at,
+        msg.topic,
     )

@@ -230,6 +230,14 @@ class MqttIngestor:
         self._client.disconnect()
         self._client.loop_stop()
 
+    def current(self, messages: list[RawMessage]) -> list[RawMessage]:
+        """Every message (one tracker on MQTT reads every child, and never reads one again)."""
+        return messages
+
+    def not_committed(self, messages: Iterable[RawMessage]) -> None:
+        """Nothing: one tracker on MQTT owns every child, so no commit of its is ever fenced (a message
+        left unacknowledged is the broker's to deliver again, on the next connection)."""
+
     def ack(self, messages: Iterable[RawMessage]) -> None:
         """Acknowledge messages whose effects are committed; those from an older connection are left
         alone (the broker redelivers them, and reprocessing them changes nothing).

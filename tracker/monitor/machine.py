@@ -23,7 +23,10 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
   (never dropped for lack of accuracy), its battery level (low battery), and that the tag is
   alive: it brings the signal back and keeps 'signal lost' from being raised while such fixes
   come (`heard_ts`). A child whose phone never states its accuracy is therefore not watched for
-  zones and routes, and its status stays "unknown" rather than looking safe.
+  zones and routes, and its status stays "unknown" rather than looking safe. A fix less accurate
+  than `max_accuracy_m`, or an impossible jump, is heard the same way: it decides nothing of where
+  the child is, but the tag that sent it is alive (issue 15: a tag indoors whose fixes came at more
+  than 100 m for three minutes raised 'signal lost' while they kept arriving).
 - left route: only while the route's schedule watches it, when the evidence of the fixes outside the
   corridor adds up. Each fix's distance beyond the corridor is measured in sigmas of its own error
   (accuracy is a 68 % radius: sigma = acc / 1.51); a CUSUM adds (sigmas - `off_route_sigma`), at most
@@ -31,6 +34,10 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
   at least `off_route_min_fixes` fixes beyond `off_route_sigma` spanning `off_route_min_s`. A fix
   inside the corridor starts over. (GPS error drifts, with a correlation time near 45 s: two fixes
   at 2-3 sigma in a row happen to every child every day; a sum of four sigmas of excess does not.)
+  While the child is at home or at school (arrived, not yet left) and a fix's zone disc still
+  reaches the place's fence, the evidence adds up but 'left route' waits for a fix certainly away
+  from the place: the route begins and ends there, and a child indoors there scatters fixes 20-60 m
+  and more (issue 15: the devices that under-report their error raised 'left route' at home).
   back on route: `on_route_min_fixes` consecutive fixes inside the corridor, at any hour.
 - entered danger zone (zones are always on unless they have hours), on any of:
   1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
@@ -44,23 +51,32 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
   4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
      spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
      `zone_linger_max_acc_m` accurate). Outside the child's commute windows (or with no route) only
-     from fixes at least `zone_linger_idle_max_acc_m` (20 m) accurate, each reported inside a zone,
-     in a row: a segment that misses the zone or ends outside it starts over. (Issue 15: a child
-     indoors at home 20-40 m from a road zone reports 20-60 m of accuracy; its discs always touch
-     the road and its drifting error crosses the edge now and then: counted over hours, those
-     crossings alerted it 1.7 times an hour.) In a commute window a segment to a fix that may
-     still be on the child's route (distance - accuracy within the corridor) is not counted (nor
-     does it start over): the route explains it. The weakest evidence is the one GPS noise by a
-     zone's edge fakes (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few
-     metres outside it give fixes no rule can tell apart); a child on its way to school is not
-     standing there.
+     from fixes at least `zone_linger_idle_max_acc_m` (20 m) accurate, weighed by how deep each lies
+     in the zone: a CUSUM adds each fix's depth (the geofence's signed distance to the zone's edge)
+     in sigmas of its error beyond `zone_linger_idle_sigma`, at most `zone_linger_idle_step_cap`,
+     in proportion to the time it covers (Rules.weight), never below 0 (there the run starts over);
+     'entered' at `zone_linger_idle_score` over a run spanning `zone_linger_idle_min_s` (90 s); the
+     same while the child is at home or at school (a fix that may be there) in a commute window.
+     (Issue 15: a child on a sidewalk 3-8 m from a road zone has fixes a few metres in the road for
+     a minute or two now and then: counted as "inside or not", runs of them alerted the children of
+     the city-like bench 0.3 times a day; a few metres is a fraction of a sigma: it adds little
+     here, and the fixes outside take it back. And a child indoors at home 20-40 m from a road
+     zone reports 20-60 m of accuracy; its discs always touch the road and its drifting error
+     crosses the edge now and then: counted over hours, those crossings alerted it 1.7 times an
+     hour.) In a commute window a segment to a fix that may still be on the child's route
+     (distance - accuracy within the corridor) is not counted (nor does it start over): the route
+     explains it. The weakest evidence is the one GPS noise by a zone's edge fakes
+     (bench/zone_rule_mc.py: a child 10 m inside a thin zone and one standing a few metres outside
+     it give fixes no rule can tell apart); a child on its way to school is not standing there.
   left: `zone_exit_fixes` consecutive fixes certainly outside (the zone is not even possible).
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
 - arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
-  certainly outside it. An RFID gate sighting counts as arrival at once (or, when the child has been
-  at school for an hour, as leaving).
-- signal lost (tick): inside a commute window, no decided fix (nor one of unknown accuracy) for
+  certainly outside it (the zone disc of `zone_sigma` clear of the fence, as zones are judged). An
+  RFID gate sighting counts as arrival at once (or, when the child has been at school for an hour,
+  as leaving).
+- signal lost (tick): inside a commute window, no decided fix (nor one of unknown or poor accuracy,
+  nor an impossible jump: a fix the tag sent later than the last decided one) for
   `signal_lost_s` since one earlier the same day, unless the child is at school; back with the next
   such fix.
 - not arrived (tick): a window's `arrive_by` has passed and the child has neither reached its
@@ -89,46 +105,68 @@ _ROUNDING = 1e-9  # weighted evidence is a sum of fractions: three fixes 5 s apa
 
 def metres(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     """Distance over a few kilometres (equirectangular on the WGS84 ellipsoid's local radii)."""
-    lat = math.radians((lat1 + lat2) / 2)
-    dx = (lon2 - lon1) * (111_412.84 * math.cos(lat) - 93.5 * math.cos(3 * lat))
-    dy = (lat2 - lat1) * (111_132.92 - 559.82 * math.cos(2 * lat) + 1.175 * math.cos(4 * lat))
-    return math.hypot(dx, dy)
+    lat = _radians((lat1 + lat2) / 2)
+    dx = (lon2 - lon1) * (111_412.84 * _cos(lat) - 93.5 * _cos(3 * lat))
+    dy = (lat2 - lat1) * (111_132.92 - 559.82 * _cos(2 * lat) + 1.175 * _cos(4 * lat))
+    return _hypot(dx, dy)
+
+
+_radians, _cos, _hypot = math.radians, math.cos, math.hypot  # (metres runs several times per fix)
 
 
 def judge(state: ChildState, obs: Observation, rules: Rules) -> Verdict:
     """Whether this fix may decide anything (named filters, in order)."""
-    if state.last_ts is not None and obs.ts == state.last_ts:
+    last_ts, ts, acc = state.last_ts, obs.ts, obs.acc
+    if last_ts is not None and ts == last_ts:
         return Verdict.DUPLICATE
-    if state.last_ts is not None and obs.ts < state.last_ts:
+    if last_ts is not None and ts < last_ts:
         return Verdict.STALE
-    if math.isnan(obs.acc):
+    if acc != acc:  # nan: not stated
         # a repeat of the last fix of unknown accuracy (a redelivery) is a duplicate too
-        return Verdict.DUPLICATE if obs.ts == state.heard_ts else Verdict.UNKNOWN_ACCURACY
-    if obs.acc > rules.max_accuracy_m:
+        return Verdict.DUPLICATE if ts == state.heard_ts else Verdict.UNKNOWN_ACCURACY
+    if acc > rules.max_accuracy_m:
         return Verdict.POOR_ACCURACY
-    if state.last_ts is not None and state.last_lon is not None and state.last_lat is not None:
-        moved = metres(state.last_lon, state.last_lat, obs.lon, obs.lat) - obs.acc - (state.last_acc or 0.0)
-        if moved > rules.max_speed_mps * (obs.ts - state.last_ts):
+    if last_ts is not None and state.last_lon is not None and state.last_lat is not None:
+        moved = metres(state.last_lon, state.last_lat, obs.lon, obs.lat) - acc - (state.last_acc or 0.0)
+        if moved > rules.max_speed_mps * (ts - last_ts):
             return Verdict.IMPOSSIBLE_JUMP
     return Verdict.DECIDED
 
 
 def step(
-    state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules
+    state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, *, owned: bool = False
 ) -> tuple[ChildState, list[Event], Verdict]:
+    """``owned``: ``state`` is the caller's own copy, made for this batch and seen by no one else
+    (tracker.stages.monitor: a child's later fixes in one batch): it is moved in place instead of
+    copied again. Otherwise ``state`` is left as it was and a moved state is a new object."""
     verdict = judge(state, obs, rules)
     if verdict == Verdict.DUPLICATE:
         return state, [], verdict
     events = [Event(EventKind.SOS, obs.ts, detail=_stamp(obs))] if obs.sos else []
-    if verdict == Verdict.UNKNOWN_ACCURACY:
-        return _heard(state, obs, ctx, rules, events), events, verdict
-    if verdict != Verdict.DECIDED:
-        return state, events, verdict
+    if verdict == Verdict.DECIDED:
+        new = state if owned else state.copy()
+        _decide(new, obs, ctx, rules, events)
+        return new, events, verdict
+    if verdict in _HEARD:
+        new = state if owned else state.copy()
+        _heard(new, obs, ctx, rules, events)
+        return new, events, verdict
+    return state, events, verdict
 
-    new = state.copy()
-    gap = obs.ts - state.last_ts if state.last_ts is not None else math.inf
+
+_HEARD = frozenset((Verdict.UNKNOWN_ACCURACY, Verdict.POOR_ACCURACY, Verdict.IMPOSSIBLE_JUMP))
+"""Fixes that decide nothing of where the child is, but say that its tag is alive: later than the last
+decided fix, so they keep 'signal lost' away and bring the signal back (a tag indoors whose fixes
+arrive at 120 m, or whose receiver throws one far, is heard; a duplicate or an older fix is not news)"""
+
+
+def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, events: list[Event]) -> None:
+    """A fix that decides, on ``new`` in place (a copy of the state before it)."""
+    last_ts = new.last_ts
+    gap = obs.ts - last_ts if last_ts is not None else math.inf
     weight = rules.weight(gap)
-    prev_acc = state.last_acc if state.last_acc is not None else math.inf
+    prev_acc = new.last_acc if new.last_acc is not None else math.inf
+    was_in_corridor = new.in_corridor
     new.last_ts, new.last_lon, new.last_lat, new.last_acc = obs.ts, obs.lon, obs.lat, obs.acc
     _clock(new, obs)
     if new.heard_ts is not None and new.heard_ts <= obs.ts:
@@ -139,29 +177,32 @@ def step(
     _pace(new, obs, ctx.mode, rules)
     walking = False  # the child walks its route and this fix may be on it
     on_its_route = False  # a commute window, and the child has a route: judged by its corridor
-    if obs.has_route:
+    has_route = obs.has_route
+    settled = _at_place(new, obs, ctx, rules)  # at home or school, and this fix may be there
+    if has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
-        _route(new, obs, watched, weight, rules.mode_max_mps(ctx.mode), rules, events)
+        _route(new, obs, watched, weight, rules.mode_max_mps(ctx.mode), rules, events, hold=settled)
         walking = watched and obs.may_be_on_route
         on_its_route = watched
-    from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == state.last_ts
-    segment = (gap, max(obs.acc, prev_acc)) if from_last else None
-    riding = new.speed_mps > rules.ride_min_mps
-    _zones(
-        new,
-        obs,
-        ctx,
-        _Judged(segment, walking, on_its_route, state.in_corridor, riding, weight),
-        rules,
-        events,
-    )
-    new.in_corridor = obs.has_route and obs.on_route
-    for name, place in (("school", ctx.school), ("home", ctx.home)):
-        if place is not None:
-            _place(new, name, place, obs, rules, events)
-    if ctx.schedule is not None:
+    if _near_zones(new, obs):  # (most fixes have no zone near them: the rules would change nothing)
+        from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == last_ts
+        segment = (gap, max(obs.acc, prev_acc)) if from_last else None
+        riding = new.speed_mps > rules.ride_min_mps
+        _zones(
+            new,
+            obs,
+            ctx,
+            _Judged(segment, walking, on_its_route, was_in_corridor, riding, weight, settled),
+            rules,
+            events,
+        )
+    new.in_corridor = has_route and obs.on_route
+    if ctx.school is not None:
+        _place(new, "school", ctx.school, obs, rules, events)
+    if ctx.home is not None:
+        _place(new, "home", ctx.home, obs, rules, events)
+    if obs.batt is not None and obs.batt < rules.low_battery_pct and ctx.schedule is not None:
         _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
-    return new, events, verdict
 
 
 STAMPED_AT_RECEIPT = "stamped at receipt"
@@ -173,16 +214,32 @@ burst of buffered fixes after a silence is judged beside the last bucket before 
 is set is followed at once when it goes forward, within two buckets of reports when it goes back."""
 
 
+def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules) -> bool:
+    """The child is at home or at school (arrived there and not yet left) and this fix may still be
+    inside the place's fence: its zone disc (Rules.zone_sigma round it, as zones are judged) reaches
+    it."""
+    at = s.at
+    if at is None:
+        return False
+    place = ctx.school if at == "school" else ctx.home if at == "home" else None
+    if place is None:
+        return False
+    d = metres(place.lon, place.lat, obs.lon, obs.lat)
+    return d - rules.zone_disc_m(obs.acc) <= place.radius_m
+
+
 def _stamp(obs: Observation) -> str | None:
     return STAMPED_AT_RECEIPT if obs.stamped_at_receipt else None
 
 
 def _clock(s: ChildState, obs: Observation) -> None:
-    """Learn the tag's clock offset from a fix's receipt time (see ChildState.clock_offset)."""
+    """Learn the tag's clock offset from a fix's receipt time (see ChildState.clock_offset), and whether
+    it stores and forwards (see ChildState.upload_gap_s)."""
     received = obs.received_at
     if received != received or obs.stamped_at_receipt:  # nan: not known; a restamped SOS says nothing
         return
     delay = received - obs.ts
+    _uplink(s, obs.ts + s.clock_offset, received)
     c = s.clock
     if c is None:
         s.clock = [received, delay, delay]
@@ -190,6 +247,42 @@ def _clock(s: ChildState, obs: Observation) -> None:
         s.clock = [received, delay, c[1]]
     elif delay < c[1]:
         s.clock = [c[0], delay, c[2]]
+
+
+UPLINK_BUCKET_S = 1800.0
+"""A store-and-forward tag's upload gaps are remembered over the current and the previous bucket of
+this many seconds of receipt time."""
+UPLINK_MIN_GAP_S = 30.0
+"""A silence between two receipts shorter than this is not an upload gap (network jitter, a batch)."""
+UPLINK_MAX_GAP_S = 360.0
+"""Nor is one longer than this (a tag off overnight that sends its last fix of the evening in the
+morning, a long ride): store-and-forward tags upload every few minutes, and the gap learnt delays
+'signal lost' by as much, so it is never longer than this."""
+
+
+def _uplink(s: ChildState, taken: float, received: float) -> None:
+    """A fix received after a silence of the tag, taken (on the tracker's time) in that silence's first
+    half, was buffered through it: the tag stores and forwards, and the silence was an upload gap, not
+    a lost signal (a tag that truly went silent sends, when it comes back, a fix taken then)."""
+    last = s.received_last
+    if last is not None and received <= last:
+        return
+    s.received_last = received
+    if last is None:
+        return
+    gap = received - last
+    u = s.uplink
+    if u is not None and received >= u[0] + 2 * UPLINK_BUCKET_S:  # both buckets are past: forgotten
+        u = [received, 0.0, 0.0, 0.0, 0.0]
+        s.uplink = u
+    elif u is not None and received >= u[0] + UPLINK_BUCKET_S:
+        u = [received, 0.0, 0.0, u[1], u[2]]
+        s.uplink = u
+    if UPLINK_MIN_GAP_S <= gap <= UPLINK_MAX_GAP_S and taken <= last + gap / 2:
+        u = [received, 0.0, 0.0, 0.0, 0.0] if u is None else list(u)
+        u[1] += 1.0
+        u[2] = max(u[2], gap)
+        s.uplink = u
 
 
 def _pace(s: ChildState, obs: Observation, mode: str, rules: Rules) -> None:
@@ -214,21 +307,18 @@ def _pace(s: ChildState, obs: Observation, mode: str, rules: Rules) -> None:
         s.fast_from, s.fast_measures = None, 0
 
 
-def _heard(
-    state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, events: list[Event]
-) -> ChildState:
-    """A fix of unknown accuracy, later than the last decided fix: what it says without a position
-    (see the module's docstring): the tag is alive, and its battery level."""
-    new = state.copy()
-    _clock(new, obs)
-    if new.heard_ts is None or obs.ts > new.heard_ts:
-        new.heard_ts = obs.ts
-    if new.signal_lost:
-        new.signal_lost = False
+def _heard(state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, events: list[Event]) -> None:
+    """A fix of unknown accuracy, later than the last decided fix, on ``state`` in place (a copy of the
+    state before it): what it says without a position (see the module's docstring): the tag is alive,
+    and its battery level."""
+    _clock(state, obs)
+    if state.heard_ts is None or obs.ts > state.heard_ts:
+        state.heard_ts = obs.ts
+    if state.signal_lost:
+        state.signal_lost = False
         events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
-    if ctx.schedule is not None:
-        _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
-    return new
+    if obs.batt is not None and obs.batt < rules.low_battery_pct and ctx.schedule is not None:
+        _battery(state, obs, ctx.schedule.local_day(obs.ts), rules, events)
 
 
 def _too_fast(s: ChildState, obs: Observation, mode_max_mps: float, rules: Rules) -> bool:
@@ -250,7 +340,14 @@ def _route(
     mode_max_mps: float,
     rules: Rules,
     events: list[Event],
+    *,
+    hold: bool = False,
 ) -> None:
+    """``hold``: the child is at home or at school and this fix may still be there (``_at_place``):
+    the evidence adds up as anywhere, but 'left route' waits for a fix certainly away from the place.
+    The place is where the route begins or ends; a child indoors there, whose fixes scatter 20-60 m
+    and more (more than a device that under-reports its error admits), has not left its route, and
+    a child who has walks out of the place within a fix or two."""
     fast = _too_fast(s, obs, mode_max_mps, rules)
     if s.off_route:
         if obs.on_route and not fast:
@@ -262,10 +359,11 @@ def _route(
             s.on_count = 0.0
         return
     if not watched or (obs.on_route and not fast):
-        s.off_count, s.off_since, s.off_score = 0, None, 0.0
+        s.off_count, s.off_since, s.off_score, s.off_pace = 0, None, 0.0, 0.0
         return
-    if fast:  # faster than its route's mode for long enough: not going its way, wherever it is
+    if fast and not hold:  # faster than its route's mode for long enough: not going its way
         s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0.0
+        s.off_pace = 0.0
         events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
         return
     # a CUSUM: each fix adds how far beyond the reference it is (less: it takes away), capped, in
@@ -274,19 +372,26 @@ def _route(
     step_score = min(x - rules.off_route_sigma, rules.off_route_step_cap) * weight
     s.off_score = max(0.0, s.off_score + step_score)
     if s.off_score == 0.0:
-        s.off_count, s.off_since = 0, None
+        s.off_count, s.off_since, s.off_pace = 0, None, 0.0
         return
     if x >= rules.off_route_sigma:
         s.off_count += 1
+        # how fast the child went into each fix of the evidence, at the fastest (a lower bound)
+        s.off_pace = s.speed_mps if s.off_count == 1 else max(s.off_pace, s.speed_mps)
         if s.off_since is None:
             s.off_since = obs.ts
     if (
-        s.off_score >= rules.off_route_score
-        and s.off_count >= rules.off_route_min_fixes
+        not hold
+        and s.off_score >= rules.off_route_score
+        and (
+            s.off_count >= rules.off_route_min_fixes
+            or (s.off_count >= rules.off_route_walked_fixes and s.off_pace <= rules.off_route_walk_mps)
+        )
         and s.off_since is not None
         and obs.ts - s.off_since >= rules.off_route_min_s
     ):
         s.off_route, s.off_count, s.off_since, s.off_score, s.on_count = True, 0, None, 0.0, 0.0
+        s.off_pace = 0.0
         events.append(Event(EventKind.LEFT_ROUTE, obs.ts))
 
 
@@ -302,7 +407,8 @@ class _Judged:
     corridor is what counts. ``was_in_corridor``: the last decided fix lay inside the corridor.
     ``riding``: the child moves faster than anyone on foot or a bicycle: no evidence of entering
     (one fix thrown far makes a measure or two fast: a fix or two that decide nothing).
-    ``weight``: the part of one fix's evidence this fix carries (Rules.weight)."""
+    ``weight``: the part of one fix's evidence this fix carries (Rules.weight). ``settled``: the child
+    is at home or at school and this fix may be there: it idles, as outside its windows."""
 
     segment: tuple[float, float] | None
     walking: bool
@@ -310,14 +416,13 @@ class _Judged:
     was_in_corridor: bool
     riding: bool
     weight: float
+    settled: bool = False
 
 
-def _zones(
-    s: ChildState, obs: Observation, ctx: ChildContext, j: _Judged, rules: Rules, events: list[Event]
-) -> None:
-    """Danger zones: entered by one of four kinds of evidence, left when certainly outside."""
-
-    if not (
+def _near_zones(s: ChildState, obs: Observation) -> bool:
+    """A zone near this fix or the last one, or evidence about one pending: else (most fixes) the zone
+    rules would change nothing."""
+    return bool(
         obs.certain_zones
         or obs.possible_zones
         or obs.crossed_zones
@@ -326,7 +431,15 @@ def _zones(
         or s.zone_passes
         or s.zone_lingers
         or s.zones_possible
-    ):
+    )
+
+
+def _zones(
+    s: ChildState, obs: Observation, ctx: ChildContext, j: _Judged, rules: Rules, events: list[Event]
+) -> None:
+    """Danger zones: entered by one of four kinds of evidence, left when certainly outside."""
+
+    if not _near_zones(s, obs):
         return  # no zone near this fix nor the last one (most fixes): nothing below would change
 
     def on(zone: int) -> bool:
@@ -355,7 +468,7 @@ def _zones(
     passes = crossed if evidence and short and worse_acc <= rules.crossing_max_acc_m else set()
     # outside its commute windows a child is mostly somewhere for hours, indoors: lingering there
     # reads only accurate fixes, and only a run of them reported inside the zone (issue 15)
-    idle = not j.on_its_route
+    idle = not j.on_its_route or j.settled
     linger_max_acc = rules.zone_linger_idle_max_acc_m if idle else rules.zone_linger_max_acc_m
     linger_acc = worse_acc <= linger_max_acc
     lingers = crossed if evidence and short and linger_acc and not j.walking else set()
@@ -388,73 +501,103 @@ def _zones(
     outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
     s.zone_passes = outside - s.zones_in - entered - s.zone_passes
     s.zones_possible = possible
-    # 4. lingering in a zone too thin to be certainly inside: segments into it, while it stays
-    #    possible; outside the commute windows (idle) only from fixes of zone_linger_idle_max_acc_m,
-    #    each reported inside a zone, in a row: a segment that misses the zone or ends outside it
-    #    starts over (a child at home 20-40 m from a road zone, whose indoor discs always touch it and
-    #    whose error now and then drifts over the edge, crosses it now and then, not in a run)
+    # 4. lingering in a zone too thin to be certainly inside, while it stays possible. In a commute
+    #    window: segments into it. Outside them (idle), from fixes of zone_linger_idle_max_acc_m: a
+    #    CUSUM of how deep each fix lies in the zone, in sigmas of its error, beyond a reference, per
+    #    second (a child at home 20-40 m from a road zone, whose indoor discs always touch it, and a
+    #    child on a sidewalk a few metres from it, have fixes that now and then lie a few metres in it:
+    #    no evidence; a child in its middle has fixes deep in it, most of the time)
     lingering: dict[int, tuple[float, float]] = {}
-    judged = segment is not None and not j.walking  # a segment this rule may read
-    inside = obs.nearest_zone_m <= 0.0 or not idle  # idle: the reported position lies in a zone
-    for z in possible - s.zones_in - entered:
-        n, since = s.zone_lingers.get(z, (0.0, obs.ts))
-        if z in lingers and inside:
-            n += w if n else 1.0
-            if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
-                entered.add(z)
-                continue
-        elif idle and judged and (z not in crossed or not inside):
-            continue
-        if n:
-            lingering[z] = (n, since)
+    if idle:
+        reads = evidence and short and linger_acc and not j.walking  # a fix this rule may read
+        for z in possible - s.zones_in - entered:
+            n, since = s.zone_lingers.get(z, (0.0, obs.ts))
+            if reads:
+                x = obs.zone_depth_sigmas(z) - rules.zone_linger_idle_sigma
+                n = max(0.0, n + min(x, rules.zone_linger_idle_step_cap) * w)
+                if (
+                    n >= rules.zone_linger_idle_score - _ROUNDING
+                    and obs.ts - since >= rules.zone_linger_idle_min_s
+                ):
+                    entered.add(z)
+                    continue
+            if n:
+                lingering[z] = (n, since)  # (at 0 the run starts over)
+    else:
+        for z in possible - s.zones_in - entered:
+            n, since = s.zone_lingers.get(z, (0.0, obs.ts))
+            if z in lingers:
+                n += w if n else 1.0
+                if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
+                    entered.add(z)
+                    continue
+            if n:
+                lingering[z] = (n, since)
     s.zone_lingers = lingering
     s.zone_counts = counts
-    for zone in sorted(entered):
-        s.zones_in.add(zone)
-        events.append(Event(EventKind.ENTERED_ZONE, obs.ts, zone))
-    for zone in sorted(s.zones_in - entered):
+    if entered:
+        s.zones_in = s.zones_in | entered
+        for zone in sorted(entered):
+            events.append(Event(EventKind.ENTERED_ZONE, obs.ts, zone))
+    staying = s.zones_in - entered
+    if not staying:
+        return
+    exits = dict(s.zone_exit_counts)
+    for zone in sorted(staying):
         if zone in possible:
-            s.zone_exit_counts.pop(zone, None)
+            exits.pop(zone, None)
             continue
-        n = s.zone_exit_counts.get(zone, 0.0)
-        s.zone_exit_counts[zone] = n + (w if n else 1.0)
-        if s.zone_exit_counts[zone] >= rules.zone_exit_fixes - _ROUNDING:
-            s.zones_in.discard(zone)
-            del s.zone_exit_counts[zone]
+        n = exits.get(zone, 0.0)
+        exits[zone] = n + (w if n else 1.0)
+        if exits[zone] >= rules.zone_exit_fixes - _ROUNDING:
+            s.zones_in = s.zones_in - {zone}
+            del exits[zone]
             events.append(Event(EventKind.LEFT_ZONE, obs.ts, zone))
+    s.zone_exit_counts = exits
 
 
 def _place(
     s: ChildState, name: str, place: Place, obs: Observation, rules: Rules, events: list[Event]
 ) -> None:
     d = metres(place.lon, place.lat, obs.lon, obs.lat)
+    counts = s.place_counts
     if s.at == name:
         out_key = f"out:{name}"
-        if d - obs.acc > place.radius_m:
-            s.place_counts[out_key] = s.place_counts.get(out_key, 0) + 1
-            if s.place_counts[out_key] >= rules.place_confirm_fixes:
+        if d - rules.zone_disc_m(obs.acc) > place.radius_m:  # certainly out, judged as zones are
+            n = counts.get(out_key, 0) + 1
+            if n >= rules.place_confirm_fixes:
                 s.at = None
-                del s.place_counts[out_key]
+                s.place_counts = _without(counts, out_key)
                 events.append(Event(EventKind.LEFT_PLACE, obs.ts, detail=name))
-        elif d <= place.radius_m:
-            s.place_counts.pop(out_key, None)
+            else:
+                s.place_counts = {**counts, out_key: n}
+        elif d <= place.radius_m and out_key in counts:
+            s.place_counts = _without(counts, out_key)
         return
     if d <= place.radius_m:
-        s.place_counts[name] = s.place_counts.get(name, 0) + 1
-        if s.place_counts[name] >= rules.place_confirm_fixes:
+        n = counts.get(name, 0) + 1
+        if n >= rules.place_confirm_fixes:
             _arrive(s, name, obs.ts, events, at=obs.ts + s.clock_offset)
-    else:
-        s.place_counts.pop(name, None)
+        else:
+            s.place_counts = {**counts, name: n}
+    elif name in counts:
+        s.place_counts = _without(counts, name)
+
+
+def _without(d: dict[str, int], key: str) -> dict[str, int]:
+    """``d`` less ``key``, as a new dict (a state's containers are never changed in place)."""
+    return {k: v for k, v in d.items() if k != key}
 
 
 def _arrive(s: ChildState, name: str, ts: float, events: list[Event], *, at: float | None = None) -> None:
     """Arrived at ``ts`` (the fix's time); ``at``: the same moment in the tracker's time (the clock's
     rules compare it with theirs), by default ``ts``."""
-    s.place_counts.pop(name, None)
+    if name in s.place_counts:
+        s.place_counts = _without(s.place_counts, name)
     if s.at is not None and s.at != name:
         events.append(Event(EventKind.LEFT_PLACE, ts, detail=s.at))
     s.at = name
-    s.arrived[name] = ts if at is None else at
+    s.arrived = {**s.arrived, name: ts if at is None else at}
     events.append(Event(EventKind.ARRIVED, ts, detail=name))
 
 
@@ -481,7 +624,7 @@ def tick(state: ChildState, now: float, ctx: ChildContext, rules: Rules) -> tupl
         not state.signal_lost
         and last is not None
         and state.at != "school"
-        and now - last >= rules.signal_lost_s
+        and now - last >= rules.signal_lost_s + state.upload_gap_s  # a tag that uploads in bursts
         and now_at.watched
         and schedule.watched(last)
         and schedule.local_day(last) == now_at.local_day

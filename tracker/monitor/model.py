@@ -67,6 +67,13 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
     sos: bool = False
     received_at: float = math.nan  # when the tracker received it (nan: not known); for the tag's clock
     stamped_at_receipt: bool = False  # an SOS whose own timestamp was out of range: ts is received_at
+    zone_depths_m: dict[int, float] = {}  # possible zone -> how deep the fix lies in it (tracker.geofence)
+
+    def zone_depth_sigmas(self, zone: int) -> float:
+        """How deep in the zone the fix lies, in sigmas of its own error (negative outside): the
+        geofence's signed distance to the zone's edge, clipped to the zone disc (Rules.zone_sigma
+        sigmas); 0 when the geofence gave none (a caller that measures no depth)."""
+        return self.zone_depths_m.get(zone, 0.0) / self.sigma_m
 
     @property
     def has_route(self) -> bool:
@@ -154,7 +161,17 @@ class Rules:
         3.0, "... each fix adding at most this (one multipath fix cannot decide) ..."
     )
     off_route_min_fixes: int = _threshold(3, "... from at least this many fixes of evidence ...")
-    off_route_min_s: float = _threshold(20.0, "... spanning at least this many seconds")
+    off_route_min_s: float = _threshold(20.0, "... spanning at least this many seconds ...")
+    off_route_walked_fixes: int = _threshold(
+        2,
+        "... or from this many, when each came at a walk from the fix before it (fixes 20 s or more"
+        " apart: 30 s fixes decide on the second fix out, not the third a minute later) ...",
+    )
+    off_route_walk_mps: float = _threshold(
+        2.0,
+        "... at most this fast (the speed's lower bound, both accuracies taken off): a child walking"
+        " away goes a walk's distance from fix to fix, two fixes thrown far land where no walk goes",
+    )
     on_route_min_fixes: int = _threshold(2, "fixes back inside the corridor before it resolves")
     evidence_s: float = _threshold(
         10.0,
@@ -207,8 +224,24 @@ class Rules:
     zone_linger_idle_max_acc_m: float = _threshold(
         20.0,
         "outside the child's commute windows (or with no route) lingering reads only fixes this"
-        " accurate, and only a run of segments to fixes reported inside the zone: a child at home,"
-        " indoors, 20-40 m from a road zone crosses it now and then (docs/alert-quality.md)",
+        " accurate, and weighs how deep each lies in the zone: a child at home, indoors, 20-40 m from"
+        " a road zone crosses it now and then (docs/alert-quality.md) ...",
+    )
+    zone_linger_idle_sigma: float = _threshold(
+        0.25,
+        "... each fix is evidence of a stay by how many sigmas of its error it lies deeper than this"
+        " in the zone (less: it takes away), in proportion to the time it covers (a CUSUM, as for a"
+        " departure): a child on a sidewalk a few metres outside a road zone, whose fixes graze a few"
+        " metres into it now and then, adds little and takes it back ...",
+    )
+    zone_linger_idle_step_cap: float = _threshold(
+        1.5, "... each fix adding at most this (one fix thrown deep cannot decide) ..."
+    )
+    zone_linger_idle_score: float = _threshold(5.0, "... 'entered danger zone' when it adds up to this ...")
+    zone_linger_idle_min_s: float = _threshold(
+        90.0,
+        "... over a run (the evidence above 0) spanning this many seconds (a child on a sidewalk a few"
+        " metres from a road zone has its fixes in the road for half a minute now and then)",
     )
     low_battery_pct: int = _threshold(15, "battery level below which 'low battery' is sent, once a day")
     signal_lost_s: float = _threshold(180.0, "no fix for this long inside a commute window: 'signal lost'")
@@ -244,7 +277,10 @@ _JSON_ZONE_KEYED = ("zone_counts", "zone_exit_counts")
 
 @dataclass
 class ChildState:
-    """What the monitor remembers of one child between fixes (checkpointed as JSON)."""
+    """What the monitor remembers of one child between fixes (checkpointed as JSON).
+
+    Its containers (sets, dicts, lists) are replaced whole when they change, never changed in place:
+    a copy shares them (``copy``)."""
 
     last_ts: float | None = None
     last_lon: float | None = None
@@ -260,7 +296,7 @@ class ChildState:
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
     zone_exit_counts: dict[int, float] = field(default_factory=dict)  # zone -> evidence outside (weighted)
     zone_passes: set[int] = field(default_factory=set)  # zones passed through, for the next fix to confirm
-    zone_lingers: dict[int, tuple[float, float]] = field(default_factory=dict)  # zone -> (crossings, since)
+    zone_lingers: dict[int, tuple[float, float]] = field(default_factory=dict)  # zone -> (evidence, since)
     zones_possible: set[int] = field(default_factory=set)  # zones the last decided fix may have been in
     low_battery_day: str | None = None  # local date of the last low-battery notice
     signal_lost: bool = False
@@ -274,6 +310,10 @@ class ChildState:
     fast_from: list[float] | None = None  # [ts, lon, lat, acc] whence it has gone faster than its mode
     fast_measures: int = 0  # measures of its speed in a row that said so
     clock: list[float] | None = None  # [bucket start, its min, the previous bucket's min] of receipt - ts
+    received_last: float | None = None  # when the tag's latest fix was received (tracker's time)
+    uplink: list[float] | None = None  # [bucket start, its buffered gaps: count, longest, the previous
+    #                                     bucket's count, longest] (tracker.monitor.machine._uplink)
+    off_pace: float = 0.0  # the fastest move into a fix of the departure's evidence (m/s, a lower bound)
 
     @property
     def clock_offset(self) -> float:
@@ -284,24 +324,27 @@ class ChildState:
             return 0.0
         return min(self.clock[1], self.clock[2])
 
-    def copy(self) -> ChildState:
-        """A copy whose containers are new too (the per-fix path: one for every decided fix).
+    @property
+    def upload_gap_s(self) -> float:
+        """How long this tag stays silent between the uploads of a store-and-forward tag (0: it reports
+        as it goes): the longest silence after which its fixes came taken during it, when at least two
+        such came in the last two buckets of receipts (tracker.monitor.machine.UPLINK_BUCKET_S: a
+        subway ride's buffered station fixes come once, a tag that buffers does so again and again)."""
+        u = self.uplink
+        if u is None or u[1] + u[3] < 2:
+            return 0.0
+        return max(u[2], u[4])
 
-        The instance dict is copied and the containers replaced, without going through __init__
-        (dataclasses.replace passes all 21 fields to it: 4.3 us against 1.8 us here)."""
-        d = self.__dict__.copy()
-        d["zone_counts"] = dict(self.zone_counts)
-        d["zones_in"] = set(self.zones_in)
-        d["zone_exit_counts"] = dict(self.zone_exit_counts)
-        d["zone_passes"] = set(self.zone_passes)
-        d["zone_lingers"] = dict(self.zone_lingers)
-        d["zones_possible"] = set(self.zones_possible)
-        d["place_counts"] = dict(self.place_counts)
-        d["arrived"] = dict(self.arrived)
-        d["not_arrived"] = list(self.not_arrived)
-        # pace and clock are replaced whole when they change, never changed in place
+    def copy(self) -> ChildState:
+        """A copy, sharing the containers (the per-fix path: one for every child a batch moves).
+
+        A state's containers are values: the monitor (tracker.monitor.machine) replaces a container
+        whole when it changes and never changes one in place, so states may share them. The instance
+        dict is copied without going through __init__ (dataclasses.replace passes all 28 fields to it),
+        and no container is made: a copy of each of the nine was most of a fix's cost (allocations and
+        the garbage collector's passes over them)."""
         new = object.__new__(ChildState)
-        new.__dict__ = d
+        new.__dict__ = self.__dict__.copy()
         return new
 
     def to_json(self) -> dict[str, Any]:
@@ -353,6 +396,9 @@ class ChildState:
             fast_from=[float(v) for v in raw["fast_from"]] if raw.get("fast_from") else None,
             fast_measures=int(raw.get("fast_measures", 0)),
             clock=[float(v) for v in raw["clock"]] if raw.get("clock") else None,
+            received_last=raw.get("received_last"),
+            uplink=[float(v) for v in raw["uplink"]] if raw.get("uplink") else None,
+            off_pace=float(raw.get("off_pace", 0.0)),
         )
 
 

@@ -40,11 +40,16 @@ def previous_fixes(
     cs = c[order]
     t, x, y, a = (v[order] for v in cols)
     kids, first = np.unique(cs, return_inverse=True)
-    known = np.full((4, kids.shape[0]), np.nan)  # each child's last decided fix, from its state
-    for k, child in enumerate(kids.tolist()):
+    # each child's last decided fix, from its state (one row of Python floats per child, one array)
+    nan4 = (np.nan, np.nan, np.nan, np.nan)
+    rows = []
+    for child in kids.tolist():
         st = states.get(child)
         if st is not None and st.last_ts is not None and st.last_lon is not None and st.last_lat is not None:
-            known[:, k] = (st.last_ts, st.last_lon, st.last_lat, st.last_acc or 0.0)
+            rows.append((st.last_ts, st.last_lon, st.last_lat, st.last_acc or 0.0))
+        else:
+            rows.append(nan4)
+    known = np.array(rows, dtype=np.float64).reshape(-1, 4).T
     last_t, last_x, last_y, last_a = (row[first] for row in known)
     prev_t = np.r_[np.nan, t[:-1]]
     same = np.r_[False, cs[1:] == cs[:-1]]

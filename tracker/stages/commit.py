@@ -3,6 +3,9 @@
 Positions (COPY), dead letters, alerts with their history and outbox rows, the open alerts' last
 positions, and the changed children's state checkpoints, all or nothing: a batch whose transaction
 failed changed nothing and may be written again.
+
+With workers (issue 16), the transaction begins with the fencing check (tracker.cluster.fencing): a
+batch prepared under partition tokens that are no longer current raises ``Fenced`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from collections.abc import Callable
 import asyncpg
 
 from tracker.alerts.escalation import Escalation
+from tracker.cluster.fencing import fence
 from tracker.metrics import StageClock
 from tracker.stages.records import PreparedBatch
 from tracker.store.alert_lifecycle import apply_events, touch_open_alerts
@@ -45,6 +49,8 @@ async def _transaction(
 ) -> None:
     outcome = p.outcome
     async with pool.acquire() as conn, conn.transaction():
+        if p.tokens is not None:  # first: the leases are held FOR SHARE until the commit
+            await fence(conn, p.tokens)
         outcome.stored = await store_positions(conn, p.maybe_stored, new=p.new_positions)
         await store_dead_letters(conn, p.dead)
         clock.lap("commit_positions")

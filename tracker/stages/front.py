@@ -31,6 +31,7 @@ from tracker.ingest.decode import (
     decode_sightings,
 )
 from tracker.ingest.filters import refusal
+from tracker.ingest.forwarded import FORWARDED_SESSION, decode_forwarded
 from tracker.ingest.http import HTTP_SESSION
 from tracker.ingest.protocols import decode_device, is_device_message
 from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
@@ -69,13 +70,23 @@ def front(
     messages: list[RawMessage], view: RegistryView, settings: Settings, limiter: TagRateLimiter, now: float
 ) -> Front:
     """Stages 1-2 for a batch of messages."""
+    fixes, fix_origins, refused, ignored = decode_batch(messages, view, settings)
+    rate = limiter.batch()
+    admitted = admit(view, fixes, fix_origins, now, settings.max_future_s, rate, limiter, refused)
+    return Front(admitted, Refused(*refused), rate, ignored)
+
+
+def decode_batch(
+    messages: list[RawMessage], view: RegistryView, settings: Settings
+) -> tuple[list[Fix], list[int], tuple[list[Rejection], list[int]], Counter[str]]:
+    """Stage 1 alone: the batch's fixes (an RFID sighting as a fix at its reader) with the origin of
+    each, what was refused (with origins), and the valid messages without a position. A cluster's
+    front runs it too (tracker.stages.forward)."""
     fixes, fix_origins, sightings, sighting_origins, refused, ignored = _decode(messages, view, settings)
     for fix, origin in _sightings_as_fixes(view, sightings, sighting_origins, refused):
         fixes.append(fix)
         fix_origins.append(origin)
-    rate = limiter.batch()
-    admitted = admit(view, fixes, fix_origins, now, settings.max_future_s, rate, limiter, refused)
-    return Front(admitted, Refused(*refused), rate, ignored)
+    return fixes, fix_origins, refused, ignored
 
 
 def _decode(
@@ -91,6 +102,11 @@ def _decode(
     prefix, max_bytes = settings.topic_prefix, settings.max_payload_bytes
     for k, msg in enumerate(messages):
         origin = k if msg.session == HTTP_SESSION else NO_ANSWER
+        if msg.session == FORWARDED_SESSION:  # a cluster's front decoded these already
+            forwarded = decode_forwarded(msg.payload)
+            fixes.extend(forwarded)
+            fix_origins.extend([origin] * len(forwarded))
+            continue
         if msg.topic.endswith("/sightings"):
             seen, r = decode_sightings(msg, prefix=prefix, max_bytes=max_bytes)
             sightings.extend(seen)
@@ -166,12 +182,15 @@ def admit(
             kept.append((tags[fix.tag], fix, origin))
         else:
             reason, detail = why
-            refused[0].append(Rejection(fix.topic, _fix_payload(fix), reason, detail, fix.received_at))
+            refused[0].append(Rejection(fix.topic, fix_payload(fix), reason, detail, fix.received_at))
             refused[1].append(origin)
-    kept.sort(key=lambda cfo: (cfo[0], cfo[1].ts))
-    return Admitted(
-        [f for _, f, _ in kept], np.array([c for c, _, _ in kept], dtype=np.int64), [o for _, _, o in kept]
-    )
+    # by child, then time, arrival order kept among equals (lexsort is stable, as list.sort is)
+    n = len(kept)
+    child = np.fromiter((c for c, _, _ in kept), dtype=np.int64, count=n)
+    ts = np.fromiter((f.ts for _, f, _ in kept), dtype=np.float64, count=n)
+    order = np.lexsort((ts, child))
+    ordered = [kept[i] for i in order.tolist()]
+    return Admitted([f for _, f, _ in ordered], child[order], [o for _, _, o in ordered])
 
 
 def at_gate(view: RegistryView, fix: Fix) -> bool:
@@ -182,7 +201,7 @@ def at_gate(view: RegistryView, fix: Fix) -> bool:
     return reader is not None and reader.role == "gate"
 
 
-def _fix_payload(fix: Fix) -> bytes:
+def fix_payload(fix: Fix) -> bytes:
     """A refused fix's own JSON (a gateway batch's other items are not its business)."""
     return msgspec.json.encode(
         {

@@ -9,7 +9,8 @@ them calls "certainly in a zone" is what the tracker decides on:
 2. each fix judged on a disc of ``Rules.zone_sigma`` round it (the accuracy is a 68 % radius: the
    disc is about 1.66 of it by default), not on the raw accuracy circle;
 3. one kernel call of the index for the whole batch;
-4. one :class:`tracker.monitor.Observation` per fix, in the fixes' order.
+4. one :class:`tracker.monitor.Observation` per fix, in the fixes' order, with how deep it lies in
+   each zone that may hold it (the kernel's signed distance to the zone's edge, for rule 4).
 
 Pure: no I/O, no state kept.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -63,10 +63,9 @@ def observe(
     each child's fixes are in time order. ``states``: the children's states before the batch (for
     each child's last decided fix)."""
     n = len(fixes)
-    lon = np.fromiter((f.lon for f in fixes), dtype=np.float64, count=n)
-    lat = np.fromiter((f.lat for f in fixes), dtype=np.float64, count=n)
-    acc = np.fromiter((f.acc for f in fixes), dtype=np.float64, count=n)
-    ts = np.fromiter((f.ts for f in fixes), dtype=np.float64, count=n)
+    # the fixes' columns in one pass over them (four contiguous float arrays)
+    cols = np.array([(f.lon, f.lat, f.acc, f.ts) for f in fixes], dtype=np.float64).reshape(n, 4).T.copy()
+    lon, lat, acc, ts = cols[0], cols[1], cols[2], cols[3]
     prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(children, ts, lon, lat, acc, states)
     disc = rules.zone_disc_m
     v = index.check(
@@ -80,39 +79,65 @@ def observe(
     )
     # the batch's arrays as Python lists once (indexing a numpy array per fix costs more than the rules)
     route_m, corridor_m = v.route_distance_m.tolist(), v.corridor_m.tolist()
-    nearest_m, from_ts = v.nearest_zone_m.tolist(), prev_ts.tolist()
-    received = [getattr(f, "received_at", math.nan) for f in fixes]  # a bench's fix may not say
+    nearest_m = v.nearest_zone_m.tolist()
+    from_ts = [None if t != t else t for t in prev_ts.tolist()]  # nan: no previous fix
     certain = _zone_sets(v.certain_offsets, v.certain_zone_ids)
     possible = _zone_sets(v.possible_offsets, v.possible_zone_ids)
     crossed = _zone_sets(v.crossed_offsets, v.crossed_zone_ids)
+    depths = _zone_depths(v.possible_offsets, v.possible_zone_ids, v.possible_depth_m)
+    # (positional: the fields in Observation's order; a fix of a bench may not say when it was received)
     return [
         Observation(
-            ts=f.ts,
-            lon=f.lon,
-            lat=f.lat,
-            acc=f.acc,
-            route_distance_m=route_m[i],
-            corridor_m=corridor_m[i],
-            certain_zones=certain[i],
-            possible_zones=possible[i],
-            crossed_zones=crossed[i],
-            crossed_from_ts=None if from_ts[i] != from_ts[i] else from_ts[i],  # nan: no previous fix
-            nearest_zone_m=nearest_m[i],
-            batt=f.batt,
-            sos=f.sos,
-            received_at=received[i],
-            stamped_at_receipt=getattr(f, "stamped_at_receipt", False),
+            f.ts,
+            f.lon,
+            f.lat,
+            f.acc,
+            route,
+            corridor,
+            certain_zones,
+            possible_zones,
+            crossed_zones,
+            since,
+            nearest,
+            f.batt,
+            f.sos,
+            getattr(f, "received_at", math.nan),
+            getattr(f, "stamped_at_receipt", False),
+            zd,
         )
-        for i, f in enumerate(fixes)
+        for f, route, corridor, certain_zones, possible_zones, crossed_zones, since, nearest, zd in zip(
+            fixes, route_m, corridor_m, certain, possible, crossed, from_ts, nearest_m, depths, strict=True
+        )
     ]
 
 
 _NO_ZONES: frozenset[int] = frozenset()
 
 
+_NO_DEPTHS: dict[int, float] = {}  # shared by every fix with no possible zone: never changed
+
+
+def _zone_depths(offsets: np.ndarray, zone_ids: np.ndarray, depth_m: np.ndarray) -> list[dict[int, float]]:
+    """Each fix's possible zones' depths (the geofence's signed distance to each one's edge), as a
+    dict zone id -> metres; the fixes with none share one empty dict."""
+    out = [_NO_DEPTHS] * (len(offsets) - 1)
+    if len(zone_ids):
+        bounds = offsets.tolist()
+        ids = zone_ids.tolist()
+        depths = depth_m.tolist()
+        for i in np.flatnonzero(np.diff(offsets)).tolist():
+            b0, b1 = bounds[i], bounds[i + 1]
+            out[i] = dict(zip(ids[b0:b1], depths[b0:b1], strict=True))
+    return out
+
+
 def _zone_sets(offsets: np.ndarray, zone_ids: np.ndarray) -> list[frozenset[int]]:
     """Each fix's zone ids (a CSR slice of the geofence's answer) as a frozenset; most fixes are in
-    no zone, and they share one empty set."""
-    bounds = offsets.tolist()
-    ids = zone_ids.tolist()
-    return [frozenset(ids[lo:hi]) if hi > lo else _NO_ZONES for lo, hi in pairwise(bounds)]
+    no zone, and they share one empty set (only the others are visited)."""
+    out = [_NO_ZONES] * (len(offsets) - 1)
+    if len(zone_ids):
+        bounds = offsets.tolist()
+        ids = zone_ids.tolist()
+        for i in np.flatnonzero(np.diff(offsets)).tolist():
+            out[i] = frozenset(ids[bounds[i] : bounds[i + 1]])
+    return out

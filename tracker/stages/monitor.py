@@ -30,18 +30,35 @@ def judge_batch(
     events: list[ChildEvent] = []
     decided: list[bool] = []
     zones = view.rows.zones
+    owned: set[int] = set()  # children whose state in ``states`` is this batch's own copy
+    context_of = view.context_of_child
+    ctx = None
+    last_child = None
+    counts: Counter[Verdict] = Counter()
     for fix, child, obs in zip(fixes, children, observations, strict=True):
-        ctx = view.context_of_child(child)
-        states[child], new_events, verdict = step(states[child], obs, ctx, rules)
-        if verdict == Verdict.DECIDED and at_gate(view, fix):
-            states[child], at_the_gate = gate(states[child], fix.ts, ctx, rules)
+        if child != last_child:  # (a child's fixes come together: its context once)
+            ctx, last_child = context_of(child), child
+        assert ctx is not None
+        before = states[child]
+        state, new_events, verdict = step(before, obs, ctx, rules, owned=child in owned)
+        if state is not before:
+            states[child] = state
+            owned.add(child)
+        is_decided = verdict == Verdict.DECIDED
+        if is_decided and at_gate(view, fix):
+            states[child], at_the_gate = gate(state, fix.ts, ctx, rules)
+            owned.add(child)
             new_events += at_the_gate
-        verdicts[verdict.value] += 1
-        decided.append(verdict == Verdict.DECIDED)
+        counts[verdict] += 1
+        decided.append(is_decided)
+        if not new_events:
+            continue
         for e in new_events:
             zone = zones.get(e.zone_id) if e.zone_id is not None else None
             acc = None if fix.acc != fix.acc else fix.acc  # nan: not stated (an SOS may come so)
             events.append(
                 ChildEvent(child, e, fix.lon, fix.lat, acc, fix.received_at, zone.severity if zone else None)
             )
+    for verdict, n in counts.items():
+        verdicts[verdict.value] += n
     return events, decided

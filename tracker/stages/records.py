@@ -53,6 +53,9 @@ class PreparedBatch:
     webhook_schools: dict[int, int | None]
     following: list[tuple[int, float, float | None, float | None, float | None]]
     changed: dict[int, str]  # child -> state JSON, for the children whose state changed
+    # workers (tracker.cluster): the fencing token of each partition of the batch's children, as the
+    # worker held them when the batch was prepared; the commit checks them first. None: one process
+    tokens: dict[int, int] | None = None
 
 
 def answers(messages: list[RawMessage], admitted: Admitted, refused: Refused) -> dict[int, MessageAnswer]:
@@ -83,21 +86,22 @@ def records(
     """The rows of the batch's transaction. ``changed_states``: the children whose state the batch
     moved (the others are not checkpointed again)."""
     children = admitted.child_ids.tolist()  # Python ints once, not numpy scalars per fix
+    received = _Stamps()  # a message's fixes share their receipt time: one datetime for them
     positions: list[PositionRecord] = [
         (
             f.tag,
-            _utc(f.ts),
-            children[i],
+            datetime.fromtimestamp(f.ts, UTC),
+            child,
             f.lon,
             f.lat,
             None if f.acc != f.acc else f.acc,  # nan: not stated, NULL in positions.acc
             f.batt,
             f.seq,
             f.sos,
-            _utc(f.received_at),
+            received[f.received_at],
             None if (d := obs.route_distance_m) != d else d,  # nan: no route
         )
-        for i, (f, obs) in enumerate(zip(admitted.fixes, observations, strict=True))
+        for f, child, obs in zip(admitted.fixes, children, observations, strict=True)
     ]
     new_positions = [r for r, d in zip(positions, decided, strict=True) if d]
     maybe_stored = [r for r, d in zip(positions, decided, strict=True) if not d]
@@ -153,3 +157,11 @@ def recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[R
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+class _Stamps(dict[float, datetime]):
+    """Unix time -> its UTC datetime, each made once."""
+
+    def __missing__(self, ts: float) -> datetime:
+        self[ts] = at = datetime.fromtimestamp(ts, UTC)
+        return at

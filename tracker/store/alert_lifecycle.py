@@ -29,6 +29,7 @@ from tracker.alerts.lifecycle import (
     school_messages,
     severity_of,
 )
+from tracker.cluster.partitions import Share
 from tracker.monitor import Event, EventKind
 from tracker.store import scope
 from tracker.store.alerts import FACTS_COLUMNS, FACTS_JOINS, LINKED, AlertFacts, DeliveryJob, facts_of
@@ -249,13 +250,24 @@ async def touch_open_alerts(
         )
 
 
-async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 200) -> list[tuple[int, int]]:
+async def escalate_due(
+    pool: asyncpg.Pool, escalation: Escalation, limit: int = 200, share: Share | None = None
+) -> list[tuple[int, int]]:
     """Escalate every alert whose time has come; returns each escalated alert's id and child id (the
     caller tells the schools' live maps: tracker.service).
 
     Stateless between runs: what is due is read from the alerts table (`next_escalation_at`), and
-    FOR UPDATE SKIP LOCKED lets several trackers share the work."""
+    FOR UPDATE SKIP LOCKED lets several trackers share the work. ``share``: a worker's partitions
+    (tracker.cluster): only the alerts of the children it owns, so that each child's escalations run
+    on its owner (none while it owns nothing)."""
     escalated: list[tuple[int, int]] = []
+    if share is not None and not share.tokens:
+        return escalated
+    owned, args = (
+        ("", [])
+        if share is None
+        else (" AND a.child_id % $2 = ANY($3::int[])", [share.partitions, share.owned])
+    )
     async with pool.acquire() as conn, conn.transaction():
         due = await conn.fetch(
             "SELECT a.id, a.child_id, a.severity, a.escalation_level, s.id AS school_id,"
@@ -263,8 +275,9 @@ async def escalate_due(pool: asyncpg.Pool, escalation: Escalation, limit: int = 
             " FROM alerts a JOIN children c ON c.id = a.child_id"
             f" JOIN schools s ON s.id = {scope.school_at('c', 'a.opened_at')}"
             " WHERE a.state = 'open' AND a.acknowledged_at IS NULL AND a.next_escalation_at <= now()"
-            " ORDER BY a.next_escalation_at FOR UPDATE OF a SKIP LOCKED LIMIT $1",
+            f"{owned} ORDER BY a.next_escalation_at FOR UPDATE OF a SKIP LOCKED LIMIT $1",
             limit,
+            *args,
         )
         for alert in due:
             # the next rung is the first guardian linked to the child now who has not been told yet:

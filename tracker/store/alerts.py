@@ -156,9 +156,13 @@ async def claim_due_deliveries(
     """Take due outbox rows (pending, or a retry whose time has come), critical alerts' first, then
     warnings', then notices' (at the start of a commute thousands of 'arrived' notices can wait in
     the outbox: an SOS does not wait behind them), each kind oldest first, with what their messages
-    say (the alert's facts), in one statement. SKIP LOCKED lets several dispatchers share one outbox.
-    A claimed row is 'sending' until it is marked. Each row says whether its guardian is still linked
-    to the alert's child (``linked``): one who is not gets nothing.
+    say (the alert's facts), in one statement. SKIP LOCKED lets several dispatchers share one outbox
+    (several tracker processes, each with its own): a row another claim holds locked is passed over,
+    and one another claim took meanwhile is no longer 'pending' when this one gets to it (PostgreSQL
+    reads the row's latest version again before locking it), so each row is claimed once. A claimed row
+    is 'sending' until it is marked, with its claimer (this connection's ``tracker.worker_id``,
+    migration 0016) and the time. Each row says whether its guardian is still linked to the alert's
+    child (``linked``): one who is not gets nothing.
 
     ``channels``: only rows of those channels; with ``other``, only rows of every other channel (the
     dispatcher's lanes: the websocket does not wait behind SMS and webhooks)."""
@@ -171,7 +175,8 @@ async def claim_due_deliveries(
         f"   SELECT id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= now() AND {where}"
         "   ORDER BY priority, next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT $1),"
         " claimed AS ("
-        "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1 FROM due WHERE d.id = due.id"
+        "   UPDATE deliveries d SET state = 'sending', attempts = d.attempts + 1,"
+        " claimed_by = tracker_worker(), claimed_at = now() FROM due WHERE d.id = due.id"
         "   RETURNING d.*)"
         " SELECT w.id AS delivery_id, w.transition, w.channel, w.attempts, w.guardian_id, w.school_id,"
         " coalesce(g.phone, ws.staff_phone) AS phone, coalesce(g.language, 'ko') AS language,"
@@ -225,7 +230,9 @@ MARK_STATEMENT = "/* a dispatcher round's outcomes */"
 """The mark's opening words, as PostgreSQL shows the running statement (the crash tests find it there)."""
 
 # A round's outcomes, as arrays, in one statement. A delivery gone meanwhile (its alert deleted with its
-# child) is marked nowhere and adds no history row.
+# child) is marked nowhere and adds no history row; so is one whose last claimer is another process
+# (this one was taken for dead and its rows released and claimed again: the new claimer's outcome
+# stands, migration 0016).
 _MARK_AND_TELL_SQL = (
     f"{MARK_STATEMENT} WITH m AS ("
     " SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::float8[], $5::bigint[], $6::text[],"
@@ -234,7 +241,7 @@ _MARK_AND_TELL_SQL = (
     " UPDATE deliveries d SET state = m.state, last_error = m.error,"
     " sent_at = CASE WHEN m.state IN ('sent', 'offline', 'suppressed') THEN m.at ELSE d.sent_at END,"
     " next_attempt_at = m.at + make_interval(secs => m.retry_in_s)"
-    " FROM m WHERE d.id = m.id RETURNING d.id)"
+    " FROM m WHERE d.id = m.id AND d.claimed_by IS NOT DISTINCT FROM tracker_worker() RETURNING d.id)"
     " INSERT INTO alert_history (alert_id, at, step, detail)"
     " SELECT m.alert_id, m.at, m.step, m.detail FROM m JOIN marked ON marked.id = m.id"
     " WHERE m.alert_id IS NOT NULL ORDER BY m.id"
@@ -262,9 +269,79 @@ async def mark_deliveries(pool: asyncpg.Pool, marks: Sequence[DeliveryMark]) -> 
     )
 
 
-async def release_stuck_deliveries(pool: asyncpg.Pool) -> int:
+CLAIM_TIMEOUT_S = 60.0
+"""A row 'sending' whose claim is older than this is a dead process's (a live one refreshes the claims
+it still holds every third of it: tracker.alerts.dispatcher)."""
+
+
+async def release_stuck_deliveries(pool: asyncpg.Pool, claim_timeout_s: float = CLAIM_TIMEOUT_S) -> int:
     """At start: rows left 'sending' by a process that died mid-delivery are due again. Some of them
     may have reached their recipient before it died; sending them again is what keeps a message from
-    being missed, and the channels keep the repeat harmless (tracker/alerts/channels.py)."""
-    status = await pool.execute("UPDATE deliveries SET state = 'pending' WHERE state = 'sending'")
+    being missed, and the channels keep the repeat harmless (tracker/alerts/channels.py).
+
+    With several tracker processes on one PostgreSQL, only the rows this worker claimed itself (in an
+    earlier life: it has claimed nothing yet in this one) and those whose claim is older than
+    ``claim_timeout_s`` (a dead process's: a live one keeps its claims fresh) are released; another
+    live process's rows are left to it. A worker's id must therefore be its own: two processes started
+    with one id take each other's fresh rows for their own at start."""
+    status = await pool.execute(
+        "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
+        " AND (claimed_by IS NOT DISTINCT FROM tracker_worker() OR claimed_at IS NULL"
+        " OR claimed_at < now() - make_interval(secs => $1))",
+        claim_timeout_s,
+    )
     return int(status.split()[-1])
+
+
+async def release_abandoned_deliveries(pool: asyncpg.Pool, claim_timeout_s: float = CLAIM_TIMEOUT_S) -> int:
+    """While running: rows another process claimed and has not refreshed for ``claim_timeout_s`` (it
+    died, or is cut off from PostgreSQL) are due again; this process's own are never abandoned."""
+    status = await pool.execute(
+        "UPDATE deliveries SET state = 'pending' WHERE state = 'sending'"
+        " AND claimed_by IS DISTINCT FROM tracker_worker()"
+        " AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $1))",
+        claim_timeout_s,
+    )
+    return int(status.split()[-1])
+
+
+async def refresh_claims(pool: asyncpg.Pool, delivery_ids: Sequence[int]) -> None:
+    """The heartbeat of a process's claims: the rows it is still sending are not a dead process's."""
+    if delivery_ids:
+        await pool.execute(
+            "UPDATE deliveries SET claimed_at = now() WHERE id = ANY($1::bigint[]) AND state = 'sending'"
+            " AND claimed_by IS NOT DISTINCT FROM tracker_worker()",
+            list(delivery_ids),
+        )
+
+
+async def socket_deliveries(
+    conn: asyncpg.Connection | asyncpg.Pool, delivery_ids: Sequence[int]
+) -> list[tuple[DeliveryJob, AlertFacts]]:
+    """Websocket deliveries by id with what their messages say (another process claimed them and
+    told this one, which holds sockets of their guardians: tracker.alerts.relay)."""
+    rows = await conn.fetch(
+        "SELECT w.id AS delivery_id, w.transition, w.channel, w.attempts, w.guardian_id, w.school_id,"
+        " g.phone, coalesce(g.language, 'ko') AS language, NULL AS webhook_url,"
+        f" NULL AS webhook_secret, {LINKED.format(delivery='w')} AS linked, {FACTS_COLUMNS}"
+        f" FROM deliveries w JOIN alerts a ON a.id = w.alert_id {FACTS_JOINS}"
+        " LEFT JOIN guardians g ON g.id = w.guardian_id"
+        " WHERE w.id = ANY($1::bigint[]) AND w.channel = 'websocket' ORDER BY w.id",
+        list(delivery_ids),
+    )
+    return [facts_of(r) for r in rows]
+
+
+async def socket_deliveries_since(
+    conn: asyncpg.Connection | asyncpg.Pool, since_s: float, guardian_ids: Sequence[int]
+) -> list[tuple[DeliveryJob, AlertFacts]]:
+    """Websocket deliveries to these guardians that another process claimed since ``since_s`` (unix
+    seconds): what a relay whose listening connection was lost may have missed."""
+    ids = await conn.fetch(
+        "SELECT id FROM deliveries WHERE channel = 'websocket' AND guardian_id = ANY($2::bigint[])"
+        " AND claimed_at >= to_timestamp($1) AND claimed_by IS DISTINCT FROM tracker_worker()"
+        " AND state IN ('sending', 'sent', 'offline')",
+        since_s,
+        list(guardian_ids),
+    )
+    return await socket_deliveries(conn, [r["id"] for r in ids]) if ids else []

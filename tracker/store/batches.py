@@ -78,11 +78,28 @@ async def store_dead_letters(conn: asyncpg.Connection, records: Sequence[DeadLet
 
 async def load_child_states(
     conn: asyncpg.Connection | asyncpg.Pool, child_ids: Sequence[int]
-) -> dict[int, Any]:
+) -> dict[int, str]:
+    """Checkpointed states: child id -> the checkpoint's JSON text (``decode_state`` makes it the dict
+    ``ChildState.from_json`` reads). Read as text and decoded by the caller where it packs them (a
+    worker thread), not by the connection's jsonb codec (``json.loads``) on the event loop: a city's
+    first clock tick decoded 400,000 checkpoints there, ~4 CPU-s with the loop held, and each chunk's
+    decoded dicts alive at once left ~20 MiB of Python's small-object heap free but held among the
+    packed states (bench/worker_memory.py)."""
     rows = await conn.fetch(
-        "SELECT child_id, state FROM child_state WHERE child_id = ANY($1::bigint[])", child_ids
+        "SELECT child_id, state::text FROM child_state WHERE child_id = ANY($1::bigint[])", child_ids
     )
-    return {r["child_id"]: r["state"] for r in rows}
+    return {r[0]: r[1] for r in rows}
+
+
+_json_decode = msgspec.json.Decoder().decode
+
+
+def decode_state(text: str) -> dict[str, Any]:
+    """A checkpoint's JSON text (``load_child_states``) as the dict its jsonb decodes to: the same
+    values as ``json.loads`` gives (PostgreSQL writes jsonb's numbers and strings out as JSON),
+    several times faster."""
+    state: dict[str, Any] = _json_decode(text)
+    return state
 
 
 _json = msgspec.json.Encoder()  # several times faster than json.dumps on the monitor's state dicts

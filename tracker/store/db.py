@@ -36,10 +36,25 @@ class PoolConnection(asyncpg.Connection):
         return ""
 
 
-async def create_pool(url: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections speak jsonb as Python objects."""
+async def create_pool(
+    url: str, *, min_size: int = 2, max_size: int = 10, worker_id: str | None = None
+) -> asyncpg.Pool:
+    """A pool whose connections speak jsonb as Python objects. ``worker_id``: the tracker process's
+    name on its connections (the session setting ``tracker.worker_id``): the claimer recorded on the
+    deliveries it claims (migration 0016); also their ``application_name``."""
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, connection_class=PoolConnection
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        connection_class=PoolConnection,
+        # application_name: a worker's sessions as pg_stat_activity shows them (a lease keeper ends
+        # those of a worker that is gone: tracker.cluster.leases)
+        **(
+            {"server_settings": {"tracker.worker_id": worker_id, "application_name": worker_id}}
+            if worker_id
+            else {}
+        ),
     )
     assert pool is not None
     return pool

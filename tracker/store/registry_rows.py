@@ -8,14 +8,16 @@ tracker.store.alert_rules; the HTTP API's scoped reads and writes are tracker.st
 
 from __future__ import annotations
 
-import json
-import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
+import msgspec
 
 from tracker.store.alert_rules import AlertRuleRows, load_alert_rules
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +34,23 @@ class RouteRow:
     id: int
     school_id: int
     name: str
-    geometry: dict[str, Any] | str
+    geometry: dict[str, Any] | str | None
     """GeoJSON, or its JSON text as read by load_registry (a quarter of the memory of the decoded
-    lists: at city scale the routes' vertices are the registry's largest part); see ``geojson``"""
+    lists: at city scale the routes' vertices are the registry's largest part); see ``geojson``.
+    None in a registry view's rows: the view's index holds the route, the text is let go
+    (tracker.registry_view.build_view)."""
     corridor_m: float
     windows: list[dict[str, Any]]
     mode: str = "walk"  # walk, bicycle, shuttle or bus (tracker.monitor.ROUTE_MODES)
 
     @property
     def geojson(self) -> dict[str, Any]:
-        return json.loads(self.geometry) if isinstance(self.geometry, str) else self.geometry
+        if self.geometry is None:
+            raise ValueError(f"route {self.id}: its geometry is not kept in a registry view's rows")
+        if isinstance(self.geometry, str):  # (msgspec: the values json.loads gives, a few times faster)
+            geojson: dict[str, Any] = msgspec.json.decode(self.geometry)
+            return geojson
+        return self.geometry
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +59,14 @@ class ZoneRow:
     name: str
     kind: str
     severity: str
-    geometry: dict[str, Any]
+    geometry: dict[str, Any] | None
+    """GeoJSON; None in a registry view's rows (its index holds the zone: see RouteRow.geometry)"""
+
+    @property
+    def geojson(self) -> dict[str, Any]:
+        if self.geometry is None:
+            raise ValueError(f"zone {self.id}: its geometry is not kept in a registry view's rows")
+        return self.geometry
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,15 +88,19 @@ class GuardianRow:
 
 @dataclass(frozen=True)
 class RegistryRows:
-    """Everything the pipeline needs from the registry, read in one transaction."""
+    """Everything the pipeline needs from the registry, read in one transaction.
 
-    schools: dict[int, SchoolRow] = field(default_factory=dict)
-    routes: dict[int, RouteRow] = field(default_factory=dict)
-    zones: dict[int, ZoneRow] = field(default_factory=dict)
-    children: dict[int, ChildRow] = field(default_factory=dict)
-    tags: dict[str, int] = field(default_factory=dict)  # tag id -> child id
-    guardians: dict[int, GuardianRow] = field(default_factory=dict)
-    child_guardians: dict[int, tuple[int, ...]] = field(
+    The per-child and per-guardian mappings are dicts when built by hand (tests, a world document),
+    and arrays when read by ``load_registry`` (tracker.store.registry_tables: the same keys and
+    values, without a Python object per row)."""
+
+    schools: Mapping[int, SchoolRow] = field(default_factory=dict)
+    routes: Mapping[int, RouteRow] = field(default_factory=dict)
+    zones: Mapping[int, ZoneRow] = field(default_factory=dict)
+    children: Mapping[int, ChildRow] = field(default_factory=dict)
+    tags: Mapping[str, int] = field(default_factory=dict)  # tag id -> child id
+    guardians: Mapping[int, GuardianRow] = field(default_factory=dict)
+    child_guardians: Mapping[int, tuple[int, ...]] = field(
         default_factory=dict
     )  # child -> guardians by priority
     devices: dict[str, str] = field(default_factory=dict)  # "owntracks:user/device" -> tag id
@@ -88,7 +108,25 @@ class RegistryRows:
     device_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
+READ_CHUNK = 20_000
+"""Rows of a per-child table read at a time by ``load_registry``."""
+
+
+async def _parts(conn: asyncpg.Connection, query: str, part: Callable[[list[asyncpg.Record]], T]) -> list[T]:
+    """A query's rows ``READ_CHUNK`` at a time through a cursor (in the caller's transaction), each
+    chunk made arrays by ``part`` before the next is read. A city's 400,000 children or guardians
+    fetched as Records at once, beside what was made of them, were a worker's peak at start: 700 MiB
+    where it then held 560 (bench/worker_memory.py)."""
+    cursor = await conn.cursor(query)
+    parts: list[T] = []
+    while rows := await cursor.fetch(READ_CHUNK):
+        parts.append(part(rows))
+    return parts
+
+
 async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
+    from tracker.store.registry_tables import ChildTable, GuardianTable, LinkTable, TagTable
+
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         schools = {
             r["id"]: SchoolRow(r["id"], r["name"], r["timezone"], r["lon"], r["lat"])
@@ -110,31 +148,35 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
             )
         }
         zones = {
-            r["id"]: ZoneRow(r["id"], r["name"], r["kind"], r["severity"], r["geometry"])
+            # (a geometry stored as JSON null, by hand: {}, which the view's index refuses alone)
+            r["id"]: ZoneRow(r["id"], r["name"], r["kind"], r["severity"], r["geometry"] or {})
             for r in await conn.fetch(
                 "SELECT id, name, kind, severity, geometry FROM danger_zones WHERE active"
             )
         }
-        children = {
-            r["id"]: ChildRow(r["id"], r["school_id"], r["route_id"], r["name"])
-            for r in await conn.fetch("SELECT id, school_id, route_id, name FROM children")
-        }
-        tags = {r["id"]: r["child_id"] for r in await conn.fetch("SELECT id, child_id FROM tags")}
-        guardians = {
-            r["id"]: GuardianRow(
-                r["id"],
-                r["name"],
-                r["phone"],
-                sys.intern(r["language"]),
-                tuple(map(sys.intern, r["channels"])),
+        # the per-child tables a chunk at a time, each chunk made arrays before the next is read
+        children = ChildTable.from_parts(
+            await _parts(
+                conn, "SELECT id, school_id, route_id, name FROM children ORDER BY id", ChildTable.part
             )
-            for r in await conn.fetch("SELECT id, name, phone, language, channels FROM guardians")
-        }
-        links: dict[int, list[int]] = {}
-        for r in await conn.fetch(
-            "SELECT child_id, guardian_id FROM child_guardians ORDER BY child_id, priority, guardian_id"
-        ):
-            links.setdefault(r["child_id"], []).append(r["guardian_id"])
+        )
+        records = await conn.fetch("SELECT id, child_id FROM tags")
+        tags = TagTable((r["id"], r["child_id"]) for r in records)
+        del records
+        guardians = GuardianTable.from_parts(
+            await _parts(
+                conn,
+                "SELECT id, name, phone, language, channels FROM guardians ORDER BY id",
+                GuardianTable.part,
+            )
+        )
+        links = LinkTable.from_parts(
+            await _parts(
+                conn,
+                "SELECT child_id, guardian_id FROM child_guardians ORDER BY child_id, priority, guardian_id",
+                LinkTable.part,
+            )
+        )
         devices: dict[str, str] = {}
         device_keys: dict[str, bytes] = {}
         for r in await conn.fetch("SELECT protocol, device, tag_id, secret_key FROM tag_devices"):
@@ -148,7 +190,7 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
         children,
         tags,
         guardians,
-        {c: tuple(g) for c, g in links.items()},
+        links,
         devices,
         device_keys,
     )
@@ -215,7 +257,7 @@ def world_geojson(rows: RegistryRows, rules: AlertRuleRows | None = None) -> dic
         features.append(
             {
                 "type": "Feature",
-                "geometry": z.geometry,
+                "geometry": z.geojson,
                 "properties": {
                     "kind": "zone",
                     "id": z.id,

@@ -259,7 +259,11 @@ function connect() {
   const ws = new WebSocket(`${proto}://${location.host}/ws?token=${encodeURIComponent(session.token)}`);
   state.socket = ws;
   setConn(state.connectedOnce ? "conn.offline" : "conn.connecting");
+  // a handshake that hangs (a network that drops packets, a proxy) is given up after 15 s and tried
+  // again: a socket left CONNECTING would stop every later attempt
+  const opening = setTimeout(() => { if (ws.readyState === WebSocket.CONNECTING) ws.close(); }, 15000);
   ws.onopen = () => {
+    clearTimeout(opening);
     setConn("conn.live");
     $("stale").classList.add("hidden");
     state.retry = 1000;
@@ -280,11 +284,16 @@ function connect() {
     }
   };
   ws.onclose = async () => {
+    clearTimeout(opening);
     if (state.socket !== ws) return;
     state.socket = null;
     // A refused handshake looks like any other drop to a page: ask the API whether the token still works.
-    const r = await fetch("/api/v1/me", { headers: { Authorization: `Bearer ${session.token}` } }).catch(() => null);
+    // (at most 10 s: on a lossy network the question may hang, and nothing would reconnect meanwhile)
+    const r = await fetch("/api/v1/me", { headers: { Authorization: `Bearer ${session.token}` }, signal: AbortSignal.timeout(10000) }).catch(() => null);
     if (r && r.status === 401) { signOut(true); return; }
+    // a newer socket made while the question was out (the network came back: "online") is the page's
+    // connection now; saying "offline" after it opened left the pill wrong for good
+    if (state.socket || !session.token) return;
     setConn(navigator.onLine === false ? "conn.nonetwork" : "conn.offline");
     const wait = state.retry * (0.75 + Math.random() * 0.5);
     state.retry = Math.min(state.retry * 2, 30000);

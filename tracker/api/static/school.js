@@ -225,6 +225,7 @@ function connectLive() {
       try { await session.api("/api/v1/me"); } catch (e) {
         if (e.status === 401) { session.clear(); stopPolling(); $("conn").className = "pill out"; $("conn").textContent = t("conn.signedout"); return; }
       }
+      if (LIVE.socket) return;  // a newer socket was made while the question was out
     }
     startPolling(); showLink();
     const wait = Math.min(30000, 1000 * 2 ** LIVE.retry) * (0.5 + Math.random() / 2);

@@ -18,7 +18,12 @@ The files, by what they compute:
 * :mod:`.jit`: the decorators, with the compilation cache keyed on every file of this package (a
   kernel is compiled with its callees from the other files: numba's own cache would not notice a
   change to them). The package imports nothing but numba and numpy, relatively: it is self-contained
-  (the cache test copies it elsewhere and changes it there).
+  (the cache test copies it elsewhere and changes it there);
+* :mod:`.compiled`: which compiled kernels run. The entry points a worker calls (the build's and
+  :func:`~.passes.check_batch_in_one_call`) come from a module compiled ahead of time when it is there
+  and fresh (numba is then never imported: ~115 MiB less RSS), else from numba's JIT; the rest
+  (:func:`~.passes.check_batch` pass by pass, :mod:`.parallel`) is the JIT's, imported when first asked
+  for. ``python -m tracker.geofence.kernels`` (``make kernels``) builds the module.
 
 Why the data looks the way it does
 ----------------------------------
@@ -44,9 +49,9 @@ which edges are looked at, with bounds that carry a safety margin (``MARGIN``) f
 
 from __future__ import annotations
 
-from . import parallel
-from .cells import build_cells
-from .jit import SOURCES_STAMP
+from typing import Any
+
+from .compiled import AHEAD_OF_TIME, IN_USE, SOURCES_STAMP, entry_points
 from .layout import (
     BLOCK,
     CHUNK,
@@ -66,12 +71,49 @@ from .layout import (
     SCRATCH,
     SUB,
 )
-from .passes import check_batch, check_batch_in_one_call, cumsum_inplace
-from .records import build_chunks, cell_record_sizes, pack_cells, pack_routes, route_record_sizes
+
+_entry = entry_points()  # compiled ahead of time, or numba's dispatchers (see .compiled)
+build_cells: Any = _entry["build_cells"]
+build_chunks: Any = _entry["build_chunks"]
+cell_record_sizes: Any = _entry["cell_record_sizes"]
+check_batch_in_one_call: Any = _entry["check_batch_in_one_call"]
+pack_cells: Any = _entry["pack_cells"]
+pack_routes: Any = _entry["pack_routes"]
+route_record_sizes: Any = _entry["route_record_sizes"]
+del _entry
+
+_JIT_ONLY = {"check_batch": "passes", "cumsum_inplace": "passes", "parallel": None}
+
+
+def __getattr__(name: str) -> Any:
+    """The JIT-only parts (:func:`~.passes.check_batch` as Python, its passes, :mod:`.parallel`),
+    imported, with numba, when first asked for: a worker running the kernels compiled ahead of time
+    never asks."""
+    if name not in _JIT_ONLY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    source = _JIT_ONLY[name]
+    value = import_module(f"{__name__}.{source or name}")
+    return value if source is None else getattr(value, name)
+
+
+def default_threads() -> int:
+    """The threads a check runs on unless told (:meth:`tracker.geofence.index.GeofenceIndex.check`):
+    numba's when the JIT runs, 1 when the kernels were compiled ahead of time (the parallel passes are
+    the JIT's: they would load numba into the process)."""
+    if AHEAD_OF_TIME is not None:
+        return 1
+    import numba
+
+    return int(numba.get_num_threads())
+
 
 __all__ = [
+    "AHEAD_OF_TIME",
     "BLOCK",
     "CHUNK",
+    "IN_USE",
     "MARGIN",
     "P_CELL",
     "P_EXACT",
@@ -94,6 +136,7 @@ __all__ = [
     "check_batch",
     "check_batch_in_one_call",
     "cumsum_inplace",
+    "default_threads",
     "pack_cells",
     "pack_routes",
     "parallel",

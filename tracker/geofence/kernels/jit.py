@@ -42,30 +42,17 @@ decrements (with NRT they cost ~14 ns per call even when inlined, more than the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numba
 from numba.core.caching import CompileResultCacheImpl, FunctionCache
 
-__all__ = ["SOURCES_STAMP", "SourceKeyedCache", "hot", "inline", "jit", "parallel"]
+from .compiled import SOURCES_STAMP, sources_stamp
 
-
-def sources_stamp(package_dir: Path) -> str:
-    """sha256 over the names and contents of the package's ``.py`` files, in name order."""
-    digest = hashlib.sha256()
-    for path in sorted(package_dir.glob("*.py")):
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        digest.update(path.read_bytes())
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-SOURCES_STAMP = sources_stamp(Path(__file__).resolve().parent)
-"""The source stamp of every cached kernel of this package (see the module docstring)."""
+__all__ = ["SOURCES_STAMP", "SourceKeyedCache", "hot", "inline", "jit", "parallel", "sources_stamp"]
+# SOURCES_STAMP (see the module docstring) is computed in .compiled, which imports no numba: it also
+# names the module compiled ahead of time.
 
 
 class _StampedLocator:

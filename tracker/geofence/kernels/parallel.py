@@ -34,6 +34,7 @@ def main(
     slot: np.ndarray,
     cand_off: np.ndarray,
     flags: np.ndarray,
+    depth: np.ndarray,
     P: np.ndarray,
     R: tuple,
     Z: tuple,
@@ -50,8 +51,8 @@ def main(
     for b in numba.prange(n_blocks):
         i0 = np.int64(b) * BLOCK
         passes.main(
-            i0, min(i0 + BLOCK, n), lon, lat, acc, slot, cand_off, flags, P, R, Z, G, route_d, corridor,
-            nearest, n_certain, n_possible, scratch[b],
+            i0, min(i0 + BLOCK, n), lon, lat, acc, slot, cand_off, flags, depth, P, R, Z, G, route_d,
+            corridor, nearest, n_certain, n_possible, scratch[b],
         )  # fmt: skip
 
 
@@ -107,17 +108,19 @@ def fill(
     P: np.ndarray,
     cand_off: np.ndarray,
     flags: np.ndarray,
+    depth: np.ndarray,
     G: tuple,
     zone_ids: np.ndarray,
     certain_off: np.ndarray,
     certain_ids: np.ndarray,
     possible_off: np.ndarray,
     possible_ids: np.ndarray,
+    possible_depth: np.ndarray,
 ) -> None:
     n = lon.shape[0]
     for b in numba.prange((n + BLOCK - 1) // BLOCK):
         i0 = np.int64(b) * BLOCK
         passes.fill(
-            i0, min(i0 + BLOCK, n), lon, lat, P, cand_off, flags, G, zone_ids, certain_off, certain_ids,
-            possible_off, possible_ids,
+            i0, min(i0 + BLOCK, n), lon, lat, P, cand_off, flags, depth, G, zone_ids, certain_off,
+            certain_ids, possible_off, possible_ids, possible_depth,
         )  # fmt: skip

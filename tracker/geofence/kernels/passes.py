@@ -63,6 +63,7 @@ def main(
     slot: np.ndarray,
     cand_off: np.ndarray,
     flags: np.ndarray,
+    depth: np.ndarray,
     P: np.ndarray,
     R: tuple,
     Z: tuple,
@@ -156,6 +157,7 @@ def main(
                 o1,
                 cand_off[i + 1] - cand_off[i],
                 flags,
+                depth,
                 cand_off[i],
                 radius,
                 exact,
@@ -163,7 +165,8 @@ def main(
                 zf,
             )
             if n_scan:
-                nc += resolve_scans(px, py, acc[i], o0, o1, flags, cand_off[i], zb, Z)
+                am = min(acc[i], radius)  # (a SCAN zone's acc is known: beyond the exact range)
+                nc += resolve_scans(px, py, acc[i], o0, o1, flags, depth, cand_off[i], am, zb, zf, Z)
             nearest[i] = near
             n_certain[i + 1] = nc
             n_possible[i + 1] = npos
@@ -236,14 +239,17 @@ def fill(
     P: np.ndarray,
     cand_off: np.ndarray,
     flags: np.ndarray,
+    depth: np.ndarray,
     G: tuple,
     zone_ids: np.ndarray,
     certain_off: np.ndarray,
     certain_ids: np.ndarray,
     possible_off: np.ndarray,
     possible_ids: np.ndarray,
+    possible_depth: np.ndarray,
 ) -> None:
-    """Write the certain and possible zone ids of fixes i0 .. i1 - 1 from their flags."""
+    """Write the certain and possible zone ids of fixes i0 .. i1 - 1 from their flags (and each
+    possible zone's depth beside its id)."""
     cell_off = G[0]
     e_zone = G[1]
     for i in range(i0, i1):
@@ -258,6 +264,7 @@ def fill(
             if f & POSSIBLE:
                 zid = zone_ids[e_zone[e]]
                 possible_ids[jp] = zid
+                possible_depth[jp] = depth[base + e]
                 jp += 1
                 if f & CERTAIN:
                     certain_ids[jc] = zid
@@ -287,7 +294,7 @@ def check_batch(
 ) -> tuple[np.ndarray, ...]:
     """The check of a batch: the passes in order, and the arrays between them. Returns (route_d,
     corridor, certain_off, certain_ids, possible_off, possible_ids, nearest, crossed_off,
-    crossed_ids); ``qlon`` empty: no previous fixes, no crossings.
+    crossed_ids, possible_depth); ``qlon`` empty: no previous fixes, no crossings.
 
     The same code runs two ways. Compiled, as :func:`check_batch_in_one_call`: a small batch in one
     call from Python (one dispatch; numpy's allocations and a dispatch per pass would cost more than
@@ -309,6 +316,7 @@ def check_batch(
         blocks.locate(lon, lat, P, G[0], cand_off)
     cumsum_inplace(cand_off)
     flags = np.empty(cand_off[n], dtype=np.uint8)
+    depth = np.empty(cand_off[n], dtype=np.float64)  # written for the possible entries only
     route_d = np.empty(n, dtype=np.float64)
     corridor = np.empty(n, dtype=np.float64)
     nearest = np.empty(n, dtype=np.float64)
@@ -318,27 +326,29 @@ def check_batch(
     if blocks is None:
         scratch = np.empty(SCRATCH * SUB + 1, dtype=np.float64)
         main(
-            i0, n, lon, lat, acc, slot, cand_off, flags, P, R, Z, G, route_d, corridor, nearest,
+            i0, n, lon, lat, acc, slot, cand_off, flags, depth, P, R, Z, G, route_d, corridor, nearest,
             certain_off, possible_off, scratch,
         )  # fmt: skip
     else:
         blocks.main(
-            lon, lat, acc, slot, cand_off, flags, P, R, Z, G, route_d, corridor, nearest, certain_off,
-            possible_off,
+            lon, lat, acc, slot, cand_off, flags, depth, P, R, Z, G, route_d, corridor, nearest,
+            certain_off, possible_off,
         )  # fmt: skip
     cumsum_inplace(certain_off)
     cumsum_inplace(possible_off)
     certain_ids = np.empty(certain_off[n], dtype=np.int64)
     possible_ids = np.empty(possible_off[n], dtype=np.int64)
+    possible_depth = np.empty(possible_off[n], dtype=np.float64)
     if blocks is None:
         fill(
-            i0, n, lon, lat, P, cand_off, flags, G, zone_ids, certain_off, certain_ids, possible_off,
-            possible_ids,
+            i0, n, lon, lat, P, cand_off, flags, depth, G, zone_ids, certain_off, certain_ids,
+            possible_off, possible_ids, possible_depth,
         )  # fmt: skip
     else:
         blocks.fill(
-            lon, lat, P, cand_off, flags, G, zone_ids, certain_off, certain_ids, possible_off, possible_ids
-        )
+            lon, lat, P, cand_off, flags, depth, G, zone_ids, certain_off, certain_ids, possible_off,
+            possible_ids, possible_depth,
+        )  # fmt: skip
     crossed_ids = np.empty(0, dtype=np.int64)
     if qlon.shape[0] == n and n > 0:
         seen = np.full(zone_ids.shape[0], -1, dtype=np.int64)  # the serial pass's scratch
@@ -369,6 +379,7 @@ def check_batch(
         nearest,
         crossed_off,
         crossed_ids,
+        possible_depth,
     )
 
 

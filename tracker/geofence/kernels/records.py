@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .jit import hot, jit
-from .layout import BOUNDARY, INSIDE, RC, ZD, ZH, ZP
+from .layout import BOUNDARY, INSIDE, RC, ZD, ZF, ZH, ZP
 
 __all__ = ["build_chunks", "cell_record_sizes", "pack_cells", "pack_routes", "route_record_sizes"]
 
@@ -116,7 +116,7 @@ def cell_record_sizes(
     cell_off: np.ndarray, e_doff: np.ndarray, d_lb: np.ndarray, e_poff: np.ndarray, near_m: float
 ) -> tuple[np.ndarray, int]:
     """(cell_start, far size) for :func:`pack_cells`: where each cell's records begin in the blob, and
-    how long the array of far edges is."""
+    how many doubles the far edges take (``zf`` is one more, for its header, then the zones' xy)."""
     n_cells = cell_off.shape[0] - 1
     start = np.zeros(n_cells + 1, dtype=np.int64)
     far = 0
@@ -130,7 +130,7 @@ def cell_record_sizes(
             if near > 0xFFFF or e_poff[e + 1] - e_poff[e] > 0xFFFF or nd - near > 0xFFFFF:
                 raise ValueError("a zone has more edges near one cell of the index than it can record")
             size += ZH + ZP * (e_poff[e + 1] - e_poff[e]) + ZD * near
-            far += ZD * (nd - near)
+            far += ZF * (nd - near)
         start[c + 1] = start[c] + size
     return start, far
 
@@ -163,9 +163,10 @@ def pack_cells(
     """Write every cell's records (layout: :mod:`.layout`) into ``zb``: first the entries
     whose zone may hold a point of the cell (zone order), then the others by ascending ``L``; each
     with its point-in-polygon edges and its distance edges with a bound up to ``near_m``. The
-    farther distance edges go to ``zf``."""
+    farther distance edges go to ``zf``, from ``zf[1]`` on (the caller writes ``zf[0]`` and the
+    zones' xy after them)."""
     o = 0
-    f = 0
+    f = 1
     for c in range(cell_off.shape[0] - 1):
         e0 = cell_off[c]
         e1 = cell_off[c + 1]
@@ -207,5 +208,6 @@ def pack_cells(
                 _put_edge(zb, o, d_lb[u], xy, d_edge[u])
                 o += ZD
             for u in range(e_doff[e] + near, e_doff[e + 1]):
-                _put_edge(zf, f, d_lb[u], xy, d_edge[u])
-                f += ZD
+                zf[f] = d_lb[u]
+                zf[f + 1] = d_edge[u]  # (a vertex number: exact in a double)
+                f += ZF

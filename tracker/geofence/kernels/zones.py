@@ -27,6 +27,7 @@ from .layout import (
     SLACK,
     TINY2,
     ZD,
+    ZF,
     ZH,
     ZP,
 )
@@ -159,6 +160,28 @@ def _edges_within(px: float, py: float, e: np.ndarray, p: int, n: int, cap: floa
 
 
 @inline
+def _far_within(px: float, py: float, zf: np.ndarray, p: int, n: int, cap: float) -> int:
+    """``_edges_within`` over n far edges from ``zf[p]`` (layout: :mod:`.layout`): the same doubles,
+    read through their vertex numbers."""
+    skip2 = cap * cap * SLACK
+    base = np.int64(zf[0])
+    for t in range(n):
+        q = p + ZF * t
+        if zf[q] > cap:
+            return 0  # this edge and every later one are farther than cap
+        v = base + 2 * np.int64(zf[q + 1])
+        ax = zf[v]
+        ay = zf[v + 1]
+        bx = zf[v + 2]
+        by = zf[v + 3]
+        if seg_box_dist2(px, py, ax, ay, bx, by) > skip2:
+            continue  # the segment's box is farther than cap: so is the segment
+        if math.sqrt(seg_dist2(px, py, ax, ay, bx, by)) <= cap:
+            return 1
+    return -1
+
+
+@inline
 def entry_within(
     px: float, py: float, o: int, cap: float, exact: float, zb: np.ndarray, zf: np.ndarray
 ) -> int:
@@ -167,7 +190,7 @@ def entry_within(
     read only when the near ones run out."""
     w = _edges_within(px, py, zb, o + ZH + ZP * h_np(o, zb), h_nd(o, zb), cap)
     if w < 0 and zb[o + 1] <= cap:  # the far edges' bound is in the header: no miss when they cannot matter
-        w = _edges_within(px, py, zf, np.int64(zb[o + 4]), h_nf(o, zb), cap)
+        w = _far_within(px, py, zf, np.int64(zb[o + 4]), h_nf(o, zb), cap)
     if w < 0:
         return 0 if cap <= exact else -1
     return w
@@ -191,12 +214,31 @@ def _edges_dist2(px: float, py: float, e: np.ndarray, p: int, n: int, best2: flo
 
 
 @hot
+def _far_dist2(px: float, py: float, zf: np.ndarray, p: int, n: int, best2: float) -> tuple[float, bool]:
+    """``_edges_dist2`` over n far edges from ``zf[p]`` (see ``_far_within``)."""
+    base = np.int64(zf[0])
+    for t in range(n):
+        q = p + ZF * t
+        lb = zf[q]
+        if lb > 0.0 and lb * lb > best2:
+            return best2, False
+        v = base + 2 * np.int64(zf[q + 1])
+        ax = zf[v]
+        ay = zf[v + 1]
+        bx = zf[v + 2]
+        by = zf[v + 3]
+        if seg_box_dist2(px, py, ax, ay, bx, by) < best2:
+            best2 = min(best2, seg_dist2(px, py, ax, ay, bx, by))
+    return best2, True
+
+
+@hot
 def _entry_dist(px: float, py: float, o: int, cap: float, zb: np.ndarray, zf: np.ndarray) -> float:
     """Distance to the zone's boundary when it is <= cap (cap <= the exact range), else a value > cap."""
     best2, more = _edges_dist2(px, py, zb, o + ZH + ZP * h_np(o, zb), h_nd(o, zb), cap * cap * SLACK + TINY2)
     fl = zb[o + 1]
     if more and fl * fl <= best2:
-        best2, more = _edges_dist2(px, py, zf, np.int64(zb[o + 4]), h_nf(o, zb), best2)
+        best2, more = _far_dist2(px, py, zf, np.int64(zb[o + 4]), h_nf(o, zb), best2)
     return math.sqrt(best2)
 
 
@@ -237,6 +279,15 @@ def certain_at(
     return r == 1
 
 
+@inline
+def inside_depth(px: float, py: float, o: int, am: float, zb: np.ndarray, zf: np.ndarray) -> float:
+    """How deep inside the entry's zone a point that it holds lies: its boundary distance, or ``am``
+    (= min(acc, R), within the exact range) when that is farther (certain zones are ``am`` deep)."""
+    if am < zb[o]:
+        return am  # no point of the cell is nearer the boundary than L
+    return min(_entry_dist(px, py, o, am, zb, zf), am)
+
+
 @hot
 def resolve_scans(
     px: float,
@@ -245,12 +296,15 @@ def resolve_scans(
     o0: int,
     o1: int,
     flags: np.ndarray,
+    depth: np.ndarray,
     fbase: int,
+    am: float,
     zb: np.ndarray,
+    zf: np.ndarray,
     Z: tuple,
 ) -> int:
     """Zones flagged SCAN by zones_fix (inside, accuracy beyond the exact range): scan their whole
-    boundary; returns how many are certain."""
+    boundary; returns how many are certain. Writes their depth (see :func:`inside_depth`)."""
     n = 0
     o = o0
     while o < o1:
@@ -259,7 +313,10 @@ def resolve_scans(
             flags[k] = POSSIBLE
             if not zone_within(px, py, h_z(o, zb), a, Z):
                 flags[k] = POSSIBLE | CERTAIN
+                depth[k] = am
                 n += 1
+            else:
+                depth[k] = inside_depth(px, py, o, am, zb, zf)
         o = entry_next(o, zb)
     return n
 
@@ -275,23 +332,26 @@ def _outside_flag(
     exact: float,
     zb: np.ndarray,
     zf: np.ndarray,
-) -> tuple[int, float]:
-    """(flag, nearest so far) for a zone that does not hold the fix: possible iff d <= min(acc, R);
-    its exact distance is needed only while no zone holds the fix (nearest)."""
+) -> tuple[int, float, float]:
+    """(flag, nearest so far, depth) for a zone that does not hold the fix: possible iff d <= min(acc,
+    R), and then its depth is -d (else nan); its exact distance is needed only while no zone holds the
+    fix (nearest) or when it is possible (depth)."""
     bound = zb[o]  # no point of the cell is nearer the zone's boundary
     if near == 0.0:
         if bound <= am and entry_within(px, py, o, am, exact, zb, zf) == 1:
-            return POSSIBLE, near
-        return 0, near
+            return POSSIBLE, near, -min(_entry_dist(px, py, o, am, zb, zf), am)
+        return 0, near, np.nan
     cap = max(am, min(near, radius))
     f = 0
+    dep = np.nan
     if bound <= cap:
         d = _entry_dist(px, py, o, cap, zb, zf)
         if d <= am:
             f = POSSIBLE
+            dep = -d
         if d <= radius and d < near:
             near = d
-    return f, near
+    return f, near, dep
 
 
 @hot
@@ -303,6 +363,7 @@ def zones_fix(
     o1: int,
     n_entries: int,
     flags: np.ndarray,
+    depth: np.ndarray,
     fbase: int,
     radius: float,
     exact: float,
@@ -310,7 +371,9 @@ def zones_fix(
     zf: np.ndarray,
 ) -> tuple[int, int, float, int]:
     """Zone verdicts of one fix whose cell's records are ``zb[o0:o1]``: writes a flag per entry into
-    ``flags[fbase:]`` and returns (certain count, possible count, nearest zone distance, zones left
+    ``flags[fbase:]``, and the depth of each possible one into ``depth[fbase:]`` (the point's signed
+    distance to its boundary, positive inside, clipped to +-min(acc, R); a scanned one's is written
+    by resolve_scans), and returns (certain count, possible count, nearest zone distance, zones left
     to an exhaustive scan: see resolve_scans).
 
     The records come in two runs: the zones that may hold a point of the cell, then the others by
@@ -337,9 +400,12 @@ def zones_fix(
             if r > 0:
                 f = POSSIBLE | CERTAIN
                 n_certain += 1
+                depth[k] = am
             elif r < 0:
                 f = SCAN
                 n_scan += 1
+            else:
+                depth[k] = inside_depth(px, py, o, am, zb, zf)
             n_possible += 1
             flags[k] = f
         else:
@@ -352,7 +418,7 @@ def zones_fix(
         while o < o_out:
             k = fbase + h_k(o, zb)
             if flags[k] == PENDING:
-                f, near = _outside_flag(px, py, o, am, radius, near, exact, zb, zf)
+                f, near, depth[k] = _outside_flag(px, py, o, am, radius, near, exact, zb, zf)
                 n_possible += f
                 flags[k] = f
             o = entry_next(o, zb)
@@ -360,9 +426,10 @@ def zones_fix(
     while o < o1:
         if zb[o] > (am if near == 0.0 else max(am, min(near, radius))):
             break  # ascending L: no later zone can be possible or nearer
-        f, near = _outside_flag(px, py, o, am, radius, near, exact, zb, zf)
+        k = fbase + h_k(o, zb)
+        f, near, depth[k] = _outside_flag(px, py, o, am, radius, near, exact, zb, zf)
         n_possible += f
-        flags[fbase + h_k(o, zb)] = f
+        flags[k] = f
         o = entry_next(o, zb)
     return n_certain, n_possible, near, n_scan
 
