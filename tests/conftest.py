@@ -161,6 +161,11 @@ class _Databases:
         return name
 
     def drop_soon(self, name: str) -> None:
+        """Drop a test's database in the background (TRACKER_TEST_KEEP_DB=1 keeps it, and prints its
+        name, for a failure to be read afterwards: its positions, alerts and checkpoints)."""
+        if os.environ.get("TRACKER_TEST_KEEP_DB"):
+            print(f"\nkept test database {name}")
+            return
         task = asyncio.ensure_future(self._drop(name))
         self._drops.add(task)
         task.add_done_callback(self._drops.discard)

@@ -100,7 +100,16 @@ def stream(tags: list[str], t0: float) -> list[tuple[str, bytes]]:
 
 class StreamPublisher:
     """A device-side client (persistent session, QoS 1) that publishes a list of messages at a pace,
-    in a thread, and keeps going across broker restarts (paho resends what was not acknowledged)."""
+    in a thread, and keeps going across broker restarts (paho resends what was not acknowledged).
+
+    Its messages reach the broker in the order they are published, as a tag's fixes do. paho alone
+    does not keep that order across a reconnect: its CONNACK handler marks the session connected
+    before it resends what it queued while away, and a message published from another thread in
+    between goes first. (A cluster not ready for MQTT sessions refused the first connect for 5 s, so
+    one fix per child reached the broker ahead of the 35 queued before it; the tracker judged those
+    35 "older than the child's last decided fix", and the first departure went unalerted:
+    tests/e2e/test_cluster_cut.py failed one run in two.) So nothing is published before the first
+    connect, and after a lost connection nothing more until all that came before is acknowledged."""
 
     def __init__(self, port: int, messages: list[tuple[str, bytes]], pace_s: float) -> None:
         self.messages = messages
@@ -117,19 +126,44 @@ class StreamPublisher:
         self.client.max_inflight_messages_set(100)
         self.client.reconnect_delay_set(0.2, 2)
         self._acked: set[int] = set()
+        self._connected = threading.Event()
+        self._lost = False  # the connection was lost since the last message published in order
         self.client.on_publish = lambda _c, _u, mid, _rc, _p: self._acked.add(mid)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self._infos: list[mqtt.MQTTMessageInfo] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _on_connect(self, _c: Any, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
+        if not reason.is_failure:
+            self._connected.set()
+
+    def _on_disconnect(self, _c: Any, _u: Any, _flags: Any, _reason: Any, _p: Any) -> None:
+        self._lost = True
+        self._connected.clear()
+
     def start(self) -> None:
         self._thread.start()
+
+    def _in_order(self) -> None:
+        """Wait until a message published now goes after every earlier one (see the class)."""
+        while True:
+            if not self._connected.wait(0.05):
+                continue
+            if not self._lost:
+                return
+            if all(i.mid in self._acked for i in self._infos):
+                self._lost = False
+                return
+            time.sleep(0.01)
 
     def _run(self) -> None:
         for i, (topic, payload) in enumerate(self.messages):
             if i == self.hold_at:
                 self.release.wait(180)
+            self._in_order()
             self._infos.append(self.client.publish(topic, payload, qos=1))
             self.sent += 1
             time.sleep(self.pace_s)

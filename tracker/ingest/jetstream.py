@@ -11,7 +11,7 @@ each step's acknowledgement means):
                             dead letters; the fixes of each partition published together
                                       │
                                       ▼ stream TRACKER_PART (subjects tracker_part.<p>, a work queue)
-    the owner of partition p: PartitionIngest  consumer "part-<p>", taken when the worker's PostgreSQL
+    the owner of partition p: PartitionIngest  consumer "part-<p>-…", taken when the worker's PostgreSQL
                             lease on p is (tracker.cluster.leases); into the same batch loop and
                             pipeline as one process; acknowledged once the (fenced) commit is done
 
@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -218,25 +220,49 @@ async def _store_dead_letters(pool: asyncpg.Pool, records: list[DeadLetterRecord
             await asyncio.sleep(1)
 
 
+async def _consumers_named(js: JetStreamContext, stream: str, base: str) -> list[str]:
+    """The stream's consumers of one partition: ``base`` itself (the name before incarnations had
+    their own) and every ``base-<incarnation>``."""
+    names: list[str] = []
+    offset = 0
+    while True:
+        page = await js.consumers_info(stream, offset=offset or None)
+        names += [c.name for c in page if c.name == base or c.name.startswith(base + "-")]
+        if len(page) < 256:  # (the API's page)
+            return names
+        offset += len(page)
+
+
 async def _consumer_anew(
     js: JetStreamContext,
     stream: str,
-    name: str,
+    base: str,
     filter_subject: str,
     *,
     replicas: int,
     max_ack_pending: int,
     owned: Callable[[], bool],
 ) -> JetStreamContext.PullSubscription | None:
-    """A partition's consumer deleted and made again, bound: a work queue keeps what nobody
-    acknowledged, and a new consumer delivers it first, in order (at once, rather than after
-    ``ack_wait``). None if the partition is not ``owned`` (before, or once the consumer is made: it was
-    lost meanwhile), so that a worker never takes a consumer from the partition's new owner.
+    """A partition's consumer made anew, bound, once every earlier one of the partition is deleted: a
+    work queue keeps what nobody acknowledged, and a new consumer delivers it first, in order (at once,
+    rather than after ``ack_wait``). None if the partition is not ``owned`` (before, or once the
+    consumer is made: it was lost meanwhile), so that a worker never takes a consumer from the
+    partition's new owner.
 
-    Asked again, from the delete, for as long as the partition is owned: after a node's loss an
-    ``add_consumer`` that timed out may have made the consumer after all, and its repeat is then
-    refused (a 4xx answer); a take that gave up there left the partition owned and read by nobody
-    (tests/e2e/test_cluster.py's node kill stalled so)."""
+    Each incarnation has a name of its own (``base-<random>``). A reader that lost the partition may
+    still ask the engine for messages: a pull request sent into a network cut reaches the server when
+    the cut heals, and the task that sent it is long cancelled. Under one name for every incarnation,
+    that request was served by the new owner's consumer: up to a fetch's worth of messages went to a
+    subscription nobody reads, and came back only after ``ack_wait`` (two minutes for a partition, ten
+    seconds for a front), behind what came later: stored late, and "older than the child's last
+    decided fix" (tests/e2e/test_cluster_cut.py). A stale request or acknowledgement now names a
+    consumer that is gone.
+
+    Asked again, from the deletes, for as long as the partition is owned: after a node's loss an
+    ``add_consumer`` that timed out may have made the consumer after all (the next try deletes it);
+    a take that gave up there left the partition owned and read by nobody (tests/e2e/test_cluster.py's
+    node kill stalled so)."""
+    name = f"{base}-{secrets.token_hex(4)}"
     config = ConsumerConfig(
         durable_name=name,
         filter_subject=filter_subject,
@@ -251,8 +277,10 @@ async def _consumer_anew(
         if not owned():
             return None
         try:
-            with contextlib.suppress(NotFoundError):
-                await _retry(lambda: js.delete_consumer(stream, name), f"deleting {name}")
+            # (a work-queue stream refuses a second consumer of the same subjects: the old ones go first)
+            for old in await _retry(lambda: _consumers_named(js, stream, base), f"listing {base}"):
+                with contextlib.suppress(NotFoundError):
+                    await _retry(functools.partial(js.delete_consumer, stream, old), f"deleting {old}")
             await _retry(lambda: js.add_consumer(stream, config), name)
             sub = await _retry(lambda: js.pull_subscribe_bind(durable=name, stream=stream), name)
         except (nats.errors.Error, nats.js.errors.Error) as e:
@@ -265,6 +293,16 @@ async def _consumer_anew(
                 await sub.unsubscribe()
             return None
         return sub
+
+
+async def _reading(sub: JetStreamContext.PullSubscription, reader: Coroutine[Any, Any, None]) -> None:
+    """A partition's reader; its subscription's inbox ends with it (a reader given up, or made anew,
+    leaves none behind in the client)."""
+    try:
+        await reader
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
 
 
 async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float) -> list[Msg]:
@@ -334,7 +372,7 @@ class FrontStage:
             owned=lambda: self.owns(partition) and partition not in self._held,
         )
         if sub is not None:
-            self._held[partition] = asyncio.create_task(self._read(partition, sub))
+            self._held[partition] = asyncio.create_task(_reading(sub, self._read(partition, sub)))
 
     def give_up(self, partition: int) -> None:
         """Stop fronting the partition (its lease is lost or handed over): what was fetched and not
@@ -503,7 +541,7 @@ class PartitionIngest:
             return
         generation = self._generations.get(partition, 0) + 1
         self._generations[partition] = generation
-        held = _Held(asyncio.create_task(self._read(partition, sub, generation)), generation)
+        held = _Held(asyncio.create_task(_reading(sub, self._read(partition, sub, generation))), generation)
         self._held[partition] = held
 
     def stop_reading(self, partition: int) -> None:
