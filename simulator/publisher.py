@@ -9,6 +9,13 @@ unlimited on purpose: with a window, every PUBACK scans the window for the next 
 16k msg/s unlimited with 2000 outstanding at most). As a last guard the queue is bounded
 (``max_queued``, below paho's 65 535 message ids); a message that finds it full is dropped and
 counted, and so is a QoS 0 message published while disconnected.
+
+A device's fixes reach the broker in the order they were taken, across a reconnect too: paho's
+CONNACK handler marks the session connected before it sends again what it queued, and a message
+published from the runner's thread in between would go first (the tracker then judges the queued
+ones "older than the child's last decided fix" and decides nothing from them). So after a lost
+connection ``has_room`` stays false until the broker is back and everything published before is
+acknowledged: what paho held then goes first, and the fixes made meanwhile wait in the runner.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ class MqttPublisher:
         self._lock = threading.Lock()
         self._connected_once = threading.Event()
         self.connected = False
+        self._resending = False  # a connection was lost: nothing more until all before is acknowledged
         self.published = 0
         self.acked = 0
         self.dropped = 0
@@ -110,6 +118,7 @@ class MqttPublisher:
         if self.connected and not self._closing:
             self.disconnects += 1
         self.connected = False
+        self._resending = True
         self.last_error = f"disconnected: {reason}"
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
@@ -149,8 +158,15 @@ class MqttPublisher:
 
     @property
     def has_room(self) -> bool:
-        """False while ``high_water`` or more messages wait for their acknowledgement."""
-        return self.published - self.acked < self.high_water
+        """False while ``high_water`` or more messages wait for their acknowledgement, and after a lost
+        connection until the broker is back and every message published before is acknowledged (see
+        the module's doc)."""
+        outstanding = self.published - self.acked
+        if self._resending:
+            if not self.connected or outstanding > 0:
+                return False
+            self._resending = False
+        return outstanding < self.high_water
 
     def close(self, drain_timeout_s: float = 10.0) -> None:
         """Wait (bounded) for outstanding messages to be acknowledged, then disconnect."""

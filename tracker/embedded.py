@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,7 +23,32 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes the local ports of outgoing connections from."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
+    """A port of 127.0.0.1 free now, for a server of ours to listen on a moment later: taken below the
+    range of outgoing connections' local ports. A port the kernel chose (bind to 0) lies in that range,
+    and an outgoing connection made between the choice and the server's bind could take it: a
+    nats-server of three exited at start so, its route port in use (nodes connect to each other as
+    they come up)."""
+    low, _ = _ephemeral_ports()
+    if low > 20_000:
+        rng = random.SystemRandom()
+        for _ in range(50):
+            port = rng.randrange(10_000, low)
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

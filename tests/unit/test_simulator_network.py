@@ -217,3 +217,28 @@ def test_contradictory_options_are_refused(bad: dict[str, Any]) -> None:
 def test_a_fix_struct_round_trips_with_its_delivery() -> None:
     f = msgspec.structs.replace(fix_with(), delivery="late")
     assert msgspec.json.decode(msgspec.json.encode(f), type=Fix).delivery == "late"
+
+
+def test_after_a_lost_connection_nothing_goes_until_the_broker_is_back_and_all_before_is_acked() -> None:
+    """paho marks a session connected before it sends what it queued while away: a fix published in
+    between would reach the broker before them (simulator/publisher.py)."""
+    from types import SimpleNamespace
+
+    from simulator.publisher import MqttPublisher
+
+    publisher = MqttPublisher("mqtt://127.0.0.1:1", high_water=100)  # (never started: no connection)
+    ok = SimpleNamespace(is_failure=False)
+    publisher._on_connect(publisher._client, None, None, ok, None)
+    publisher.published, publisher.acked = 8, 5
+    assert publisher.has_room  # connected, 3 waiting: below the high water
+    publisher._on_disconnect(publisher._client, None, None, None, None)
+    assert not publisher.has_room  # the broker is away
+    publisher.acked = 8
+    assert not publisher.has_room  # (nothing waits, but the broker is still away)
+    publisher.acked = 6
+    publisher._on_connect(publisher._client, None, None, ok, None)
+    assert not publisher.has_room  # back, and paho is sending again the 2 it held
+    publisher.acked = 8
+    assert publisher.has_room
+    publisher.published = 9
+    assert publisher.has_room  # in order again: the usual back-pressure only
