@@ -87,11 +87,11 @@ def obs(
 CTX = ChildContext(schedule=MORNING)
 
 
-def run(steps: list[Observation], ctx: ChildContext = CTX) -> list[list[EventKind]]:
+def run(steps: list[Observation], ctx: ChildContext = CTX, rules: Rules = RULES) -> list[list[EventKind]]:
     state = ChildState()
     out = []
     for o in steps:
-        state, events, _ = step(state, o, ctx, RULES)
+        state, events, _ = step(state, o, ctx, rules)
         out.append([e.kind for e in events])
     return out
 
@@ -600,6 +600,52 @@ AT_HOME = [
 @pytest.mark.parametrize(("name", "steps", "expected"), AT_HOME, ids=[s[0] for s in AT_HOME])
 def test_left_route_from_home(name: str, steps: list[Observation], expected: list[list[EventKind]]) -> None:
     assert run(steps, PLACES) == expected
+
+
+# TRACKER_PLACE_SIGMA: how wide the disc round a fix is that keeps a child at home or at school. At
+# 10 m accuracy 2.5 sigmas (the default) reach 16.6 m beyond the 50 m fence, 4.0 sigmas 26.5 m.
+WIDE_PLACE = dataclasses.replace(RULES, place_sigma=4.0)
+PLACE_SIGMA = [
+    (
+        "indoors at home on a device that under-reports its error, fixes 69-75 m away at 10 m: left"
+        " home and 'left route' with the default",
+        RULES,
+        [_home(0, 0), _home(15, 5)] + [_home(t, 68 + t / 20) for t in range(30, 150, 15)],
+        [[], [ARR], [], [LEFT], [L], [], [], [], [], []],
+    ),
+    (
+        "... and nothing with 4.0 sigmas (still possibly at home)",
+        WIDE_PLACE,
+        [_home(0, 0), _home(15, 5)] + [_home(t, 68 + t / 20) for t in range(30, 150, 15)],
+        [[], [ARR]] + [[]] * 8,
+    ),
+    (
+        "walking away from home with 4.0 sigmas: 'left route' at the first fix beyond 76.5 m, as with"
+        " the default at the first beyond 66.6 m (here the same fix)",
+        WIDE_PLACE,
+        [_home(t, d) for t, d in ((0, 0), (15, 5), (30, 64), (45, 66), (60, 66), (75, 100), (90, 130))],
+        [[], [ARR], [], [], [], [L], [LEFT]],
+    ),
+    (
+        "walking away slowly with 4.0 sigmas: later than with the default (two fixes at 70 m, 75 m)",
+        WIDE_PLACE,
+        [_home(t, d) for t, d in ((0, 0), (15, 5), (30, 60), (45, 65), (60, 70), (75, 75), (90, 85))],
+        [[], [ARR], [], [], [], [], [L]],
+    ),
+    (
+        "... the same walk with the default",
+        RULES,
+        [_home(t, d) for t, d in ((0, 0), (15, 5), (30, 60), (45, 65), (60, 70), (75, 75), (90, 85))],
+        [[], [ARR], [], [], [L], [LEFT], []],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "rules", "steps", "expected"), PLACE_SIGMA, ids=[s[0] for s in PLACE_SIGMA])
+def test_how_wide_a_place_holds_a_child(
+    name: str, rules: Rules, steps: list[Observation], expected: list[list[EventKind]]
+) -> None:
+    assert run(steps, PLACES, rules) == expected
 
 
 def test_a_tag_whose_fixes_keep_arriving_too_vague_to_decide_is_not_lost() -> None:

@@ -216,8 +216,7 @@ is set is followed at once when it goes forward, within two buckets of reports w
 
 def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules) -> bool:
     """The child is at home or at school (arrived there and not yet left) and this fix may still be
-    inside the place's fence: its zone disc (Rules.zone_sigma round it, as zones are judged) reaches
-    it."""
+    inside the place's fence: its disc of Rules.place_sigma round it reaches it."""
     at = s.at
     if at is None:
         return False
@@ -225,7 +224,7 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules) 
     if place is None:
         return False
     d = metres(place.lon, place.lat, obs.lon, obs.lat)
-    return d - rules.zone_disc_m(obs.acc) <= place.radius_m
+    return d - rules.place_disc_m(obs.acc) <= place.radius_m
 
 
 def _stamp(obs: Observation) -> str | None:
@@ -563,7 +562,7 @@ def _place(
     counts = s.place_counts
     if s.at == name:
         out_key = f"out:{name}"
-        if d - rules.zone_disc_m(obs.acc) > place.radius_m:  # certainly out, judged as zones are
+        if d - rules.place_disc_m(obs.acc) > place.radius_m:  # certainly out (Rules.place_sigma)
             n = counts.get(out_key, 0) + 1
             if n >= rules.place_confirm_fixes:
                 s.at = None

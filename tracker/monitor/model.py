@@ -248,6 +248,11 @@ class Rules:
     place_confirm_fixes: int = _threshold(
         2, "fixes inside a school's or home's fence before 'arrived' (as many certainly outside: 'left')"
     )
+    place_sigma: float = _threshold(
+        2.5,
+        "a child at home or at school is still there while its fix's disc of this many sigmas reaches"
+        " the fence (as zone_sigma for zones)",
+    )
 
     def mode_max_mps(self, mode: str) -> float:
         """The fastest a child goes along a route of this mode (above: not on it)."""
@@ -264,6 +269,10 @@ class Rules:
         if not gap_s < self.evidence_s:
             return 1.0
         return max(gap_s, 0.0) / self.evidence_s
+
+    def place_disc_m(self, acc: float) -> float:
+        """The radius a fix is judged with against the fence of the place the child is at."""
+        return acc * (self.place_sigma / R68_PER_SIGMA)
 
     def zone_disc_m(self, acc: Any) -> Any:
         """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
