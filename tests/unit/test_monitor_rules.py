@@ -648,6 +648,42 @@ def test_how_wide_a_place_holds_a_child(
     assert run(steps, PLACES, rules) == expected
 
 
+def _home_hour(out_every: int) -> list[Observation]:
+    """Arrived home, then 50 fixes 20 m from its middle at 10 m accuracy, every ``out_every``-th one
+    (never two in a row) 70 m away instead: beyond the disc of 2.5 sigmas (66.6 m), a device whose
+    true error is more than it reports; then two fixes 72 m away."""
+    steps = [_home(0, 0), _home(15, 5)]
+    steps += [
+        _home(30 + 15 * i, 70 if out_every and i % out_every == out_every - 1 else 20) for i in range(50)
+    ]
+    return [*steps, _home(30 + 15 * 50, 72), _home(30 + 15 * 51, 72)]
+
+
+LEARNT_PLACE = [
+    (
+        "a tag whose fixes at home keep within their accuracy: two fixes 72 m away, certainly out at"
+        " 2.5 sigmas: left home",
+        0,
+        [[], [LEFT]],
+    ),
+    (
+        "a tag whose fixes at home land beyond 2.5 of its sigmas one time in ten (5 of 50: above"
+        " TRACKER_PLACE_OUT_RATE): judged there by 4.0 sigmas from then on, 72 m away may be home",
+        10,
+        [[], []],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "out_every", "last"), LEARNT_PLACE, ids=[s[0] for s in LEARNT_PLACE])
+def test_a_place_holds_a_tag_by_how_its_fixes_keep_there(
+    name: str, out_every: int, last: list[list[EventKind]]
+) -> None:
+    got = run(_home_hour(out_every), PLACES)
+    assert got[1] == [ARR] and all(e == [] for e in got[2:-2])
+    assert got[-2:] == last
+
+
 def test_a_tag_whose_fixes_keep_arriving_too_vague_to_decide_is_not_lost() -> None:
     """Indoors a tag's fixes may come at 120 m for minutes: they decide nothing, but it is heard."""
     state, _, _ = step(ChildState(), obs(0, at=(-500, 0)), PLACES, RULES)

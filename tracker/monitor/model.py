@@ -251,7 +251,21 @@ class Rules:
     place_sigma: float = _threshold(
         2.5,
         "a child at home or at school is still there while its fix's disc of this many sigmas reaches"
-        " the fence (as zone_sigma for zones)",
+        " the fence (as zone_sigma for zones) ...",
+    )
+    place_wide_sigma: float = _threshold(
+        4.0,
+        "... of this many for a tag whose fixes there keep landing beyond that disc (a device whose true"
+        " error is more than it reports, learnt per tag): ...",
+    )
+    place_out_rate: float = _threshold(
+        0.01, "... more often than this share of its evidence at home or school ..."
+    )
+    place_fit_min_evidence: float = _threshold(
+        30.0, "... once it has this much (fixes of evidence_s each) ..."
+    )
+    place_fit_half_life_s: float = _threshold(
+        4 * 3600.0, "... which fades by half in this many seconds (a tag's error is the same tomorrow)"
     )
 
     def mode_max_mps(self, mode: str) -> float:
@@ -270,9 +284,10 @@ class Rules:
             return 1.0
         return max(gap_s, 0.0) / self.evidence_s
 
-    def place_disc_m(self, acc: float) -> float:
-        """The radius a fix is judged with against the fence of the place the child is at."""
-        return acc * (self.place_sigma / R68_PER_SIGMA)
+    def place_disc_m(self, acc: float, wide: bool = False) -> float:
+        """The radius a fix is judged with against the fence of the place the child is at (``wide``: the
+        tag's fixes there are known to lie beyond their accuracy, ChildState.place_fit)."""
+        return acc * ((self.place_wide_sigma if wide else self.place_sigma) / R68_PER_SIGMA)
 
     def zone_disc_m(self, acc: Any) -> Any:
         """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
@@ -323,6 +338,8 @@ class ChildState:
     uplink: list[float] | None = None  # [bucket start, its buffered gaps: count, longest, the previous
     #                                     bucket's count, longest] (tracker.monitor.machine._uplink)
     off_pace: float = 0.0  # the fastest move into a fix of the departure's evidence (m/s, a lower bound)
+    place_fit: list[float] | None = None  # [ts, evidence at home or school, of it beyond the place's
+    #                     disc, beyond it still unconfirmed]: fading (tracker.monitor.machine._place_fit)
 
     @property
     def clock_offset(self) -> float:
@@ -408,6 +425,7 @@ class ChildState:
             received_last=raw.get("received_last"),
             uplink=[float(v) for v in raw["uplink"]] if raw.get("uplink") else None,
             off_pace=float(raw.get("off_pace", 0.0)),
+            place_fit=[float(v) for v in raw["place_fit"]] if raw.get("place_fit") else None,
         )
 
 
