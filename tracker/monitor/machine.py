@@ -178,8 +178,7 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
     walking = False  # the child walks its route and this fix may be on it
     on_its_route = False  # a commute window, and the child has a route: judged by its corridor
     has_route = obs.has_route
-    _place_fit(new, obs, ctx, rules, weight)
-    settled = _at_place(new, obs, ctx, rules)  # at home or school, and this fix may be there
+    settled = _at_place(new, obs, ctx, rules, weight)  # at home or school, and this fix may be there
     if has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
         _route(new, obs, watched, weight, rules.mode_max_mps(ctx.mode), rules, events, hold=settled)
@@ -215,19 +214,20 @@ burst of buffered fixes after a silence is judged beside the last bucket before 
 is set is followed at once when it goes forward, within two buckets of reports when it goes back."""
 
 
-def _place_at(s: ChildState, ctx: ChildContext) -> Place | None:
-    at = s.at
-    return ctx.school if at == "school" else ctx.home if at == "home" else None
-
-
-def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules) -> bool:
+def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, weight: float) -> bool:
     """The child is at home or at school (arrived there and not yet left) and this fix may still be
-    inside the place's fence: its disc (``_place_disc``) reaches it."""
-    place = _place_at(s, ctx)
+    inside the place's fence: its disc (``_place_disc``) reaches it. Learns the tag's fit there on the
+    way (``_place_fit``), from the same distance."""
+    at = s.at
+    place = ctx.school if at == "school" else ctx.home if at == "home" else None
     if place is None:
+        f = s.place_fit
+        if f is not None and f[3]:
+            s.place_fit = [f[0], f[1], f[2], 0.0]  # (the child walked out: nothing to confirm)
         return False
-    d = metres(place.lon, place.lat, obs.lon, obs.lat)
-    return d - _place_disc(s, obs, rules) <= place.radius_m
+    d = metres(place.lon, place.lat, obs.lon, obs.lat) - place.radius_m  # beyond the fence
+    _place_fit(s, obs, d > rules.place_disc_m(obs.acc), rules, weight)
+    return d <= _place_disc(s, obs, rules)
 
 
 def _place_disc(s: ChildState, obs: Observation, rules: Rules) -> float:
@@ -238,28 +238,22 @@ def _place_disc(s: ChildState, obs: Observation, rules: Rules) -> float:
     return rules.place_disc_m(obs.acc, wide)
 
 
-def _place_fit(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, weight: float) -> None:
+def _place_fit(s: ChildState, obs: Observation, beyond: bool, rules: Rules, weight: float) -> None:
     """Learn, per tag, whether its fixes keep to their accuracy where the child is known to be: at home
     or at school (arrived and not left), a fix whose disc of Rules.place_sigma does not reach the
-    fence, followed by one that does, lay beyond what its accuracy allows (one followed by more such
-    is a child walking out, and counts for nothing). A device that reports its error truly does that
-    in a few fixes of a thousand; one whose true error is 1.5x what it reports, indoors, in one of
-    ten: judged at a place by 2.5 of its own sigmas, it "left" home or school again and again, and each
-    time its scattered fixes were evidence of leaving its route (docs/alert-quality.md). Weighed as
-    all evidence is (Rules.weight: per second, not per fix), fading by half every
-    place_fit_half_life_s."""
+    fence (``beyond``), followed by one that does, lay beyond what its accuracy allows (one followed
+    by more such is a child walking out, and counts for nothing). A device that reports its error
+    truly does that in a few fixes of a thousand; one whose true error is 1.5x what it reports,
+    indoors, in one of ten: judged at a place by 2.5 of its own sigmas, it "left" home or school again
+    and again, and each time its scattered fixes were evidence of leaving its route
+    (docs/alert-quality.md). Weighed as all evidence is (Rules.weight: per second, not per fix),
+    fading by half every place_fit_half_life_s."""
     f = s.place_fit
-    place = _place_at(s, ctx)
-    if place is None:
-        if f is not None and f[3]:
-            s.place_fit = [f[0], f[1], f[2], 0.0]  # (the child walked out: nothing to confirm)
-        return
     if f is None:
         evidence = out = pending = 0.0
     else:
         fade = 0.5 ** (max(0.0, obs.ts - f[0]) / rules.place_fit_half_life_s)
         evidence, out, pending = f[1] * fade, f[2] * fade, f[3] * fade
-    beyond = metres(place.lon, place.lat, obs.lon, obs.lat) - rules.place_disc_m(obs.acc) > place.radius_m
     if beyond:
         pending += weight
     else:
