@@ -64,6 +64,12 @@ def city_lines(r: dict[str, Any]) -> list[str]:
     if fa.get("by_rule_and_place"):
         out.append("  false alarms by kind, the rule behind them (--why) and where the child was:")
         out += [f"    {n:6d}  {what}" for what, n in fa["by_rule_and_place"].items()]
+    if fa.get("by_noise"):
+        out.append(
+            "  false alarms by the error behind them (an episode in the 120 s before: canyon bias, a lying"
+            " fix, honest multipath; none: the drifting normal error alone):"
+        )
+        out += [f"    {n:6d}  {what}" for what, n in fa["by_rule_and_noise"].items()]
     out.append(
         "  stays: depth | time inside | accuracy -> recall (95 % CI) beside the Neyman-Pearson ceiling"
         " (<< : more than 10 points below it; !! : even the interval's upper end is)"

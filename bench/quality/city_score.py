@@ -163,6 +163,22 @@ def clock_class(tag: Any) -> str:
     return "in_time"
 
 
+NOISE_LOOKBACK_S = 120.0
+"""A false alarm is put down to an episode of the error that overlaps the 120 s before it"""
+
+
+def noise_behind(day: ChildDay, a: RaisedAlert) -> str:
+    """The error behind a false alarm, as the world drew it (ChildDay.noise): "canyon" (a bias of 20-60
+    m at a 10-25 m reported accuracy), "lie" (a fix thrown 40-120 m at its usual accuracy),
+    "multipath" (honest: a large reported accuracy), whichever overlaps the ``NOISE_LOOKBACK_S``
+    before the alert first (in that order), else "none": the drifting normal error alone (times 1.5
+    on the devices that under-report it), indoor fixes included."""
+    t1 = max(a.raised_at, a.opened_at)
+    t0 = min(a.raised_at, a.opened_at) - NOISE_LOOKBACK_S
+    kinds = {kind for kind, s, e in day.noise if s <= t1 and e >= t0}
+    return next((k for k in ("canyon", "lie", "multipath") if k in kinds), "none")
+
+
 def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
     """Every figure of the city-like world for one fix interval."""
     day_of: dict[int, list[ChildDay]] = defaultdict(list)
@@ -179,6 +195,8 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
     explained: Counter[str] = Counter()
     signal_lost_days: Counter[tuple[int, float]] = Counter()
     fa_rule: Counter[str] = Counter()
+    fa_noise: Counter[str] = Counter()
+    fa_rule_noise: Counter[str] = Counter()
     for a in sorted(out.alerts, key=lambda x: x.raised_at):
         cands = [n for n in by_child.get(a.child, []) if _fits(incidents[n][1], a)]
         if cands:
@@ -202,6 +220,9 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
         device = ", 1.5x device" if day is not None and day.tag.error_factor > 1.0 else ""
         window = ", in a window" if day is not None and _in_window(day, a.raised_at) else ""
         fa_rule[f"{a.kind} by {a.rule or '?'} | {where}{window}{device}"] += 1
+        noise = noise_behind(day, a) if day is not None else "none"
+        fa_noise[noise] += 1
+        fa_rule_noise[f"{a.kind} by {a.rule or '?'} | {noise}"] += 1
         if where in ("crossing", "kerb_wait"):
             fa_band["crosswalk"] += 1
         elif where in ("ride_registered", "board_wait"):
@@ -321,6 +342,8 @@ def score_city(out: CityOutcome, *, interval_s: float) -> dict[str, Any]:
             "repeated_per_100_incidents": rate(repeats, len(incidents), 100.0),
             "explained_apart": dict(explained),
             "by_rule_and_place": dict(fa_rule.most_common()),
+            "by_noise": dict(fa_noise.most_common()),
+            "by_rule_and_noise": dict(fa_rule_noise.most_common()),
         },
         "unregistered_rides": proportion(sum(n in hit for n in rides_unreg), len(rides_unreg)),
         "clocks": {

@@ -491,6 +491,9 @@ class DayFixes:
     """the true error's sigma per axis before multipath and canyon bias (for the ceiling)"""
     received: np.ndarray  # s since local midnight
     sos: np.ndarray
+    noise: list[tuple[str, float, float]] = field(default_factory=list)
+    """the error's episodes beyond the drifting normal: ("canyon", start, end), ("lie", t, t) for a
+    fix thrown 40-120 m, ("multipath", start, end) for honest multipath (s since local midnight)"""
 
 
 def unit_noise(n_children: int, p: CityParams, rng: np.random.Generator) -> np.ndarray:
@@ -539,6 +542,7 @@ def fixes_of_day(d: Day, tag: Tag, p: CityParams, rng: np.random.Generator, nois
     dx, dy = sigma * ux, sigma * uy
     # urban canyon: a bias of 20-60 m for 1-5 minutes, the reported accuracy 10-25 m meanwhile
     outdoor = [(a, c) for a, c in _outdoors(d)]
+    episodes: list[tuple[str, float, float]] = []  # (no draws: what was drawn, for the score)
     for a0, c0 in outdoor:
         for _ in range(rng.poisson(p.canyon_per_hour * (c0 - a0) / 3600.0)):
             a = rng.uniform(a0, c0)
@@ -549,6 +553,7 @@ def fixes_of_day(d: Day, tag: Tag, p: CityParams, rng: np.random.Generator, nois
             dx[w] += m * math.cos(ang)
             dy[w] += m * math.sin(ang)
             acc[w] = rng.uniform(10.0, 25.0)
+            episodes.append(("canyon", a, c))
     # multipath at the simulator's rate per 15 s of time: honest (larger accuracy) or a lying jump
     start = rng.random(n) < 0.02 * np.minimum(gaps, 15.0) / 15.0
     lie = start & (rng.random(n) < 0.2)
@@ -557,8 +562,11 @@ def fixes_of_day(d: Day, tag: Tag, p: CityParams, rng: np.random.Generator, nois
     jump = rng.uniform(40.0, 120.0, k)
     dx[lie] += jump * np.cos(ang)
     dy[lie] += jump * np.sin(ang)
+    episodes += [("lie", float(x), float(x)) for x in t[lie]]
     for i in np.flatnonzero(start & ~lie):
-        span = (t >= t[i]) & (t < t[i] + rng.uniform(15.0, 45.0))
+        end = t[i] + rng.uniform(15.0, 45.0)
+        episodes.append(("multipath", float(t[i]), float(end)))
+        span = (t >= t[i]) & (t < end)
         mp = rng.uniform(50.0, 150.0)
         cnt = int(span.sum())
         acc[span] = mp
@@ -573,7 +581,7 @@ def fixes_of_day(d: Day, tag: Tag, p: CityParams, rng: np.random.Generator, nois
     for a, c, at in d.buffered:
         w = (t >= a) & (t < c)
         received[w] = np.maximum(received[w], at)
-    return DayFixes(t, tx + dx, ty + dy, tx, ty, acc, acc / R68 * tag.error_factor, received, sos)
+    return DayFixes(t, tx + dx, ty + dy, tx, ty, acc, acc / R68 * tag.error_factor, received, sos, episodes)
 
 
 def _outdoors(d: Day) -> list[tuple[float, float]]:
@@ -615,6 +623,8 @@ class ChildDay:
     acts: list[tuple[str, float, float, dict[str, Any]]]
     incidents: list[dict[str, Any]]
     fixes: int
+    noise: list[tuple[str, float, float]] = field(default_factory=list)
+    """DayFixes.noise in unix seconds"""
 
 
 @dataclass
@@ -715,7 +725,16 @@ def run_group(p: CityParams, children: list[int]) -> CityOutcome:
                     if i < len(f.t):
                         out.sos_received[(k, inc["start"])] = float(f.received[i] + day_start)
             out.days.append(
-                ChildDay(k, r.kind, tags[k], day_start, _shift(d.acts, day_start), d.incidents, len(f.t))
+                ChildDay(
+                    k,
+                    r.kind,
+                    tags[k],
+                    day_start,
+                    _shift(d.acts, day_start),
+                    d.incidents,
+                    len(f.t),
+                    [(kind, a + day_start, c + day_start) for kind, a, c in f.noise],
+                )
             )
         arr = {k: np.concatenate(v) for k, v in cols.items()}
         order = np.argsort(arr["recv"], kind="stable")

@@ -165,6 +165,27 @@ SCENARIOS = [
     ),
     ("... the same graze at 1 s fixes", _kerb_graze(1), NOTHING),
     (
+        "standing 25 m south of the road at 10 m accuracy, one fix thrown 87 m over the road, the next"
+        " back 12 m from it (its disc touches the road): a jump come back, nothing (before: a"
+        " pass-through)",
+        [fix(41, 15 * k, -300, 62 if k == 4 else -12 if k == 5 else -25, 10) for k in range(9)],
+        NOTHING,
+    ),
+    (
+        "walking its crosswalk, a fix thrown 65 m off the route south of the road, the next on the"
+        " crosswalk 8 m into the road: its segment ends in the zone, no pass-through (before: one)",
+        [
+            fix(11, 0, -30, -10, 8),
+            fix(11, 15, -10, -10, 8),
+            fix(11, 30, -10, -75, 8),
+            fix(11, 45, 0, 8, 8),
+            fix(11, 60, 0, 30, 8),
+            fix(11, 75, 0, 50, 8),
+            fix(11, 90, 15, 50, 8),
+        ],
+        NOTHING,
+    ),
+    (
         "a child 25 m deep in the building site for two minutes at 20 m accuracy (never certainly"
         " inside: lingering), outside any window: alerted",
         path(41, [(0, 100, -80), (15, 100, -125), (135, 100, -125), (150, 100, -80)], 15, 20),

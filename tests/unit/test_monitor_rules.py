@@ -88,9 +88,12 @@ CTX = ChildContext(schedule=MORNING)
 
 
 def run(steps: list[Observation], ctx: ChildContext = CTX, rules: Rules = RULES) -> list[list[EventKind]]:
+    """Each observation as the geofence stage makes it for a batch of one fix: with the error scale its
+    tag has learnt so far (tracker.stages.geofence.error_scales)."""
     state = ChildState()
     out = []
     for o in steps:
+        o = msgspec.structs.replace(o, acc_scale=state.error_scale(rules))
         state, events, _ = step(state, o, ctx, rules)
         out.append([e.kind for e in events])
     return out
@@ -366,6 +369,22 @@ SHORT_VISITS = [
         "a fix thrown across the zone comes back across it: a multipath jump, no alert",
         [obs(0, acc=8), seg(15, 0, (7,)), seg(30, 15, (7,)), seg(45, 30, ())],
         [[], [], [], []],
+    ),
+    (
+        "... and comes back across it to a fix that lies outside it though its disc touches it: no"
+        " alert (a child at home 25 m from a road: one fix thrown over the road, the next at home)",
+        [
+            obs(0, acc=8),
+            seg(15, 0, (7,)),
+            seg(30, 15, (7,), possible=(7,), nearest_zone_m=10.0, zone_depths_m={7: -10.0}),
+            seg(45, 30, ()),
+        ],
+        [[], [], [], []],
+    ),
+    (
+        "... comes back across it to a fix that lies inside it: it may have stopped there: entered",
+        [obs(0, acc=8), seg(15, 0, (7,)), seg(30, 15, (7,), possible=(7,), zone_depths_m={7: 4.0})],
+        [[], [], [E]],
     ),
     (
         "a segment out of a fix that may be inside is not a pass-through (a jump coming back)",
@@ -682,6 +701,40 @@ def test_a_place_holds_a_tag_by_how_its_fixes_keep_there(
     got = run(_home_hour(out_every), PLACES)
     assert got[1] == [ARR] and all(e == [] for e in got[2:-2])
     assert got[-2:] == last
+
+
+# A tag learns at home how it keeps to its accuracy (above), and is judged by it everywhere: its walk
+# away from home 60 m off its route (30 m beyond the 30 m corridor) at 10 m accuracy is 4.5 of its
+# sigmas for a tag that reports truly (each fix adds 2.5), 2.8 for one learnt to under-report its
+# error (its sigmas x1.6: each fix adds 0.8).
+LEARNT_EVERYWHERE = [
+    (
+        "a tag whose fixes at home keep within their accuracy: 'left route' on the third fix 60 m off"
+        " (its evidence 7.6, spanning 30 s)",
+        0,
+        [[], [LEFT], [L], [], [], []],
+    ),
+    (
+        "a tag learnt to under-report its error: the same fixes are 2.8 of its sigmas: 'left route' on"
+        " the fifth (its evidence 4.1)",
+        10,
+        [[], [LEFT], [], [], [L], []],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "out_every", "walk"), LEARNT_EVERYWHERE, ids=[s[0] for s in LEARNT_EVERYWHERE]
+)
+def test_a_tag_is_judged_everywhere_by_how_its_fixes_keep_at_home(
+    name: str, out_every: int, walk: list[list[EventKind]]
+) -> None:
+    hour = _home_hour(out_every)[:-3]  # (its last fix at home 20 m from its middle)
+    t0 = hour[-1].ts - T0
+    away = [_home(t0 + 15 * (i + 1), 300 + 20 * i, dist=60) for i in range(6)]
+    got = run(hour + away, PLACES)
+    assert got[1] == [ARR] and all(e == [] for e in got[2 : len(hour)])
+    assert got[len(hour) :] == walk
 
 
 def test_a_tag_whose_fixes_keep_arriving_too_vague_to_decide_is_not_lost() -> None:

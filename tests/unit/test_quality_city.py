@@ -324,6 +324,48 @@ def test_score_reports_rules_sos_within_5_s_and_clock_classes() -> None:
     }
 
 
+NOISE_BEHIND = [
+    ("an alert 60 s into a canyon episode", 1060.0, "canyon"),
+    ("an alert 100 s after it ended (within the 120 s looked back at)", 1400.0, "canyon"),
+    ("an alert 100 s after a lying fix", 3100.0, "lie"),
+    ("an alert during honest multipath and a canyon episode: the canyon first", 5010.0, "canyon"),
+    ("an alert 200 s after the lying fix: the drifting error alone", 3200.0, "none"),
+]
+
+
+@pytest.mark.parametrize(("name", "at", "noise"), NOISE_BEHIND, ids=[n[0] for n in NOISE_BEHIND])
+def test_a_false_alarm_is_put_down_to_the_error_behind_it(name: str, at: float, noise: str) -> None:
+    from bench.quality.city_score import noise_behind
+
+    day = ChildDay(1, "walk_west", Tag(10.0, 1.0, 0.0, False), 0.0, [], [], 10)
+    day.noise = [("canyon", 1000.0, 1300.0), ("lie", 3000.0, 3000.0), ("multipath", 5000.0, 5030.0)]
+    day.noise.append(("canyon", 4950.0, 5100.0))
+    assert noise_behind(day, RaisedAlert(1, "entered_zone", 9, at, at, at)) == noise
+
+
+def test_the_noise_recorded_is_the_noise_drawn() -> None:
+    """fixes_of_day records each canyon episode and lying fix it draws: the fixes in a canyon episode
+    lie 20-60 m off on average, the lying ones 40-120 m, and recording draws nothing more."""
+    p = CityParams()
+    b = BLOCKS[0]
+    plan = plan_day(b, b.routes[0], random.Random(3), p)
+    tag = Tag(12.0, 1.0, 0.0, False)
+    noise = unit_noise(1, p, np.random.default_rng(6))[:, 0, :]
+    f = fixes_of_day(plan, tag, p, np.random.default_rng(5), noise)
+    again = fixes_of_day(plan, tag, p, np.random.default_rng(5), noise)
+    assert np.array_equal(f.x, again.x) and f.noise == again.noise
+    err = np.hypot(f.x - f.tx, f.y - f.ty)
+    canyons = [(a, c) for k, a, c in f.noise if k == "canyon"]
+    lies = [a for k, a, _ in f.noise if k == "lie"]
+    assert canyons and lies
+    for a, c in canyons:
+        w = (f.t >= a) & (f.t < c)
+        if w.sum() >= 4:
+            assert 10.0 < float(np.median(err[w])) < 90.0
+    for t in lies:
+        assert err[np.searchsorted(f.t, t)] > 20.0
+
+
 def test_the_rule_watch_names_rules_and_changes_no_decision() -> None:
     from bench.quality.city_sim import run_group
     from tracker.monitor import machine

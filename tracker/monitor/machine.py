@@ -7,7 +7,9 @@
 Pure: no I/O, no clock of its own, and the previous state is never modified, so a batch whose commit
 fails leaves the caller's states as they were.
 
-Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
+Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`). Wherever a rule reads a fix's
+accuracy it reads `Observation.error_m`: what the fix reports, times what its tag is known to
+under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fit``).
 - A fix decides nothing when it is a duplicate, older than the last decided fix, of unknown
   accuracy, less accurate than `max_accuracy_m`, or an impossible jump (faster than `max_speed_mps`
   from the last decided fix, both accuracy radii allowed for). The verdict says which. Only SOS
@@ -47,7 +49,8 @@ Rules (docs/alert-quality.md, 'The rules'; thresholds in `Rules`):
      near it: after a multipath jump into a zone it would confirm the jump), the next one decides;
   3. a pass-through: the straight segment from the last decided fix crosses the zone while neither
      fix may be inside it (both within `crossing_max_gap_s`, at least `crossing_max_acc_m` accurate),
-     confirmed by the next fix not crossing back (a multipath fix thrown across comes back across);
+     confirmed by the next fix not crossing back (a multipath fix thrown across comes back across:
+     to a fix that lies outside the zone, though its disc may touch it);
   4. lingering in a zone too thin to be certainly inside: `zone_linger_crossings` segments into it,
      spanning `zone_linger_min_s`, while every fix keeps it possible (fixes at least
      `zone_linger_max_acc_m` accurate). Outside the child's commute windows (or with no route) only
@@ -186,7 +189,7 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
         on_its_route = watched
     if _near_zones(new, obs):  # (most fixes have no zone near them: the rules would change nothing)
         from_last = obs.crossed_from_ts is not None and obs.crossed_from_ts == last_ts
-        segment = (gap, max(obs.acc, prev_acc)) if from_last else None
+        segment = (gap, max(obs.acc, prev_acc) * obs.acc_scale) if from_last else None
         riding = new.speed_mps > rules.ride_min_mps
         _zones(
             new,
@@ -216,8 +219,9 @@ is set is followed at once when it goes forward, within two buckets of reports w
 
 def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, weight: float) -> bool:
     """The child is at home or at school (arrived there and not yet left) and this fix may still be
-    inside the place's fence: its disc (``_place_disc``) reaches it. Learns the tag's fit there on the
-    way (``_place_fit``), from the same distance."""
+    inside the place's fence: its disc (Rules.place_sigma of the error it is judged by,
+    Observation.error_m) reaches it. Learns the tag's fit there on the way (``_place_fit``: from the
+    accuracy the fix reports, so that what is learnt never feeds back into how it is learnt)."""
     at = s.at
     place = ctx.school if at == "school" else ctx.home if at == "home" else None
     if place is None:
@@ -227,15 +231,7 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
         return False
     d = metres(place.lon, place.lat, obs.lon, obs.lat) - place.radius_m  # beyond the fence
     _place_fit(s, obs, d > rules.place_disc_m(obs.acc), rules, weight)
-    return d <= _place_disc(s, obs, rules)
-
-
-def _place_disc(s: ChildState, obs: Observation, rules: Rules) -> float:
-    """The disc a fix is judged with against the fence of the place the child is at: Rules.place_sigma,
-    or place_wide_sigma for a tag whose fixes there keep landing beyond that (``_place_fit``)."""
-    f = s.place_fit
-    wide = f is not None and f[1] >= rules.place_fit_min_evidence and f[2] > rules.place_out_rate * f[1]
-    return rules.place_disc_m(obs.acc, wide)
+    return d <= rules.place_disc_m(obs.error_m)
 
 
 def _place_fit(s: ChildState, obs: Observation, beyond: bool, rules: Rules, weight: float) -> None:
@@ -481,13 +477,14 @@ def _zones(
 
     segment, w = j.segment, j.weight
     certain = {z for z in obs.certain_zones if on(z)}
-    possible = {z for z in obs.possible_zones if on(z)}
+    possible = reachable = {z for z in obs.possible_zones if on(z)}  # (reachable: the corridor aside)
     crossed = {z for z in obs.crossed_zones if on(z)} if segment is not None else set()
-    near = obs.nearest_zone_m <= rules.zone_near_m + obs.acc
+    error = obs.error_m
+    near = obs.nearest_zone_m <= rules.zone_near_m + error
     if j.on_its_route:
         # the zone minus the corridor is what counts: certainly in it when the disc lies in the zone
         # and clear of the corridor (exact); possibly, when the disc reaches beyond the corridor
-        disc = float(rules.zone_disc_m(obs.acc))
+        disc = float(rules.zone_disc_m(error))
         beyond = obs.beyond_corridor_m
         if not beyond > disc:
             certain = set()
@@ -509,7 +506,7 @@ def _zones(
     # 1-2. certainly inside once, then still in it or by it (not a jump come back) for long enough:
     #      the first fix counts whole, each later one the part of the error's correlation time it
     #      covers; a fix too inaccurate to tell (its disc touches every zone near) waits for the next
-    vague = obs.acc > rules.zone_confirm_max_acc_m
+    vague = error > rules.zone_confirm_max_acc_m
     counts: dict[int, float] = {}
     for z in (certain | set(s.zone_counts)) - s.zones_in:
         n = s.zone_counts.get(z, 0.0)
@@ -526,14 +523,19 @@ def _zones(
         else:
             counts[z] = n
     # 3. a pass-through between two fixes outside it, confirmed by the next fix not crossing back
-    #    (a multipath fix thrown across a zone comes back across it)
+    #    (a multipath fix thrown across a zone comes back across it: its segment crosses the zone
+    #    again to a fix that lies outside it, though its disc may touch it; one that lies inside it
+    #    may have stopped there)
     if evidence:
         for z in s.zone_passes - s.zones_in:
-            if not (z in crossed and z not in possible):
+            lies_inside = obs.zone_depths_m.get(z, 0.0) >= 0.0 if z in reachable else False
+            if not (z in crossed and not lies_inside):
                 entered.add(z)
-    outside = passes - possible - s.zones_possible  # neither end may be inside: through, not in or out
+    # neither end may be inside (the zone itself, not the zone minus the corridor: a segment onto the
+    # child's crosswalk ends in the zone): through it, not into it or out of it
+    outside = passes - reachable - s.zones_possible
     s.zone_passes = outside - s.zones_in - entered - s.zone_passes
-    s.zones_possible = possible
+    s.zones_possible = reachable
     # 4. lingering in a zone too thin to be certainly inside, while it stays possible. In a commute
     #    window: segments into it. Outside them (idle), from fixes of zone_linger_idle_max_acc_m: a
     #    CUSUM of how deep each fix lies in the zone, in sigmas of its error, beyond a reference, per
@@ -596,7 +598,7 @@ def _place(
     counts = s.place_counts
     if s.at == name:
         out_key = f"out:{name}"
-        if d - _place_disc(s, obs, rules) > place.radius_m:  # certainly out (Rules.place_sigma)
+        if d - rules.place_disc_m(obs.error_m) > place.radius_m:  # certainly out (Rules.place_sigma)
             n = counts.get(out_key, 0) + 1
             if n >= rules.place_confirm_fixes:
                 s.at = None

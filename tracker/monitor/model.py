@@ -68,6 +68,7 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
     received_at: float = math.nan  # when the tracker received it (nan: not known); for the tag's clock
     stamped_at_receipt: bool = False  # an SOS whose own timestamp was out of range: ts is received_at
     zone_depths_m: dict[int, float] = {}  # possible zone -> how deep the fix lies in it (tracker.geofence)
+    acc_scale: float = 1.0  # how much larger the tag's true error is than it reports (ChildState.error_scale)
 
     def zone_depth_sigmas(self, zone: int) -> float:
         """How deep in the zone the fix lies, in sigmas of its own error (negative outside): the
@@ -80,9 +81,15 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
         return not math.isnan(self.route_distance_m)
 
     @property
+    def error_m(self) -> float:
+        """The 68 % radius the fix is judged by: its reported accuracy, times what its tag is known to
+        under-report (``acc_scale``, learnt where the child is known to be: ChildState.error_scale)."""
+        return self.acc * self.acc_scale
+
+    @property
     def sigma_m(self) -> float:
         """Standard deviation of the fix's error along one axis (at least 1 m)."""
-        return max(self.acc, 1.0) / R68_PER_SIGMA
+        return max(self.error_m, 1.0) / R68_PER_SIGMA
 
     @property
     def off_route_sigmas(self) -> float:
@@ -97,7 +104,7 @@ class Observation(msgspec.Struct, frozen=True, gc=False):
     @property
     def may_be_on_route(self) -> bool:
         """The accuracy circle reaches the corridor: the fix may be on the route (False: no route)."""
-        return self.route_distance_m - self.acc <= self.corridor_m
+        return self.route_distance_m - self.error_m <= self.corridor_m
 
     @property
     def beyond_corridor_m(self) -> float:
@@ -256,7 +263,8 @@ class Rules:
     place_wide_sigma: float = _threshold(
         4.0,
         "... of this many for a tag whose fixes there keep landing beyond that disc (a device whose true"
-        " error is more than it reports, learnt per tag): ...",
+        " error is more than it reports, learnt per tag; its accuracy is then taken as"
+        " place_wide_sigma / place_sigma of what it reports everywhere: route, zones, places): ...",
     )
     place_out_rate: float = _threshold(
         0.01, "... more often than this share of its evidence at home or school ..."
@@ -284,10 +292,14 @@ class Rules:
             return 1.0
         return max(gap_s, 0.0) / self.evidence_s
 
-    def place_disc_m(self, acc: float, wide: bool = False) -> float:
-        """The radius a fix is judged with against the fence of the place the child is at (``wide``: the
-        tag's fixes there are known to lie beyond their accuracy, ChildState.place_fit)."""
-        return acc * ((self.place_wide_sigma if wide else self.place_sigma) / R68_PER_SIGMA)
+    def place_disc_m(self, acc: float) -> float:
+        """The radius a fix is judged with against the fence of the place the child is at."""
+        return acc * (self.place_sigma / R68_PER_SIGMA)
+
+    @property
+    def wide_scale(self) -> float:
+        """How much wider a tag that under-reports its error is judged (ChildState.error_scale)."""
+        return self.place_wide_sigma / self.place_sigma
 
     def zone_disc_m(self, acc: Any) -> Any:
         """The radius the geofence judges a fix's zones with (`certain`: that disc inside; `possible`:
@@ -340,6 +352,17 @@ class ChildState:
     off_pace: float = 0.0  # the fastest move into a fix of the departure's evidence (m/s, a lower bound)
     place_fit: list[float] | None = None  # [ts, evidence at home or school, of it beyond the place's
     #                     disc, beyond it still unconfirmed]: fading (tracker.monitor.machine._place_fit)
+
+    def error_scale(self, rules: Rules) -> float:
+        """What the tag's reported accuracy is multiplied by wherever its fixes are judged: 1, or
+        Rules.wide_scale (place_wide_sigma / place_sigma) once its fixes at home or at school, where
+        the child is known to be, keep landing beyond what their accuracy allows
+        (tracker.monitor.machine._place_fit: more than place_out_rate of place_fit_min_evidence or
+        more). A device that under-reports its error at home does so on its walk and by a zone too."""
+        f = self.place_fit
+        if f is not None and f[1] >= rules.place_fit_min_evidence and f[2] > rules.place_out_rate * f[1]:
+            return rules.wide_scale
+        return 1.0
 
     @property
     def clock_offset(self) -> float:

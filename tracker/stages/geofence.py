@@ -7,7 +7,8 @@ them calls "certainly in a zone" is what the tracker decides on:
 1. each fix's previous fix (the one before it in the batch if it will decide too, else the child's
    last decided fix, see :func:`tracker.monitor.previous_fixes`), for the zones crossed in between;
 2. each fix judged on a disc of ``Rules.zone_sigma`` round it (the accuracy is a 68 % radius: the
-   disc is about 1.66 of it by default), not on the raw accuracy circle;
+   disc is about 1.66 of it by default), not on the raw accuracy circle; the accuracy times what its
+   tag is known to under-report (``ChildState.error_scale``, learnt at home and school);
 3. one kernel call of the index for the whole batch;
 4. one :class:`tracker.monitor.Observation` per fix, in the fixes' order, with how deep it lies in
    each zone that may hold it (the kernel's signed distance to the zone's edge, for rule 4).
@@ -27,7 +28,7 @@ import numpy.typing as npt
 from tracker.geofence import GeofenceIndex
 from tracker.monitor import ChildState, Observation, Rules, previous_fixes
 
-__all__ = ["Positioned", "observe"]
+__all__ = ["Positioned", "error_scales", "observe"]
 
 
 class Positioned(Protocol):
@@ -67,15 +68,16 @@ def observe(
     cols = np.array([(f.lon, f.lat, f.acc, f.ts) for f in fixes], dtype=np.float64).reshape(n, 4).T.copy()
     lon, lat, acc, ts = cols[0], cols[1], cols[2], cols[3]
     prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(children, ts, lon, lat, acc, states)
+    scales = error_scales(children, states, rules)
     disc = rules.zone_disc_m
     v = index.check(
         lon,
         lat,
-        disc(acc),
+        disc(acc * scales),
         route_slots,
         prev_lon=prev_lon,
         prev_lat=prev_lat,
-        prev_acc=disc(np.nan_to_num(prev_acc, nan=0.0)),
+        prev_acc=disc(np.nan_to_num(prev_acc, nan=0.0) * scales),
     )
     # the batch's arrays as Python lists once (indexing a numpy array per fix costs more than the rules)
     route_m, corridor_m = v.route_distance_m.tolist(), v.corridor_m.tolist()
@@ -85,6 +87,7 @@ def observe(
     possible = _zone_sets(v.possible_offsets, v.possible_zone_ids)
     crossed = _zone_sets(v.crossed_offsets, v.crossed_zone_ids)
     depths = _zone_depths(v.possible_offsets, v.possible_zone_ids, v.possible_depth_m)
+    scale_of = scales.tolist()
     # (positional: the fields in Observation's order; a fix of a bench may not say when it was received)
     return [
         Observation(
@@ -104,11 +107,36 @@ def observe(
             getattr(f, "received_at", math.nan),
             getattr(f, "stamped_at_receipt", False),
             zd,
+            k,
         )
-        for f, route, corridor, certain_zones, possible_zones, crossed_zones, since, nearest, zd in zip(
-            fixes, route_m, corridor_m, certain, possible, crossed, from_ts, nearest_m, depths, strict=True
+        for f, route, corridor, certain_zones, possible_zones, crossed_zones, since, nearest, zd, k in zip(
+            fixes,
+            route_m,
+            corridor_m,
+            certain,
+            possible,
+            crossed,
+            from_ts,
+            nearest_m,
+            depths,
+            scale_of,
+            strict=True,
         )
     ]
+
+
+def error_scales(
+    children: Sequence[int] | npt.NDArray[np.int64], states: Mapping[int, ChildState], rules: Rules
+) -> npt.NDArray[np.float64]:
+    """Each fix's tag's error scale (ChildState.error_scale, from its child's state before the batch:
+    1 for a tag that reports its error truly, the most of them), by which its accuracy is judged."""
+    out = np.ones(len(children))
+    get = states.get
+    for i, child in enumerate(children.tolist() if isinstance(children, np.ndarray) else children):
+        st = get(child)
+        if st is not None and st.place_fit is not None:
+            out[i] = st.error_scale(rules)
+    return out
 
 
 _NO_ZONES: frozenset[int] = frozenset()
