@@ -189,17 +189,26 @@ def build_view(
     rules: AlertRuleRows | None = None,
     home_fence_m: float = 50.0,
     owned: Callable[[Ids], npt.NDArray[np.bool_]] | None = None,
+    take_geometry: bool = False,
 ) -> RegistryView:
     """Build a view from registry rows. A stored geometry the index refuses is left out and logged
     (the API refuses such geometry before it is stored; this guards against rows written by hand).
 
     ``owned``: which children this worker owns (child ids -> a mask, e.g. tracker.cluster.partitions'
-    ``Share.owned_mask``); the view then holds those children and their routes alone. ``None``: all."""
+    ``Share.owned_mask``); the view then holds those children and their routes alone. ``None``: all.
+
+    ``take_geometry``: the rows are the caller's to give up (read anew for this view, as the service
+    does): each route's and zone's geometry is let go from ``rows`` itself as soon as it is shaped
+    (its ``routes`` and ``zones`` dicts are changed in place) and the view keeps ``rows``. Otherwise
+    ``rows`` is left alone and the view keeps a copy without the geometry. At 400,000 children the
+    routes' GeoJSON text is 41 MiB, which a caller's rows held through the index's build: the start's
+    peak (bench/worker_memory.py)."""
     if any(r.geometry is None for r in rows.routes.values()) or any(
         z.geometry is None for z in rows.zones.values()
     ):
         raise ValueError("build_view: these rows are a view's, without their geometry: read them anew")
     refused: dict[str, str] = {}
+    taken = _geometry_dicts(rows) if take_geometry else None
     ids, school_of, route_of = _children_arrays(rows.children)
     if owned is not None:
         mine = np.asarray(owned(ids), dtype=bool)
@@ -210,19 +219,23 @@ def build_view(
         view_routes = list(rows.routes.values())
     routes: list[RouteSpec] = []
     homes: dict[int, Place | None] = {}
-    for r in view_routes:
+    for k, r in enumerate(view_routes):
         try:
             geojson = r.geojson
             homes[r.id] = _home(geojson, home_fence_m)
             routes.append(RouteSpec(r.id, _shape(geojson), r.corridor_m))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"route {r.id}"] = str(e)
+        if taken is not None:  # (the route's text is garbage now: no other reference to it is left)
+            view_routes[k] = taken[0][r.id] = dataclasses.replace(r, geometry=None)
     zones: list[ZoneSpec] = []
     for z in rows.zones.values():
         try:
             zones.append(ZoneSpec(z.id, _shape(z.geojson)))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"zone {z.id}"] = str(e)
+        if taken is not None:
+            taken[1][z.id] = dataclasses.replace(z, geometry=None)
     while True:
         try:
             index = build_index(routes, zones)
@@ -302,7 +315,7 @@ def build_view(
         )
     lookup = ChildLookup(ids, group.reshape(-1).astype(np.int32), slots, contexts)
     return RegistryView(
-        _without_geometry(rows),
+        _without_geometry(rows) if taken is None else _without_geometry_in(rows, *taken),
         index,
         schedules,
         lookup,
@@ -311,6 +324,27 @@ def build_view(
         refused,
         next(_versions),
     )
+
+
+def _geometry_dicts(rows: RegistryRows) -> tuple[dict[int, RouteRow], dict[int, ZoneRow]] | None:
+    """The rows' routes and zones, when they are dicts whose geometry ``build_view`` can let go."""
+    if isinstance(rows.routes, dict) and isinstance(rows.zones, dict):
+        return rows.routes, rows.zones
+    return None
+
+
+def _without_geometry_in(
+    rows: RegistryRows, routes: dict[int, RouteRow], zones: dict[int, ZoneRow]
+) -> RegistryRows:
+    """``rows`` itself, made a view's: the geometry its routes and zones still hold (the routes of
+    children a worker does not own) let go in place (``build_view``'s ``take_geometry``)."""
+    for i, route in routes.items():
+        if route.geometry is not None:
+            routes[i] = dataclasses.replace(route, geometry=None)
+    for i, zone in zones.items():
+        if zone.geometry is not None:
+            zones[i] = dataclasses.replace(zone, geometry=None)
+    return rows
 
 
 def _without_geometry(rows: RegistryRows) -> RegistryRows:
