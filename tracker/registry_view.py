@@ -29,7 +29,14 @@ import numpy.typing as npt
 import shapely.errors
 import shapely.geometry
 
-from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
+from tracker.geofence import (
+    GeofenceIndex,
+    GeometryRefused,
+    RouteSpec,
+    ZoneSpec,
+    build_index_from,
+    prepare,
+)
 from tracker.importers.features import WorldFeatures
 from tracker.importers.models import RouteProps, ZoneProps
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
@@ -238,7 +245,7 @@ def build_view(
             taken[1][z.id] = dataclasses.replace(z, geometry=None)
     while True:
         try:
-            index = build_index(routes, zones)
+            prepared = prepare(routes, zones)  # (validated and flattened: refuses what build_index refuses)
             break
         except GeometryRefused as e:
             refused[f"{e.kind} {e.feature_id}"] = str(e)
@@ -248,10 +255,14 @@ def build_view(
                 zones = [z for z in zones if z.zone_id != e.feature_id]
     for what, why in refused.items():
         log.error("registry: %s left out of the geofence index: %s", what, why)
-    # the specs and their shapely geometry let go as soon as the index holds them, before what the view
-    # keeps (contexts, places, rows) is made: made after, the kept objects fill the specs' freed blocks
-    # where they would otherwise sit beside them in Python's small-object heap (bench/worker_memory.py)
+    # the specs and their shapely geometry let go once flattened, before the index is packed (at 40,000
+    # routes their GEOS geometry is ~30 MiB, held through the packing it was the start's peak) and before
+    # what the view keeps (contexts, places, rows) is made: made after, the kept objects fill the specs'
+    # freed blocks where they would otherwise sit beside them in Python's small-object heap
+    # (bench/worker_memory.py)
     del routes, zones
+    index = build_index_from(prepared)
+    del prepared
     _warm_up(index)
 
     rules = rules or AlertRuleRows({}, {}, {})

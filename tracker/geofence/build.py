@@ -29,10 +29,13 @@ __all__ = [
     "PackedIndex",
     "PackedRoutes",
     "PackedZones",
+    "Prepared",
     "RouteSpec",
     "ZoneSpec",
     "choose_cell",
     "pack",
+    "pack_prepared",
+    "prepare",
     "zone_polygons",
 ]
 
@@ -441,6 +444,32 @@ def _grid_arrays(zones: PackedZones, radius: float) -> PackedGrid:
     return PackedGrid(x0, y0, cell, nx, ny, exact, cell_off, e_zone, start, records, far)
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Routes and zones validated, repaired and flattened (:func:`prepare`), in lon/lat: what
+    :func:`pack_prepared` packs, without the shapely geometry (which the caller may let go before the
+    packing: at 40,000 routes their GEOS copies are ~30 MiB). Packed once: the packing projects the
+    routes' coordinates in place."""
+
+    routes: _Flat
+    corridor_m: F64
+    zones: _Flat
+
+
+def prepare(routes: Sequence[RouteSpec], zones: Sequence[ZoneSpec]) -> Prepared:
+    """Validate, repair and flatten routes and zones; raises :class:`GeometryRefused` as :func:`pack`."""
+    zone_flat = _prepare_zones(zones)
+    route_flat, corridor = _prepare_routes(routes)
+    return Prepared(route_flat, corridor, zone_flat)
+
+
+def _radius(search_radius_m: float) -> float:
+    radius = float(search_radius_m)
+    if not (math.isfinite(radius) and radius >= 0.0):
+        raise ValueError(f"search_radius_m must be finite and >= 0, got {search_radius_m!r}")
+    return radius
+
+
 def pack(
     routes: Sequence[RouteSpec],
     zones: Sequence[ZoneSpec],
@@ -456,14 +485,19 @@ def pack(
     into a polygonal area. ``projection`` defaults to :meth:`LocalProjection.around` the bounding box of
     all coordinates. ``search_radius_m`` (>= 0) bounds how far zones are looked for around a fix.
     """
-    radius = float(search_radius_m)
-    if not (math.isfinite(radius) and radius >= 0.0):
-        raise ValueError(f"search_radius_m must be finite and >= 0, got {search_radius_m!r}")
-    zone_flat = _prepare_zones(zones)
-    route_flat, corridor = _prepare_routes(routes)
+    _radius(search_radius_m)
+    return pack_prepared(prepare(routes, zones), projection=projection, search_radius_m=search_radius_m)
+
+
+def pack_prepared(
+    prepared: Prepared, *, projection: LocalProjection | None = None, search_radius_m: float = 150.0
+) -> PackedIndex:
+    """Project and pack what :func:`prepare` made (see :func:`pack`)."""
+    radius = _radius(search_radius_m)
+    zone_flat, route_flat, corridor = prepared.zones, prepared.routes, prepared.corridor_m
     if projection is None:
         # the routes' bounding box stands for their vertices (their coordinates are finite: checked
-        # above), not a copy of every vertex: around() takes the bounding box of what it is given
+        # by prepare), not a copy of every vertex: around() takes the bounding box of what it is given
         routes_box = route_flat.coords
         if routes_box.size:
             routes_box = np.stack([routes_box.min(axis=0), routes_box.max(axis=0)])
