@@ -206,7 +206,7 @@ def build_view(
 
     ``take_geometry``: the rows are the caller's to give up (read anew for this view, as the service
     does): each route's and zone's geometry is let go from ``rows`` itself as soon as it is shaped
-    (its ``routes`` and ``zones`` dicts are changed in place) and the view keeps ``rows``. Otherwise
+    (the row objects are changed in place) and the view keeps ``rows``. Otherwise
     ``rows`` is left alone and the view keeps a copy without the geometry. At 400,000 children the
     routes' GeoJSON text is 41 MiB, which a caller's rows held through the index's build: the start's
     peak (bench/worker_memory.py)."""
@@ -215,7 +215,6 @@ def build_view(
     ):
         raise ValueError("build_view: these rows are a view's, without their geometry: read them anew")
     refused: dict[str, str] = {}
-    taken = _geometry_dicts(rows) if take_geometry else None
     ids, school_of, route_of = _children_arrays(rows.children)
     if owned is not None:
         mine = np.asarray(owned(ids), dtype=bool)
@@ -226,23 +225,23 @@ def build_view(
         view_routes = list(rows.routes.values())
     routes: list[RouteSpec] = []
     homes: dict[int, Place | None] = {}
-    for k, r in enumerate(view_routes):
+    for r in view_routes:
         try:
             geojson = r.geojson
             homes[r.id] = _home(geojson, home_fence_m)
             routes.append(RouteSpec(r.id, _shape(geojson), r.corridor_m))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"route {r.id}"] = str(e)
-        if taken is not None:  # (the route's text is garbage now: no other reference to it is left)
-            view_routes[k] = taken[0][r.id] = dataclasses.replace(r, geometry=None)
+        if take_geometry:  # (the route's text is garbage now: no other reference to it is left)
+            _let_go(r)
     zones: list[ZoneSpec] = []
     for z in rows.zones.values():
         try:
             zones.append(ZoneSpec(z.id, _shape(z.geojson)))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"zone {z.id}"] = str(e)
-        if taken is not None:
-            taken[1][z.id] = dataclasses.replace(z, geometry=None)
+        if take_geometry:
+            _let_go(z)
     while True:
         try:
             prepared = prepare(routes, zones)  # (validated and flattened: refuses what build_index refuses)
@@ -326,7 +325,7 @@ def build_view(
         )
     lookup = ChildLookup(ids, group.reshape(-1).astype(np.int32), slots, contexts)
     return RegistryView(
-        _without_geometry(rows) if taken is None else _without_geometry_in(rows, *taken),
+        _without_geometry_in(rows) if take_geometry else _without_geometry(rows),
         index,
         schedules,
         lookup,
@@ -337,24 +336,22 @@ def build_view(
     )
 
 
-def _geometry_dicts(rows: RegistryRows) -> tuple[dict[int, RouteRow], dict[int, ZoneRow]] | None:
-    """The rows' routes and zones, when they are dicts whose geometry ``build_view`` can let go."""
-    if isinstance(rows.routes, dict) and isinstance(rows.zones, dict):
-        return rows.routes, rows.zones
-    return None
+def _let_go(row: RouteRow | ZoneRow) -> None:
+    """The row itself loses its geometry (``build_view``'s ``take_geometry``: the rows are the caller's
+    to give up). In place rather than a copy of each row: no 40,000 new rows made while the specs
+    live, and rows in any mapping (not only a dict) can give theirs."""
+    object.__setattr__(row, "geometry", None)  # (a frozen dataclass: set as its __init__ does)
 
 
-def _without_geometry_in(
-    rows: RegistryRows, routes: dict[int, RouteRow], zones: dict[int, ZoneRow]
-) -> RegistryRows:
+def _without_geometry_in(rows: RegistryRows) -> RegistryRows:
     """``rows`` itself, made a view's: the geometry its routes and zones still hold (the routes of
     children a worker does not own) let go in place (``build_view``'s ``take_geometry``)."""
-    for i, route in routes.items():
+    for route in rows.routes.values():
         if route.geometry is not None:
-            routes[i] = dataclasses.replace(route, geometry=None)
-    for i, zone in zones.items():
+            _let_go(route)
+    for zone in rows.zones.values():
         if zone.geometry is not None:
-            zones[i] = dataclasses.replace(zone, geometry=None)
+            _let_go(zone)
     return rows
 
 
