@@ -26,6 +26,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 
 from tracker import heap
 from tracker.compact_states import CompactStates, Packed, pack
@@ -79,13 +81,14 @@ class ChildStates:
                 out[c] = ChildState()
         return out
 
-    async def load(self, child_ids: list[int]) -> None:
+    async def load(self, child_ids: list[int] | npt.NDArray[np.integer]) -> None:
         """Checkpointed states of children not in memory. A state that came meanwhile (a batch
         committed it while the read was on its way) is newer than the one read: it stays. Read
         ``LOAD_CHUNK`` children at a time (the clock's first tick reads a city: its decoded JSON all
         at once was a peak of several hundred MB), decoded and packed in a worker thread."""
         for start in range(0, len(child_ids), LOAD_CHUNK):
-            await self._load(child_ids[start : start + LOAD_CHUNK])
+            chunk = child_ids[start : start + LOAD_CHUNK]
+            await self._load(chunk.tolist() if isinstance(chunk, np.ndarray) else chunk)
         if len(child_ids) > LOAD_CHUNK:
             heap.trim()  # the decoded checkpoints are garbage now
 

@@ -29,7 +29,14 @@ import numpy.typing as npt
 import shapely.errors
 import shapely.geometry
 
-from tracker.geofence import GeofenceIndex, GeometryRefused, RouteSpec, ZoneSpec, build_index
+from tracker.geofence import (
+    GeofenceIndex,
+    GeometryRefused,
+    RouteSpec,
+    ZoneSpec,
+    build_index_from,
+    prepare,
+)
 from tracker.importers.features import WorldFeatures
 from tracker.importers.models import RouteProps, ZoneProps
 from tracker.monitor import ChildContext, Hours, Place, RouteSchedule
@@ -189,12 +196,20 @@ def build_view(
     rules: AlertRuleRows | None = None,
     home_fence_m: float = 50.0,
     owned: Callable[[Ids], npt.NDArray[np.bool_]] | None = None,
+    take_geometry: bool = False,
 ) -> RegistryView:
     """Build a view from registry rows. A stored geometry the index refuses is left out and logged
     (the API refuses such geometry before it is stored; this guards against rows written by hand).
 
     ``owned``: which children this worker owns (child ids -> a mask, e.g. tracker.cluster.partitions'
-    ``Share.owned_mask``); the view then holds those children and their routes alone. ``None``: all."""
+    ``Share.owned_mask``); the view then holds those children and their routes alone. ``None``: all.
+
+    ``take_geometry``: the rows are the caller's to give up (read anew for this view, as the service
+    does): each route's and zone's geometry is let go from ``rows`` itself as soon as it is shaped
+    (the row objects are changed in place) and the view keeps ``rows``. Otherwise
+    ``rows`` is left alone and the view keeps a copy without the geometry. At 400,000 children the
+    routes' GeoJSON text is 41 MiB, which a caller's rows held through the index's build: the start's
+    peak (bench/worker_memory.py)."""
     if any(r.geometry is None for r in rows.routes.values()) or any(
         z.geometry is None for z in rows.zones.values()
     ):
@@ -217,15 +232,19 @@ def build_view(
             routes.append(RouteSpec(r.id, _shape(geojson), r.corridor_m))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"route {r.id}"] = str(e)
+        if take_geometry:  # (the route's text is garbage now: no other reference to it is left)
+            _let_go(r)
     zones: list[ZoneSpec] = []
     for z in rows.zones.values():
         try:
             zones.append(ZoneSpec(z.id, _shape(z.geojson)))
         except (ValueError, TypeError, KeyError, AttributeError, shapely.errors.ShapelyError) as e:
             refused[f"zone {z.id}"] = str(e)
+        if take_geometry:
+            _let_go(z)
     while True:
         try:
-            index = build_index(routes, zones)
+            prepared = prepare(routes, zones)  # (validated and flattened: refuses what build_index refuses)
             break
         except GeometryRefused as e:
             refused[f"{e.kind} {e.feature_id}"] = str(e)
@@ -235,10 +254,14 @@ def build_view(
                 zones = [z for z in zones if z.zone_id != e.feature_id]
     for what, why in refused.items():
         log.error("registry: %s left out of the geofence index: %s", what, why)
-    # the specs and their shapely geometry let go as soon as the index holds them, before what the view
-    # keeps (contexts, places, rows) is made: made after, the kept objects fill the specs' freed blocks
-    # where they would otherwise sit beside them in Python's small-object heap (bench/worker_memory.py)
+    # the specs and their shapely geometry let go once flattened, before the index is packed (at 40,000
+    # routes their GEOS geometry is ~30 MiB, held through the packing it was the start's peak) and before
+    # what the view keeps (contexts, places, rows) is made: made after, the kept objects fill the specs'
+    # freed blocks where they would otherwise sit beside them in Python's small-object heap
+    # (bench/worker_memory.py)
     del routes, zones
+    index = build_index_from(prepared)
+    del prepared
     _warm_up(index)
 
     rules = rules or AlertRuleRows({}, {}, {})
@@ -302,7 +325,7 @@ def build_view(
         )
     lookup = ChildLookup(ids, group.reshape(-1).astype(np.int32), slots, contexts)
     return RegistryView(
-        _without_geometry(rows),
+        _without_geometry_in(rows) if take_geometry else _without_geometry(rows),
         index,
         schedules,
         lookup,
@@ -311,6 +334,25 @@ def build_view(
         refused,
         next(_versions),
     )
+
+
+def _let_go(row: RouteRow | ZoneRow) -> None:
+    """The row itself loses its geometry (``build_view``'s ``take_geometry``: the rows are the caller's
+    to give up). In place rather than a copy of each row: no 40,000 new rows made while the specs
+    live, and rows in any mapping (not only a dict) can give theirs."""
+    object.__setattr__(row, "geometry", None)  # (a frozen dataclass: set as its __init__ does)
+
+
+def _without_geometry_in(rows: RegistryRows) -> RegistryRows:
+    """``rows`` itself, made a view's: the geometry its routes and zones still hold (the routes of
+    children a worker does not own) let go in place (``build_view``'s ``take_geometry``)."""
+    for route in rows.routes.values():
+        if route.geometry is not None:
+            _let_go(route)
+    for zone in rows.zones.values():
+        if zone.geometry is not None:
+            _let_go(zone)
+    return rows
 
 
 def _without_geometry(rows: RegistryRows) -> RegistryRows:

@@ -435,6 +435,7 @@ class Service:
             all_day=s.watch_all_day,
             rules=rules,
             home_fence_m=s.home_fence_m,
+            take_geometry=True,  # rows read for this view alone: their geometry goes once shaped
         )
         if read < self._swapped_read:
             return self.view()

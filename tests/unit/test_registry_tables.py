@@ -10,9 +10,11 @@ import random
 import numpy as np
 import pytest
 
-from tests.unit.test_registry_view_swap import _ll
+from tests.unit.test_registry_view_swap import _ll, _square
+from tracker.geofence import GeofenceIndex
+from tracker.geofence.index import _arrays
 from tracker.registry_view import build_view
-from tracker.store.registry_rows import ChildRow, GuardianRow, RegistryRows, RouteRow, SchoolRow
+from tracker.store.registry_rows import ChildRow, GuardianRow, RegistryRows, RouteRow, SchoolRow, ZoneRow
 from tracker.store.registry_tables import ChildTable, GuardianTable, LinkTable, TagTable, children_at
 
 
@@ -77,7 +79,7 @@ def test_the_tables_answer_as_the_dicts(n: int) -> None:
 def test_tables_made_of_parts_read_a_chunk_at_a_time_answer_as_the_dicts(n: int, chunk: int) -> None:
     """load_registry reads the per-child tables a chunk at a time (ids ascending, but a table made of
     parts sorts what is not)."""
-    children, _, guardians, links = _registry(n)
+    children, tags, guardians, links = _registry(n)
 
     def chunks(rows: list[tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
         return [rows[i : i + chunk] for i in range(0, len(rows), chunk)]
@@ -95,6 +97,12 @@ def test_tables_made_of_parts_read_a_chunk_at_a_time_answer_as_the_dicts(n: int,
             ]
         )
         lt = LinkTable.from_parts([LinkTable.part(c) for c in chunks(list(links))])
+        tag_rows = sorted(tags.items(), reverse=not ordered)
+        tt = TagTable.from_parts([TagTable.part(c) for c in chunks(tag_rows)])  # type: ignore[arg-type]
+        whole = TagTable(tags.items())  # the same arrays as the table made at once
+        assert tt._tags.dtype == whole._tags.dtype and tt._tags.tolist() == whole._tags.tolist()
+        assert tt._child.dtype == whole._child.dtype and tt._child.tolist() == whole._child.tolist()
+        assert tt == tags and tt.children_of([*tags, "nope"]).tolist() == [*tags.values(), -1]
         by_child: dict[int, tuple[int, ...]] = {}
         for c, g in links:
             by_child[c] = (*by_child.get(c, ()), g)
@@ -160,6 +168,31 @@ def test_a_view_built_for_owned_children_holds_them_and_their_routes_alone() -> 
     assert rows.routes[1].geometry is not None  # the rows the view was built from are left alone
     with pytest.raises(ValueError, match="read them anew"):  # not a view of no routes
         build_view(whole.rows, default_timezone="Asia/Seoul")
+
+
+@pytest.mark.parametrize("owned", [None, lambda ids: np.isin(ids % 3, [0, 1])])
+def test_a_view_that_takes_the_rows_geometry_is_the_view_of_a_copy(owned: object) -> None:
+    """``take_geometry`` (the service's own rows): each route's and zone's geometry let go from the rows
+    themselves as it is shaped, and the view keeps those rows; otherwise the same view."""
+    kept, given = (
+        dataclasses.replace(_rows(), zones={9: ZoneRow(9, "pond", "water", "high", _square(400, 250, 100))})
+        for _ in range(2)
+    )
+    a = build_view(kept, default_timezone="Asia/Seoul", all_day=True, owned=owned)  # type: ignore[arg-type]
+    b = build_view(given, default_timezone="Asia/Seoul", all_day=True, owned=owned, take_geometry=True)  # type: ignore[arg-type]
+    assert b.rows is given and a.rows is not kept and kept.routes[1].geometry is not None
+    assert all(r.geometry is None for r in (*given.routes.values(), *given.zones.values()))
+    assert a.rows == b.rows
+    assert a.index.route_ids.tolist() == b.index.route_ids.tolist() and b.index.zone_ids.tolist() == [9]
+    for x, y in zip(_index_arrays(a.index), _index_arrays(b.index), strict=True):
+        assert np.array_equal(x, y)
+    assert np.array_equal(a.children.slots, b.children.slots) and a.children.contexts == b.children.contexts
+    with pytest.raises(ValueError, match="read them anew"):  # they are a view's rows now
+        build_view(given, default_timezone="Asia/Seoul", take_geometry=True)
+
+
+def _index_arrays(ix: GeofenceIndex) -> list[np.ndarray]:
+    return _arrays(ix._routes, ix._zones, ix._grid)
 
 
 def test_the_children_of_schools_are_found_in_the_arrays_as_in_the_rows() -> None:

@@ -12,8 +12,16 @@ validation, flattening, packing) is :mod:`tracker.geofence.build`; the numba ker
 are the package :mod:`tracker.geofence.kernels`.
 """
 
-from tracker.geofence.build import GeometryRefused, RouteSpec, ZoneMeeting, ZoneSpec, route_meets_zones
-from tracker.geofence.index import GeofenceAnswers, GeofenceIndex, build_index
+from tracker.geofence.build import (
+    GeometryRefused,
+    Prepared,
+    RouteSpec,
+    ZoneMeeting,
+    ZoneSpec,
+    prepare,
+    route_meets_zones,
+)
+from tracker.geofence.index import GeofenceAnswers, GeofenceIndex, build_index, build_index_from
 from tracker.geofence.projection import LocalProjection
 
 __all__ = [
@@ -21,9 +29,12 @@ __all__ = [
     "GeofenceIndex",
     "GeometryRefused",
     "LocalProjection",
+    "Prepared",
     "RouteSpec",
     "ZoneMeeting",
     "ZoneSpec",
     "build_index",
+    "build_index_from",
+    "prepare",
     "route_meets_zones",
 ]

@@ -29,10 +29,13 @@ __all__ = [
     "PackedIndex",
     "PackedRoutes",
     "PackedZones",
+    "Prepared",
     "RouteSpec",
     "ZoneSpec",
     "choose_cell",
     "pack",
+    "pack_prepared",
+    "prepare",
     "zone_polygons",
 ]
 
@@ -257,7 +260,7 @@ def _prepare_routes(routes: Sequence[RouteSpec]) -> tuple[_Flat, F64]:
     empty = shapely.is_empty(geoms)
     if empty.any():
         raise GeometryRefused(int(ids[np.argmax(empty)]), "empty geometry", "route")
-    parts, part_route = shapely.get_parts(geoms, return_index=True)
+    parts, part_route = _line_parts(geoms)
     keep = ~shapely.is_empty(parts)
     parts, part_route = parts[keep], part_route[keep]
     n_coords = shapely.get_num_coordinates(parts)
@@ -267,11 +270,12 @@ def _prepare_routes(routes: Sequence[RouteSpec]) -> tuple[_Flat, F64]:
         raise GeometryRefused(
             int(ids[part_route[k]]), f"too few points: a line needs at least 2, got {n_coords[k]}", "route"
         )
-    coords, coord_part = shapely.get_coordinates(parts, return_index=True)
-    bad = ~np.isfinite(coords).all(axis=1) | (np.abs(coords[:, 0]) > 180.0) | (np.abs(coords[:, 1]) > 90.0)
+    coords = shapely.get_coordinates(parts)  # (a part's vertices: n_coords of them, in order)
+    sub_off = _offsets(n_coords)
+    bad = _out_of_range(coords)
     if bad.any():
-        part = coord_part[int(np.argmax(bad))]
-        _check_lonlat(coords[coord_part == part], int(ids[part_route[part]]), "route")
+        part = int(np.searchsorted(sub_off, np.argmax(bad), side="right")) - 1
+        _check_lonlat(coords[sub_off[part] : sub_off[part + 1]], int(ids[part_route[part]]), "route")
     flat_line = np.bincount(part_route, weights=shapely.length(parts), minlength=ids.size) == 0.0
     if flat_line.any():
         raise GeometryRefused(
@@ -280,11 +284,42 @@ def _prepare_routes(routes: Sequence[RouteSpec]) -> tuple[_Flat, F64]:
     flat = _Flat(
         ids=ids,
         part_off=_offsets(np.bincount(part_route, minlength=ids.size)),
-        sub_off=_offsets(np.bincount(coord_part, minlength=parts.size)),
+        sub_off=sub_off,
         vert_off=None,
         coords=coords,
     )
     return flat, corridor
+
+
+def _out_of_range(coords: F64) -> npt.NDArray[np.bool_]:
+    """Which vertices are not finite or not a longitude and latitude in degrees (a slice at a time:
+    no float temporaries of every vertex)."""
+    bad = np.zeros(coords.shape[0], dtype=bool)
+    step = 1 << 16
+    for at in range(0, coords.shape[0], step):
+        c = coords[at : at + step]
+        bad[at : at + step] = (
+            ~np.isfinite(c).all(axis=1) | (np.abs(c[:, 0]) > 180.0) | (np.abs(c[:, 1]) > 90.0)
+        )
+    return bad
+
+
+def _line_parts(geoms: npt.NDArray[np.object_]) -> tuple[npt.NDArray[np.object_], I64]:
+    """``shapely.get_parts(geoms, return_index=True)`` of lines, a (single) line given as itself where
+    get_parts gives a copy: at 40,000 routes the copies were ~30 MiB of the start's peak
+    (bench/worker_memory.py). The same parts in the same order: a MultiLineString's by get_parts."""
+    multi = shapely.get_type_id(geoms) == shapely.GeometryType.MULTILINESTRING
+    if not multi.any():
+        return geoms, np.arange(geoms.size, dtype=np.int64)
+    sub, sub_of = shapely.get_parts(geoms[multi], return_index=True)
+    counts = np.ones(geoms.size, dtype=np.int64)
+    counts[multi] = np.bincount(sub_of, minlength=int(multi.sum()))
+    part_route = np.repeat(np.arange(geoms.size, dtype=np.int64), counts)
+    part_multi = np.repeat(multi, counts)
+    parts = np.empty(part_route.size, dtype=object)
+    parts[~part_multi] = geoms[~multi]
+    parts[part_multi] = sub
+    return parts, part_route
 
 
 def _prepare_zones(zones: Sequence[ZoneSpec]) -> _Flat:
@@ -319,14 +354,23 @@ def _boxes(xy: F64, off: I64) -> F64:
     return box
 
 
-def _project(coords: F64, projection: LocalProjection) -> F64:
-    xy = np.empty_like(coords)
-    xy[:, 0], xy[:, 1] = projection.to_xy(coords[:, 0], coords[:, 1])
-    return xy
+def _project(coords: F64, projection: LocalProjection, *, in_place: bool = False) -> F64:
+    """The coordinates in the projection's metres; ``in_place``: written over ``coords`` a slice at a
+    time (the same doubles, without a second array of every vertex and its temporaries)."""
+    if not in_place:
+        xy = np.empty_like(coords)
+        xy[:, 0], xy[:, 1] = projection.to_xy(coords[:, 0], coords[:, 1])
+        return xy
+    step = 1 << 16
+    for at in range(0, coords.shape[0], step):
+        part = coords[at : at + step]
+        part[:, 0], part[:, 1] = projection.to_xy(part[:, 0], part[:, 1])
+    return coords
 
 
 def _route_arrays(flat: _Flat, corridor: F64, projection: LocalProjection) -> PackedRoutes:
-    xy = _project(flat.coords, projection)
+    """The routes' records; ``flat``'s coordinates are projected in place (they are not read after)."""
+    xy = _project(flat.coords, projection, in_place=True)
     part_chunk_off, chunk_v, chunk_box = kernels.build_chunks(flat.sub_off, xy, kernels.CHUNK)
     route_chunk_off = np.ascontiguousarray(part_chunk_off[flat.part_off])
     start = kernels.route_record_sizes(route_chunk_off, chunk_v)
@@ -400,6 +444,32 @@ def _grid_arrays(zones: PackedZones, radius: float) -> PackedGrid:
     return PackedGrid(x0, y0, cell, nx, ny, exact, cell_off, e_zone, start, records, far)
 
 
+@dataclass(frozen=True, eq=False)
+class Prepared:
+    """Routes and zones validated, repaired and flattened (:func:`prepare`), in lon/lat: what
+    :func:`pack_prepared` packs, without the shapely geometry (which the caller may let go before the
+    packing: at 40,000 routes their GEOS copies are ~30 MiB). Packed once: the packing projects the
+    routes' coordinates in place."""
+
+    routes: _Flat
+    corridor_m: F64
+    zones: _Flat
+
+
+def prepare(routes: Sequence[RouteSpec], zones: Sequence[ZoneSpec]) -> Prepared:
+    """Validate, repair and flatten routes and zones; raises :class:`GeometryRefused` as :func:`pack`."""
+    zone_flat = _prepare_zones(zones)
+    route_flat, corridor = _prepare_routes(routes)
+    return Prepared(route_flat, corridor, zone_flat)
+
+
+def _radius(search_radius_m: float) -> float:
+    radius = float(search_radius_m)
+    if not (math.isfinite(radius) and radius >= 0.0):
+        raise ValueError(f"search_radius_m must be finite and >= 0, got {search_radius_m!r}")
+    return radius
+
+
 def pack(
     routes: Sequence[RouteSpec],
     zones: Sequence[ZoneSpec],
@@ -415,13 +485,23 @@ def pack(
     into a polygonal area. ``projection`` defaults to :meth:`LocalProjection.around` the bounding box of
     all coordinates. ``search_radius_m`` (>= 0) bounds how far zones are looked for around a fix.
     """
-    radius = float(search_radius_m)
-    if not (math.isfinite(radius) and radius >= 0.0):
-        raise ValueError(f"search_radius_m must be finite and >= 0, got {search_radius_m!r}")
-    zone_flat = _prepare_zones(zones)
-    route_flat, corridor = _prepare_routes(routes)
+    _radius(search_radius_m)
+    return pack_prepared(prepare(routes, zones), projection=projection, search_radius_m=search_radius_m)
+
+
+def pack_prepared(
+    prepared: Prepared, *, projection: LocalProjection | None = None, search_radius_m: float = 150.0
+) -> PackedIndex:
+    """Project and pack what :func:`prepare` made (see :func:`pack`)."""
+    radius = _radius(search_radius_m)
+    zone_flat, route_flat, corridor = prepared.zones, prepared.routes, prepared.corridor_m
     if projection is None:
-        every = np.concatenate([route_flat.coords, zone_flat.coords])
+        # the routes' bounding box stands for their vertices (their coordinates are finite: checked
+        # by prepare), not a copy of every vertex: around() takes the bounding box of what it is given
+        routes_box = route_flat.coords
+        if routes_box.size:
+            routes_box = np.stack([routes_box.min(axis=0), routes_box.max(axis=0)])
+        every = np.concatenate([routes_box, zone_flat.coords])
         projection = (
             LocalProjection.around(every[:, 0], every[:, 1]) if every.size else LocalProjection(0.0, 0.0)
         )

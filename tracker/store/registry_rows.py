@@ -160,9 +160,7 @@ async def load_registry(conn: asyncpg.Connection) -> RegistryRows:
                 conn, "SELECT id, school_id, route_id, name FROM children ORDER BY id", ChildTable.part
             )
         )
-        records = await conn.fetch("SELECT id, child_id FROM tags")
-        tags = TagTable((r["id"], r["child_id"]) for r in records)
-        del records
+        tags = TagTable.from_parts(await _parts(conn, "SELECT id, child_id FROM tags", TagTable.part))
         guardians = GuardianTable.from_parts(
             await _parts(
                 conn,

@@ -261,6 +261,30 @@ class TagTable(Mapping[str, int]):
         self._child = narrow_ids(np.array([c for _, c in items], dtype=np.int64))
         self._last: tuple[str, int] = ("", -1)  # the last tag found (a fix's tag is looked up twice)
 
+    @staticmethod
+    def part(rows: Sequence[Sequence[Any]]) -> tuple[npt.NDArray[np.bytes_], I64]:
+        """(tag id, child id) rows made arrays (see ``ChildTable.part``): 400,000 tags fetched as
+        Records at once, beside the tuples sorted from them, were the registry read's peak."""
+        tags = [r[0].encode() for r in rows]
+        width = max((len(t) for t in tags), default=1)
+        return np.array(tags, dtype=f"S{width}"), np.fromiter((r[1] for r in rows), np.int64, len(rows))
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[tuple[npt.NDArray[np.bytes_], I64]]) -> TagTable:
+        """The table of the rows of these parts (``part``): the same arrays as ``TagTable(pairs)``
+        (sorted by tag, then child: numpy orders zero-padded ASCII bytes as Python orders bytes)."""
+        new = cls.__new__(cls)
+        width = max((p[0].dtype.itemsize for p in parts), default=1)
+        tags = (
+            np.concatenate([p[0].astype(f"S{width}") for p in parts]) if parts else np.zeros(0, f"S{width}")
+        )
+        child = _concat([p[1] for p in parts])
+        order = np.lexsort((child, tags))
+        new._tags = tags[order]
+        new._child = narrow_ids(child[order])
+        new._last = ("", -1)
+        return new
+
     def _find(self, tag: object) -> int:
         if not isinstance(tag, str):
             return -1
