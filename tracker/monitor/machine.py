@@ -528,7 +528,7 @@ def _zones(
     #    may have stopped there)
     if evidence:
         for z in s.zone_passes - s.zones_in:
-            lies_inside = obs.zone_depths_m.get(z, 0.0) >= 0.0 if z in reachable else False
+            lies_inside = z in reachable and obs.zone_depths_m.get(z, 0.0) >= 0.0
             if not (z in crossed and not lies_inside):
                 entered.add(z)
     # neither end may be inside (the zone itself, not the zone minus the corridor: a segment onto the

@@ -255,11 +255,7 @@ class TagTable(Mapping[str, int]):
     __slots__ = ("_child", "_last", "_tags")
 
     def __init__(self, pairs: Iterable[tuple[str, int]]) -> None:
-        items = sorted((t.encode(), c) for t, c in pairs)
-        width = max((len(t) for t, _ in items), default=1)
-        self._tags = np.array([t for t, _ in items], dtype=f"S{width}")
-        self._child = narrow_ids(np.array([c for _, c in items], dtype=np.int64))
-        self._last: tuple[str, int] = ("", -1)  # the last tag found (a fix's tag is looked up twice)
+        self._sorted([self.part(list(pairs))])
 
     @staticmethod
     def part(rows: Sequence[Sequence[Any]]) -> tuple[npt.NDArray[np.bytes_], I64]:
@@ -274,16 +270,20 @@ class TagTable(Mapping[str, int]):
         """The table of the rows of these parts (``part``): the same arrays as ``TagTable(pairs)``
         (sorted by tag, then child: numpy orders zero-padded ASCII bytes as Python orders bytes)."""
         new = cls.__new__(cls)
+        new._sorted(parts)
+        return new
+
+    def _sorted(self, parts: Sequence[tuple[npt.NDArray[np.bytes_], I64]]) -> None:
+        """The table's arrays from its parts: sorted by tag, then child."""
         width = max((p[0].dtype.itemsize for p in parts), default=1)
         tags = (
             np.concatenate([p[0].astype(f"S{width}") for p in parts]) if parts else np.zeros(0, f"S{width}")
         )
         child = _concat([p[1] for p in parts])
         order = np.lexsort((child, tags))
-        new._tags = tags[order]
-        new._child = narrow_ids(child[order])
-        new._last = ("", -1)
-        return new
+        self._tags = tags[order]
+        self._child = narrow_ids(child[order])
+        self._last: tuple[str, int] = ("", -1)  # the last tag found (a fix's tag is looked up twice)
 
     def _find(self, tag: object) -> int:
         if not isinstance(tag, str):
