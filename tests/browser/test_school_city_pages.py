@@ -184,6 +184,8 @@ async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ign
 
     await page.get_by_label("종류").fill("school_gate")
     await page.get_by_role("button", name="저장").click()
+    # saved, and the form filled again from the server's answer (or the next fill would be overwritten)
+    await expect(page.locator("#zone-msg")).to_have_text("위험 구역을 저장했습니다.")
     await wait_until(lambda: kind_is("school_gate"), 10)
     await expect(page.get_by_label("종류")).to_have_value("school_gate")
     await page.get_by_label("종류").fill("놀이터 앞")

@@ -83,6 +83,7 @@ function pendingGeometry() {
 
 async function saveZone(ev) {
   ev.preventDefault();
+  msg("zone-msg", "");  // the last save's word does not stand for this one
   let props;
   try {
     const hours = parseWindows($("z-hours").value);

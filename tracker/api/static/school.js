@@ -97,6 +97,7 @@ function pendingGeometry() {
 
 async function saveRoute(ev) {
   ev.preventDefault();
+  msg("route-msg", "");  // the last save's word does not stand for this one
   let props;
   try {
     props = {
