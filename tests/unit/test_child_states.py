@@ -59,6 +59,7 @@ STATES_MADE_AGAIN = [
     ChildState(
         zone_lingers={4: (2.0, 1.0)}, zones_in={3, 9}, place_counts={"home": 0}, arrived={"home": 5.0}
     ),
+    ChildState(zone_lingers={4: (2.0, 1.0, 127.01, 37.52, 12.5), 7: (0.5, 3.0)}),  # (an idle run: its start)
     ChildState(pace=[1.0, 2.0, 3.0, 4.0], fast_from=[1.0, 2.0, 3.0, 4.0], clock=[600.0, 0.5, 0.25]),
     ChildState(not_arrived=["school@08:30"], low_battery_day="2026-12-06", heard_ts=3.5),
 ]

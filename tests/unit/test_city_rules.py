@@ -80,6 +80,14 @@ def _kerb_graze(every_s: float) -> list[Fix]:
     return _kerb_walk(every_s, 600.0, 180.0, 120.0, 5.0)
 
 
+def _kerb_along(every_s: float, seconds: float, v: float) -> list[Fix]:
+    """Child 41 (idle) going east at ``v`` m/s on the sidewalk 5 m south of the road zone, at 15 m
+    accuracy, its error drifting 13 m north the whole time: every fix lies 8 m in the road (0.8 sigma
+    deep, so each adds 0.55 to the lingering run)."""
+    times = (k * every_s for k in range(int(seconds / every_s) + 1))
+    return [fix(41, t, -450 + v * t, 8.0, 15.0) for t in times]
+
+
 NOTHING: list[tuple[int, str, int | None]] = []
 # (name, fixes, what is alerted); `until` = the last fix: the clock stops with the fixes
 SCENARIOS = [
@@ -164,6 +172,24 @@ SCENARIOS = [
         NOTHING,
     ),
     ("... the same graze at 1 s fixes", _kerb_graze(1), NOTHING),
+    (
+        "outside any window, walking the sidewalk at 1 m/s for four minutes, every fix 8 m in the road:"
+        " going along the zone, not lingering in it (before: 'entered danger zone')",
+        _kerb_along(15, 240, 1.0),
+        NOTHING,
+    ),
+    ("... the same walk at 1 s fixes (before: alerted too)", _kerb_along(1, 240, 1.0), NOTHING),
+    (
+        "... the child who stands there with the same fixes, 8 m in the road for four minutes: alerted",
+        _kerb_along(15, 240, 0.0),
+        [(41, "danger_zone", ROAD)],
+    ),
+    (
+        "... one who wanders there at 0.25 m/s (60 m in four minutes, 30 m from where it began when"
+        " alerted): alerted",
+        _kerb_along(15, 240, 0.25),
+        [(41, "danger_zone", ROAD)],
+    ),
     (
         "standing 25 m south of the road at 10 m accuracy, one fix thrown 87 m over the road, the next"
         " back 12 m from it (its disc touches the road): a jump come back, nothing (before: a"

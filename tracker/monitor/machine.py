@@ -58,7 +58,9 @@ under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fi
      in the zone: a CUSUM adds each fix's depth (the geofence's signed distance to the zone's edge)
      in sigmas of its error beyond `zone_linger_idle_sigma`, at most `zone_linger_idle_step_cap`,
      in proportion to the time it covers (Rules.weight), never below 0 (there the run starts over);
-     'entered' at `zone_linger_idle_score` over a run spanning `zone_linger_idle_min_s` (90 s); the
+     'entered' at `zone_linger_idle_score` over a run spanning `zone_linger_idle_min_s` (90 s), a
+     run that stays where it began (a fix certainly `zone_linger_idle_travel_m` from the run's first
+     starts it over: a child walking a sidewalk beside a road zone goes along it, a stay stays); the
      same while the child is at home or at school (a fix that may be there) in a commute window.
      (Issue 15: a child on a sidewalk 3-8 m from a road zone has fixes a few metres in the road for
      a minute or two now and then: counted as "inside or not", runs of them alerted the children of
@@ -542,12 +544,18 @@ def _zones(
     #    second (a child at home 20-40 m from a road zone, whose indoor discs always touch it, and a
     #    child on a sidewalk a few metres from it, have fixes that now and then lie a few metres in it:
     #    no evidence; a child in its middle has fixes deep in it, most of the time)
-    lingering: dict[int, tuple[float, float]] = {}
+    #    A run stays where it began: a fix that has certainly gone `zone_linger_idle_travel_m` from the
+    #    run's first one is a child going along the zone's edge (its sidewalk), and starts it over.
+    lingering: dict[int, tuple[float, ...]] = {}
     if idle:
         reads = evidence and short and linger_acc and not j.walking  # a fix this rule may read
         for z in possible - s.zones_in - entered:
-            n, since = s.zone_lingers.get(z, (0.0, obs.ts))
+            run = s.zone_lingers.get(z)
+            n, since = (run[0], run[1]) if run is not None else (0.0, obs.ts)
+            first = run[2:] if run is not None else ()  # (lon, lat, error_m) of the run's first fix
             if reads:
+                if first and _gone_from(first, obs) > rules.zone_linger_idle_travel_m:
+                    n, since, first = 0.0, obs.ts, ()  # going along it, not lingering: over from here
                 x = obs.zone_depth_sigmas(z) - rules.zone_linger_idle_sigma
                 n = max(0.0, n + min(x, rules.zone_linger_idle_step_cap) * w)
                 if (
@@ -556,11 +564,13 @@ def _zones(
                 ):
                     entered.add(z)
                     continue
+                if not first:
+                    first = (obs.lon, obs.lat, obs.error_m)
             if n:
-                lingering[z] = (n, since)  # (at 0 the run starts over)
+                lingering[z] = (n, since, *first)  # (at 0 the run starts over)
     else:
         for z in possible - s.zones_in - entered:
-            n, since = s.zone_lingers.get(z, (0.0, obs.ts))
+            n, since = s.zone_lingers.get(z, (0.0, obs.ts))[:2]
             if z in lingers:
                 n += w if n else 1.0
                 if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
@@ -589,6 +599,12 @@ def _zones(
             del exits[zone]
             events.append(Event(EventKind.LEFT_ZONE, obs.ts, zone))
     s.zone_exit_counts = exits
+
+
+def _gone_from(first: tuple[float, ...], obs: Observation) -> float:
+    """How far the child has certainly gone from a fix (lon, lat, error_m) to this one: the distance
+    less both fixes' error radii (at most 0 when either may explain it)."""
+    return metres(first[0], first[1], obs.lon, obs.lat) - first[2] - obs.error_m
 
 
 def _place(

@@ -250,6 +250,12 @@ class Rules:
         "... over a run (the evidence above 0) spanning this many seconds (a child on a sidewalk a few"
         " metres from a road zone has its fixes in the road for half a minute now and then)",
     )
+    zone_linger_idle_travel_m: float = _threshold(
+        50.0,
+        "... while the child stays: a fix this far at least from the run's first one (the distance"
+        " less both fixes' accuracy) is a child going along the zone's edge, not lingering in it (the"
+        " sidewalk beside a road zone): the run starts over from it",
+    )
     low_battery_pct: int = _threshold(15, "battery level below which 'low battery' is sent, once a day")
     signal_lost_s: float = _threshold(180.0, "no fix for this long inside a commute window: 'signal lost'")
     place_confirm_fixes: int = _threshold(
@@ -332,7 +338,8 @@ class ChildState:
     zones_in: set[int] = field(default_factory=set)  # zones with an open incident
     zone_exit_counts: dict[int, float] = field(default_factory=dict)  # zone -> evidence outside (weighted)
     zone_passes: set[int] = field(default_factory=set)  # zones passed through, for the next fix to confirm
-    zone_lingers: dict[int, tuple[float, float]] = field(default_factory=dict)  # zone -> (evidence, since)
+    # zone -> (evidence, since[, outside the windows: the run's first fix's lon, lat, error_m]) (_zones, 4.)
+    zone_lingers: dict[int, tuple[float, ...]] = field(default_factory=dict)
     zones_possible: set[int] = field(default_factory=set)  # zones the last decided fix may have been in
     low_battery_day: str | None = None  # local date of the last low-battery notice
     signal_lost: bool = False
@@ -431,7 +438,7 @@ class ChildState:
             zones_in={int(z) for z in raw.get("zones_in", [])},
             zone_exit_counts={int(k): float(v) for k, v in raw.get("zone_exit_counts", {}).items()},
             zone_passes={int(z) for z in raw.get("zone_passes", [])},
-            zone_lingers={int(k): (float(v[0]), float(v[1])) for k, v in raw.get("zone_lingers", {}).items()},
+            zone_lingers={int(k): tuple(float(x) for x in v) for k, v in raw.get("zone_lingers", {}).items()},
             zones_possible={int(z) for z in raw.get("zones_possible", [])},
             low_battery_day=raw.get("low_battery_day"),
             signal_lost=bool(raw.get("signal_lost", False)),
