@@ -481,6 +481,9 @@ class NatsNode(Nats):
         cmd, env = super().command()
         conf = self.dir / "nats.conf"
         text = conf.read_text().replace(f"server_name: bench_{self.port}", f"server_name: {self.name}")
+        # the MQTT listener's own streams at R3: unsaid, nats-server counts the routes (the other two
+        # here) and makes them R2, which a node's loss may leave without a quorum (tracker.embedded)
+        text = text.replace("mqtt {\n", "mqtt {\n  stream_replicas: 3\n")
         routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.routes)
         conf.write_text(text + CLUSTER_BLOCK.format(cport=self.cport, routes=routes))
         return cmd, env

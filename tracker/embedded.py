@@ -207,7 +207,8 @@ class EmbeddedNats:
             f"http: 127.0.0.1:{self.http_port}",
             f'jetstream {{ store_dir: "{self.dir / "js"}" }}',
             # MQTT 3.1.1 at QoS 1 from the devices; a session's unacknowledged messages wait 30 s
-            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port}, ack_wait: 30s, max_ack_pending: 1000 }}",
+            f"mqtt {{ listen: 127.0.0.1:{self.mqtt_port}, ack_wait: 30s, max_ack_pending: 1000"
+            f"{self._mqtt_replicas()} }}",
         ]
         from tracker.ingest.jetstream import mappings_config  # (nats-py only where NATS is used)
 
@@ -218,6 +219,19 @@ class EmbeddedNats:
                 f"cluster {{ name: tracker, listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}"
             )
         return "\n".join(lines) + "\n"
+
+    def _mqtt_replicas(self) -> str:
+        """The replicas of the MQTT listener's own streams (its sessions, ``$MQTT_sess``; its messages,
+        ``$MQTT_msgs``...), said outright in a cluster: every node's (up to 3). Unsaid, nats-server
+        counts the configured routes, and a node here lists the others only: two, so those streams
+        were R2, and a node's loss left some of them without a quorum until it came back. A device
+        whose connection dropped meanwhile (nats-server closes it when a QoS 1 publish waits more than
+        5 s for its stream, as when the stream's leader was on the lost node) could not connect again,
+        its session unreadable: tests/e2e/test_cluster.py's node kill stalled so (docs/scaling.md, "A
+        NATS node's loss")."""
+        if not self.routes:
+            return ""
+        return f", stream_replicas: {min(3, len(self.routes) + 1)}"
 
     def start(self, timeout: float = 30.0) -> None:
         conf = self.dir / "nats.conf"
