@@ -174,11 +174,11 @@ def admit(
     tags = view.rows.tags
     known = _children_of(tags, [f.tag for f in fixes])  # the batch's tags in one search
     latest = now + max_future_s
-    for fix, origin, child in zip(fixes, origins, known, strict=True):
+    for fix, origin, of_tag in zip(fixes, origins, known, strict=True):
         # a known tag's fix stamped in time passes every filter (``refusal``'s answer, without asking)
         why = (
             None
-            if child >= 0 and fix.ts <= latest
+            if of_tag >= 0 and fix.ts <= latest
             else refusal(fix, tags=tags, now=now, max_future_s=max_future_s)
         )
         if why is not None and fix.sos and why[0] == Reason.FUTURE_TIMESTAMP:
@@ -188,7 +188,7 @@ def admit(
         if why is None and not rate.allow(fix.tag, fix.received_at):
             why = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {limiter.rate_per_s:g} fixes/s")
         if why is None:
-            kept.append((child if child >= 0 else tags[fix.tag], fix, origin))
+            kept.append((of_tag if of_tag >= 0 else tags[fix.tag], fix, origin))
         else:
             reason, detail = why
             refused[0].append(Rejection(fix.topic, fix_payload(fix), reason, detail, fix.received_at))
