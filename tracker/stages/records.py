@@ -142,24 +142,21 @@ def position_rows(admitted: Admitted, observations: list[Observation]) -> Positi
 def webhook_schools(view: RegistryView, events: list[ChildEvent]) -> dict[int, int | None]:
     """child id -> its school's id, for children whose school has a webhook."""
     out: dict[int, int | None] = {}
-    for e in events:
-        child = view.rows.children.get(e.child_id)
+    for child_id in dict.fromkeys(e.child_id for e in events):  # (each child once, in the events' order)
+        child = view.rows.children.get(child_id)
         rules = view.school_rules.get(child.school_id) if child else None
-        out[e.child_id] = child.school_id if child and rules and rules.webhook_url else None
+        out[child_id] = child.school_id if child and rules and rules.webhook_url else None
     return out
 
 
 def recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[Recipient]]:
     """child id -> the guardians an alert of the child goes to, in escalation order."""
     rows = view.rows
+    guardians = rows.guardians
     out: dict[int, list[Recipient]] = {}
     for child in {e.child_id for e in events}:
-        out[child] = [
-            Recipient(g.id, g.channels, bool(g.phone))
-            for g in (
-                rows.guardians[gid] for gid in rows.child_guardians.get(child, ()) if gid in rows.guardians
-            )
-        ]
+        found = (guardians.get(gid) for gid in rows.child_guardians.get(child, ()))  # (one search each)
+        out[child] = [Recipient(g.id, g.channels, bool(g.phone)) for g in found if g is not None]
     return out
 
 
