@@ -48,8 +48,8 @@ def cpu_s() -> float:
 @contextmanager
 def readers(ours: bool) -> Iterator[None]:
     """With ``ours`` False, the ingestor's client reads PUBLISH packets and dispatches them as paho
-    does (the tracker's two overrides set aside)."""
-    saved = {name: vars(_Client)[name] for name in ("_handle_publish", "_handle_on_message")}
+    does (the tracker's three overrides set aside)."""
+    saved = {name: vars(_Client)[name] for name in ("_packet_read", "_handle_publish", "_handle_on_message")}
     if not ours:
         for name in saved:
             setattr(_Client, name, getattr(mqtt.Client, name))

@@ -66,13 +66,18 @@ class ChildStates:
         """The batch's children's states as the batches before it left them (committed, or prepared
         and committing), read from PostgreSQL the first time."""
         wanted = sorted(set(children))
-        await self.load([c for c in wanted if c not in self._ahead and c not in self.committed])
+        behind = [c for c in wanted if c not in self._ahead]
+        held = self.committed.held(behind).tolist()
+        await self.load([c for c, h in zip(behind, held, strict=True) if not h])
         out: dict[int, ChildState] = {}
         self._started = started = {}
+        ahead = self._ahead  # (as the load left it: a commit meanwhile moved states from it to committed)
+        behind = [c for c in wanted if c not in ahead]
+        made = dict(zip(behind, self.committed.get_many(behind), strict=True))  # made from their bytes
         for c in wanted:
-            state = self._ahead.get(c)
+            state = ahead.get(c)
             if state is None:
-                state = self.committed.get(c)  # made from its bytes
+                state = made[c]
                 if state is not None:
                     self._clean[c] = state
             if state is not None:
@@ -119,9 +124,8 @@ class ChildStates:
         """A batch (or the clock) committed these states. Committed first, then out of ``ahead``: a
         batch being prepared in a worker thread meanwhile finds each child's state in one or the other."""
         committed, ahead, clean = self.committed, self._ahead, self._clean
-        for child, state in states.items():
-            if clean.pop(child, None) is not state:  # (else: as made from the committed one)
-                committed[child] = state
+        # (a state as made from the committed one is not stored again)
+        committed.put_many([(c, s) for c, s in states.items() if clean.pop(c, None) is not s])
         for child, state in states.items():
             if ahead.get(child) is state:  # not moved on by a batch prepared after this one
                 del ahead[child]

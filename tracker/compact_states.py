@@ -165,6 +165,19 @@ class CompactStates(MutableMapping[int, ChildState]):
         except KeyError:
             return default
 
+    def get_many(self, children: list[int]) -> list[ChildState | None]:
+        """``get`` of each child (None: no state held), the dense ones' bytes taken at once (a batch's
+        children: ``get`` one at a time cost a third of making the states again)."""
+        ids = np.fromiter(children, dtype=np.int64, count=len(children))
+        size = self._blob.size
+        inside = (ids >= 0) & (ids < size)
+        blobs = self._blob[np.where(inside, ids, 0)].tolist() if size else [None] * len(children)
+        far = self._far
+        return [
+            (None if blob is None else _unpack(blob)) if dense else far.get(child)
+            for child, dense, blob in zip(children, inside.tolist(), blobs, strict=True)
+        ]
+
     def __contains__(self, child: object) -> bool:
         i = self._dense(child)
         if i >= 0:
@@ -180,6 +193,30 @@ class CompactStates(MutableMapping[int, ChildState]):
             self._far[int(child)] = state
             return
         self._put(i, pack(state))
+
+    def put_many(self, states: list[tuple[int, ChildState]]) -> None:
+        """``self[child] = state`` for each (a batch's moved states), the columns written at once."""
+        at: list[int] = []
+        packs: list[Packed] = []
+        for child, state in states:
+            i = self._dense(child)
+            if i < 0:
+                self[child] = state
+            else:
+                at.append(i)
+                packs.append(pack(state))
+        if not at:
+            return
+        if max(at) >= self._blob.size:
+            self._grow(max(at) + 1)
+        blob = self._blob
+        index = np.array(at, dtype=np.int64)
+        self._heard[index] = [p[1] for p in packs]
+        self._flags[index] = [p[2] for p in packs]
+        self._settled[index] = [self._settled_code(p[3]) for p in packs]
+        for i, p in zip(at, packs, strict=True):
+            self._n += blob[i] is None
+            blob[i] = p[0]  # last: a reader that finds a state finds its columns
 
     def put_packed(self, child: int, packed: Packed) -> None:
         """``self[child] = state`` for ``packed = pack(state)``."""

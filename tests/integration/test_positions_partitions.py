@@ -10,9 +10,16 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+import numpy as np
 import pytest
 
-from tracker.store.batches import PositionRecord, StoredBefore, store_positions
+from tracker.store.batches import (
+    POSITION_COLUMNS,
+    PositionRecord,
+    PositionRows,
+    StoredBefore,
+    store_positions,
+)
 from tracker.store.db import create_pool
 from tracker.store.retention import AHEAD_DAYS, ensure_partitions, purge_old_positions
 
@@ -265,3 +272,37 @@ async def test_commits_of_different_children_on_several_connections_do_not_wait_
         for conn in conns:
             await pool.release(conn)
     assert await pool.fetchval("SELECT count(DISTINCT tag_id) FROM positions") == 4
+
+
+async def test_positions_copied_in_columns_are_stored_as_their_records_are(pool: asyncpg.Pool) -> None:
+    """The pipeline COPYs a batch's decided fixes in binary made from columns (PositionRows); the
+    rows stored are those asyncpg's copy of the same records stores, and a repeat collides alike."""
+    base = NOW.timestamp()
+    rows = PositionRows(
+        ["cols-a", "cols-b", "cols-é"],
+        np.array([base + 0.1234565, base + 1.0000005, base + 2.5]),
+        np.array([1, 2, 3], dtype=np.int64),
+        np.array([126.97812345678901, 0.0, -0.5]),
+        np.array([37.566512345678901, 45.0, 1.25]),
+        np.array([8.3, np.nan, 0.1]),
+        [80, None, 0],
+        [None, 4294967295, 7],
+        [False, True, False],
+        np.array([base + 0.9, base + 1.5, base + 3.0]),
+        np.array([np.nan, 12.34567, 3.3]),
+    )
+    records = [(f"rec-{r[0][5:]}", *r[1:]) for r in rows]
+    async with pool.acquire() as conn, conn.transaction():
+        assert await store_positions(conn, [], new=rows) == 3
+        assert await store_positions(conn, [], new=records) == 3
+    stored = await pool.fetch(
+        f"SELECT {', '.join(POSITION_COLUMNS)} FROM positions"
+        " WHERE tag_id LIKE 'cols-%' OR tag_id LIKE 'rec-%' ORDER BY ts, tag_id"
+    )
+    assert len(stored) == 6
+    for rec, col in zip(stored[1::2], stored[0::2], strict=True):
+        assert col["tag_id"] == "cols-" + rec["tag_id"][4:]
+        assert tuple(col)[1:] == tuple(rec)[1:]
+    with pytest.raises(StoredBefore):
+        async with pool.acquire() as conn, conn.transaction():
+            await store_positions(conn, [], new=rows.select(np.array([False, True, False])))

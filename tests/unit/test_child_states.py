@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from tracker.child_states import ChildStates
+from tracker.compact_states import DENSE_MAX, CompactStates
 from tracker.monitor import ChildState
 
 
@@ -102,3 +103,34 @@ def test_states_are_packed_from_several_threads_at_once() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+def test_get_many_is_get_of_each_child() -> None:
+    states = CompactStates()
+    near, far = ChildState(last_ts=1.0, zones_in={3}), ChildState(last_ts=2.0)
+    states[5] = near
+    states[DENSE_MAX + 7] = far
+    children = [5, 6, DENSE_MAX + 7, DENSE_MAX + 8, 10**9, -1, 0]
+    assert states.get_many(children) == [states.get(c) for c in children]
+    assert states.get_many(children)[:3] == [near, None, far]
+    assert states.get_many([]) == []
+    assert CompactStates().get_many([1, DENSE_MAX + 1]) == [None, None]
+
+
+def test_put_many_stores_as_setting_each_child_does() -> None:
+    one, many = CompactStates(), CompactStates()
+    items = [
+        (3, ChildState(last_ts=5.0, at="school", not_arrived=["a"])),
+        (5000, ChildState(heard_ts=9.0, signal_lost=True)),
+        (DENSE_MAX + 1, ChildState(last_ts=1.0)),
+    ]
+    one[3] = ChildState()
+    many[3] = ChildState()
+    for child, state in items:
+        one[child] = state
+    many.put_many(items)
+    assert len(one) == len(many) == 3
+    assert [one.get(c) for c, _ in items] == [many.get(c) for c, _ in items] == [s for _, s in items]
+    for column in ("_blob", "_heard", "_flags", "_settled"):
+        a, b = getattr(one, column), getattr(many, column)
+        assert a.size == b.size and all(x == y or (x != x and y != y) for x, y in zip(a, b, strict=True))

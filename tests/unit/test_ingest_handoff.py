@@ -61,6 +61,20 @@ async def test_put_waits_while_full_until_the_loop_takes_a_batch() -> None:
     assert got == list(range(10)) and done.wait(5)
 
 
+async def test_put_many_fills_to_the_limit_then_waits_and_keeps_the_order() -> None:
+    """paho's thread hands on a buffer's messages at once: as many as there is room for, the rest
+    once the loop has taken some (a batch waiting for messages is woken first)."""
+    handoff: Handoff[int] = Handoff(asyncio.get_running_loop(), maxsize=4)
+    done = threading.Event()
+    first = asyncio.ensure_future(handoff.batch(3, wait_s=0.0))  # waits for the first message
+    await asyncio.sleep(0.01)
+    threading.Thread(target=lambda: (handoff.put_many(list(range(10))), done.set()), daemon=True).start()
+    got = await asyncio.wait_for(first, 5)
+    while len(got) < 10:
+        got += await asyncio.wait_for(handoff.batch(3, wait_s=0.0), 5)
+    assert got == list(range(10)) and done.wait(5) and handoff.blocked >= 1
+
+
 async def test_close_lets_a_waiting_put_go() -> None:
     handoff: Handoff[int] = Handoff(asyncio.get_running_loop(), maxsize=1)
     handoff.put(0)

@@ -209,3 +209,52 @@ def test_the_ingestor_reads_a_publish_as_paho_does(
         f"{[getattr(paho, f) for f in fields]}; check paho's PUBLISH reading (_packet.decode_publish)"
     )
     assert (ours.mid, ours.topic, ours.payload) == (513 if qos else 0, topic.decode(), payload), what
+
+
+def _packet(topic: bytes, payload: bytes, qos: int, mid: int, properties: bytes | None) -> bytes:
+    """A whole PUBLISH packet as the broker sends it (fixed header, remaining length, the rest)."""
+    command, rest = _publish(topic, payload, qos, mid, properties)
+    length, n = b"", len(rest)
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        length += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return bytes([command]) + length + rest
+
+
+def test_publishes_read_from_the_buffer_are_those_paho_reads(
+    connected: tuple[MqttIngestor, socket.socket],
+) -> None:
+    """_Client._packet_read takes the PUBLISH packets whole in the buffer itself (``on_publishes``)
+    and leaves the others, and a packet cut by the end of what was received, to paho's reader
+    (``on_message``): the messages come out the same and in the order they were sent."""
+    ingestor, peer = connected
+    client = ingestor._client
+    v5 = ingestor.mqtt5
+    none = b"\x00" if v5 else None
+    got: list[tuple[str, str, bytes, int, int]] = []
+    client.on_publishes = lambda ps: got.extend(("buffer", t, p, mid, qos) for t, p, mid, qos in ps)
+    client.on_message = lambda _c, _u, m: got.append(("paho", m.topic, m.payload, m.mid, m.qos))
+    big = b"x" * 300  # a remaining length of two bytes
+    sent = [
+        (b"tracker/v1/tags/a/position", b'{"ts": 1}', 1, 7, none),
+        (b"t/b", b"", 0, 0, none),
+        (b"t/c", big, 1, 65535, none),
+        (b"t/d", b"p", 1, 8, b"\x07\x26\x00\x01k\x00\x01v" if v5 else None),  # v5: properties
+        (b"t/e", b"q", 1, 9, none),
+    ]
+    stream = b"".join(_packet(*p) for p in sent)
+    stream += bytes([mqtt.PINGRESP, 0]) + _packet(b"t/f", b"r", 1, 10, none)
+    cut = len(stream) - 3  # the last packet arrives in two parts
+    peer.sendall(stream[:cut])
+    for _ in range(20):
+        client.loop_read()
+    peer.sendall(stream[cut:])
+    for _ in range(20):
+        client.loop_read()
+    expected = [(t.decode(), p, mid, qos) for t, p, qos, mid, _ in sent] + [("t/f", b"r", 10, 1)]
+    assert [g[1:] for g in got] == expected, f"{PAHO}: {got}"
+    # (the first packet of a receive is paho's: it fills the buffer)
+    assert got[1][0] == "buffer", f"{PAHO}: _Client._packet_read no longer reads the buffer itself"
+    if v5:
+        assert got[3][0] == "paho", "a PUBLISH with properties is paho's to read"

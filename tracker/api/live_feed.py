@@ -44,7 +44,7 @@ from tracker.monitor.model import ChildState
 from tracker.monitor.status import child_status
 from tracker.registry_view import RegistryView
 from tracker.stages.records import BatchOutcome
-from tracker.store.batches import PositionRecord
+from tracker.store.batches import PositionRecord, PositionRows
 from tracker.store.db import DB_ERRORS
 from tracker.store.history import AlertFilter, get_alert, list_alerts
 from tracker.store.registry_tables import children_at
@@ -185,9 +185,14 @@ class SchoolLiveFeed:
         if not watched:
             return
         latest: dict[int, PositionRecord] = {}
-        for r in outcome.positions:
-            c = r[2]
+        positions = outcome.positions
+        # (a batch's rows are columns: a row is made only for a watched child)
+        children = (
+            positions.child.tolist() if isinstance(positions, PositionRows) else [r[2] for r in positions]
+        )
+        for i, c in enumerate(children):
             if c in watched:
+                r = positions[i]
                 known = latest.get(c)
                 if known is None or r[1] > known[1]:
                     latest[c] = r

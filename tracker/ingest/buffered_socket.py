@@ -35,6 +35,14 @@ class BufferedSocket:
         self._pos = min(start + n, len(self._buf))
         return self._buf[start : self._pos]
 
+    def buffered(self) -> tuple[bytes, int]:
+        """The buffer and where its unread bytes begin (``consume`` says how far they were read)."""
+        return self._buf, self._pos
+
+    def consume(self, pos: int) -> None:
+        """The buffer was read up to ``pos`` (from ``buffered``)."""
+        self._pos = pos
+
     def pending(self) -> int:
         """Bytes received and not yet read (paho then reads again without waiting in select)."""
         return len(self._buf) - self._pos

@@ -52,6 +52,29 @@ class Handoff(Generic[T]):
         if waiter is not None:
             self._loop.call_soon_threadsafe(_wake, waiter)
 
+    def put_many(self, items: list[T]) -> None:
+        """``put`` of each item in turn, under one lock while there is room (paho's thread hands on a
+        buffer's messages at once); the event loop is woken before waiting for room."""
+        i, n = 0, len(items)
+        waiter = None
+        with self._room:
+            while i < n:
+                room = self.maxsize - len(self._items)
+                if room <= 0 and not self._closed:
+                    self.blocked += 1
+                    waiter, self._waiter = self._waiter, None
+                    if waiter is not None:
+                        self._loop.call_soon_threadsafe(_wake, waiter)
+                    while len(self._items) >= self.maxsize and not self._closed:
+                        self._room.wait(0.5)
+                    continue
+                take = n - i if self._closed else min(room, n - i)
+                self._items.extend(items[i : i + take])
+                i += take
+            waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
     # --- the event loop's own producers (HTTP ingest) ----------------------------------------------
     def put_nowait(self, item: T) -> None:
         """Add a message from the event loop itself, never waiting (an HTTP request holds its client

@@ -15,6 +15,7 @@ Pure apart from the rate limiter's batch (decided on copies; charged only when t
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import msgspec
@@ -36,6 +37,7 @@ from tracker.ingest.http import HTTP_SESSION
 from tracker.ingest.protocols import decode_device, is_device_message
 from tracker.ingest.ratelimit import RateBatch, TagRateLimiter
 from tracker.registry_view import RegistryView
+from tracker.store.registry_tables import TagTable
 
 READER_ACC_M = 10.0  # a reader sees a card within a few metres
 NO_ANSWER = -1  # origin of a fix or refusal whose message waits for no answer (a broker message)
@@ -170,8 +172,15 @@ def admit(
     admits past fixes with it, at the moment each batch was received."""
     kept: list[tuple[int, Fix, int]] = []
     tags = view.rows.tags
-    for fix, origin in zip(fixes, origins, strict=True):
-        why = refusal(fix, tags=tags, now=now, max_future_s=max_future_s)
+    known = _children_of(tags, [f.tag for f in fixes])  # the batch's tags in one search
+    latest = now + max_future_s
+    for fix, origin, of_tag in zip(fixes, origins, known, strict=True):
+        # a known tag's fix stamped in time passes every filter (``refusal``'s answer, without asking)
+        why = (
+            None
+            if of_tag >= 0 and fix.ts <= latest
+            else refusal(fix, tags=tags, now=now, max_future_s=max_future_s)
+        )
         if why is not None and fix.sos and why[0] == Reason.FUTURE_TIMESTAMP:
             # an SOS is never refused for its time: a press is real whatever the tag's clock says
             fix = msgspec.structs.replace(fix, ts=fix.received_at, stamped_at_receipt=True)
@@ -179,7 +188,7 @@ def admit(
         if why is None and not rate.allow(fix.tag, fix.received_at):
             why = (Reason.RATE_LIMITED, f"tag {fix.tag!r} is over {limiter.rate_per_s:g} fixes/s")
         if why is None:
-            kept.append((tags[fix.tag], fix, origin))
+            kept.append((of_tag if of_tag >= 0 else tags[fix.tag], fix, origin))
         else:
             reason, detail = why
             refused[0].append(Rejection(fix.topic, fix_payload(fix), reason, detail, fix.received_at))
@@ -191,6 +200,13 @@ def admit(
     order = np.lexsort((ts, child))
     ordered = [kept[i] for i in order.tolist()]
     return Admitted([f for _, f, _ in ordered], child[order], [o for _, _, o in ordered])
+
+
+def _children_of(tags: Mapping[str, int], batch: list[str]) -> list[int]:
+    """Each tag's child, -1 for an unknown tag."""
+    if isinstance(tags, TagTable):
+        return tags.children_of(batch).tolist()
+    return [tags.get(t, -1) for t in batch]
 
 
 def at_gate(view: RegistryView, fix: Fix) -> bool:

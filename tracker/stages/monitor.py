@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+import numpy as np
+
 from tracker.alerts.lifecycle import ChildEvent
 from tracker.ingest.decode import Fix
 from tracker.monitor import ChildState, Observation, Rules, Verdict, gate, step
@@ -31,14 +33,9 @@ def judge_batch(
     decided: list[bool] = []
     zones = view.rows.zones
     owned: set[int] = set()  # children whose state in ``states`` is this batch's own copy
-    context_of = view.context_of_child
-    ctx = None
-    last_child = None
+    contexts = view.contexts_of(np.asarray(children, dtype=np.int64))  # the batch's in one search
     counts: Counter[Verdict] = Counter()
-    for fix, child, obs in zip(fixes, children, observations, strict=True):
-        if child != last_child:  # (a child's fixes come together: its context once)
-            ctx, last_child = context_of(child), child
-        assert ctx is not None
+    for fix, child, obs, ctx in zip(fixes, children, observations, contexts, strict=True):
         before = states[child]
         state, new_events, verdict = step(before, obs, ctx, rules, owned=child in owned)
         if state is not before:

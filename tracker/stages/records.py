@@ -6,8 +6,11 @@ Pure: built in the worker thread that decided the batch, so that the event loop 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+import numpy as np
 
 from tracker.alerts.lifecycle import ChildEvent, Recipient
 from tracker.ingest.decode import RawMessage, Rejection
@@ -17,7 +20,7 @@ from tracker.monitor import ChildState, Observation
 from tracker.registry_view import RegistryView
 from tracker.stages.front import NO_ANSWER, Admitted, Refused
 from tracker.store.alerts import AlertFacts, DeliveryJob
-from tracker.store.batches import DeadLetterRecord, PositionRecord, encode_state
+from tracker.store.batches import DeadLetterRecord, PositionRecord, PositionRows, encode_state
 
 
 @dataclass
@@ -33,7 +36,7 @@ class BatchOutcome:
     answers: dict[int, MessageAnswer] = field(default_factory=dict)  # HTTP message id -> its answer
     # every admitted fix as stored (the list the commit writes, not a copy): the school's live map
     # (tracker.api.live_feed) reads it after the commit, only when someone watches
-    positions: list[PositionRecord] = field(default_factory=list)
+    positions: Sequence[PositionRecord] = field(default_factory=list)
     # critical websocket deliveries claimed in the commit, to send at once (tracker.stages.commit)
     at_once: list[tuple[DeliveryJob, AlertFacts]] = field(default_factory=list)
 
@@ -46,7 +49,7 @@ class PreparedBatch:
     states: dict[int, ChildState]  # the batch's children, as the batch leaves them
     rate: RateBatch
     maybe_stored: list[PositionRecord]  # fixes that decided nothing: they may be stored already
-    new_positions: list[PositionRecord]  # fixes that decided: later than any stored fix of their child
+    new_positions: Sequence[PositionRecord]  # fixes that decided: later than any stored fix of their child
     dead: list[DeadLetterRecord]
     events: list[ChildEvent]
     recipients: dict[int, list[Recipient]]
@@ -85,26 +88,10 @@ def records(
 ) -> PreparedBatch:
     """The rows of the batch's transaction. ``changed_states``: the children whose state the batch
     moved (the others are not checkpointed again)."""
-    children = admitted.child_ids.tolist()  # Python ints once, not numpy scalars per fix
-    received = _Stamps()  # a message's fixes share their receipt time: one datetime for them
-    positions: list[PositionRecord] = [
-        (
-            f.tag,
-            datetime.fromtimestamp(f.ts, UTC),
-            child,
-            f.lon,
-            f.lat,
-            None if f.acc != f.acc else f.acc,  # nan: not stated, NULL in positions.acc
-            f.batt,
-            f.seq,
-            f.sos,
-            received[f.received_at],
-            None if (d := obs.route_distance_m) != d else d,  # nan: no route
-        )
-        for f, child, obs in zip(admitted.fixes, children, observations, strict=True)
-    ]
-    new_positions = [r for r, d in zip(positions, decided, strict=True) if d]
-    maybe_stored = [r for r, d in zip(positions, decided, strict=True) if not d]
+    positions = position_rows(admitted, observations)
+    decides = np.array(decided, dtype=bool)
+    new_positions = positions.select(decides)
+    maybe_stored = list(positions.select(~decides))
     dead: list[DeadLetterRecord] = [
         (_utc(r.received_at), r.topic, r.payload, r.reason.value, r.detail) for r in refused.rejections
     ]
@@ -131,37 +118,47 @@ def records(
     )
 
 
+def position_rows(admitted: Admitted, observations: list[Observation]) -> PositionRows:
+    """The admitted fixes as stored (acc nan: not stated, NULL; route distance nan: no route, NULL)."""
+    fixes = admitted.fixes
+    n = len(fixes)
+    cols = np.array([(f.ts, f.lon, f.lat, f.acc, f.received_at) for f in fixes], dtype=np.float64)
+    cols = cols.reshape(n, 5).T
+    return PositionRows(
+        [f.tag for f in fixes],
+        cols[0].copy(),
+        admitted.child_ids.astype(np.int64),
+        cols[1].copy(),
+        cols[2].copy(),
+        cols[3].copy(),
+        [f.batt for f in fixes],
+        [f.seq for f in fixes],
+        [f.sos for f in fixes],
+        cols[4].copy(),
+        np.fromiter((o.route_distance_m for o in observations), dtype=np.float64, count=n),
+    )
+
+
 def webhook_schools(view: RegistryView, events: list[ChildEvent]) -> dict[int, int | None]:
     """child id -> its school's id, for children whose school has a webhook."""
     out: dict[int, int | None] = {}
-    for e in events:
-        child = view.rows.children.get(e.child_id)
+    for child_id in dict.fromkeys(e.child_id for e in events):  # (each child once, in the events' order)
+        child = view.rows.children.get(child_id)
         rules = view.school_rules.get(child.school_id) if child else None
-        out[e.child_id] = child.school_id if child and rules and rules.webhook_url else None
+        out[child_id] = child.school_id if child and rules and rules.webhook_url else None
     return out
 
 
 def recipients(view: RegistryView, events: list[ChildEvent]) -> dict[int, list[Recipient]]:
     """child id -> the guardians an alert of the child goes to, in escalation order."""
     rows = view.rows
+    guardians = rows.guardians
     out: dict[int, list[Recipient]] = {}
     for child in {e.child_id for e in events}:
-        out[child] = [
-            Recipient(g.id, g.channels, bool(g.phone))
-            for g in (
-                rows.guardians[gid] for gid in rows.child_guardians.get(child, ()) if gid in rows.guardians
-            )
-        ]
+        found = (guardians.get(gid) for gid in rows.child_guardians.get(child, ()))  # (one search each)
+        out[child] = [Recipient(g.id, g.channels, bool(g.phone)) for g in found if g is not None]
     return out
 
 
 def _utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-class _Stamps(dict[float, datetime]):
-    """Unix time -> its UTC datetime, each made once."""
-
-    def __missing__(self, ts: float) -> datetime:
-        self[ts] = at = datetime.fromtimestamp(ts, UTC)
-        return at
