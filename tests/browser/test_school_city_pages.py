@@ -21,6 +21,13 @@ async def click_on_map(page: Any, points: list[tuple[float, float]]) -> None:
     """Click the map at each (x, y) in metres of the test world, as a person drawing would."""
     box = await page.locator("#map").bounding_box()
     for x, y in points:
+        # a click computed while the map still zooms or pans (the page fits it to the routes as they load)
+        # lands elsewhere, on a vertex already drawn it ends the line
+        for _ in range(100):  # (polled from here: the page's CSP refuses wait_for_function's eval)
+            still = "(() => !map._animatingZoom && !(map._panAnim && map._panAnim._inProgress))()"
+            if await page.evaluate(still):
+                break
+            await page.wait_for_timeout(50)
         lon, lat = lonlat(x, y)
         p = await page.evaluate(
             f"(() => {{ const p = map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()"
@@ -129,6 +136,28 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(
         assert tab.foreign == []
     finally:
         pub.close()
+
+
+async def test_a_click_on_a_route_while_drawing_is_a_vertex(service, open_tab) -> None:  # type: ignore[no-untyped-def]
+    """While a new route is drawn, a click that lands on an existing route's corridor adds a vertex: it
+    does not select that route (which would stop the drawing)."""
+    svc = service
+    async with svc.pool.acquire() as conn:
+        world = await build_small_world(conn, ["Minjun"])
+        token = await issue_token(conn, role="school", school_id=world.school_id, label="browser test")
+    await svc.reload_registry()
+    tab = await open_tab(size={"width": 1366, "height": 768})
+    page = tab.page
+    await page.goto(f"http://127.0.0.1:{svc.settings.http_port}/school#token={token}")
+    await expect(page.locator("#children")).to_contain_text("Minjun")  # (the routes are on the map by then)
+    await page.get_by_role("button", name="Draw a new route").click()
+    # the middle click is on the registered route's line (y = 0), in its corridor
+    await click_on_map(page, [(-500, -200), (-450, 0), (-300, -200)])
+    await page.get_by_role("button", name="Finish drawing").click()
+    drawn = await page.evaluate("pendingGeometry().coordinates.length")
+    assert drawn == 3
+    assert await page.locator("#route-select").input_value() == ""  # still a new route, none selected
+    assert tab.errors == []
 
 
 async def test_city_draws_a_danger_zone(service, open_tab) -> None:  # type: ignore[no-untyped-def]

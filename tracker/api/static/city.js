@@ -35,7 +35,7 @@ function drawZones() {
     const chosen = z.id === C.selected;
     const style = chosen ? { color: "#b45309", weight: 3, fillColor: "#f59e0b", fillOpacity: 0.45 } : { ...ZONE_STYLE, fillOpacity: z.properties.active ? 0.3 : 0.08, dashArray: z.properties.active ? null : "4 4" };
     L.geoJSON(z, { style, pmIgnore: true }).bindTooltip(`${esc(z.properties.name)} (${esc(zoneKind(z.properties.kind))})`)
-      .on("click", () => { if (!drawingNow()) selectZone(z.id); }).addTo(zonesLayer);  // drawing: a vertex
+      .on("click", () => selectZone(z.id)).addTo(zonesLayer);
   }
 }
 
@@ -46,8 +46,6 @@ function selectZone(id) {
   const z = C.zones.find((x) => x.id === id);
   if (z) map.fitBounds(L.geoJSON(z).getBounds().pad(0.5));
 }
-
-function drawingNow() { return Boolean((map && map.pm.globalDrawModeEnabled()) || C.edited); }
 
 function showDrawTools(on) {
   $("draw-finish").classList.toggle("hidden", !on); $("draw-cancel").classList.toggle("hidden", !on);

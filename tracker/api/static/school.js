@@ -39,7 +39,7 @@ function drawRoutes() {
     const chosen = r.id === S.selected;
     const layer = corridorLayer(map, r, chosen ? { band: "#2563eb", line: "#1e3a8a" } : { band: "#64748b", line: "#475569" });
     layer.bindTooltip(`${esc(r.properties.name)} · ${r.properties.corridor_m} m`);
-    layer.on("click", () => { if (!drawingNow()) selectRoute(r.id); });  // while drawing, a click is a vertex
+    layer.on("click", () => { selectRoute(r.id); });
     routesLayer.addLayer(layer);
   }
   if (schoolMarker) schoolMarker.bringToFront();
@@ -70,8 +70,6 @@ function startEditing() {
   S.edited.pm.enable({ snappable: false });
   showDrawTools(true);
 }
-
-function drawingNow() { return Boolean((map && map.pm.globalDrawModeEnabled()) || S.edited); }
 
 function showDrawTools(on) {
   $("draw-finish").classList.toggle("hidden", !on); $("draw-cancel").classList.toggle("hidden", !on);
