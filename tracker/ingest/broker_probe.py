@@ -40,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from tracker.ingest.mqtt_wire import variable_int
+
 log = logging.getLogger(__name__)
 
 
@@ -151,16 +153,10 @@ class Decoder:
         self._buf += data
         buf, pos, out = self._buf, 0, []
         while len(buf) - pos >= 2:
-            length, shift, i = 0, 0, pos + 1
-            while i < len(buf):
-                byte = buf[i]
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                i += 1
-                if not byte & 0x80:
-                    break
-            else:
+            remaining = variable_int(buf, pos + 1)
+            if remaining is None:
                 break
+            length, i = remaining
             if len(buf) - i < length:
                 break
             out.append(Packet(buf[pos] >> 4, buf[pos] & 0x0F, bytes(buf[i : i + length])))
@@ -172,14 +168,10 @@ class Decoder:
 def _connack_receive_maximum(body: bytes) -> int | None:
     """The broker's Receive Maximum from an MQTT 5 CONNACK (how many QoS 1 publishes the probe may
     have unacknowledged towards it), None where it sent none (65,535 then)."""
-    at, length, shift = 2, 0, 0
-    while at < len(body):
-        byte = body[at]
-        at += 1
-        length |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
+    properties = variable_int(body, 2)
+    if properties is None:
+        return None
+    length, at = properties
     end = min(len(body), at + length)
     sizes = {0x01: 1, 0x24: 1, 0x25: 1, 0x28: 1, 0x29: 1, 0x2A: 1, 0x13: 2, 0x21: 2, 0x22: 2}
     sizes |= {0x11: 4, 0x27: 4}
@@ -349,14 +341,10 @@ def _publish_of(packet: Packet, protocol: Protocol) -> tuple[int, bytes]:
         packet_id = struct.unpack_from("!H", body, at)[0]
         at += 2
     if protocol == Protocol.MQTT5:
-        length, shift = 0, 0
-        while True:
-            byte = body[at]
-            at += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
+        properties = variable_int(body, at)
+        if properties is None:
+            raise ValueError("a PUBLISH whose properties' length is cut short")
+        length, at = properties
         at += length
     return packet_id, body[at:]
 

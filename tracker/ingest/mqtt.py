@@ -32,6 +32,7 @@ from paho.mqtt.properties import Properties
 from tracker.ingest.buffered_socket import BufferedSocket
 from tracker.ingest.decode import RawMessage
 from tracker.ingest.handoff import Handoff
+from tracker.ingest.mqtt_wire import variable_int
 
 log = logging.getLogger(__name__)
 
@@ -201,16 +202,10 @@ def read_publishes(sock: BufferedSocket, mqtt5: bool, most: int) -> list[Publish
         qos = (header & 0x06) >> 1
         if qos == 2:
             break
-        i, length, shift = pos + 1, 0, 0  # the remaining length: 1 to 4 bytes, 7 bits each
-        while i < end and i - pos <= 4:
-            byte = buf[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        else:
+        remaining = variable_int(buf, pos + 1, end)
+        if remaining is None:
             break  # not whole yet, or longer than 4 bytes (paho says which)
+        length, i = remaining
         packet_end = i + length
         if packet_end > end or length < 2:
             break
