@@ -349,8 +349,12 @@ class Service:
         assert keeper is not None
         self._nats = await jetstream.connect(s.nats_url, keeper.worker_id)
         js = self._nats.jetstream()
-        await jetstream.ensure_streams(js, topic_prefix=s.topic_prefix, replicas=s.nats_replicas)
-        self.front = jetstream.FrontStage(js, self.pool, self.view, s, s.partitions, owns=keeper.owns)
+        await jetstream.ensure_streams(
+            js, topic_prefix=s.topic_prefix, replicas=s.nats_replicas, partitions=s.partitions
+        )
+        self.front = jetstream.FrontStage(
+            js, self._nats, self.pool, self.view, s, s.partitions, owns=keeper.owns
+        )
         self.partition_ingest = jetstream.PartitionIngest(
             js,
             self._queue,

@@ -4,8 +4,9 @@ publish MQTT QoS 1 to a node's MQTT listener. In the middle of tests/e2e/test_cr
 stream (five children, each with an SOS, two walks off the route, one into a danger zone):
 
 - one worker of three is killed with SIGKILL: the others take its partitions over;
-- one NATS node of three is killed with SIGKILL (not the one the devices publish to) and started
-  again later;
+- one NATS node of three is killed with SIGKILL, the one leading ``$MQTT_msgs`` (where nats-server
+  stores what it PUBACKs the devices, and the fronts read it; not the one the devices publish to), and
+  started again later;
 - a worker is added, and one is stopped gracefully (SIGTERM: it hands its partitions over).
 
 Afterwards, the same checks as after a single tracker's crash: every fix stored once, every incident
@@ -19,6 +20,7 @@ tests/e2e/test_cluster_cut.py, in a network namespace of its own.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -40,7 +42,7 @@ from tests.e2e.test_crash_safety import (
 )
 from tests.helpers import CLUSTER_PARTITIONS, build_small_world, wait_until
 from tracker.embedded import EmbeddedNats, free_port
-from tracker.ingest.jetstream import IN_STREAM
+from tracker.ingest.jetstream import MQTT_STREAM
 from tracker.store.db import connect
 
 pytestmark = pytest.mark.timeout(360)
@@ -145,13 +147,23 @@ async def test_a_worker_killed_mid_stream_has_its_partitions_taken_over(
             w.stop()
 
 
-async def stream_leader(nodes: list[EmbeddedNats], stream: str) -> str:
-    """The name of the node that leads ``stream`` (its writes go through it)."""
+async def leader_off(nodes: list[EmbeddedNats], stream: str, devices: EmbeddedNats) -> EmbeddedNats:
+    """The node that leads ``stream``, after moving its leadership off the devices' node (a step-down;
+    the devices' own node lost would close their connections, a different case)."""
     nc = await nats.connect(nodes[0].url)
     try:
-        info = await nc.jetstream().stream_info(stream)
-        assert info.cluster is not None and info.cluster.leader
-        return info.cluster.leader
+        js = nc.jetstream()
+        deadline = time.monotonic() + 60
+        while True:
+            info = await js.stream_info(stream)
+            leader = info.cluster.leader if info.cluster is not None else None
+            if leader and leader != devices.name:
+                return next(n for n in nodes if n.name == leader)
+            assert time.monotonic() < deadline, f"{stream}'s leader stays on {leader}"
+            if leader:
+                with contextlib.suppress(nats.errors.Error):
+                    await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+            await asyncio.sleep(1)
     finally:
         await nc.close()
 
@@ -159,17 +171,17 @@ async def stream_leader(nodes: list[EmbeddedNats], stream: str) -> str:
 async def test_a_nats_node_killed_mid_stream_loses_nothing(
     database_url: str, nats_nodes: list[EmbeddedNats], tmp_path: Path
 ) -> None:
-    """A node that does not lead TRACKER_IN. (Killing its leader loses what the devices publish while
-    it elects another: nats-server PUBACKs a QoS 1 message once it is in its own $MQTT_msgs, before the
-    stream has it. Open: docs/scaling.md, "A NATS node's loss"; bench/mqtt_leader_loss.py measures it.)"""
+    """The node leading ``$MQTT_msgs``: what it PUBACKed is on the two others (R3), kept there until a
+    front acknowledges it; what the devices publish while the stream elects another leader is not
+    PUBACKed, and they send it again. (Before 2026-12-07 the fronts read a stream of the tracker's own,
+    ``TRACKER_IN``, which the PUBACK did not wait for: its leader's loss lost what was published while
+    it elected another.)"""
     names = ["w1", "w2"]
     world, workers, publisher = await setup(database_url, nats_nodes, tmp_path, names)
     try:
         publisher.start()
         await _stored_at_least(database_url, len(publisher.messages) // 3)
-        leader = await stream_leader(nats_nodes, IN_STREAM)
-        # the devices are on node 0: their connections stay
-        victim = next(n for n in nats_nodes[1:] if n.name != leader)
+        victim = await leader_off(nats_nodes, MQTT_STREAM, devices=nats_nodes[0])
         victim.kill()
         await _stored_at_least(database_url, len(publisher.messages) // 2)
         await asyncio.to_thread(victim.start)  # back while the stream goes on

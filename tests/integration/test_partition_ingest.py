@@ -41,7 +41,7 @@ async def test_a_partition_lost_and_taken_again_at_once_is_read(
     nc = await jetstream.connect(nats_node.url, "test")
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     js = nc.jetstream()
-    await jetstream.ensure_streams(js, topic_prefix="", replicas=1)
+    await jetstream.ensure_streams(js, topic_prefix="", replicas=1, partitions=8)
     queue: Handoff[RawMessage] = Handoff(asyncio.get_running_loop(), 1000)
     owned = set(range(8))
     ingest = jetstream.PartitionIngest(
@@ -106,7 +106,7 @@ async def test_a_pull_from_a_reader_that_lost_its_partition_takes_nothing_from_t
     new_nc = await jetstream.connect(nats_node.url, "new owner")
     pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
     old_js, new_js = old_nc.jetstream(), new_nc.jetstream()
-    await jetstream.ensure_streams(new_js, topic_prefix="", replicas=1)
+    await jetstream.ensure_streams(new_js, topic_prefix="", replicas=1, partitions=8)
     old_queue: Handoff[RawMessage] = Handoff(asyncio.get_running_loop(), 1000)
     new_queue: Handoff[RawMessage] = Handoff(asyncio.get_running_loop(), 1)
     owner = {"old"}

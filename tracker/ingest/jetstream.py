@@ -1,27 +1,35 @@
 """The cluster's engine: NATS JetStream between the devices' MQTT and several tracker workers.
 
-Devices and phone apps keep speaking MQTT 3.1.1 at QoS 1, to nats-server's MQTT listener: nothing
-changes on their side. What changes is behind the broker (docs/scaling.md says why NATS, and what
-each step's acknowledgement means):
+Devices and phone apps keep speaking MQTT 3.1.1, to nats-server's MQTT listener: nothing changes on
+their side. What changes is behind the broker (docs/scaling.md says why NATS, and what each step's
+acknowledgement means):
 
-    devices ─MQTT─▶ nats-server ─▶ stream TRACKER_IN    (the ingest topics' subjects, a work queue, R1/R3)
-                                      │ consumer "front", shared by every worker (the engine spreads
-                                      ▼ messages over them)
-    any worker: FrontStage  decode (stage 1), tag → child → partition (tracker.stages.forward);
-                            dead letters; the fixes of each partition published together
+    devices ─MQTT─▶ nats-server: the ingest topics mapped to tin.<p>.<subject> (server_mappings)
+                      │ QoS 1 and 2: stored in the listener's own stream $MQTT_msgs (R3, interest:
+                      │ kept while a consumer has not acknowledged it) before the device's PUBACK;
+                      │ QoS 0: only delivered on the subject
+                      ▼ consumer "front-<p>-…" of $MQTT_msgs (acknowledged), and a subscription
+                        to tin.<p>.> for QoS 0 (at most once, as the device asked)
+    the front of partition p: FrontStage  decode (stage 1), tag → child → partition
+                            (tracker.stages.forward); dead letters; each partition's fixes together
                                       │
                                       ▼ stream TRACKER_PART (subjects tracker_part.<p>, a work queue)
     the owner of partition p: PartitionIngest  consumer "part-<p>-…", taken when the worker's PostgreSQL
                             lease on p is (tracker.cluster.leases); into the same batch loop and
                             pipeline as one process; acknowledged once the (fenced) commit is done
 
+The front reads `$MQTT_msgs` itself because the PUBACK means only that: a stream of the tracker's own
+capturing the subject (``TRACKER_IN``, before 2026-12-07) was not waited for, and what devices
+published while it elected a leader after a node's loss was acknowledged and lost. ``TRACKER_IN`` is
+left for a server without the mappings (one front shared by every worker, order not kept).
+
 A message is acknowledged to the engine only once what it carries is safe one step further on: a front
 message once its fixes are stored in TRACKER_PART (the engine's PubAck) and its dead letters in
 PostgreSQL; a partition message once its batch is committed. A worker that dies leaves its messages
-unacknowledged: the front's are delivered again to another worker after ``ack_wait``; a partition's
-to the worker that takes the partition over, which re-creates the partition's consumer (so it starts
-at the first message nobody acknowledged) before it reads. A message handled twice changes nothing
-(positions are idempotent on tag and time, and a child's state refuses a fix it has decided).
+unacknowledged: the consumers of its partitions are made anew by the workers that take them over, and
+a consumer made anew delivers from the first message nobody acknowledged. A message handled twice
+changes nothing (positions are idempotent on tag and time, and a child's state refuses a fix it has
+decided).
 
 MQTT topic levels are NATS subject tokens (nats-server maps ``/`` to ``.`` and a ``.`` inside a level
 to ``//``); ``subject_of`` and ``topic_of`` are that mapping.
@@ -44,9 +52,10 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from tracker.config import Settings
 from tracker.ingest.decode import RawMessage, Reason, Rejection
@@ -61,7 +70,9 @@ from tracker.store.db import DB_ERRORS
 
 log = logging.getLogger(__name__)
 
-IN_STREAM = "TRACKER_IN"
+IN_STREAM = "TRACKER_IN"  # ingest messages that came without the server's mappings (a shared front)
+MQTT_STREAM = "$MQTT_msgs"  # nats-server's: every QoS 1 or 2 message its MQTT listener PUBACKs
+MQTT_STREAM_PREFIX = "$MQTT.msgs."  # ... stored on this prefix and the (mapped) subject
 PART_STREAM = "TRACKER_PART"
 PART_SUBJECT = "tracker_part"
 FRONT_CONSUMER = "front"  # unmapped messages (a server without the mappings): shared, order not kept
@@ -70,6 +81,7 @@ MQTT_HEADER = "Nmqtt-Pub"  # nats-server's mark on a message its MQTT listener t
 FRONT_SESSION = -3  # RawMessage.session of a front message (acknowledged by the front, not the batch loop)
 FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds: a dead worker's messages go on after this
 PART_ACK_WAIT_S = 120.0  # never hit by a live owner's commit; a new owner re-creates the consumer anyway
+STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists, with another configuration
 
 
 def subject_of(topic: str) -> str:
@@ -85,7 +97,10 @@ def subject_filter(topic_filter: str) -> str:
 
 def topic_of(subject: str) -> str:
     """The MQTT topic a subject of the MQTT listener came from (``subject_of`` reversed; a subject the
-    server's mappings put under ``tin.<partition>.`` without those two tokens)."""
+    server's mappings put under ``tin.<partition>.`` without those two tokens, and one stored in
+    ``$MQTT_msgs`` without its prefix)."""
+    if subject.startswith(MQTT_STREAM_PREFIX):
+        subject = subject[len(MQTT_STREAM_PREFIX) :]
     tokens = subject.split(".")
     if tokens[0] == FRONT_PREFIX:
         tokens = tokens[2:]
@@ -144,13 +159,20 @@ async def connect(url: str, name: str) -> NatsClient:
     )
 
 
-async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: int) -> None:
-    """The two streams and the shared front consumer, made if missing (every worker runs this at start:
-    the first one makes them, the others find them)."""
+async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: int, partitions: int) -> None:
+    """The streams and the consumers that must always be there, made if missing (every worker runs this
+    at start: the first one makes them, the others find them):
+
+    - ``TRACKER_IN``: the ingest topics as they come without the server's mappings, and its shared
+      front consumer; ``TRACKER_PART``: the fronts' fixes, by partition;
+    - ``$MQTT_msgs``, the MQTT listener's (made here as nats-server makes it, if no device has
+      connected yet), and a consumer of each partition's messages in it: an interest stream drops at
+      once what no consumer's filter takes, PUBACKed or not, so from here on every partition always has
+      one (a take makes its own before it deletes the others: ``_consumer_anew``)."""
     streams: list[StreamConfig] = [
         StreamConfig(
             name=IN_STREAM,
-            subjects=[f"{FRONT_PREFIX}.*.>", *(subject_filter(t) for t in ingest_topics(topic_prefix))],
+            subjects=[subject_filter(t) for t in ingest_topics(topic_prefix)],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             num_replicas=replicas,
@@ -162,10 +184,89 @@ async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: i
             storage=StorageType.FILE,
             num_replicas=replicas,
         ),
+        StreamConfig(  # (nats-server's own configuration of it: server/mqtt.go)
+            name=MQTT_STREAM,
+            subjects=[f"{MQTT_STREAM_PREFIX}>"],
+            retention=RetentionPolicy.INTEREST,
+            storage=StorageType.FILE,
+            num_replicas=replicas,
+        ),
     ]
     for config in streams:
         await _retry(lambda c=config: _add_stream(js, c), f"stream {config.name}")  # type: ignore[misc]
+    await _retry(lambda: _unmapped_only(js, streams[0]), f"stream {IN_STREAM}'s subjects")
     await ensure_front(js, replicas, topic_prefix)
+    await _retry(lambda: _seed_fronts(js, partitions), "the partitions' fronts")
+
+
+async def _unmapped_only(js: JetStreamContext, config: StreamConfig) -> None:
+    """``TRACKER_IN`` as ``config`` says: a worker before 2026-12-07 made it take the mapped subjects
+    (``tin.*.>``) too, and read them there; nobody does now, so a work queue would keep them forever.
+    Its fronts' consumers go first (a stream keeps no consumer outside its subjects)."""
+    info = await js.stream_info(IN_STREAM)
+    if sorted(info.config.subjects or []) == sorted(config.subjects or []):
+        return
+    for name in await _consumers_named(js, IN_STREAM, "front"):
+        if name != FRONT_CONSUMER:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(IN_STREAM, name)
+    log.warning(
+        "stream %s takes the unmapped ingest subjects only now (%d messages in it; the fronts read the "
+        "mapped ones from %s)",
+        IN_STREAM,
+        info.state.messages,
+        MQTT_STREAM,
+    )
+    await js.update_stream(config)
+
+
+def front_seed(partition: int) -> str:
+    """The name of the consumer ``ensure_streams`` makes for a partition nobody has fronted yet."""
+    return f"front-{partition}"
+
+
+def _partition_of(front: str) -> int | None:
+    """The partition of a front's consumer (``front-<p>`` or ``front-<p>-<incarnation>``)."""
+    tokens = front.split("-")
+    return int(tokens[1]) if len(tokens) > 1 and tokens[1].isdigit() else None
+
+
+def front_filter(partition: int) -> str:
+    """The subjects of a partition's messages in ``$MQTT_msgs``."""
+    return f"{MQTT_STREAM_PREFIX}{FRONT_PREFIX}.{partition}.>"
+
+
+async def _seed_fronts(js: JetStreamContext, partitions: int) -> None:
+    """A consumer for each partition with none in ``$MQTT_msgs`` (a new cluster), so that what devices
+    publish before the partition's first front is kept for it. The front that takes the partition
+    deletes it (``_consumer_anew``; ``FrontStage`` sweeps one made late, in a race with its take)."""
+    replicas = await _replicas_of(js, MQTT_STREAM)
+    names = await _consumers_named(js, MQTT_STREAM, "front")
+    fronted = {_partition_of(n) for n in names}
+    missing = [p for p in range(partitions) if p not in fronted]
+    await asyncio.gather(
+        *(
+            js.add_consumer(MQTT_STREAM, _front_config(front_seed(p), front_filter(p), replicas))
+            for p in missing
+        )
+    )
+
+
+def _front_config(name: str, filter_subject: str, replicas: int) -> ConsumerConfig:
+    """A partition's consumer of ``$MQTT_msgs``: acknowledged up to a batch's last message at once."""
+    return ConsumerConfig(
+        durable_name=name,
+        filter_subject=filter_subject,
+        ack_policy=AckPolicy.ALL,
+        ack_wait=FRONT_ACK_WAIT_S,
+        max_ack_pending=20_000,
+        deliver_policy=DeliverPolicy.ALL,
+        num_replicas=replicas,  # an interest stream's consumers have its replicas (nats-server requires it)
+    )
+
+
+async def _replicas_of(js: JetStreamContext, stream: str) -> int:
+    return (await js.stream_info(stream)).config.num_replicas or 1
 
 
 async def ensure_front(js: JetStreamContext, replicas: int, topic_prefix: str) -> None:
@@ -187,7 +288,11 @@ async def _add_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.stream_info(config.name)  # type: ignore[arg-type]
     except NotFoundError:
-        await js.add_stream(config)
+        try:
+            await js.add_stream(config)
+        except BadRequestError as e:  # made meanwhile (another worker, or nats-server's MQTT listener)
+            if e.err_code != STREAM_NAME_IN_USE:
+                raise
 
 
 async def _retry(step: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
@@ -253,12 +358,18 @@ async def _consumer_anew(
     replicas: int,
     max_ack_pending: int,
     owned: Callable[[], bool],
+    interest: bool = False,
 ) -> JetStreamContext.PullSubscription | None:
-    """A partition's consumer made anew, bound, once every earlier one of the partition is deleted: a
-    work queue keeps what nobody acknowledged, and a new consumer delivers it first, in order (at once,
+    """A partition's consumer made anew, bound, and every earlier one of the partition deleted: the
+    stream keeps what nobody acknowledged, and a new consumer delivers it first, in order (at once,
     rather than after ``ack_wait``). None if the partition is not ``owned`` (before, or once the
     consumer is made: it was lost meanwhile), so that a worker never takes a consumer from the
     partition's new owner.
+
+    The order of the two steps is the stream's: a work queue (``TRACKER_PART``) refuses a second
+    consumer of the same subjects, so the old ones go first; an interest stream (``$MQTT_msgs``,
+    ``interest``) drops at once what no consumer takes, so the new one is made first, and the old ones
+    go once it holds the partition's messages.
 
     Each incarnation has a name of its own (``base-<random>``). A reader that lost the partition may
     still ask the engine for messages: a pull request sent into a network cut reaches the server when
@@ -269,21 +380,31 @@ async def _consumer_anew(
     decided fix" (tests/e2e/test_cluster_cut.py). A stale request or acknowledgement now names a
     consumer that is gone.
 
-    Asked again, from the deletes, for as long as the partition is owned: after a node's loss an
+    Asked again, from the start, for as long as the partition is owned: after a node's loss an
     ``add_consumer`` that timed out may have made the consumer after all (the next try deletes it);
     a take that gave up there left the partition owned and read by nobody (tests/e2e/test_cluster.py's
     node kill stalled so). Any other error is asked again too (with a warning), and a consumer made
     after failed tries is logged, so that a take is never given up, nor ends, without a word."""
     name = f"{base}-{secrets.token_hex(4)}"
-    config = ConsumerConfig(
-        durable_name=name,
-        filter_subject=filter_subject,
-        ack_policy=AckPolicy.EXPLICIT,  # a work-queue stream takes no other
-        ack_wait=PART_ACK_WAIT_S,  # never hit by a live reader; a dead one's go to the next at once
-        max_ack_pending=max_ack_pending,
-        deliver_policy=DeliverPolicy.ALL,
-        num_replicas=replicas,  # a work queue's consumers have its replicas (nats-server requires it)
-    )
+    if interest:
+        config = _front_config(name, filter_subject, replicas)
+    else:
+        config = ConsumerConfig(
+            durable_name=name,
+            filter_subject=filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,  # a work-queue stream takes no other
+            ack_wait=PART_ACK_WAIT_S,  # never hit by a live reader; a dead one's go to the next at once
+            max_ack_pending=max_ack_pending,
+            deliver_policy=DeliverPolicy.ALL,
+            num_replicas=replicas,  # a work queue's consumers have its replicas (nats-server requires it)
+        )
+
+    async def delete(names: list[str]) -> None:
+        for old in names:
+            if old != name:
+                with contextlib.suppress(NotFoundError):
+                    await _retry(functools.partial(js.delete_consumer, stream, old), f"deleting {old}")
+
     delay = 0.5
     tries = 0
     while True:
@@ -292,12 +413,13 @@ async def _consumer_anew(
                 log.warning("%s: no longer owned after %d failed tries; left to its owner", name, tries)
             return None
         try:
-            # (a work-queue stream refuses a second consumer of the same subjects: the old ones go first)
-            for old in await _retry(lambda: _consumers_named(js, stream, base), f"listing {base}"):
-                with contextlib.suppress(NotFoundError):
-                    await _retry(functools.partial(js.delete_consumer, stream, old), f"deleting {old}")
+            old = await _retry(lambda: _consumers_named(js, stream, base), f"listing {base}")
+            if not interest:
+                await delete(old)
             await _retry(lambda: js.add_consumer(stream, config), name)
             sub = await _retry(lambda: js.pull_subscribe_bind(durable=name, stream=stream), name)
+            if interest:
+                await delete(old)
         except Exception as e:  # (a bug too: a take that raised left its partition read by nobody)
             tries += 1
             log.warning("%s: cannot make it anew (%s: %s); again in %.1f s", name, type(e).__name__, e, delay)
@@ -314,7 +436,9 @@ async def _consumer_anew(
         return sub
 
 
-async def _reading(sub: JetStreamContext.PullSubscription, reader: Coroutine[Any, Any, None]) -> None:
+async def _reading(
+    sub: JetStreamContext.PullSubscription | Subscription, reader: Coroutine[Any, Any, None]
+) -> None:
     """A partition's reader; its subscription's inbox ends with it (a reader given up, or made anew,
     leaves none behind in the client)."""
     try:
@@ -333,6 +457,44 @@ async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: flo
 
 # --- the front: every worker -------------------------------------------------------------------------
 @dataclass
+class _Fronted:
+    """A partition this worker fronts: the reader of its consumer of ``$MQTT_msgs`` (QoS 1 and 2), and
+    of its QoS 0 messages (``_AtMostOnce``)."""
+
+    consumer: str
+    stored: asyncio.Task[None]
+    at_most_once: asyncio.Task[None]
+
+    def cancel(self) -> None:
+        self.stored.cancel()
+        self.at_most_once.cancel()
+
+
+@dataclass
+class _AtMostOnce:
+    """What a partition's subscription to its subject (``tin.<p>.>``) delivers, kept if it is a QoS 0
+    publish: nats-server stores only QoS 1 and 2 ones in ``$MQTT_msgs`` (they come from there, and
+    are skipped here by their ``Nmqtt-Pub`` header). Nothing is acknowledged: a QoS 0 message the front
+    had not forwarded when it stopped is lost, as the device's QoS said it may be. A message without
+    the header (a NATS client's) is taken as QoS 0."""
+
+    msgs: list[Msg] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def put(self, m: Msg) -> None:
+        if m.headers and m.headers.get(MQTT_HEADER, "0") != "0":
+            return
+        self.msgs.append(m)
+        self.arrived.set()
+
+    async def take(self) -> list[Msg]:
+        await self.arrived.wait()
+        self.arrived.clear()
+        msgs, self.msgs = self.msgs, []
+        return msgs
+
+
+@dataclass
 class FrontStage:
     """Stage 1 of every message the engine gives this worker, and each fix on to its child's partition.
 
@@ -341,6 +503,7 @@ class FrontStage:
     the owner refuses, a timestamp far in the future or a tag over its rate, is a dead letter)."""
 
     js: JetStreamContext
+    nc: NatsClient  # (QoS 0 messages are not stored: a subscription to the subject has them)
     pool: asyncpg.Pool
     view: Callable[[], RegistryView]
     settings: Settings
@@ -349,10 +512,15 @@ class FrontStage:
     forwarded: int = 0  # fixes forwarded, for the metrics
     unmapped: int = 0  # messages that came without the server's mappings (order not kept)
     owns: Callable[[int], bool] = lambda partition: True  # whether this worker holds a partition's lease
-    _held: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    sweep_s: float = 30.0  # how often the partitions' other consumers are looked for (``_sweep``)
+    _held: dict[int, _Fronted] = field(default_factory=dict, init=False)
     _retakes: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     async def run(self) -> None:
+        """The shared consumer of unmapped messages, and the sweep of the partitions' consumers."""
+        await asyncio.gather(self._run_shared(), self._sweep_forever())
+
+    async def _run_shared(self) -> None:
         """The shared consumer of unmapped messages (a server without ``server_mappings``): fronted by
         whichever worker fetches them, so two of one device's messages may be decoded out of order."""
         sub = await self._bind_shared()
@@ -374,38 +542,56 @@ class FrontStage:
                         "front: messages arrive without the server's subject mappings (deploy/nats/"
                         "mappings.conf): their order across workers is not kept"
                     )
-                await self._front(msgs)
+                await self._front(msgs, _ack_each)
 
     async def take(self, partition: int) -> None:
-        """Front partition ``partition`` (a lease on it was taken): its consumer made anew, so that what
-        its last front fetched and did not acknowledge comes first, in order, then the rest."""
+        """Front partition ``partition`` (a lease on it was taken): its consumer of ``$MQTT_msgs`` made
+        anew, so that what its last front fetched and did not acknowledge comes first, in order, then
+        the rest; and its QoS 0 messages from now on."""
         if partition in self._held:
             return
         sub = await _consumer_anew(
             self.js,
-            IN_STREAM,
-            f"front-{partition}",
-            f"{FRONT_PREFIX}.{partition}.>",
-            replicas=self.settings.nats_replicas,
+            MQTT_STREAM,
+            front_seed(partition),
+            front_filter(partition),
+            replicas=await _retry(lambda: _replicas_of(self.js, MQTT_STREAM), MQTT_STREAM),
             max_ack_pending=20_000,
             owned=lambda: self.owns(partition) and partition not in self._held,
+            interest=True,
         )
-        if sub is not None:
-            self._held[partition] = asyncio.create_task(_reading(sub, self._read(partition, sub)))
+        if sub is None:
+            return
+        inbox = _AtMostOnce()
+        try:
+            qos0 = await self.nc.subscribe(
+                f"{FRONT_PREFIX}.{partition}.>", cb=inbox.put, pending_msgs_limit=-1, pending_bytes_limit=-1
+            )
+        except Exception:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+            raise
+        self._held[partition] = _Fronted(
+            sub._consumer,  # (its name: nats-py keeps it private)
+            asyncio.create_task(_reading(sub, self._read(partition, sub))),
+            asyncio.create_task(_reading(qos0, self._read_at_most_once(partition, inbox))),
+        )
 
     def give_up(self, partition: int) -> None:
         """Stop fronting the partition (its lease is lost or handed over): what was fetched and not
         acknowledged goes to its next front, first."""
-        task = self._held.pop(partition, None)
-        if task is not None:
-            task.cancel()
+        fronted = self._held.pop(partition, None)
+        if fronted is not None:
+            fronted.cancel()
 
     async def stop(self) -> None:
-        tasks = list(self._held.values())
+        fronted = list(self._held.values())
         self._held.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        for f in fronted:
+            f.cancel()
+        await asyncio.gather(
+            *(t for f in fronted for t in (f.stored, f.at_most_once)), return_exceptions=True
+        )
 
     async def _read(self, partition: int, sub: JetStreamContext.PullSubscription) -> None:
         """Fetch and front until given up. Any error (a fetch's: the connection or the consumer's node
@@ -415,14 +601,48 @@ class FrontStage:
             try:
                 msgs = await _fetch(sub, self.batch, 1.0)
                 if msgs:
-                    await self._front(msgs)
+                    await self._front(msgs, _ack_last)
             except Exception as e:
                 log.warning("front %d: cannot read (%s: %s); taking it anew", partition, type(e).__name__, e)
                 await asyncio.sleep(0.5)
-                if self._held.get(partition) is asyncio.current_task():
+                fronted = self._held.get(partition)
+                if fronted is not None and fronted.stored is asyncio.current_task():
                     del self._held[partition]
+                    fronted.at_most_once.cancel()
                     self._spawn_take(partition)
                 return
+
+    async def _read_at_most_once(self, partition: int, inbox: _AtMostOnce) -> None:
+        while True:
+            msgs = await inbox.take()
+            try:
+                await self._front(msgs, None)
+            except Exception as e:  # (never met: ``_front`` keeps what fails as a dead letter)
+                log.warning("front %d: %d QoS 0 messages lost (%s)", partition, len(msgs), e)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            try:
+                await self._sweep()
+            except Exception as e:
+                log.warning("front: cannot sweep the partitions' consumers (%s: %s)", type(e).__name__, e)
+
+    async def _sweep(self) -> None:
+        """Delete the other consumers of the partitions this worker fronts and owns: one made in a race
+        with a take (``ensure_streams``' first consumer of a partition, made as another worker took it;
+        or a take that found the partition gone once its consumer was made) would keep the partition's
+        messages in ``$MQTT_msgs`` forever. Only by the owner, which reads its own meanwhile: the
+        partition's messages are never without a consumer."""
+        names = await _consumers_named(self.js, MQTT_STREAM, "front")
+        for p, fronted in list(self._held.items()):
+            others = [n for n in names if _partition_of(n) == p and n != fronted.consumer]
+            for name in others:
+                if self._held.get(p) is not fronted or not self.owns(p):
+                    break
+                log.info("front %d: deleting consumer %s (its own is %s)", p, name, fronted.consumer)
+                with contextlib.suppress(NotFoundError):
+                    await self.js.delete_consumer(MQTT_STREAM, name)
 
     def _spawn_take(self, partition: int) -> None:
         task = asyncio.create_task(self.take(partition))
@@ -430,11 +650,11 @@ class FrontStage:
         task.add_done_callback(self._retakes.discard)
         task.add_done_callback(_report_take)
 
-    async def _front(self, msgs: list[Msg]) -> None:
-        """Forward a fetch's messages, then acknowledge them."""
+    async def _front(self, msgs: list[Msg], ack: Callable[[list[Msg]], Awaitable[None]] | None) -> None:
+        """Forward a batch of messages, then ``ack`` them (None: messages of QoS 0, not stored)."""
+        now = time.time()
         messages = [
-            RawMessage(topic_of(m.subject), m.data, m.metadata.timestamp.timestamp(), 0, 1, FRONT_SESSION)
-            for m in msgs
+            RawMessage(topic_of(m.subject), m.data, _stored_at(m, now), 0, 1, FRONT_SESSION) for m in msgs
         ]
         try:
             await self.forward(messages)
@@ -442,7 +662,8 @@ class FrontStage:
             log.exception("front: batch of %d messages failed; one by one", len(messages))
             for message in messages:
                 await self._forward_alone(message)
-        await _ack_each(msgs)
+        if ack is not None:
+            await ack(msgs)
 
     async def _forward_alone(self, message: RawMessage) -> None:
         """One message of a batch a bug met: forwarded alone, or kept as a dead letter
@@ -731,6 +952,16 @@ async def _ack_each(msgs: list[Msg]) -> None:
     (500 acks at a time on a local nats-server)."""
     for m in msgs:
         await m.ack()
+
+
+async def _ack_last(msgs: list[Msg]) -> None:
+    """A batch of a consumer that acknowledges all up to a message (``AckPolicy.ALL``): its last."""
+    await msgs[-1].ack()
+
+
+def _stored_at(m: Msg, now: float) -> float:
+    """When the engine stored a message (``now`` for one delivered on its subject, not stored)."""
+    return m.metadata.timestamp.timestamp() if m.reply.startswith("$JS.ACK.") else now
 
 
 async def _ack(msgs: list[Msg]) -> None:
