@@ -81,6 +81,7 @@ MQTT_HEADER = "Nmqtt-Pub"  # nats-server's mark on a message its MQTT listener t
 FRONT_SESSION = -3  # RawMessage.session of a front message (acknowledged by the front, not the batch loop)
 FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds: a dead worker's messages go on after this
 PART_ACK_WAIT_S = 120.0  # never hit by a live owner's commit; a new owner re-creates the consumer anyway
+LEADERLESS_WAIT_S = 20.0  # a fetch's 503 (no leader) waited out this long before the partition is taken anew
 STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists, with another configuration
 
 
@@ -449,10 +450,23 @@ async def _reading(
 
 
 async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float) -> list[Msg]:
-    try:
-        return await sub.fetch(batch, timeout=wait_s)
-    except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
-        return []
+    """Up to ``batch`` messages, [] if none came within ``wait_s``.
+
+    A 503 (the consumer's group electing a leader, seconds after a node's loss) is waited out, up to
+    ``LEADERLESS_WAIT_S``, not raised: a reader that raised took its partition anew, and the consumer
+    it made anew had to elect a leader too; after a node's loss that loop went on for about 30 s. A
+    consumer that is gone (404) or an election longer than that is raised (the partition taken anew)."""
+    since: float | None = None
+    while True:
+        try:
+            return await sub.fetch(batch, timeout=wait_s)
+        except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either when nothing came
+            return []
+        except ServiceUnavailableError:
+            since = since if since is not None else time.monotonic()
+            if time.monotonic() - since > LEADERLESS_WAIT_S:
+                raise
+            await asyncio.sleep(0.5)
 
 
 # --- the front: every worker -------------------------------------------------------------------------
