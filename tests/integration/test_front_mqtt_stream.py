@@ -6,7 +6,10 @@ real nats-server with the tracker's subject mappings and real MQTT devices (paho
 - what devices publish before any worker fronts their partition is kept for the first front;
 - a front taken over by another worker loses nothing of a steady stream (the new consumer is made
   before the old one is deleted: ``$MQTT_msgs`` drops at once what no consumer takes);
-- a partition's stray consumer (one made in a race with a take) is swept by the partition's front.
+- a partition's stray consumer (one made in a race with a take) is swept by the partition's front, and
+  a take by a worker that lost the partition (an older lease token) never deletes its new owner's;
+- two takes of one partition at once make one front; a front whose consumer is deleted takes the
+  partition anew.
 
 The node-loss case itself (the leader of ``$MQTT_msgs`` killed mid-stream) runs with the whole chain in
 tests/e2e/test_cluster.py; bench/mqtt_leader_loss.py counts what a device's PUBACK covers.
@@ -66,10 +69,17 @@ class Engine:
         await jetstream.ensure_streams(js, topic_prefix="", replicas=1, partitions=PARTITIONS)
         return js
 
-    async def front(self, owns: Any = lambda p: True) -> jetstream.FrontStage:
+    async def front(self, token_of: Any = lambda p: 1) -> jetstream.FrontStage:
         js = await self.js()
         front = jetstream.FrontStage(
-            js, js._nc, self.pool, lambda: self.view, self.settings, PARTITIONS, owns=owns, sweep_s=0.2
+            js,
+            js._nc,
+            self.pool,
+            lambda: self.view,
+            self.settings,
+            PARTITIONS,
+            token_of=token_of,
+            sweep_s=0.2,
         )
         self.fronts.append(front)
         return front
@@ -181,8 +191,8 @@ async def test_a_front_taken_over_mid_stream_loses_nothing(engine: Engine) -> No
     leases move. Every fix reaches its partition (some twice: what A fetched and had not acknowledged
     comes again to B, which the owner's commit takes as a repeat)."""
     a_owns, b_owns = set(range(PARTITIONS)), set[int]()
-    a = await engine.front(owns=lambda p: p in a_owns)
-    b = await engine.front(owns=lambda p: p in b_owns)
+    a = await engine.front(token_of=lambda p: 1 if p in a_owns else None)
+    b = await engine.front(token_of=lambda p: 2 if p in b_owns else None)  # a new owner's token is higher
     for p in range(PARTITIONS):
         await a.take(p)
     device = Device(engine.node)
@@ -222,16 +232,65 @@ async def test_a_stray_consumer_of_a_fronted_partition_is_swept(engine: Engine) 
     )
     sweeping = asyncio.create_task(front.run())
     try:
-        names = await wait_until(
-            lambda: _only_one(js, 3),
-            10,
-            interval=0.2,
-        )
-        assert names == [front._held[3].consumer]
+        assert await wait_until(lambda: _fronts(js, 3, 1), 10, interval=0.2) == [front._held[3].consumer]
     finally:
         sweeping.cancel()
 
 
-async def _only_one(js: Any, partition: int) -> list[str] | None:
+async def test_a_late_take_never_deletes_the_new_owners_consumer(engine: Engine) -> None:
+    """A worker that lost partition 2 (token 1) without knowing it yet takes it while its new owner
+    (token 2) fronts it: the late consumer is made, the new owner's is not deleted; the new owner's
+    sweep deletes the late one. What a device publishes throughout reaches the partition."""
+    js = await engine.js()
+    new = await engine.front(token_of=lambda p: 2)
+    await new.take(2)
+    late_owned = True
+    late = await engine.front(token_of=lambda p: 1 if late_owned else None)
+    await late.take(2)
+    names = await jetstream._consumers_named(js, jetstream.MQTT_STREAM, jetstream.front_seed(2))
+    assert new._held[2].consumer in names and late._held[2].consumer in names
+    late_owned = False
+    late.give_up(2)
+    sweeping = asyncio.create_task(new.run())
+    try:
+        assert await wait_until(lambda: _fronts(js, 2, 1), 10, interval=0.2) == [new._held[2].consumer]
+    finally:
+        sweeping.cancel()
+
+
+async def test_two_takes_of_one_partition_at_once_make_one_front(engine: Engine) -> None:
+    js = await engine.js()
+    front = await engine.front()
+    await asyncio.gather(front.take(5), front.take(5))
+    names = await jetstream._consumers_named(js, jetstream.MQTT_STREAM, jetstream.front_seed(5))
+    assert names == [front._held[5].consumer]
+
+
+async def test_a_front_whose_consumer_is_deleted_takes_its_partition_anew(engine: Engine) -> None:
+    """(Someone else's mistake, or an operator's.) A pull on a deleted consumer is answered "no
+    responders", a 503 like a consumer electing a leader: the fetch asks whether it still exists, and
+    the front takes the partition anew at once. What was published before the delete and not yet
+    fetched is gone with the consumer (no other had it); what comes after reaches the partition."""
+    js = await engine.js()
+    front = await engine.front()
+    for p in range(PARTITIONS):
+        await front.take(p)
+    victim = front._held[4].consumer
+    await js.delete_consumer(jetstream.MQTT_STREAM, victim)
+    await wait_until(lambda: 4 in front._held and front._held[4].consumer != victim, 15, interval=0.1)
+    device = Device(engine.node)
+    t0 = time.time() - 600
+    try:
+        sent = [(engine.tags[i % len(engine.tags)], t0 + i) for i in range(60)]
+        for tag, ts in sent:
+            device.publish(tag, ts, 1)
+        await asyncio.to_thread(device.wait)
+    finally:
+        device.close()
+    assert sorted(await engine.forwarded(len(sent))) == sorted(sent)
+
+
+async def _fronts(js: Any, partition: int, count: int) -> list[str] | None:
+    """The partition's consumers of $MQTT_msgs once there are ``count`` of them."""
     names = await jetstream._consumers_named(js, jetstream.MQTT_STREAM, jetstream.front_seed(partition))
-    return names if len(names) == 1 else None
+    return names if len(names) == count else None

@@ -89,11 +89,16 @@ class ThreadedLeaseKeeper:
         return {p: t for p, t in self._mine.items() if held.get(p) == t}
 
     def owns(self, partition: int) -> bool:
+        return self.token_of(partition) is not None
+
+    def token_of(self, partition: int) -> int | None:
+        """The partition's lease token if it is owned now (told to the worker, still held by the keeper
+        under it), else None."""
         keeper = self._keeper
         if keeper is None or self._ended:
-            return False
+            return None
         token = self._mine.get(partition)
-        return token is not None and keeper.owned.get(partition) == token
+        return token if token is not None and keeper.owned.get(partition) == token else None
 
     def share(self) -> Share:
         return Share(self.partitions, self.owned)

@@ -81,6 +81,7 @@ MQTT_HEADER = "Nmqtt-Pub"  # nats-server's mark on a message its MQTT listener t
 FRONT_SESSION = -3  # RawMessage.session of a front message (acknowledged by the front, not the batch loop)
 FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds: a dead worker's messages go on after this
 PART_ACK_WAIT_S = 120.0  # never hit by a live owner's commit; a new owner re-creates the consumer anyway
+AT_MOST_ONCE_MAX = 50_000  # QoS 0 messages a front keeps while it cannot forward; more are dropped
 LEADERLESS_WAIT_S = 20.0  # a fetch's 503 (no leader) waited out this long before the partition is taken anew
 STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists, with another configuration
 
@@ -195,9 +196,9 @@ async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: i
     ]
     for config in streams:
         await _retry(lambda c=config: _add_stream(js, c), f"stream {config.name}")  # type: ignore[misc]
-    await _retry(lambda: _unmapped_only(js, streams[0]), f"stream {IN_STREAM}'s subjects")
-    await ensure_front(js, replicas, topic_prefix)
     await _retry(lambda: _seed_fronts(js, partitions), "the partitions' fronts")
+    await _retry(lambda: _unmapped_only(js, streams[0]), f"stream {IN_STREAM}'s subjects")  # (seeded first)
+    await ensure_front(js, replicas, topic_prefix)
 
 
 async def _unmapped_only(js: JetStreamContext, config: StreamConfig) -> None:
@@ -222,14 +223,21 @@ async def _unmapped_only(js: JetStreamContext, config: StreamConfig) -> None:
 
 
 def front_seed(partition: int) -> str:
-    """The name of the consumer ``ensure_streams`` makes for a partition nobody has fronted yet."""
+    """The name of the consumer ``ensure_streams`` makes for a partition nobody has fronted yet (a
+    front's are ``front-<p>-t<lease token>-<random>``: ``_consumer_anew``)."""
     return f"front-{partition}"
 
 
 def _partition_of(front: str) -> int | None:
-    """The partition of a front's consumer (``front-<p>`` or ``front-<p>-<incarnation>``)."""
-    tokens = front.split("-")
-    return int(tokens[1]) if len(tokens) > 1 and tokens[1].isdigit() else None
+    """The partition of a front's consumer (``front-<p>``, ``front-<p>-t<token>-<random>``)."""
+    parts = front.split("-")
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+
+
+def _token_of(front: str) -> int:
+    """The lease token a front's consumer was made under (0: ``ensure_streams``' first one)."""
+    parts = front.split("-")
+    return int(parts[2][1:]) if len(parts) > 3 and parts[2][:1] == "t" and parts[2][1:].isdigit() else 0
 
 
 def front_filter(partition: int) -> str:
@@ -359,7 +367,7 @@ async def _consumer_anew(
     replicas: int,
     max_ack_pending: int,
     owned: Callable[[], bool],
-    interest: bool = False,
+    token: int | None = None,
 ) -> JetStreamContext.PullSubscription | None:
     """A partition's consumer made anew, bound, and every earlier one of the partition deleted: the
     stream keeps what nobody acknowledged, and a new consumer delivers it first, in order (at once,
@@ -368,9 +376,11 @@ async def _consumer_anew(
     partition's new owner.
 
     The order of the two steps is the stream's: a work queue (``TRACKER_PART``) refuses a second
-    consumer of the same subjects, so the old ones go first; an interest stream (``$MQTT_msgs``,
-    ``interest``) drops at once what no consumer takes, so the new one is made first, and the old ones
-    go once it holds the partition's messages.
+    consumer of the same subjects, so the old ones go first; an interest stream (``$MQTT_msgs``, a
+    front's: ``token`` given) drops at once what no consumer takes, so the new one is made first, and
+    the old ones go once it holds the partition's messages; and only those made under the same lease
+    token or an older one: a take that lost the partition while it ran (a worker paused, or cut off)
+    never deletes the consumer of the partition's new owner, whose token is higher.
 
     Each incarnation has a name of its own (``base-<random>``). A reader that lost the partition may
     still ask the engine for messages: a pull request sent into a network cut reaches the server when
@@ -386,10 +396,12 @@ async def _consumer_anew(
     a take that gave up there left the partition owned and read by nobody (tests/e2e/test_cluster.py's
     node kill stalled so). Any other error is asked again too (with a warning), and a consumer made
     after failed tries is logged, so that a take is never given up, nor ends, without a word."""
-    name = f"{base}-{secrets.token_hex(4)}"
-    if interest:
+    interest = token is not None
+    if token is not None:
+        name = f"{base}-t{token}-{secrets.token_hex(4)}"
         config = _front_config(name, filter_subject, replicas)
     else:
+        name = f"{base}-{secrets.token_hex(4)}"
         config = ConsumerConfig(
             durable_name=name,
             filter_subject=filter_subject,
@@ -402,7 +414,7 @@ async def _consumer_anew(
 
     async def delete(names: list[str]) -> None:
         for old in names:
-            if old != name:
+            if old != name and (token is None or _token_of(old) <= token):
                 with contextlib.suppress(NotFoundError):
                     await _retry(functools.partial(js.delete_consumer, stream, old), f"deleting {old}")
 
@@ -455,7 +467,8 @@ async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: flo
     A 503 (the consumer's group electing a leader, seconds after a node's loss) is waited out, up to
     ``LEADERLESS_WAIT_S``, not raised: a reader that raised took its partition anew, and the consumer
     it made anew had to elect a leader too; after a node's loss that loop went on for about 30 s. A
-    consumer that is gone (404) or an election longer than that is raised (the partition taken anew)."""
+    consumer that is gone (asked at each 503: nats-py reports "no responders" to a pull on a deleted
+    consumer as a 503 too) or an election longer than that is raised (the partition taken anew)."""
     since: float | None = None
     while True:
         try:
@@ -466,7 +479,9 @@ async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: flo
             since = since if since is not None else time.monotonic()
             if time.monotonic() - since > LEADERLESS_WAIT_S:
                 raise
-            await asyncio.sleep(0.5)
+            with contextlib.suppress(nats.errors.TimeoutError, ServiceUnavailableError):
+                await sub.consumer_info()  # NotFoundError (raised): deleted, not electing (a pull on a
+            await asyncio.sleep(0.5)  # consumer that is gone gets "no responders", a 503 too)
 
 
 # --- the front: every worker -------------------------------------------------------------------------
@@ -494,9 +509,13 @@ class _AtMostOnce:
 
     msgs: list[Msg] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0  # over ``AT_MOST_ONCE_MAX`` while the front could not forward (the engine away)
 
     async def put(self, m: Msg) -> None:
         if m.headers and m.headers.get(MQTT_HEADER, "0") != "0":
+            return
+        if len(self.msgs) >= AT_MOST_ONCE_MAX:
+            self.dropped += 1
             return
         self.msgs.append(m)
         self.arrived.set()
@@ -525,9 +544,10 @@ class FrontStage:
     batch: int = 500
     forwarded: int = 0  # fixes forwarded, for the metrics
     unmapped: int = 0  # messages that came without the server's mappings (order not kept)
-    owns: Callable[[int], bool] = lambda partition: True  # whether this worker holds a partition's lease
+    token_of: Callable[[int], int | None] = lambda partition: 1  # the partition's lease token; None: not held
     sweep_s: float = 30.0  # how often the partitions' other consumers are looked for (``_sweep``)
     _held: dict[int, _Fronted] = field(default_factory=dict, init=False)
+    _taking: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _retakes: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     async def run(self) -> None:
@@ -561,51 +581,96 @@ class FrontStage:
     async def take(self, partition: int) -> None:
         """Front partition ``partition`` (a lease on it was taken): its consumer of ``$MQTT_msgs`` made
         anew, so that what its last front fetched and did not acknowledge comes first, in order, then
-        the rest; and its QoS 0 messages from now on."""
-        if partition in self._held:
+        the rest; and its QoS 0 messages from now on. One take of a partition at a time (a second one
+        meanwhile returns): two at once each made a consumer, and one deleted the other's."""
+        if partition in self._held or partition in self._taking:
             return
-        sub = await _consumer_anew(
-            self.js,
-            MQTT_STREAM,
-            front_seed(partition),
-            front_filter(partition),
-            replicas=await _retry(lambda: _replicas_of(self.js, MQTT_STREAM), MQTT_STREAM),
-            max_ack_pending=20_000,
-            owned=lambda: self.owns(partition) and partition not in self._held,
-            interest=True,
-        )
-        if sub is None:
-            return
-        inbox = _AtMostOnce()
+        task = asyncio.create_task(self._take(partition))
+        self._taking[partition] = task
         try:
-            qos0 = await self.nc.subscribe(
-                f"{FRONT_PREFIX}.{partition}.>", cb=inbox.put, pending_msgs_limit=-1, pending_bytes_limit=-1
+            await asyncio.wait({task})  # (a give-up cancels the take, not the caller)
+        finally:
+            if self._taking.get(partition) is task:
+                del self._taking[partition]
+        if not task.cancelled():
+            task.result()
+
+    async def _take(self, partition: int) -> None:
+        token = self.token_of(partition)
+        if token is None:
+            return
+
+        def owned() -> bool:
+            return self.token_of(partition) == token and partition not in self._held
+
+        delay = 0.5
+        while owned():
+            sub: JetStreamContext.PullSubscription | None = None
+            try:
+                replicas = await _replicas_of(self.js, MQTT_STREAM)
+                sub = await _consumer_anew(
+                    self.js,
+                    MQTT_STREAM,
+                    front_seed(partition),
+                    front_filter(partition),
+                    replicas=replicas,
+                    max_ack_pending=20_000,
+                    owned=owned,
+                    token=token,
+                )
+                if sub is None:
+                    return
+                inbox = _AtMostOnce()
+                qos0 = await self.nc.subscribe(
+                    f"{FRONT_PREFIX}.{partition}.>",
+                    cb=inbox.put,
+                    pending_msgs_limit=-1,
+                    pending_bytes_limit=-1,
+                )
+            except Exception as e:  # (the engine away: a take given up would leave the partition unread)
+                log.warning(
+                    "front %d: cannot take it (%s: %s); again in %.1f s",
+                    partition,
+                    type(e).__name__,
+                    e,
+                    delay,
+                )
+                if sub is not None:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+                continue
+            if not owned():  # lost meanwhile: its consumer is left to the new owner's take or sweep
+                for ended in (sub, qos0):
+                    with contextlib.suppress(Exception):
+                        await ended.unsubscribe()
+                return
+            self._held[partition] = _Fronted(
+                sub._consumer,  # (its name: nats-py keeps it private)
+                asyncio.create_task(_reading(sub, self._read(partition, sub))),
+                asyncio.create_task(_reading(qos0, self._read_at_most_once(partition, inbox))),
             )
-        except Exception:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-            raise
-        self._held[partition] = _Fronted(
-            sub._consumer,  # (its name: nats-py keeps it private)
-            asyncio.create_task(_reading(sub, self._read(partition, sub))),
-            asyncio.create_task(_reading(qos0, self._read_at_most_once(partition, inbox))),
-        )
+            return
 
     def give_up(self, partition: int) -> None:
         """Stop fronting the partition (its lease is lost or handed over): what was fetched and not
         acknowledged goes to its next front, first."""
+        taking = self._taking.pop(partition, None)
+        if taking is not None:
+            taking.cancel()
         fronted = self._held.pop(partition, None)
         if fronted is not None:
             fronted.cancel()
 
     async def stop(self) -> None:
-        fronted = list(self._held.values())
-        self._held.clear()
-        for f in fronted:
-            f.cancel()
-        await asyncio.gather(
-            *(t for f in fronted for t in (f.stored, f.at_most_once)), return_exceptions=True
-        )
+        ending = [t for f in self._held.values() for t in (f.stored, f.at_most_once)]
+        ending += [*self._taking.values(), *self._retakes]
+        for partition in list(self._taking) + list(self._held):
+            self.give_up(partition)
+        for task in ending:
+            task.cancel()
+        await asyncio.gather(*ending, return_exceptions=True)
 
     async def _read(self, partition: int, sub: JetStreamContext.PullSubscription) -> None:
         """Fetch and front until given up. Any error (a fetch's: the connection or the consumer's node
@@ -627,8 +692,16 @@ class FrontStage:
                 return
 
     async def _read_at_most_once(self, partition: int, inbox: _AtMostOnce) -> None:
+        dropped = 0
         while True:
             msgs = await inbox.take()
+            if inbox.dropped > dropped:
+                log.warning(
+                    "front %d: %d QoS 0 messages dropped (the front could not keep up)",
+                    partition,
+                    inbox.dropped - dropped,
+                )
+                dropped = inbox.dropped
             try:
                 await self._front(msgs, None)
             except Exception as e:  # (never met: ``_front`` keeps what fails as a dead letter)
@@ -643,16 +716,22 @@ class FrontStage:
                 log.warning("front: cannot sweep the partitions' consumers (%s: %s)", type(e).__name__, e)
 
     async def _sweep(self) -> None:
-        """Delete the other consumers of the partitions this worker fronts and owns: one made in a race
-        with a take (``ensure_streams``' first consumer of a partition, made as another worker took it;
-        or a take that found the partition gone once its consumer was made) would keep the partition's
-        messages in ``$MQTT_msgs`` forever. Only by the owner, which reads its own meanwhile: the
-        partition's messages are never without a consumer."""
+        """Delete the older consumers of the partitions this worker fronts: one made in a race with a
+        take (``ensure_streams``' first consumer of a partition, made as a worker took it; a take that
+        lost the partition once its consumer was made) would keep the partition's messages in
+        ``$MQTT_msgs`` forever. Only while the front's own consumer is listed (one deleted meanwhile
+        leaves the others the partition's only ones), and only those made under an older lease token
+        (or its own, before a take anew): a worker that lost the partition without knowing it yet never
+        deletes its new owner's."""
         names = await _consumers_named(self.js, MQTT_STREAM, "front")
         for p, fronted in list(self._held.items()):
-            others = [n for n in names if _partition_of(n) == p and n != fronted.consumer]
-            for name in others:
-                if self._held.get(p) is not fronted or not self.owns(p):
+            if fronted.consumer not in names:
+                continue
+            own = _token_of(fronted.consumer)
+            for name in names:
+                if _partition_of(name) != p or name == fronted.consumer or _token_of(name) > own:
+                    continue
+                if self._held.get(p) is not fronted or self.token_of(p) != own:
                     break
                 log.info("front %d: deleting consumer %s (its own is %s)", p, name, fronted.consumer)
                 with contextlib.suppress(NotFoundError):
