@@ -560,18 +560,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+RECEIPT_TO_SOCKET = "receipt → socket"
+
+
 def latencies(
     sockets: Sockets, since: float, fixes: Sequence[Fix], times: np.ndarray, per_message: int
-) -> tuple[list[tuple[float, float]], dict[str, int]]:
-    """(arrival, publish → websocket seconds) of every incident alert decided by a fix of this phase.
-    A fix the simulator sent twice (a duplicate, a late copy) counts from its first publish: the first
-    copy is the one that decides (timed from the second, latencies came out negative)."""
+) -> tuple[list[tuple[float, float]], dict[str, list[float]]]:
+    """(arrival, publish → websocket seconds) of every incident alert decided by a fix of this phase,
+    and the latencies of each kind. A fix the simulator sent twice (a duplicate, a late copy) counts
+    from its first publish: the first copy is the one that decides (timed from the second, latencies
+    came out negative)."""
     sent_at: dict[tuple[str, float], float] = {}
     for i, f in enumerate(fixes):
         key, t = (f.tag, round(f.ts, 3)), float(times[i // per_message])
         sent_at[key] = min(t, sent_at.get(key, t))
     out: list[tuple[float, float]] = []
-    kinds: dict[str, int] = {}
+    kinds: dict[str, list[float]] = {}
+    after_receipt: list[float] = []  # the tracker's receipt of the fix (its front's, in a cluster) → socket
     for arrived, m in list(sockets.received):
         if arrived < since or m.get("transition") != "opened" or m.get("kind") not in INCIDENT_KINDS:
             continue
@@ -579,7 +584,10 @@ def latencies(
         key = (tag_of(m["child"]["id"]), round(float(position.get("ts", 0.0)), 3))
         if key in sent_at:
             out.append((arrived, arrived - sent_at[key]))
-            kinds[m["kind"]] = kinds.get(m["kind"], 0) + 1
+            kinds.setdefault(m["kind"], []).append(arrived - sent_at[key])
+            if m.get("fix_received_at") is not None:
+                after_receipt.append(arrived - float(m["fix_received_at"]))
+    kinds[RECEIPT_TO_SOCKET] = after_receipt
     return out, kinds
 
 
@@ -618,7 +626,12 @@ async def latency_phase(
         "offered_fixes_per_s": rate,
         "message": f"gateway batches of {per}" if batch else "single fixes",
         "incident_alerts": len(ms),
-        "by_kind": kinds,
+        "by_kind": {k: len(v) for k, v in kinds.items() if k != RECEIPT_TO_SOCKET},
+        "p50_p99_ms_by_kind": {  # (and from the fix's receipt by the tracker to the socket, every kind)
+            k: [round(percentile([x * 1000 for x in v], q), 1) for q in (50, 99)]
+            for k, v in kinds.items()
+            if v
+        },
         "p50_ms": round(percentile(ms, 50), 1),
         "p95_ms": round(percentile(ms, 95), 1),
         "p99_ms": round(percentile(ms, 99), 1),
