@@ -508,6 +508,7 @@ class _AtMostOnce:
     the header (a NATS client's) is taken as QoS 0."""
 
     msgs: list[Msg] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # when each arrived (the tracker's receipt)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0  # over ``AT_MOST_ONCE_MAX`` while the front could not forward (the engine away)
 
@@ -518,13 +519,14 @@ class _AtMostOnce:
             self.dropped += 1
             return
         self.msgs.append(m)
+        self.times.append(time.time())
         self.arrived.set()
 
-    async def take(self) -> list[Msg]:
+    async def take(self) -> tuple[list[Msg], list[float]]:
         await self.arrived.wait()
         self.arrived.clear()
-        msgs, self.msgs = self.msgs, []
-        return msgs
+        msgs, self.msgs, times, self.times = self.msgs, [], self.times, []
+        return msgs, times
 
 
 @dataclass
@@ -694,7 +696,7 @@ class FrontStage:
     async def _read_at_most_once(self, partition: int, inbox: _AtMostOnce) -> None:
         dropped = 0
         while True:
-            msgs = await inbox.take()
+            msgs, received = await inbox.take()
             if inbox.dropped > dropped:
                 log.warning(
                     "front %d: %d QoS 0 messages dropped (the front could not keep up)",
@@ -703,7 +705,7 @@ class FrontStage:
                 )
                 dropped = inbox.dropped
             try:
-                await self._front(msgs, None)
+                await self._front(msgs, None, received)
             except Exception as e:  # (never met: ``_front`` keeps what fails as a dead letter)
                 log.warning("front %d: %d QoS 0 messages lost (%s)", partition, len(msgs), e)
 
@@ -743,11 +745,19 @@ class FrontStage:
         task.add_done_callback(self._retakes.discard)
         task.add_done_callback(_report_take)
 
-    async def _front(self, msgs: list[Msg], ack: Callable[[list[Msg]], Awaitable[None]] | None) -> None:
-        """Forward a batch of messages, then ``ack`` them (None: messages of QoS 0, not stored)."""
-        now = time.time()
+    async def _front(
+        self,
+        msgs: list[Msg],
+        ack: Callable[[list[Msg]], Awaitable[None]] | None,
+        received: list[float] | None = None,
+    ) -> None:
+        """Forward a batch of messages, then ``ack`` them. ``received``: when each arrived, for messages
+        not stored (QoS 0, None for ``ack``); a stored message was received when the engine stored it."""
+        if received is None:
+            received = [m.metadata.timestamp.timestamp() for m in msgs]
         messages = [
-            RawMessage(topic_of(m.subject), m.data, _stored_at(m, now), 0, 1, FRONT_SESSION) for m in msgs
+            RawMessage(topic_of(m.subject), m.data, t, 0, 1, FRONT_SESSION)
+            for m, t in zip(msgs, received, strict=True)
         ]
         try:
             await self.forward(messages)
@@ -1050,11 +1060,6 @@ async def _ack_each(msgs: list[Msg]) -> None:
 async def _ack_last(msgs: list[Msg]) -> None:
     """A batch of a consumer that acknowledges all up to a message (``AckPolicy.ALL``): its last."""
     await msgs[-1].ack()
-
-
-def _stored_at(m: Msg, now: float) -> float:
-    """When the engine stored a message (``now`` for one delivered on its subject, not stored)."""
-    return m.metadata.timestamp.timestamp() if m.reply.startswith("$JS.ACK.") else now
 
 
 async def _ack(msgs: list[Msg]) -> None:
