@@ -603,8 +603,10 @@ async def latency_phase(
     phases: list[Phase],
     seen: set[tuple[str, float]],
     sockets: Sockets,
+    database_url: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[float, float]]]:
-    """Publish at ``rate`` fixes/s for ``seconds``; latencies of the incident alerts it decided."""
+    """Publish at ``rate`` fixes/s for ``seconds``; latencies of the incident alerts it decided (and,
+    given the database, where their time went: ``steps``)."""
     fixes = take(generator, int(rate * seconds))
     per = max(batch, 1)
     if batch:
@@ -637,11 +639,48 @@ async def latency_phase(
         "p99_ms": round(percentile(ms, 99), 1),
         "max_ms": round(max(ms), 1) if ms else None,
     }
+    if database_url is not None:
+        out["steps_p50_p99_ms"] = await steps(database_url, sockets, since)
     log(
         f"  {name}: publish → websocket over {len(ms)} incident alerts: p50 {out['p50_ms']} ms, "
         f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms"
+        + (f"; steps {out['steps_p50_p99_ms']}" if "steps_p50_p99_ms" in out else "")
     )
     return phase, out, lat
+
+
+async def steps(database_url: str, sockets: Sockets, since: float) -> dict[str, list[float]]:
+    """Where the incident alerts' time went, p50 and p99 of each step (ms), from the alerts' and their
+    websocket deliveries' rows: the tracker's receipt of the deciding fix (a cluster's: when the
+    engine stored it) → the commit that made the delivery row (its transaction's start, ``now()``) →
+    the dispatcher's send (``sent_at``; the first of the alert's guardians) → the socket's message."""
+    arrived: dict[int, float] = {}
+    for at, m in list(sockets.received):
+        if at >= since and m.get("transition") == "opened" and m.get("kind") in INCIDENT_KINDS:
+            arrived[int(m["alert_id"])] = min(at, arrived.get(int(m["alert_id"]), at))
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT d.alert_id, extract(epoch FROM a.fix_received_at)::float8 AS received,"
+            " extract(epoch FROM min(d.created_at))::float8 AS committed,"
+            " extract(epoch FROM min(d.sent_at))::float8 AS sent"
+            " FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+            " WHERE d.alert_id = any($1::bigint[]) AND d.channel = 'websocket' AND d.transition = 'opened'"
+            " GROUP BY d.alert_id, a.fix_received_at",
+            list(arrived),
+        )
+    finally:
+        await conn.close()
+    parts: dict[str, list[float]] = {"receipt → commit": [], "commit → sent": [], "sent → socket": []}
+    for r in rows:
+        if r["received"] is None or r["sent"] is None:
+            continue
+        parts["receipt → commit"].append(r["committed"] - r["received"])
+        parts["commit → sent"].append(r["sent"] - r["committed"])
+        parts["sent → socket"].append(arrived[r["alert_id"]] - r["sent"])
+    return {
+        k: [round(percentile([x * 1000 for x in v], q), 1) for q in (50, 99)] for k, v in parts.items() if v
+    }
 
 
 # --- the run ------------------------------------------------------------------------------------------------
@@ -817,7 +856,18 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # (what an operator sees when the tracker keeps up; above its capacity latency is the backlog)
         def at(name: str, rate: float, seconds: float, batch: int) -> Any:
             return latency_phase(
-                name, rate, seconds, batch, generator, prefix, watch, publishers, phases, seen, sockets
+                name,
+                rate,
+                seconds,
+                batch,
+                generator,
+                prefix,
+                watch,
+                publishers,
+                phases,
+                seen,
+                sockets,
+                database_url=database_url,
             )
 
         results["latency_phase"], results["latency"], lat = await at(

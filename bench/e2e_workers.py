@@ -299,6 +299,7 @@ async def one_count(
             phases,
             seen,
             sockets,
+            database_url=setup.database_url,
         )
         out["latency"]["rate_is"] = basis
         log(f"  latency offered at {rate:,.0f} fixes/s: {basis}")
