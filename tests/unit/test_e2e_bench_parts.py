@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.e2e import Sockets, batch_messages, latencies  # noqa: E402
+from bench.e2e import RECEIPT_TO_SOCKET, Sockets, batch_messages, latencies  # noqa: E402
 from bench.load.city import tag_of  # noqa: E402
 from bench.load.rawpub import _varint, publish_packet  # noqa: E402
 from simulator.messages import Fix, Position  # noqa: E402
@@ -52,7 +52,13 @@ def test_latency_is_from_the_deciding_fixs_publish_to_the_alerts_arrival() -> No
     sockets = Sockets("http://x", [])
 
     def alert(child: int, ts: float, kind: str = "sos", transition: str = "opened") -> dict[str, object]:
-        return {"transition": transition, "kind": kind, "child": {"id": child}, "position": {"ts": ts}}
+        return {
+            "transition": transition,
+            "kind": kind,
+            "child": {"id": child},
+            "position": {"ts": ts},
+            "fix_received_at": 52.05 if child == 8 else None,  # the tracker's receipt (None: not stated)
+        }
 
     sockets.received = [
         (51.2, alert(7, 1015.0, "left_route")),  # decided by the second fix: 0.2 s
@@ -64,7 +70,11 @@ def test_latency_is_from_the_deciding_fixs_publish_to_the_alerts_arrival() -> No
     ]
     got, kinds = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
     assert [round(x, 3) for _, x in got] == [0.2, 0.1]
-    assert kinds == {"left_route": 1, "sos": 1}
+    assert {k: [round(x, 3) for x in v] for k, v in kinds.items()} == {
+        "left_route": [0.2],
+        "sos": [0.1],
+        RECEIPT_TO_SOCKET: [0.05],  # from the receipt the alert states (the SOS's): 52.1 - 52.05
+    }
 
 
 def test_a_fix_sent_twice_is_timed_from_its_first_publish() -> None:
