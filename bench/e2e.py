@@ -565,11 +565,11 @@ RECEIPT_TO_SOCKET = "receipt → socket"
 
 def latencies(
     sockets: Sockets, since: float, fixes: Sequence[Fix], times: np.ndarray, per_message: int
-) -> tuple[list[tuple[float, float]], dict[str, list[float]]]:
+) -> tuple[list[tuple[float, float]], dict[str, list[float]], dict[int, float]]:
     """(arrival, publish → websocket seconds) of every incident alert decided by a fix of this phase,
-    and the latencies of each kind. A fix the simulator sent twice (a duplicate, a late copy) counts
-    from its first publish: the first copy is the one that decides (timed from the second, latencies
-    came out negative)."""
+    the latencies of each kind, and each of those alerts' first arrival (by alert id). A fix the
+    simulator sent twice (a duplicate, a late copy) counts from its first publish: the first copy is
+    the one that decides (timed from the second, latencies came out negative)."""
     sent_at: dict[tuple[str, float], float] = {}
     for i, f in enumerate(fixes):
         key, t = (f.tag, round(f.ts, 3)), float(times[i // per_message])
@@ -577,6 +577,7 @@ def latencies(
     out: list[tuple[float, float]] = []
     kinds: dict[str, list[float]] = {}
     after_receipt: list[float] = []  # the tracker's receipt of the fix (its front's, in a cluster) → socket
+    first: dict[int, float] = {}
     for arrived, m in list(sockets.received):
         if arrived < since or m.get("transition") != "opened" or m.get("kind") not in INCIDENT_KINDS:
             continue
@@ -585,10 +586,12 @@ def latencies(
         if key in sent_at:
             out.append((arrived, arrived - sent_at[key]))
             kinds.setdefault(m["kind"], []).append(arrived - sent_at[key])
+            if "alert_id" in m:
+                first[int(m["alert_id"])] = min(arrived, first.get(int(m["alert_id"]), arrived))
             if m.get("fix_received_at") is not None:
                 after_receipt.append(arrived - float(m["fix_received_at"]))
     kinds[RECEIPT_TO_SOCKET] = after_receipt
-    return out, kinds
+    return out, kinds, first
 
 
 async def latency_phase(
@@ -622,7 +625,7 @@ async def latency_phase(
         f"latency at {rate:,.0f} fixes/s", watch, publishers, messages, fixes, phases, seen, rate=rate / per
     )
     await asyncio.sleep(2.0)  # the last alerts
-    lat, kinds = latencies(sockets, since, fixes, times, per)
+    lat, kinds, alerts = latencies(sockets, since, fixes, times, per)
     ms = [x * 1000 for _, x in lat]
     out = {
         "offered_fixes_per_s": rate,
@@ -640,7 +643,7 @@ async def latency_phase(
         "max_ms": round(max(ms), 1) if ms else None,
     }
     if database_url is not None:
-        out["steps_p50_p99_ms"] = await steps(database_url, sockets, since)
+        out["steps_p50_p99_ms"] = await steps(database_url, alerts)
     log(
         f"  {name}: publish → websocket over {len(ms)} incident alerts: p50 {out['p50_ms']} ms, "
         f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms"
@@ -649,15 +652,14 @@ async def latency_phase(
     return phase, out, lat
 
 
-async def steps(database_url: str, sockets: Sockets, since: float) -> dict[str, list[float]]:
-    """Where the incident alerts' time went, p50 and p99 of each step (ms), from the alerts' and their
-    websocket deliveries' rows: the tracker's receipt of the deciding fix (a cluster's: when the
-    engine stored it) → the commit that made the delivery row (its transaction's start, ``now()``) →
-    the dispatcher's send (``sent_at``; the first of the alert's guardians) → the socket's message."""
-    arrived: dict[int, float] = {}
-    for at, m in list(sockets.received):
-        if at >= since and m.get("transition") == "opened" and m.get("kind") in INCIDENT_KINDS:
-            arrived[int(m["alert_id"])] = min(at, arrived.get(int(m["alert_id"]), at))
+async def steps(database_url: str, arrived: dict[int, float]) -> dict[str, list[float]]:
+    """Where the incident alerts' time went (the alerts ``latencies`` timed, by id -> first arrival at
+    a socket), p50 and p99 of each step (ms), from the alerts' and their websocket deliveries' rows:
+    the tracker's receipt of the deciding fix (a cluster's: when the engine stored it) → the commit that
+    made the delivery rows (its transaction's start, ``now()``) → the first dispatcher's send of one of
+    them (``sent_at``, 'sent' or 'offline': a claimer without the guardian's socket tells the others)
+    → the first socket's message. Several guardians: the first of each step, which may be different
+    guardians'; with few alerts the p99 is about their maximum."""
     conn = await asyncpg.connect(database_url)
     try:
         rows = await conn.fetch(

@@ -25,6 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
+import nats
 import paho.mqtt.client as mqtt
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
@@ -60,6 +61,8 @@ async def trial(directory: Path, messages: int, pace: float, stream: str) -> Non
             if leader:
                 await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
             await asyncio.sleep(1)
+        else:
+            raise RuntimeError(f"{stream}'s leader stayed on the devices' node (or had none): {leader}")
         acked: set[int] = set()
         events: list[tuple[float, str]] = []
         client = mqtt.Client(
@@ -127,9 +130,11 @@ async def _readable(js: JetStreamContext, stream: str, partitions: int) -> set[i
         while True:
             try:
                 got = await sub.fetch(500, timeout=2)
-            except Exception:
+            except (nats.errors.TimeoutError, TimeoutError):  # nothing more
                 break
             stored |= {json.loads(m.data)["i"] for m in got}
+            for m in got:  # (a consumer's unacknowledged messages stop it at max_ack_pending)
+                await m.ack()
     return stored
 
 

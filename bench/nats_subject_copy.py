@@ -1,6 +1,8 @@
 """What a front pays for the QoS 1 copies it skips (docs/scaling.md, "Why `$MQTT_msgs`"): a core NATS
-subscription's CPU per message in nats-py, for messages without headers and with the one header
-nats-server's MQTT listener adds (`Nmqtt-Pub`), read as the front reads it. One nats-server of its own
+subscription's CPU per message in nats-py, for messages without headers and with the header
+nats-server's MQTT listener puts on a QoS 1 copy (`Nmqtt-Pub`: nats-server 2.15.1 sends that one alone
+on the subject here, mappings or not; other versions' sources add `Nmqtt-Subject` and `Nmqtt-Mapped`,
+which would cost more), read as the front reads it. One nats-server of its own
 (tracker.embedded), a publisher in another process, 100,000 messages of a single fix's size each.
 
     .venv/bin/python bench/nats_subject_copy.py [--messages 100000]

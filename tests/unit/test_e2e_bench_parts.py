@@ -68,7 +68,7 @@ def test_latency_is_from_the_deciding_fixs_publish_to_the_alerts_arrival() -> No
         (53.0, alert(9, 1015.0)),  # not a fix of this phase
         (10.0, alert(7, 1000.0)),  # before the phase began
     ]
-    got, kinds = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
+    got, kinds, _ = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
     assert [round(x, 3) for _, x in got] == [0.2, 0.1]
     assert {k: [round(x, 3) for x in v] for k, v in kinds.items()} == {
         "left_route": [0.2],
@@ -85,5 +85,5 @@ def test_a_fix_sent_twice_is_timed_from_its_first_publish() -> None:
     sockets.received = [
         (50.3, {"transition": "opened", "kind": "sos", "child": {"id": 7}, "position": {"ts": 1000.0}})
     ]
-    got, _ = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
+    got, _, _ = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
     assert [round(x, 3) for _, x in got] == [0.3]  # not 50.3 - 52.0

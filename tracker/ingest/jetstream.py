@@ -79,7 +79,7 @@ FRONT_CONSUMER = "front"  # unmapped messages (a server without the mappings): s
 FRONT_PREFIX = "tin"  # the mapped ingest subjects: tin.<partition>.<the topic's subject>
 MQTT_HEADER = "Nmqtt-Pub"  # nats-server's mark on a message its MQTT listener took from a client
 FRONT_SESSION = -3  # RawMessage.session of a front message (acknowledged by the front, not the batch loop)
-FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds: a dead worker's messages go on after this
+FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds; a front's consumer is made anew on takeover
 PART_ACK_WAIT_S = 120.0  # never hit by a live owner's commit; a new owner re-creates the consumer anyway
 AT_MOST_ONCE_MAX = 50_000  # QoS 0 messages a front keeps while it cannot forward; more are dropped
 LEADERLESS_WAIT_S = 20.0  # a fetch's 503 (no leader) waited out this long before the partition is taken anew
@@ -213,8 +213,8 @@ async def _unmapped_only(js: JetStreamContext, config: StreamConfig) -> None:
             with contextlib.suppress(NotFoundError):
                 await js.delete_consumer(IN_STREAM, name)
     log.warning(
-        "stream %s takes the unmapped ingest subjects only now (%d messages in it; the fronts read the "
-        "mapped ones from %s)",
+        "stream %s takes the unmapped ingest subjects only now (%d messages in it, of both kinds: the "
+        "mapped ones are not read any more; the fronts read them from %s)",
         IN_STREAM,
         info.state.messages,
         MQTT_STREAM,
@@ -432,7 +432,12 @@ async def _consumer_anew(
             await _retry(lambda: js.add_consumer(stream, config), name)
             sub = await _retry(lambda: js.pull_subscribe_bind(durable=name, stream=stream), name)
             if interest:
-                await delete(old)
+                try:
+                    await delete(old)
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    raise
         except Exception as e:  # (a bug too: a take that raised left its partition read by nobody)
             tries += 1
             log.warning("%s: cannot make it anew (%s: %s); again in %.1f s", name, type(e).__name__, e, delay)
@@ -553,8 +558,11 @@ class FrontStage:
     _retakes: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     async def run(self) -> None:
-        """The shared consumer of unmapped messages, and the sweep of the partitions' consumers."""
-        await asyncio.gather(self._run_shared(), self._sweep_forever())
+        """The shared consumer of unmapped messages, and the sweep of the partitions' consumers (both
+        end when either does)."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._run_shared())
+            group.create_task(self._sweep_forever())
 
     async def _run_shared(self) -> None:
         """The shared consumer of unmapped messages (a server without ``server_mappings``): fronted by
@@ -589,12 +597,14 @@ class FrontStage:
             return
         task = asyncio.create_task(self._take(partition))
         self._taking[partition] = task
-        try:
-            await asyncio.wait({task})  # (a give-up cancels the take, not the caller)
-        finally:
-            if self._taking.get(partition) is task:
+
+        def ended(t: asyncio.Task[None]) -> None:
+            if self._taking.get(partition) is t:
                 del self._taking[partition]
-        if not task.cancelled():
+
+        task.add_done_callback(ended)
+        await asyncio.wait({task})  # (a give-up cancels the take, not the caller; a caller cancelled
+        if not task.cancelled():  #   leaves the take running, still the partition's only one)
             task.result()
 
     async def _take(self, partition: int) -> None:
@@ -608,6 +618,7 @@ class FrontStage:
         delay = 0.5
         while owned():
             sub: JetStreamContext.PullSubscription | None = None
+            qos0: Subscription | None = None
             try:
                 replicas = await _replicas_of(self.js, MQTT_STREAM)
                 sub = await _consumer_anew(
