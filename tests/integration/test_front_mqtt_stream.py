@@ -9,7 +9,9 @@ real nats-server with the tracker's subject mappings and real MQTT devices (paho
 - a partition's stray consumer (one made in a race with a take) is swept by the partition's front, and
   a take by a worker that lost the partition (an older lease token) never deletes its new owner's;
 - two takes of one partition at once make one front; a front whose consumer is deleted takes the
-  partition anew.
+  partition anew;
+- a cluster whose ``TRACKER_IN`` took the mapped subjects (before 2026-12-07) is moved on; QoS 0
+  messages waiting for a front that cannot forward are bounded.
 
 The node-loss case itself (the leader of ``$MQTT_msgs`` killed mid-stream) runs with the whole chain in
 tests/e2e/test_cluster.py; bench/mqtt_leader_loss.py counts what a device's PUBACK covers.
@@ -28,6 +30,8 @@ from typing import Any
 import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
+from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
 from tests.helpers import build_small_world, fix, wait_until
 from tracker.config import Settings
@@ -300,3 +304,45 @@ async def _fronts(js: Any, partition: int, count: int) -> list[str] | None:
     """The partition's consumers of $MQTT_msgs once there are ``count`` of them."""
     names = await jetstream._consumers_named(js, jetstream.MQTT_STREAM, jetstream.front_seed(partition))
     return names if len(names) == count else None
+
+
+async def test_a_cluster_made_before_the_fronts_read_mqtt_msgs_is_moved_on(engine: Engine) -> None:
+    """A worker of an earlier version made ``TRACKER_IN`` take the mapped subjects and fronted them
+    there. A worker now seeds every partition's consumer of ``$MQTT_msgs`` first, then cuts the mapped
+    subjects from ``TRACKER_IN`` (the old fronts' consumers go with them): nothing keeps them
+    forever in a work queue nobody reads, and devices' messages are kept for the fronts meanwhile."""
+    nc = await jetstream.connect(engine.node.url, "old")
+    engine.connections.append(nc)
+    js = nc.jetstream()
+    await js.add_stream(
+        StreamConfig(
+            name=jetstream.IN_STREAM,
+            subjects=[f"{jetstream.FRONT_PREFIX}.*.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+        )
+    )
+    await js.add_consumer(
+        jetstream.IN_STREAM,
+        ConsumerConfig(durable_name="front-1-0a0b0c0d", filter_subject=f"{jetstream.FRONT_PREFIX}.1.>"),
+    )
+    await engine.js()  # a worker of this version starts: ensure_streams
+    info = await js.stream_info(jetstream.IN_STREAM)
+    assert not any(s.startswith(jetstream.FRONT_PREFIX) for s in info.config.subjects or [])
+    assert await jetstream._consumers_named(js, jetstream.IN_STREAM, "front") == [jetstream.FRONT_CONSUMER]
+    seeds = await jetstream._consumers_named(js, jetstream.MQTT_STREAM, "front")
+    assert sorted(seeds) == sorted(jetstream.front_seed(p) for p in range(PARTITIONS))
+
+
+async def test_qos_0_messages_a_front_cannot_forward_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the front cannot forward (the engine or PostgreSQL away) QoS 0 messages wait in memory up
+    to a bound; more are dropped and counted. A QoS 1 copy on the subject is skipped."""
+    monkeypatch.setattr(jetstream, "AT_MOST_ONCE_MAX", 3)
+    inbox = jetstream._AtMostOnce()
+    for i in range(5):
+        await inbox.put(Msg(None, subject=f"tin.1.t{i}", headers={jetstream.MQTT_HEADER: "0"}))  # type: ignore[arg-type]
+    await inbox.put(Msg(None, subject="tin.1.q1", headers={jetstream.MQTT_HEADER: "1"}))  # type: ignore[arg-type]
+    await inbox.put(Msg(None, subject="tin.1.nats"))  # type: ignore[arg-type]  # (a NATS client's: QoS 0)
+    msgs, received = await inbox.take()
+    assert [m.subject for m in msgs] == ["tin.1.t0", "tin.1.t1", "tin.1.t2"]
+    assert len(received) == 3 and inbox.dropped == 3
