@@ -130,6 +130,21 @@ async def engine(database_url: str, nats_node: EmbeddedNats) -> AsyncIterator[En
         await pool.close()
 
 
+async def published_qos_1(engine: Engine, n: int) -> list[tuple[str, float]]:
+    """(tag, time) of ``n`` fixes a device published at QoS 1 and the broker acknowledged, one a
+    second of ten minutes ago, the tags in turn."""
+    device = Device(engine.node)
+    t0 = time.time() - 600
+    try:
+        sent = [(engine.tags[i % len(engine.tags)], t0 + i) for i in range(n)]
+        for tag, ts in sent:
+            device.publish(tag, ts, 1)
+        await asyncio.to_thread(device.wait)
+    finally:
+        device.close()
+    return sent
+
+
 class Device:
     """A paho client publishing fixes of several tags, as the tags' gateway would (MQTT 3.1.1)."""
 
@@ -175,15 +190,7 @@ async def test_qos_1_from_the_listeners_stream_and_qos_0_from_the_subject_each_o
 async def test_what_devices_publish_before_the_first_front_is_kept(engine: Engine) -> None:
     """``ensure_streams`` gave every partition a consumer: nothing PUBACKed is dropped meanwhile."""
     await engine.js()
-    device = Device(engine.node)
-    t0 = time.time() - 600
-    try:
-        sent = [(engine.tags[i % len(engine.tags)], t0 + i) for i in range(60)]
-        for tag, ts in sent:
-            device.publish(tag, ts, 1)
-        await asyncio.to_thread(device.wait)
-    finally:
-        device.close()
+    sent = await published_qos_1(engine, 60)
     front = await engine.front()
     for p in range(PARTITIONS):
         await front.take(p)
@@ -288,15 +295,7 @@ async def test_a_front_whose_consumer_is_deleted_takes_its_partition_anew(engine
         return all(p in front._held and front._held[p].consumer != victims[p] for p in range(PARTITIONS))
 
     await wait_until(all_anew, 20, interval=0.1)
-    device = Device(engine.node)
-    t0 = time.time() - 600
-    try:
-        sent = [(engine.tags[i % len(engine.tags)], t0 + i) for i in range(60)]
-        for tag, ts in sent:
-            device.publish(tag, ts, 1)
-        await asyncio.to_thread(device.wait)
-    finally:
-        device.close()
+    sent = await published_qos_1(engine, 60)
     assert sorted(await engine.forwarded(len(sent))) == sorted(sent)
 
 

@@ -79,6 +79,7 @@ FRONT_CONSUMER = "front"  # unmapped messages (a server without the mappings): s
 FRONT_PREFIX = "tin"  # the mapped ingest subjects: tin.<partition>.<the topic's subject>
 MQTT_HEADER = "Nmqtt-Pub"  # nats-server's mark on a message its MQTT listener took from a client
 FRONT_SESSION = -3  # RawMessage.session of a front message (acknowledged by the front, not the batch loop)
+FRONT_MAX_ACK_PENDING = 20_000  # a front's messages fetched and not yet acknowledged, at most
 FRONT_ACK_WAIT_S = 10.0  # a front batch takes milliseconds; a front's consumer is made anew on takeover
 PART_ACK_WAIT_S = 120.0  # never hit by a live owner's commit; a new owner re-creates the consumer anyway
 AT_MOST_ONCE_MAX = 50_000  # QoS 0 messages a front keeps while it cannot forward; more are dropped
@@ -261,14 +262,16 @@ async def _seed_fronts(js: JetStreamContext, partitions: int) -> None:
     )
 
 
-def _front_config(name: str, filter_subject: str, replicas: int) -> ConsumerConfig:
+def _front_config(
+    name: str, filter_subject: str, replicas: int, max_ack_pending: int = FRONT_MAX_ACK_PENDING
+) -> ConsumerConfig:
     """A partition's consumer of ``$MQTT_msgs``: acknowledged up to a batch's last message at once."""
     return ConsumerConfig(
         durable_name=name,
         filter_subject=filter_subject,
         ack_policy=AckPolicy.ALL,
         ack_wait=FRONT_ACK_WAIT_S,
-        max_ack_pending=20_000,
+        max_ack_pending=max_ack_pending,
         deliver_policy=DeliverPolicy.ALL,
         num_replicas=replicas,  # an interest stream's consumers have its replicas (nats-server requires it)
     )
@@ -286,7 +289,7 @@ async def ensure_front(js: JetStreamContext, replicas: int, topic_prefix: str) -
         filter_subjects=[subject_filter(t) for t in ingest_topics(topic_prefix)],
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=FRONT_ACK_WAIT_S,
-        max_ack_pending=20_000,
+        max_ack_pending=FRONT_MAX_ACK_PENDING,
         deliver_policy=DeliverPolicy.ALL,
         num_replicas=replicas,  # a work queue's consumers have its replicas (nats-server requires it)
     )
@@ -397,9 +400,9 @@ async def _consumer_anew(
     node kill stalled so). Any other error is asked again too (with a warning), and a consumer made
     after failed tries is logged, so that a take is never given up, nor ends, without a word."""
     interest = token is not None
-    if token is not None:
+    if interest:
         name = f"{base}-t{token}-{secrets.token_hex(4)}"
-        config = _front_config(name, filter_subject, replicas)
+        config = _front_config(name, filter_subject, replicas, max_ack_pending)
     else:
         name = f"{base}-{secrets.token_hex(4)}"
         config = ConsumerConfig(
@@ -435,8 +438,7 @@ async def _consumer_anew(
                 try:
                     await delete(old)
                 except BaseException:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
+                    await _unsubscribed(sub)
                     raise
         except Exception as e:  # (a bug too: a take that raised left its partition read by nobody)
             tries += 1
@@ -446,8 +448,7 @@ async def _consumer_anew(
             continue
         if not owned():
             log.warning("%s: made, but the partition is no longer owned; left to its owner", name)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+            await _unsubscribed(sub)
             return None
         if tries:
             log.info("%s: made anew after %d failed tries; reading", name, tries)
@@ -462,8 +463,7 @@ async def _reading(
     try:
         await reader
     finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+        await _unsubscribed(sub)
 
 
 async def _fetch(sub: JetStreamContext.PullSubscription, batch: int, wait_s: float) -> list[Msg]:
@@ -627,7 +627,7 @@ class FrontStage:
                     front_seed(partition),
                     front_filter(partition),
                     replicas=replicas,
-                    max_ack_pending=20_000,
+                    max_ack_pending=FRONT_MAX_ACK_PENDING,
                     owned=owned,
                     token=token,
                 )
@@ -640,7 +640,10 @@ class FrontStage:
                     pending_msgs_limit=-1,
                     pending_bytes_limit=-1,
                 )
-            except Exception as e:  # (the engine away: a take given up would leave the partition unread)
+            except BaseException as e:  # (the engine away: a take given up would leave it unread)
+                await _unsubscribed(sub, qos0)  # (a give-up's cancel too: nothing left subscribed)
+                if not isinstance(e, Exception):
+                    raise
                 log.warning(
                     "front %d: cannot take it (%s: %s); again in %.1f s",
                     partition,
@@ -648,16 +651,11 @@ class FrontStage:
                     e,
                     delay,
                 )
-                if sub is not None:
-                    with contextlib.suppress(Exception):
-                        await sub.unsubscribe()
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 5.0)
                 continue
             if not owned():  # lost meanwhile: its consumer is left to the new owner's take or sweep
-                for ended in (sub, qos0):
-                    with contextlib.suppress(Exception):
-                        await ended.unsubscribe()
+                await _unsubscribed(sub, qos0)
                 return
             self._held[partition] = _Fronted(
                 sub._consumer,  # (its name: nats-py keeps it private)
@@ -1066,6 +1064,14 @@ async def _ack_each(msgs: list[Msg]) -> None:
     (500 acks at a time on a local nats-server)."""
     for m in msgs:
         await m.ack()
+
+
+async def _unsubscribed(*subs: JetStreamContext.PullSubscription | Subscription | None) -> None:
+    """Each subscription made (not None) ended in the client, whatever the connection's state."""
+    for sub in subs:
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
 
 async def _ack_last(msgs: list[Msg]) -> None:
