@@ -65,6 +65,7 @@ from bench.load.plot import plot  # noqa: E402
 from simulator import FixGenerator, IncidentConfig, SimConfig  # noqa: E402
 from simulator.messages import Fix, encode_batch, encode_position, gateway_topic, position_topic  # noqa: E402
 from tracker.embedded import EmbeddedPostgres, free_port, port_open  # noqa: E402
+from tracker.metrics import FIX_AGE_BUCKETS_S  # noqa: E402
 from tracker.store.db import apply_migrations  # noqa: E402
 from tracker.store.tokens import issue_token  # noqa: E402
 
@@ -321,13 +322,18 @@ class Sample:
     stages: dict[str, float] = field(default_factory=dict)  # the batch loop's seconds per stage
     by_worker: tuple[tuple[int, float], ...] = ()  # several workers: each one's (fixes handled, CPU s)
     engine_cpu_s: float = 0.0  # CPU seconds of the engine's processes (Watch.engine_cpu), if watched
+    fix_age: dict[str, list[int]] = field(default_factory=dict)  # the tracker's fix-age counts per point
+    unmapped: int = 0  # a cluster's fronts: messages that came without the server's subject mappings
 
 
 def _sum_samples(t: float, parts: Sequence[Sample]) -> Sample:
     stages: dict[str, float] = {}
+    ages: dict[str, list[int]] = {}
     for p in parts:
         for k, v in p.stages.items():
             stages[k] = stages.get(k, 0.0) + v
+        for point, counts in p.fix_age.items():
+            ages[point] = [a + b for a, b in zip(ages.get(point, [0] * len(counts)), counts, strict=True)]
     return Sample(
         t,
         sum(p.messages_in for p in parts),
@@ -339,6 +345,8 @@ def _sum_samples(t: float, parts: Sequence[Sample]) -> Sample:
         sum(p.cpu_s for p in parts),
         stages,
         tuple((p.fixes_in + p.rejected, p.cpu_s) for p in parts),
+        fix_age=ages,
+        unmapped=sum(p.unmapped for p in parts),
     )
 
 
@@ -371,6 +379,8 @@ class Watch:
             s["batches"],
             tracker.cpu_s(),
             s.get("stage_seconds", {}),
+            fix_age=s.get("fix_age", {}).get("counts", {}),
+            unmapped=s.get("fronted", {}).get("unmapped", 0),
         )
 
     async def run(self) -> None:
@@ -542,6 +552,9 @@ async def tracker_phase(
             }
             for (n0, c0), (n1, c1) in zip(before.by_worker, done.by_worker, strict=True)
         ]
+    if done.unmapped - before.unmapped:  # (the phase measured the shared front, not the design's path)
+        out["unmapped_messages"] = done.unmapped - before.unmapped
+        log(f"  {name}: {out['unmapped_messages']} messages came without the server's subject mappings")
     if watch.engine_cpu is not None:
         engine = done.engine_cpu_s - before.engine_cpu_s
         out["engine_cpu_s"] = round(engine, 2)
@@ -561,6 +574,32 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 RECEIPT_TO_SOCKET = "receipt → socket"
+
+
+def fix_ages_ms(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, list[float]]:
+    """p50 and p99 (ms) of the fixes' ages at each point of the tracker's pipeline (tracker.metrics'
+    ``FixAges``: queued, prepared, committed) over what the trackers counted between two samples: every
+    fix of a phase, not only the few that decided an alert. Linear within the histogram's bucket (the
+    first from 0, one above every bound read as that bound: a lower bound)."""
+    bounds = np.asarray((0.0, *FIX_AGE_BUCKETS_S), dtype=np.float64)
+    out: dict[str, list[float]] = {}
+    for point, counts in after.items():
+        n = np.asarray(counts, dtype=np.float64) - np.asarray(before.get(point, [0] * len(counts)))
+        if n.sum() <= 0:
+            continue
+        cumulative = np.cumsum(n)
+        quantiles = []
+        for q in (0.5, 0.99):
+            rank = q * cumulative[-1]
+            i = int(np.searchsorted(cumulative, rank))
+            if i >= len(FIX_AGE_BUCKETS_S):
+                quantiles.append(FIX_AGE_BUCKETS_S[-1] * 1000)
+                continue
+            below = cumulative[i - 1] if i else 0.0
+            share = (rank - below) / n[i] if n[i] else 1.0
+            quantiles.append(round(float(bounds[i] + share * (bounds[i + 1] - bounds[i])) * 1000, 1))
+        out[point] = quantiles
+    return out
 
 
 def latencies(
@@ -621,10 +660,12 @@ async def latency_phase(
     else:
         messages = single_messages(prefix, fixes)
     since = time.time()
+    ages_before = (await watch.fresh()).fix_age
     phase, times = await tracker_phase(
         f"latency at {rate:,.0f} fixes/s", watch, publishers, messages, fixes, phases, seen, rate=rate / per
     )
     await asyncio.sleep(2.0)  # the last alerts
+    ages = fix_ages_ms(ages_before, (await watch.fresh()).fix_age)
     lat, kinds, alerts = latencies(sockets, since, fixes, times, per)
     ms = [x * 1000 for _, x in lat]
     out = {
@@ -644,10 +685,12 @@ async def latency_phase(
     }
     if database_url is not None:
         out["steps_p50_p99_ms"] = await steps(database_url, alerts)
+    out["fix_age_p50_p99_ms"] = ages
     log(
         f"  {name}: publish → websocket over {len(ms)} incident alerts: p50 {out['p50_ms']} ms, "
         f"p95 {out['p95_ms']} ms, p99 {out['p99_ms']} ms"
         + (f"; steps {out['steps_p50_p99_ms']}" if "steps_p50_p99_ms" in out else "")
+        + f"; every fix's age (queued: its message's wait in the worker) {ages}"
     )
     return phase, out, lat
 

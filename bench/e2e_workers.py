@@ -67,8 +67,11 @@ PARTITIONS = 64  # the tracker's default (TRACKER_PARTITIONS)
 class Engine:
     """The nats-server processes of one N (a directory of their own: streams start empty)."""
 
-    def __init__(self, directory: Path, nodes: int) -> None:
-        self.nodes = EmbeddedNats.cluster(nodes, directory)
+    def __init__(self, directory: Path, nodes: int, topic_prefix: str) -> None:
+        """``topic_prefix``: the workers' (the servers' subject mappings must know it: without them every
+        message goes the unmapped way, one consumer shared by the workers, which the runs before
+        2026-12-07's twelfth session measured unawares)."""
+        self.nodes = EmbeddedNats.cluster(nodes, directory, topic_prefix=topic_prefix)
         self.replicas = min(3, nodes)
 
     def start(self) -> None:
@@ -183,14 +186,14 @@ async def one_count(
     n: int, args: argparse.Namespace, setup: CitySetup, workdir: Path, seen: set[tuple[str, float]]
 ) -> tuple[dict[str, Any], Watch, list[Phase], list[tuple[float, float]]]:
     plan = plan_from(args)
-    engine = Engine(workdir / f"nats-{n}", args.nats_nodes)
+    prefix = f"bench-{uuid.uuid4().hex[:8]}/"
+    engine = Engine(workdir / f"nats-{n}", args.nats_nodes, prefix)
     workers: list[TrackerProcess] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         t = time.time()
         engine.start()
         log(f"{n} worker(s): {len(engine.nodes)} nats-server node(s) up in {time.time() - t:.1f} s")
-        prefix = f"bench-{uuid.uuid4().hex[:8]}/"
         extra = {k: v for k, v in (kv.split("=", 1) for kv in args.tracker_env)}
         extra |= {
             "TRACKER_ENGINE": "nats",

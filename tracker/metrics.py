@@ -8,12 +8,52 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import get_args
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from tracker.broker_config import LeftOutReason
 from tracker.store.gauges import LATENCY_BUCKETS_S, DatabaseGauges
+
+FIX_AGE_BUCKETS_S = (
+    0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3,
+    0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
+_AGE_BOUNDS = np.asarray(FIX_AGE_BUCKETS_S)  # searchsorted "left": an age equal to a bound is in its bucket
+FIX_AGE_POINTS = ("fetched", "forwarded", "queued", "prepared", "committed")
+"""Where a fix's age is taken (``FixAges``). A cluster worker's front (tracker.ingest.jetstream):
+"fetched" and "forwarded", each message's age since the engine stored it, when the front had it
+and when the partition stream had stored its fixes. The pipeline: "queued", its message's wait in this
+process, from its arrival here (the MQTT or HTTP receipt; a cluster worker's read from its partition)
+to the start of the batch's preparation; "prepared" and "committed", the fix's age since the
+tracker's receipt (a cluster's: the engine's storing it) when its batch's preparation began and when
+its commit ended."""
+
+
+@dataclass
+class FixAges:
+    """How old the fixes are at each point of the pipeline (``FIX_AGE_POINTS``), as histograms: where a
+    fix's time goes before its alert can leave, counted over every fix (an alert's own figures are a
+    few dozen a minute)."""
+
+    counts: dict[str, list[int]] = field(
+        default_factory=lambda: {p: [0] * (len(FIX_AGE_BUCKETS_S) + 1) for p in FIX_AGE_POINTS}
+    )  # per point: count per bucket (the last: above every bound), not cumulative
+    sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FIX_AGE_POINTS, 0.0))
+
+    def observe(self, point: str, ages: npt.NDArray[np.float64]) -> None:
+        if not len(ages):
+            return
+        per_bucket = np.bincount(np.searchsorted(_AGE_BOUNDS, ages), minlength=len(FIX_AGE_BUCKETS_S) + 1)
+        counts = self.counts[point]
+        for i, n in enumerate(per_bucket.tolist()):
+            counts[i] += n
+        self.sums[point] += float(ages.sum())
+
+    def snapshot(self) -> dict[str, object]:
+        return {"buckets_s": list(FIX_AGE_BUCKETS_S), "counts": self.counts, "sums_s": self.sums}
 
 
 @dataclass
@@ -34,6 +74,12 @@ class Metrics:
     broker_probe_failures: Counter[str] = field(default_factory=Counter)  # broker setting -> count
     """probes of the broker's settings (tracker.ingest.broker_probe) by outcome (ok, failed,
     inconclusive), and the failed ones by the setting that loses or throttles messages"""
+    fix_ages: FixAges = field(default_factory=FixAges)
+    fronted: Counter[str] = field(default_factory=Counter)
+    """a cluster worker's front (tracker.ingest.jetstream): the devices' messages it took, by path:
+    "stored" (QoS 1 and 2, from the MQTT listener's stream, by partition), "at_most_once" (QoS 0),
+    "unmapped" (the server lacks the subject mappings: a shared consumer, order across workers not
+    kept, and a node's loss can lose what was acknowledged; should stay 0)"""
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -49,6 +95,8 @@ class Metrics:
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "broker_probes": dict(self.broker_probes),
             "broker_probe_failures": dict(self.broker_probe_failures),
+            "fix_age": self.fix_ages.snapshot(),
+            "fronted": dict(self.fronted),
         }
 
 
@@ -112,6 +160,14 @@ class _Scrape(Collector):
                 m.stage_seconds,
             ),
             (
+                "tracker_front_messages",
+                "a cluster worker's front: the devices' messages it took, by path (stored: QoS 1 and 2 by"
+                " partition; at_most_once: QoS 0; unmapped: the server lacks the subject mappings, order and"
+                " a node's loss not covered, should stay 0)",
+                "path",
+                m.fronted,
+            ),
+            (
                 "tracker_broker_probes",
                 "probes of whether the broker would drop or throttle the tracker's messages, by outcome"
                 " (ok, failed, inconclusive)",
@@ -130,6 +186,20 @@ class _Scrape(Collector):
             for key, n in sorted(by_label.items()):
                 c.add_metric([str(key)], n)
             yield c
+        h = HistogramMetricFamily(
+            "tracker_fix_age_seconds",
+            "how old each fix is, by point: fetched and forwarded (a cluster's front: since the engine"
+            " stored it, fetched from it, stored in its partition's stream), queued (its message's wait"
+            " here, from its arrival to its batch's preparation), prepared and committed (since the"
+            " tracker's receipt: its batch's preparation began, its commit ended)",
+            labels=["point"],
+        )
+        ages = m.fix_ages
+        for point in FIX_AGE_POINTS:
+            cumulative = np.cumsum(ages.counts[point]).tolist()
+            buckets = [(str(b), float(c)) for b, c in zip(FIX_AGE_BUCKETS_S, cumulative, strict=False)]
+            h.add_metric([point], [*buckets, ("+Inf", float(cumulative[-1]))], ages.sums[point])
+        yield h
         for name, level in sorted(self.gauges.items()):
             g = GaugeMetricFamily(name, name.removeprefix("tracker_").replace("_", " "))
             g.add_metric([], level)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Collection
 
 import asyncpg
+import numpy as np
 
 from tracker.alerts.escalation import Escalation
 from tracker.alerts.lifecycle import ChildEvent
@@ -106,6 +107,7 @@ class Pipeline:
         """Stages 1-4, and the rows of stage 5. The caller holds ``writer``. The states it starts from
         are those of the batches prepared before it, committed or not: the batch loop prepares a batch
         while the one before it commits, and commits them in order."""
+        started = time.time()
         view = self._view()  # one registry view for the whole batch, even if a new one is swapped in
         share = None if self.ownership is None else self.ownership.share()  # before any state is read
         clock = StageClock()
@@ -116,6 +118,10 @@ class Pipeline:
         prepared = await asyncio.to_thread(self._decide, view, first, states, outcome, clock)
         if share is not None:
             prepared.tokens = share.tokens_for(first.admitted.child_ids)
+        fixes = first.admitted.fixes
+        prepared.started = started
+        prepared.arrived = np.fromiter((m.received_at for m in messages), np.float64, len(messages))
+        prepared.receipts = np.fromiter((f.received_at for f in fixes), np.float64, len(fixes))
         self.states.hold(states)
         first.rate.hold()
         for stage, seconds in clock.totals.items():
@@ -186,6 +192,9 @@ class Pipeline:
         m.ignored.update(outcome.ignored)
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})
         m.events.update(e.event.kind.value for e in p.events)
+        m.fix_ages.observe("queued", p.started - p.arrived)
+        m.fix_ages.observe("prepared", p.started - p.receipts)
+        m.fix_ages.observe("committed", time.time() - p.receipts)
         return outcome
 
     def fenced(self, e: Fenced) -> None:

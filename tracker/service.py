@@ -353,7 +353,14 @@ class Service:
             js, topic_prefix=s.topic_prefix, replicas=s.nats_replicas, partitions=s.partitions
         )
         self.front = jetstream.FrontStage(
-            js, self._nats, self.pool, self.view, s, s.partitions, token_of=keeper.token_of
+            js,
+            self._nats,
+            self.pool,
+            self.view,
+            s,
+            s.partitions,
+            token_of=keeper.token_of,
+            metrics=self.metrics,
         )
         self.partition_ingest = jetstream.PartitionIngest(
             js,

@@ -99,6 +99,13 @@ async def test_metrics_count_the_chain_and_readiness_reflects_the_servers(servic
         assert re.search(r'^tracker_fixes_rejected_total\{reason="[a-z_]+"\} 1\.0$', text, re.M)
         assert re.search(r'^tracker_alerts_open\{kind="sos"\} 2\.0$', text, re.M), text
         assert "# TYPE tracker_delivery_latency_seconds histogram" in text
+        # how old the fixes were at each point: the three messages waited in the queue, the one fix
+        # admitted was prepared and committed within the minute (its batch's 60 s bucket holds it)
+        assert re.search(r'^tracker_fix_age_seconds_count\{point="queued"\} 3\.0$', text, re.M), text
+        for point in ("prepared", "committed"):
+            assert re.search(rf'^tracker_fix_age_seconds_count\{{point="{point}"\}} 1\.0$', text, re.M), text
+            minute = rf'^tracker_fix_age_seconds_bucket\{{le="60.0",point="{point}"\}} 1\.0$'
+            assert re.search(minute, text, re.M), text
         assert "# TYPE tracker_outbox_queue gauge" in text
         assert re.search(r"^tracker_mqtt_up 1\.0$", text, re.M) and re.search(
             r"^tracker_database_up 1\.0$", text, re.M

@@ -128,6 +128,14 @@ async def test_two_workers_store_every_fix_once_and_alert_each_incident_once(
     assert all(n > 0 for n in fronted), fronted  # the engine spread the messages over both fronts
     # by the server's mappings: each device's messages on the front of its partition, none shared
     assert [svc.front.unmapped for svc in workers] == [0, 0]
+    # ... as the metrics tell an operator (each message the fronts took once, by its path), and how old
+    # the fixes were when fronted, forwarded and committed
+    paths = [svc.metrics.snapshot()["fronted"] for svc in workers]
+    messages = sent - len(KIDS) + 1  # (the gateway's fixes came in one message)
+    assert sum(p.get("stored", 0) + p.get("at_most_once", 0) for p in paths) >= messages
+    assert all("unmapped" not in p for p in paths), paths
+    for point, least in (("fetched", messages), ("forwarded", messages), ("committed", sent)):
+        assert sum(sum(svc.metrics.fix_ages.counts[point]) for svc in workers) >= least, point
 
 
 def publish_all(urls: list[str], world: Any, t0: float) -> int:

@@ -50,6 +50,7 @@ from typing import Any
 
 import asyncpg
 import nats
+import numpy as np
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -63,6 +64,7 @@ from tracker.ingest.forwarded import FORWARDED_SESSION, encode_forwarded, forwar
 from tracker.ingest.handoff import Handoff
 from tracker.ingest.http import HTTP_SESSION, HttpIngress, MessageAnswer
 from tracker.ingest.mqtt import ingest_topics
+from tracker.metrics import Metrics
 from tracker.registry_view import RegistryView
 from tracker.stages.forward import Routed, dead_letter, route
 from tracker.store.batches import DeadLetterRecord, store_dead_letters
@@ -553,6 +555,7 @@ class FrontStage:
     unmapped: int = 0  # messages that came without the server's mappings (order not kept)
     token_of: Callable[[int], int | None] = lambda partition: 1  # the partition's lease token; None: not held
     sweep_s: float = 30.0  # how often the partitions' other consumers are looked for (``_sweep``)
+    metrics: Metrics | None = None  # the front's fix ages ("fetched", "forwarded") and messages by path
     _held: dict[int, _Fronted] = field(default_factory=dict, init=False)
     _taking: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _retakes: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -580,6 +583,8 @@ class FrontStage:
                 continue
             if msgs:
                 self.unmapped += len(msgs)
+                if self.metrics is not None:
+                    self.metrics.fronted["unmapped"] += len(msgs)
                 if time.monotonic() - warned > 60:
                     warned = time.monotonic()
                     log.warning(
@@ -691,6 +696,8 @@ class FrontStage:
             try:
                 msgs = await _fetch(sub, self.batch, 1.0)
                 if msgs:
+                    if self.metrics is not None:
+                        self.metrics.fronted["stored"] += len(msgs)
                     await self._front(msgs, _ack_last)
             except Exception as e:
                 log.warning("front %d: cannot read (%s: %s); taking it anew", partition, type(e).__name__, e)
@@ -713,6 +720,8 @@ class FrontStage:
                     inbox.dropped - dropped,
                 )
                 dropped = inbox.dropped
+            if self.metrics is not None:
+                self.metrics.fronted["at_most_once"] += len(msgs)
             try:
                 await self._front(msgs, None, received)
             except Exception as e:  # (never met: ``_front`` keeps what fails as a dead letter)
@@ -762,6 +771,7 @@ class FrontStage:
     ) -> None:
         """Forward a batch of messages, then ``ack`` them. ``received``: when each arrived, for messages
         not stored (QoS 0, None for ``ack``); a stored message was received when the engine stored it."""
+        fetched = time.time()
         if received is None:
             received = [m.metadata.timestamp.timestamp() for m in msgs]
         messages = [
@@ -774,6 +784,11 @@ class FrontStage:
             log.exception("front: batch of %d messages failed; one by one", len(messages))
             for message in messages:
                 await self._forward_alone(message)
+        if self.metrics is not None:
+            receipts = np.asarray(received, dtype=np.float64)
+            ages = self.metrics.fix_ages
+            ages.observe("fetched", fetched - receipts)
+            ages.observe("forwarded", time.time() - receipts)
         if ack is not None:
             await ack(msgs)
 

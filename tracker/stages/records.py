@@ -5,12 +5,14 @@ Pure: built in the worker thread that decided the batch, so that the event loop 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 
 from tracker.alerts.lifecycle import ChildEvent, Recipient
 from tracker.ingest.decode import RawMessage, Rejection
@@ -59,6 +61,11 @@ class PreparedBatch:
     # workers (tracker.cluster): the fencing token of each partition of the batch's children, as the
     # worker held them when the batch was prepared; the commit checks them first. None: one process
     tokens: dict[int, int] | None = None
+    # when its preparation began, when each message arrived here and each fix was received (the
+    # metrics' fix ages, observed once the batch is committed)
+    started: float = math.nan
+    arrived: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    receipts: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
 
 def answers(messages: list[RawMessage], admitted: Admitted, refused: Refused) -> dict[int, MessageAnswer]:
