@@ -1107,6 +1107,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--nats-nodes", type=int, default=3, help="nats-server nodes with --workers (3: R3)")
     p.add_argument(
+        "--partitions", type=int, default=64, help="with --workers: the tags' partitions (TRACKER_PARTITIONS)"
+    )
+    p.add_argument(
         "--takeover-seconds", type=float, help="with --workers: the stream one worker is killed in"
     )
     args = p.parse_args(argv)

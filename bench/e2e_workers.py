@@ -61,17 +61,16 @@ from bench.load.plot import plot, plot_workers
 from tracker.embedded import EmbeddedNats
 
 TARGETS = {"per_cpu_vs_one_worker": 0.9, "lost": 0, "takeover_s": 15.0, "latency_p99_ms": 250.0}
-PARTITIONS = 64  # the tracker's default (TRACKER_PARTITIONS)
 
 
 class Engine:
     """The nats-server processes of one N (a directory of their own: streams start empty)."""
 
-    def __init__(self, directory: Path, nodes: int, topic_prefix: str) -> None:
+    def __init__(self, directory: Path, nodes: int, topic_prefix: str, partitions: int) -> None:
         """``topic_prefix``: the workers' (the servers' subject mappings must know it: without them every
         message goes the unmapped way, one consumer shared by the workers, which the runs before
         2026-12-07's twelfth session measured unawares)."""
-        self.nodes = EmbeddedNats.cluster(nodes, directory, topic_prefix=topic_prefix)
+        self.nodes = EmbeddedNats.cluster(nodes, directory, topic_prefix=topic_prefix, partitions=partitions)
         self.replicas = min(3, nodes)
 
     def start(self) -> None:
@@ -130,6 +129,7 @@ async def takeover(
     seconds: float,
     seen: set[tuple[str, float]],
     phases: list[Phase],
+    partitions: int,
 ) -> dict[str, Any]:
     """Single fixes at ``rate`` for ``seconds``; the last worker SIGKILLed a third of the way in."""
     fixes = take(setup.generator, int(rate * seconds))
@@ -150,7 +150,7 @@ async def takeover(
     last_count, last_change = -1, time.time()
     while t_stored is None:
         now = time.time()
-        if t_owned is None and (await leases(setup.database_url, alive))[0] == PARTITIONS:
+        if t_owned is None and (await leases(setup.database_url, alive))[0] == partitions:
             t_owned = now - t_kill
             log(f"  takeover: every partition has a live owner again {t_owned:.1f} s after the kill")
         count = await stored(setup.database_url)
@@ -187,7 +187,7 @@ async def one_count(
 ) -> tuple[dict[str, Any], Watch, list[Phase], list[tuple[float, float]]]:
     plan = plan_from(args)
     prefix = f"bench-{uuid.uuid4().hex[:8]}/"
-    engine = Engine(workdir / f"nats-{n}", args.nats_nodes, prefix)
+    engine = Engine(workdir / f"nats-{n}", args.nats_nodes, prefix, args.partitions)
     workers: list[TrackerProcess] = []
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -199,6 +199,7 @@ async def one_count(
             "TRACKER_ENGINE": "nats",
             "TRACKER_NATS_URL": engine.urls,
             "TRACKER_NATS_REPLICAS": str(engine.replicas),
+            "TRACKER_PARTITIONS": str(args.partitions),
         }
 
         def worker(i: int) -> TrackerProcess:
@@ -220,12 +221,12 @@ async def one_count(
         await asyncio.gather(*(w.wait_ready(args.start_timeout) for w in workers[1:]))
         t_ready = time.time() - t
         names = [w.name for w in workers]
-        while await leases(setup.database_url, names) != (PARTITIONS, n):
+        while await leases(setup.database_url, names) != (args.partitions, n):
             if time.time() - t > args.start_timeout:
                 raise TimeoutError(f"the partitions were not shared by {n} workers")
             await asyncio.sleep(0.2)
         t_shared = time.time() - t
-        log(f"  ready in {t_ready:.1f} s; the {PARTITIONS} partitions shared by {n} in {t_shared:.1f} s")
+        log(f"  ready in {t_ready:.1f} s; the {args.partitions} partitions shared by {n} in {t_shared:.1f} s")
 
         watch = Watch(
             workers, setup.admin_token, per_worker=True, engine_cpu=engine.cpu_s, cpu_from_first_publish=True
@@ -233,9 +234,9 @@ async def one_count(
         tasks.append(asyncio.create_task(watch.run()))
         sockets = Sockets(workers[0].base, setup.watch_tokens)
         tasks += sockets.start()
-        publishers = Publishers(
-            [node.mqtt_url for node in engine.nodes], 1, workdir, max(args.publishers, len(engine.nodes))
-        )
+        urls = [node.mqtt_url for node in engine.nodes]
+        # 1,000 in flight each: 4,000 at the cluster's rates waited about 5 s, and the node closed them
+        publishers = Publishers(urls, 1, workdir, max(args.publishers, len(engine.nodes)), window=1000)
         await asyncio.sleep(1.0)
         # what the workers and the engine spend with nothing to do (lease rounds, the clock, every
         # partition's pull request waiting): the floor under the per-fix figures at low rates
@@ -310,7 +311,16 @@ async def one_count(
         peaks = {w.name: round(w.rss_mb()[1], 1) for w in workers}
         if n >= 2:
             out["takeover"] = await takeover(
-                n, workers, setup, publishers, prefix, rate, args.takeover_seconds, seen, phases
+                n,
+                workers,
+                setup,
+                publishers,
+                prefix,
+                rate,
+                args.takeover_seconds,
+                seen,
+                phases,
+                args.partitions,
             )
             peaks[workers[-1].name] = out["takeover"]["killed_rss_peak_mb"]
         peaks |= {w.name: round(w.rss_mb()[1], 1) for w in workers if w.proc.poll() is None}
@@ -453,6 +463,7 @@ async def run_workers(args: argparse.Namespace, workdir: Path) -> dict[str, Any]
             "children_registered": setup.city.children,
             "children_driven": setup.city.driven,
             "nats_nodes": args.nats_nodes,
+            "partitions": args.partitions,
             "per_workers": per_n,
             "against_one_worker": rel,
             "targets": targets(per_n, rel, lost),

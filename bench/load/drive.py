@@ -42,9 +42,11 @@ def write_messages(path: Path, messages: list[tuple[str, bytes]]) -> None:
     path.write_bytes(msgspec.msgpack.encode(messages))
 
 
-def publisher_main(url: str, qos: int, path: str, rate: float | None, start_at: float, result: str) -> None:
+def publisher_main(
+    url: str, qos: int, path: str, rate: float | None, start_at: float, result: str, window: int
+) -> None:
     messages = msgspec.msgpack.decode(Path(path).read_bytes(), type=list[tuple[str, bytes]])
-    pub = RawPublisher(url, qos=qos, window=4000)
+    pub = RawPublisher(url, qos=qos, window=window)
     time.sleep(max(0.0, start_at - time.time()))
     t0 = time.time()
     if rate:  # paced: a chunk every 10 ms
@@ -75,6 +77,9 @@ class Publishers:
     qos: int
     workdir: Path
     count: int = 2
+    window: int = 4000
+    """QoS 1 messages each publisher keeps unacknowledged at most. nats-server closes an MQTT connection
+    whose QoS 1 publish waits more than 5 s for its stream: a cluster's publishers keep fewer."""
 
     def run(
         self, messages: list[tuple[str, bytes]], *, rate: float | None = None, start_in: float = 1.5
@@ -96,6 +101,7 @@ class Publishers:
                     rate / self.count if rate else None,
                     start_at,
                     result,
+                    self.window,
                 ),
                 daemon=True,
             )
