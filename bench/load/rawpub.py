@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from simulator.publisher import parse_mqtt_url
+from simulator.publisher import MqttTarget, parse_mqtt_url
 
 
 def _varint(n: int) -> bytes:
@@ -45,6 +45,20 @@ class RawPublisher:
         self.acked = 0
         self._cv = threading.Condition()
         self._mid = 0
+        deadline = time.monotonic() + 60.0
+        while True:  # as a device does: nats-server closes a connection whose CONNECT it cannot serve in
+            try:  # time (its session streams busy, e.g. while a cluster's consumers are being made)
+                self._connect(target)
+                break
+            except (ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self._sock.settimeout(None)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _connect(self, target: MqttTarget) -> None:
         self._sock = socket.create_connection((target.host, target.port), timeout=30)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         flags = 0x02  # clean session
@@ -57,12 +71,14 @@ class RawPublisher:
                 payload += _string(target.password)
         variable = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 0)  # keepalive off
         self._sock.sendall(bytes([0x10]) + _varint(len(variable) + len(payload)) + variable + payload)
-        connack = self._recv_exact(4)
+        try:
+            connack = self._recv_exact(4)
+        except (ConnectionError, OSError):
+            self._sock.close()
+            raise
         if connack[0] != 0x20 or connack[3] != 0:
-            raise ConnectionError(f"the broker refused the connection: {connack!r}")
-        self._sock.settimeout(None)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+            self._sock.close()
+            raise RuntimeError(f"the broker refused the connection: {connack!r}")  # (not retried)
 
     def _recv_exact(self, n: int) -> bytes:
         data = b""

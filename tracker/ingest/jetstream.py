@@ -589,7 +589,9 @@ class FrontStage:
                     warned = time.monotonic()
                     log.warning(
                         "front: messages arrive without the server's subject mappings (deploy/nats/"
-                        "mappings.conf): their order across workers is not kept"
+                        "mappings.conf, for this TRACKER_TOPIC_PREFIX and TRACKER_PARTITIONS): their"
+                        " order across workers is not kept, and a node's loss can lose what devices were"
+                        " acknowledged"
                     )
                 await self._front(msgs, _ack_each)
 
