@@ -38,22 +38,20 @@ class FixAges:
     fix's time goes before its alert can leave, counted over every fix (an alert's own figures are a
     few dozen a minute)."""
 
-    counts: dict[str, list[int]] = field(
-        default_factory=lambda: {p: [0] * (len(FIX_AGE_BUCKETS_S) + 1) for p in FIX_AGE_POINTS}
+    counts: dict[str, npt.NDArray[np.int64]] = field(
+        default_factory=lambda: {p: np.zeros(len(FIX_AGE_BUCKETS_S) + 1, np.int64) for p in FIX_AGE_POINTS}
     )  # per point: count per bucket (the last: above every bound), not cumulative
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FIX_AGE_POINTS, 0.0))
 
     def observe(self, point: str, ages: npt.NDArray[np.float64]) -> None:
         if not len(ages):
             return
-        per_bucket = np.bincount(np.searchsorted(_AGE_BOUNDS, ages), minlength=len(FIX_AGE_BUCKETS_S) + 1)
-        counts = self.counts[point]
-        for i, n in enumerate(per_bucket.tolist()):
-            counts[i] += n
+        self.counts[point] += np.bincount(np.searchsorted(_AGE_BOUNDS, ages), minlength=len(_AGE_BOUNDS) + 1)
         self.sums[point] += float(ages.sum())
 
     def snapshot(self) -> dict[str, object]:
-        return {"buckets_s": list(FIX_AGE_BUCKETS_S), "counts": self.counts, "sums_s": self.sums}
+        counts = {p: c.tolist() for p, c in self.counts.items()}
+        return {"buckets_s": list(FIX_AGE_BUCKETS_S), "counts": counts, "sums_s": dict(self.sums)}
 
 
 @dataclass
