@@ -667,38 +667,65 @@ def test_how_wide_a_place_holds_a_child(
     assert run(steps, PLACES, rules) == expected
 
 
-def _home_hour(out_every: int) -> list[Observation]:
-    """Arrived home, then 50 fixes 20 m from its middle at 10 m accuracy, every ``out_every``-th one
-    (never two in a row) 70 m away instead: beyond the disc of 2.5 sigmas (66.6 m), a device whose
-    true error is more than it reports; then two fixes 72 m away."""
+def _home_hour(out_every: int, accurate: int = 0) -> list[Observation]:
+    """Arrived home, then ``accurate`` fixes 20 m from its middle at 10 m accuracy (outdoors, a good
+    sky), then 50 indoors at 30 m accuracy 20 m from it, every ``out_every``-th one (never two in a
+    row) 110 m away instead: beyond the disc of 2.5 sigmas (99.7 m), a device whose true error is
+    more than it reports; then two fixes 112 m away."""
     steps = [_home(0, 0), _home(15, 5)]
+    steps += [_home(30 + 15 * i, 20) for i in range(accurate)]
+    t0 = 30 + 15 * accurate
     steps += [
-        _home(30 + 15 * i, 70 if out_every and i % out_every == out_every - 1 else 20) for i in range(50)
+        _home(t0 + 15 * i, 110 if out_every and i % out_every == out_every // 2 else 20, acc=30)
+        for i in range(50)
     ]
-    return [*steps, _home(30 + 15 * 50, 72), _home(30 + 15 * 51, 72)]
+    return [*steps, _home(t0 + 15 * 50, 112, acc=30), _home(t0 + 15 * 51, 112, acc=30)]
 
 
+ALL_FIXES_TELL = dataclasses.replace(RULES, place_fit_acc_share=0.0)  # (before: every fix evidence)
 LEARNT_PLACE = [
     (
-        "a tag whose fixes at home keep within their accuracy: two fixes 72 m away, certainly out at"
+        "a tag whose fixes at home keep within their accuracy: two fixes 112 m away, certainly out at"
         " 2.5 sigmas: left home",
         0,
+        0,
+        RULES,
         [[], [LEFT]],
     ),
     (
         "a tag whose fixes at home land beyond 2.5 of its sigmas one time in ten (5 of 50: above"
-        " TRACKER_PLACE_OUT_RATE): judged there by 4.0 sigmas from then on, 72 m away may be home",
+        " TRACKER_PLACE_OUT_RATE): judged there by 4.0 sigmas from then on, 112 m away may be home",
         10,
+        0,
+        RULES,
         [[], []],
+    ),
+    (
+        "the same, 2 of its 50 indoor fixes beyond, after 250 fixes at 10 m outdoors: those tell nothing"
+        " (a fix at 10 m lands beyond a 50 m fence's disc almost never), 2 in 50 is above the rate: 4.0",
+        25,
+        250,
+        RULES,
+        [[], []],
+    ),
+    (
+        "... the same fixes with every fix counted as evidence (before): 2 in 300 is under the rate,"
+        " left home",
+        25,
+        250,
+        ALL_FIXES_TELL,
+        [[], [LEFT]],
     ),
 ]
 
 
-@pytest.mark.parametrize(("name", "out_every", "last"), LEARNT_PLACE, ids=[s[0] for s in LEARNT_PLACE])
+@pytest.mark.parametrize(
+    ("name", "out_every", "accurate", "rules", "last"), LEARNT_PLACE, ids=[s[0] for s in LEARNT_PLACE]
+)
 def test_a_place_holds_a_tag_by_how_its_fixes_keep_there(
-    name: str, out_every: int, last: list[list[EventKind]]
+    name: str, out_every: int, accurate: int, rules: Rules, last: list[list[EventKind]]
 ) -> None:
-    got = run(_home_hour(out_every), PLACES)
+    got = run(_home_hour(out_every, accurate), PLACES, rules)
     assert got[1] == [ARR] and all(e == [] for e in got[2:-2])
     assert got[-2:] == last
 

@@ -232,11 +232,15 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
             s.place_fit = [f[0], f[1], f[2], 0.0]  # (the child walked out: nothing to confirm)
         return False
     d = metres(place.lon, place.lat, obs.lon, obs.lat) - place.radius_m  # beyond the fence
-    _place_fit(s, obs, d > rules.place_disc_m(obs.acc), rules, weight)
+    beyond = d > rules.place_disc_m(obs.acc)
+    telling = beyond or obs.acc >= rules.place_fit_acc_share * place.radius_m
+    _place_fit(s, obs, beyond, telling, rules, weight)
     return d <= rules.place_disc_m(obs.error_m)
 
 
-def _place_fit(s: ChildState, obs: Observation, beyond: bool, rules: Rules, weight: float) -> None:
+def _place_fit(
+    s: ChildState, obs: Observation, beyond: bool, telling: bool, rules: Rules, weight: float
+) -> None:
     """Learn, per tag, whether its fixes keep to their accuracy where the child is known to be: at home
     or at school (arrived and not left), a fix whose disc of Rules.place_sigma does not reach the
     fence (``beyond``), followed by one that does, lay beyond what its accuracy allows (one followed
@@ -245,7 +249,11 @@ def _place_fit(s: ChildState, obs: Observation, beyond: bool, rules: Rules, weig
     indoors, in one of ten: judged at a place by 2.5 of its own sigmas, it "left" home or school again
     and again, and each time its scattered fixes were evidence of leaving its route
     (docs/alert-quality.md). Weighed as all evidence is (Rules.weight: per second, not per fix),
-    fading by half every place_fit_half_life_s."""
+    fading by half every place_fit_half_life_s. Only ``telling`` fixes are evidence: those beyond, and
+    those whose accuracy is a fair share of the fence (Rules.place_fit_acc_share). A fix at 10 m in a
+    60 m fence lands beyond its disc almost never, whether its device under-reports or not; counted,
+    a tag's accurate fixes outdoors hid its indoor ones' scatter (1.5x devices at 0.1-0.9 % of their
+    evidence, under place_out_rate, where their fixes of 40-60 m land beyond one time in 30-60)."""
     f = s.place_fit
     if f is None:
         evidence = out = pending = 0.0
@@ -256,7 +264,7 @@ def _place_fit(s: ChildState, obs: Observation, beyond: bool, rules: Rules, weig
         pending += weight
     else:
         out, pending = out + pending, 0.0
-    s.place_fit = [obs.ts, evidence + weight, out, pending]
+    s.place_fit = [obs.ts, evidence + weight if telling else evidence, out, pending]
 
 
 def _stamp(obs: Observation) -> str | None:
