@@ -233,7 +233,7 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
         return False
     d = metres(place.lon, place.lat, obs.lon, obs.lat) - place.radius_m  # beyond the fence
     beyond = d > rules.place_disc_m(obs.acc)
-    telling = beyond or obs.acc >= rules.place_fit_acc_share * place.radius_m
+    telling = obs.acc >= rules.place_fit_acc_share * place.radius_m
     _place_fit(s, obs, beyond, telling, rules, weight)
     return d <= rules.place_disc_m(obs.error_m)
 
@@ -249,11 +249,12 @@ def _place_fit(
     indoors, in one of ten: judged at a place by 2.5 of its own sigmas, it "left" home or school again
     and again, and each time its scattered fixes were evidence of leaving its route
     (docs/alert-quality.md). Weighed as all evidence is (Rules.weight: per second, not per fix),
-    fading by half every place_fit_half_life_s. Only ``telling`` fixes are evidence: those beyond, and
-    those whose accuracy is a fair share of the fence (Rules.place_fit_acc_share). A fix at 10 m in a
-    60 m fence lands beyond its disc almost never, whether its device under-reports or not; counted,
-    a tag's accurate fixes outdoors hid its indoor ones' scatter (1.5x devices at 0.1-0.9 % of their
-    evidence, under place_out_rate, where their fixes of 40-60 m land beyond one time in 30-60)."""
+    fading by half every place_fit_half_life_s. Only ``telling`` fixes count, in or beyond: those whose
+    accuracy is a fair share of the fence (Rules.place_fit_acc_share). A fix at 10 m in a 60 m fence
+    lands beyond its disc almost never, whether its device under-reports or not; counted, a tag's
+    accurate fixes outdoors hid its indoor ones' scatter (1.5x devices at 0.1-0.9 % of their
+    evidence, under place_out_rate, where their fixes of 40-60 m land beyond one time in 30-60). Any
+    fix back inside confirms an out still pending."""
     f = s.place_fit
     if f is None:
         evidence = out = pending = 0.0
@@ -261,7 +262,8 @@ def _place_fit(
         fade = 0.5 ** (max(0.0, obs.ts - f[0]) / rules.place_fit_half_life_s)
         evidence, out, pending = f[1] * fade, f[2] * fade, f[3] * fade
     if beyond:
-        pending += weight
+        if telling:
+            pending += weight
     else:
         out, pending = out + pending, 0.0
     s.place_fit = [obs.ts, evidence + weight if telling else evidence, out, pending]

@@ -280,9 +280,9 @@ class Rules:
     )
     place_fit_acc_share: float = _threshold(
         0.5,
-        "... counting as evidence only fixes whose accuracy is at least this share of the place's fence"
-        " radius, and those beyond the disc (a fix more accurate lands beyond it almost never, however"
-        " its device under-reports: such fixes only diluted the share) ...",
+        "... counting only fixes whose accuracy is at least this share of the place's fence radius (a"
+        " fix more accurate lands beyond the disc almost never, however its device under-reports: such"
+        " fixes only diluted the share) ...",
     )
     place_fit_half_life_s: float = _threshold(
         4 * 3600.0, "... which fades by half in this many seconds (a tag's error is the same tomorrow)"
