@@ -578,8 +578,9 @@ RECEIPT_TO_SOCKET = "receipt → socket"
 
 def fix_ages_ms(before: dict[str, list[int]], after: dict[str, list[int]]) -> dict[str, list[float]]:
     """p50 and p99 (ms) of the fixes' ages at each point of the tracker's pipeline (tracker.metrics'
-    ``FixAges``: queued, prepared, committed) over what the trackers counted between two samples: every
-    fix of a phase, not only the few that decided an alert. Linear within the histogram's bucket (the
+    ``FixAges``: queued, prepared, committed; a cluster's fronts' fetched and forwarded, per message)
+    over what the trackers counted between two samples: every fix of a phase, not only the few that
+    decided an alert. Linear within the histogram's bucket (the
     first from 0, one above every bound read as that bound: a lower bound)."""
     bounds = np.asarray((0.0, *FIX_AGE_BUCKETS_S), dtype=np.float64)
     out: dict[str, list[float]] = {}

@@ -44,6 +44,9 @@ class FixAges:
     sums: dict[str, float] = field(default_factory=lambda: dict.fromkeys(FIX_AGE_POINTS, 0.0))
 
     def observe(self, point: str, ages: npt.NDArray[np.float64]) -> None:
+        """Ages in seconds; one not finite is left out (a NaN sum would break the stats for good), one
+        below 0 counts as 0 (a cluster compares the engine's clock with the worker's)."""
+        ages = np.maximum(ages[np.isfinite(ages)], 0.0)
         if not len(ages):
             return
         self.counts[point] += np.bincount(np.searchsorted(_AGE_BOUNDS, ages), minlength=len(_AGE_BOUNDS) + 1)
@@ -195,7 +198,7 @@ class _Scrape(Collector):
         ages = m.fix_ages
         for point in FIX_AGE_POINTS:
             cumulative = np.cumsum(ages.counts[point]).tolist()
-            buckets = [(str(b), float(c)) for b, c in zip(FIX_AGE_BUCKETS_S, cumulative, strict=False)]
+            buckets = [(str(b), float(c)) for b, c in zip(FIX_AGE_BUCKETS_S, cumulative[:-1], strict=True)]
             h.add_metric([point], [*buckets, ("+Inf", float(cumulative[-1]))], ages.sums[point])
         yield h
         for name, level in sorted(self.gauges.items()):

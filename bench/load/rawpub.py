@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -50,9 +51,12 @@ class RawPublisher:
             try:  # time (its session streams busy, e.g. while a cluster's consumers are being made)
                 self._connect(target)
                 break
-            except (ConnectionError, OSError):
+            except ConnectionRefusedError:  # nothing listens there: not a busy broker
+                raise
+            except (ConnectionError, TimeoutError) as e:
                 if time.monotonic() > deadline:
                     raise
+                print(f"publisher: connecting to {url} again ({e})", file=sys.stderr, flush=True)
                 time.sleep(0.5)
         self._sock.settimeout(None)
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -60,6 +64,13 @@ class RawPublisher:
 
     def _connect(self, target: MqttTarget) -> None:
         self._sock = socket.create_connection((target.host, target.port), timeout=30)
+        try:
+            self._handshake(target)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def _handshake(self, target: MqttTarget) -> None:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         flags = 0x02  # clean session
         payload = _string(f"bench-pub-{uuid.uuid4().hex[:10]}")
@@ -71,13 +82,8 @@ class RawPublisher:
                 payload += _string(target.password)
         variable = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", 0)  # keepalive off
         self._sock.sendall(bytes([0x10]) + _varint(len(variable) + len(payload)) + variable + payload)
-        try:
-            connack = self._recv_exact(4)
-        except (ConnectionError, OSError):
-            self._sock.close()
-            raise
+        connack = self._recv_exact(4)
         if connack[0] != 0x20 or connack[3] != 0:
-            self._sock.close()
             raise RuntimeError(f"the broker refused the connection: {connack!r}")  # (not retried)
 
     def _recv_exact(self, n: int) -> bytes:

@@ -583,8 +583,6 @@ class FrontStage:
                 continue
             if msgs:
                 self.unmapped += len(msgs)
-                if self.metrics is not None:
-                    self.metrics.fronted["unmapped"] += len(msgs)
                 if time.monotonic() - warned > 60:
                     warned = time.monotonic()
                     log.warning(
@@ -593,7 +591,7 @@ class FrontStage:
                         " order across workers is not kept, and a node's loss can lose what devices were"
                         " acknowledged"
                     )
-                await self._front(msgs, _ack_each)
+                await self._front(msgs, _ack_each, path="unmapped")
 
     async def take(self, partition: int) -> None:
         """Front partition ``partition`` (a lease on it was taken): its consumer of ``$MQTT_msgs`` made
@@ -698,9 +696,7 @@ class FrontStage:
             try:
                 msgs = await _fetch(sub, self.batch, 1.0)
                 if msgs:
-                    if self.metrics is not None:
-                        self.metrics.fronted["stored"] += len(msgs)
-                    await self._front(msgs, _ack_last)
+                    await self._front(msgs, _ack_last, path="stored")
             except Exception as e:
                 log.warning("front %d: cannot read (%s: %s); taking it anew", partition, type(e).__name__, e)
                 await asyncio.sleep(0.5)
@@ -722,10 +718,8 @@ class FrontStage:
                     inbox.dropped - dropped,
                 )
                 dropped = inbox.dropped
-            if self.metrics is not None:
-                self.metrics.fronted["at_most_once"] += len(msgs)
             try:
-                await self._front(msgs, None, received)
+                await self._front(msgs, None, received, path="at_most_once")
             except Exception as e:  # (never met: ``_front`` keeps what fails as a dead letter)
                 log.warning("front %d: %d QoS 0 messages lost (%s)", partition, len(msgs), e)
 
@@ -770,9 +764,13 @@ class FrontStage:
         msgs: list[Msg],
         ack: Callable[[list[Msg]], Awaitable[None]] | None,
         received: list[float] | None = None,
+        *,
+        path: str,
     ) -> None:
         """Forward a batch of messages, then ``ack`` them. ``received``: when each arrived, for messages
-        not stored (QoS 0, None for ``ack``); a stored message was received when the engine stored it."""
+        not stored (QoS 0, None for ``ack``); a stored message was received when the engine stored it.
+        ``path``: how they came, for the metrics (``Metrics.fronted``), counted with their ages once
+        acknowledged (a batch whose acknowledgement fails comes again: counted then)."""
         fetched = time.time()
         if received is None:
             received = [m.metadata.timestamp.timestamp() for m in msgs]
@@ -786,13 +784,15 @@ class FrontStage:
             log.exception("front: batch of %d messages failed; one by one", len(messages))
             for message in messages:
                 await self._forward_alone(message)
+        forwarded = time.time()
+        if ack is not None:
+            await ack(msgs)
         if self.metrics is not None:
             receipts = np.asarray(received, dtype=np.float64)
             ages = self.metrics.fix_ages
             ages.observe("fetched", fetched - receipts)
-            ages.observe("forwarded", time.time() - receipts)
-        if ack is not None:
-            await ack(msgs)
+            ages.observe("forwarded", forwarded - receipts)
+            self.metrics.fronted[path] += len(msgs)
 
     async def _forward_alone(self, message: RawMessage) -> None:
         """One message of a batch a bug met: forwarded alone, or kept as a dead letter

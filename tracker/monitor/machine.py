@@ -254,7 +254,9 @@ def _place_fit(
     lands beyond its disc almost never, whether its device under-reports or not; counted, a tag's
     accurate fixes outdoors hid its indoor ones' scatter (1.5x devices at 0.1-0.9 % of their
     evidence, under place_out_rate, where their fixes of 40-60 m land beyond one time in 30-60). Any
-    fix back inside confirms an out still pending."""
+    fix back inside confirms an out still pending. A place whose fence is wider than twice
+    max_accuracy_m learns nothing: no fix that decides can tell there (nor could one before: beyond
+    such a fence's disc even a device that under-reports lands almost never)."""
     f = s.place_fit
     if f is None:
         evidence = out = pending = 0.0

@@ -64,8 +64,8 @@ class PreparedBatch:
     # when its preparation began, when each message arrived here and each fix was received (the
     # metrics' fix ages, observed once the batch is committed)
     started: float = math.nan
-    arrived: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
-    receipts: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    arrived: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), compare=False)
+    receipts: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0), compare=False)
 
 
 def answers(messages: list[RawMessage], admitted: Admitted, refused: Refused) -> dict[int, MessageAnswer]:
