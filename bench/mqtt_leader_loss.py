@@ -28,7 +28,6 @@ from pathlib import Path
 import nats
 import paho.mqtt.client as mqtt
 from nats.js import JetStreamContext
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from tracker.embedded import EmbeddedNats
 from tracker.ingest import jetstream
@@ -45,15 +44,7 @@ async def trial(directory: Path, messages: int, pace: float, stream: str) -> Non
         js = nc.jetstream()
         await jetstream.ensure_streams(js, topic_prefix="", replicas=3, partitions=partitions)
         if stream == jetstream.IN_STREAM:  # the old design: TRACKER_IN capturing the mapped subjects
-            await js.update_stream(
-                StreamConfig(
-                    name=jetstream.IN_STREAM,
-                    subjects=[f"{jetstream.FRONT_PREFIX}.*.>"],
-                    retention=RetentionPolicy.WORK_QUEUE,
-                    storage=StorageType.FILE,
-                    num_replicas=3,
-                )
-            )
+            await js.update_stream(jetstream.earlier_in_stream(replicas=3))
         for _ in range(30):  # the stream's leader off the devices' node
             leader = (await js.stream_info(stream)).cluster.leader  # type: ignore[union-attr]
             if leader and leader != "n0":

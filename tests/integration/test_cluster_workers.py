@@ -127,7 +127,7 @@ async def test_two_workers_store_every_fix_once_and_alert_each_incident_once(
     fronted = [svc.front.forwarded for svc in workers]
     assert all(n > 0 for n in fronted), fronted  # the engine spread the messages over both fronts
     # by the server's mappings: each device's messages on the front of its partition, none shared
-    assert [svc.front.unmapped for svc in workers] == [0, 0]
+    assert [svc.metrics.fronted["unmapped"] for svc in workers] == [0, 0]
     # ... as the metrics tell an operator (each message the fronts took once, by its path), and how old
     # the fixes were when fronted, forwarded and committed
     paths = [svc.metrics.snapshot()["fronted"] for svc in workers]

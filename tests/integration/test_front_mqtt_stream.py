@@ -31,7 +31,7 @@ import asyncpg
 import paho.mqtt.client as mqtt
 import pytest
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig
 
 from tests.helpers import build_small_world, fix, wait_until
 from tracker.config import Settings
@@ -313,14 +313,7 @@ async def test_a_cluster_made_before_the_fronts_read_mqtt_msgs_is_moved_on(engin
     nc = await jetstream.connect(engine.node.url, "old")
     engine.connections.append(nc)
     js = nc.jetstream()
-    await js.add_stream(
-        StreamConfig(
-            name=jetstream.IN_STREAM,
-            subjects=[f"{jetstream.FRONT_PREFIX}.*.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-        )
-    )
+    await js.add_stream(jetstream.earlier_in_stream(replicas=1))
     await js.add_consumer(
         jetstream.IN_STREAM,
         ConsumerConfig(durable_name="front-1-0a0b0c0d", filter_subject=f"{jetstream.FRONT_PREFIX}.1.>"),

@@ -204,6 +204,19 @@ async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: i
     await ensure_front(js, replicas, topic_prefix)
 
 
+def earlier_in_stream(replicas: int) -> StreamConfig:
+    """``TRACKER_IN`` as a worker before 2026-12-07 made it: the mapped subjects (``tin.*.>``) too, in
+    a work queue its fronts read; what ``_unmapped_only`` moves a cluster on from (the tests and
+    bench/mqtt_leader_loss.py make it, to show that move and that design's loss)."""
+    return StreamConfig(
+        name=IN_STREAM,
+        subjects=[f"{FRONT_PREFIX}.*.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        num_replicas=replicas,
+    )
+
+
 async def _unmapped_only(js: JetStreamContext, config: StreamConfig) -> None:
     """``TRACKER_IN`` as ``config`` says: a worker before 2026-12-07 made it take the mapped subjects
     (``tin.*.>``) too, and read them there; nobody does now, so a work queue would keep them forever.
@@ -552,10 +565,9 @@ class FrontStage:
     partitions: int
     batch: int = 500
     forwarded: int = 0  # fixes forwarded, for the metrics
-    unmapped: int = 0  # messages that came without the server's mappings (order not kept)
     token_of: Callable[[int], int | None] = lambda partition: 1  # the partition's lease token; None: not held
     sweep_s: float = 30.0  # how often the partitions' other consumers are looked for (``_sweep``)
-    metrics: Metrics | None = None  # the front's fix ages ("fetched", "forwarded") and messages by path
+    metrics: Metrics = field(default_factory=Metrics)  # its fix ages (fetched, forwarded), messages by path
     _held: dict[int, _Fronted] = field(default_factory=dict, init=False)
     _taking: dict[int, asyncio.Task[None]] = field(default_factory=dict, init=False)
     _retakes: set[asyncio.Task[None]] = field(default_factory=set, init=False)
@@ -582,7 +594,6 @@ class FrontStage:
                     sub = await self._bind_shared()
                 continue
             if msgs:
-                self.unmapped += len(msgs)
                 if time.monotonic() - warned > 60:
                     warned = time.monotonic()
                     log.warning(
@@ -787,12 +798,11 @@ class FrontStage:
         forwarded = time.time()
         if ack is not None:
             await ack(msgs)
-        if self.metrics is not None:
-            receipts = np.asarray(received, dtype=np.float64)
-            ages = self.metrics.fix_ages
-            ages.observe("fetched", fetched - receipts)
-            ages.observe("forwarded", forwarded - receipts)
-            self.metrics.fronted[path] += len(msgs)
+        receipts = np.asarray(received, dtype=np.float64)
+        ages = self.metrics.fix_ages
+        ages.observe("fetched", fetched - receipts)
+        ages.observe("forwarded", forwarded - receipts)
+        self.metrics.fronted[path] += len(msgs)
 
     async def _forward_alone(self, message: RawMessage) -> None:
         """One message of a batch a bug met: forwarded alone, or kept as a dead letter
