@@ -564,6 +564,13 @@ PLACES = ChildContext(schedule=MORNING, school=SCHOOL, home=HOME)
             [[], [ARR], [], [LEFT]],
         ),
         (
+            "arrived, a fix certainly outside, one that may still be inside (beyond the fence, its disc"
+            " reaching it), another certainly outside: still at school, the outs must come in a row"
+            " (before: left on the second out, and a tag scattering indoors left its place)",
+            [(-30, 0), (-10, 0), (-200, 0), (-70, 0), (-210, 0), (-220, 0)],
+            [[], [ARR], [], [], [], [LEFT]],
+        ),
+        (
             "at home, then leaving it",
             [(-800, 0), (-795, 0), (-600, 0), (-500, 0)],
             [[], [ARR], [], [LEFT]],

@@ -77,7 +77,8 @@ under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fi
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
 - arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
-  certainly outside it (the zone disc of `zone_sigma` clear of the fence, as zones are judged). An
+  in a row certainly outside it (the zone disc of `zone_sigma` clear of the fence, as zones are
+  judged; a fix that may still be there starts the count over). An
   RFID gate sighting counts as arrival at once (or, when the child has been at school for an hour,
   as leaving).
 - signal lost (tick): inside a commute window, no decided fix (nor one of unknown or poor accuracy,
@@ -634,7 +635,7 @@ def _place(
                 events.append(Event(EventKind.LEFT_PLACE, obs.ts, detail=name))
             else:
                 s.place_counts = {**counts, out_key: n}
-        elif d <= place.radius_m and out_key in counts:
+        elif out_key in counts:  # a fix that may still be there: the outs must come in a row
             s.place_counts = _without(counts, out_key)
         return
     if d <= place.radius_m:

@@ -259,7 +259,9 @@ class Rules:
     low_battery_pct: int = _threshold(15, "battery level below which 'low battery' is sent, once a day")
     signal_lost_s: float = _threshold(180.0, "no fix for this long inside a commute window: 'signal lost'")
     place_confirm_fixes: int = _threshold(
-        2, "fixes inside a school's or home's fence before 'arrived' (as many certainly outside: 'left')"
+        2,
+        "fixes inside a school's or home's fence before 'arrived' (as many in a row certainly outside:"
+        " 'left')",
     )
     place_sigma: float = _threshold(
         2.5,
