@@ -204,9 +204,9 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
         )
     new.in_corridor = has_route and obs.on_route
     if ctx.school is not None:
-        _place(new, "school", ctx.school, obs, rules, events)
+        _place(new, "school", ctx.school, obs, rules, weight, events)
     if ctx.home is not None:
-        _place(new, "home", ctx.home, obs, rules, events)
+        _place(new, "home", ctx.home, obs, rules, weight, events)
     if obs.batt is not None and obs.batt < rules.low_battery_pct and ctx.schedule is not None:
         _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
 
@@ -223,8 +223,11 @@ is set is followed at once when it goes forward, within two buckets of reports w
 def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, weight: float) -> bool:
     """The child is at home or at school (arrived there and not yet left) and this fix may still be
     inside the place's fence: its disc (Rules.place_sigma of the error it is judged by,
-    Observation.error_m) reaches it. Learns the tag's fit there on the way (``_place_fit``: from the
-    accuracy the fix reports, so that what is learnt never feeds back into how it is learnt)."""
+    Observation.error_m) reaches it, or the fixes certainly away from it have not yet covered one
+    fix's worth of time (``_away_for``: a tag reporting every second or five is away once it has
+    been for about as long as one reporting every 10 s or more). Learns the tag's fit there on the
+    way (``_place_fit``: from the accuracy the fix reports, so that what is learnt never feeds back
+    into how it is learnt)."""
     at = s.at
     place = ctx.school if at == "school" else ctx.home if at == "home" else None
     if place is None:
@@ -236,7 +239,18 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
     beyond = d > rules.place_disc_m(obs.acc)
     telling = obs.acc >= rules.place_fit_acc_share * place.radius_m
     _place_fit(s, obs, beyond, telling, rules, weight)
-    return d <= rules.place_disc_m(obs.error_m)
+    if d <= rules.place_disc_m(obs.error_m):
+        return True
+    # certainly away, but for less than one fix's worth of time yet (a 1 s or 5 s tag): still held
+    return _away_for(s.place_counts.get(f"out:{at}", 0) + 1, weight) < 1.0 - _ROUNDING
+
+
+def _away_for(fixes: int, weight: float) -> float:
+    """How many fixes' worth of evidence ``fixes`` certain outs in a row, each carrying ``weight``
+    (Rules.weight), are: per second, not per fix. From 10 s apart on each counts whole, as before; a
+    tag reporting every second must stay certainly out for as long as one every 15 s (a drifting
+    error's brief excursions beyond a place's disc are caught the more often the denser the fixes)."""
+    return fixes * weight
 
 
 def _place_fit(
@@ -621,7 +635,13 @@ def _gone_from(first: tuple[float, ...], obs: Observation) -> float:
 
 
 def _place(
-    s: ChildState, name: str, place: Place, obs: Observation, rules: Rules, events: list[Event]
+    s: ChildState,
+    name: str,
+    place: Place,
+    obs: Observation,
+    rules: Rules,
+    weight: float,
+    events: list[Event],
 ) -> None:
     d = metres(place.lon, place.lat, obs.lon, obs.lat)
     counts = s.place_counts
@@ -629,7 +649,7 @@ def _place(
         out_key = f"out:{name}"
         if d - rules.place_disc_m(obs.error_m) > place.radius_m:  # certainly out (Rules.place_sigma)
             n = counts.get(out_key, 0) + 1
-            if n >= rules.place_confirm_fixes:
+            if _away_for(n, weight) >= rules.place_confirm_fixes - _ROUNDING:
                 s.at = None
                 s.place_counts = _without(counts, out_key)
                 events.append(Event(EventKind.LEFT_PLACE, obs.ts, detail=name))
