@@ -623,6 +623,43 @@ AT_HOME = [
 ]
 
 
+# The same at one fix a second: certain outs count per second, not per fix (each Rules.weight of its
+# gap: 0.1), so a tag away for a few seconds is still at home, and a child walking out is away once it
+# has been certainly so for 10 s ("left route") and has left after 20 s, as a tag every 10 s or more
+# would be after one fix and two.
+_INDOORS_1S = [_home(0, 0), _home(1, 5)] + [_home(t, 80, acc=30, dist=95) for t in range(2, 40)]
+_WALK_1S = [_home(0, 0), _home(1, 5)] + [
+    _home(t, 5 + 1.4 * (t - 1), dist=5 + 1.4 * (t - 1)) for t in range(2, 70)
+]
+AT_HOME_EVERY_SECOND = [
+    (
+        "a 1 s tag indoors, its evidence added up, then 3 s of fixes certainly away (100 m at 10 m) and"
+        " back: still at home, no 'left route' (before: 'left route' at the first, left home at the"
+        " second)",
+        _INDOORS_1S
+        + [_home(t, 100, dist=95) for t in range(40, 43)]
+        + [_home(t, 80, acc=30, dist=95) for t in range(43, 50)],
+        [[], [ARR]] + [[]] * 48,
+    ),
+    (
+        "a 1 s child walking out of home at 1.4 m/s, certainly away from t = 45 s (66.6 m): 'left"
+        " route' at its tenth fix certainly away, left home at its twentieth (before: left home at the"
+        " second, 'left route' at t = 49 s)",
+        _WALK_1S,
+        [[], [ARR]] + [[]] * 52 + [[L]] + [[]] * 9 + [[LEFT]] + [[]] * 5,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "steps", "expected"), AT_HOME_EVERY_SECOND, ids=[s[0] for s in AT_HOME_EVERY_SECOND]
+)
+def test_a_place_is_left_per_second_not_per_fix(
+    name: str, steps: list[Observation], expected: list[list[EventKind]]
+) -> None:
+    assert run(steps, PLACES) == expected
+
+
 @pytest.mark.parametrize(("name", "steps", "expected"), AT_HOME, ids=[s[0] for s in AT_HOME])
 def test_left_route_from_home(name: str, steps: list[Observation], expected: list[list[EventKind]]) -> None:
     assert run(steps, PLACES) == expected
