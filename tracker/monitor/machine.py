@@ -38,8 +38,9 @@ under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fi
   at 2-3 sigma in a row happen to every child every day; a sum of four sigmas of excess does not.)
   While the child is at home or at school (arrived, not yet left) and a fix's zone disc still
   reaches the place's fence, the evidence adds up but 'left route' waits for a fix certainly away
-  from the place: the route begins and ends there, and a child indoors there scatters fixes 20-60 m
-  and more (issue 15: the devices that under-report their error raised 'left route' at home).
+  from the place (one fix's worth of them in a row, per second: ``_away_for``): the route begins
+  and ends there, and a child indoors there scatters fixes 20-60 m and more (issue 15: the devices
+  that under-report their error raised 'left route' at home).
   back on route: `on_route_min_fixes` consecutive fixes inside the corridor, at any hour.
 - entered danger zone (zones are always on unless they have hours), on any of:
   1. the accuracy circle certainly inside the zone on `zone_confirm_fixes` consecutive fixes;
@@ -77,8 +78,9 @@ under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fi
 - SOS: at once, from any fix that is not a duplicate (a late SOS is still a real press).
 - low battery: below `low_battery_pct`, once per local day.
 - arrived at / left school or home: `place_confirm_fixes` fixes inside the fence; left: as many
-  in a row certainly outside it (the zone disc of `zone_sigma` clear of the fence, as zones are
-  judged; a fix that may still be there starts the count over). An
+  fixes' worth in a row certainly outside it (the zone disc of `zone_sigma` clear of the fence, as
+  zones are judged; each out weighted per second, ``Rules.weight``; a fix that may still be there
+  starts the count over). An
   RFID gate sighting counts as arrival at once (or, when the child has been at school for an hour,
   as leaving).
 - signal lost (tick): inside a commute window, no decided fix (nor one of unknown or poor accuracy,
@@ -402,7 +404,8 @@ def _route(
     hold: bool = False,
 ) -> None:
     """``hold``: the child is at home or at school and this fix may still be there (``_at_place``):
-    the evidence adds up as anywhere, but 'left route' waits for a fix certainly away from the place.
+    the evidence adds up as anywhere, but 'left route' waits for a fix certainly away from the place
+    (one fix's worth of them in a row: at 1 s, ten).
     The place is where the route begins or ends; a child indoors there, whose fixes scatter 20-60 m
     and more (more than a device that under-reports its error admits), has not left its route, and
     a child who has walks out of the place within a fix or two."""
