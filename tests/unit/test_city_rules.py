@@ -128,6 +128,12 @@ SCENARIOS = [
         [(12, "left_route", None)],
     ),
     (
+        "... the same child on a shuttle of two short legs along the road, 30 s at 10 m/s either side of"
+        " a 60 s red light: one 'left route' (before: none, never three fast measures in a row)",
+        path(12, [(0, -550, 20), (30, -250, 20), (90, -250, 20), (120, 50, 20)], 15, 8),
+        [(12, "left_route", None)],
+    ),
+    (
         "a bicycle route over the road at 5 m/s (before: a pass-through)",
         path(31, [(0, 200, -100), (48, 200, 140)], 15, 5),
         NOTHING,

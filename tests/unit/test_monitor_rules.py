@@ -571,8 +571,8 @@ PLACES = ChildContext(schedule=MORNING, school=SCHOOL, home=HOME)
             [[], [ARR], [], [], [], [LEFT]],
         ),
         (
-            "at home, then leaving it",
-            [(-800, 0), (-795, 0), (-600, 0), (-500, 0)],
+            "at home, then walking out of it",
+            [(-800, 0), (-795, 0), (-730, 0), (-710, 0)],
             [[], [ARR], [], [LEFT]],
         ),
     ],

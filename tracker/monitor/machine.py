@@ -214,7 +214,7 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
 
 
 STAMPED_AT_RECEIPT = "stamped at receipt"
-FAST_MEASURES = 3
+FAST_MEASURES = 2
 CLOCK_BUCKET_S = 300.0
 """The tag's clock offset is the least receipt delay of the fixes received in the current bucket (of
 this many seconds of receipt time) and the one before it: a late fix only makes a delay longer (a
@@ -382,9 +382,11 @@ def _heard(state: ChildState, obs: Observation, ctx: ChildContext, rules: Rules,
 
 
 def _too_fast(s: ChildState, obs: Observation, mode_max_mps: float, rules: Rules) -> bool:
-    """Faster than its route's mode for long enough: three measures in a row (one fix thrown far makes
-    two fast: as the end of one and the start of the next), over fast_min_s, and over the whole stretch
-    from the first measure's start to this fix (two fixes thrown far, one between them, make three)."""
+    """Faster than its route's mode for long enough: two measures in a row, over fast_min_s, and over
+    the whole stretch from the first measure's start to this fix (one fix thrown far makes two
+    measures fast, as the end of one and the start of the next, but not the stretch: the fix after it
+    is back where the child is; issue 15: with three measures, 45 s at 15 s fixes, a shuttle ride of
+    two short legs either side of a red light was never fast for long enough)."""
     f = s.fast_from
     if f is None or s.fast_measures < FAST_MEASURES or obs.ts - f[0] < rules.fast_min_s:
         return False

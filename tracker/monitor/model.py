@@ -195,7 +195,9 @@ class Rules:
         10.0, "... the same for a bicycle route (shuttle and bus: max_speed_mps) ..."
     )
     fast_min_s: float = _threshold(
-        40.0, "... for this many seconds and three measures (one fix thrown far makes two fast, not three)"
+        25.0,
+        "... for this many seconds and two measures, and over the whole stretch (one fix thrown far makes"
+        " two measures fast, not the stretch)",
     )
     ride_min_mps: float = _threshold(
         8.0,
