@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.e2e import RECEIPT_TO_SOCKET, Sockets, batch_messages, latencies  # noqa: E402
+from bench.e2e import RECEIPT_TO_SOCKET, Sockets, batch_messages, latencies, take, take_each  # noqa: E402
 from bench.load.city import tag_of  # noqa: E402
 from bench.load.rawpub import _varint, publish_packet  # noqa: E402
 from simulator.messages import Fix, Position  # noqa: E402
@@ -87,3 +87,14 @@ def test_a_fix_sent_twice_is_timed_from_its_first_publish() -> None:
     ]
     got, _, _ = latencies(sockets, since=40.0, fixes=fixes, times=times, per_message=1)
     assert [round(x, 3) for _, x in got] == [0.3]  # not 50.3 - 52.0
+
+
+def test_the_warm_up_holds_a_fix_of_every_driven_child_and_comes_before_the_measured_fixes() -> None:
+    from simulator.core import FixGenerator, SimConfig
+    from tests.unit.test_simulator_incidents import T0, tiny_world
+
+    generator = FixGenerator(tiny_world(children=5), SimConfig(seed=3), T0)
+    warm = take_each(generator, len(generator.children))
+    assert {f.tag for f in warm} == {c.tag for c in generator.children}
+    measured = take(generator, 20)
+    assert max(f.ts for f in warm) <= min(f.ts for f in measured)  # (the measured ones are not stale)
