@@ -152,11 +152,13 @@ async def test_staff_get_their_schools_positions_coalesced_and_no_other_schools(
                 (caught_up,) = live.of_type("alerts")
                 assert [al["id"] for al in caught_up["alerts"]] == [a.alert_id]  # A's open SOS, not B's
 
-                # both children walk their routes: a fix every 0.1 s for 3 s each
+                # both children walk their routes, 150 m from home (gone from it once certainly away for
+                # 20 s: a place is left per second) at 1.5 m/s (at 10 m/s a child is too fast for a
+                # walking route: "left route"): a fix every 0.1 s for 3 s each
                 t0 = time.time() - 30
                 for i in range(30):
-                    pub.publish(topic(svc, a), fix(a.dx - 590 + i * 10, 3, t0 + i, acc=8))
-                    pub.publish(topic(svc, b), fix(b.dx - 590 + i * 10, 3, t0 + i, acc=8))
+                    pub.publish(topic(svc, a), fix(a.dx - 450 + i * 1.5, 3, t0 + i, acc=8))
+                    pub.publish(topic(svc, b), fix(b.dx - 450 + i * 1.5, 3, t0 + i, acc=8))
                     await asyncio.sleep(0.1)
                 last = t0 + 29
                 await wait_until(
