@@ -894,35 +894,19 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         seen: set[tuple[str, float]] = set()
 
         results: dict[str, Any] = {}
-        results["warm_up"], _ = await tracker_phase(
-            "warm-up, each driven child's first fix (single, QoS 1; not a target)",
-            watch,
-            publishers,
-            single_messages(prefix, warm_fixes),
-            warm_fixes,
-            phases,
-            seen,
-        )
-        results["single_qos1"], _ = await tracker_phase(
-            "single fixes, QoS 1",
-            watch,
-            publishers,
-            single_messages(prefix, single_fixes),
-            single_fixes,
-            phases,
-            seen,
-        )
-        for size, n in ((10, plan.batch10_fixes), (100, plan.batch100_fixes)):
-            fixes = take(generator, n)
-            results[f"batch{size}"], _ = await tracker_phase(
-                f"gateway batches of {size}",
-                watch,
-                publishers,
-                batch_messages(prefix, fixes, size),
-                fixes,
-                phases,
-                seen,
-            )
+        batch10, batch100 = take(generator, plan.batch10_fixes), take(generator, plan.batch100_fixes)
+        for key, label, fixes, messages in (
+            (
+                "warm_up",
+                "warm-up, each driven child's first fix (single, QoS 1; not a target)",
+                warm_fixes,
+                single_messages(prefix, warm_fixes),
+            ),
+            ("single_qos1", "single fixes, QoS 1", single_fixes, single_messages(prefix, single_fixes)),
+            ("batch10", "gateway batches of 10", batch10, batch_messages(prefix, batch10, 10)),
+            ("batch100", "gateway batches of 100", batch100, batch_messages(prefix, batch100, 100)),
+        ):
+            results[key], _ = await tracker_phase(label, watch, publishers, messages, fixes, phases, seen)
 
         # latency at the fixed offered load, then at half what the tracker sustained with single fixes
         # (what an operator sees when the tracker keeps up; above its capacity latency is the backlog)

@@ -264,36 +264,22 @@ async def one_count(
 
         # each driven child's next fix first, as bench/e2e.py does: the workers then hold every child's
         # state, and the single-fix phase measures running workers, not each child's first read
-        fixes = take_each(setup.generator, len(setup.generator.children))
-        out["warm_up"], _ = await tracker_phase(
-            f"warm-up, each driven child's first fix ({n} workers; not a target)",
-            watch,
-            publishers,
-            single_messages(prefix, fixes),
-            fixes,
-            phases,
-            seen,
-        )
-        fixes = take(setup.generator, plan.single_fixes)
-        out["single_qos1"], _ = await tracker_phase(
-            f"single fixes, QoS 1 ({n} workers)",
-            watch,
-            publishers,
-            single_messages(prefix, fixes),
-            fixes,
-            phases,
-            seen,
-        )
-        fixes = take(setup.generator, plan.batch100_fixes)
-        out["batch100"], _ = await tracker_phase(
-            f"gateway batches of 100 ({n} workers)",
-            watch,
-            publishers,
-            batch_messages(prefix, fixes, 100),
-            fixes,
-            phases,
-            seen,
-        )
+        warm = take_each(setup.generator, len(setup.generator.children))
+        single = take(setup.generator, plan.single_fixes)
+        batched = take(setup.generator, plan.batch100_fixes)
+        for key, label, fixes, messages in (
+            (
+                "warm_up",
+                "warm-up, each driven child's first fix (not a target)",
+                warm,
+                single_messages(prefix, warm),
+            ),
+            ("single_qos1", "single fixes, QoS 1", single, single_messages(prefix, single)),
+            ("batch100", "gateway batches of 100", batched, batch_messages(prefix, batched, 100)),
+        ):
+            out[key], _ = await tracker_phase(
+                f"{label} ({n} workers)", watch, publishers, messages, fixes, phases, seen
+            )
         for k in ("single_qos1", "batch100"):
             log(
                 f"  {k}: engine {out[k]['engine_cpu_us_per_fix']:,.0f} µs CPU per fix (all nodes); "
