@@ -205,6 +205,45 @@ def test_route_rules(name: str, steps: list[Observation], expected: list[list[Ev
     assert run(steps) == expected
 
 
+CANYON_MARGIN = Rules(off_route_margin_m=25.0)  # TRACKER_OFF_ROUTE_MARGIN_M: an operator's choice
+ROUTE_MARGIN = [
+    (
+        "fixes of 10 m accuracy 20 m beyond the corridor for two minutes (an urban canyon's bias):"
+        " 'left route' at the fourth by default",
+        RULES,
+        [obs(t, 50) for t in range(0, 120, 15)],
+        [[], [], [], [L]] + [[]] * 4,
+    ),
+    (
+        "... nothing with a margin of 25 m (they are not 25 m beyond)",
+        CANYON_MARGIN,
+        [obs(t, 50) for t in range(0, 120, 15)],
+        [[]] * 8,
+    ),
+    (
+        "a child walking away: 'left route' at the same fix with the margin and without",
+        CANYON_MARGIN,
+        [obs(0, 0), obs(15, 60), obs(30, 75), obs(45, 90), obs(60, 105)],
+        [[], [], [], [L], []],
+    ),
+    (
+        "... the same walk by default",
+        RULES,
+        [obs(0, 0), obs(15, 60), obs(30, 75), obs(45, 90), obs(60, 105)],
+        [[], [], [], [L], []],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "rules", "steps", "expected"), ROUTE_MARGIN, ids=[s[0] for s in ROUTE_MARGIN]
+)
+def test_a_margin_beyond_the_corridor(
+    name: str, rules: Rules, steps: list[Observation], expected: list[list[EventKind]]
+) -> None:
+    assert run(steps, rules=rules) == expected
+
+
 ZONE_SCENARIOS = [
     (
         "certainly inside twice: entered on the second fix",

@@ -33,7 +33,8 @@ under-report (`ChildState.error_scale`, learnt at home and school by ``_place_fi
   corridor adds up. Each fix's distance beyond the corridor is measured in sigmas of its own error
   (accuracy is a 68 % radius: sigma = acc / 1.51); a CUSUM adds (sigmas - `off_route_sigma`), at most
   `off_route_step_cap` per fix, never below 0; 'left route' when it reaches `off_route_score` from
-  at least `off_route_min_fixes` fixes beyond `off_route_sigma` spanning `off_route_min_s`. A fix
+  at least `off_route_min_fixes` fixes beyond `off_route_sigma` spanning `off_route_min_s` (the
+  reference is `off_route_margin_m` metres instead where that is farther: 0 by default). A fix
   inside the corridor starts over. (GPS error drifts, with a correlation time near 45 s: two fixes
   at 2-3 sigma in a row happen to every child every day; a sum of four sigmas of excess does not.)
   While the child is at home or at school (arrived, not yet left) and a fix's zone disc still
@@ -432,12 +433,13 @@ def _route(
     # a CUSUM: each fix adds how far beyond the reference it is (less: it takes away), capped, in
     # proportion to the time it covers (evidence per second, not per fix)
     x = obs.off_route_sigmas
-    step_score = min(x - rules.off_route_sigma, rules.off_route_step_cap) * weight
+    reference = max(rules.off_route_sigma, rules.off_route_margin_m / obs.sigma_m)
+    step_score = min(x - reference, rules.off_route_step_cap) * weight
     s.off_score = max(0.0, s.off_score + step_score)
     if s.off_score == 0.0:
         s.off_count, s.off_since, s.off_pace = 0, None, 0.0
         return
-    if x >= rules.off_route_sigma:
+    if x >= reference:
         s.off_count += 1
         # how fast the child went into each fix of the evidence, at the fastest (a lower bound)
         s.off_pace = s.speed_mps if s.off_count == 1 else max(s.off_pace, s.speed_mps)

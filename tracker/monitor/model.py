@@ -161,6 +161,12 @@ class Rules:
         "a fix is evidence of a departure this many sigmas of its error beyond the corridor"
         " (sigma = accuracy / 1.51); the evidence adds up what each fix has beyond this",
     )
+    off_route_margin_m: float = _threshold(
+        0.0,
+        "... and at least this many metres beyond the corridor (a fix of 10 m accuracy in an urban"
+        " canyon may lie 20-60 m off for minutes): the evidence adds up what each fix has beyond"
+        " the farther of the two",
+    )
     off_route_score: float = _threshold(
         4.0, "'left route' when the fixes' evidence adds up to this (a CUSUM) ..."
     )
