@@ -28,6 +28,7 @@ from tracker.monitor import (
     step,
     tick,
 )
+from tracker.monitor.model import R68_PER_SIGMA
 
 RULES = Rules()  # the defaults: what a deployment runs with
 assert (RULES.off_route_sigma, RULES.off_route_score, RULES.off_route_step_cap) == (2.0, 4.0, 3.0)
@@ -845,6 +846,57 @@ def test_a_tag_is_judged_everywhere_by_how_its_fixes_keep_at_home(
     got = run(hour + away, PLACES)
     assert got[1] == [ARR] and all(e == [] for e in got[2 : len(hour)])
     assert got[len(hour) :] == walk
+
+
+def _scatter_at_home(r: float, fixes: int, acc: float = 30.0) -> list[Observation]:
+    """Arrived home, then ``fixes`` every 15 s at ``acc`` r m from its middle, where the child sits, in
+    the four directions in turn: all inside the 50 m fence, none beyond a disc (the outs of
+    ``test_a_place_holds_a_tag_by_how_its_fixes_keep_there`` learn nothing from them)."""
+    steps = [_home(0, 0), _home(15, 5)]
+    sides = ((r, 0.0), (0.0, r), (-r, 0.0), (0.0, -r))
+    for i in range(fixes):
+        dx, dy = sides[i % 4]
+        steps.append(obs(30 + 15 * i, 0.0, acc=acc, at=(-800 + dx, dy)))
+    return steps
+
+
+SIGMA30 = 30 / R68_PER_SIGMA  # 19.9 m
+SCATTER_AT_HOME = [
+    (
+        "fixes 2.1 reported sigmas round where the child sits (4.5 a fix: a device whose true error is"
+        " 1.5x what it reports, indoors at 30 m) for half an hour: judged by 1.6x its accuracy",
+        _scatter_at_home(2.12 * SIGMA30, 120),
+        RULES.wide_scale,
+    ),
+    (
+        "... for a quarter of an hour: not yet (the scatter's evidence needs 90 fixes' worth after two"
+        " minutes of the stay's mean)",
+        _scatter_at_home(2.12 * SIGMA30, 60),
+        1.0,
+    ),
+    (
+        "fixes 1.41 sigmas round it (2.0 a fix: a device that reports its error truly): as reported",
+        _scatter_at_home(1.41 * SIGMA30, 120),
+        1.0,
+    ),
+    (
+        "the 1.5x scatter at 10 m accuracy (fixes that cannot tell in a 50 m fence: not counted)",
+        _scatter_at_home(2.12 * 10 / R68_PER_SIGMA, 120, acc=10.0),
+        1.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "steps", "scale"), SCATTER_AT_HOME, ids=[s[0] for s in SCATTER_AT_HOME])
+def test_a_tag_is_judged_by_how_its_fixes_scatter_at_home(
+    name: str, steps: list[Observation], scale: float
+) -> None:
+    state = ChildState()
+    for o in steps:
+        o = msgspec.structs.replace(o, acc_scale=state.error_scale(RULES))
+        state, events, _ = step(state, o, PLACES, RULES)
+        assert all(e.kind in (ARR,) for e in events)  # nothing else: not left home, no "left route"
+    assert state.error_scale(RULES) == pytest.approx(scale)
 
 
 def test_a_tag_whose_fixes_keep_arriving_too_vague_to_decide_is_not_lost() -> None:

@@ -98,6 +98,7 @@ import math
 from dataclasses import dataclass
 
 from tracker.monitor.model import (
+    R68_PER_SIGMA,
     ChildContext,
     ChildState,
     Event,
@@ -236,12 +237,14 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
     if place is None:
         f = s.place_fit
         if f is not None and f[3]:
-            s.place_fit = [f[0], f[1], f[2], 0.0]  # (the child walked out: nothing to confirm)
+            s.place_fit = [f[0], f[1], f[2], 0.0, *f[4:]]  # (the child walked out: nothing to confirm)
         return False
     d = metres(place.lon, place.lat, obs.lon, obs.lat) - place.radius_m  # beyond the fence
     beyond = d > rules.place_disc_m(obs.acc)
     telling = obs.acc >= rules.place_fit_acc_share * place.radius_m
     _place_fit(s, obs, beyond, telling, rules, weight)
+    if telling:
+        _place_scatter(s, obs, place, 1.0 if at == "home" else 2.0, rules, weight)
     if d <= rules.place_disc_m(obs.error_m):
         return True
     # certainly away, but for less than one fix's worth of time yet (a 1 s or 5 s tag): still held
@@ -276,17 +279,65 @@ def _place_fit(
     max_accuracy_m learns nothing: no fix that decides can tell there (nor could one before: beyond
     such a fence's disc even a device that under-reports lands almost never)."""
     f = s.place_fit
+    scatter: list[float] = []  # (_place_scatter's part, faded as the rest)
     if f is None:
         evidence = out = pending = 0.0
     else:
         fade = 0.5 ** (max(0.0, obs.ts - f[0]) / rules.place_fit_half_life_s)
         evidence, out, pending = f[1] * fade, f[2] * fade, f[3] * fade
+        if len(f) == PLACE_FIT_LEN:
+            scatter = [*f[4:7], f[7] * fade, f[8] * fade, *f[9:]]
     if beyond:
         if telling:
             pending += weight
     else:
         out, pending = out + pending, 0.0
-    s.place_fit = [obs.ts, evidence + weight if telling else evidence, out, pending]
+    s.place_fit = [obs.ts, evidence + weight if telling else evidence, out, pending, *scatter]
+
+
+PLACE_FIT_LEN = 11
+"""ChildState.place_fit: the outs' four, then the scatter's seven (_place_scatter)"""
+PLACE_SCATTER_CAP = 16.0
+"""a fix's squared distance from where the child stays, in its reported sigmas squared, counts at most
+this much (a fix thrown 40-120 m by the receiver, at its usual accuracy, must not decide alone)"""
+PLACE_MEAN_FIXES = 60.0
+"""where the child stays at the place: the running mean of the telling fixes over about this many
+fixes' worth (Rules.weight: 10 minutes), long beside the error's correlation time"""
+PLACE_MEAN_WARM_FIXES = 12.0
+"""the scatter is read once the mean holds this many fixes' worth (two minutes of a stay)"""
+PLACE_MEAN_RESET_S = 1800.0
+"""a stay's mean starts over after this long without a fix at the place (the child may sit elsewhere)"""
+
+
+def _place_scatter(
+    s: ChildState, obs: Observation, place: Place, code: float, rules: Rules, weight: float
+) -> None:
+    """Learn, per tag, how its telling fixes at home or at school scatter round where the child stays
+    (``place_fit[4:10]``: the stay's running mean x, y in metres from the place, its fixes' worth, the
+    fading sum of each fix's squared distance from it in reported sigmas squared and its evidence, and
+    which place). A device that reports its error truly scatters 2 of those a fix on average (the
+    chi-square of two axes), one whose true error is 1.5x what it reports 4.5, wherever in the fence the
+    child sits: unlike the outs (``_place_fit``), where a true device by the fence lands beyond as
+    often as a 1.5x one in its middle. From the reported accuracy, so that what is learnt never feeds
+    back into how it is learnt (ChildState.error_scale reads it)."""
+    f = s.place_fit
+    assert f is not None  # (_place_fit has just written it, a list of this fix's own)
+    lat = _radians(place.lat)
+    x = (obs.lon - place.lon) * (111_412.84 * _cos(lat))
+    y = (obs.lat - place.lat) * 111_132.92
+    if len(f) != PLACE_FIT_LEN:
+        f[4:] = [x, y, 0.0, 0.0, 0.0, code, obs.ts]
+    if f[9] != code or obs.ts - f[10] > PLACE_MEAN_RESET_S:  # another place, or another stay
+        f[4], f[5], f[6], f[9] = x, y, 0.0, code
+    if f[6] >= PLACE_MEAN_WARM_FIXES - _ROUNDING:
+        sigma = max(obs.acc, 1.0) / R68_PER_SIGMA  # the reported one
+        z = min(((x - f[4]) ** 2 + (y - f[5]) ** 2) / (sigma * sigma), PLACE_SCATTER_CAP)
+        f[7] += weight * z
+        f[8] += weight
+    n = min(f[6] + weight, PLACE_MEAN_FIXES)
+    f[4] += (x - f[4]) * weight / n
+    f[5] += (y - f[5]) * weight / n
+    f[6], f[10] = n, obs.ts
 
 
 def _stamp(obs: Observation) -> str | None:

@@ -294,6 +294,18 @@ class Rules:
         " fix more accurate lands beyond the disc almost never, however its device under-reports: such"
         " fixes only diluted the share) ...",
     )
+    place_scatter_max: float = _threshold(
+        3.4,
+        "... or whose fixes there that tell scatter round where the child stays more than this on"
+        " average (each fix's squared distance from the stay's running mean in its reported sigmas"
+        " squared, at most 16: 2 for a device that reports its error truly, 4.5 for one whose true"
+        " error is 1.5x) ...",
+    )
+    place_scatter_min_evidence: float = _threshold(
+        90.0,
+        "... once that scatter has this much evidence (fixes of evidence_s each: a quarter of an hour"
+        " of stays, so that the child's own moves about the place weigh little) ...",
+    )
     place_fit_half_life_s: float = _threshold(
         4 * 3600.0, "... which fades by half in this many seconds (a tag's error is the same tomorrow)"
     )
@@ -374,16 +386,23 @@ class ChildState:
     #                                     bucket's count, longest] (tracker.monitor.machine._uplink)
     off_pace: float = 0.0  # the fastest move into a fix of the departure's evidence (m/s, a lower bound)
     place_fit: list[float] | None = None  # [ts, evidence at home or school, of it beyond the place's
-    #                     disc, beyond it still unconfirmed]: fading (tracker.monitor.machine._place_fit)
+    #                     disc, beyond it still unconfirmed]: fading (tracker.monitor.machine._place_fit);
+    #                     then the scatter's seven (tracker.monitor.machine._place_scatter)
 
     def error_scale(self, rules: Rules) -> float:
         """What the tag's reported accuracy is multiplied by wherever its fixes are judged: 1, or
         Rules.wide_scale (place_wide_sigma / place_sigma) once its fixes at home or at school, where
         the child is known to be, keep landing beyond what their accuracy allows
         (tracker.monitor.machine._place_fit: more than place_out_rate of place_fit_min_evidence or
-        more). A device that under-reports its error at home does so on its walk and by a zone too."""
+        more), or scatter round where the child stays more than place_scatter_max
+        (tracker.monitor.machine._place_scatter). A device that under-reports its error at home does so
+        on its walk and by a zone too."""
         f = self.place_fit
-        if f is not None and f[1] >= rules.place_fit_min_evidence and f[2] > rules.place_out_rate * f[1]:
+        if f is None:
+            return 1.0
+        if f[1] >= rules.place_fit_min_evidence and f[2] > rules.place_out_rate * f[1]:
+            return rules.wide_scale
+        if len(f) > 8 and f[8] >= rules.place_scatter_min_evidence and f[7] > rules.place_scatter_max * f[8]:
             return rules.wide_scale
         return 1.0
 
