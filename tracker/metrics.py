@@ -62,6 +62,7 @@ class Metrics:
     messages_in: int = 0
     fixes_in: int = 0
     fixes_stored: int = 0
+    fixes_judged_wide: int = 0  # judged by their tag's learnt error scale (ChildState.error_scale > 1)
     batches: int = 0
     rejected: Counter[str] = field(default_factory=Counter)  # dead-letter reason -> count
     not_deciding: Counter[str] = field(default_factory=Counter)  # monitor verdict -> count
@@ -87,6 +88,7 @@ class Metrics:
             "messages_in": self.messages_in,
             "fixes_in": self.fixes_in,
             "fixes_stored": self.fixes_stored,
+            "fixes_judged_wide": self.fixes_judged_wide,
             "batches": self.batches,
             "rejected": dict(self.rejected),
             "not_deciding": dict(self.not_deciding),
@@ -127,6 +129,12 @@ class _Scrape(Collector):
             ("tracker_messages_in", "broker messages taken into the pipeline", m.messages_in),
             ("tracker_fixes_in", "fixes decoded and admitted (known tag, not from the future)", m.fixes_in),
             ("tracker_fixes_stored", "fixes newly stored (duplicates are not counted)", m.fixes_stored),
+            (
+                "tracker_fixes_judged_wide",
+                "fixes judged by their tag's learnt error scale: a device whose fixes at home or at school"
+                " keep beyond, or scatter more than, the accuracy it reports",
+                m.fixes_judged_wide,
+            ),
             ("tracker_batches", "pipeline batches committed", m.batches),
             ("tracker_commit_retries", "batches retried after a database error", m.commit_retries),
         ):

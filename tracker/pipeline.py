@@ -151,6 +151,7 @@ class Pipeline:
         children = admitted.child_ids.tolist()
         slots = view.route_slots(admitted.child_ids)
         observations = observe(view.index, self.rules, admitted.fixes, admitted.child_ids, slots, states)
+        outcome.judged_wide = sum(o.acc_scale > 1.0 for o in observations)
         clock.lap("geofence")
         events, decided = judge_batch(
             view, self.rules, admitted.fixes, children, observations, states, outcome.verdicts
@@ -188,6 +189,7 @@ class Pipeline:
         m.messages_in += outcome.messages
         m.fixes_in += outcome.fixes
         m.fixes_stored += outcome.stored
+        m.fixes_judged_wide += outcome.judged_wide
         m.rejected.update(outcome.rejected)
         m.ignored.update(outcome.ignored)
         m.not_deciding.update({k: v for k, v in outcome.verdicts.items() if k != Verdict.DECIDED})

@@ -95,6 +95,7 @@ async def test_metrics_count_the_chain_and_readiness_reflects_the_servers(servic
 
         text = await wait_until(scraped, 10)
         assert re.search(r"^tracker_fixes_in_total 1\.0$", text, re.M), text
+        assert re.search(r"^tracker_fixes_judged_wide_total 0\.0$", text, re.M), text  # (a new tag)
         assert re.search(r'^tracker_fixes_rejected_total\{reason="unknown_tag"\} 1\.0$', text, re.M), text
         assert re.search(r'^tracker_fixes_rejected_total\{reason="[a-z_]+"\} 1\.0$', text, re.M)
         assert re.search(r'^tracker_alerts_open\{kind="sos"\} 2\.0$', text, re.M), text

@@ -32,6 +32,7 @@ class BatchOutcome:
     stored: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     verdicts: Counter[str] = field(default_factory=Counter)  # what the monitor made of each fix
+    judged_wide: int = 0  # fixes judged by their tag's learnt error scale (ChildState.error_scale > 1)
     events: list[ChildEvent] = field(default_factory=list)
     outbox_rows: int = 0
     ignored: Counter[str] = field(default_factory=Counter)  # valid messages without a position
