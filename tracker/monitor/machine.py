@@ -306,7 +306,8 @@ fixes' worth (Rules.weight: 10 minutes), long beside the error's correlation tim
 PLACE_MEAN_WARM_FIXES = 12.0
 """the scatter is read once the mean holds this many fixes' worth (two minutes of a stay)"""
 PLACE_MEAN_RESET_S = 1800.0
-"""a stay's mean starts over after this long without a fix at the place (the child may sit elsewhere)"""
+"""a stay's mean starts over after this long without a telling fix at the place (the child may sit
+elsewhere)"""
 
 
 def _place_scatter(
