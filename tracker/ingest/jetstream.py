@@ -199,7 +199,11 @@ async def ensure_streams(js: JetStreamContext, *, topic_prefix: str, replicas: i
     ]
     for config in streams:
         await _retry(lambda c=config: _add_stream(js, c), f"stream {config.name}")  # type: ignore[misc]
-    await _retry(lambda: _seed_fronts(js, partitions), "the partitions' fronts")
+    # a stream just made may be unknown for a moment to the node that answers (two workers starting
+    # together on a new cluster: "stream not found" right after one of them made it): asked again
+    await _retry(
+        lambda: _seed_fronts(js, partitions, streams[2]), "the partitions' fronts", also=(NotFoundError,)
+    )
     await _retry(lambda: _unmapped_only(js, streams[0]), f"stream {IN_STREAM}'s subjects")  # (seeded first)
     await ensure_front(js, replicas, topic_prefix)
 
@@ -261,10 +265,11 @@ def front_filter(partition: int) -> str:
     return f"{MQTT_STREAM_PREFIX}{FRONT_PREFIX}.{partition}.>"
 
 
-async def _seed_fronts(js: JetStreamContext, partitions: int) -> None:
+async def _seed_fronts(js: JetStreamContext, partitions: int, mqtt_stream: StreamConfig) -> None:
     """A consumer for each partition with none in ``$MQTT_msgs`` (a new cluster), so that what devices
     publish before the partition's first front is kept for it. The front that takes the partition
     deletes it (``_consumer_anew``; ``FrontStage`` sweeps one made late, in a race with its take)."""
+    await _add_stream(js, mqtt_stream)  # (again: made just before, but not yet known everywhere)
     replicas = await _replicas_of(js, MQTT_STREAM)
     names = await _consumers_named(js, MQTT_STREAM, "front")
     fronted = {_partition_of(n) for n in names}
@@ -322,9 +327,14 @@ async def _add_stream(js: JetStreamContext, config: StreamConfig) -> None:
                 raise
 
 
-async def _retry(step: Callable[[], Awaitable[Any]], what: str, timeout: float = 60.0) -> Any:
+async def _retry(
+    step: Callable[[], Awaitable[Any]],
+    what: str,
+    timeout: float = 60.0,
+    also: tuple[type[nats.js.errors.APIError], ...] = (),
+) -> Any:
     """A JetStream API call, asked again while the cluster elects its leaders (after a start or a
-    node's loss the API answers nothing until it has them)."""
+    node's loss the API answers nothing until it has them); and on the answers in ``also``."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -335,7 +345,8 @@ async def _retry(step: Callable[[], Awaitable[Any]], what: str, timeout: float =
             nats.js.errors.APIError,
         ) as e:
             answered = isinstance(e, nats.js.errors.APIError) and (e.code or 0) < 500
-            if time.monotonic() > deadline or (answered and not isinstance(e, ServiceUnavailableError)):
+            transient = isinstance(e, (ServiceUnavailableError, *also))
+            if time.monotonic() > deadline or (answered and not transient):
                 raise  # an answer (a 4xx: not found, a bad request), not a cluster without its leaders
             log.info("JetStream not ready for %s (%s); asking again", what, e)
             await asyncio.sleep(0.5)
