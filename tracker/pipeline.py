@@ -47,7 +47,7 @@ from tracker.monitor import ChildState, Verdict
 from tracker.registry_view import RegistryView
 from tracker.stages.commit import write_batch
 from tracker.stages.front import Front, front
-from tracker.stages.geofence import observe
+from tracker.stages.geofence import error_scales, observe
 from tracker.stages.monitor import judge_batch
 from tracker.stages.records import BatchOutcome, PreparedBatch, answers, records
 
@@ -150,8 +150,11 @@ class Pipeline:
         admitted = first.admitted
         children = admitted.child_ids.tolist()
         slots = view.route_slots(admitted.child_ids)
-        observations = observe(view.index, self.rules, admitted.fixes, admitted.child_ids, slots, states)
-        outcome.judged_wide = sum(o.acc_scale > 1.0 for o in observations)
+        scales = error_scales(admitted.child_ids, states, self.rules)
+        outcome.judged_wide = int(np.count_nonzero(scales > 1.0))
+        observations = observe(
+            view.index, self.rules, admitted.fixes, admitted.child_ids, slots, states, scales
+        )
         clock.lap("geofence")
         events, decided = judge_batch(
             view, self.rules, admitted.fixes, children, observations, states, outcome.verdicts

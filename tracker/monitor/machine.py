@@ -244,7 +244,7 @@ def _at_place(s: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
     telling = obs.acc >= rules.place_fit_acc_share * place.radius_m
     _place_fit(s, obs, beyond, telling, rules, weight)
     if telling:
-        _place_scatter(s, obs, place, 1.0 if at == "home" else 2.0, rules, weight)
+        _place_scatter(s, obs, 1.0 if at == "home" else 2.0, weight)
     if d <= rules.place_disc_m(obs.error_m):
         return True
     # certainly away, but for less than one fix's worth of time yet (a 1 s or 5 s tag): still held
@@ -310,29 +310,25 @@ PLACE_MEAN_RESET_S = 1800.0
 elsewhere)"""
 
 
-def _place_scatter(
-    s: ChildState, obs: Observation, place: Place, code: float, rules: Rules, weight: float
-) -> None:
+def _place_scatter(s: ChildState, obs: Observation, code: float, weight: float) -> None:
     """Learn, per tag, how its telling fixes at home or at school scatter round where the child stays
-    (``place_fit[4:10]``: the stay's running mean x, y in metres from the place, its fixes' worth, the
-    fading sum of each fix's squared distance from it in reported sigmas squared and its evidence, and
-    which place). A device that reports its error truly scatters 2 of those a fix on average (the
-    chi-square of two axes), one whose true error is 1.5x what it reports 4.5, wherever in the fence the
-    child sits: unlike the outs (``_place_fit``), where a true device by the fence lands beyond as
-    often as a 1.5x one in its middle. From the reported accuracy, so that what is learnt never feeds
-    back into how it is learnt (ChildState.error_scale reads it)."""
+    (``place_fit[4:11]``: the stay's running mean lon, lat, its fixes' worth, the fading sum of each
+    fix's squared distance from it in reported sigmas squared and its evidence, which place, and when
+    its last telling fix came). A device that reports its error truly scatters 2 of those a fix on
+    average (the chi-square of two axes), one whose true error is 1.5x what it reports 4.5, wherever
+    in the fence the child sits: unlike the outs (``_place_fit``), where a true device by the fence
+    lands beyond as often as a 1.5x one in its middle. From the reported accuracy, so that what is
+    learnt never feeds back into how it is learnt (ChildState.error_scale reads it)."""
     f = s.place_fit
     assert f is not None  # (_place_fit has just written it, a list of this fix's own)
-    lat = _radians(place.lat)
-    x = (obs.lon - place.lon) * (111_412.84 * _cos(lat))
-    y = (obs.lat - place.lat) * 111_132.92
+    x, y = obs.lon, obs.lat
     if len(f) != PLACE_FIT_LEN:
         f[4:] = [x, y, 0.0, 0.0, 0.0, code, obs.ts]
     if f[9] != code or obs.ts - f[10] > PLACE_MEAN_RESET_S:  # another place, or another stay
         f[4], f[5], f[6], f[9] = x, y, 0.0, code
     if f[6] >= PLACE_MEAN_WARM_FIXES - _ROUNDING:
         sigma = max(obs.acc, 1.0) / R68_PER_SIGMA  # the reported one
-        z = min(((x - f[4]) ** 2 + (y - f[5]) ** 2) / (sigma * sigma), PLACE_SCATTER_CAP)
+        z = min((metres(f[4], f[5], x, y) / sigma) ** 2, PLACE_SCATTER_CAP)
         f[7] += weight * z
         f[8] += weight
     n = min(f[6] + weight, PLACE_MEAN_FIXES)

@@ -55,6 +55,7 @@ def observe(
     children: Sequence[int] | npt.NDArray[np.int64],
     route_slots: npt.NDArray[np.integer],
     states: Mapping[int, ChildState],
+    scales: npt.NDArray[np.float64] | None = None,
 ) -> list[Observation]:
     """The observation of each fix: its route distance and corridor (nan: no route), the zones that
     certainly / possibly hold its disc, the zones the segment from its previous fix crossed, and the
@@ -62,13 +63,14 @@ def observe(
 
     ``children[i]`` is fix i's child and ``route_slots[i]`` its route's slot in ``index`` (-1: none);
     each child's fixes are in time order. ``states``: the children's states before the batch (for
-    each child's last decided fix)."""
+    each child's last decided fix). ``scales``: each fix's ``error_scales``, when the caller has them."""
     n = len(fixes)
     # the fixes' columns in one pass over them (four contiguous float arrays)
     cols = np.array([(f.lon, f.lat, f.acc, f.ts) for f in fixes], dtype=np.float64).reshape(n, 4).T.copy()
     lon, lat, acc, ts = cols[0], cols[1], cols[2], cols[3]
     prev_ts, prev_lon, prev_lat, prev_acc = previous_fixes(children, ts, lon, lat, acc, states)
-    scales = error_scales(children, states, rules)
+    if scales is None:
+        scales = error_scales(children, states, rules)
     disc = rules.zone_disc_m
     v = index.check(
         lon,
