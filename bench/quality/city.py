@@ -13,7 +13,10 @@ north, metres; blocks 8 km apart round central Seoul):
   that the east routes pass;
 * an **academy** 20-40 m north of the road, which is also where the shuttle riders live;
 * a registered afternoon **shuttle route** (``mode: "shuttle"``): from the school gate into the
-  road's lanes, along them for 400-600 m, across the road to the academy; driven at 8-15 m/s;
+  road's lanes, along them for 400-600 m, across the road to the academy; driven at 8-15 m/s. Its
+  riders walk to school in the morning (from the academy over the road's crosswalk there, along the
+  south sidewalk, within the route's corridor): its morning window says ``"mode": "walk"``, as a
+  school registers a child who walks to school and rides the academy's shuttle home;
 * a **subway route**: from a home 2-6 km north down a station, underground to a station 40 m from
   the road, across the crosswalk to the school; underground the tag has no fix (5-20 minute gaps)
   and the fixes of the last minute or two before it went down arrive when it comes up.
@@ -187,7 +190,7 @@ def build_block(number: int, seed: int = CITY_SEED) -> Block:
             SHUTTLE_ROUTE,
             [academy, (ax, yn), (ax, lane), (0.0, lane), gate, school],
             "shuttle",
-            (AFTERNOON,),
+            ({**MORNING, "mode": "walk"}, AFTERNOON),
             ((ax, h), (ax, -h)),
             academy,
             "shuttle",

@@ -79,7 +79,9 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(
         await page.get_by_role("button", name="Finish drawing").click()
         await page.get_by_label("Name").fill("South walk")
         await page.get_by_label("Corridor width (m)").fill("25")
-        await page.get_by_label("Commute windows").fill("0-6 00:00-24:00")
+        # walked in the mornings, ridden home on the academy's shuttle: the morning window says walk
+        await page.get_by_label("How it is travelled").select_option("shuttle")
+        await page.get_by_label("Commute windows").fill("0-6 00:00-12:00 On foot\n0-6 12:00-24:00")
         await page.get_by_label("Expected arrivals").fill("0-4 08:40 school")
         await page.get_by_role("button", name="Save", exact=True).click()
         await expect(page.locator("#route-msg")).to_have_text("Route saved.")
@@ -87,7 +89,11 @@ async def test_school_draws_a_route_and_the_geofence_uses_it(
         assert row is not None
         new_route = row["id"]
         assert row["school_id"] == world.school_id and float(row["corridor_m"]) == 25
-        assert row["windows"] == [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "24:00"}]
+        every_day = [0, 1, 2, 3, 4, 5, 6]
+        assert row["mode"] == "shuttle" and row["windows"] == [
+            {"days": every_day, "start": "00:00", "end": "12:00", "mode": "walk"},
+            {"days": every_day, "start": "12:00", "end": "24:00"},
+        ]
         assert [(a["time"], a["to"]) for a in row["arrivals"]] == [("08:40", "school")]
         assert row["geometry"]["type"] == "LineString" and len(row["geometry"]["coordinates"]) == 4
 

@@ -435,6 +435,29 @@ async def test_a_route_has_a_mode_and_says_where_it_meets_a_zone(api: Api) -> No
         f"/api/v1/routes/{route_id}", headers=staff, json={"properties": {"mode": "car"}}
     )
     assert r.status_code == 422
+    # walked to school in the morning, the academy's shuttle home: the morning window says walk
+    windows = [
+        {"days": [0, 1, 2, 3, 4], "start": "07:30", "end": "09:00", "mode": "walk"},
+        {"days": [0, 1, 2, 3, 4], "start": "13:00", "end": "16:30"},
+    ]
+    r = await api.http.patch(
+        f"/api/v1/routes/{route_id}",
+        headers=staff,
+        json={"properties": {"mode": "shuttle", "windows": windows}},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["properties"]["windows"] == windows
+    bad = [windows[0] | {"mode": "car"}]
+    r = await api.http.patch(
+        f"/api/v1/routes/{route_id}", headers=staff, json={"properties": {"windows": bad}}
+    )
+    assert r.status_code == 422 and "mode" in r.text, r.text
+    r = await api.http.post(
+        "/api/v1/zones",
+        headers=admin,
+        json=zone_body(square(300, 300, 20), hours=[{"start": "08:00", "end": "18:00", "mode": "walk"}]),
+    )
+    assert r.status_code == 422 and "mode" in r.text, r.text  # a zone's hours have no mode
 
 
 async def test_a_route_far_from_its_school_or_with_swapped_coordinates_is_refused(api: Api) -> None:

@@ -7,12 +7,15 @@ danger zone to its kerbs: y from 0 to 40, x from -600 to 600. Routes (watched al
   the kerb to x = 0, over the crosswalk to (0, 50), east along the north sidewalk to (400, 50),
   north to the school at (400, 80);
 * 2 "shuttle" (shuttle, corridor 25 m): along the road's middle, y = 20, x from -600 to 600;
-* 3 "bike" (bicycle, corridor 20 m): north over the road at x = 200, from (200, -100) to (200, 140).
+* 3 "bike" (bicycle, corridor 20 m): north over the road at x = 200, from (200, -100) to (200, 140);
+* 4 "walk, then shuttle" (shuttle, corridor 25 m): as route 2, but its window until 17:30 (the fixes'
+  first half hour from T0) says walk: a child who walks to school and rides the academy's shuttle
+  home.
 
 A building site, a 200 m square (x 0-200, y -300 to -100), stands south of the sidewalk.
 
-Children: 11 and 12 walk route 1, 21 rides route 2, 31 cycles route 3, 41 has no route (at the
-school). Their tags are "t11", "t12", ...
+Children: 11 and 12 walk route 1, 21 rides route 2, 31 cycles route 3, 22 goes route 4, 41 has no
+route (at the school). Their tags are "t11", "t12", ...
 
 Fixes go through :class:`tracker.offline.OfflineTracker`: admission, the one function that geofences
 a batch, the monitor's step and the clock's passes, as the service runs them.
@@ -34,6 +37,10 @@ from tracker.registry_view import RegistryView, view_from_world
 
 T0 = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 ALL_DAY = [{"days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "24:00"}]
+WALK_THEN_RIDE = [
+    {"days": [0, 1, 2, 3, 4, 5, 6], "start": "00:00", "end": "17:30", "mode": "walk"},
+    {"days": [0, 1, 2, 3, 4, 5, 6], "start": "17:30", "end": "24:00"},
+]
 ROAD, SITE = 5, 6
 
 
@@ -43,7 +50,13 @@ def _box(x0: float, y0: float, x1: float, y1: float) -> dict[str, Any]:
 
 
 def _route(
-    rid: int, name: str, mode: str | None, corridor: float, geometry: dict[str, Any], kids: list[int]
+    rid: int,
+    name: str,
+    mode: str | None,
+    corridor: float,
+    geometry: dict[str, Any],
+    kids: list[int],
+    windows: list[dict[str, Any]] = ALL_DAY,
 ) -> dict[str, Any]:
     props: dict[str, Any] = {
         "kind": "route",
@@ -51,7 +64,7 @@ def _route(
         "name": name,
         "school_id": 1,
         "corridor_m": corridor,
-        "windows": ALL_DAY,
+        "windows": windows,
         "children": [{"id": k, "tag": f"t{k}"} for k in kids],
     }
     if mode is not None:
@@ -94,6 +107,15 @@ def world(*, modes: bool = True) -> dict[str, Any]:
             ),
             _route(2, "shuttle", "shuttle" if modes else None, 25, line((-600, 20), (600, 20)), [21]),
             _route(3, "bike", "bicycle" if modes else None, 20, line((200, -100), (200, 140)), [31]),
+            _route(
+                4,
+                "walk, then shuttle",
+                "shuttle" if modes else None,
+                25,
+                line((-600, 20), (600, 20)),
+                [22],
+                WALK_THEN_RIDE if modes else ALL_DAY,
+            ),
         ],
     }
 

@@ -134,6 +134,22 @@ SCENARIOS = [
         [(12, "left_route", None)],
     ),
     (
+        "a shuttle route whose window until 17:30 says walk: the same ride in that window is too fast"
+        " for a walk: one 'left route'",
+        path(22, [(0, -550, 20), (90, 530, 20)], 15, 8),
+        [(22, "left_route", None)],
+    ),
+    (
+        "... the same ride in its next window, which names no mode: the route's shuttle, nothing",
+        path(22, [(1800, -550, 20), (1890, 530, 20)], 15, 8),
+        NOTHING,
+    ),
+    (
+        "... a walk along it in the walk window: nothing",
+        path(22, [(0, -550, 20), (300, -190, 20)], 15, 8),
+        NOTHING,
+    ),
+    (
         "a bicycle route over the road at 5 m/s (before: a pass-through)",
         path(31, [(0, 200, -100), (48, 200, 140)], 15, 5),
         NOTHING,

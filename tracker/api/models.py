@@ -19,6 +19,7 @@ from tracker.importers.models import (
     MAX_CORRIDOR_M,
     MIN_CORRIDOR_M,
     Arrival,
+    CommuteWindow,
     Id,
     Name,
     RouteMode,
@@ -102,7 +103,7 @@ class Error(BaseModel):
 class SchoolProps(Strict):
     name: Name
     timezone: TimeZone | None = Field(None, description="IANA time zone; default TRACKER_DEFAULT_TIMEZONE")
-    windows: Annotated[list[Window], Field(max_length=20)] = Field(
+    windows: Annotated[list[CommuteWindow], Field(max_length=20)] = Field(
         default_factory=list, description="commute windows of routes that have none of their own"
     )
     closed_days: Annotated[list[date], Field(max_length=400)] = Field(
@@ -118,7 +119,7 @@ class SchoolIn(_FeatureIn):
 class SchoolPatchProps(Strict):
     name: Name | None = None
     timezone: TimeZone | None = None
-    windows: Annotated[list[Window], Field(max_length=20)] | None = None
+    windows: Annotated[list[CommuteWindow], Field(max_length=20)] | None = None
     closed_days: Annotated[list[date], Field(max_length=400)] | None = None
 
 
@@ -130,7 +131,7 @@ class SchoolPatch(_FeaturePatch):
 class SchoolOutProps(BaseModel):
     name: str
     timezone: str
-    windows: list[Window]
+    windows: list[CommuteWindow]
     closed_days: list[date]
     created_at: datetime
 
@@ -152,7 +153,7 @@ class RoutePatchProps(Strict):
     name: Name | None = None
     school_id: Id | None = None
     corridor_m: float | None = Field(None, ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M)
-    windows: Annotated[list[Window], Field(max_length=20)] | None = None
+    windows: Annotated[list[CommuteWindow], Field(max_length=20)] | None = None
     arrivals: Annotated[list[Arrival], Field(max_length=20)] | None = None
     mode: RouteMode | None = None
 
@@ -181,7 +182,7 @@ class RouteOutProps(BaseModel):
         " zone: a crosswalk) or beside it (a sidewalk by a road zone); there the zone minus the corridor"
         " is what counts for the route's children in its windows",
     )
-    windows: list[Window] = Field(description="the route's own windows (empty: its school's apply)")
+    windows: list[CommuteWindow] = Field(description="the route's own windows (empty: its school's apply)")
     arrivals: list[Arrival]
     children: list[int] = Field(description="children who walk it (those the caller may see)")
     created_at: datetime

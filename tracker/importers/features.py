@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from tracker.importers.geojson import RouteGeometry, ZoneGeometry
 from tracker.importers.gpx import GpxError, read_gpx
-from tracker.importers.models import MAX_ID, RouteProps, Window, ZoneProps
+from tracker.importers.models import MAX_ID, CommuteWindow, RouteProps, ZoneProps
 
 __all__ = [
     "Draft",
@@ -284,7 +284,7 @@ class WorldSchool(BaseModel):
     lon: float = Field(ge=-180.0, le=180.0)
     lat: float = Field(ge=-90.0, le=90.0)
     timezone: str | None = None  # None: the tracker's default time zone
-    windows: list[Window] = Field(default_factory=list)
+    windows: list[CommuteWindow] = Field(default_factory=list)
     closed_days: list[date] = Field(default_factory=list)
     fence_m: float | None = Field(None, gt=0)  # None: the schools table's default
     children: list[WorldChild] = Field(default_factory=list)  # its children without a route

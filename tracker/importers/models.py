@@ -15,6 +15,7 @@ __all__ = [
     "MAX_ID",
     "MIN_CORRIDOR_M",
     "Arrival",
+    "CommuteWindow",
     "Id",
     "Name",
     "RouteProps",
@@ -83,6 +84,21 @@ class Window(_Strict):
         return self
 
 
+RouteMode = Literal["walk", "bicycle", "shuttle", "bus"]
+
+
+class CommuteWindow(Window):
+    """A route's (or its school's) commute window, which may say how the route is travelled in it."""
+
+    mode: RouteMode | None = Field(
+        None,
+        exclude_if=lambda mode: mode is None,  # (a window without one reads as before)
+        description="how the route is travelled in this window (its speeds), where that is not the"
+        " route's own mode: a child who walks to school in the morning and rides the academy's shuttle"
+        " home has a shuttle route whose morning window says walk; null: the route's mode",
+    )
+
+
 class Arrival(_Strict):
     """By ``time`` (local, on ``days``) the child should have reached ``to``: the route's end (the
     school) or its start (home); otherwise the guardians are told the child has not arrived."""
@@ -94,16 +110,13 @@ class Arrival(_Strict):
     to: Literal["school", "home"] = "school"
 
 
-RouteMode = Literal["walk", "bicycle", "shuttle", "bus"]
-
-
 class RouteProps(_Strict):
     name: Name
     school_id: Id | None = Field(None, description="the school the route leads to (school staff: their own)")
     corridor_m: float = Field(
         ge=MIN_CORRIDOR_M, le=MAX_CORRIDOR_M, description="half-width of the route's corridor, metres"
     )
-    windows: Annotated[list[Window], Field(max_length=20)] = Field(
+    windows: Annotated[list[CommuteWindow], Field(max_length=20)] = Field(
         default_factory=list,
         description="commute windows in the school's time zone; empty: the school's windows",
     )

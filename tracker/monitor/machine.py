@@ -184,14 +184,15 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
     if new.signal_lost:
         new.signal_lost = False
         events.append(Event(EventKind.SIGNAL_BACK, obs.ts))
-    _pace(new, obs, ctx.mode, rules)
+    mode = _mode(ctx, obs.ts)
+    _pace(new, obs, mode, rules)
     walking = False  # the child walks its route and this fix may be on it
     on_its_route = False  # a commute window, and the child has a route: judged by its corridor
     has_route = obs.has_route
     settled = _at_place(new, obs, ctx, rules, weight)  # at home or school, and this fix may be there
     if has_route:
         watched = ctx.schedule is None or ctx.schedule.watched(obs.ts)
-        _route(new, obs, watched, weight, rules.mode_max_mps(ctx.mode), rules, events, hold=settled)
+        _route(new, obs, watched, weight, rules.mode_max_mps(mode), rules, events, hold=settled)
         walking = watched and obs.may_be_on_route
         on_its_route = watched
     if _near_zones(new, obs):  # (most fixes have no zone near them: the rules would change nothing)
@@ -213,6 +214,15 @@ def _decide(new: ChildState, obs: Observation, ctx: ChildContext, rules: Rules, 
         _place(new, "home", ctx.home, obs, rules, weight, events)
     if obs.batt is not None and obs.batt < rules.low_battery_pct and ctx.schedule is not None:
         _battery(new, obs, ctx.schedule.local_day(obs.ts), rules, events)
+
+
+def _mode(ctx: ChildContext, ts: float) -> str:
+    """How the child goes along its route at ``ts``: the mode its commute window names (a route walked
+    in the morning and ridden home on the academy's shuttle), else the route's own."""
+    schedule = ctx.schedule
+    if schedule is None or not schedule.modes_named:
+        return ctx.mode
+    return schedule.mode_at(ts) or ctx.mode
 
 
 STAMPED_AT_RECEIPT = "stamped at receipt"

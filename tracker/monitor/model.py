@@ -138,9 +138,6 @@ class ChildContext:
     mode: str = "walk"  # how the child goes along its route: walk, bicycle, shuttle or bus
 
 
-ROUTE_MODES = ("walk", "bicycle", "shuttle", "bus")
-
-
 def _threshold(default: _T, doc: str) -> _T:
     """A field of `Rules` with its description: tracker.config makes each one a setting
     (``TRACKER_<NAME>``, the description its doc line), so a threshold is named once, here."""

@@ -18,6 +18,9 @@ import holidays
 
 WEEKDAYS = frozenset(range(5))  # Monday = 0
 Destination = Literal["school", "home"]
+ROUTE_MODES = ("walk", "bicycle", "shuttle", "bus")
+"""How a route is travelled (its speeds: tracker.monitor.Rules.mode_max_mps); a commute window may
+name its own (a child who walks to school in the morning and rides the academy's shuttle home)"""
 
 
 @cache
@@ -35,23 +38,29 @@ def _days(raw: dict[str, Any]) -> frozenset[int]:
 
 @dataclass(frozen=True)
 class Window:
-    """[start, end) in local time on the given weekdays; "24:00" ends at midnight."""
+    """[start, end) in local time on the given weekdays; "24:00" ends at midnight. A route's window
+    may name how the route is travelled in it (``mode``, one of ROUTE_MODES; None: the route's own)."""
 
     start: time
     end: time
     days: frozenset[int] = WEEKDAYS
+    mode: str | None = None
 
     def holds(self, local: datetime) -> bool:
         return local.weekday() in self.days and self.start <= local.time() < self.end
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Window:
-        """From the registry's JSON: {"days": [0..6], "start": "07:30", "end": "09:00"}."""
+        """From the registry's JSON: {"days": [0..6], "start": "07:30", "end": "09:00"}, and a
+        route's window may add "mode": "walk" (or "bicycle", "shuttle", "bus")."""
         start = time.fromisoformat(raw["start"])
         end = time.max if raw["end"] in ("24:00", "24:00:00") else time.fromisoformat(raw["end"])
         if not start < end:
             raise ValueError(f"window must start before it ends: {raw['start']}-{raw['end']}")
-        return cls(start, end, _days(raw))
+        mode = raw.get("mode")
+        if mode is not None and mode not in ROUTE_MODES:
+            raise ValueError(f"a window's mode is one of {', '.join(ROUTE_MODES)}, not {mode!r}")
+        return cls(start, end, _days(raw), mode)
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,7 @@ class _Day:
     end: float  # the next day's
     iso: str
     watched: tuple[tuple[float, float], ...]  # [start, end) of the windows watching it
+    modes: tuple[str | None, ...] = ()  # the mode each of those windows names (None: the route's)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,11 @@ class RouteSchedule:
     _last_day: list[_Day | None] = field(default_factory=lambda: [None], compare=False, repr=False)
     # the local day of the last fix asked about (the monitor asks `watched` and `local_day` for every
     # fix; a batch's fixes fall on one or two days): its bounds and watched intervals as timestamps
+    modes_named: bool = field(init=False, compare=False, repr=False)
+    """some window names its own mode (else ``mode_at`` is None without a look)"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modes_named", any(w.mode is not None for w in self.windows))
 
     def local(self, ts: float) -> datetime:
         return datetime.fromtimestamp(ts, self.timezone)
@@ -128,18 +143,20 @@ class RouteSchedule:
             return None
         if self.always:
             watched: tuple[tuple[float, float], ...] = ((start.timestamp(), end.timestamp()),)
+            modes: tuple[str | None, ...] = (None,)
         elif not self.school_day(local_date):
-            watched = ()
+            watched, modes = (), ()
         else:
+            todays = [w for w in self.windows if local_date.weekday() in w.days]
             watched = tuple(
                 (
                     datetime.combine(local_date, w.start, self.timezone).timestamp(),
                     datetime.combine(local_date, w.end, self.timezone).timestamp(),
                 )
-                for w in self.windows
-                if local_date.weekday() in w.days
+                for w in todays
             )
-        day = _Day(start.timestamp(), end.timestamp(), local_date.isoformat(), watched)
+            modes = tuple(w.mode for w in todays)
+        day = _Day(start.timestamp(), end.timestamp(), local_date.isoformat(), watched, modes)
         self._last_day[0] = day
         return day
 
@@ -160,6 +177,20 @@ class RouteSchedule:
             if start <= ts < end:
                 return True
         return False
+
+    def mode_at(self, ts: float) -> str | None:
+        """The mode the window watching ``ts`` names (None: none does, or no window watches it: the
+        route's own mode applies)."""
+        if not self.modes_named:
+            return None
+        day = self._day(ts)
+        if day is None:
+            window = self.window_at(ts)
+            return window.mode if window is not None else None
+        for (start, end), mode in zip(day.watched, day.modes, strict=True):
+            if start <= ts < end:
+                return mode
+        return None
 
     def local_day(self, ts: float) -> str:
         day = self._day(ts)

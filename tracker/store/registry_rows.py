@@ -41,7 +41,7 @@ class RouteRow:
     (tracker.registry_view.build_view)."""
     corridor_m: float
     windows: list[dict[str, Any]]
-    mode: str = "walk"  # walk, bicycle, shuttle or bus (tracker.monitor.ROUTE_MODES)
+    mode: str = "walk"  # walk, bicycle, shuttle or bus (tracker.monitor.schedule.ROUTE_MODES)
 
     @property
     def geojson(self) -> dict[str, Any]:

@@ -38,7 +38,7 @@ const WORDS = {
     "mode.shuttle": "Academy shuttle", "mode.bus": "Bus", "route.meets": "Where the route meets danger zones",
     "meets.across": "Across {zone}: {m} m", "meets.beside": "Beside {zone}: {m} m",
     "route.windows": "Commute windows", "route.arrivals": "Expected arrivals",
-    "route.windows.help": "One per line: days start-end, e.g. 0-4 07:30-09:00 (0 = Monday)",
+    "route.windows.help": "One per line: days start-end, e.g. 0-4 07:30-09:00 (0 = Monday); a window in which the route is travelled otherwise ends with how: 0-4 07:30-09:00 walk",
     "route.arrivals.help": "One per line: days time place (school or home), e.g. 0-4 08:40 school",
     "route.saved": "Route saved.", "route.deleted": "Route deleted.", "route.drawhint":
       "Click on the map to add points; click the last point again to finish.",
@@ -140,7 +140,7 @@ const WORDS = {
     "mode.shuttle": "학원 차량", "mode.bus": "버스", "route.meets": "통학로가 위험 구역과 만나는 곳",
     "meets.across": "{zone} 횡단: {m} m", "meets.beside": "{zone} 옆: {m} m",
     "route.windows": "등하교 시간", "route.arrivals": "도착 예정 시각",
-    "route.windows.help": "한 줄에 하나: 요일 시작-끝, 예: 0-4 07:30-09:00 (0 = 월요일)",
+    "route.windows.help": "한 줄에 하나: 요일 시작-끝, 예: 0-4 07:30-09:00 (0 = 월요일); 이동 수단이 다른 시간은 끝에 수단을 적습니다: 0-4 07:30-09:00 도보",
     "route.arrivals.help": "한 줄에 하나: 요일 시각 장소 (학교 또는 집), 예: 0-4 08:40 학교",
     "route.saved": "통학로를 저장했습니다.", "route.deleted": "통학로를 삭제했습니다.",
     "route.drawhint": "지도를 눌러 점을 추가하고, 마지막 점을 한 번 더 눌러 마치세요.",
@@ -408,14 +408,28 @@ function daysText(days) {
   const contiguous = d.length > 1 && d.every((x, i) => i === 0 || x === d[i - 1] + 1);
   return contiguous ? `${d[0]}-${d[d.length - 1]}` : d.join(",");
 }
+// A window may end with how the route is travelled in it ("0-4 07:30-09:00 walk", "... 도보"): a
+// shuttle route walked to school in the morning.
+const MODES = ["walk", "bicycle", "shuttle", "bus"];
+function modeCode(words) {
+  const w = words.toLowerCase();
+  for (const code of MODES) {
+    if (w === code || w === WORDS.en[`mode.${code}`].toLowerCase() || w === WORDS.ko[`mode.${code}`]) return code;
+  }
+  return words; // (the API says what it takes)
+}
 function parseWindows(text) {
   return text.split("\n").map((l) => l.trim()).filter(Boolean).map((line) => {
-    const [days, span] = line.split(/\s+/);
+    const [days, span, ...how] = line.split(/\s+/);
     const [start, end] = (span || "").split("-");
-    return { days: parseDays(days), start, end };
+    const w = { days: parseDays(days), start, end };
+    return how.length ? { ...w, mode: modeCode(how.join(" ")) } : w;
   });
 }
-function windowsText(windows) { return (windows || []).map((w) => `${daysText(w.days)} ${w.start}-${w.end}`).join("\n"); }
+function windowsText(windows) {
+  const how = (w) => (w.mode ? ` ${tOr(`mode.${w.mode}`, w.mode)}` : "");
+  return (windows || []).map((w) => `${daysText(w.days)} ${w.start}-${w.end}${how(w)}`).join("\n");
+}
 // a place typed in either language ("school", "학교") is the API's "school"
 function placeCode(word) {
   const w = (word || "school").toLowerCase();
