@@ -234,6 +234,18 @@ SCENARIOS = [
         NOTHING,
     ),
     (
+        "in a commute window, off its route, walking the north sidewalk 5 m from the road zone at 1.2"
+        " m/s with every fix 3 m in the road: going along it, not lingering (before: 'entered danger"
+        " zone' at the third segment into it)",
+        path(12, [(0, -400, 37), (250, -100, 37)], 15, 8),
+        [(12, "left_route", None)],
+    ),
+    (
+        "... the child who stands there with the same fixes: alerted",
+        path(12, [(0, -300, 37), (250, -300, 37)], 15, 8),
+        [(12, "danger_zone", ROAD), (12, "left_route", None)],
+    ),
+    (
         "a child 25 m deep in the building site for two minutes at 20 m accuracy (never certainly"
         " inside: lingering), outside any window: alerted",
         path(41, [(0, 100, -80), (15, 100, -125), (135, 100, -125), (150, 100, -80)], 15, 20),

@@ -662,14 +662,20 @@ def _zones(
                 lingering[z] = (n, since, *first)  # (at 0 the run starts over)
     else:
         for z in possible - s.zones_in - entered:
-            n, since = s.zone_lingers.get(z, (0.0, obs.ts))[:2]
+            run = s.zone_lingers.get(z)
+            n, since = (run[0], run[1]) if run is not None else (0.0, obs.ts)
+            first = run[2:] if run is not None else ()  # (lon, lat, error_m) of the run's first segment's end
             if z in lingers:
+                if first and _gone_from(first, obs) > rules.zone_linger_travel_m:
+                    n, since, first = 0.0, obs.ts, ()  # going along it, not lingering: over from here
                 n += w if n else 1.0
                 if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
                     entered.add(z)
                     continue
+                if not first:
+                    first = (obs.lon, obs.lat, obs.error_m)
             if n:
-                lingering[z] = (n, since)
+                lingering[z] = (n, since, *first)
     s.zone_lingers = lingering
     s.zone_counts = counts
     if entered:

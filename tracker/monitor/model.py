@@ -231,7 +231,13 @@ class Rules:
     )
     zone_linger_min_s: float = _threshold(20.0, "... spanning this many seconds ...")
     zone_linger_max_acc_m: float = _threshold(
-        50.0, "... each between fixes at least this accurate, before the alert"
+        50.0, "... each between fixes at least this accurate, before the alert ..."
+    )
+    zone_linger_travel_m: float = _threshold(
+        20.0,
+        "... while the child stays: a fix this far at least from the run's first one (the distance"
+        " less both fixes' accuracy) is a child going along the zone's edge (off its route, on the"
+        " sidewalk beside a road zone), not lingering in it: the run starts over from it",
     )
     zone_linger_idle_max_acc_m: float = _threshold(
         20.0,
