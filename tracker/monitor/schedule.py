@@ -99,7 +99,7 @@ class _Day:
     end: float  # the next day's
     iso: str
     watched: tuple[tuple[float, float], ...]  # [start, end) of the windows watching it
-    modes: tuple[str | None, ...] = ()  # the mode each of those windows names (None: the route's)
+    modes: tuple[tuple[float, float, str], ...] = ()  # [start, end) of those naming a mode, and it
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class RouteSchedule:
             return None
         if self.always:
             watched: tuple[tuple[float, float], ...] = ((start.timestamp(), end.timestamp()),)
-            modes: tuple[str | None, ...] = (None,)
+            modes: tuple[tuple[float, float, str], ...] = ()
         elif not self.school_day(local_date):
             watched, modes = (), ()
         else:
@@ -155,7 +155,9 @@ class RouteSchedule:
                 )
                 for w in todays
             )
-            modes = tuple(w.mode for w in todays)
+            modes = tuple(
+                (a, c, w.mode) for (a, c), w in zip(watched, todays, strict=True) if w.mode is not None
+            )
         day = _Day(start.timestamp(), end.timestamp(), local_date.isoformat(), watched, modes)
         self._last_day[0] = day
         return day
@@ -187,7 +189,7 @@ class RouteSchedule:
         if day is None:
             window = self.window_at(ts)
             return window.mode if window is not None else None
-        for (start, end), mode in zip(day.watched, day.modes, strict=True):
+        for start, end, mode in day.modes:
             if start <= ts < end:
                 return mode
         return None
