@@ -595,7 +595,6 @@ def _zones(
     idle = not j.on_its_route or j.settled
     linger_max_acc = rules.zone_linger_idle_max_acc_m if idle else rules.zone_linger_max_acc_m
     linger_acc = worse_acc <= linger_max_acc
-    lingers = crossed if evidence and short and linger_acc and not j.walking else set()
     entered: set[int] = set()
     # 1-2. certainly inside once, then still in it or by it (not a jump come back) for long enough:
     #      the first fix counts whole, each later one the part of the error's correlation time it
@@ -638,44 +637,34 @@ def _zones(
     #    no evidence; a child in its middle has fixes deep in it, most of the time)
     #    A run stays where it began: a fix that has certainly gone `zone_linger_idle_travel_m` from the
     #    run's first one is a child going along the zone's edge (its sidewalk), and starts it over.
+    #    In a commute window too (`zone_linger_travel_m`: a child off its route on the sidewalk beside a
+    #    road zone, three segments into it in 30 s, has gone 20-30 m along it).
     lingering: dict[int, tuple[float, ...]] = {}
-    if idle:
-        reads = evidence and short and linger_acc and not j.walking  # a fix this rule may read
-        for z in possible - s.zones_in - entered:
-            run = s.zone_lingers.get(z)
-            n, since = (run[0], run[1]) if run is not None else (0.0, obs.ts)
-            first = run[2:] if run is not None else ()  # (lon, lat, error_m) of the run's first fix
-            if reads:
-                if first and _gone_from(first, obs) > rules.zone_linger_idle_travel_m:
-                    n, since, first = 0.0, obs.ts, ()  # going along it, not lingering: over from here
+    reads = evidence and short and linger_acc and not j.walking  # a fix this rule may read
+    travel_m = rules.zone_linger_idle_travel_m if idle else rules.zone_linger_travel_m
+    for z in possible - s.zones_in - entered:
+        reading = reads and (idle or z in crossed)  # (in a window: a segment into it)
+        n, since, first = _lingering_run(s.zone_lingers.get(z), obs, travel_m if reading else math.inf)
+        if reading:
+            if idle:
                 x = obs.zone_depth_sigmas(z) - rules.zone_linger_idle_sigma
                 n = max(0.0, n + min(x, rules.zone_linger_idle_step_cap) * w)
-                if (
+                done = (
                     n >= rules.zone_linger_idle_score - _ROUNDING
                     and obs.ts - since >= rules.zone_linger_idle_min_s
-                ):
-                    entered.add(z)
-                    continue
-                if not first:
-                    first = (obs.lon, obs.lat, obs.error_m)
-            if n:
-                lingering[z] = (n, since, *first)  # (at 0 the run starts over)
-    else:
-        for z in possible - s.zones_in - entered:
-            run = s.zone_lingers.get(z)
-            n, since = (run[0], run[1]) if run is not None else (0.0, obs.ts)
-            first = run[2:] if run is not None else ()  # (lon, lat, error_m) of the run's first segment's end
-            if z in lingers:
-                if first and _gone_from(first, obs) > rules.zone_linger_travel_m:
-                    n, since, first = 0.0, obs.ts, ()  # going along it, not lingering: over from here
+                )
+            else:
                 n += w if n else 1.0
-                if n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s:
-                    entered.add(z)
-                    continue
-                if not first:
-                    first = (obs.lon, obs.lat, obs.error_m)
-            if n:
-                lingering[z] = (n, since, *first)
+                done = (
+                    n >= rules.zone_linger_crossings - _ROUNDING and obs.ts - since >= rules.zone_linger_min_s
+                )
+            if done:
+                entered.add(z)
+                continue
+            if not first:
+                first = (obs.lon, obs.lat, obs.error_m)
+        if n:
+            lingering[z] = (n, since, *first)  # (at 0 the run starts over)
     s.zone_lingers = lingering
     s.zone_counts = counts
     if entered:
@@ -697,6 +686,20 @@ def _zones(
             del exits[zone]
             events.append(Event(EventKind.LEFT_ZONE, obs.ts, zone))
     s.zone_exit_counts = exits
+
+
+def _lingering_run(
+    run: tuple[float, ...] | None, obs: Observation, travel_m: float
+) -> tuple[float, float, tuple[float, ...]]:
+    """A lingering run as this fix finds it: its evidence, since when, and the (lon, lat, error_m) of
+    its first fix; over from this fix when it has certainly gone ``travel_m`` from that one (a child
+    going along the zone's edge, not lingering in it)."""
+    if run is None:
+        return 0.0, obs.ts, ()
+    first = run[2:]
+    if first and _gone_from(first, obs) > travel_m:
+        return 0.0, obs.ts, ()
+    return run[0], run[1], first
 
 
 def _gone_from(first: tuple[float, ...], obs: Observation) -> float:
